@@ -1,0 +1,1 @@
+//! demoweb-operator library.

@@ -1,0 +1,1 @@
+//! Kubernetes API emulator and test support for demoweb-operator.
