@@ -1,1 +1,4 @@
-//! Kubernetes API emulator and test support for demoweb-operator.
+//! Test support for demoweb-operator: the Kubernetes API emulator, the integration-test harness,
+//! the benchmark and the playground.
+
+pub mod emulator;
