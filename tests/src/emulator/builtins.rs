@@ -420,11 +420,13 @@ pub fn validate(group: &str, kind: &str, obj: &Value) -> Vec<FieldError> {
             if !sel.is_object() || sel.as_object().is_some_and(Map::is_empty) {
                 errs.push(FieldError::required("spec.selector", ""));
             } else if !selector_matches(sel, labels) {
-                errs.push(FieldError::invalid(
-                    "spec.template.metadata.labels",
-                    Value::String(go_map(labels)),
-                    "`selector` does not match template `labels`",
-                ));
+                errs.push(FieldError {
+                    field: "spec.template.metadata.labels".into(),
+                    kind: super::errors::FieldErrorKind::InvalidRaw(
+                        go_map(labels),
+                        "`selector` does not match template `labels`".into(),
+                    ),
+                });
             }
             if obj["spec"]["replicas"].as_i64().is_some_and(|r| r < 0) {
                 errs.push(FieldError::invalid(

@@ -365,7 +365,7 @@ fn deployment_status(st: &mut Store, ready: bool) -> bool {
             api_version: &av,
             time: &now,
         };
-        let o = engines::track_update(&d, o, &m, ops::merge_schema(&info).as_ref());
+        let o = engines::track_update(Some(&d), o, &m, &ops::merge_schema(&info));
         if ops::update(
             st,
             &info,

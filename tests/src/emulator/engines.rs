@@ -26,20 +26,20 @@ pub fn json_patch(target: &Value, patch: &Value) -> Result<Value, ApiError> {
 pub fn strategic_merge_patch(
     _target: &Value,
     _patch: &Value,
-    _schema: Option<&Value>,
+    _schema: &Value,
 ) -> Result<Value, ApiError> {
     Err(ApiError::internal(
         "strategic merge patch is not implemented yet",
     ))
 }
 
-/// Server-side apply of `config` onto `live` (an empty object on create); returns the object with managedFields.
+/// Server-side apply of `config` onto `live` (None on create); returns the object with managedFields.
 pub fn server_side_apply(
-    _live: &Value,
+    _live: Option<&Value>,
     _config: &Value,
     _manager: &Manager<'_>,
     _force: bool,
-    _schema: Option<&Value>,
+    _schema: &Value,
 ) -> Result<Value, ApiError> {
     Err(ApiError::internal(
         "server-side apply is not implemented yet",
@@ -48,10 +48,10 @@ pub fn server_side_apply(
 
 /// managedFields for a non-apply write.
 pub fn track_update(
-    _live: &Value,
+    _live: Option<&Value>,
     new: Value,
     _manager: &Manager<'_>,
-    _schema: Option<&Value>,
+    _schema: &Value,
 ) -> Value {
     new
 }
@@ -59,6 +59,11 @@ pub fn track_update(
 /// Merge information for a built-in kind, as the patch engines need it.
 pub fn builtin_schema(_group: &str, _version: &str, _kind: &str) -> Option<Value> {
     None
+}
+
+/// Merge information for a CRD version from its openAPIV3Schema.
+pub fn crd_merge_schema(raw: &Value) -> Value {
+    raw.clone()
 }
 
 /// A CRD version's schema, compiled once per request.

@@ -187,6 +187,8 @@ pub struct FieldError {
 pub enum FieldErrorKind {
     Required(String),
     Invalid(Value, String),
+    /// An invalid value printed as Go prints it (e.g. a `map[string]string{...}`), unquoted.
+    InvalidRaw(String, String),
     Unsupported(Value, Vec<String>),
     Forbidden(String),
 }
@@ -213,7 +215,7 @@ impl FieldError {
     pub fn reason(&self) -> &'static str {
         match self.kind {
             FieldErrorKind::Required(_) => "FieldValueRequired",
-            FieldErrorKind::Invalid(..) => "FieldValueInvalid",
+            FieldErrorKind::Invalid(..) | FieldErrorKind::InvalidRaw(..) => "FieldValueInvalid",
             FieldErrorKind::Unsupported(..) => "FieldValueNotSupported",
             FieldErrorKind::Forbidden(_) => "FieldValueForbidden",
         }
@@ -224,6 +226,7 @@ impl FieldError {
             FieldErrorKind::Required(d) if d.is_empty() => "Required value".into(),
             FieldErrorKind::Required(d) => format!("Required value: {d}"),
             FieldErrorKind::Invalid(v, d) => format!("Invalid value: {}: {d}", go_value(v)),
+            FieldErrorKind::InvalidRaw(v, d) => format!("Invalid value: {v}: {d}"),
             FieldErrorKind::Unsupported(v, allowed) => format!(
                 "Unsupported value: {}: supported values: {}",
                 go_value(v),

@@ -76,10 +76,12 @@ pub fn crd_schema(info: &ResourceInfo) -> Result<Option<CrdSchema>, ApiError> {
 }
 
 /// Merge information for the patch/apply engines: the CRD version's schema or the built-in one.
-pub fn merge_schema(info: &ResourceInfo) -> Option<Value> {
+pub fn merge_schema(info: &ResourceInfo) -> Value {
     match &info.crd {
-        Some(c) => c.schema.clone(),
-        None => engines::builtin_schema(&info.group, &info.version, &info.kind),
+        Some(c) => engines::crd_merge_schema(c.schema.as_ref().unwrap_or(&json!({}))),
+        None => engines::builtin_schema(&info.group, &info.version, &info.kind).unwrap_or_else(
+            || json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}),
+        ),
     }
 }
 
@@ -430,7 +432,7 @@ pub fn create(
     if !applied {
         let av = info.api_version();
         let m = manager(opts, Operation::Update, &av, &t);
-        obj = engines::track_update(&json!({}), obj, &m, merge_schema(info).as_ref());
+        obj = engines::track_update(None, obj, &m, &merge_schema(info));
     }
     if opts.dry_run {
         return Ok((obj, warnings));
@@ -557,7 +559,7 @@ pub fn update(
     if !applied {
         let av = info.api_version();
         let m = manager(opts, Operation::Update, &av, &t);
-        obj = engines::track_update(&old, obj, &m, merge_schema(info).as_ref());
+        obj = engines::track_update(Some(&old), obj, &m, &merge_schema(info));
     }
     if obj == old {
         // A no-op write stores nothing and keeps the resourceVersion, like kube-apiserver.

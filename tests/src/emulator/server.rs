@@ -698,7 +698,7 @@ fn patch(
         "application/merge-patch+json" => engines::merge_patch(&live, &patch)?,
         "application/json-patch+json" => engines::json_patch(&live, &patch)?,
         "application/strategic-merge-patch+json" if info.crd.is_none() => {
-            engines::strategic_merge_patch(&live, &patch, ops::merge_schema(info).as_ref())?
+            engines::strategic_merge_patch(&live, &patch, &ops::merge_schema(info))?
         }
         _ => {
             return Err(ApiError::unsupported_media(format!(
@@ -755,13 +755,12 @@ fn apply(
             name,
         )),
         None => {
-            let empty = json!({"apiVersion": av, "kind": info.kind, "metadata": {"name": name}});
-            let obj = engines::server_side_apply(&empty, &config, &mgr, force, schema.as_ref())?;
+            let obj = engines::server_side_apply(None, &config, &mgr, force, &schema)?;
             ops::create(st, info, &t.ns, obj, opts, true).map(|w| (201, w))
         }
         Some(live) => {
             let live = present(info, &live);
-            let mut obj = engines::server_side_apply(&live, &config, &mgr, force, schema.as_ref())?;
+            let mut obj = engines::server_side_apply(Some(&live), &config, &mgr, force, &schema)?;
             if config["metadata"]["resourceVersion"].is_null() {
                 obj["metadata"]["resourceVersion"] = live["metadata"]["resourceVersion"].clone();
             }
