@@ -255,7 +255,9 @@ fn default_service(obj: &mut Value) {
 }
 
 fn default_secret(obj: &mut Value) {
-    default(obj, "type", json!("Opaque"));
+    if obj["type"].as_str().is_none_or(str::is_empty) {
+        obj["type"] = json!("Opaque");
+    }
     if let Some(Value::Object(string_data)) =
         obj.as_object_mut().and_then(|o| o.remove("stringData"))
     {

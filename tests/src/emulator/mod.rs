@@ -14,6 +14,7 @@ mod engines;
 pub mod errors;
 pub mod faults;
 mod ops;
+mod protobuf;
 mod resources;
 mod selector;
 mod server;

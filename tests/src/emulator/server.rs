@@ -539,7 +539,14 @@ fn decode_continue(token: &str) -> Option<(u64, usize)> {
 }
 
 fn parse_body(body: &Bytes, content_type: &str) -> Result<Value, ApiError> {
-    if content_type.contains("protobuf") || content_type.contains("cbor") {
+    if content_type.contains("protobuf") {
+        return super::protobuf::decode(body).ok_or_else(|| {
+            ApiError::unsupported_media(
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml",
+            )
+        });
+    }
+    if content_type.contains("cbor") {
         return Err(ApiError::unsupported_media(
             "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml",
         ));
