@@ -250,7 +250,7 @@ pub fn server_side_apply(
 
     let cmp = compare(&live_obj, &merged, s);
     let changed_fields = cmp.added.union(&cmp.modified);
-    let mut conflicts = Vec::new();
+    let mut conflicts: Vec<Conflict> = Vec::new();
     for (k, e) in &managed {
         for path in e.set.intersection(&changed_fields).paths() {
             conflicts.push(Conflict {
@@ -260,6 +260,16 @@ pub fn server_side_apply(
                 subresource: (!k.subresource.is_empty()).then(|| k.subresource.clone()),
                 field: path.to_string(),
             });
+        }
+    }
+    if !conflicts.is_empty() && !force && manager.name == KUBECTL {
+        // `kubectl apply --server-side` after client-side apply: fields whose live value is still
+        // what the last-applied annotation says are taken over without conflict.
+        if let Some(allowed) = allowed_by_last_applied(&live_obj, manager.api_version, s) {
+            conflicts.retain(|c| !allowed.contains(&c.field));
+        }
+        if conflicts.is_empty() {
+            return server_side_apply(live, config, manager, true, schema);
         }
     }
     if !conflicts.is_empty() && !force {
@@ -283,9 +293,72 @@ pub fn server_side_apply(
             set: applied,
         },
     );
+    if manager.name == KUBECTL {
+        sync_last_applied(&mut merged, config);
+    }
     let object = with_managed_fields(merged, &managed);
     let changed = live != Some(&object);
     Ok(Outcome { object, changed })
+}
+
+/// The field manager kubectl uses for `apply --server-side`; kube-apiserver treats it specially.
+const KUBECTL: &str = "kubectl";
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+/// kube-apiserver's limit on the total size of an object's annotations.
+const ANNOTATIONS_SIZE_LIMIT: usize = 256 * 1024;
+
+fn last_applied(obj: &Value) -> Option<&str> {
+    obj.get("metadata")?
+        .get("annotations")?
+        .get(LAST_APPLIED)?
+        .as_str()
+        .filter(|s| !s.is_empty())
+}
+
+/// The fields of the last-applied configuration whose live values still match it, rendered as
+/// conflict paths.
+fn allowed_by_last_applied(
+    live: &Value,
+    api_version: &str,
+    s: Schema<'_>,
+) -> Option<std::collections::HashSet<String>> {
+    let last: Value = serde_json::from_str(last_applied(live)?).ok()?;
+    if last.get("apiVersion").and_then(Value::as_str) != Some(api_version) {
+        return None;
+    }
+    let set = field_set(&last, s, false).ok()?;
+    let cmp = compare(&last, live, s);
+    let allowed = set
+        .difference(&cmp.modified)
+        .difference(&cmp.added)
+        .difference(&cmp.removed);
+    Some(allowed.paths().iter().map(ToString::to_string).collect())
+}
+
+/// Keeps an existing last-applied annotation in step with what kubectl applies server-side.
+fn sync_last_applied(obj: &mut Value, config: &Value) {
+    if last_applied(obj).is_none() {
+        return;
+    }
+    let mut cfg = config.clone();
+    if let Some(a) = cfg
+        .get_mut("metadata")
+        .and_then(|m| m.get_mut("annotations"))
+        .and_then(Value::as_object_mut)
+    {
+        a.remove(LAST_APPLIED);
+    }
+    let Some(annotations) = obj["metadata"]["annotations"].as_object_mut() else {
+        return;
+    };
+    annotations.insert(LAST_APPLIED.into(), Value::String(format!("{cfg}\n")));
+    let size: usize = annotations
+        .iter()
+        .map(|(k, v)| k.len() + v.as_str().map_or(0, str::len))
+        .sum();
+    if size > ANNOTATIONS_SIZE_LIMIT {
+        annotations.remove(LAST_APPLIED);
+    }
 }
 
 /// `[{}]` asks kube-apiserver to drop all ownership records; an empty list does not (so clients
@@ -343,5 +416,55 @@ pub fn track_update(
             },
         );
     }
+    cap_update_managers(&mut managed);
     with_managed_fields(new_obj, &managed)
+}
+
+/// kube-apiserver keeps at most this many `Update` entries; older ones are folded together.
+const MAX_UPDATE_MANAGERS: usize = 10;
+const ANCIENT_CHANGES: &str = "ancient-changes";
+
+/// Folds the oldest `Update` entries, per apiVersion, into an `ancient-changes` entry until at most
+/// [`MAX_UPDATE_MANAGERS`] remain, the way kube-apiserver bounds managedFields.
+fn cap_update_managers(managed: &mut Managed) {
+    let mut updaters: Vec<Key> = managed
+        .keys()
+        .filter(|k| k.operation == Operation::Update)
+        .cloned()
+        .collect();
+    if updaters.len() <= MAX_UPDATE_MANAGERS {
+        return;
+    }
+    updaters.sort_by_key(|k| (seconds(managed[k].time.as_deref()), k.clone()));
+    let mut remaining = updaters.len();
+    let mut first_of_version: BTreeMap<String, Key> = BTreeMap::new();
+    for key in updaters {
+        if remaining <= MAX_UPDATE_MANAGERS {
+            break;
+        }
+        let Some(entry) = managed.get(&key).cloned() else {
+            continue;
+        };
+        let Some(first) = first_of_version.get(&entry.api_version).cloned() else {
+            first_of_version.insert(entry.api_version.clone(), key);
+            continue;
+        };
+        let bucket = Key {
+            manager: ANCIENT_CHANGES.to_owned(),
+            operation: Operation::Update,
+            api_version: entry.api_version.clone(),
+            subresource: String::new(),
+        };
+        if !managed.contains_key(&bucket)
+            && let Some(moved) = managed.remove(&first)
+        {
+            managed.insert(bucket.clone(), moved);
+        }
+        managed.remove(&key);
+        if let Some(b) = managed.get_mut(&bucket) {
+            b.set = b.set.union(&entry.set);
+            b.time = entry.time;
+        }
+        remaining -= 1;
+    }
 }

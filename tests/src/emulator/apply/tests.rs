@@ -607,3 +607,118 @@ properties:
         &json!({"f:spec": {".": {}, "f:replicas": {}}})
     );
 }
+
+#[test]
+fn kubectl_takes_over_from_client_side_apply_without_conflicts() {
+    let schema = deploy_schema();
+    let csa_config = deployment("replicas: 1\nminReadySeconds: 2");
+    let mut created = csa_config.clone();
+    created["metadata"]["annotations"] =
+        json!({"kubectl.kubernetes.io/last-applied-configuration": format!("{csa_config}\n")});
+    let live = track_update(
+        None,
+        created,
+        &updater("kubectl-client-side-apply"),
+        &schema,
+    );
+    let scaled = {
+        let mut next = live.clone();
+        next["spec"]["minReadySeconds"] = json!(9);
+        track_update(Some(&live), next, &updater("tuner"), &schema)
+    };
+    struct Case {
+        name: &'static str,
+        live: Value,
+        manager: &'static str,
+        want_error: Option<&'static str>,
+    }
+    let cases = [
+        Case {
+            name: "kubectl upgrades fields that still match last-applied",
+            live: live.clone(),
+            manager: "kubectl",
+            want_error: None,
+        },
+        Case {
+            name: "another manager name gets the conflict",
+            live: live.clone(),
+            manager: "my-tool",
+            want_error: Some(concat!(
+                "Apply failed with 2 conflicts: conflicts with \"kubectl-client-side-apply\" using apps/v1:\n",
+                "- .spec.minReadySeconds\n",
+                "- .spec.replicas"
+            )),
+        },
+        Case {
+            name: "fields someone else changed since still conflict",
+            live: scaled,
+            manager: "kubectl",
+            want_error: Some(
+                r#"Apply failed with 1 conflict: conflict with "tuner" using apps/v1: .spec.minReadySeconds"#,
+            ),
+        },
+    ];
+    let new_config = deployment("replicas: 2\nminReadySeconds: 3");
+    for case in cases {
+        let got = server_side_apply(
+            Some(&case.live),
+            &new_config,
+            &applier(case.manager),
+            false,
+            &schema,
+        );
+        match (got, case.want_error) {
+            (Ok(out), None) => {
+                assert_eq!(out.object["spec"]["replicas"], 2, "{}", case.name);
+                assert!(
+                    entry(&out.object, "kubectl-client-side-apply", "Update")
+                        .is_some_and(|e| e["fieldsV1"]["f:spec"].get("f:replicas").is_none()),
+                    "{}",
+                    case.name
+                );
+                assert_eq!(
+                    out.object["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"],
+                    format!("{new_config}\n"),
+                    "{}: kubectl keeps the annotation in step",
+                    case.name
+                );
+            }
+            (Err(e), Some(want)) => assert_eq!(e.to_string(), want, "{}", case.name),
+            (got, want) => panic!("{}: got {got:?}, want {want:?}", case.name),
+        }
+    }
+}
+
+#[test]
+fn update_entries_are_capped_at_ten() {
+    let schema = builtin_schema("", "v1", "ConfigMap").unwrap();
+    let mut live: Option<Value> = None;
+    let times: Vec<String> = (0..12)
+        .map(|i| format!("2026-01-01T00:{i:02}:00Z"))
+        .collect();
+    for (i, time) in times.iter().enumerate() {
+        let mut next = live
+            .clone()
+            .unwrap_or_else(|| yaml("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n"));
+        next["data"][format!("k{i}")] = json!("v");
+        let name = format!("writer-{i:02}");
+        let who = Manager {
+            name: &name,
+            operation: Operation::Update,
+            subresource: None,
+            api_version: "v1",
+            time,
+        };
+        live = Some(track_update(live.as_ref(), next, &who, &schema));
+    }
+    let live = live.unwrap();
+    let entries = live["metadata"]["managedFields"].as_array().unwrap();
+    assert_eq!(entries.len(), 10);
+    let ancient = entry(&live, "ancient-changes", "Update").expect("oldest folded together");
+    assert_eq!(
+        ancient["fieldsV1"],
+        json!({"f:data": {".": {}, "f:k0": {}, "f:k1": {}, "f:k2": {}}})
+    );
+    assert!(entry(&live, "writer-00", "Update").is_none());
+    assert!(entry(&live, "writer-11", "Update").is_some());
+}
