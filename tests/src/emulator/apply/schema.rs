@@ -271,7 +271,14 @@ fn kind_schema(group: &str, version: &str, kind: &str) -> Option<Value> {
                 "conditions": conditions(),
             })),
         ),
-        ("", "v1", "Event") | ("events.k8s.io", "v1", "Event") => object(json!({})),
+        ("", "v1", "Event") => object(json!({
+            "involvedObject": present(object(json!({}))),
+            "source": present(object(json!({}))),
+        })),
+        ("events.k8s.io", "v1", "Event") => object(json!({
+            "regarding": present(object(json!({}))),
+            "deprecatedSource": present(object(json!({}))),
+        })),
         ("apps", "v1", "Deployment") => spec_status(
             object(json!({
                 "selector": atomic_map(),

@@ -722,3 +722,95 @@ fn update_entries_are_capped_at_ten() {
     assert!(entry(&live, "writer-00", "Update").is_none());
     assert!(entry(&live, "writer-11", "Update").is_some());
 }
+
+#[test]
+fn pruning_follows_item_ownership() {
+    let schema = deploy_schema();
+    let a = deployment(
+        "replicas: 1\ntemplate:\n  spec:\n    containers:\n    - {name: web, image: nginx:1}\n    - {name: side, image: s:1}\n",
+    );
+    let live = apply(None, &a, "a", false).object;
+    // Another writer edits a field inside a's container and shares replicas by writing it equal.
+    let mut edited = live.clone();
+    edited["spec"]["template"]["spec"]["containers"][1]["image"] = json!("s:2");
+    let live = track_update(Some(&live), edited, &updater("kubectl-set"), &schema);
+    assert_eq!(
+        fields(&live, "kubectl-set", "Update"),
+        &json!({"f:spec": {"f:template": {"f:spec": {"f:containers": {"k:{\"name\":\"side\"}": {"f:image": {}}}}}}})
+    );
+    let live = apply(Some(&live), &deployment("replicas: 1"), "b", false).object;
+
+    // a drops the sidecar and replicas: the item goes although kubectl-set owns a field in it,
+    // replicas stays because b owns it too.
+    let out = apply(
+        Some(&live),
+        &deployment("template:\n  spec:\n    containers:\n    - {name: web, image: nginx:1}\n"),
+        "a",
+        false,
+    )
+    .object;
+    assert_eq!(
+        out["spec"]["template"]["spec"]["containers"],
+        json!([{"name": "web", "image": "nginx:1"}])
+    );
+    assert_eq!(out["spec"]["replicas"], 1);
+    assert!(
+        entry(&out, "kubectl-set", "Update").is_none(),
+        "a removed item leaves every set"
+    );
+}
+
+#[test]
+fn client_side_apply_round_trip() {
+    // What `kubectl apply` (client-side) sends for a built-in kind: a create, then a strategic
+    // merge patch with directives, recorded under kubectl-client-side-apply.
+    let schema = deploy_schema();
+    let csa = Manager {
+        time: T1,
+        ..updater("kubectl-client-side-apply")
+    };
+    let created = track_update(
+        None,
+        deployment(
+            r#"
+replicas: 1
+template:
+  spec:
+    containers:
+    - name: web
+      image: nginx:1
+      env: [{name: A, value: "1"}, {name: B, value: "2"}]
+"#,
+        ),
+        &csa,
+        &schema,
+    );
+    let patch = json!({"spec": {"template": {"spec": {
+        "$setElementOrder/containers": [{"name": "web"}],
+        "containers": [{
+            "name": "web",
+            "image": "nginx:2",
+            "$setElementOrder/env": [{"name": "A"}],
+            "env": [{"$patch": "delete", "name": "B"}],
+        }],
+    }}}});
+    let patched = strategic_merge_patch(&created, &patch, &schema).unwrap();
+    let stored = track_update(Some(&created), patched, &csa, &schema);
+    assert_eq!(
+        stored["spec"]["template"]["spec"]["containers"],
+        json!([{"name": "web", "image": "nginx:2", "env": [{"name": "A", "value": "1"}]}])
+    );
+    assert_eq!(
+        fields(&stored, "kubectl-client-side-apply", "Update"),
+        &json!({"f:spec": {"f:replicas": {}, "f:template": {"f:spec": {"f:containers": {
+            "k:{\"name\":\"web\"}": {".": {}, "f:env": {".": {}, "k:{\"name\":\"A\"}": {".": {}, "f:name": {}, "f:value": {}}},
+                                     "f:image": {}, "f:name": {}}}}}}})
+    );
+    assert_eq!(
+        stored["metadata"]["managedFields"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}

@@ -308,28 +308,23 @@ fn compare_at(
 }
 
 /// Removes from `v` what `last` (the applier's previous set) holds and nobody, the applier's new
-/// set included, owns any more. Something still owned below a path keeps that path.
+/// set included, owns any more. A struct field counts as owned when anything below it is; a list
+/// item or map entry only when it is owned itself, so an item goes even if another manager owns a
+/// field inside it (as structured-merge-diff does).
 pub fn prune(v: &mut Value, s: Schema<'_>, last: &FieldSet, keep: Option<&FieldSet>) {
-    let decide = |pe: &PathElement, lsub: &FieldSet| {
-        let ksub = keep.and_then(|k| k.child(pe));
-        let owned_below = ksub.is_some_and(|k| !k.is_empty());
-        (lsub.is_member() && !owned_below, ksub, owned_below)
-    };
     match v {
         Value::Object(m) => {
             for (pe, lsub) in last.children() {
                 let PathElement::Field(k) = pe else { continue };
-                let (remove, ksub, owned_below) = decide(pe, lsub);
-                if remove {
+                let (cs, declared) = s.field(k);
+                let ksub = keep.and_then(|k| k.child(pe));
+                let owns = |set: Option<&FieldSet>| {
+                    set.is_some_and(|n| n.is_member() || (declared && !n.is_empty()))
+                };
+                if owns(Some(lsub)) && !owns(ksub) {
                     m.remove(k);
-                    continue;
-                }
-                if let Some(child) = m.get_mut(k) {
-                    let was_empty = is_empty_container(Some(child));
-                    prune(child, s.field(k).0, lsub, ksub);
-                    if !owned_below && !was_empty && is_empty_container(Some(child)) {
-                        m.remove(k);
-                    }
+                } else if let Some(child) = m.get_mut(k) {
+                    prune(child, cs, lsub, ksub);
                 }
             }
         }
@@ -342,8 +337,8 @@ pub fn prune(v: &mut Value, s: Schema<'_>, last: &FieldSet, keep: Option<&FieldS
                 let Some(i) = elements.iter().position(|e| e.as_ref() == Some(pe)) else {
                     continue;
                 };
-                let (remove, ksub, _) = decide(pe, lsub);
-                if remove {
+                let ksub = keep.and_then(|k| k.child(pe));
+                if lsub.is_member() && !ksub.is_some_and(FieldSet::is_member) {
                     drop[i] = true;
                 } else {
                     prune(&mut items[i], is, lsub, ksub);
