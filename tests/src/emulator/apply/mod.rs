@@ -62,13 +62,14 @@ impl Conflict {
         out
     }
 
-    fn sort_key(&self) -> (String, Operation, String, Option<String>, String) {
+    /// Managers sort like kube-apiserver's manager identifiers; a manager's fields keep the order
+    /// they were found in (the field set's order), so callers sort stably by this key.
+    fn sort_key(&self) -> (String, Operation, String, Option<String>) {
         (
             self.manager.clone(),
             self.operation,
             self.api_version.clone(),
             self.subresource.clone(),
-            self.field.clone(),
         )
     }
 }

@@ -108,6 +108,10 @@ fn merge_map(
             .and_then(Value::as_array)
             .cloned()
             .unwrap_or_default();
+        if orig_list.is_empty() && patch_list.is_empty() {
+            ordered.insert(field.to_owned());
+            continue;
+        }
         let merged = merge_list(&orig_list, &patch_list, fs)?;
         let key = fs.patch_merge_key();
         let (in_order, rest): (Vec<Value>, Vec<Value>) = merged
@@ -496,6 +500,14 @@ mod tests {
         let bad_retain =
             json!({"spec": {"strategy": {"$retainKeys": ["type"], "rollingUpdate": {}}}});
         assert!(strategic_merge_patch(&dep, &bad_retain, &dep_schema).is_err());
+        let pod = json!({"spec": {"template": {"spec": {"containers": [{"name": "a"}]}}}});
+        let order_only =
+            json!({"spec": {"template": {"spec": {"$setElementOrder/initContainers": []}}}});
+        assert_eq!(
+            strategic_merge_patch(&pod, &order_only, &dep_schema).unwrap(),
+            pod,
+            "ordering an absent list does not create it"
+        );
         let no_key = json!({"spec": {"template": {"spec": {"containers": [{"image": "x"}]}}}});
         assert!(strategic_merge_patch(&dep, &no_key, &dep_schema).is_err());
         let bad_directive = json!({"metadata": {"$patch": "frobnicate"}});
