@@ -111,17 +111,16 @@ impl FieldSet {
         node.member = true;
     }
 
+    #[cfg(test)]
     pub fn contains(&self, path: &[PathElement]) -> bool {
-        self.node(path).is_some_and(|n| n.member)
-    }
-
-    /// The subtree below `path`, if any member lies there.
-    pub fn node(&self, path: &[PathElement]) -> Option<&FieldSet> {
         let mut node = self;
         for pe in path {
-            node = node.children.get(pe)?;
+            match node.children.get(pe) {
+                Some(n) => node = n,
+                None => return false,
+            }
         }
-        Some(node)
+        node.member
     }
 
     pub fn child(&self, pe: &PathElement) -> Option<&FieldSet> {

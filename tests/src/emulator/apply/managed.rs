@@ -237,7 +237,10 @@ pub fn server_side_apply(
 
     let live_obj = live.map_or_else(|| json!({}), without_managed_fields);
     let mut managed = live_managed(live);
-    let key = key_of(manager);
+    let key = key_of(&Manager {
+        operation: Operation::Apply,
+        ..manager.clone()
+    });
     let previous = managed.remove(&key);
 
     let mut merged = merge(Some(&live_obj), Some(config), s).unwrap_or_else(|| json!({}));

@@ -12,6 +12,17 @@
 //!   [`Outcome::changed`].
 //! - The schema is [`builtin_schema`] for built-in kinds and [`crd_schema`] of the served version's
 //!   `openAPIV3Schema` for custom resources.
+//!
+//! Defaulting belongs after these calls: on create/update the defaulted fields then belong to the
+//! writer (as in kube-apiserver, which defaults while decoding), after an apply they belong to
+//! nobody. The server strips what an endpoint may not change (status on the main resource, all but
+//! status on `/status`) before calling, and passes `subresource` accordingly.
+//!
+//! Not modelled, knowingly: conversion of entries recorded under another apiVersion (they are used
+//! as they are); re-shaping entries when a CRD's list or map types change; 422 validation of
+//! managedFields a client writes (undecodable ones fall back to the live records); a `null` in an
+//! applied configuration removes the field even where structured-merge-diff would keep a granular
+//! map's live entries; Go's HTML escaping in the JSON of the last-applied annotation.
 
 mod fieldset;
 mod managed;
@@ -24,7 +35,6 @@ mod tests;
 
 use serde_json::{Value, json};
 
-pub use fieldset::{FieldPath, FieldSet, PathElement};
 pub use managed::{server_side_apply, track_update};
 pub use patch::{json_patch, merge_patch, strategic_merge_patch};
 pub use schema::{builtin_schema, crd_schema};
