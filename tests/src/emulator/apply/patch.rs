@@ -497,6 +497,16 @@ mod tests {
         let patch = json!({"spec": {"strategy": {"$retainKeys": ["type"], "type": "Recreate"}}});
         let got = strategic_merge_patch(&dep, &patch, &dep_schema).unwrap();
         assert_eq!(got, json!({"spec": {"strategy": {"type": "Recreate"}}}));
+        let vols = json!({"spec": {"template": {"spec": {"volumes": [
+            {"name": "v", "configMap": {"name": "c"}}, {"name": "w", "emptyDir": {}}]}}}});
+        let switch = json!({"spec": {"template": {"spec": {"volumes": [
+            {"$retainKeys": ["name", "secret"], "name": "v", "secret": {"secretName": "s"}}]}}}});
+        assert_eq!(
+            strategic_merge_patch(&vols, &switch, &dep_schema).unwrap(),
+            json!({"spec": {"template": {"spec": {"volumes": [
+                {"name": "v", "secret": {"secretName": "s"}}, {"name": "w", "emptyDir": {}}]}}}}),
+            "$retainKeys drops the volume source the patch replaced"
+        );
         let bad_retain =
             json!({"spec": {"strategy": {"$retainKeys": ["type"], "rollingUpdate": {}}}});
         assert!(strategic_merge_patch(&dep, &bad_retain, &dep_schema).is_err());

@@ -814,3 +814,30 @@ template:
         1
     );
 }
+
+#[test]
+fn reapply_over_server_defaults_is_a_noop() {
+    let config = deployment(WEB);
+    let mut stored = apply(None, &config, "kubectl", false).object;
+    // What the server's defaulting adds after the apply; nobody owns it.
+    let web = &mut stored["spec"]["template"]["spec"]["containers"][0];
+    web["ports"][0]["protocol"] = json!("TCP");
+    web["imagePullPolicy"] = json!("IfNotPresent");
+    stored["spec"]["revisionHistoryLimit"] = json!(10);
+    let again = apply(Some(&stored), &config, "kubectl", false);
+    assert!(!again.changed, "{:#}", again.object);
+    assert_eq!(again.object, stored);
+
+    // Dropping the port list from the configuration removes it, defaulted content included:
+    // nothing under it is owned any more (structured-merge-diff treats the named field as owned).
+    let without_port = deployment(
+        "replicas: 2\nselector: {matchLabels: {app: web}}\ntemplate:\n  metadata: {labels: {app: web}}\n  spec:\n    containers:\n    - {name: web, image: nginx:1}\n",
+    );
+    let out = apply(Some(&stored), &without_port, "kubectl", false);
+    let web = &out.object["spec"]["template"]["spec"]["containers"][0];
+    assert!(web.get("ports").is_none(), "{web:#}");
+    assert_eq!(
+        web["imagePullPolicy"], "IfNotPresent",
+        "unowned fields stay"
+    );
+}
