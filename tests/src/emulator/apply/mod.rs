@@ -18,11 +18,14 @@
 //! nobody. The server strips what an endpoint may not change (status on the main resource, all but
 //! status on `/status`) before calling, and passes `subresource` accordingly.
 //!
+//! No-op detection relies on JSON equality: keep numbers as parsed (an integer turned into a float
+//! by a later step would make every re-apply look like a change).
+//!
 //! Not modelled, knowingly: conversion of entries recorded under another apiVersion (they are used
-//! as they are); re-shaping entries when a CRD's list or map types change; 422 validation of
-//! managedFields a client writes (undecodable ones fall back to the live records); a `null` in an
-//! applied configuration removes the field even where structured-merge-diff would keep a granular
-//! map's live entries; Go's HTML escaping in the JSON of the last-applied annotation.
+//! as they are); re-shaping entries when a CRD's list or map types change; a `null` in an applied
+//! configuration removes the field even where structured-merge-diff would keep a granular map's
+//! live entries; Go's HTML escaping in the JSON of the last-applied annotation; numeric (rather
+//! than textual) ordering of `k:` keys inside one fieldsV1 object (JSON objects are unordered).
 
 mod fieldset;
 mod managed;
