@@ -207,7 +207,13 @@ fn container() -> Value {
         "resources": present(object(json!({
             "limits": string_map(),
             "requests": string_map(),
-            "claims": keyed_list(&["name"], "name", "merge", json!({"type": "object"})),
+            // listType=map but no patchStrategy: strategic merge patch replaces it.
+            "claims": {
+                "type": "array",
+                "x-kubernetes-list-type": "map",
+                "x-kubernetes-list-map-keys": ["name"],
+                "items": {"type": "object"},
+            },
         }))),
         "args": atomic_list(),
         "command": atomic_list(),
