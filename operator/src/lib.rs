@@ -1,1 +1,4 @@
-//! demoweb-operator library.
+//! demoweb-operator: reconciles DemoWeb, AzureIdentity and AzureIdentityBinding objects into
+//! Deployments, ConfigMaps, Services, Ingresses and ServiceAccounts.
+
+pub mod cli;

@@ -1,0 +1,23 @@
+//! Condition types and reasons shared by the operator and its users (kstatus-compatible).
+
+/// True when the site is fully reconciled and every replica is ready.
+pub const READY: &str = "Ready";
+/// True while the operator is still converging on the latest spec (kstatus "abnormal-true").
+pub const RECONCILING: &str = "Reconciling";
+/// True when progress needs user action (kstatus "abnormal-true").
+pub const STALLED: &str = "Stalled";
+
+/// Reasons, in PascalCase as Kubernetes conventions ask.
+pub mod reason {
+    pub const RECONCILED: &str = "Reconciled";
+    pub const PROGRESSING: &str = "Progressing";
+    pub const WAITING_FOR_REPLICAS: &str = "WaitingForReplicas";
+    pub const INVALID_SPEC: &str = "InvalidSpec";
+    pub const NAME_CONFLICT: &str = "NameConflict";
+    pub const CREDENTIALS_NOT_FOUND: &str = "CredentialsNotFound";
+    pub const UNSUPPORTED_INGRESS_CLASS: &str = "UnsupportedIngressClass";
+    pub const IDENTITY_BINDING_NOT_FOUND: &str = "IdentityBindingNotFound";
+    pub const IDENTITY_NOT_FOUND: &str = "IdentityNotFound";
+    pub const INVALID_IDENTITY: &str = "InvalidIdentity";
+    pub const API_ERROR: &str = "ApiError";
+}

@@ -1,0 +1,262 @@
+//! The `DemoWeb` custom resource (`baeke.info/v1`): a static website served by nginx from a git repository.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::ResourceRequirements;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+// CEL rules and patterns shared with `validation.rs`, which mirrors them in Rust for objects that
+// reached the cluster without passing this schema (e.g. an older CRD version).
+pub(crate) const NAME_RULE: &str =
+    "self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$') && size(self.metadata.name) <= 63";
+pub(crate) const NAME_MESSAGE: &str = "metadata.name must be a DNS-1035 label of at most 63 characters (lower-case letters, digits and '-', starting with a letter), because the Service and other children take their names from it";
+pub(crate) const GITREPO_RULE: &str =
+    "self.matches('^(https?://|ssh://|git@[A-Za-z0-9.-]+:)[^[:space:][:cntrl:]]+$')";
+pub(crate) const GITREPO_MESSAGE: &str = "gitrepo must be an https://, http://, ssh:// or git@host:path URL without whitespace or control characters";
+pub(crate) const REF_RULE: &str = "self.matches('^[A-Za-z0-9_][A-Za-z0-9._/-]*$') && !self.contains('..') && !self.endsWith('/') && !self.endsWith('.lock')";
+pub(crate) const REF_MESSAGE: &str = "ref must be a branch, tag or commit SHA: letters, digits, '.', '_', '/' and '-', not starting with '-' and without '..'";
+pub(crate) const PATH_RULE: &str = "self.matches('^[A-Za-z0-9._/-]*$') && !self.startsWith('/') && !self.matches('(^|/)[.][.](/|$)')";
+pub(crate) const PATH_MESSAGE: &str = "path must be a relative directory inside the repository (letters, digits, '.', '_', '-' and '/'), without '..'";
+pub(crate) const PERIOD_RULE: &str = "self.matches('^([0-9]+(ms|s|m|h))+$')";
+pub(crate) const PERIOD_MESSAGE: &str =
+    "sync.period must be a duration such as 30s, 5m or 1h30m of at least 1s";
+pub(crate) const HOST_RULE: &str =
+    "self.matches('^([*][.])?[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')";
+pub(crate) const HOST_MESSAGE: &str = "host must be a DNS name such as www.example.com (a leading '*.' is allowed), lower case, without a port";
+pub(crate) const INGRESS_PATH_RULE: &str = "self.matches('^/[A-Za-z0-9._~/-]*$')";
+pub(crate) const INGRESS_PATH_MESSAGE: &str =
+    "ingress.path must start with '/' and contain only letters, digits and . _ ~ / -";
+pub(crate) const ANNOTATIONS_RULE: &str = "!self.exists(k, k in ['traefik.ingress.kubernetes.io/whitelist-source-range', 'nginx.ingress.kubernetes.io/whitelist-source-range', 'nginx.ingress.kubernetes.io/allowlist-source-range', 'haproxy.org/allow-list', 'haproxy.org/whitelist'])";
+pub(crate) const ANNOTATIONS_MESSAGE: &str = "ingress.annotations must not set an IP allowlist annotation: use ingress.allowedSourceRanges, which the operator writes in the ingress controller's own dialect";
+pub(crate) const IMAGE_RULE: &str = "self.matches('^[^[:space:][:cntrl:]]+$')";
+pub(crate) const IMAGE_MESSAGE: &str = "image must be an image reference without whitespace";
+
+/// A static website, served by nginx from a git repository.
+///
+/// The operator turns each DemoWeb into a Deployment (git-sync fetches the repository, nginx serves
+/// it), a ConfigMap with the nginx configuration, a Service and, when `ingress` is set, an Ingress.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "baeke.info",
+    version = "v1",
+    kind = "DemoWeb",
+    plural = "demowebs",
+    singular = "demoweb",
+    shortname = "dweb",
+    namespaced,
+    status = "DemoWebStatus",
+    derive = "PartialEq",
+    doc = "A static website served by nginx from a git repository.",
+    printcolumn(name = "Replicas", type_ = "integer", json_path = ".spec.replicas", description = "Desired number of web server pods"),
+    printcolumn(name = "Ready", type_ = "integer", json_path = ".status.readyReplicas", description = "Web server pods ready to serve"),
+    printcolumn(name = "GitRepo", type_ = "string", json_path = ".spec.gitrepo", description = "Git repository with web content"),
+    printcolumn(name = "URL", type_ = "string", json_path = ".status.url", priority = "1", description = "Where the site is exposed"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    validation = Rule::new(NAME_RULE).message(NAME_MESSAGE),
+)]
+#[serde(rename_all = "camelCase")]
+pub struct DemoWebSpec {
+    /// Number of nginx pods serving the site.
+    #[serde(default = "default_replicas")]
+    #[schemars(range(min = 0, max = 1000))]
+    pub replicas: i32,
+
+    /// Git repository holding the site: https://, http://, ssh:// or git@host:path.
+    #[schemars(length(min = 1, max = 2048))]
+    #[x_kube(validation = Rule::new(GITREPO_RULE).message(GITREPO_MESSAGE))]
+    pub gitrepo: String,
+
+    /// Branch, tag or full commit SHA to serve. Defaults to the repository's default branch.
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "ref")]
+    #[schemars(length(min = 1, max = 255))]
+    #[x_kube(validation = Rule::new(REF_RULE).message(REF_MESSAGE))]
+    pub git_ref: Option<String>,
+
+    /// Sub-directory of the repository to serve, relative to its root. Defaults to the root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    #[x_kube(validation = Rule::new(PATH_RULE).message(PATH_MESSAGE))]
+    pub path: Option<String>,
+
+    /// Keep the content fresh with a git-sync sidecar. Without it the repository is synced once,
+    /// when each pod starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync: Option<SyncSpec>,
+
+    /// Credentials for a private repository.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials: Option<CredentialsSpec>,
+
+    /// Web server image. Defaults to a pinned unprivileged nginx.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 512))]
+    #[x_kube(validation = Rule::new(IMAGE_RULE).message(IMAGE_MESSAGE))]
+    pub image: Option<String>,
+
+    /// Compute resources of the web server container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+
+    /// Expose the site through an Ingress, optionally restricted to source IP ranges.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingress: Option<IngressSpec>,
+
+    /// Run the pods under an Azure identity named by an AzureIdentityBinding.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<IdentitySpec>,
+}
+
+fn default_replicas() -> i32 {
+    1
+}
+
+/// Continuous synchronisation of the repository.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncSpec {
+    /// How often git-sync polls the repository, as a duration such as 30s, 5m or 1h.
+    #[schemars(length(min = 2, max = 32))]
+    #[x_kube(validation = Rule::new(PERIOD_RULE).message(PERIOD_MESSAGE))]
+    pub period: String,
+}
+
+/// Where the credentials for a private repository are.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct CredentialsSpec {
+    /// A Secret in the DemoWeb's namespace with keys `username` and `password` (https), or `ssh`
+    /// (private key) and optionally `known_hosts` (ssh).
+    #[schemars(length(min = 1, max = 253))]
+    pub secret_name: String,
+}
+
+/// How the site is exposed outside the cluster.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct IngressSpec {
+    /// Host name the site answers to, e.g. www.example.com.
+    #[schemars(length(min = 1, max = 253))]
+    #[x_kube(validation = Rule::new(HOST_RULE).message(HOST_MESSAGE))]
+    pub host: String,
+
+    /// URL path prefix of the site.
+    #[serde(default = "default_ingress_path")]
+    #[schemars(length(min = 1, max = 1024))]
+    #[x_kube(validation = Rule::new(INGRESS_PATH_RULE).message(INGRESS_PATH_MESSAGE))]
+    pub path: String,
+
+    /// IngressClass to use. Its controller decides how the allowlist is written. Defaults to the
+    /// cluster's default IngressClass.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub class_name: Option<String>,
+
+    /// Serve the site over TLS with a certificate from a Secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<IngressTls>,
+
+    /// Source IP ranges (CIDR, IPv4 or IPv6, e.g. 203.0.113.7/32) allowed to reach the site.
+    /// Empty means everyone. When set and the ingress controller's allowlist dialect is unknown,
+    /// the site is not exposed at all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 256), extend("items" = {"type": "string", "format": "cidr", "maxLength": 64}))]
+    #[x_kube(merge_strategy = ListMerge::Set)]
+    pub allowed_source_ranges: Vec<String>,
+
+    /// Extra annotations for the Ingress. They cannot set the allowlist.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    // Bounded so the API server's CEL cost estimate for the rule below stays within budget.
+    #[schemars(extend("maxProperties" = 64))]
+    #[x_kube(validation = Rule::new(ANNOTATIONS_RULE).message(ANNOTATIONS_MESSAGE))]
+    pub annotations: BTreeMap<String, String>,
+}
+
+fn default_ingress_path() -> String {
+    "/".to_owned()
+}
+
+/// TLS for the Ingress.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct IngressTls {
+    /// A Secret of type kubernetes.io/tls in the DemoWeb's namespace.
+    #[schemars(length(min = 1, max = 253))]
+    pub secret_name: String,
+}
+
+/// The Azure identity the pods run under.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct IdentitySpec {
+    /// Name of an AzureIdentityBinding in the DemoWeb's namespace.
+    #[schemars(length(min = 1, max = 253))]
+    pub binding: String,
+
+    /// PodIdentity labels the pods for aad-pod-identity; WorkloadIdentity runs them under a
+    /// ServiceAccount annotated for Azure Workload Identity.
+    #[serde(default)]
+    pub mode: IdentityMode,
+}
+
+/// How pods obtain the Azure identity.
+#[derive(
+    schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq,
+)]
+pub enum IdentityMode {
+    /// aad-pod-identity: pods labelled `aadpodidbinding: <selector>` (needs MIC and NMI).
+    #[default]
+    PodIdentity,
+    /// Azure Workload Identity: pods run under a ServiceAccount annotated with the client id
+    /// (needs the workload identity webhook and a federated credential).
+    WorkloadIdentity,
+}
+
+/// What the operator observed and did.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DemoWebStatus {
+    /// The generation of the spec this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// Pods of the Deployment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<i32>,
+
+    /// Pods ready to serve.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_replicas: Option<i32>,
+
+    /// Where the site is exposed, when it has an Ingress.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+
+    /// The Azure identity the pods run under, once resolved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<IdentityStatus>,
+
+    /// Ready, Reconciling and Stalled, following kstatus conventions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
+    pub conditions: Vec<Condition>,
+}
+
+/// The resolved Azure identity.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct IdentityStatus {
+    /// PodIdentity or WorkloadIdentity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<IdentityMode>,
+    /// The `aadpodidbinding` label value (PodIdentity).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<String>,
+    /// Client id of the managed identity or service principal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// The ServiceAccount the pods run under (WorkloadIdentity).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account_name: Option<String>,
+}
