@@ -3,67 +3,68 @@
 
 use serde_json::Value;
 
-use super::apply::Manager;
+use super::apply::{self, Manager};
 use super::errors::ApiError;
 
 pub fn merge_patch(target: &Value, patch: &Value) -> Result<Value, ApiError> {
-    let mut out = target.clone();
-    json_patch::merge(&mut out, patch);
-    Ok(out)
+    Ok(apply::merge_patch(target, patch))
+}
+
+fn patch_error(e: apply::PatchError) -> ApiError {
+    ApiError::new(422, "Invalid", e.0)
 }
 
 pub fn json_patch(target: &Value, patch: &Value) -> Result<Value, ApiError> {
-    let ops: json_patch::Patch = serde_json::from_value(patch.clone()).map_err(|e| {
-        ApiError::bad_request(format!(
-            "the server rejected our request due to an error in our request: {e}"
-        ))
-    })?;
-    let mut out = target.clone();
-    json_patch::patch(&mut out, &ops).map_err(|e| ApiError::new(422, "Invalid", e.to_string()))?;
-    Ok(out)
+    apply::json_patch(target, patch).map_err(patch_error)
 }
 
 pub fn strategic_merge_patch(
-    _target: &Value,
-    _patch: &Value,
-    _schema: &Value,
+    target: &Value,
+    patch: &Value,
+    schema: &Value,
 ) -> Result<Value, ApiError> {
-    Err(ApiError::internal(
-        "strategic merge patch is not implemented yet",
-    ))
+    apply::strategic_merge_patch(target, patch, schema).map_err(patch_error)
 }
 
 /// Server-side apply of `config` onto `live` (None on create); returns the object with managedFields.
 pub fn server_side_apply(
-    _live: Option<&Value>,
-    _config: &Value,
-    _manager: &Manager<'_>,
-    _force: bool,
-    _schema: &Value,
+    live: Option<&Value>,
+    config: &Value,
+    manager: &Manager<'_>,
+    force: bool,
+    schema: &Value,
 ) -> Result<Value, ApiError> {
-    Err(ApiError::internal(
-        "server-side apply is not implemented yet",
-    ))
+    match apply::server_side_apply(live, config, manager, force, schema) {
+        Ok(outcome) => Ok(outcome.object),
+        Err(e) => {
+            let mut err = ApiError::new(e.status_code(), e.reason(), e.to_string());
+            let causes = e.causes();
+            if !causes.is_empty() {
+                err = err.with_details(serde_json::json!({"causes": causes}));
+            }
+            Err(err)
+        }
+    }
 }
 
 /// managedFields for a non-apply write.
 pub fn track_update(
-    _live: Option<&Value>,
+    live: Option<&Value>,
     new: Value,
-    _manager: &Manager<'_>,
-    _schema: &Value,
+    manager: &Manager<'_>,
+    schema: &Value,
 ) -> Value {
-    new
+    apply::track_update(live, new, manager, schema)
 }
 
 /// Merge information for a built-in kind, as the patch engines need it.
-pub fn builtin_schema(_group: &str, _version: &str, _kind: &str) -> Option<Value> {
-    None
+pub fn builtin_schema(group: &str, version: &str, kind: &str) -> Option<Value> {
+    apply::builtin_schema(group, version, kind)
 }
 
 /// Merge information for a CRD version from its openAPIV3Schema.
 pub fn crd_merge_schema(raw: &Value) -> Value {
-    raw.clone()
+    apply::crd_schema(raw)
 }
 
 /// A CRD version's schema, compiled once per request.

@@ -334,12 +334,17 @@ pub async fn handle(State(sh): State<Arc<Shared>>, req: Request) -> Response {
                 Some(s) => format!("{}/{s}", t.info.plural),
                 None => t.info.plural.clone(),
             };
-            (
-                verb_of(&method, t, &q, &content_type),
-                res,
-                t.ns.clone(),
-                t.name.clone().unwrap_or_default(),
-            )
+            let verb = verb_of(&method, t, &q, &content_type);
+            // A create names its object in the body.
+            let name = match &t.name {
+                Some(n) => n.clone(),
+                None if verb == "create" => serde_json::from_slice::<Value>(&body)
+                    .ok()
+                    .and_then(|v| v["metadata"]["name"].as_str().map(String::from))
+                    .unwrap_or_default(),
+                None => String::new(),
+            };
+            (verb, res, t.ns.clone(), name)
         }
         _ => ("get", path.clone(), String::new(), String::new()),
     };
@@ -729,7 +734,17 @@ fn apply(
     opts: &WriteOpts,
 ) -> Result<(u16, ops::Written), ApiError> {
     let info = &t.info;
-    let config = check_kind(info, parse_body(body, "application/apply-patch+yaml")?)?;
+    let mut config = check_kind(info, parse_body(body, "application/apply-patch+yaml")?)?;
+    // Each endpoint owns its part of the object: status through /status, the rest through the main one.
+    if info.status
+        && let Some(o) = config.as_object_mut()
+    {
+        if t.sub.is_some() {
+            o.retain(|k, _| matches!(k.as_str(), "apiVersion" | "kind" | "metadata" | "status"));
+        } else {
+            o.remove("status");
+        }
+    }
     let config_name = config["metadata"]["name"].as_str().unwrap_or_default();
     if config_name != name {
         return Err(ApiError::bad_request(format!(
