@@ -290,3 +290,46 @@ async fn dry_run_validates_without_storing() {
     assert_eq!(api_code(&api.get("d").await.unwrap_err()), Some(404));
     env.finish().await;
 }
+
+#[tokio::test]
+async fn events_from_events_k8s_io_show_in_kubectl_describe() {
+    let env = TestEnv::new("events").await;
+    let api = env.api::<ConfigMap>();
+    let c = api
+        .create(&PostParams::default(), &cm("described", json!({})))
+        .await
+        .unwrap();
+    let ev: k8s_openapi::api::events::v1::Event = serde_json::from_value(json!({
+        "metadata": {"name": "described.1"},
+        "eventTime": "2024-01-01T00:00:00.000000Z",
+        "reportingController": "demoweb.test/conformance",
+        "reportingInstance": "conformance-1",
+        "action": "Testing",
+        "reason": "Conformed",
+        "type": "Normal",
+        "note": "the emulator keeps events",
+        "regarding": {"apiVersion": "v1", "kind": "ConfigMap", "name": "described", "namespace": env.namespace, "uid": c.metadata.uid},
+    }))
+    .unwrap();
+    env.api::<k8s_openapi::api::events::v1::Event>()
+        .create(&PostParams::default(), &ev)
+        .await
+        .unwrap();
+    // The same event through the core API, as kubectl reads it.
+    let core = env
+        .api::<k8s_openapi::api::core::v1::Event>()
+        .get("described.1")
+        .await
+        .unwrap();
+    assert_eq!(core.message.as_deref(), Some("the emulator keeps events"));
+    assert_eq!(core.involved_object.name.as_deref(), Some("described"));
+    let out = env
+        .kubectl(&["describe", "configmap", "described"])
+        .await
+        .expect_ok();
+    assert!(
+        out.contains("Conformed") && out.contains("the emulator keeps events"),
+        "{out}"
+    );
+    env.finish().await;
+}
