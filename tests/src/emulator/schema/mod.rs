@@ -1,2 +1,85 @@
 //! CustomResourceDefinition schemas: structural validation with kube-apiserver's error messages,
 //! pruning of unknown fields, defaulting, and CEL `x-kubernetes-validations`.
+//!
+//! The server calls, in this order, what kube-apiserver's apiextensions does:
+//! - on CRD create/update: [`validate_crd`] (names, versions, columns, subresources and every
+//!   schema, CEL rules compiled), then [`StructuralSchema::new`] per served version;
+//! - on a custom resource write: [`StructuralSchema::prune`], [`StructuralSchema::apply_defaults`],
+//!   [`StructuralSchema::validate`] (with the old object on update), and on failure a 422 whose
+//!   message is [`status_message`] and whose `details.causes` are [`status_causes`].
+
+mod cel;
+mod crd;
+mod default;
+mod error;
+mod format;
+mod library;
+mod node;
+mod prune;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+pub use crd::validate_crd;
+pub use error::{ErrorKind, FieldError, status_causes, status_message};
+
+use node::{Node, Parser};
+use serde_json::{Value, json};
+
+/// A CRD version's `openAPIV3Schema`, checked and compiled, ready to prune, default and validate.
+#[derive(Debug)]
+pub struct StructuralSchema {
+    root: Node,
+}
+
+impl StructuralSchema {
+    /// Checks and compiles a schema, reporting problems under `spec.validation.openAPIV3Schema`
+    /// (where kube-apiserver reports them when all versions share one schema).
+    pub fn new(openapi_v3_schema: &Value) -> Result<Self, Vec<FieldError>> {
+        Self::new_at(openapi_v3_schema, "spec.validation.openAPIV3Schema")
+    }
+
+    /// As [`StructuralSchema::new`], reporting problems under `path`
+    /// (e.g. `spec.versions[1].schema.openAPIV3Schema`).
+    pub fn new_at(openapi_v3_schema: &Value, path: &str) -> Result<Self, Vec<FieldError>> {
+        let mut parser = Parser { errors: Vec::new() };
+        let root = parser.parse(openapi_v3_schema, path, &cel::Scope::root(), false);
+        if let Some(ty) = &root.ty
+            && ty != "object"
+        {
+            parser.errors.push(FieldError::invalid(
+                &format!("{path}.type"),
+                json!(ty),
+                "must be object at the root",
+            ));
+        }
+        if parser.errors.is_empty() {
+            Ok(StructuralSchema { root })
+        } else {
+            Err(parser.errors)
+        }
+    }
+
+    /// Drops every field the schema does not specify. `apiVersion`, `kind` and `metadata` are
+    /// kept at the root and in embedded resources, and `metadata` keeps only `ObjectMeta` fields.
+    pub fn prune(&self, obj: &mut Value) {
+        prune::prune(&self.root, obj, true);
+    }
+
+    /// Applies `default`s wherever the parent exists, and replaces or drops `null`s in fields
+    /// that are not `nullable`.
+    pub fn apply_defaults(&self, obj: &mut Value) {
+        default::apply(&self.root, obj);
+    }
+
+    /// Validates an object (already pruned and defaulted) against the schema and its CEL rules;
+    /// `old` is the stored object on update, which transition rules (`oldSelf`) compare against.
+    pub fn validate(&self, obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
+        let mut errors = Vec::new();
+        validate::openapi(&self.root, obj, "", &mut errors);
+        validate::list_types(&self.root, obj, "", &mut errors);
+        validate::rules(&self.root, obj, old, "", &mut errors);
+        errors
+    }
+}

@@ -1,0 +1,400 @@
+//! Validation of a `CustomResourceDefinition` object (apiextensions.k8s.io/v1) as kube-apiserver
+//! validates it on create and update, schemas included.
+
+use super::StructuralSchema;
+use super::error::FieldError;
+use serde_json::{Value, json};
+
+const DNS1035_MSG: &str = "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')";
+const DNS1123_LABEL_MSG: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')";
+const DNS1123_SUBDOMAIN_MSG: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
+
+fn is_dns1035_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.starts_with(|c: char| c.is_ascii_lowercase())
+        && s.ends_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+fn is_dns1123_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && s.ends_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+fn is_dns1123_subdomain(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 253 && s.split('.').all(is_dns1123_label)
+}
+
+fn str_at<'a>(v: &'a Value, ptr: &str) -> Option<&'a str> {
+    v.pointer(ptr).and_then(Value::as_str)
+}
+
+/// Everything kube-apiserver checks when a CRD is created or updated: names, scope, versions,
+/// each served version's schema (structural, CEL rules compiled), subresources and printer
+/// columns. Empty when the CRD is acceptable.
+pub fn validate_crd(crd: &Value) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    let group = str_at(crd, "/spec/group").unwrap_or("");
+    let plural = str_at(crd, "/spec/names/plural").unwrap_or("");
+    let name = str_at(crd, "/metadata/name").unwrap_or("");
+
+    if name != format!("{plural}.{group}") {
+        errs.push(FieldError::invalid(
+            "metadata.name",
+            json!(name),
+            "must be spec.names.plural+\".\"+spec.group",
+        ));
+    }
+    if group.is_empty() {
+        errs.push(FieldError::required("spec.group", ""));
+    } else if !is_dns1123_subdomain(group) {
+        errs.push(FieldError::invalid(
+            "spec.group",
+            json!(group),
+            DNS1123_SUBDOMAIN_MSG,
+        ));
+    } else if !group.contains('.') {
+        errs.push(FieldError::invalid(
+            "spec.group",
+            json!(group),
+            "should be a domain with at least one dot",
+        ));
+    }
+
+    validate_names(crd, &mut errs);
+
+    match str_at(crd, "/spec/scope") {
+        Some("Cluster" | "Namespaced") => {}
+        None | Some("") => errs.push(FieldError::required("spec.scope", "")),
+        Some(other) => errs.push(FieldError::not_supported(
+            "spec.scope",
+            json!(other),
+            &["Cluster".to_string(), "Namespaced".to_string()],
+        )),
+    }
+
+    validate_versions(crd, &mut errs);
+    errs
+}
+
+fn validate_names(crd: &Value, errs: &mut Vec<FieldError>) {
+    let names = crd.pointer("/spec/names").cloned().unwrap_or(Value::Null);
+    let plural = names.get("plural").and_then(Value::as_str).unwrap_or("");
+    if plural.is_empty() {
+        errs.push(FieldError::required("spec.names.plural", ""));
+    } else if !is_dns1123_label(plural) {
+        errs.push(FieldError::invalid(
+            "spec.names.plural",
+            json!(plural),
+            DNS1123_LABEL_MSG,
+        ));
+    }
+    if let Some(singular) = names.get("singular").and_then(Value::as_str)
+        && !singular.is_empty()
+        && !is_dns1123_label(singular)
+    {
+        errs.push(FieldError::invalid(
+            "spec.names.singular",
+            json!(singular),
+            DNS1123_LABEL_MSG,
+        ));
+    }
+    let kind = names.get("kind").and_then(Value::as_str).unwrap_or("");
+    if kind.is_empty() {
+        errs.push(FieldError::required("spec.names.kind", ""));
+    } else if !is_dns1035_label(&kind.to_lowercase()) {
+        errs.push(FieldError::invalid(
+            "spec.names.kind",
+            json!(kind),
+            format!("may have mixed case, but should otherwise match: {DNS1035_MSG}"),
+        ));
+    }
+    if let Some(list_kind) = names.get("listKind").and_then(Value::as_str) {
+        if !list_kind.is_empty() && !is_dns1035_label(&list_kind.to_lowercase()) {
+            errs.push(FieldError::invalid(
+                "spec.names.listKind",
+                json!(list_kind),
+                format!("may have mixed case, but should otherwise match: {DNS1035_MSG}"),
+            ));
+        } else if list_kind == kind && !kind.is_empty() {
+            errs.push(FieldError::invalid(
+                "spec.names.listKind",
+                json!(list_kind),
+                "kind and listKind may not be the same or parsing errors will occur",
+            ));
+        }
+    }
+    for (field, key) in [("shortNames", "shortNames"), ("categories", "categories")] {
+        if let Some(list) = names.get(key).and_then(Value::as_array) {
+            for (i, s) in list.iter().enumerate() {
+                let s = s.as_str().unwrap_or("");
+                if !is_dns1123_label(s) {
+                    errs.push(FieldError::invalid(
+                        &format!("spec.names.{field}[{i}]"),
+                        json!(s),
+                        DNS1123_LABEL_MSG,
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// Where the server reports errors for a per-version field: `spec.<field>` when every version
+/// carries the same value (the internal form hoists it), `spec.versions[i].<field>` otherwise.
+fn version_prefix(versions: &[Value], ptr: &str, i: usize, top: &str, per_version: &str) -> String {
+    let first = versions.first().and_then(|v| v.pointer(ptr));
+    let identical = versions.iter().all(|v| v.pointer(ptr) == first);
+    if identical {
+        top.to_string()
+    } else {
+        format!("spec.versions[{i}].{per_version}")
+    }
+}
+
+fn validate_versions(crd: &Value, errs: &mut Vec<FieldError>) {
+    let versions = crd
+        .pointer("/spec/versions")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if versions.is_empty() {
+        errs.push(FieldError::invalid(
+            "spec.versions",
+            json!([]),
+            "must have exactly one version marked as storage version",
+        ));
+        errs.push(FieldError::required(
+            "spec.versions",
+            "must have at least one version",
+        ));
+        return;
+    }
+    let storage = versions
+        .iter()
+        .filter(|v| v.get("storage").and_then(Value::as_bool) == Some(true))
+        .count();
+    if storage != 1 {
+        errs.push(FieldError::invalid(
+            "spec.versions",
+            Value::Array(versions.clone()),
+            "must have exactly one version marked as storage version",
+        ));
+    }
+    let mut seen = Vec::new();
+    for (i, v) in versions.iter().enumerate() {
+        let vname = v.get("name").and_then(Value::as_str).unwrap_or("");
+        if vname.is_empty() {
+            errs.push(FieldError::required(
+                &format!("spec.versions[{i}].name"),
+                "",
+            ));
+        } else if !is_dns1035_label(vname) {
+            errs.push(FieldError::invalid(
+                &format!("spec.versions[{i}].name"),
+                json!(vname),
+                DNS1035_MSG,
+            ));
+        } else if seen.contains(&vname) {
+            errs.push(FieldError::invalid(
+                "spec.versions",
+                Value::Array(versions.clone()),
+                "must contain unique version names",
+            ));
+        }
+        seen.push(vname);
+
+        let served = v.get("served").and_then(Value::as_bool).unwrap_or(false);
+        match v.pointer("/schema/openAPIV3Schema") {
+            Some(schema) => {
+                let prefix = version_prefix(
+                    &versions,
+                    "/schema",
+                    i,
+                    "spec.validation.openAPIV3Schema",
+                    "schema.openAPIV3Schema",
+                );
+                // Identical schemas are checked once, under spec.validation.
+                if (i == 0 || !prefix.starts_with("spec.validation"))
+                    && let Err(mut e) = StructuralSchema::new_at(schema, &prefix)
+                {
+                    errs.append(&mut e);
+                }
+            }
+            None if served || v.get("schema").is_none() => errs.push(FieldError::required(
+                &format!("spec.versions[{i}].schema.openAPIV3Schema"),
+                "schemas are required",
+            )),
+            None => {}
+        }
+
+        let sub_prefix = version_prefix(
+            &versions,
+            "/subresources",
+            i,
+            "spec.subresources",
+            "subresources",
+        );
+        if i == 0 || !sub_prefix.starts_with("spec.subresources") {
+            validate_subresources(v.get("subresources"), &sub_prefix, errs);
+        }
+        let cols_prefix = version_prefix(
+            &versions,
+            "/additionalPrinterColumns",
+            i,
+            "spec.additionalPrinterColumns",
+            "additionalPrinterColumns",
+        );
+        if i == 0 || !cols_prefix.starts_with("spec.additionalPrinterColumns") {
+            validate_columns(v.get("additionalPrinterColumns"), &cols_prefix, errs);
+        }
+    }
+}
+
+fn validate_subresources(sub: Option<&Value>, prefix: &str, errs: &mut Vec<FieldError>) {
+    let Some(sub) = sub else {
+        return;
+    };
+    if let Some(status) = sub.get("status")
+        && !status.is_object()
+    {
+        errs.push(FieldError::invalid(
+            &format!("{prefix}.status"),
+            status.clone(),
+            "must be an object",
+        ));
+    }
+    let Some(scale) = sub.get("scale") else {
+        return;
+    };
+    let sp = format!("{prefix}.scale");
+    match scale.get("specReplicasPath").and_then(Value::as_str) {
+        None | Some("") => errs.push(FieldError::required(&format!("{sp}.specReplicasPath"), "")),
+        Some(p) if !is_simple_json_path(p) || !p.starts_with(".spec.") => {
+            errs.push(FieldError::invalid(
+                &format!("{sp}.specReplicasPath"),
+                json!(p),
+                "should be a json path under .spec",
+            ))
+        }
+        _ => {}
+    }
+    match scale.get("statusReplicasPath").and_then(Value::as_str) {
+        None | Some("") => errs.push(FieldError::required(
+            &format!("{sp}.statusReplicasPath"),
+            "",
+        )),
+        Some(p) if !is_simple_json_path(p) || !p.starts_with(".status.") => {
+            errs.push(FieldError::invalid(
+                &format!("{sp}.statusReplicasPath"),
+                json!(p),
+                "should be a json path under .status",
+            ))
+        }
+        _ => {}
+    }
+    if let Some(p) = scale.get("labelSelectorPath").and_then(Value::as_str)
+        && (!is_simple_json_path(p) || !(p.starts_with(".spec.") || p.starts_with(".status.")))
+    {
+        errs.push(FieldError::invalid(
+            &format!("{sp}.labelSelectorPath"),
+            json!(p),
+            "should be a json path under either .spec or .status",
+        ));
+    }
+}
+
+/// A `.a.b` path of field names (what `specReplicasPath` and friends accept).
+fn is_simple_json_path(p: &str) -> bool {
+    p.starts_with('.')
+        && p[1..]
+            .split('.')
+            .all(|seg| !seg.is_empty() && !seg.contains(['[', ']', ' ']))
+}
+
+const COLUMN_TYPES: &[&str] = &["boolean", "date", "integer", "number", "string"];
+const COLUMN_FORMATS: &[&str] = &[
+    "byte",
+    "date",
+    "date-time",
+    "double",
+    "float",
+    "int32",
+    "int64",
+    "password",
+];
+
+fn validate_columns(cols: Option<&Value>, prefix: &str, errs: &mut Vec<FieldError>) {
+    let Some(cols) = cols.and_then(Value::as_array) else {
+        return;
+    };
+    for (i, c) in cols.iter().enumerate() {
+        let p = format!("{prefix}[{i}]");
+        if c.get("name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .is_empty()
+        {
+            errs.push(FieldError::required(&format!("{p}.name"), ""));
+        }
+        match c.get("type").and_then(Value::as_str) {
+            None | Some("") => errs.push(FieldError::required(&format!("{p}.type"), "")),
+            Some(t) if !COLUMN_TYPES.contains(&t) => errs.push(FieldError::not_supported(
+                &format!("{p}.type"),
+                json!(t),
+                &COLUMN_TYPES
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect::<Vec<_>>(),
+            )),
+            _ => {}
+        }
+        if let Some(f) = c.get("format").and_then(Value::as_str)
+            && !f.is_empty()
+            && !COLUMN_FORMATS.contains(&f)
+        {
+            errs.push(FieldError::not_supported(
+                &format!("{p}.format"),
+                json!(f),
+                &COLUMN_FORMATS
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect::<Vec<_>>(),
+            ));
+        }
+        match c.get("jsonPath").and_then(Value::as_str) {
+            None | Some("") => errs.push(FieldError::required(&format!("{p}.JSONPath"), "")),
+            Some(jp) if !is_printer_json_path(jp) => errs.push(FieldError::invalid(
+                &format!("{p}.JSONPath"),
+                json!(jp),
+                "must be a simple json path starting with .",
+            )),
+            _ => {}
+        }
+    }
+}
+
+/// A printer column path: starts with `.`, balanced brackets, no template braces.
+fn is_printer_json_path(p: &str) -> bool {
+    if !p.starts_with('.') || p.contains(['{', '}']) || p.trim() != p {
+        return false;
+    }
+    let mut depth = 0i32;
+    for c in p.chars() {
+        match c {
+            '[' => depth += 1,
+            ']' => depth -= 1,
+            _ => {}
+        }
+        if !(0..=1).contains(&depth) {
+            return false;
+        }
+    }
+    depth == 0 && !p.ends_with('.') && !p.contains("..")
+}

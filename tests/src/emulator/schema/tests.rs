@@ -1,0 +1,1200 @@
+//! Table-driven tests of the schema engine against the behaviour and messages of kube-apiserver.
+
+use super::*;
+use serde_json::{Value, json};
+
+fn schema(spec_props: Value) -> StructuralSchema {
+    let s = json!({
+        "type": "object",
+        "properties": {
+            "apiVersion": {"type": "string"},
+            "kind": {"type": "string"},
+            "metadata": {"type": "object"},
+            "spec": {"type": "object", "properties": spec_props},
+        }
+    });
+    StructuralSchema::new(&s).unwrap_or_else(|e| panic!("schema rejected: {e:?}"))
+}
+
+fn messages(errors: &[FieldError]) -> Vec<String> {
+    errors.iter().map(ToString::to_string).collect()
+}
+
+fn validate_spec(s: &StructuralSchema, spec: Value) -> Vec<String> {
+    messages(&s.validate(
+        &json!({"apiVersion": "x/v1", "kind": "X", "spec": spec}),
+        None,
+    ))
+}
+
+#[test]
+fn keyword_validation_messages() {
+    let cases: Vec<(&str, Value, Value, Vec<&str>)> = vec![
+        (
+            "maximum",
+            json!({"replicas": {"type": "integer", "minimum": 0, "maximum": 1000}}),
+            json!({"replicas": 2000}),
+            vec![
+                "spec.replicas: Invalid value: 2000: spec.replicas in body should be less than or equal to 1000",
+            ],
+        ),
+        (
+            "minimum",
+            json!({"replicas": {"type": "integer", "minimum": 0}}),
+            json!({"replicas": -1}),
+            vec![
+                "spec.replicas: Invalid value: -1: spec.replicas in body should be greater than or equal to 0",
+            ],
+        ),
+        (
+            "exclusive maximum",
+            json!({"r": {"type": "number", "maximum": 1.5, "exclusiveMaximum": true}}),
+            json!({"r": 1.5}),
+            vec!["spec.r: Invalid value: 1.5: spec.r in body should be less than 1.5"],
+        ),
+        (
+            "exclusive minimum",
+            json!({"r": {"type": "integer", "minimum": 0, "exclusiveMinimum": true}}),
+            json!({"r": 0}),
+            vec!["spec.r: Invalid value: 0: spec.r in body should be greater than 0"],
+        ),
+        (
+            "multipleOf",
+            json!({"r": {"type": "integer", "multipleOf": 5}}),
+            json!({"r": 7}),
+            vec!["spec.r: Invalid value: 7: spec.r in body should be a multiple of 5"],
+        ),
+        (
+            "integer given a string",
+            json!({"replicas": {"type": "integer"}}),
+            json!({"replicas": "3"}),
+            vec![
+                r#"spec.replicas: Invalid value: "string": spec.replicas in body must be of type integer: "string""#,
+            ],
+        ),
+        (
+            "integer given a fraction",
+            json!({"replicas": {"type": "integer"}}),
+            json!({"replicas": 1.5}),
+            vec![
+                r#"spec.replicas: Invalid value: "number": spec.replicas in body must be of type integer: "number""#,
+            ],
+        ),
+        (
+            "integer given a whole float",
+            json!({"replicas": {"type": "integer"}}),
+            json!({"replicas": 2.0}),
+            vec![],
+        ),
+        (
+            "number accepts integers",
+            json!({"ratio": {"type": "number"}}),
+            json!({"ratio": 2}),
+            vec![],
+        ),
+        (
+            "string given an object",
+            json!({"image": {"type": "string"}}),
+            json!({"image": {"a": 1}}),
+            vec![
+                r#"spec.image: Invalid value: "object": spec.image in body must be of type string: "object""#,
+            ],
+        ),
+        (
+            "null in a non-nullable field",
+            json!({"image": {"type": "string"}}),
+            json!({"image": null}),
+            vec![
+                r#"spec.image: Invalid value: "null": spec.image in body must be of type string: "null""#,
+            ],
+        ),
+        (
+            "null in a nullable field",
+            json!({"image": {"type": "string", "nullable": true}}),
+            json!({"image": null}),
+            vec![],
+        ),
+        (
+            "boolean",
+            json!({"on": {"type": "boolean"}}),
+            json!({"on": "yes"}),
+            vec![
+                r#"spec.on: Invalid value: "string": spec.on in body must be of type boolean: "string""#,
+            ],
+        ),
+        (
+            "required",
+            json!({"gitrepo": {"type": "string"}}),
+            json!({}),
+            vec![],
+        ),
+        (
+            "enum",
+            json!({"mode": {"type": "string", "enum": ["PodIdentity", "WorkloadIdentity"]}}),
+            json!({"mode": "x"}),
+            vec![
+                r#"spec.mode: Unsupported value: "x": supported values: "PodIdentity", "WorkloadIdentity""#,
+            ],
+        ),
+        (
+            "enum of integers",
+            json!({"type": {"type": "integer", "enum": [0, 1, 2]}}),
+            json!({"type": 5}),
+            vec![r#"spec.type: Unsupported value: 5: supported values: "0", "1", "2""#],
+        ),
+        (
+            "minLength",
+            json!({"name": {"type": "string", "minLength": 1}}),
+            json!({"name": ""}),
+            vec![
+                r#"spec.name: Invalid value: "": spec.name in body should be at least 1 chars long"#,
+            ],
+        ),
+        (
+            "maxLength counts characters",
+            json!({"name": {"type": "string", "maxLength": 3}}),
+            json!({"name": "äöü"}),
+            vec![],
+        ),
+        (
+            "maxLength",
+            json!({"name": {"type": "string", "maxLength": 3}}),
+            json!({"name": "abcd"}),
+            vec!["spec.name: Too long: value is too long"],
+        ),
+        (
+            "pattern",
+            json!({"name": {"type": "string", "pattern": "^[a-z]+$"}}),
+            json!({"name": "Abc"}),
+            vec![r#"spec.name: Invalid value: "Abc": spec.name in body should match '^[a-z]+$'"#],
+        ),
+        (
+            "pattern uses RE2 semantics (unanchored)",
+            json!({"name": {"type": "string", "pattern": "[0-9]"}}),
+            json!({"name": "abc1"}),
+            vec![],
+        ),
+        (
+            "minItems",
+            json!({"l": {"type": "array", "items": {"type": "string"}, "minItems": 1}}),
+            json!({"l": []}),
+            vec!["spec.l: Invalid value: 0: spec.l in body should have at least 1 items"],
+        ),
+        (
+            "maxItems",
+            json!({"l": {"type": "array", "items": {"type": "string"}, "maxItems": 1}}),
+            json!({"l": ["a", "b"]}),
+            vec!["spec.l: Too many: 2: has too many items"],
+        ),
+        (
+            "items are validated with their index",
+            json!({"l": {"type": "array", "items": {"type": "string", "maxLength": 1}}}),
+            json!({"l": ["a", "bb"]}),
+            vec!["spec.l[1]: Too long: value is too long"],
+        ),
+        (
+            "minProperties",
+            json!({"m": {"type": "object", "additionalProperties": {"type": "string"}, "minProperties": 1}}),
+            json!({"m": {}}),
+            vec!["spec.m: Invalid value: 1: spec.m in body should have at least 1 properties"],
+        ),
+        (
+            "maxProperties",
+            json!({"m": {"type": "object", "additionalProperties": {"type": "string"}, "maxProperties": 1}}),
+            json!({"m": {"a": "1", "b": "2"}}),
+            vec!["spec.m: Too many: 1: has too many items"],
+        ),
+        (
+            "additionalProperties values",
+            json!({"m": {"type": "object", "additionalProperties": {"type": "string"}}}),
+            json!({"m": {"a": 1}}),
+            vec![
+                r#"spec.m.a: Invalid value: "integer": spec.m.a in body must be of type string: "integer""#,
+            ],
+        ),
+        (
+            "int-or-string accepts both",
+            json!({"port": {"x-kubernetes-int-or-string": true}}),
+            json!({"port": "http"}),
+            vec![],
+        ),
+        (
+            "int-or-string rejects others",
+            json!({"port": {"x-kubernetes-int-or-string": true}}),
+            json!({"port": true}),
+            vec![
+                r#"spec.port: Invalid value: "boolean": spec.port in body must be of type integer,string: "boolean""#,
+            ],
+        ),
+        (
+            "list-type set",
+            json!({"l": {"type": "array", "items": {"type": "string"}, "x-kubernetes-list-type": "set"}}),
+            json!({"l": ["a", "b", "a"]}),
+            vec![r#"spec.l[2]: Duplicate value: "a""#],
+        ),
+        (
+            "list-type map",
+            json!({"l": {"type": "array", "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"],
+                "items": {"type": "object", "properties": {"type": {"type": "string"}, "status": {"type": "string"}}}}}),
+            json!({"l": [{"type": "Ready", "status": "True"}, {"type": "Ready", "status": "False"}]}),
+            vec![r#"spec.l[1]: Duplicate value: {"type":"Ready"}"#],
+        ),
+        (
+            "allOf",
+            json!({"n": {"type": "integer", "allOf": [{"minimum": 2}, {"maximum": 4}]}}),
+            json!({"n": 5}),
+            vec!["spec.n: Invalid value: 5: spec.n in body should be less than or equal to 4"],
+        ),
+        (
+            "anyOf",
+            json!({"n": {"type": "integer", "anyOf": [{"maximum": 1}, {"minimum": 10}]}}),
+            json!({"n": 5}),
+            vec![r#"<nil>: Invalid value: "": spec.n must validate at least one schema (anyOf)"#],
+        ),
+        (
+            "oneOf",
+            json!({"n": {"type": "integer", "oneOf": [{"minimum": 1}, {"minimum": 2}]}}),
+            json!({"n": 5}),
+            vec![
+                r#"<nil>: Invalid value: "": spec.n must validate one and only one schema (oneOf). Found 2 valid alternatives"#,
+            ],
+        ),
+        (
+            "not",
+            json!({"n": {"type": "integer", "not": {"minimum": 3}}}),
+            json!({"n": 5}),
+            vec![r#"<nil>: Invalid value: "": spec.n must not validate the schema (not)"#],
+        ),
+    ];
+    for (name, props, spec, want) in cases {
+        let s = schema(props);
+        assert_eq!(validate_spec(&s, spec), want, "{name}");
+    }
+}
+
+#[test]
+fn required_fields_are_reported_by_path() {
+    let s = StructuralSchema::new(&json!({
+        "type": "object",
+        "properties": {"spec": {"type": "object", "required": ["gitrepo"], "properties": {"gitrepo": {"type": "string"}}}},
+        "required": ["spec"],
+    }))
+    .unwrap();
+    assert_eq!(
+        messages(&s.validate(&json!({"spec": {}}), None)),
+        vec!["spec.gitrepo: Required value"]
+    );
+    assert_eq!(
+        messages(&s.validate(&json!({}), None)),
+        vec!["spec: Required value"]
+    );
+}
+
+#[test]
+fn formats() {
+    // (format, value, valid)
+    let cases = [
+        ("cidr", "10.0.0.0/8", true),
+        ("cidr", "10.0.0.1/32", true),
+        ("cidr", "2001:db8::/32", true),
+        ("cidr", "::/0", true),
+        ("cidr", "10.0.0.0/33", false),
+        ("cidr", "2001:db8::/129", false),
+        ("cidr", "10.0.0.0", false),
+        ("cidr", "not-a-cidr", false),
+        ("ipv4", "192.168.1.1", true),
+        ("ipv4", "192.168.1.256", false),
+        ("ipv4", "::1", false),
+        ("ipv6", "::1", true),
+        ("ipv6", "fe80::1", true),
+        ("ipv6", "1.2.3.4", false),
+        ("uri", "https://example.com/x", true),
+        ("uri", "/relative/path", true),
+        ("uri", "example.com", false),
+        ("hostname", "example.com", true),
+        ("hostname", "-bad.example.com", false),
+        ("uuid", "123e4567-e89b-12d3-a456-426614174000", true),
+        ("uuid", "123e4567", false),
+        ("date-time", "2024-01-02T03:04:05Z", true),
+        ("date-time", "2024-01-02T03:04:05.123+02:00", true),
+        ("date-time", "2024-02-30T03:04:05Z", false),
+        ("date-time", "yesterday", false),
+        ("date", "2024-02-29", true),
+        ("date", "2023-02-29", false),
+        ("byte", "aGVsbG8=", true),
+        ("byte", "not base64!", false),
+        ("duration", "60s", true),
+        ("duration", "1h30m", true),
+        ("duration", "3 days", true),
+        ("duration", "soon", false),
+        ("email", "a@example.com", true),
+        ("email", "nope", false),
+        ("mac", "00:1a:2b:3c:4d:5e", true),
+        ("mac", "00:1a:2b", false),
+        ("unknown-format", "anything", true),
+        ("int-or-anything", "", true),
+    ];
+    for (fmt, v, ok) in cases {
+        let s = schema(json!({"f": {"type": "string", "format": fmt}}));
+        let errs = validate_spec(&s, json!({"f": v}));
+        assert_eq!(errs.is_empty(), ok, "{fmt} {v:?}: {errs:?}");
+        if !ok {
+            assert_eq!(
+                errs,
+                vec![format!(
+                    "spec.f: Invalid value: {v:?}: spec.f in body must be of type {fmt}: {v:?}"
+                )]
+            );
+        }
+    }
+}
+
+#[test]
+fn pruning() {
+    let s = StructuralSchema::new(&json!({
+        "type": "object",
+        "properties": {
+            "spec": {
+                "type": "object",
+                "properties": {
+                    "known": {"type": "string"},
+                    "free": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
+                    "partly": {"type": "object", "x-kubernetes-preserve-unknown-fields": true,
+                        "properties": {"inner": {"type": "object", "properties": {"a": {"type": "string"}}}}},
+                    "labels": {"type": "object", "additionalProperties": {"type": "object", "properties": {"v": {"type": "string"}}}},
+                    "anyMap": {"type": "object", "additionalProperties": true},
+                    "list": {"type": "array", "items": {"type": "object", "properties": {"n": {"type": "string"}}}},
+                    "template": {"type": "object", "x-kubernetes-embedded-resource": true,
+                        "properties": {"spec": {"type": "object", "properties": {"x": {"type": "string"}}}}},
+                }
+            },
+        }
+    }))
+    .unwrap();
+    let mut obj = json!({
+        "apiVersion": "baeke.info/v1",
+        "kind": "DemoWeb",
+        "metadata": {"name": "web", "namespace": "ns", "labels": {"a": "b"}, "bogus": 1},
+        "spec": {
+            "known": "k",
+            "unknown": "drop me",
+            "free": {"anything": {"goes": [1, 2]}},
+            "partly": {"extra": true, "inner": {"a": "x", "b": "dropped"}},
+            "labels": {"one": {"v": "1", "w": "dropped"}},
+            "anyMap": {"x": {"y": 1}},
+            "list": [{"n": "a", "m": "dropped"}],
+            "template": {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "junk": 1},
+                "spec": {"x": "kept", "y": "dropped"}, "status": "dropped"},
+        },
+        "status": {"whatever": 1},
+    });
+    s.prune(&mut obj);
+    assert_eq!(
+        obj,
+        json!({
+            "apiVersion": "baeke.info/v1",
+            "kind": "DemoWeb",
+            "metadata": {"name": "web", "namespace": "ns", "labels": {"a": "b"}},
+            "spec": {
+                "known": "k",
+                "free": {"anything": {"goes": [1, 2]}},
+                "partly": {"extra": true, "inner": {"a": "x"}},
+                "labels": {"one": {"v": "1"}},
+                "anyMap": {"x": {"y": 1}},
+                "list": [{"n": "a"}],
+                "template": {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {"x": "kept"}},
+            },
+        })
+    );
+}
+
+#[test]
+fn defaulting() {
+    let s = schema(json!({
+        "replicas": {"type": "integer", "default": 1},
+        "ingress": {"type": "object", "properties": {
+            "host": {"type": "string"},
+            "path": {"type": "string", "default": "/"},
+            "tls": {"type": "object", "properties": {"enabled": {"type": "boolean", "default": false}}},
+        }},
+        "identity": {"type": "object", "default": {}, "properties": {
+            "mode": {"type": "string", "default": "PodIdentity"},
+        }},
+        "ports": {"type": "array", "items": {"type": "object", "properties": {
+            "protocol": {"type": "string", "default": "TCP"},
+            "port": {"type": "integer"},
+        }}},
+        "env": {"type": "object", "additionalProperties": {"type": "object", "properties": {
+            "value": {"type": "string", "default": "unset"},
+        }}},
+        "image": {"type": "string", "default": "nginx"},
+        "note": {"type": "string"},
+        "maybe": {"type": "string", "nullable": true, "default": "d"},
+    }));
+    // (description, spec before, spec after)
+    let cases = [
+        (
+            "absent parents are not created, an object default cascades, nullable fields default too",
+            json!({}),
+            json!({"replicas": 1, "identity": {"mode": "PodIdentity"}, "image": "nginx", "maybe": "d"}),
+        ),
+        (
+            "present parent gets its children's defaults, nested only where present",
+            json!({"ingress": {"host": "a.example"}}),
+            json!({"replicas": 1, "identity": {"mode": "PodIdentity"}, "image": "nginx", "maybe": "d",
+                   "ingress": {"host": "a.example", "path": "/"}}),
+        ),
+        (
+            "values given are kept",
+            json!({"replicas": 3, "ingress": {"path": "/x", "tls": {}}, "identity": {"mode": "WorkloadIdentity"}}),
+            json!({"replicas": 3, "ingress": {"path": "/x", "tls": {"enabled": false}},
+                   "identity": {"mode": "WorkloadIdentity"}, "image": "nginx", "maybe": "d"}),
+        ),
+        (
+            "array items and map values are defaulted",
+            json!({"ports": [{"port": 80}, {"port": 53, "protocol": "UDP"}], "env": {"A": {}}}),
+            json!({"replicas": 1, "identity": {"mode": "PodIdentity"}, "image": "nginx", "maybe": "d",
+                   "ports": [{"port": 80, "protocol": "TCP"}, {"port": 53, "protocol": "UDP"}],
+                   "env": {"A": {"value": "unset"}}}),
+        ),
+        (
+            "null: non-nullable with default gets it, without default is dropped, nullable stays",
+            json!({"image": null, "note": null, "maybe": null}),
+            json!({"replicas": 1, "identity": {"mode": "PodIdentity"}, "image": "nginx", "maybe": null}),
+        ),
+    ];
+    for (name, spec, want) in cases {
+        let mut obj = json!({"spec": spec});
+        s.apply_defaults(&mut obj);
+        assert_eq!(obj["spec"], want, "{name}");
+    }
+}
+
+fn cel_schema(rules_at_spec: Value, spec_props: Value) -> StructuralSchema {
+    StructuralSchema::new(&json!({
+        "type": "object",
+        "properties": {
+            "metadata": {"type": "object"},
+            "spec": {"type": "object", "properties": spec_props, "x-kubernetes-validations": rules_at_spec},
+        }
+    }))
+    .unwrap_or_else(|e| panic!("schema rejected: {:?}", messages(&e)))
+}
+
+#[test]
+fn cel_rules() {
+    let props = json!({
+        "replicas": {"type": "integer"},
+        "gitrepo": {"type": "string"},
+        "ratio": {"type": "number"},
+        "ingress": {"type": "object", "properties": {
+            "host": {"type": "string"},
+            "allowedSourceRanges": {"type": "array", "items": {"type": "string"}},
+        }},
+        "tags": {"type": "array", "items": {"type": "string"}},
+        "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+        "x-name": {"type": "string"},
+    });
+    // (rule object, spec, expected messages)
+    let cases: Vec<(Value, Value, Vec<&str>)> = vec![
+        (
+            json!({"rule": "self.replicas <= 10", "message": "too many replicas"}),
+            json!({"replicas": 11}),
+            vec![r#"spec: Invalid value: "object": too many replicas"#],
+        ),
+        (
+            json!({"rule": "self.replicas <= 10"}),
+            json!({"replicas": 11}),
+            vec![r#"spec: Invalid value: "object": failed rule: self.replicas <= 10"#],
+        ),
+        (
+            json!({"rule": "self.replicas <= 10"}),
+            json!({"replicas": 3}),
+            vec![],
+        ),
+        (
+            json!({"rule": "self.gitrepo.startsWith('https://') || self.gitrepo.startsWith('git@')",
+                   "message": "gitrepo must be https or ssh", "fieldPath": ".gitrepo"}),
+            json!({"gitrepo": "file:///etc"}),
+            vec![r#"spec.gitrepo: Invalid value: "object": gitrepo must be https or ssh"#],
+        ),
+        (
+            json!({"rule": "!has(self.ingress) || has(self.ingress.host)", "message": "ingress.host is required",
+                   "reason": "FieldValueRequired", "fieldPath": ".ingress.host"}),
+            json!({"ingress": {}}),
+            vec!["spec.ingress.host: Required value: ingress.host is required"],
+        ),
+        (
+            json!({"rule": "!has(self.ingress) || has(self.ingress.host)"}),
+            json!({}),
+            vec![],
+        ),
+        (
+            json!({"rule": "self.replicas < 5", "reason": "FieldValueForbidden", "message": "no"}),
+            json!({"replicas": 6}),
+            vec!["spec: Forbidden: no"],
+        ),
+        (
+            json!({"rule": "self.replicas < 5", "messageExpression": "'replicas ' + string(self.replicas) + ' exceeds 4'"}),
+            json!({"replicas": 6}),
+            vec![r#"spec: Invalid value: "object": replicas 6 exceeds 4"#],
+        ),
+        (
+            json!({"rule": "self.ingress.allowedSourceRanges.all(r, isCIDR(r))", "message": "must be CIDRs"}),
+            json!({"ingress": {"allowedSourceRanges": ["10.0.0.0/8", "2001:db8::/32"]}}),
+            vec![],
+        ),
+        (
+            json!({"rule": "self.ingress.allowedSourceRanges.all(r, isCIDR(r))", "message": "must be CIDRs"}),
+            json!({"ingress": {"allowedSourceRanges": ["10.0.0.0/8", "nope"]}}),
+            vec![r#"spec: Invalid value: "object": must be CIDRs"#],
+        ),
+        (
+            json!({"rule": "self.ingress.allowedSourceRanges.all(r, cidr(r).prefixLength() >= 8)"}),
+            json!({"ingress": {"allowedSourceRanges": ["10.0.0.0/8", "0.0.0.0/0"]}}),
+            vec![
+                r#"spec: Invalid value: "object": failed rule: self.ingress.allowedSourceRanges.all(r, cidr(r).prefixLength() >= 8)"#,
+            ],
+        ),
+        (
+            json!({"rule": "cidr('10.1.2.3/8').ip() == ip('10.1.2.3') && cidr('10.1.2.3/8').masked() == cidr('10.0.0.0/8') && cidr('10.0.0.0/8').containsIP('10.9.9.9') && !cidr('10.0.0.0/8').containsIP(ip('11.0.0.1')) && cidr('::/0').containsCIDR('2001:db8::/32')"}),
+            json!({}),
+            vec![],
+        ),
+        (
+            json!({"rule": "isIP('::1') && ip('::1').family() == 6 && ip('127.0.0.1').isLoopback() && !isIP('::ffff:1.2.3.4') && !isIP('1.2.3') && string(ip('10.0.0.1')) == '10.0.0.1'"}),
+            json!({}),
+            vec![],
+        ),
+        (
+            json!({"rule": "isURL(self.gitrepo) && url(self.gitrepo).getScheme() == 'https' && url(self.gitrepo).getHostname() == 'github.com' && url(self.gitrepo).getHost() == 'github.com:443' && url(self.gitrepo).getPort() == '443' && url(self.gitrepo).getEscapedPath() == '/a/b'"}),
+            json!({"gitrepo": "https://github.com:443/a/b"}),
+            vec![],
+        ),
+        (
+            json!({"rule": "self.gitrepo.lowerAscii() == 'abc' && self.gitrepo.upperAscii() == 'ABC' && 'a,b'.split(',') == ['a', 'b'] && ['a', 'b'].join('-') == 'a-b' && '  x '.trim() == 'x' && 'aXa'.replace('X', 'y') == 'aya' && 'hello'.indexOf('l') == 2 && 'abc'.matches('^a') && 'abc'.endsWith('c') && 'abc'.contains('b') && size('abc') == 3"}),
+            json!({"gitrepo": "aBc"}),
+            vec![],
+        ),
+        (
+            json!({"rule": "self.tags.exists(t, t == 'a') && self.tags.exists_one(t, t == 'b') && self.tags.map(t, t + '!') == ['a!', 'b!'] && self.tags.filter(t, t != 'a') == ['b'] && self.tags.isSorted() && self.tags.indexOf('b') == 1 && [1, 2, 3].sum() == 6 && [3, 1].min() == 1 && [3, 1].max() == 3"}),
+            json!({"tags": ["a", "b"]}),
+            vec![],
+        ),
+        (
+            json!({"rule": "self.labels.all(k, k.startsWith('app') && self.labels[k] != '')", "message": "bad labels"}),
+            json!({"labels": {"app": "x", "other": "y"}}),
+            vec![r#"spec: Invalid value: "object": bad labels"#],
+        ),
+        (
+            json!({"rule": "self.ratio > 0.5"}),
+            json!({"ratio": 1}),
+            vec![],
+        ),
+        (
+            json!({"rule": "self.x__dash__name == 'ok'"}),
+            json!({"x-name": "ok"}),
+            vec![],
+        ),
+        (
+            json!({"rule": "'abc123'.find('[0-9]+') == '123' && 'a1b2'.findAll('[0-9]') == ['1', '2'] && sets.contains([1, 2, 3], [1]) && sets.intersects([1], [1, 2])"}),
+            json!({}),
+            vec![],
+        ),
+        (
+            json!({"rule": "self.replicas > 1"}),
+            json!({}),
+            vec![
+                r#"spec: Invalid value: "object": no such key: replicas evaluating rule: failed rule: self.replicas > 1"#,
+            ],
+        ),
+    ];
+    for (rule, spec, want) in cases {
+        let s = cel_schema(json!([rule.clone()]), props.clone());
+        assert_eq!(validate_spec(&s, spec), want, "{rule}");
+    }
+}
+
+#[test]
+fn cel_rules_on_scalars_and_list_items() {
+    let s = StructuralSchema::new(&json!({
+        "type": "object",
+        "properties": {"spec": {"type": "object", "properties": {
+            "gitrepo": {"type": "string", "maxLength": 2048, "x-kubernetes-validations": [
+                {"rule": "!self.startsWith('-')", "message": "gitrepo must not start with '-'"},
+                {"rule": "self.startsWith('https://') || self.startsWith('http://') || self.startsWith('ssh://') || self.startsWith('git@')",
+                 "message": "gitrepo must be an https://, http://, ssh:// or git@host:path URL"},
+            ]},
+            "ranges": {"type": "array", "items": {"type": "string", "x-kubernetes-validations": [
+                {"rule": "isCIDR(self)", "message": "must be a CIDR"},
+            ]}},
+        }}}
+    }))
+    .unwrap();
+    assert_eq!(
+        validate_spec(
+            &s,
+            json!({"gitrepo": "-x", "ranges": ["10.0.0.0/8", "1.2.3.4"]})
+        ),
+        vec![
+            r#"spec.gitrepo: Invalid value: "string": gitrepo must not start with '-'"#,
+            r#"spec.gitrepo: Invalid value: "string": gitrepo must be an https://, http://, ssh:// or git@host:path URL"#,
+            r#"spec.ranges[1]: Invalid value: "string": must be a CIDR"#,
+        ]
+    );
+}
+
+#[test]
+fn cel_root_rules_see_metadata_name_only() {
+    let s = StructuralSchema::new(&json!({
+        "type": "object",
+        "x-kubernetes-validations": [
+            {"rule": "self.metadata.name.size() <= 10", "message": "name too long"},
+            {"rule": "self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')", "message": "name must be a DNS-1035 label"},
+            {"rule": "self.kind == 'DemoWeb'"},
+        ],
+        "properties": {"metadata": {"type": "object"}, "spec": {"type": "object"}},
+    }))
+    .unwrap();
+    let obj = |name: &str| json!({"apiVersion": "baeke.info/v1", "kind": "DemoWeb", "metadata": {"name": name, "namespace": "default"}, "spec": {}});
+    assert!(s.validate(&obj("web"), None).is_empty());
+    assert_eq!(
+        messages(&s.validate(&obj("9-very-long-name"), None)),
+        vec![
+            r#"<nil>: Invalid value: "object": name too long"#,
+            r#"<nil>: Invalid value: "object": name must be a DNS-1035 label"#,
+        ]
+    );
+    // Other metadata is not visible to rules: the CRD is refused.
+    let refused = StructuralSchema::new(&json!({
+        "type": "object",
+        "x-kubernetes-validations": [{"rule": "self.metadata.namespace == 'x'"}],
+        "properties": {"metadata": {"type": "object"}},
+    }))
+    .unwrap_err();
+    assert_eq!(refused.len(), 1);
+    assert!(
+        refused[0].to_string().starts_with(
+            "spec.validation.openAPIV3Schema.x-kubernetes-validations[0].rule: Invalid value: "
+        ),
+        "{}",
+        refused[0]
+    );
+    assert!(
+        refused[0].detail.contains("undefined field 'namespace'"),
+        "{}",
+        refused[0].detail
+    );
+}
+
+#[test]
+fn cel_transition_rules() {
+    let s = StructuralSchema::new(&json!({
+        "type": "object",
+        "properties": {"spec": {"type": "object", "properties": {
+            "mode": {"type": "string", "x-kubernetes-validations": [
+                {"rule": "self == oldSelf", "message": "mode is immutable"},
+            ]},
+            "size": {"type": "integer", "x-kubernetes-validations": [
+                {"rule": "!oldSelf.hasValue() || self >= oldSelf.value()", "message": "size may not shrink", "optionalOldSelf": true},
+            ]},
+            "conditions": {"type": "array", "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"],
+                "items": {"type": "object", "properties": {"type": {"type": "string"}, "since": {"type": "integer"}},
+                    "x-kubernetes-validations": [{"rule": "self.since >= oldSelf.since", "message": "since goes forward"}]}},
+        }}}
+    }))
+    .unwrap();
+    let obj = |mode: &str, size: i64, since: i64| json!({"spec": {"mode": mode, "size": size, "conditions": [{"type": "Ready", "since": since}]}});
+    // On create there is no old object: transition rules are skipped (optionalOldSelf ones run).
+    assert!(s.validate(&obj("a", 1, 5), None).is_empty());
+    assert!(
+        s.validate(&obj("a", 2, 6), Some(&obj("a", 1, 5)))
+            .is_empty()
+    );
+    assert_eq!(
+        messages(&s.validate(&obj("b", 0, 4), Some(&obj("a", 1, 5)))),
+        vec![
+            r#"spec.conditions[0]: Invalid value: "object": since goes forward"#,
+            r#"spec.mode: Invalid value: "string": mode is immutable"#,
+            r#"spec.size: Invalid value: "integer": size may not shrink"#,
+        ]
+    );
+    // A field that did not exist before has no old value: its transition rule is skipped.
+    let old = json!({"spec": {"size": 1}});
+    assert!(s.validate(&obj("b", 1, 1), Some(&old)).is_empty());
+}
+
+#[test]
+fn cel_compile_errors_reject_the_crd() {
+    let props = json!({"replicas": {"type": "integer"}, "tags": {"type": "array", "items": {"type": "string",
+        "x-kubernetes-validations": [{"rule": "self == oldSelf"}]}}});
+    let err = |rule: Value| -> Vec<FieldError> {
+        StructuralSchema::new(&json!({
+            "type": "object",
+            "properties": {"spec": {"type": "object", "properties": props.clone(), "x-kubernetes-validations": [rule]}}
+        }))
+        .unwrap_err()
+    };
+    // (rule, field, substring of the detail)
+    let cases = [
+        (
+            json!({"rule": "self.replicas.frobnicate()"}),
+            "rule",
+            "undeclared reference to 'frobnicate' (in container '')",
+        ),
+        (
+            json!({"rule": "nosuchfn(self.replicas)"}),
+            "rule",
+            "undeclared reference to 'nosuchfn'",
+        ),
+        (
+            json!({"rule": "self.replicas > other"}),
+            "rule",
+            "undeclared reference to 'other'",
+        ),
+        (
+            json!({"rule": "self.replcas > 1"}),
+            "rule",
+            "undefined field 'replcas'",
+        ),
+        (
+            json!({"rule": "self.replicas >"}),
+            "rule",
+            "compilation failed: ERROR: <input>:1:",
+        ),
+        (json!({"rule": ""}), "rule", ""),
+        (
+            json!({"rule": "true", "reason": "Bogus"}),
+            "reason",
+            "supported values",
+        ),
+        (
+            json!({"rule": "true", "messageExpression": "nope()"}),
+            "messageExpression",
+            "messageExpression compilation failed",
+        ),
+        (
+            json!({"rule": "true", "fieldPath": ".nothere"}),
+            "fieldPath",
+            "fieldPath must be a valid path",
+        ),
+        (
+            json!({"rule": "true", "optionalOldSelf": true}),
+            "optionalOldSelf",
+            "may not be set if oldSelf is not used in rule",
+        ),
+    ];
+    for (rule, field, detail) in cases {
+        let errs = err(rule.clone());
+        let own: Vec<&FieldError> = errs
+            .iter()
+            .filter(|e| {
+                e.field.starts_with(
+                    "spec.validation.openAPIV3Schema.properties[spec].x-kubernetes-validations[0]",
+                )
+            })
+            .collect();
+        assert_eq!(own.len(), 1, "{rule}: {:?}", messages(&errs));
+        assert_eq!(
+            own[0].field,
+            format!(
+                "spec.validation.openAPIV3Schema.properties[spec].x-kubernetes-validations[0].{field}"
+            ),
+            "{rule}"
+        );
+        assert!(own[0].detail.contains(detail), "{rule}: {}", own[0]);
+    }
+    // oldSelf inside the items of an atomic list cannot be correlated.
+    let errs = err(json!({"rule": "true"}));
+    assert_eq!(
+        errs.iter().map(|e| e.field.as_str()).collect::<Vec<_>>(),
+        vec![
+            "spec.validation.openAPIV3Schema.properties[spec].properties[tags].items.x-kubernetes-validations[0].rule"
+        ]
+    );
+    assert!(
+        errs[0]
+            .detail
+            .contains("oldSelf cannot be used on the uncorrelatable portion of the schema")
+    );
+}
+
+#[test]
+fn cel_compile_error_text() {
+    let errs = StructuralSchema::new(&json!({
+        "type": "object",
+        "properties": {"spec": {"type": "object", "properties": {"replicas": {"type": "integer"}},
+            "x-kubernetes-validations": [{"rule": "self.foo()"}]}}
+    }))
+    .unwrap_err();
+    assert_eq!(
+        messages(&errs),
+        vec![
+            "spec.validation.openAPIV3Schema.properties[spec].x-kubernetes-validations[0].rule: Invalid value: {\"rule\":\"self.foo()\"}: compilation failed: ERROR: <input>:1:9: undeclared reference to 'foo' (in container '')\n | self.foo()\n | ........^"
+        ]
+    );
+}
+
+#[test]
+fn structural_schema_problems() {
+    let cases: Vec<(Value, Vec<&str>)> = vec![
+        (
+            json!({"type": "object", "properties": {"spec": {"properties": {}}}}),
+            vec![
+                "spec.validation.openAPIV3Schema.properties[spec].type: Required value: must not be empty for specified object fields",
+            ],
+        ),
+        (
+            json!({"type": "string"}),
+            vec![
+                r#"spec.validation.openAPIV3Schema.type: Invalid value: "string": must be object at the root"#,
+            ],
+        ),
+        (
+            json!({"type": "object", "properties": {"l": {"type": "array"}}}),
+            vec![
+                "spec.validation.openAPIV3Schema.properties[l].items: Required value: must be specified",
+            ],
+        ),
+        (
+            json!({"type": "object", "properties": {"m": {"type": "object", "properties": {"a": {"type": "string"}}, "additionalProperties": {"type": "string"}}}}),
+            vec![
+                "spec.validation.openAPIV3Schema.properties[m].additionalProperties: Forbidden: additionalProperties and properties are mutual exclusive",
+            ],
+        ),
+        (
+            json!({"type": "object", "properties": {"r": {"$ref": "#/definitions/x"}}}),
+            vec![
+                "spec.validation.openAPIV3Schema.properties[r].$ref: Forbidden: $ref is not supported",
+                "spec.validation.openAPIV3Schema.properties[r].type: Required value: must not be empty for specified object fields",
+            ],
+        ),
+        (
+            json!({"type": "object", "properties": {"p": {"type": "string", "pattern": "("}}}),
+            vec![],
+        ),
+        (
+            json!({"type": "object", "properties": {"l": {"type": "array", "items": {"type": "string"}, "x-kubernetes-list-type": "map"}}}),
+            vec![
+                "spec.validation.openAPIV3Schema.properties[l].x-kubernetes-list-map-keys: Required value: must not be empty if x-kubernetes-list-type is map",
+            ],
+        ),
+        (
+            json!({"type": "object", "properties": {"l": {"type": "array", "items": {"type": "string"}, "uniqueItems": true}}}),
+            vec![
+                "spec.validation.openAPIV3Schema.properties[l].uniqueItems: Forbidden: uniqueItems cannot be set to true since the runtime complexity becomes quadratic",
+            ],
+        ),
+        (
+            json!({"type": "object", "properties": {"port": {"x-kubernetes-int-or-string": true}, "free": {"x-kubernetes-preserve-unknown-fields": true}}}),
+            vec![],
+        ),
+    ];
+    for (s, want) in cases {
+        let got = match StructuralSchema::new(&s) {
+            Ok(_) => vec![],
+            Err(e) => messages(&e),
+        };
+        if s.pointer("/properties/p/pattern").is_some() {
+            assert_eq!(got.len(), 1, "{got:?}");
+            assert!(got[0].starts_with(r#"spec.validation.openAPIV3Schema.properties[p].pattern: Invalid value: "(": must be a valid regular expression, but isn't: "#));
+            continue;
+        }
+        assert_eq!(got, want, "{s}");
+    }
+}
+
+#[test]
+fn status_message_and_causes() {
+    let one = vec![FieldError::invalid(
+        "spec.replicas",
+        json!(2000),
+        "spec.replicas in body should be less than or equal to 1000",
+    )];
+    assert_eq!(
+        status_message("DemoWeb.baeke.info", "web", &one),
+        "DemoWeb.baeke.info \"web\" is invalid: spec.replicas: Invalid value: 2000: spec.replicas in body should be less than or equal to 1000"
+    );
+    let two = vec![
+        one[0].clone(),
+        FieldError::required("spec.gitrepo", ""),
+        one[0].clone(),
+    ];
+    assert_eq!(
+        status_message("DemoWeb.baeke.info", "web", &two),
+        "DemoWeb.baeke.info \"web\" is invalid: [spec.replicas: Invalid value: 2000: spec.replicas in body should be less than or equal to 1000, spec.gitrepo: Required value]"
+    );
+    assert_eq!(
+        status_causes(&two[..2]),
+        vec![
+            json!({"reason": "FieldValueInvalid", "message": "Invalid value: 2000: spec.replicas in body should be less than or equal to 1000", "field": "spec.replicas"}),
+            json!({"reason": "FieldValueRequired", "message": "Required value", "field": "spec.gitrepo"}),
+        ]
+    );
+    assert_eq!(
+        FieldError::not_supported("spec.type", json!("x"), &["a".into(), "b".into()]).to_string(),
+        r#"spec.type: Unsupported value: "x": supported values: "a", "b""#
+    );
+    assert_eq!(
+        FieldError::too_many("spec.l", Some(3), Some(2)).to_string(),
+        "spec.l: Too many: 3: must have at most 2 items"
+    );
+    assert_eq!(
+        FieldError::invalid("a", json!("tab\there \"q\""), "d").to_string(),
+        r#"a: Invalid value: "tab\there \"q\"": d"#
+    );
+}
+
+const DEMOWEB_CRD: &str = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: demowebs.baeke.info
+spec:
+  group: baeke.info
+  names:
+    kind: DemoWeb
+    listKind: DemoWebList
+    plural: demowebs
+    singular: demoweb
+    shortNames: [dweb]
+  scope: Namespaced
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    subresources:
+      status: {}
+    additionalPrinterColumns:
+    - {name: Replicas, type: integer, jsonPath: .spec.replicas}
+    - {name: Ready, type: integer, jsonPath: .status.readyReplicas}
+    - {name: GitRepo, type: string, jsonPath: .spec.gitrepo}
+    - {name: URL, type: string, jsonPath: .status.url, priority: 1}
+    - {name: Age, type: date, jsonPath: .metadata.creationTimestamp}
+    schema:
+      openAPIV3Schema:
+        type: object
+        required: [spec]
+        x-kubernetes-validations:
+        - rule: "self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$') && self.metadata.name.size() <= 63"
+          message: metadata.name must be a DNS-1035 label of at most 63 characters
+        properties:
+          apiVersion: {type: string}
+          kind: {type: string}
+          metadata: {type: object}
+          spec:
+            type: object
+            required: [gitrepo]
+            properties:
+              replicas: {type: integer, format: int32, default: 1, minimum: 0, maximum: 1000}
+              gitrepo:
+                type: string
+                maxLength: 2048
+                x-kubernetes-validations:
+                - rule: "self.startsWith('https://') || self.startsWith('http://') || self.startsWith('ssh://') || self.startsWith('git@')"
+                  message: gitrepo must be an https://, http://, ssh:// or git@host:path URL
+              ingress:
+                type: object
+                required: [host]
+                properties:
+                  host: {type: string}
+                  path: {type: string, default: /}
+                  allowedSourceRanges:
+                    type: array
+                    items: {type: string, format: cidr}
+              identity:
+                type: object
+                properties:
+                  binding: {type: string}
+                  mode: {type: string, enum: [PodIdentity, WorkloadIdentity], default: PodIdentity}
+          status:
+            type: object
+            properties:
+              observedGeneration: {type: integer, format: int64}
+              readyReplicas: {type: integer}
+              url: {type: string}
+              conditions:
+                type: array
+                x-kubernetes-list-type: map
+                x-kubernetes-list-map-keys: [type]
+                items:
+                  type: object
+                  required: [type, status]
+                  properties:
+                    type: {type: string}
+                    status: {type: string, enum: ["True", "False", "Unknown"]}
+                    lastTransitionTime: {type: string, format: date-time}
+"#;
+
+fn demoweb_crd() -> Value {
+    serde_yaml::from_str(DEMOWEB_CRD).expect("test CRD parses")
+}
+
+#[test]
+fn realistic_crd_end_to_end() {
+    let crd = demoweb_crd();
+    assert_eq!(messages(&validate_crd(&crd)), Vec::<String>::new());
+    let s =
+        StructuralSchema::new(&crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]).unwrap();
+
+    let mut good = json!({
+        "apiVersion": "baeke.info/v1", "kind": "DemoWeb",
+        "metadata": {"name": "web", "namespace": "default", "annotations": {"a": "b"}},
+        "spec": {"gitrepo": "https://github.com/gbaeke/static-web", "ingress": {"host": "web.example.com",
+            "allowedSourceRanges": ["10.0.0.0/8", "2001:db8::/48"]}, "unknownField": true},
+        "status": {"conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": "2024-01-01T00:00:00Z"}]},
+    });
+    s.prune(&mut good);
+    s.apply_defaults(&mut good);
+    assert_eq!(
+        good["spec"],
+        json!({"gitrepo": "https://github.com/gbaeke/static-web", "replicas": 1,
+               "ingress": {"host": "web.example.com", "path": "/", "allowedSourceRanges": ["10.0.0.0/8", "2001:db8::/48"]}})
+    );
+    assert_eq!(messages(&s.validate(&good, None)), Vec::<String>::new());
+
+    let mut bad = json!({
+        "apiVersion": "baeke.info/v1", "kind": "DemoWeb",
+        "metadata": {"name": "Web"},
+        "spec": {"gitrepo": "file:///etc/passwd", "replicas": 2000, "ingress": {"allowedSourceRanges": ["10.0.0.0/33"]},
+            "identity": {"mode": "Magic"}},
+    });
+    s.prune(&mut bad);
+    s.apply_defaults(&mut bad);
+    let errs = s.validate(&bad, None);
+    assert_eq!(
+        messages(&errs),
+        vec![
+            r#"spec.identity.mode: Unsupported value: "Magic": supported values: "PodIdentity", "WorkloadIdentity""#,
+            "spec.ingress.host: Required value",
+            r#"spec.ingress.allowedSourceRanges[0]: Invalid value: "10.0.0.0/33": spec.ingress.allowedSourceRanges[0] in body must be of type cidr: "10.0.0.0/33""#,
+            "spec.replicas: Invalid value: 2000: spec.replicas in body should be less than or equal to 1000",
+            r#"<nil>: Invalid value: "object": metadata.name must be a DNS-1035 label of at most 63 characters"#,
+            r#"spec.gitrepo: Invalid value: "string": gitrepo must be an https://, http://, ssh:// or git@host:path URL"#,
+        ]
+    );
+    assert!(status_message("DemoWeb.baeke.info", "Web", &errs).starts_with(
+        "DemoWeb.baeke.info \"Web\" is invalid: [spec.identity.mode: Unsupported value: \"Magic\": "
+    ));
+}
+
+#[test]
+fn crd_validation_failures() {
+    type Edit = fn(&mut Value);
+    let cases: Vec<(&str, Edit, Vec<&str>)> = vec![
+        ("valid", |_| {}, vec![]),
+        (
+            "name must be plural.group",
+            |c| c["metadata"]["name"] = json!("demoweb.baeke.info"),
+            vec![
+                r#"metadata.name: Invalid value: "demoweb.baeke.info": must be spec.names.plural+"."+spec.group"#,
+            ],
+        ),
+        (
+            "group needs a dot",
+            |c| {
+                c["spec"]["group"] = json!("baeke");
+                c["metadata"]["name"] = json!("demowebs.baeke");
+            },
+            vec![r#"spec.group: Invalid value: "baeke": should be a domain with at least one dot"#],
+        ),
+        (
+            "kind required",
+            |c| {
+                c["spec"]["names"].as_object_mut().unwrap().remove("kind");
+            },
+            vec!["spec.names.kind: Required value"],
+        ),
+        (
+            "bad short name",
+            |c| c["spec"]["names"]["shortNames"] = json!(["D_W"]),
+            vec![
+                r#"spec.names.shortNames[0]: Invalid value: "D_W": a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"#,
+            ],
+        ),
+        (
+            "bad scope",
+            |c| c["spec"]["scope"] = json!("Global"),
+            vec![
+                r#"spec.scope: Unsupported value: "Global": supported values: "Cluster", "Namespaced""#,
+            ],
+        ),
+        (
+            "no storage version",
+            |c| c["spec"]["versions"][0]["storage"] = json!(false),
+            vec!["must have exactly one version marked as storage version"],
+        ),
+        (
+            "schema required",
+            |c| {
+                c["spec"]["versions"][0]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("schema");
+            },
+            vec!["spec.versions[0].schema.openAPIV3Schema: Required value: schemas are required"],
+        ),
+        (
+            "printer column path",
+            |c| {
+                c["spec"]["versions"][0]["additionalPrinterColumns"][0]["jsonPath"] =
+                    json!("spec.replicas")
+            },
+            vec![
+                r#"spec.additionalPrinterColumns[0].JSONPath: Invalid value: "spec.replicas": must be a simple json path starting with ."#,
+            ],
+        ),
+        (
+            "printer column type",
+            |c| c["spec"]["versions"][0]["additionalPrinterColumns"][0]["type"] = json!("int"),
+            vec![
+                r#"spec.additionalPrinterColumns[0].type: Unsupported value: "int": supported values: "boolean", "date", "integer", "number", "string""#,
+            ],
+        ),
+        (
+            "scale subresource paths",
+            |c| {
+                c["spec"]["versions"][0]["subresources"]["scale"] = json!({"specReplicasPath": ".replicas", "statusReplicasPath": ".status.replicas"})
+            },
+            vec![
+                r#"spec.subresources.scale.specReplicasPath: Invalid value: ".replicas": should be a json path under .spec"#,
+            ],
+        ),
+        (
+            "schema compile error reported under spec.validation",
+            |c| {
+                c["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["x-kubernetes-validations"]
+                    [0]["rule"] = json!("self.metadata.nope == 1")
+            },
+            vec![
+                "spec.validation.openAPIV3Schema.x-kubernetes-validations[0].rule: Invalid value: ",
+            ],
+        ),
+    ];
+    for (name, edit, want) in cases {
+        let mut crd = demoweb_crd();
+        edit(&mut crd);
+        let got = messages(&validate_crd(&crd));
+        assert_eq!(got.len(), want.len(), "{name}: {got:?}");
+        for (g, w) in got.iter().zip(&want) {
+            assert!(g.contains(w), "{name}: {g} does not contain {w}");
+        }
+    }
+}
+
+#[test]
+fn per_version_schemas_are_reported_per_version() {
+    let mut crd = demoweb_crd();
+    let mut v2 = crd["spec"]["versions"][0].clone();
+    v2["name"] = json!("v2");
+    v2["storage"] = json!(false);
+    v2["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["x"] =
+        json!({"properties": {}});
+    crd["spec"]["versions"].as_array_mut().unwrap().push(v2);
+    assert_eq!(
+        messages(&validate_crd(&crd)),
+        vec![
+            "spec.versions[1].schema.openAPIV3Schema.properties[spec].properties[x].type: Required value: must not be empty for specified object fields"
+        ]
+    );
+}
