@@ -717,12 +717,16 @@ fn type_name(node: &Node) -> &str {
 }
 
 /// Evaluates the rules of `node` on `value` (old value `old`, if the object is being updated and
-/// the value can be correlated), appending failures at `path`.
+/// the value can be correlated), appending failures at `path`. When `unchanged` (the value, or
+/// its nearest correlatable ancestor, equals the old one) failures of rules that do not read
+/// `oldSelf` are dropped: kube-apiserver ratchets them, so an object stored before a rule was
+/// tightened can still be updated elsewhere.
 pub(crate) fn evaluate(
     node: &Node,
     value: &Value,
     old: Option<&Value>,
     path: &str,
+    unchanged: bool,
     errors: &mut Vec<FieldError>,
 ) {
     if node.rules.is_empty() {
@@ -732,6 +736,8 @@ pub(crate) fn evaluate(
     let resource = node.rules[0].root || node.embedded;
     let self_val = to_cel(value, node, resource);
     let old_val = old.map(|o| to_cel(o, node, resource));
+    // A rule at the root reports on a nil field path, which apimachinery prints so.
+    let at = |p: String| if p.is_empty() { "<nil>".to_string() } else { p };
     for rule in &node.rules {
         if rule.transition && old_val.is_none() && !rule.optional_old_self {
             continue;
@@ -752,37 +758,40 @@ pub(crate) fn evaluate(
                 ctx.add_variable_from_value("oldSelf", o.clone());
             }
         }
-        let mut field = append_path(path, &rule.field_path);
-        if field.is_empty() {
-            // A rule at the root reports on a nil field path, which apimachinery prints so.
-            field = "<nil>".to_string();
-        }
         match rule.program.execute(&ctx) {
             Ok(CelValue::Bool(true)) => {}
             Ok(CelValue::Bool(false)) => {
+                if unchanged && !rule.transition {
+                    continue;
+                }
                 let detail = failure_message(rule, &ctx);
+                // Objects and lists are not echoed back; scalars are.
+                let shown = match node.ty.as_deref() {
+                    Some("object" | "array") => None,
+                    _ => Some(value.clone()),
+                };
                 errors.push(error_for_reason(
-                    &field,
-                    type_name(node),
+                    &at(append_path(path, &rule.field_path)),
+                    shown,
                     detail,
                     rule.reason.as_deref(),
                 ));
             }
             Ok(other) => errors.push(FieldError::invalid(
-                &field,
+                &at(path.to_string()),
                 json!(type_name(node)),
                 format!(
                     "rule did not evaluate to a bool (got {other:?}) evaluating rule: {}",
-                    default_message(rule)
+                    rule_error_string(rule)
                 ),
             )),
             Err(e) => errors.push(FieldError::invalid(
-                &field,
+                &at(path.to_string()),
                 json!(type_name(node)),
                 format!(
                     "{} evaluating rule: {}",
                     eval_error(&e),
-                    default_message(rule)
+                    rule_error_string(rule)
                 ),
             )),
         }
@@ -800,10 +809,19 @@ fn eval_error(e: &cel::ExecutionError) -> String {
     }
 }
 
+/// The rule's message, or the rule itself (`ruleErrorString` in apiextensions).
+fn rule_error_string(rule: &CompiledRule) -> String {
+    match &rule.message {
+        Some(m) if !m.is_empty() => m.trim().to_string(),
+        _ => rule.rule.trim().to_string(),
+    }
+}
+
+/// The message of a failed rule (`ruleMessageOrDefault` in apiextensions).
 fn default_message(rule: &CompiledRule) -> String {
     match &rule.message {
-        Some(m) if !m.trim().is_empty() => m.trim().to_string(),
-        _ => format!("failed rule: {}", rule.rule.trim()),
+        Some(m) if !m.is_empty() => m.trim().to_string(),
+        _ => format!("failed rule: {}", rule_error_string(rule)),
     }
 }
 
@@ -819,14 +837,18 @@ fn failure_message(rule: &CompiledRule, ctx: &Context) -> String {
     default_message(rule)
 }
 
-fn error_for_reason(field: &str, ty: &str, detail: String, reason: Option<&str>) -> FieldError {
+fn error_for_reason(
+    field: &str,
+    shown: Option<Value>,
+    detail: String,
+    reason: Option<&str>,
+) -> FieldError {
     match reason {
         Some("FieldValueForbidden") => FieldError::forbidden(field, detail),
         Some("FieldValueRequired") => FieldError::required(field, detail),
-        Some("FieldValueDuplicate") => {
-            FieldError::new(ErrorKind::Duplicate, field, Some(json!(ty)), detail)
-        }
-        _ => FieldError::invalid(field, json!(ty), detail),
+        // apimachinery's Duplicate carries no detail.
+        Some("FieldValueDuplicate") => FieldError::new(ErrorKind::Duplicate, field, shown, ""),
+        _ => FieldError::new(ErrorKind::Invalid, field, shown, detail),
     }
 }
 

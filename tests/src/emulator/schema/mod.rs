@@ -73,13 +73,15 @@ impl StructuralSchema {
         default::apply(&self.root, obj);
     }
 
-    /// Validates an object (already pruned and defaulted) against the schema and its CEL rules;
-    /// `old` is the stored object on update, which transition rules (`oldSelf`) compare against.
+    /// Validates an object (already pruned and defaulted) against the schema and its CEL rules.
+    /// `old` is the stored object on update: transition rules (`oldSelf`) compare against it, and
+    /// values equal to their old counterpart are not re-validated (validation ratcheting, on by
+    /// default since Kubernetes 1.30), so an object stored under a looser schema stays updatable.
     pub fn validate(&self, obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
         let mut errors = Vec::new();
-        validate::openapi(&self.root, obj, "", &mut errors);
-        validate::list_types(&self.root, obj, "", &mut errors);
-        validate::rules(&self.root, obj, old, "", &mut errors);
+        validate::openapi(&self.root, obj, old, "", &mut errors);
+        validate::list_types(&self.root, obj, old, "", &mut errors);
+        validate::rules(&self.root, obj, old, false, "", &mut errors);
         errors
     }
 }

@@ -500,12 +500,12 @@ fn cel_rules() {
         (
             json!({"rule": "self.replicas <= 10", "message": "too many replicas"}),
             json!({"replicas": 11}),
-            vec![r#"spec: Invalid value: "object": too many replicas"#],
+            vec!["spec: Invalid value: too many replicas"],
         ),
         (
             json!({"rule": "self.replicas <= 10"}),
             json!({"replicas": 11}),
-            vec![r#"spec: Invalid value: "object": failed rule: self.replicas <= 10"#],
+            vec!["spec: Invalid value: failed rule: self.replicas <= 10"],
         ),
         (
             json!({"rule": "self.replicas <= 10"}),
@@ -516,7 +516,7 @@ fn cel_rules() {
             json!({"rule": "self.gitrepo.startsWith('https://') || self.gitrepo.startsWith('git@')",
                    "message": "gitrepo must be https or ssh", "fieldPath": ".gitrepo"}),
             json!({"gitrepo": "file:///etc"}),
-            vec![r#"spec.gitrepo: Invalid value: "object": gitrepo must be https or ssh"#],
+            vec!["spec.gitrepo: Invalid value: gitrepo must be https or ssh"],
         ),
         (
             json!({"rule": "!has(self.ingress) || has(self.ingress.host)", "message": "ingress.host is required",
@@ -537,7 +537,7 @@ fn cel_rules() {
         (
             json!({"rule": "self.replicas < 5", "messageExpression": "'replicas ' + string(self.replicas) + ' exceeds 4'"}),
             json!({"replicas": 6}),
-            vec![r#"spec: Invalid value: "object": replicas 6 exceeds 4"#],
+            vec!["spec: Invalid value: replicas 6 exceeds 4"],
         ),
         (
             json!({"rule": "self.ingress.allowedSourceRanges.all(r, isCIDR(r))", "message": "must be CIDRs"}),
@@ -547,13 +547,13 @@ fn cel_rules() {
         (
             json!({"rule": "self.ingress.allowedSourceRanges.all(r, isCIDR(r))", "message": "must be CIDRs"}),
             json!({"ingress": {"allowedSourceRanges": ["10.0.0.0/8", "nope"]}}),
-            vec![r#"spec: Invalid value: "object": must be CIDRs"#],
+            vec!["spec: Invalid value: must be CIDRs"],
         ),
         (
             json!({"rule": "self.ingress.allowedSourceRanges.all(r, cidr(r).prefixLength() >= 8)"}),
             json!({"ingress": {"allowedSourceRanges": ["10.0.0.0/8", "0.0.0.0/0"]}}),
             vec![
-                r#"spec: Invalid value: "object": failed rule: self.ingress.allowedSourceRanges.all(r, cidr(r).prefixLength() >= 8)"#,
+                "spec: Invalid value: failed rule: self.ingress.allowedSourceRanges.all(r, cidr(r).prefixLength() >= 8)",
             ],
         ),
         (
@@ -584,7 +584,7 @@ fn cel_rules() {
         (
             json!({"rule": "self.labels.all(k, k.startsWith('app') && self.labels[k] != '')", "message": "bad labels"}),
             json!({"labels": {"app": "x", "other": "y"}}),
-            vec![r#"spec: Invalid value: "object": bad labels"#],
+            vec!["spec: Invalid value: bad labels"],
         ),
         (
             json!({"rule": "self.ratio > 0.5"}),
@@ -605,7 +605,7 @@ fn cel_rules() {
             json!({"rule": "self.replicas > 1"}),
             json!({}),
             vec![
-                r#"spec: Invalid value: "object": no such key: replicas evaluating rule: failed rule: self.replicas > 1"#,
+                r#"spec: Invalid value: "object": no such key: replicas evaluating rule: self.replicas > 1"#,
             ],
         ),
     ];
@@ -637,9 +637,9 @@ fn cel_rules_on_scalars_and_list_items() {
             json!({"gitrepo": "-x", "ranges": ["10.0.0.0/8", "1.2.3.4"]})
         ),
         vec![
-            r#"spec.gitrepo: Invalid value: "string": gitrepo must not start with '-'"#,
-            r#"spec.gitrepo: Invalid value: "string": gitrepo must be an https://, http://, ssh:// or git@host:path URL"#,
-            r#"spec.ranges[1]: Invalid value: "string": must be a CIDR"#,
+            r#"spec.gitrepo: Invalid value: "-x": gitrepo must not start with '-'"#,
+            r#"spec.gitrepo: Invalid value: "-x": gitrepo must be an https://, http://, ssh:// or git@host:path URL"#,
+            r#"spec.ranges[1]: Invalid value: "1.2.3.4": must be a CIDR"#,
         ]
     );
 }
@@ -661,8 +661,8 @@ fn cel_root_rules_see_metadata_name_only() {
     assert_eq!(
         messages(&s.validate(&obj("9-very-long-name"), None)),
         vec![
-            r#"<nil>: Invalid value: "object": name too long"#,
-            r#"<nil>: Invalid value: "object": name must be a DNS-1035 label"#,
+            "<nil>: Invalid value: name too long",
+            "<nil>: Invalid value: name must be a DNS-1035 label",
         ]
     );
     // Other metadata is not visible to rules: the CRD is refused.
@@ -714,9 +714,9 @@ fn cel_transition_rules() {
     assert_eq!(
         messages(&s.validate(&obj("b", 0, 4), Some(&obj("a", 1, 5)))),
         vec![
-            r#"spec.conditions[0]: Invalid value: "object": since goes forward"#,
-            r#"spec.mode: Invalid value: "string": mode is immutable"#,
-            r#"spec.size: Invalid value: "integer": size may not shrink"#,
+            "spec.conditions[0]: Invalid value: since goes forward",
+            r#"spec.mode: Invalid value: "b": mode is immutable"#,
+            "spec.size: Invalid value: 0: size may not shrink",
         ]
     );
     // A field that did not exist before has no old value: its transition rule is skipped.
@@ -1069,8 +1069,8 @@ fn realistic_crd_end_to_end() {
             "spec.ingress.host: Required value",
             r#"spec.ingress.allowedSourceRanges[0]: Invalid value: "10.0.0.0/33": spec.ingress.allowedSourceRanges[0] in body must be of type cidr: "10.0.0.0/33""#,
             "spec.replicas: Invalid value: 2000: spec.replicas in body should be less than or equal to 1000",
-            r#"<nil>: Invalid value: "object": metadata.name must be a DNS-1035 label of at most 63 characters"#,
-            r#"spec.gitrepo: Invalid value: "string": gitrepo must be an https://, http://, ssh:// or git@host:path URL"#,
+            "<nil>: Invalid value: metadata.name must be a DNS-1035 label of at most 63 characters",
+            r#"spec.gitrepo: Invalid value: "file:///etc/passwd": gitrepo must be an https://, http://, ssh:// or git@host:path URL"#,
         ]
     );
     assert!(status_message("DemoWeb.baeke.info", "Web", &errs).starts_with(
@@ -1197,4 +1197,44 @@ fn per_version_schemas_are_reported_per_version() {
             "spec.versions[1].schema.openAPIV3Schema.properties[spec].properties[x].type: Required value: must not be empty for specified object fields"
         ]
     );
+}
+
+#[test]
+fn ratcheting_on_update() {
+    let s = StructuralSchema::new(&json!({
+        "type": "object",
+        "properties": {"spec": {"type": "object", "properties": {
+            "name": {"type": "string", "maxLength": 3},
+            "tags": {"type": "array", "x-kubernetes-list-type": "set", "items": {"type": "string", "maxLength": 2}},
+            "replicas": {"type": "integer", "x-kubernetes-validations": [{"rule": "self <= 5", "message": "at most 5"}]},
+            "note": {"type": "string"},
+        }}}
+    }))
+    .unwrap();
+    // Stored under a looser schema: invalid name, tag and replicas.
+    let old = json!({"spec": {"name": "toolong", "tags": ["abc"], "replicas": 9, "note": "a"}});
+    // Changing another field leaves the old violations alone, as kube-apiserver ratchets them.
+    let only_note =
+        json!({"spec": {"name": "toolong", "tags": ["abc"], "replicas": 9, "note": "b"}});
+    assert_eq!(
+        messages(&s.validate(&only_note, Some(&old))),
+        Vec::<String>::new()
+    );
+    // A set item that is still there is unchanged; a new one is validated.
+    let new_tag = json!({"spec": {"name": "toolong", "tags": ["abc", "def"], "replicas": 9}});
+    assert_eq!(
+        messages(&s.validate(&new_tag, Some(&old))),
+        vec!["spec.tags[1]: Too long: value is too long"]
+    );
+    // Touching the invalid fields validates them again.
+    let touched = json!({"spec": {"name": "longer", "replicas": 8}});
+    assert_eq!(
+        messages(&s.validate(&touched, Some(&old))),
+        vec![
+            "spec.name: Too long: value is too long",
+            "spec.replicas: Invalid value: 8: at most 5",
+        ]
+    );
+    // On create everything is validated.
+    assert_eq!(s.validate(&old, None).len(), 3);
 }

@@ -37,8 +37,31 @@ fn child_path(path: &str, key: &str) -> String {
     }
 }
 
-/// OpenAPI keyword validation of `v` at `path`.
-pub(crate) fn openapi(node: &Node, v: &Value, path: &str, errors: &mut Vec<FieldError>) {
+/// The old value of list item `x`, where it can be correlated: by key in a map list, by value in
+/// a set; items of atomic lists have no identity.
+fn old_item<'o>(node: &Node, x: &Value, old: Option<&'o Value>) -> Option<&'o Value> {
+    let olds = old?.as_array()?;
+    match node.list_type.as_deref() {
+        Some("map") => olds
+            .iter()
+            .find(|o| node.list_map_keys.iter().all(|k| o.get(k) == x.get(k))),
+        Some("set") => olds.iter().find(|o| *o == x),
+        _ => None,
+    }
+}
+
+/// OpenAPI keyword validation of `v` at `path`. `old` is the correlated old value on update: a
+/// value equal to it is not validated again (kube-apiserver's validation ratcheting).
+pub(crate) fn openapi(
+    node: &Node,
+    v: &Value,
+    old: Option<&Value>,
+    path: &str,
+    errors: &mut Vec<FieldError>,
+) {
+    if old == Some(v) {
+        return;
+    }
     if v.is_null() && (node.nullable || (node.ty.is_none() && !node.int_or_string)) {
         return;
     }
@@ -62,7 +85,7 @@ pub(crate) fn openapi(node: &Node, v: &Value, path: &str, errors: &mut Vec<Field
         number_keywords(node, n, path, errors);
     }
     if let Value::Array(items) = v {
-        array_keywords(node, items, path, errors);
+        array_keywords(node, items, old, path, errors);
     }
     if let Some(allowed) = &node.enumeration
         && !allowed.iter().any(|a| json_equal(a, v))
@@ -97,10 +120,11 @@ pub(crate) fn openapi(node: &Node, v: &Value, path: &str, errors: &mut Vec<Field
             }
         }
         for (k, x) in obj {
+            let old_x = old.and_then(|o| o.get(k));
             if let Some(child) = node.properties.get(k) {
-                openapi(child, x, &child_path(path, k), errors);
+                openapi(child, x, old_x, &child_path(path, k), errors);
             } else if let Some(add) = &node.additional {
-                openapi(add, x, &child_path(path, k), errors);
+                openapi(add, x, old_x, &child_path(path, k), errors);
             }
         }
     }
@@ -224,7 +248,13 @@ fn number_keywords(node: &Node, n: &serde_json::Number, path: &str, errors: &mut
     }
 }
 
-fn array_keywords(node: &Node, items: &[Value], path: &str, errors: &mut Vec<FieldError>) {
+fn array_keywords(
+    node: &Node,
+    items: &[Value],
+    old: Option<&Value>,
+    path: &str,
+    errors: &mut Vec<FieldError>,
+) {
     let size = items.len() as u64;
     if let Some(min) = node.min_items
         && size < min
@@ -255,7 +285,13 @@ fn array_keywords(node: &Node, items: &[Value], path: &str, errors: &mut Vec<Fie
     }
     if let Some(it) = &node.items {
         for (i, x) in items.iter().enumerate() {
-            openapi(it, x, &format!("{path}[{i}]"), errors);
+            openapi(
+                it,
+                x,
+                old_item(node, x, old),
+                &format!("{path}[{i}]"),
+                errors,
+            );
         }
     }
 }
@@ -263,11 +299,11 @@ fn array_keywords(node: &Node, items: &[Value], path: &str, errors: &mut Vec<Fie
 /// `allOf`, `anyOf`, `oneOf` and `not`, reported the way kube-openapi words them.
 fn composition(node: &Node, v: &Value, path: &str, errors: &mut Vec<FieldError>) {
     for sub in &node.all_of {
-        openapi(sub, v, path, errors);
+        openapi(sub, v, None, path, errors);
     }
     let passes = |sub: &Node| {
         let mut e = Vec::new();
-        openapi(sub, v, path, &mut e);
+        openapi(sub, v, None, path, &mut e);
         e.is_empty()
     };
     // An error kube-openapi raises without a field ends up on a nil path, which prints as "<nil>".
@@ -316,7 +352,16 @@ fn json_equal(a: &Value, b: &Value) -> bool {
 }
 
 /// `x-kubernetes-list-type: set|map` uniqueness, reported as `Duplicate value` on the later item.
-pub(crate) fn list_types(node: &Node, v: &Value, path: &str, errors: &mut Vec<FieldError>) {
+pub(crate) fn list_types(
+    node: &Node,
+    v: &Value,
+    old: Option<&Value>,
+    path: &str,
+    errors: &mut Vec<FieldError>,
+) {
+    if old == Some(v) {
+        return;
+    }
     match v {
         Value::Array(items) => {
             match node.list_type.as_deref() {
@@ -348,16 +393,23 @@ pub(crate) fn list_types(node: &Node, v: &Value, path: &str, errors: &mut Vec<Fi
             }
             if let Some(it) = &node.items {
                 for (i, x) in items.iter().enumerate() {
-                    list_types(it, x, &format!("{path}[{i}]"), errors);
+                    list_types(
+                        it,
+                        x,
+                        old_item(node, x, old),
+                        &format!("{path}[{i}]"),
+                        errors,
+                    );
                 }
             }
         }
         Value::Object(obj) => {
             for (k, x) in obj {
+                let old_x = old.and_then(|o| o.get(k));
                 if let Some(child) = node.properties.get(k) {
-                    list_types(child, x, &child_path(path, k), errors);
+                    list_types(child, x, old_x, &child_path(path, k), errors);
                 } else if let Some(add) = &node.additional {
-                    list_types(add, x, &format!("{path}[{k}]"), errors);
+                    list_types(add, x, old_x, &format!("{path}[{k}]"), errors);
                 }
             }
         }
@@ -365,26 +417,32 @@ pub(crate) fn list_types(node: &Node, v: &Value, path: &str, errors: &mut Vec<Fi
     }
 }
 
-/// CEL rules at every node, with the old value where it can be correlated.
+/// CEL rules at every node, with the old value where it can be correlated. `parent_unchanged`
+/// carries ratcheting into items that cannot be correlated themselves.
 pub(crate) fn rules(
     node: &Node,
     v: &Value,
     old: Option<&Value>,
+    parent_unchanged: bool,
     path: &str,
     errors: &mut Vec<FieldError>,
 ) {
     if v.is_null() {
         return;
     }
-    cel::evaluate(node, v, old, path, errors);
+    let unchanged = match old {
+        Some(o) => o == v,
+        None => parent_unchanged,
+    };
+    cel::evaluate(node, v, old, path, unchanged, errors);
     match v {
         Value::Object(obj) => {
             for (k, x) in obj {
                 let old_x = old.and_then(|o| o.get(k));
                 if let Some(child) = node.properties.get(k) {
-                    rules(child, x, old_x, &child_path(path, k), errors);
+                    rules(child, x, old_x, unchanged, &child_path(path, k), errors);
                 } else if let Some(add) = &node.additional {
-                    rules(add, x, old_x, &format!("{path}[{k}]"), errors);
+                    rules(add, x, old_x, unchanged, &format!("{path}[{k}]"), errors);
                 }
             }
         }
@@ -393,15 +451,20 @@ pub(crate) fn rules(
                 return;
             };
             for (i, x) in items.iter().enumerate() {
-                let old_x = if node.list_type.as_deref() == Some("map") {
-                    old.and_then(Value::as_array).and_then(|olds| {
-                        olds.iter()
-                            .find(|o| node.list_map_keys.iter().all(|k| o.get(k) == x.get(k)))
-                    })
-                } else {
-                    None
+                // Only map lists give transition rules an old item; sets still ratchet.
+                let old_x = match node.list_type.as_deref() {
+                    Some("map") => old_item(node, x, old),
+                    _ => None,
                 };
-                rules(it, x, old_x, &format!("{path}[{i}]"), errors);
+                let item_unchanged = unchanged || old_item(node, x, old) == Some(x);
+                rules(
+                    it,
+                    x,
+                    old_x,
+                    item_unchanged,
+                    &format!("{path}[{i}]"),
+                    errors,
+                );
             }
         }
         _ => {}
