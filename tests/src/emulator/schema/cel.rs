@@ -22,31 +22,42 @@ pub(crate) struct Scope {
     pub root: bool,
     /// The schema path of the enclosing list whose items have no identity, if any.
     pub uncorrelated: Option<String>,
+    /// Below the root's `metadata`, where defaults are not allowed.
+    pub in_metadata: bool,
 }
 
 impl Scope {
     pub fn root() -> Scope {
         Scope {
             root: true,
-            uncorrelated: None,
+            ..Scope::default()
         }
     }
 
     pub fn child(&self) -> Scope {
         Scope {
             root: false,
-            uncorrelated: self.uncorrelated.clone(),
+            ..self.clone()
+        }
+    }
+
+    pub fn metadata(&self) -> Scope {
+        Scope {
+            root: false,
+            in_metadata: true,
+            ..self.clone()
         }
     }
 
     pub fn uncorrelated(&self, path: &str) -> Scope {
+        let list = self
+            .uncorrelated
+            .clone()
+            .unwrap_or_else(|| path.to_string());
         Scope {
             root: false,
-            uncorrelated: Some(
-                self.uncorrelated
-                    .clone()
-                    .unwrap_or_else(|| path.to_string()),
-            ),
+            uncorrelated: Some(list),
+            ..self.clone()
         }
     }
 }

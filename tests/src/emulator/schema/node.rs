@@ -3,6 +3,7 @@
 
 use super::cel::{self, CompiledRule, Scope};
 use super::error::FieldError;
+use super::{prune, validate};
 use regex::Regex;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -166,10 +167,15 @@ impl Parser {
 
         if let Some(props) = obj.get("properties").and_then(Value::as_object) {
             for (k, sub) in props {
+                let child_scope = if scope.root && k == "metadata" {
+                    scope.metadata()
+                } else {
+                    scope.child()
+                };
                 let child = self.parse(
                     sub,
                     &format!("{path}.properties[{k}]"),
-                    &scope.child(),
+                    &child_scope,
                     value_validation,
                 );
                 n.properties.insert(k.clone(), child);
@@ -250,7 +256,47 @@ impl Parser {
                 }
             }
         }
+        if !value_validation && let Some(d) = &n.default {
+            self.check_default(&n, d, path, scope);
+        }
         n
+    }
+
+    /// A default must survive pruning unchanged and pass the node's own validation, CEL included,
+    /// or the CRD is refused.
+    fn check_default(&mut self, n: &Node, d: &Value, path: &str, scope: &Scope) {
+        let dpath = format!("{path}.default");
+        if scope.in_metadata {
+            self.errors.push(FieldError::forbidden(
+                &dpath,
+                "must not be set inside metadata",
+            ));
+            return;
+        }
+        let mut pruned = d.clone();
+        prune::prune(n, &mut pruned, n.embedded);
+        if &pruned != d {
+            self.errors.push(FieldError::invalid(
+                &dpath,
+                d.clone(),
+                "must not have unknown fields",
+            ));
+            return;
+        }
+        if d.is_null() && n.nullable {
+            return;
+        }
+        let mut errs = Vec::new();
+        validate::openapi(n, d, None, "", &mut errs);
+        validate::rules(n, d, None, false, "", &mut errs);
+        for mut e in errs {
+            e.field = match e.field.as_str() {
+                "" | "<nil>" => dpath.clone(),
+                f if f.starts_with('[') => format!("{dpath}{f}"),
+                f => format!("{dpath}.{f}"),
+            };
+            self.errors.push(e);
+        }
     }
 
     fn check_structural(&mut self, obj: &Map<String, Value>, n: &Node, path: &str) {

@@ -1238,3 +1238,74 @@ fn ratcheting_on_update() {
     // On create everything is validated.
     assert_eq!(s.validate(&old, None).len(), 3);
 }
+
+#[test]
+fn defaults_must_be_valid_and_pruned() {
+    let refused = |prop: Value| -> Vec<String> {
+        match StructuralSchema::new(
+            &json!({"type": "object", "properties": {"spec": {"type": "object", "properties": {"x": prop}}}}),
+        ) {
+            Ok(_) => vec![],
+            Err(e) => messages(&e),
+        }
+    };
+    assert_eq!(
+        refused(json!({"type": "integer", "default": 3, "maximum": 5})),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        refused(json!({"type": "integer", "default": 7, "maximum": 5})),
+        vec![
+            "spec.validation.openAPIV3Schema.properties[spec].properties[x].default: Invalid value: 7:  in body should be less than or equal to 5"
+        ]
+    );
+    assert_eq!(
+        refused(
+            json!({"type": "object", "default": {"a": 1}, "properties": {"b": {"type": "string"}}})
+        ),
+        vec![
+            r#"spec.validation.openAPIV3Schema.properties[spec].properties[x].default: Invalid value: {"a":1}: must not have unknown fields"#
+        ]
+    );
+    assert_eq!(
+        refused(
+            json!({"type": "string", "default": "-x", "x-kubernetes-validations": [{"rule": "!self.startsWith('-')", "message": "no dash"}]})
+        ),
+        vec![
+            r#"spec.validation.openAPIV3Schema.properties[spec].properties[x].default: Invalid value: "-x": no dash"#
+        ]
+    );
+    let in_metadata = StructuralSchema::new(
+        &json!({"type": "object", "properties": {"metadata": {"type": "object",
+        "properties": {"name": {"type": "string", "default": "x"}}}}}),
+    )
+    .unwrap_err();
+    assert_eq!(
+        messages(&in_metadata),
+        vec![
+            "spec.validation.openAPIV3Schema.properties[metadata].properties[name].default: Forbidden: must not be set inside metadata"
+        ]
+    );
+}
+
+#[test]
+fn embedded_resources_need_api_version_and_kind() {
+    let s = schema(
+        json!({"template": {"type": "object", "x-kubernetes-embedded-resource": true,
+        "x-kubernetes-preserve-unknown-fields": true}}),
+    );
+    assert_eq!(
+        validate_spec(&s, json!({"template": {"metadata": {"name": "x"}}})),
+        vec![
+            "spec.template.apiVersion: Required value: must not be empty",
+            "spec.template.kind: Required value: must not be empty",
+        ]
+    );
+    assert!(
+        validate_spec(
+            &s,
+            json!({"template": {"apiVersion": "v1", "kind": "Pod", "spec": {"x": 1}}})
+        )
+        .is_empty()
+    );
+}

@@ -114,6 +114,9 @@ pub(crate) fn openapi(
                 format!("{path} in body should have at least {min} properties"),
             ));
         }
+        if node.embedded {
+            embedded_resource(obj, path, errors);
+        }
         for r in &node.required {
             if !obj.contains_key(r) {
                 errors.push(FieldError::required(&child_path(path, r), ""));
@@ -126,6 +129,25 @@ pub(crate) fn openapi(
             } else if let Some(add) = &node.additional {
                 openapi(add, x, old_x, &child_path(path, k), errors);
             }
+        }
+    }
+}
+
+/// An `x-kubernetes-embedded-resource` object must say what it is.
+fn embedded_resource(
+    obj: &serde_json::Map<String, Value>,
+    path: &str,
+    errors: &mut Vec<FieldError>,
+) {
+    for k in ["apiVersion", "kind"] {
+        let p = child_path(path, k);
+        match obj.get(k) {
+            None => errors.push(FieldError::required(&p, "must not be empty")),
+            Some(Value::String(s)) if s.is_empty() => {
+                errors.push(FieldError::invalid(&p, json!(s), "must not be empty"))
+            }
+            Some(Value::String(_)) => {}
+            Some(other) => errors.push(FieldError::invalid(&p, other.clone(), "must be a string")),
         }
     }
 }
