@@ -225,7 +225,6 @@ pub(crate) fn compile_rule(
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_string();
-    let rule_value = rule_as_value(raw);
     if rule.trim().is_empty() {
         return Err(vec![FieldError::required(&format!("{path}.rule"), "")]);
     }
@@ -235,7 +234,7 @@ pub(crate) fn compile_rule(
         Err(e) => {
             errors.push(FieldError::invalid(
                 &format!("{path}.rule"),
-                rule_value.clone(),
+                Value::String(rule.clone()),
                 format!(
                     "compilation failed: {}",
                     format_parse_errors(&e.to_string())
@@ -257,9 +256,9 @@ pub(crate) fn compile_rule(
         checker.walk(p.expression(), &mut Vec::new());
         transition = checker.uses_old_self;
         if let Some(problem) = checker.problems.into_iter().next() {
-            errors.push(FieldError::invalid(
+            errors.push(rule_error(
                 &format!("{path}.rule"),
-                rule_value.clone(),
+                raw,
                 format!("compilation failed: {problem}"),
             ));
         }
@@ -267,7 +266,7 @@ pub(crate) fn compile_rule(
     if transition && let Some(list) = &scope.uncorrelated {
         errors.push(FieldError::invalid(
             &format!("{path}.rule"),
-            rule_value.clone(),
+            Value::String(rule.clone()),
             format!(
                 "oldSelf cannot be used on the uncorrelatable portion of the schema within {list}"
             ),
@@ -311,18 +310,18 @@ pub(crate) fn compile_rule(
                     };
                     checker.walk(p.expression(), &mut Vec::new());
                     if let Some(problem) = checker.problems.into_iter().next() {
-                        errors.push(FieldError::invalid(
+                        errors.push(rule_error(
                             &mpath,
-                            Value::String(me.to_string()),
+                            raw,
                             format!("messageExpression compilation failed: {problem}"),
                         ));
                     } else {
                         message_expression = Some(p);
                     }
                 }
-                Err(e) => errors.push(FieldError::invalid(
+                Err(e) => errors.push(rule_error(
                     &mpath,
-                    Value::String(me.to_string()),
+                    raw,
                     format!(
                         "messageExpression compilation failed: {}",
                         format_parse_errors(&e.to_string())
@@ -382,24 +381,23 @@ pub(crate) fn compile_rule(
     }
 }
 
-/// The rule as the server echoes it back in an error (the JSON of the `ValidationRule`).
-fn rule_as_value(raw: &Value) -> Value {
-    let mut out = serde_json::Map::new();
-    if let Some(obj) = raw.as_object() {
-        for k in [
-            "rule",
-            "message",
-            "messageExpression",
-            "reason",
-            "fieldPath",
-            "optionalOldSelf",
-        ] {
-            if let Some(v) = obj.get(k) {
-                out.insert(k.to_string(), v.clone());
-            }
-        }
-    }
-    Value::Object(out)
+/// The rule as the server echoes it back in an error: Go's JSON of the internal
+/// `ValidationRule`, which has no JSON tags, so fields appear under their Go names, in order.
+fn rule_error(path: &str, raw: &Value, detail: String) -> FieldError {
+    let s = |k: &str| raw.get(k).and_then(Value::as_str).unwrap_or("");
+    let opt = |k: &str| raw.get(k).map_or("null".to_string(), Value::to_string);
+    let rendered = format!(
+        "{{\"Rule\":{},\"Message\":{},\"MessageExpression\":{},\"Reason\":{},\"FieldPath\":{},\"OptionalOldSelf\":{}}}",
+        Value::from(s("rule")),
+        Value::from(s("message")),
+        Value::from(s("messageExpression")),
+        opt("reason"),
+        Value::from(s("fieldPath")),
+        opt("optionalOldSelf"),
+    );
+    let mut e = FieldError::invalid(path, raw.clone(), detail);
+    e.rendered = Some(rendered);
+    e
 }
 
 /// cel-rust renders a parse error's snippet as `| line`; cel-go, and so kube-apiserver, as ` | line`.

@@ -58,6 +58,8 @@ pub struct FieldError {
     pub kind: ErrorKind,
     pub value: Option<Value>,
     pub detail: String,
+    /// How Go prints `value` when it is not plain JSON (a Go struct, fields in declaration order).
+    pub(crate) rendered: Option<String>,
 }
 
 impl FieldError {
@@ -72,6 +74,7 @@ impl FieldError {
             kind,
             value,
             detail: detail.into(),
+            rendered: None,
         }
     }
 
@@ -135,7 +138,10 @@ impl FieldError {
             | ErrorKind::Internal => self.kind.text().to_string(),
             _ => match &self.value {
                 None => self.kind.text().to_string(),
-                Some(v) => format!("{}: {}", self.kind.text(), render_value(v)),
+                Some(v) => {
+                    let shown = self.rendered.clone().unwrap_or_else(|| render_value(v));
+                    format!("{}: {shown}", self.kind.text())
+                }
             },
         };
         if !self.detail.is_empty() {
