@@ -69,6 +69,14 @@ pub fn validate_crd(crd: &Value) -> Vec<FieldError> {
 
     validate_names(crd, &mut errs);
 
+    if crd.pointer("/spec/preserveUnknownFields") == Some(&Value::Bool(true)) {
+        errs.push(FieldError::invalid(
+            "spec.preserveUnknownFields",
+            json!(true),
+            "must be false in order to use defaults in the schema",
+        ));
+    }
+
     match str_at(crd, "/spec/scope") {
         Some("Cluster" | "Namespaced") => {}
         None | Some("") => errs.push(FieldError::required("spec.scope", "")),

@@ -249,7 +249,10 @@ fn keyword_validation_messages() {
             "anyOf",
             json!({"n": {"type": "integer", "anyOf": [{"maximum": 1}, {"minimum": 10}]}}),
             json!({"n": 5}),
-            vec![r#"<nil>: Invalid value: "": spec.n must validate at least one schema (anyOf)"#],
+            vec![
+                r#"<nil>: Invalid value: "": spec.n must validate at least one schema (anyOf)"#,
+                "spec.n: Invalid value: 5: spec.n in body should be less than or equal to 1",
+            ],
         ),
         (
             "oneOf",
@@ -1307,5 +1310,46 @@ fn embedded_resources_need_api_version_and_kind() {
             json!({"template": {"apiVersion": "v1", "kind": "Pod", "spec": {"x": 1}}})
         )
         .is_empty()
+    );
+}
+
+#[test]
+fn cel_sees_durations_timestamps_and_bytes() {
+    let s = StructuralSchema::new(&json!({
+        "type": "object",
+        "properties": {"spec": {"type": "object",
+            "properties": {
+                "period": {"type": "string", "format": "duration"},
+                "at": {"type": "string", "format": "date-time"},
+                "blob": {"type": "string", "format": "byte"},
+                "port": {"x-kubernetes-int-or-string": true},
+            },
+            "x-kubernetes-validations": [
+                {"rule": "!has(self.period) || self.period >= duration('10s')", "message": "period must be at least 10s"},
+                {"rule": "!has(self.at) || self.at < timestamp('2100-01-01T00:00:00Z')", "message": "too late"},
+                {"rule": "!has(self.blob) || size(self.blob) == 5", "message": "blob must be 5 bytes"},
+                {"rule": "!has(self.port) || (type(self.port) == int ? self.port > 0 : self.port.size() > 0)", "message": "bad port"},
+            ]}}
+    }))
+    .unwrap();
+    assert!(
+        validate_spec(
+            &s,
+            json!({"period": "1m", "at": "2024-01-01T00:00:00Z", "blob": "aGVsbG8=", "port": 80})
+        )
+        .is_empty()
+    );
+    assert!(validate_spec(&s, json!({"port": "http"})).is_empty());
+    assert_eq!(
+        validate_spec(
+            &s,
+            json!({"period": "5s", "at": "2200-01-01T00:00:00Z", "blob": "aGk=", "port": 0})
+        ),
+        vec![
+            "spec: Invalid value: period must be at least 10s",
+            "spec: Invalid value: too late",
+            "spec: Invalid value: blob must be 5 bytes",
+            "spec: Invalid value: bad port",
+        ]
     );
 }

@@ -323,20 +323,34 @@ fn composition(node: &Node, v: &Value, path: &str, errors: &mut Vec<FieldError>)
     for sub in &node.all_of {
         openapi(sub, v, None, path, errors);
     }
-    let passes = |sub: &Node| {
+    let run = |sub: &Node| {
         let mut e = Vec::new();
         openapi(sub, v, None, path, &mut e);
-        e.is_empty()
+        e
+    };
+    // The failures of the alternative that came closest are reported too; kube-openapi picks
+    // it by matched keywords, approximated here by the fewest errors.
+    let closest = |results: Vec<Vec<FieldError>>| {
+        results
+            .into_iter()
+            .filter(|e| !e.is_empty())
+            .min_by_key(Vec::len)
+            .unwrap_or_default()
     };
     // An error kube-openapi raises without a field ends up on a nil path, which prints as "<nil>".
     let composite = |msg: String| FieldError::invalid("<nil>", json!(""), msg);
-    if !node.any_of.is_empty() && !node.any_of.iter().any(passes) {
-        errors.push(composite(format!(
-            "{path} must validate at least one schema (anyOf)"
-        )));
+    if !node.any_of.is_empty() {
+        let results: Vec<Vec<FieldError>> = node.any_of.iter().map(run).collect();
+        if results.iter().all(|e| !e.is_empty()) {
+            errors.push(composite(format!(
+                "{path} must validate at least one schema (anyOf)"
+            )));
+            errors.extend(closest(results));
+        }
     }
     if !node.one_of.is_empty() {
-        let valid = node.one_of.iter().filter(|s| passes(s)).count();
+        let results: Vec<Vec<FieldError>> = node.one_of.iter().map(run).collect();
+        let valid = results.iter().filter(|e| e.is_empty()).count();
         if valid != 1 {
             let extra = if valid == 0 {
                 "Found none valid".to_string()
@@ -346,10 +360,13 @@ fn composition(node: &Node, v: &Value, path: &str, errors: &mut Vec<FieldError>)
             errors.push(composite(format!(
                 "{path} must validate one and only one schema (oneOf). {extra}"
             )));
+            if valid == 0 {
+                errors.extend(closest(results));
+            }
         }
     }
     if let Some(not) = &node.not
-        && passes(not)
+        && run(not).is_empty()
     {
         errors.push(composite(format!(
             "{path} must not validate the schema (not)"
