@@ -45,6 +45,12 @@ impl StructuralSchema {
     pub fn new_at(openapi_v3_schema: &Value, path: &str) -> Result<Self, Vec<FieldError>> {
         let mut parser = Parser { errors: Vec::new() };
         let root = parser.parse(openapi_v3_schema, path, &cel::Scope::root(), false);
+        if root.nullable {
+            parser.errors.push(FieldError::forbidden(
+                &format!("{path}.nullable"),
+                "nullable cannot be true at the root",
+            ));
+        }
         if let Some(ty) = &root.ty
             && ty != "object"
         {

@@ -379,6 +379,58 @@ impl Parser {
                 "must be object if x-kubernetes-embedded-resource is true",
             ));
         }
+        for kw in [
+            "x-kubernetes-preserve-unknown-fields",
+            "x-kubernetes-embedded-resource",
+            "x-kubernetes-int-or-string",
+        ] {
+            if obj.get(kw) == Some(&Value::Bool(false)) {
+                self.errors.push(FieldError::invalid(
+                    &format!("{path}.{kw}"),
+                    Value::Bool(false),
+                    "must be true or undefined",
+                ));
+            }
+        }
+        let items = obj.get("items").and_then(Value::as_object);
+        if matches!(n.list_type.as_deref(), Some("set" | "map"))
+            && items.is_some_and(|i| i.get("nullable") == Some(&Value::Bool(true)))
+        {
+            self.errors.push(FieldError::forbidden(
+                &format!("{path}.items.nullable"),
+                format!(
+                    "cannot be nullable when x-kubernetes-list-type is {}",
+                    n.list_type.as_deref().unwrap_or_default()
+                ),
+            ));
+        }
+        if n.list_type.as_deref() == Some("map") {
+            let props = items
+                .and_then(|i| i.get("properties"))
+                .and_then(Value::as_object);
+            for k in &n.list_map_keys {
+                match props.and_then(|p| p.get(k)) {
+                    None => {
+                        self.errors.push(FieldError::invalid(
+                            &format!("{path}.x-kubernetes-list-map-keys"),
+                            Value::from(n.list_map_keys.clone()),
+                            "entries must all be names of item properties",
+                        ));
+                        break;
+                    }
+                    Some(p) => {
+                        let ty = p.get("type").and_then(Value::as_str).unwrap_or("");
+                        if ty == "array" || ty == "object" {
+                            self.errors.push(FieldError::invalid(
+                                &format!("{path}.items.properties[{k}].type"),
+                                Value::from(ty),
+                                "must be a scalar type if parent array type is x-kubernetes-list-type=map",
+                            ));
+                        }
+                    }
+                }
+            }
+        }
     }
 }
 

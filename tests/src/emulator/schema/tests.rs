@@ -892,6 +892,32 @@ fn structural_schema_problems() {
             json!({"type": "object", "properties": {"port": {"x-kubernetes-int-or-string": true}, "free": {"x-kubernetes-preserve-unknown-fields": true}}}),
             vec![],
         ),
+        (
+            json!({"type": "object", "properties": {"free": {"type": "object", "x-kubernetes-preserve-unknown-fields": false}}}),
+            vec![
+                "spec.validation.openAPIV3Schema.properties[free].x-kubernetes-preserve-unknown-fields: Invalid value: false: must be true or undefined",
+            ],
+        ),
+        (
+            json!({"type": "object", "nullable": true}),
+            vec![
+                "spec.validation.openAPIV3Schema.nullable: Forbidden: nullable cannot be true at the root",
+            ],
+        ),
+        (
+            json!({"type": "object", "properties": {"l": {"type": "array", "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"],
+                "items": {"type": "object", "properties": {"id": {"type": "string"}}}}}}),
+            vec![
+                r#"spec.validation.openAPIV3Schema.properties[l].x-kubernetes-list-map-keys: Invalid value: ["name"]: entries must all be names of item properties"#,
+            ],
+        ),
+        (
+            json!({"type": "object", "properties": {"l": {"type": "array", "x-kubernetes-list-type": "set",
+                "items": {"type": "string", "nullable": true}}}}),
+            vec![
+                "spec.validation.openAPIV3Schema.properties[l].items.nullable: Forbidden: cannot be nullable when x-kubernetes-list-type is set",
+            ],
+        ),
     ];
     for (s, want) in cases {
         let got = match StructuralSchema::new(&s) {
