@@ -494,9 +494,7 @@ impl<'a> Checker<'a> {
                 }
             }
             Expr::Select(sel) => {
-                if let Some(parent) = self.resolve(&sel.operand.expr) {
-                    self.check_field(e.id, parent, &sel.operand.expr, &sel.field);
-                }
+                self.check_field(e.id, &sel.operand.expr, &sel.field);
                 self.walk(&sel.operand, bound);
             }
             Expr::Comprehension(c) => {
@@ -549,7 +547,8 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn check_field(&mut self, id: u64, parent: &Node, operand: &Expr, field: &str) {
+    /// Checks `operand.field` against the schema, where the operand can be followed from `self`.
+    fn check_field(&mut self, id: u64, operand: &Expr, field: &str) {
         let at_root =
             self.root && matches!(operand, Expr::Ident(n) if n == "self" || n == "oldSelf");
         let metadata_of_resource = match operand {
@@ -567,6 +566,9 @@ impl<'a> Checker<'a> {
             }
             return;
         }
+        let Some(parent) = self.resolve(operand) else {
+            return;
+        };
         if (at_root || parent.embedded) && ["apiVersion", "kind", "metadata"].contains(&field) {
             return;
         }

@@ -668,7 +668,18 @@ fn cel_root_rules_see_metadata_name_only() {
             "<nil>: Invalid value: name must be a DNS-1035 label",
         ]
     );
-    // Other metadata is not visible to rules: the CRD is refused.
+    // Other metadata is not visible to rules, even when the schema does not declare metadata.
+    let no_metadata_property = StructuralSchema::new(&json!({
+        "type": "object",
+        "x-kubernetes-validations": [{"rule": "self.metadata.labels.size() > 0"}],
+    }))
+    .unwrap_err();
+    assert!(
+        no_metadata_property[0]
+            .detail
+            .contains("undefined field 'labels'")
+    );
+    // The CRD is refused.
     let refused = StructuralSchema::new(&json!({
         "type": "object",
         "x-kubernetes-validations": [{"rule": "self.metadata.namespace == 'x'"}],
