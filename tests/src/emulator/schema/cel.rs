@@ -245,21 +245,20 @@ pub(crate) fn compile_rule(
     };
     let mut transition = false;
     if let Some(p) = &program {
-        let mut checker = Checker {
-            source: &rule,
-            program: p,
-            root_node: node,
-            root: scope.root,
-            problems: Vec::new(),
-            uses_old_self: false,
-        };
-        checker.walk(p.expression(), &mut Vec::new());
+        let mut checker = Checker::new(&rule, p, node, scope.root);
+        let ty = checker.check();
         transition = checker.uses_old_self;
         if let Some(problem) = checker.problems.into_iter().next() {
             errors.push(rule_error(
                 &format!("{path}.rule"),
                 raw,
                 format!("compilation failed: {problem}"),
+            ));
+        } else if ty.is_some_and(|t| t != Ty::Bool) {
+            errors.push(rule_error(
+                &format!("{path}.rule"),
+                raw,
+                "cel expression must evaluate to a bool".to_string(),
             ));
         }
     }
@@ -300,20 +299,19 @@ pub(crate) fn compile_rule(
         } else {
             match env.compile(me) {
                 Ok(p) => {
-                    let mut checker = Checker {
-                        source: me,
-                        program: &p,
-                        root_node: node,
-                        root: scope.root,
-                        problems: Vec::new(),
-                        uses_old_self: false,
-                    };
-                    checker.walk(p.expression(), &mut Vec::new());
+                    let mut checker = Checker::new(me, &p, node, scope.root);
+                    let ty = checker.check();
                     if let Some(problem) = checker.problems.into_iter().next() {
                         errors.push(rule_error(
                             &mpath,
                             raw,
                             format!("messageExpression compilation failed: {problem}"),
+                        ));
+                    } else if ty.is_some_and(|t| t != Ty::String) {
+                        errors.push(rule_error(
+                            &mpath,
+                            raw,
+                            "messageExpression must evaluate to a string".to_string(),
                         ));
                     } else {
                         message_expression = Some(p);
@@ -414,7 +412,93 @@ fn format_parse_errors(s: &str) -> String {
         .join("\n")
 }
 
-/// Walks a compiled expression looking for what the real type checker would refuse.
+/// The static type of an expression, as far as the checker can tell.
+#[derive(Clone, Debug, PartialEq)]
+enum Ty {
+    Int,
+    Uint,
+    Double,
+    String,
+    Bool,
+    Bytes,
+    Null,
+    Timestamp,
+    Duration,
+    List(Box<Option<Ty>>),
+    Map(Box<Option<Ty>>),
+    Object,
+}
+
+impl Ty {
+    /// cel-go's name for scalar types; composite types are never named in our messages.
+    fn scalar_name(&self) -> Option<&'static str> {
+        Some(match self {
+            Ty::Int => "int",
+            Ty::Uint => "uint",
+            Ty::Double => "double",
+            Ty::String => "string",
+            Ty::Bool => "bool",
+            Ty::Bytes => "bytes",
+            Ty::Null => "null_type",
+            Ty::Timestamp => "google.protobuf.Timestamp",
+            Ty::Duration => "google.protobuf.Duration",
+            _ => return None,
+        })
+    }
+
+    fn numeric(&self) -> bool {
+        matches!(self, Ty::Int | Ty::Uint | Ty::Double)
+    }
+}
+
+/// The CEL type Kubernetes gives a schema node.
+fn node_ty(n: &Node) -> Option<Ty> {
+    if n.int_or_string {
+        return None;
+    }
+    Some(match n.ty.as_deref()? {
+        "integer" => Ty::Int,
+        "number" => Ty::Double,
+        "boolean" => Ty::Bool,
+        "string" => match n.format.as_deref() {
+            Some("byte") => Ty::Bytes,
+            Some("date-time") => Ty::Timestamp,
+            Some("duration") => Ty::Duration,
+            _ => Ty::String,
+        },
+        "array" => Ty::List(Box::new(n.items.as_deref().and_then(node_ty))),
+        "object" => match &n.additional {
+            Some(add) => Ty::Map(Box::new(node_ty(add))),
+            None if n.preserve_unknown && n.properties.is_empty() => return None,
+            None => Ty::Object,
+        },
+        _ => return None,
+    })
+}
+
+/// Member functions of strings (receiver type `string` only).
+const STRING_METHODS: &[&str] = &[
+    "startsWith",
+    "endsWith",
+    "contains",
+    "matches",
+    "lowerAscii",
+    "upperAscii",
+    "trim",
+    "replace",
+    "split",
+    "substring",
+    "charAt",
+    "find",
+    "findAll",
+];
+
+/// A variable bound by a macro: its name, the schema node it ranges over and its type.
+type Bound<'a> = (String, Option<&'a Node>, Option<Ty>);
+
+/// Walks a compiled expression looking for what the real type checker would refuse: unknown
+/// functions and variables, fields the schema does not declare, operators applied to
+/// mismatched types and rules that are not boolean.
 struct Checker<'a> {
     source: &'a str,
     program: &'a Program,
@@ -425,6 +509,23 @@ struct Checker<'a> {
 }
 
 impl<'a> Checker<'a> {
+    fn new(source: &'a str, program: &'a Program, root_node: &'a Node, root: bool) -> Self {
+        Checker {
+            source,
+            program,
+            root_node,
+            root,
+            problems: Vec::new(),
+            uses_old_self: false,
+        }
+    }
+
+    /// Checks the whole expression and returns its type.
+    fn check(&mut self) -> Option<Ty> {
+        let program = self.program;
+        self.walk(program.expression(), &mut Vec::new())
+    }
+
     fn report(&mut self, id: u64, msg: String) {
         let offset = self
             .program
@@ -444,77 +545,102 @@ impl<'a> Checker<'a> {
         ));
     }
 
-    fn walk(&mut self, e: &cel::IdedExpr, bound: &mut Vec<String>) {
+    fn no_overload(&mut self, id: u64, func: &str, receiver: Option<&Ty>, args: &[Option<Ty>]) {
+        let names: Option<Vec<&str>> = args
+            .iter()
+            .map(|a| a.as_ref().and_then(Ty::scalar_name))
+            .collect();
+        let Some(names) = names else {
+            return;
+        };
+        let sig = match receiver.and_then(Ty::scalar_name) {
+            Some(r) => format!("{r}.({})", names.join(", ")),
+            None => format!("({})", names.join(", ")),
+        };
+        self.report(
+            id,
+            format!("found no matching overload for '{func}' applied to '{sig}'"),
+        );
+    }
+
+    fn walk(&mut self, e: &cel::IdedExpr, bound: &mut Vec<Bound<'a>>) -> Option<Ty> {
         match &e.expr {
             Expr::Ident(name) => {
-                if name == "oldSelf" {
-                    self.uses_old_self = true;
-                } else if name != "self"
-                    && !bound.iter().any(|b| b == name)
-                    && !KNOWN_IDENTS.contains(&name.as_str())
-                {
-                    self.report(
-                        e.id,
-                        format!("undeclared reference to '{name}' (in container '')"),
-                    );
+                if let Some((_, _, ty)) = bound.iter().rev().find(|(b, _, _)| b == name) {
+                    return ty.clone();
                 }
-            }
-            Expr::Call(call) => {
-                let qualified = match call.target.as_deref().map(|t| &t.expr) {
-                    Some(Expr::Ident(ns))
-                        if !bound.contains(ns) && ns != "self" && ns != "oldSelf" =>
-                    {
-                        let q = format!("{ns}.{}", call.func_name);
-                        KNOWN_FUNCTIONS.contains(&q.as_str()).then_some(q)
+                match name.as_str() {
+                    "self" => node_ty(self.root_node),
+                    "oldSelf" => {
+                        self.uses_old_self = true;
+                        // With optionalOldSelf it is an optional: leave it untyped.
+                        None
                     }
-                    _ => None,
-                };
-                let is_operator = call.func_name.starts_with('_')
-                    || call.func_name.starts_with('@')
-                    || call.func_name.starts_with('!');
-                if qualified.is_none()
-                    && !is_operator
-                    && !KNOWN_FUNCTIONS.contains(&call.func_name.as_str())
-                {
-                    self.report(
-                        e.id,
-                        format!(
-                            "undeclared reference to '{}' (in container '')",
-                            call.func_name
-                        ),
-                    );
-                }
-                if qualified.is_none()
-                    && let Some(t) = &call.target
-                {
-                    self.walk(t, bound);
-                }
-                for a in &call.args {
-                    self.walk(a, bound);
+                    n if KNOWN_IDENTS.contains(&n) => None,
+                    _ => {
+                        self.report(
+                            e.id,
+                            format!("undeclared reference to '{name}' (in container '')"),
+                        );
+                        None
+                    }
                 }
             }
+            Expr::Literal(l) => Some(match l {
+                cel::common::ast::LiteralValue::Boolean(_) => Ty::Bool,
+                cel::common::ast::LiteralValue::Bytes(_) => Ty::Bytes,
+                cel::common::ast::LiteralValue::Double(_) => Ty::Double,
+                cel::common::ast::LiteralValue::Int(_) => Ty::Int,
+                cel::common::ast::LiteralValue::Null => Ty::Null,
+                cel::common::ast::LiteralValue::String(_) => Ty::String,
+                cel::common::ast::LiteralValue::UInt(_) => Ty::Uint,
+            }),
+            Expr::Call(call) => self.walk_call(e.id, call, bound),
             Expr::Select(sel) => {
-                self.check_field(e.id, &sel.operand.expr, &sel.field);
+                self.check_field(e.id, &sel.operand.expr, &sel.field, bound);
                 self.walk(&sel.operand, bound);
+                if sel.test {
+                    return Some(Ty::Bool);
+                }
+                if self.is_resource_metadata(&sel.operand.expr, bound) {
+                    return Some(Ty::String);
+                }
+                self.resolve(&e.expr, bound).and_then(node_ty)
             }
             Expr::Comprehension(c) => {
-                self.walk(&c.iter_range, bound);
-                self.walk(&c.accu_init, bound);
+                let range = self.walk(&c.iter_range, bound);
+                let range_node = self.resolve(&c.iter_range.expr, bound);
+                let (elem_node, elem_ty) = match (&range, range_node) {
+                    (Some(Ty::Map(_)), _) => (None, Some(Ty::String)),
+                    (Some(Ty::List(t)), n) => (n.and_then(|n| n.items.as_deref()), (**t).clone()),
+                    _ => (None, None),
+                };
+                let accu = self.walk(&c.accu_init, bound);
                 let n = bound.len();
-                bound.push(c.iter_var.clone());
-                if let Some(v2) = &c.iter_var2 {
-                    bound.push(v2.clone());
+                match &c.iter_var2 {
+                    // Two-variable form: index or key, then the value.
+                    Some(v2) => {
+                        let key_ty = match &range {
+                            Some(Ty::List(_)) => Some(Ty::Int),
+                            _ => Some(Ty::String),
+                        };
+                        bound.push((c.iter_var.clone(), None, key_ty));
+                        bound.push((v2.clone(), elem_node, elem_ty));
+                    }
+                    None => bound.push((c.iter_var.clone(), elem_node, elem_ty)),
                 }
-                bound.push(c.accu_var.clone());
+                bound.push((c.accu_var.clone(), None, accu));
                 self.walk(&c.loop_cond, bound);
                 self.walk(&c.loop_step, bound);
-                self.walk(&c.result, bound);
+                let result = self.walk(&c.result, bound);
                 bound.truncate(n);
+                result
             }
             Expr::List(l) => {
-                for x in &l.elements {
-                    self.walk(x, bound);
-                }
+                let tys: Vec<Option<Ty>> = l.elements.iter().map(|x| self.walk(x, bound)).collect();
+                let first = tys.first().cloned().flatten();
+                let same = tys.iter().all(|t| *t == first);
+                Some(Ty::List(Box::new(if same { first } else { None })))
             }
             Expr::Map(m) => {
                 for entry in &m.entries {
@@ -523,6 +649,7 @@ impl<'a> Checker<'a> {
                         self.walk(&me.value, bound);
                     }
                 }
+                Some(Ty::Map(Box::new(None)))
             }
             Expr::Struct(s) => {
                 for entry in &s.entries {
@@ -530,43 +657,132 @@ impl<'a> Checker<'a> {
                         self.walk(&f.value, bound);
                     }
                 }
+                None
             }
-            Expr::Literal(_) | Expr::Unspecified => {}
+            Expr::Unspecified => None,
         }
     }
 
-    /// The schema node an expression selects from `self` or `oldSelf`, when it can be followed.
-    fn resolve(&self, e: &Expr) -> Option<&'a Node> {
+    fn walk_call(
+        &mut self,
+        id: u64,
+        call: &cel::common::ast::CallExpr,
+        bound: &mut Vec<Bound<'a>>,
+    ) -> Option<Ty> {
+        let f = call.func_name.as_str();
+        let qualified = match call.target.as_deref().map(|t| &t.expr) {
+            Some(Expr::Ident(ns))
+                if !bound.iter().any(|(b, _, _)| b == ns) && ns != "self" && ns != "oldSelf" =>
+            {
+                let q = format!("{ns}.{f}");
+                KNOWN_FUNCTIONS.contains(&q.as_str()).then_some(q)
+            }
+            _ => None,
+        };
+        let is_operator = f.starts_with('_') || f.starts_with('@') || f.starts_with('!');
+        if qualified.is_none() && !is_operator && !KNOWN_FUNCTIONS.contains(&f) {
+            self.report(
+                id,
+                format!("undeclared reference to '{f}' (in container '')"),
+            );
+        }
+        let receiver = match (&qualified, &call.target) {
+            (None, Some(t)) => self.walk(t, bound),
+            _ => None,
+        };
+        let args: Vec<Option<Ty>> = call.args.iter().map(|a| self.walk(a, bound)).collect();
+        let arg = |i: usize| args.get(i).cloned().flatten();
+        match f {
+            "!_" | "_&&_" | "_||_" | "@in" | "@not_strictly_false" => Some(Ty::Bool),
+            "_==_" | "_!=_" | "_<_" | "_<=_" | "_>_" | "_>=_" => {
+                if let (Some(a), Some(b)) = (arg(0), arg(1))
+                    && a != b
+                    && !(a.numeric() && b.numeric())
+                    && a != Ty::Null
+                    && b != Ty::Null
+                {
+                    self.no_overload(id, f, None, &args);
+                }
+                Some(Ty::Bool)
+            }
+            "_+_" | "_-_" | "_*_" | "_/_" | "_%_" => match (arg(0), arg(1)) {
+                (Some(a), Some(b)) if a == b => Some(a),
+                (Some(Ty::Timestamp), Some(Ty::Duration)) => Some(Ty::Timestamp),
+                (Some(Ty::Timestamp), Some(Ty::Timestamp)) if f == "_-_" => Some(Ty::Duration),
+                (Some(a), Some(b)) => {
+                    if a.scalar_name().is_some() && b.scalar_name().is_some() {
+                        self.no_overload(id, f, None, &args);
+                    }
+                    None
+                }
+                _ => None,
+            },
+            "-_" => arg(0),
+            "_?_:_" => {
+                let (a, b) = (arg(1), arg(2));
+                if a == b { a } else { None }
+            }
+            "_[_]" => match arg(0) {
+                Some(Ty::List(t)) | Some(Ty::Map(t)) => *t,
+                _ => None,
+            },
+            _ if qualified.is_some() => None,
+            _ => {
+                if let Some(r) = &receiver
+                    && STRING_METHODS.contains(&f)
+                    && *r != Ty::String
+                    && r.scalar_name().is_some()
+                {
+                    self.no_overload(id, f, Some(r), &args);
+                }
+                function_result(f)
+            }
+        }
+    }
+
+    /// Whether `operand` is the `metadata` of the root or of an embedded resource.
+    fn is_resource_metadata(&self, operand: &Expr, bound: &[Bound<'a>]) -> bool {
+        match operand {
+            Expr::Select(sel) if sel.field == "metadata" && !sel.test => {
+                let grand_is_root = self.root
+                    && matches!(&sel.operand.expr, Expr::Ident(n) if (n == "self" || n == "oldSelf") && !bound.iter().any(|(b, _, _)| b == n));
+                grand_is_root
+                    || self
+                        .resolve(&sel.operand.expr, bound)
+                        .is_some_and(|g| g.embedded)
+            }
+            _ => false,
+        }
+    }
+
+    /// The schema node an expression selects from `self`, `oldSelf` or a macro variable
+    /// ranging over a schema list, when it can be followed.
+    fn resolve(&self, e: &Expr, bound: &[Bound<'a>]) -> Option<&'a Node> {
         match e {
-            Expr::Ident(n) if n == "self" || n == "oldSelf" => Some(self.root_node),
-            Expr::Select(sel) => {
-                let parent = self.resolve(&sel.operand.expr)?;
+            Expr::Ident(n) => match bound.iter().rev().find(|(b, _, _)| b == n) {
+                Some((_, node, _)) => *node,
+                None if n == "self" || n == "oldSelf" => Some(self.root_node),
+                None => None,
+            },
+            Expr::Select(sel) if !sel.test => {
+                let parent = self.resolve(&sel.operand.expr, bound)?;
                 child_for_field(parent, &sel.field)
             }
             _ => None,
         }
     }
 
-    /// Checks `operand.field` against the schema, where the operand can be followed from `self`.
-    fn check_field(&mut self, id: u64, operand: &Expr, field: &str) {
-        let at_root =
-            self.root && matches!(operand, Expr::Ident(n) if n == "self" || n == "oldSelf");
-        let metadata_of_resource = match operand {
-            Expr::Select(sel) if sel.field == "metadata" => {
-                let grand = self.resolve(&sel.operand.expr);
-                let grand_is_root = self.root
-                    && matches!(&sel.operand.expr, Expr::Ident(n) if n == "self" || n == "oldSelf");
-                grand_is_root || grand.is_some_and(|g| g.embedded)
-            }
-            _ => false,
-        };
-        if metadata_of_resource {
+    /// Checks `operand.field` against the schema, where the operand can be followed.
+    fn check_field(&mut self, id: u64, operand: &Expr, field: &str, bound: &[Bound<'a>]) {
+        if self.is_resource_metadata(operand, bound) {
             if field != "name" && field != "generateName" {
                 self.report(id, format!("undefined field '{field}'"));
             }
             return;
         }
-        let Some(parent) = self.resolve(operand) else {
+        let at_root = self.root
+            && matches!(operand, Expr::Ident(n) if (n == "self" || n == "oldSelf") && !bound.iter().any(|(b, _, _)| b == n));
+        let Some(parent) = self.resolve(operand, bound) else {
             return;
         };
         if (at_root || parent.embedded) && ["apiVersion", "kind", "metadata"].contains(&field) {
@@ -583,8 +799,54 @@ impl<'a> Checker<'a> {
             {
                 self.report(id, format!("undefined field '{field}'"));
             }
+        } else if let Some(t) = node_ty(parent)
+            && t.scalar_name().is_some()
+        {
+            self.report(
+                id,
+                format!(
+                    "type '{}' does not support field selection",
+                    t.scalar_name().unwrap_or_default()
+                ),
+            );
         }
     }
+}
+
+/// The result type of a (non-operator) function, by name.
+fn function_result(f: &str) -> Option<Ty> {
+    Some(match f {
+        "size" | "indexOf" | "lastIndexOf" | "int" | "prefixLength" | "family" | "getFullYear"
+        | "getMonth" | "getDayOfMonth" | "getDate" | "getDayOfWeek" | "getDayOfYear"
+        | "getHours" | "getMinutes" | "getSeconds" | "getMilliseconds" => Ty::Int,
+        "startsWith"
+        | "endsWith"
+        | "contains"
+        | "matches"
+        | "isSorted"
+        | "isIP"
+        | "isCIDR"
+        | "isURL"
+        | "hasValue"
+        | "containsIP"
+        | "containsCIDR"
+        | "isUnspecified"
+        | "isLoopback"
+        | "isLinkLocalMulticast"
+        | "isLinkLocalUnicast"
+        | "isGlobalUnicast"
+        | "bool" => Ty::Bool,
+        "lowerAscii" | "upperAscii" | "trim" | "replace" | "substring" | "join" | "string"
+        | "format" | "charAt" | "find" | "getScheme" | "getHost" | "getHostname" | "getPort"
+        | "getEscapedPath" | "reverse" => Ty::String,
+        "split" | "findAll" => Ty::List(Box::new(Some(Ty::String))),
+        "double" => Ty::Double,
+        "uint" => Ty::Uint,
+        "duration" => Ty::Duration,
+        "timestamp" => Ty::Timestamp,
+        "bytes" => Ty::Bytes,
+        _ => return None,
+    })
 }
 
 fn child_for_field<'n>(parent: &'n Node, field: &str) -> Option<&'n Node> {

@@ -741,7 +741,8 @@ fn cel_transition_rules() {
 #[test]
 fn cel_compile_errors_reject_the_crd() {
     let props = json!({"replicas": {"type": "integer"}, "tags": {"type": "array", "items": {"type": "string",
-        "x-kubernetes-validations": [{"rule": "self == oldSelf"}]}}});
+        "x-kubernetes-validations": [{"rule": "self == oldSelf"}]}},
+        "items": {"type": "array", "items": {"type": "object", "properties": {"name": {"type": "string"}}}}});
     let err = |rule: Value| -> Vec<FieldError> {
         StructuralSchema::new(&json!({
             "type": "object",
@@ -777,6 +778,46 @@ fn cel_compile_errors_reject_the_crd() {
             "compilation failed: ERROR: <input>:1:",
         ),
         (json!({"rule": ""}), "rule", ""),
+        (
+            json!({"rule": "self.replicas > '3'"}),
+            "rule",
+            "found no matching overload for '_>_' applied to '(int, string)'",
+        ),
+        (
+            json!({"rule": "'n=' + self.replicas == 'n=1'"}),
+            "rule",
+            "found no matching overload for '_+_' applied to '(string, int)'",
+        ),
+        (
+            json!({"rule": "self.replicas.startsWith('1')"}),
+            "rule",
+            "found no matching overload for 'startsWith' applied to 'int.(string)'",
+        ),
+        (
+            json!({"rule": "self.tags.all(t, t.size() > 0 && t.nope == 1)"}),
+            "rule",
+            "type 'string' does not support field selection",
+        ),
+        (
+            json!({"rule": "self.items.all(i, i.nmae == 'x')"}),
+            "rule",
+            "undefined field 'nmae'",
+        ),
+        (
+            json!({"rule": "self.replicas + 1"}),
+            "rule",
+            "cel expression must evaluate to a bool",
+        ),
+        (
+            json!({"rule": "true", "messageExpression": "self.replicas"}),
+            "messageExpression",
+            "messageExpression must evaluate to a string",
+        ),
+        (
+            json!({"rule": "has(self.replicaz)"}),
+            "rule",
+            "undefined field 'replicaz'",
+        ),
         (
             json!({"rule": "true", "reason": "Bogus"}),
             "reason",
@@ -1389,4 +1430,45 @@ fn cel_sees_durations_timestamps_and_bytes() {
             "spec: Invalid value: bad port",
         ]
     );
+}
+
+#[test]
+fn rules_the_real_server_accepts_compile() {
+    let props = json!({
+        "replicas": {"type": "integer"},
+        "ratio": {"type": "number"},
+        "gitrepo": {"type": "string"},
+        "tags": {"type": "array", "items": {"type": "string"}},
+        "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+        "ingress": {"type": "object", "properties": {"host": {"type": "string"}, "path": {"type": "string"}}},
+        "rules": {"type": "array", "items": {"type": "object", "properties": {
+            "name": {"type": "string"}, "filters": {"type": "array", "items": {"type": "object", "properties": {
+                "type": {"type": "string"}, "headerModifier": {"type": "object"}}}}}}},
+        "port": {"x-kubernetes-int-or-string": true},
+        "free": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
+    });
+    let rules = [
+        "self.tags.all(t, t.size() <= 63) && size(self.tags.filter(t, t == 'a')) <= 1",
+        "(has(self.ingress) && has(self.ingress.host)) ? self.ingress.host.endsWith('.com') : true",
+        "self.ratio * 2.0 < 10.0 && self.replicas * 2 <= 20 && self.replicas > 1.5",
+        "self.labels.exists(k, self.labels[k] == 'x') || self.labels.size() == 0",
+        "self.?ingress.host.orValue('') == '' || self.ingress.host != ''",
+        "self.rules.all(r, r.filters.all(f, f.type == 'RequestHeaderModifier' ? has(f.headerModifier) : !has(f.headerModifier)))",
+        "self.rules.all(r1, self.rules.exists_one(r2, r1.name == r2.name))",
+        "self.tags.map(t, t.lowerAscii()).all(t, t.matches('^[a-z]+$'))",
+        "!has(self.port) || (type(self.port) == string ? self.port.matches('^[a-z]+$') : int(self.port) > 0)",
+        "self.free.anything == 1 || !has(self.free.other)",
+        "self.gitrepo.split('/').size() > 2 && self.gitrepo.indexOf(':') >= 0",
+        "string(self.replicas) + '!' == '3!' || self.replicas != 3",
+        "self.tags.isSorted() && self.tags.size() == self.tags.map(t, t).size()",
+        "url(self.gitrepo).getScheme() in ['https', 'ssh']",
+        "self.ingress.path.startsWith('/') && !self.ingress.path.contains('..')",
+    ];
+    for rule in rules {
+        let s = json!({"type": "object", "properties": {"spec": {"type": "object", "properties": props.clone(),
+            "x-kubernetes-validations": [{"rule": rule}]}}});
+        if let Err(e) = StructuralSchema::new(&s) {
+            panic!("{rule}: {:?}", messages(&e));
+        }
+    }
 }
