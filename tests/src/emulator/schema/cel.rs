@@ -789,13 +789,12 @@ impl<'a> Checker<'a> {
             return;
         }
         if parent.is_object() && parent.additional.is_none() {
-            if parent.preserve_unknown && parent.properties.is_empty() {
-                return;
-            }
+            // Fields kept by x-kubernetes-preserve-unknown-fields, and properties of unknown
+            // type, are not visible to CEL.
             if !parent
                 .properties
-                .keys()
-                .any(|k| escape_field(k).as_deref() == Some(field))
+                .iter()
+                .any(|(k, n)| escape_field(k).as_deref() == Some(field) && !unknown_type(n))
             {
                 self.report(id, format!("undefined field '{field}'"));
             }
@@ -847,6 +846,20 @@ fn function_result(f: &str) -> Option<Ty> {
         "bytes" => Ty::Bytes,
         _ => return None,
     })
+}
+
+/// A schema of "unknown type", which Kubernetes leaves out of CEL: no type and
+/// `x-kubernetes-preserve-unknown-fields`, or a list or map of such.
+fn unknown_type(n: &Node) -> bool {
+    if n.int_or_string {
+        return false;
+    }
+    match n.ty.as_deref() {
+        None => n.preserve_unknown,
+        Some("array") => n.items.as_deref().is_some_and(unknown_type),
+        Some("object") => n.additional.as_deref().is_some_and(unknown_type),
+        _ => false,
+    }
 }
 
 fn child_for_field<'n>(parent: &'n Node, field: &str) -> Option<&'n Node> {
@@ -1162,8 +1175,6 @@ pub(crate) fn to_cel(v: &Value, node: &Node, resource: bool) -> CelValue {
                         map.insert(Key::from(k.as_str()), to_cel(x, add, add.embedded));
                     }
                 }
-            } else if node.properties.is_empty() && node.preserve_unknown && !resource {
-                return to_cel_dyn(v);
             } else {
                 for (k, x) in o {
                     if x.is_null() {
@@ -1183,7 +1194,7 @@ pub(crate) fn to_cel(v: &Value, node: &Node, resource: bool) -> CelValue {
                         map.insert(Key::from("metadata"), CelValue::Map(CelMap::from(meta)));
                         continue;
                     }
-                    let Some(child) = node.properties.get(k) else {
+                    let Some(child) = node.properties.get(k).filter(|c| !unknown_type(c)) else {
                         continue;
                     };
                     let Some(name) = escape_field(k) else {
