@@ -193,6 +193,18 @@ const KNOWN_FUNCTIONS: &[&str] = &[
     "containsCIDR",
     "prefixLength",
     "masked",
+    // Kubernetes quantities
+    "quantity",
+    "isQuantity",
+    "isInteger",
+    "asInteger",
+    "asApproximateFloat",
+    "sign",
+    "add",
+    "sub",
+    "isLessThan",
+    "isGreaterThan",
+    "compareTo",
 ];
 
 /// Identifiers that name types or namespaces rather than variables.
@@ -815,9 +827,10 @@ impl<'a> Checker<'a> {
 /// The result type of a (non-operator) function, by name.
 fn function_result(f: &str) -> Option<Ty> {
     Some(match f {
-        "size" | "indexOf" | "lastIndexOf" | "int" | "prefixLength" | "family" | "getFullYear"
-        | "getMonth" | "getDayOfMonth" | "getDate" | "getDayOfWeek" | "getDayOfYear"
-        | "getHours" | "getMinutes" | "getSeconds" | "getMilliseconds" => Ty::Int,
+        "size" | "indexOf" | "lastIndexOf" | "int" | "prefixLength" | "family" | "compareTo"
+        | "asInteger" | "getFullYear" | "getMonth" | "getDayOfMonth" | "getDate"
+        | "getDayOfWeek" | "getDayOfYear" | "getHours" | "getMinutes" | "getSeconds"
+        | "getMilliseconds" => Ty::Int,
         "startsWith"
         | "endsWith"
         | "contains"
@@ -834,12 +847,16 @@ fn function_result(f: &str) -> Option<Ty> {
         | "isLinkLocalMulticast"
         | "isLinkLocalUnicast"
         | "isGlobalUnicast"
+        | "isQuantity"
+        | "isInteger"
+        | "isLessThan"
+        | "isGreaterThan"
         | "bool" => Ty::Bool,
         "lowerAscii" | "upperAscii" | "trim" | "replace" | "substring" | "join" | "string"
         | "format" | "charAt" | "find" | "getScheme" | "getHost" | "getHostname" | "getPort"
         | "getEscapedPath" | "reverse" => Ty::String,
         "split" | "findAll" => Ty::List(Box::new(Some(Ty::String))),
-        "double" => Ty::Double,
+        "double" | "asApproximateFloat" => Ty::Double,
         "uint" => Ty::Uint,
         "duration" => Ty::Duration,
         "timestamp" => Ty::Timestamp,

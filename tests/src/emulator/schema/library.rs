@@ -1,5 +1,5 @@
 //! The Kubernetes CEL libraries that cel-rust lacks: lists (`isSorted`, `sum`, `min`, `max`,
-//! `indexOf`, `lastIndexOf`), regex (`find`, `findAll`), sets, URLs, IPs and CIDRs.
+//! `indexOf`, `lastIndexOf`), regex (`find`, `findAll`), sets, URLs, IPs, CIDRs and quantities.
 
 use cel::common::types::{CelBool, CelInt, CelString, INT_TYPE, LIST_TYPE, STRING_TYPE, Type};
 use cel::common::value::{CowVal, StaticVal, Val};
@@ -66,6 +66,7 @@ pub(crate) fn register(env: &mut Env) -> Result<(), DeclarationError> {
     env.add_type(CIDR_TYPE.to_owned())?;
     env.add_type(URL_TYPE.to_owned())?;
 
+    register_quantity(env)?;
     env.add_overload("isIP", "is_ip_string", vec![STRING_TYPE], is_ip)?;
     env.add_overload("ip", "string_to_ip", vec![STRING_TYPE], ip)?;
     env.add_overload(
@@ -690,4 +691,217 @@ fn sets_intersects<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Res<'b, 'v> {
     let a = list_arg(&args, 0, "sets.intersects")?;
     let b = list_arg(&args, 1, "sets.intersects")?;
     boolean(b.iter().any(|x| a.contains(x)))
+}
+
+static QUANTITY_TYPE: Type = Type::new_unspecified_type("kubernetes.Quantity");
+
+/// A `quantity(...)` value, held exactly in nano-units.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Quantity(i128);
+opaque_val!(Quantity, QUANTITY_TYPE);
+
+const NANO: i128 = 1_000_000_000;
+
+/// Parses a Kubernetes resource quantity (`500m`, `1.5Gi`, `1e3`, `2k`) into nano-units,
+/// rounding sub-nano fractions up as the real parser does.
+fn parse_quantity(s: &str) -> Result<i128, String> {
+    let bad = || {
+        format!(
+            "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$': {s:?}"
+        )
+    };
+    let (negative, rest) = match s.as_bytes().first() {
+        Some(b'-') => (true, &s[1..]),
+        Some(b'+') => (false, &s[1..]),
+        _ => (false, s),
+    };
+    let num_end = rest
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(rest.len());
+    let (number, suffix) = rest.split_at(num_end);
+    if number.is_empty() || number == "." || number.matches('.').count() > 1 {
+        return Err(bad());
+    }
+    let (int_part, frac_part) = number.split_once('.').unwrap_or((number, ""));
+    let digits = format!("{int_part}{frac_part}");
+    let mantissa: i128 = digits.parse().map_err(|_| bad())?;
+    // value = mantissa * 10^(exp10) * 2^(exp2)
+    let mut exp10: i32 = -(frac_part.len() as i32);
+    let mut exp2: u32 = 0;
+    match suffix {
+        "" => {}
+        "Ki" => exp2 = 10,
+        "Mi" => exp2 = 20,
+        "Gi" => exp2 = 30,
+        "Ti" => exp2 = 40,
+        "Pi" => exp2 = 50,
+        "Ei" => exp2 = 60,
+        "n" => exp10 -= 9,
+        "u" => exp10 -= 6,
+        "m" => exp10 -= 3,
+        "k" => exp10 += 3,
+        "M" => exp10 += 6,
+        "G" => exp10 += 9,
+        "T" => exp10 += 12,
+        "P" => exp10 += 15,
+        "E" => exp10 += 18,
+        other => {
+            let e = other
+                .strip_prefix(['e', 'E'])
+                .filter(|e| !e.is_empty())
+                .ok_or_else(bad)?;
+            exp10 += e.parse::<i32>().map_err(|_| bad())?;
+        }
+    }
+    let overflow = || format!("quantity {s:?} is too large");
+    let mut v = mantissa.checked_mul(1i128 << exp2).ok_or_else(overflow)?;
+    let scale = exp10 + 9;
+    if scale >= 0 {
+        v = v
+            .checked_mul(10i128.checked_pow(scale as u32).ok_or_else(overflow)?)
+            .ok_or_else(overflow)?;
+    } else {
+        let d = 10i128.checked_pow((-scale) as u32).unwrap_or(i128::MAX);
+        v = (v + d - 1) / d;
+    }
+    Ok(if negative { -v } else { v })
+}
+
+fn this_quantity(args: &[CowVal<'_, '_>], f: &str) -> Result<i128, ExecutionError> {
+    args.first()
+        .and_then(|a| a.downcast_ref::<Quantity>())
+        .map(|q| q.0)
+        .ok_or_else(|| err(f, "expected a quantity"))
+}
+
+/// The second argument as nano-units: a quantity or an integer.
+fn other_quantity(args: &[CowVal<'_, '_>], f: &str) -> Result<i128, ExecutionError> {
+    if let Some(q) = args.get(1).and_then(|a| a.downcast_ref::<Quantity>()) {
+        return Ok(q.0);
+    }
+    match value_arg(args, 1, f)? {
+        CelValue::Int(i) => Ok(i128::from(i) * NANO),
+        _ => Err(err(f, "expected a quantity or an int")),
+    }
+}
+
+fn quantity<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Res<'b, 'v> {
+    let q = parse_quantity(string_arg(&args, 0, "quantity")?).map_err(|e| err("quantity", e))?;
+    Ok(CowVal::owned(Quantity(q)))
+}
+
+fn is_quantity<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Res<'b, 'v> {
+    boolean(parse_quantity(string_arg(&args, 0, "isQuantity")?).is_ok())
+}
+
+fn quantity_is_integer<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Res<'b, 'v> {
+    let q = this_quantity(&args, "isInteger")?;
+    boolean(q % NANO == 0 && i64::try_from(q / NANO).is_ok())
+}
+
+fn quantity_as_integer<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Res<'b, 'v> {
+    let q = this_quantity(&args, "asInteger")?;
+    if q % NANO != 0 {
+        return Err(err("asInteger", "cannot convert value to integer"));
+    }
+    int(i64::try_from(q / NANO).map_err(|_| err("asInteger", "cannot convert value to integer"))?)
+}
+
+fn quantity_as_float<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Res<'b, 'v> {
+    let q = this_quantity(&args, "asApproximateFloat")?;
+    value(
+        CelValue::Float(q as f64 / NANO as f64),
+        "asApproximateFloat",
+    )
+}
+
+fn quantity_sign<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Res<'b, 'v> {
+    int(this_quantity(&args, "sign")?.signum() as i64)
+}
+
+fn quantity_add<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Res<'b, 'v> {
+    let (a, b) = (this_quantity(&args, "add")?, other_quantity(&args, "add")?);
+    Ok(CowVal::owned(Quantity(
+        a.checked_add(b).ok_or_else(|| err("add", "overflow"))?,
+    )))
+}
+
+fn quantity_sub<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Res<'b, 'v> {
+    let (a, b) = (this_quantity(&args, "sub")?, other_quantity(&args, "sub")?);
+    Ok(CowVal::owned(Quantity(
+        a.checked_sub(b).ok_or_else(|| err("sub", "overflow"))?,
+    )))
+}
+
+fn quantity_less<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Res<'b, 'v> {
+    boolean(this_quantity(&args, "isLessThan")? < other_quantity(&args, "isLessThan")?)
+}
+
+fn quantity_greater<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Res<'b, 'v> {
+    boolean(this_quantity(&args, "isGreaterThan")? > other_quantity(&args, "isGreaterThan")?)
+}
+
+fn quantity_compare<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Res<'b, 'v> {
+    let (a, b) = (
+        this_quantity(&args, "compareTo")?,
+        other_quantity(&args, "compareTo")?,
+    );
+    int(match a.cmp(&b) {
+        Ordering::Less => -1,
+        Ordering::Equal => 0,
+        Ordering::Greater => 1,
+    })
+}
+
+pub(crate) fn register_quantity(env: &mut Env) -> Result<(), DeclarationError> {
+    let q = || QUANTITY_TYPE.to_owned();
+    env.add_type(q())?;
+    env.add_overload(
+        "quantity",
+        "string_to_quantity",
+        vec![STRING_TYPE],
+        quantity,
+    )?;
+    env.add_overload(
+        "isQuantity",
+        "is_quantity_string",
+        vec![STRING_TYPE],
+        is_quantity,
+    )?;
+    for (name, f) in [
+        (
+            "isInteger",
+            quantity_is_integer as cel::common::functions::Function,
+        ),
+        ("asInteger", quantity_as_integer),
+        ("asApproximateFloat", quantity_as_float),
+        ("sign", quantity_sign),
+    ] {
+        env.add_member_overload(name, &format!("quantity_{name}"), q(), vec![], f)?;
+    }
+    for (name, f) in [
+        ("add", quantity_add as cel::common::functions::Function),
+        ("sub", quantity_sub),
+        ("isLessThan", quantity_less),
+        ("isGreaterThan", quantity_greater),
+        ("compareTo", quantity_compare),
+    ] {
+        env.add_member_overload(
+            name,
+            &format!("quantity_{name}_quantity"),
+            q(),
+            vec![q()],
+            f,
+        )?;
+        if name == "add" || name == "sub" {
+            env.add_member_overload(
+                name,
+                &format!("quantity_{name}_int"),
+                q(),
+                vec![INT_TYPE],
+                f,
+            )?;
+        }
+    }
+    Ok(())
 }

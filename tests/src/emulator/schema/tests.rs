@@ -605,6 +605,11 @@ fn cel_rules() {
             vec![],
         ),
         (
+            json!({"rule": "quantity('500m').isLessThan(quantity('1')) && quantity('1Gi').compareTo(quantity('1024Mi')) == 0 && quantity('1.5k').asInteger() == 1500 && quantity('2').add(3).asInteger() == 5 && quantity('1').sub(quantity('250m')).asApproximateFloat() == 0.75 && isQuantity('10Mi') && !isQuantity('10 Mi') && !quantity('1m').isInteger() && quantity('1e3').isGreaterThan(quantity('999')) && quantity('-1').sign() == -1"}),
+            json!({}),
+            vec![],
+        ),
+        (
             json!({"rule": "self.replicas > 1"}),
             json!({}),
             vec![
