@@ -24,13 +24,25 @@ pub(crate) struct Scope {
     pub uncorrelated: Option<String>,
     /// Below the root's `metadata`, where defaults are not allowed.
     pub in_metadata: bool,
+    /// How many times a rule here may run for one object (product of the enclosing lists'
+    /// and maps' cardinalities), for the cost budget.
+    pub cardinality: f64,
 }
 
 impl Scope {
     pub fn root() -> Scope {
         Scope {
             root: true,
+            cardinality: 1.0,
             ..Scope::default()
+        }
+    }
+
+    /// The scope of the elements of a list or map that holds up to `n` of them.
+    pub fn times(&self, n: f64) -> Scope {
+        Scope {
+            cardinality: self.cardinality * n,
+            ..self.clone()
         }
     }
 
@@ -76,6 +88,8 @@ pub(crate) struct CompiledRule {
     transition: bool,
     optional_old_self: bool,
     root: bool,
+    /// The estimated cost of one evaluation.
+    pub cost: f64,
 }
 
 #[derive(Debug, Clone)]
@@ -375,6 +389,19 @@ pub(crate) fn compile_rule(
         ));
     }
 
+    let mut cost = 0.0;
+    if let Some(p) = &program
+        && errors.is_empty()
+    {
+        cost = super::cost::Coster { root_node: node }.estimate(p.expression());
+        if cost > super::cost::RULE_LIMIT {
+            errors.push(FieldError::forbidden(
+                &format!("{path}.rule"),
+                super::cost::exceeds_message("estimated rule cost", cost, super::cost::RULE_LIMIT),
+            ));
+        }
+    }
+
     match program {
         Some(program) if errors.is_empty() => Ok(CompiledRule {
             rule,
@@ -386,6 +413,7 @@ pub(crate) fn compile_rule(
             transition,
             optional_old_self,
             root: scope.root,
+            cost,
         }),
         _ => Err(errors),
     }

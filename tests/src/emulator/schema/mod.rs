@@ -9,6 +9,7 @@
 //!   message is [`status_message`] and whose `details.causes` are [`status_causes`].
 
 mod cel;
+mod cost;
 mod crd;
 mod default;
 mod error;
@@ -43,7 +44,10 @@ impl StructuralSchema {
     /// As [`StructuralSchema::new`], reporting problems under `path`
     /// (e.g. `spec.versions[1].schema.openAPIV3Schema`).
     pub fn new_at(openapi_v3_schema: &Value, path: &str) -> Result<Self, Vec<FieldError>> {
-        let mut parser = Parser { errors: Vec::new() };
+        let mut parser = Parser {
+            errors: Vec::new(),
+            costs: Vec::new(),
+        };
         let root = parser.parse(openapi_v3_schema, path, &cel::Scope::root(), false);
         if root.nullable {
             parser.errors.push(FieldError::forbidden(
@@ -58,6 +62,26 @@ impl StructuralSchema {
                 &format!("{path}.type"),
                 json!(ty),
                 "must be object at the root",
+            ));
+        }
+        let total: f64 = parser.costs.iter().map(|(_, c)| c).sum();
+        if total > cost::SCHEMA_LIMIT {
+            // As kube-apiserver does, name the most expensive rules, then the overall overrun.
+            let mut costs = parser.costs.clone();
+            costs.sort_by(|a, b| b.1.total_cmp(&a.1));
+            for (rule_path, _) in costs.iter().take(4) {
+                parser.errors.push(FieldError::forbidden(
+                    rule_path,
+                    "contributed to estimated rule & messageExpression cost total exceeding cost limit for entire OpenAPIv3 schema",
+                ));
+            }
+            parser.errors.push(FieldError::forbidden(
+                path,
+                cost::exceeds_message(
+                    "x-kubernetes-validations estimated rule & messageExpression cost total for entire OpenAPIv3 schema",
+                    total,
+                    cost::SCHEMA_LIMIT,
+                ),
             ));
         }
         if parser.errors.is_empty() {

@@ -78,6 +78,8 @@ const NOT_IN_VALUE_VALIDATION: &[&str] = &[
 
 pub(crate) struct Parser {
     pub errors: Vec<FieldError>,
+    /// (rule path, estimated cost of the rule times how often it may run per object)
+    pub costs: Vec<(String, f64)>,
 }
 
 impl Parser {
@@ -185,12 +187,16 @@ impl Parser {
             Some(Value::Bool(true)) => n.additional = Some(Box::new(Node::any())),
             Some(Value::Bool(false)) | None => {}
             Some(sub) => {
-                n.additional = Some(Box::new(self.parse(
-                    sub,
-                    &format!("{path}.additionalProperties"),
-                    &scope.child(),
-                    value_validation,
-                )))
+                n.additional = Some(Box::new(
+                    self.parse(
+                        sub,
+                        &format!("{path}.additionalProperties"),
+                        &scope
+                            .child()
+                            .times(cardinality_json(n.max_properties, sub, true)),
+                        value_validation,
+                    ),
+                ))
             }
         }
         match obj.get("items") {
@@ -206,6 +212,7 @@ impl Parser {
                 } else {
                     scope.uncorrelated(path)
                 };
+                let item_scope = item_scope.times(cardinality_json(n.max_items, sub, false));
                 n.items = Some(Box::new(self.parse(
                     sub,
                     &format!("{path}.items"),
@@ -250,7 +257,11 @@ impl Parser {
             } else if let Some(list) = rules.as_array() {
                 for (i, r) in list.iter().enumerate() {
                     match cel::compile_rule(r, &n, &format!("{rpath}[{i}]"), scope) {
-                        Ok(c) => n.rules.push(c),
+                        Ok(c) => {
+                            self.costs
+                                .push((format!("{rpath}[{i}].rule"), c.cost * scope.cardinality));
+                            n.rules.push(c);
+                        }
                         Err(mut es) => self.errors.append(&mut es),
                     }
                 }
@@ -450,4 +461,17 @@ fn str_of(obj: &Map<String, Value>, k: &str) -> Option<String> {
 
 fn bool_of(obj: &Map<String, Value>, k: &str) -> bool {
     obj.get(k).and_then(Value::as_bool).unwrap_or(false)
+}
+
+/// The cardinality of a list or map from its raw schema: its declared maximum, else what fits
+/// in a request given the smallest element its item schema allows.
+fn cardinality_json(declared: Option<u64>, element: &Value, map: bool) -> f64 {
+    let probe = Node {
+        ty: element
+            .get("type")
+            .and_then(Value::as_str)
+            .map(String::from),
+        ..Node::default()
+    };
+    super::cost::cardinality(declared, Some(&probe), map)
 }

@@ -488,14 +488,14 @@ fn cel_schema(rules_at_spec: Value, spec_props: Value) -> StructuralSchema {
 fn cel_rules() {
     let props = json!({
         "replicas": {"type": "integer"},
-        "gitrepo": {"type": "string"},
+        "gitrepo": {"type": "string", "maxLength": 2048},
         "ratio": {"type": "number"},
         "ingress": {"type": "object", "properties": {
             "host": {"type": "string"},
-            "allowedSourceRanges": {"type": "array", "items": {"type": "string"}},
+            "allowedSourceRanges": {"type": "array", "maxItems": 16, "items": {"type": "string", "maxLength": 43}},
         }},
-        "tags": {"type": "array", "items": {"type": "string"}},
-        "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+        "tags": {"type": "array", "maxItems": 16, "items": {"type": "string", "maxLength": 63}},
+        "labels": {"type": "object", "maxProperties": 16, "additionalProperties": {"type": "string", "maxLength": 63}},
         "x-name": {"type": "string"},
     });
     // (rule object, spec, expected messages)
@@ -633,7 +633,7 @@ fn cel_rules_on_scalars_and_list_items() {
                 {"rule": "self.startsWith('https://') || self.startsWith('http://') || self.startsWith('ssh://') || self.startsWith('git@')",
                  "message": "gitrepo must be an https://, http://, ssh:// or git@host:path URL"},
             ]},
-            "ranges": {"type": "array", "items": {"type": "string", "x-kubernetes-validations": [
+            "ranges": {"type": "array", "maxItems": 16, "items": {"type": "string", "maxLength": 43, "x-kubernetes-validations": [
                 {"rule": "isCIDR(self)", "message": "must be a CIDR"},
             ]}},
         }}}
@@ -1444,12 +1444,12 @@ fn rules_the_real_server_accepts_compile() {
     let props = json!({
         "replicas": {"type": "integer"},
         "ratio": {"type": "number"},
-        "gitrepo": {"type": "string"},
-        "tags": {"type": "array", "items": {"type": "string"}},
-        "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+        "gitrepo": {"type": "string", "maxLength": 2048},
+        "tags": {"type": "array", "maxItems": 16, "items": {"type": "string", "maxLength": 63}},
+        "labels": {"type": "object", "maxProperties": 16, "additionalProperties": {"type": "string", "maxLength": 63}},
         "ingress": {"type": "object", "properties": {"host": {"type": "string"}, "path": {"type": "string"}}},
-        "rules": {"type": "array", "items": {"type": "object", "properties": {
-            "name": {"type": "string"}, "filters": {"type": "array", "items": {"type": "object", "properties": {
+        "rules": {"type": "array", "maxItems": 16, "items": {"type": "object", "properties": {
+            "name": {"type": "string", "maxLength": 253}, "filters": {"type": "array", "maxItems": 16, "items": {"type": "object", "properties": {
                 "type": {"type": "string"}, "headerModifier": {"type": "object"}}}}}}},
         "port": {"x-kubernetes-int-or-string": true},
         "free": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
@@ -1478,4 +1478,49 @@ fn rules_the_real_server_accepts_compile() {
             panic!("{rule}: {:?}", messages(&e));
         }
     }
+}
+
+#[test]
+fn rule_cost_budget() {
+    let compile = |ranges: Value, rules: Value| {
+        StructuralSchema::new(
+            &json!({"type": "object", "properties": {"spec": {"type": "object",
+            "properties": {"ranges": ranges}, "x-kubernetes-validations": rules}}}),
+        )
+        .map(|_| ())
+        .map_err(|e| messages(&e))
+    };
+    let all_cidrs = json!([{"rule": "self.ranges.all(r, isCIDR(r))"}]);
+    // Unbounded list of unbounded strings: refused, as the real server does.
+    assert_eq!(
+        compile(json!({"type": "array", "items": {"type": "string"}}), all_cidrs.clone()),
+        Err(vec!["spec.validation.openAPIV3Schema.properties[spec].x-kubernetes-validations[0].rule: Forbidden: estimated rule cost exceeds budget by factor of more than 100x (try simplifying the rule, or adding maxItems, maxProperties, and maxLength where arrays, maps, and strings are declared)".to_string()])
+    );
+    // Bounded: accepted.
+    assert_eq!(
+        compile(
+            json!({"type": "array", "maxItems": 16, "items": {"type": "string", "maxLength": 43}}),
+            all_cidrs
+        ),
+        Ok(())
+    );
+    // A rule on each item of an unbounded list runs once per item: the schema total decides.
+    let per_item = |max_length: Option<u64>| {
+        let mut item =
+            json!({"type": "string", "x-kubernetes-validations": [{"rule": "isCIDR(self)"}]});
+        if let Some(m) = max_length {
+            item["maxLength"] = json!(m);
+        }
+        compile(json!({"type": "array", "items": item}), json!([]))
+    };
+    assert_eq!(per_item(Some(43)), Ok(()));
+    let refused = per_item(None).unwrap_err();
+    assert_eq!(
+        refused[0],
+        "spec.validation.openAPIV3Schema.properties[spec].properties[ranges].items.x-kubernetes-validations[0].rule: Forbidden: contributed to estimated rule & messageExpression cost total exceeding cost limit for entire OpenAPIv3 schema"
+    );
+    assert!(
+        refused[1].starts_with("spec.validation.openAPIV3Schema: Forbidden: x-kubernetes-validations estimated rule & messageExpression cost total for entire OpenAPIv3 schema exceeds budget by factor of more than 100x"),
+        "{refused:?}"
+    );
 }
