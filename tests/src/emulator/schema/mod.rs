@@ -32,6 +32,9 @@ use serde_json::{Value, json};
 #[derive(Debug)]
 pub struct StructuralSchema {
     root: Node,
+    /// Whether any `x-kubernetes-validations` rule exists (the real server has no CEL
+    /// validator otherwise).
+    has_rules: bool,
 }
 
 impl StructuralSchema {
@@ -85,7 +88,10 @@ impl StructuralSchema {
             ));
         }
         if parser.errors.is_empty() {
-            Ok(StructuralSchema { root })
+            Ok(StructuralSchema {
+                root,
+                has_rules: !parser.costs.is_empty(),
+            })
         } else {
             Err(parser.errors)
         }
@@ -111,7 +117,30 @@ impl StructuralSchema {
         let mut errors = Vec::new();
         validate::openapi(&self.root, obj, old, "", &mut errors);
         validate::list_types(&self.root, obj, old, "", &mut errors);
-        validate::rules(&self.root, obj, old, false, "", &mut errors);
+        // Like kube-apiserver, CEL rules do not run on an object with a missing, mistyped,
+        // oversized or unsupported value; a field-less error says so instead.
+        let blocking = errors.iter().any(|e| {
+            matches!(
+                e.kind,
+                ErrorKind::NotSupported
+                    | ErrorKind::Required
+                    | ErrorKind::TooLong
+                    | ErrorKind::TooMany
+                    | ErrorKind::TypeInvalid
+            )
+        });
+        if !self.has_rules {
+            return errors;
+        }
+        if blocking {
+            errors.push(FieldError::invalid(
+                "<nil>",
+                Value::Null,
+                "some validation rules were not checked because the object was invalid; correct the existing errors to complete validation",
+            ));
+        } else {
+            validate::rules(&self.root, obj, old, false, "", &mut errors);
+        }
         errors
     }
 }

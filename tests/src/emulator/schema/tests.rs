@@ -160,7 +160,7 @@ fn keyword_validation_messages() {
             "maxLength",
             json!({"name": {"type": "string", "maxLength": 3}}),
             json!({"name": "abcd"}),
-            vec!["spec.name: Too long: value is too long"],
+            vec!["spec.name: Too long: may not be more than 3 bytes"],
         ),
         (
             "pattern",
@@ -184,13 +184,13 @@ fn keyword_validation_messages() {
             "maxItems",
             json!({"l": {"type": "array", "items": {"type": "string"}, "maxItems": 1}}),
             json!({"l": ["a", "b"]}),
-            vec!["spec.l: Too many: 2: has too many items"],
+            vec!["spec.l: Too many: 2: must have at most 1 item"],
         ),
         (
             "items are validated with their index",
             json!({"l": {"type": "array", "items": {"type": "string", "maxLength": 1}}}),
             json!({"l": ["a", "bb"]}),
-            vec!["spec.l[1]: Too long: value is too long"],
+            vec!["spec.l[1]: Too long: may not be more than 1 byte"],
         ),
         (
             "minProperties",
@@ -202,7 +202,7 @@ fn keyword_validation_messages() {
             "maxProperties",
             json!({"m": {"type": "object", "additionalProperties": {"type": "string"}, "maxProperties": 1}}),
             json!({"m": {"a": "1", "b": "2"}}),
-            vec!["spec.m: Too many: 1: has too many items"],
+            vec!["spec.m: Too many: 2: must have at most 1 item"],
         ),
         (
             "additionalProperties values",
@@ -1141,6 +1141,7 @@ fn realistic_crd_end_to_end() {
     );
     assert_eq!(messages(&s.validate(&good, None)), Vec::<String>::new());
 
+    // Schema violations: CEL rules are not run, and the server says so.
     let mut bad = json!({
         "apiVersion": "baeke.info/v1", "kind": "DemoWeb",
         "metadata": {"name": "Web"},
@@ -1157,13 +1158,29 @@ fn realistic_crd_end_to_end() {
             "spec.ingress.host: Required value",
             r#"spec.ingress.allowedSourceRanges[0]: Invalid value: "10.0.0.0/33": spec.ingress.allowedSourceRanges[0] in body must be of type cidr: "10.0.0.0/33""#,
             "spec.replicas: Invalid value: 2000: spec.replicas in body should be less than or equal to 1000",
-            "<nil>: Invalid value: metadata.name must be a DNS-1035 label of at most 63 characters",
-            r#"spec.gitrepo: Invalid value: "file:///etc/passwd": gitrepo must be an https://, http://, ssh:// or git@host:path URL"#,
+            "<nil>: Invalid value: null: some validation rules were not checked because the object was invalid; correct the existing errors to complete validation",
         ]
     );
     assert!(status_message("DemoWeb.baeke.info", "Web", &errs).starts_with(
         "DemoWeb.baeke.info \"Web\" is invalid: [spec.identity.mode: Unsupported value: \"Magic\": "
     ));
+
+    // Only a bound violated (not blocking): the CEL rules run and report with their messages.
+    let mut cel_only = json!({
+        "apiVersion": "baeke.info/v1", "kind": "DemoWeb",
+        "metadata": {"name": "Web"},
+        "spec": {"gitrepo": "file:///etc/passwd", "replicas": 2000},
+    });
+    s.prune(&mut cel_only);
+    s.apply_defaults(&mut cel_only);
+    assert_eq!(
+        messages(&s.validate(&cel_only, None)),
+        vec![
+            "spec.replicas: Invalid value: 2000: spec.replicas in body should be less than or equal to 1000",
+            "<nil>: Invalid value: metadata.name must be a DNS-1035 label of at most 63 characters",
+            r#"spec.gitrepo: Invalid value: "file:///etc/passwd": gitrepo must be an https://, http://, ssh:// or git@host:path URL"#,
+        ]
+    );
 }
 
 #[test]
@@ -1312,15 +1329,18 @@ fn ratcheting_on_update() {
     let new_tag = json!({"spec": {"name": "toolong", "tags": ["abc", "def"], "replicas": 9}});
     assert_eq!(
         messages(&s.validate(&new_tag, Some(&old))),
-        vec!["spec.tags[1]: Too long: value is too long"]
+        vec![
+            "spec.tags[1]: Too long: may not be more than 2 bytes",
+            "<nil>: Invalid value: null: some validation rules were not checked because the object was invalid; correct the existing errors to complete validation",
+        ]
     );
     // Touching the invalid fields validates them again.
     let touched = json!({"spec": {"name": "longer", "replicas": 8}});
     assert_eq!(
         messages(&s.validate(&touched, Some(&old))),
         vec![
-            "spec.name: Too long: value is too long",
-            "spec.replicas: Invalid value: 8: at most 5",
+            "spec.name: Too long: may not be more than 3 bytes",
+            "<nil>: Invalid value: null: some validation rules were not checked because the object was invalid; correct the existing errors to complete validation",
         ]
     );
     // On create everything is validated.
@@ -1523,4 +1543,11 @@ fn rule_cost_budget() {
         refused[1].starts_with("spec.validation.openAPIV3Schema: Forbidden: x-kubernetes-validations estimated rule & messageExpression cost total for entire OpenAPIv3 schema exceeds budget by factor of more than 100x"),
         "{refused:?}"
     );
+}
+
+#[test]
+fn schemas_can_be_shared_between_request_handlers() {
+    fn assert_send_sync<T: Send + Sync + 'static>() {}
+    assert_send_sync::<StructuralSchema>();
+    assert_send_sync::<FieldError>();
 }

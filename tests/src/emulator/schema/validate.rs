@@ -103,7 +103,11 @@ pub(crate) fn openapi(
         if let Some(max) = node.max_properties
             && obj.len() as u64 > max
         {
-            errors.push(FieldError::too_many(path, Some(max), None));
+            errors.push(FieldError::too_many(
+                path,
+                Some(obj.len() as u64),
+                Some(max),
+            ));
         }
         if let Some(min) = node.min_properties
             && (obj.len() as u64) < min
@@ -186,8 +190,7 @@ fn string_keywords(node: &Node, s: &str, path: &str, errors: &mut Vec<FieldError
     if let Some(max) = node.max_length
         && len > max
     {
-        // kube-openapi does not hand the limit to apiextensions, hence no number here.
-        errors.push(FieldError::too_long(path, None));
+        errors.push(FieldError::too_long(path, Some(max)));
     }
     if let Some(min) = node.min_length
         && len < min
@@ -290,7 +293,7 @@ fn array_keywords(
     if let Some(max) = node.max_items
         && size > max
     {
-        errors.push(FieldError::too_many(path, Some(size), None));
+        errors.push(FieldError::too_many(path, Some(size), Some(max)));
     }
     if node.unique_items {
         let dup = items
