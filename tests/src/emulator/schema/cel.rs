@@ -1050,8 +1050,8 @@ fn type_name(node: &Node) -> &str {
 /// Evaluates the rules of `node` on `value` (old value `old`, if the object is being updated and
 /// the value can be correlated), appending failures at `path`. When `unchanged` (the value, or
 /// its nearest correlatable ancestor, equals the old one) failures of rules that do not read
-/// `oldSelf` are dropped: kube-apiserver ratchets them, so an object stored before a rule was
-/// tightened can still be updated elsewhere.
+/// `oldSelf` become warnings: kube-apiserver ratchets them, so an object stored before a rule
+/// was tightened can still be updated elsewhere.
 pub(crate) fn evaluate(
     node: &Node,
     value: &Value,
@@ -1059,6 +1059,7 @@ pub(crate) fn evaluate(
     path: &str,
     unchanged: bool,
     errors: &mut Vec<FieldError>,
+    warnings: &mut Vec<FieldError>,
 ) {
     if node.rules.is_empty() {
         return;
@@ -1092,21 +1093,23 @@ pub(crate) fn evaluate(
         match rule.program.execute(&ctx) {
             Ok(CelValue::Bool(true)) => {}
             Ok(CelValue::Bool(false)) => {
-                if unchanged && !rule.transition {
-                    continue;
-                }
                 let detail = failure_message(rule, &ctx);
                 // Objects and lists are not echoed back; scalars are.
                 let shown = match node.ty.as_deref() {
                     Some("object" | "array") => None,
                     _ => Some(value.clone()),
                 };
-                errors.push(error_for_reason(
+                let failure = error_for_reason(
                     &at(append_path(path, &rule.field_path)),
                     shown,
                     detail,
                     rule.reason.as_deref(),
-                ));
+                );
+                if unchanged && !rule.transition {
+                    warnings.push(failure);
+                } else {
+                    errors.push(failure);
+                }
             }
             Ok(other) => errors.push(FieldError::invalid(
                 &at(path.to_string()),

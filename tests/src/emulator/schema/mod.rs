@@ -4,9 +4,12 @@
 //! The server calls, in this order, what kube-apiserver's apiextensions does:
 //! - on CRD create/update: [`validate_crd`] (names, versions, columns, subresources and every
 //!   schema, CEL rules compiled), then [`StructuralSchema::new`] per served version;
-//! - on a custom resource write: [`StructuralSchema::prune`], [`StructuralSchema::apply_defaults`],
-//!   [`StructuralSchema::validate`] (with the old object on update), and on failure a 422 whose
-//!   message is [`status_message`] and whose `details.causes` are [`status_causes`].
+//! - on a custom resource write: [`StructuralSchema::unknown_fields`] (for `fieldValidation`
+//!   `Strict`/`Warn`), [`StructuralSchema::prune`], [`StructuralSchema::apply_defaults`],
+//!   [`StructuralSchema::validate`] (with the old object on update; or
+//!   [`StructuralSchema::validate_with_warnings`] to also get ratcheted rule failures), and on
+//!   failure a 422 whose message is [`status_message`] and whose `details.causes` are
+//!   [`status_causes`].
 
 mod cel;
 mod cost;
@@ -114,9 +117,24 @@ impl StructuralSchema {
     /// values equal to their old counterpart are not re-validated (validation ratcheting, on by
     /// default since Kubernetes 1.30), so an object stored under a looser schema stays updatable.
     pub fn validate(&self, obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
+        self.validate_with_warnings(obj, old).0
+    }
+
+    /// As [`StructuralSchema::validate`], also returning the failures of CEL rules that were
+    /// ratcheted on update: kube-apiserver accepts the object and sends each as a `Warning`
+    /// header (`299 - "<error>"`), which kubectl prints as `Warning: <error>`.
+    pub fn validate_with_warnings(
+        &self,
+        obj: &Value,
+        old: Option<&Value>,
+    ) -> (Vec<FieldError>, Vec<FieldError>) {
         let mut errors = Vec::new();
+        let mut warnings = Vec::new();
         validate::openapi(&self.root, obj, old, "", &mut errors);
         validate::list_types(&self.root, obj, old, "", &mut errors);
+        if !self.has_rules {
+            return (errors, warnings);
+        }
         // Like kube-apiserver, CEL rules do not run on an object with a missing, mistyped,
         // oversized or unsupported value; a field-less error says so instead.
         let blocking = errors.iter().any(|e| {
@@ -129,9 +147,6 @@ impl StructuralSchema {
                     | ErrorKind::TypeInvalid
             )
         });
-        if !self.has_rules {
-            return errors;
-        }
         if blocking {
             errors.push(FieldError::invalid(
                 "<nil>",
@@ -139,8 +154,20 @@ impl StructuralSchema {
                 "some validation rules were not checked because the object was invalid; correct the existing errors to complete validation",
             ));
         } else {
-            validate::rules(&self.root, obj, old, false, "", &mut errors);
+            validate::rules(&self.root, obj, old, false, "", &mut errors, &mut warnings);
         }
-        errors
+        (errors, warnings)
+    }
+
+    /// The fields [`StructuralSchema::prune`] would drop, as dotted paths (`spec.colour`,
+    /// `spec.items[0].x`, `metadata.foo`). With `fieldValidation=Strict` (kubectl's default)
+    /// kube-apiserver refuses such an object with 400 BadRequest:
+    /// `<Kind> in version "<v>" cannot be handled as a <Kind>: strict decoding error: unknown
+    /// field "spec.colour", unknown field "spec.x"`; with `Warn` it sends one
+    /// `unknown field "spec.colour"` warning per field and prunes.
+    pub fn unknown_fields(&self, obj: &Value) -> Vec<String> {
+        let mut out = Vec::new();
+        prune::unknown(&self.root, obj, true, "", &mut out);
+        out
     }
 }

@@ -299,7 +299,7 @@ impl Parser {
         }
         let mut errs = Vec::new();
         validate::openapi(n, d, None, "", &mut errs);
-        validate::rules(n, d, None, false, "", &mut errs);
+        validate::rules(n, d, None, false, "", &mut errs, &mut Vec::new());
         for mut e in errs {
             e.field = match e.field.as_str() {
                 "" | "<nil>" => dpath.clone(),

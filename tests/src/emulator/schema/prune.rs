@@ -59,3 +59,49 @@ pub(crate) fn prune(node: &Node, v: &mut Value, resource: bool) {
         _ => {}
     }
 }
+
+/// Collects the paths of the fields [`prune`] would drop.
+pub(crate) fn unknown(node: &Node, v: &Value, resource: bool, path: &str, out: &mut Vec<String>) {
+    let child = |k: &str| {
+        if path.is_empty() {
+            k.to_string()
+        } else {
+            format!("{path}.{k}")
+        }
+    };
+    match v {
+        Value::Object(obj) => {
+            if let Some(add) = &node.additional {
+                for (k, x) in obj {
+                    unknown(add, x, add.embedded, &child(k), out);
+                }
+                return;
+            }
+            for (k, x) in obj {
+                if resource && k == "metadata" {
+                    if let Value::Object(meta) = x {
+                        for f in meta.keys() {
+                            if !OBJECT_META_FIELDS.contains(&f.as_str()) {
+                                out.push(format!("{}.{f}", child(k)));
+                            }
+                        }
+                    }
+                } else if let Some(c) = node.properties.get(k) {
+                    unknown(c, x, c.embedded, &child(k), out);
+                } else if !(node.preserve_unknown
+                    || (resource && (k == "apiVersion" || k == "kind")))
+                {
+                    out.push(child(k));
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(it) = &node.items {
+                for (i, x) in items.iter().enumerate() {
+                    unknown(it, x, it.embedded, &format!("{path}[{i}]"), out);
+                }
+            }
+        }
+        _ => {}
+    }
+}

@@ -468,6 +468,7 @@ pub(crate) fn rules(
     parent_unchanged: bool,
     path: &str,
     errors: &mut Vec<FieldError>,
+    warnings: &mut Vec<FieldError>,
 ) {
     if v.is_null() {
         return;
@@ -476,15 +477,31 @@ pub(crate) fn rules(
         Some(o) => o == v,
         None => parent_unchanged,
     };
-    cel::evaluate(node, v, old, path, unchanged, errors);
+    cel::evaluate(node, v, old, path, unchanged, errors, warnings);
     match v {
         Value::Object(obj) => {
             for (k, x) in obj {
                 let old_x = old.and_then(|o| o.get(k));
                 if let Some(child) = node.properties.get(k) {
-                    rules(child, x, old_x, unchanged, &child_path(path, k), errors);
+                    rules(
+                        child,
+                        x,
+                        old_x,
+                        unchanged,
+                        &child_path(path, k),
+                        errors,
+                        warnings,
+                    );
                 } else if let Some(add) = &node.additional {
-                    rules(add, x, old_x, unchanged, &format!("{path}[{k}]"), errors);
+                    rules(
+                        add,
+                        x,
+                        old_x,
+                        unchanged,
+                        &format!("{path}[{k}]"),
+                        errors,
+                        warnings,
+                    );
                 }
             }
         }
@@ -506,6 +523,7 @@ pub(crate) fn rules(
                     item_unchanged,
                     &format!("{path}[{i}]"),
                     errors,
+                    warnings,
                 );
             }
         }
