@@ -258,9 +258,9 @@ pub(crate) fn compile_rule(
     let program = match env.compile(&rule) {
         Ok(p) => Some(p),
         Err(e) => {
-            errors.push(FieldError::invalid(
+            errors.push(rule_error(
                 &format!("{path}.rule"),
-                Value::String(rule.clone()),
+                raw,
                 format!(
                     "compilation failed: {}",
                     format_parse_errors(&e.to_string())
@@ -573,7 +573,12 @@ impl<'a> Checker<'a> {
             .offset_for(id)
             .map(|(start, _)| start as usize)
             .unwrap_or(0);
-        let before = &self.source[..offset.min(self.source.len())];
+        // Offsets may fall inside a multi-byte character; step back to a boundary.
+        let mut offset = offset.min(self.source.len());
+        while !self.source.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        let before = &self.source[..offset];
         let line_no = before.matches('\n').count() + 1;
         let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
         let col = before[line_start..].chars().count();

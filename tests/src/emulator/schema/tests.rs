@@ -1569,3 +1569,36 @@ fn schemas_can_be_shared_between_request_handlers() {
     assert_send_sync::<StructuralSchema>();
     assert_send_sync::<FieldError>();
 }
+
+#[test]
+fn non_ascii_rules_and_values_do_not_panic() {
+    let s = schema(
+        json!({"name": {"type": "string", "maxLength": 10, "x-kubernetes-validations": [
+        {"rule": "self != 'ümlaut' && self.size() < 8", "message": "nicht erlaubt: ü"}]}}),
+    );
+    assert_eq!(
+        validate_spec(&s, json!({"name": "ümlaut"})),
+        vec![r#"spec.name: Invalid value: "ümlaut": nicht erlaubt: ü"#]
+    );
+    let refused = |rule: &str| {
+        StructuralSchema::new(
+            &json!({"type": "object", "properties": {"spec": {"type": "object",
+            "x-kubernetes-validations": [{"rule": rule}]}}}),
+        )
+        .unwrap_err()
+        .remove(0)
+        .detail
+    };
+    // Positions count characters, as cel-go does.
+    let unknown = refused("'äöü' == nope");
+    assert!(
+        unknown
+            .starts_with("compilation failed: ERROR: <input>:1:10: undeclared reference to 'nope'"),
+        "{unknown}"
+    );
+    let syntax = refused("'äöü' == nöpe");
+    assert!(
+        syntax.starts_with("compilation failed: ERROR: <input>:1:11: Syntax error"),
+        "{syntax}"
+    );
+}
