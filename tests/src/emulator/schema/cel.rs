@@ -2,7 +2,7 @@
 //! real server's type checker makes that matter to users: unknown functions, variables and
 //! fields) and evaluating them against objects.
 
-use super::error::{ErrorKind, FieldError};
+use super::error::{ErrorKind, FieldError, go_quote};
 use super::library;
 use super::node::Node;
 use base64::Engine;
@@ -419,19 +419,23 @@ pub(crate) fn compile_rule(
     }
 }
 
-/// The rule as the server echoes it back in an error: Go's JSON of the internal
-/// `ValidationRule`, which has no JSON tags, so fields appear under their Go names, in order.
+/// The rule as the server echoes it back in an error: Go's `%#v` of the internal
+/// `ValidationRule` (as live servers print it). Go would print the addresses of the pointer
+/// fields; a fixed one stands in for them.
 fn rule_error(path: &str, raw: &Value, detail: String) -> FieldError {
-    let s = |k: &str| raw.get(k).and_then(Value::as_str).unwrap_or("");
-    let opt = |k: &str| raw.get(k).map_or("null".to_string(), Value::to_string);
+    let s = |k: &str| go_quote(raw.get(k).and_then(Value::as_str).unwrap_or(""));
+    let ptr = |k: &str, ty: &str| match raw.get(k) {
+        Some(v) if !v.is_null() => format!("(*{ty})(0xc000010000)"),
+        _ => format!("(*{ty})(nil)"),
+    };
     let rendered = format!(
-        "{{\"Rule\":{},\"Message\":{},\"MessageExpression\":{},\"Reason\":{},\"FieldPath\":{},\"OptionalOldSelf\":{}}}",
-        Value::from(s("rule")),
-        Value::from(s("message")),
-        Value::from(s("messageExpression")),
-        opt("reason"),
-        Value::from(s("fieldPath")),
-        opt("optionalOldSelf"),
+        "apiextensions.ValidationRule{{Rule:{}, Message:{}, MessageExpression:{}, Reason:{}, FieldPath:{}, OptionalOldSelf:{}}}",
+        s("rule"),
+        s("message"),
+        s("messageExpression"),
+        ptr("reason", "apiextensions.FieldValueErrorReason"),
+        s("fieldPath"),
+        ptr("optionalOldSelf", "bool"),
     );
     let mut e = FieldError::invalid(path, raw.clone(), detail);
     e.rendered = Some(rendered);
