@@ -73,7 +73,7 @@ pub fn validate_crd(crd: &Value) -> Vec<FieldError> {
         errs.push(FieldError::invalid(
             "spec.preserveUnknownFields",
             json!(true),
-            "must be false in order to use defaults in the schema",
+            "cannot set to true, set x-kubernetes-preserve-unknown-fields to true in spec.versions[*].schema instead",
         ));
     }
 

@@ -54,7 +54,12 @@ impl StructuralSchema {
             errors: Vec::new(),
             costs: Vec::new(),
         };
-        let root = parser.parse(openapi_v3_schema, path, &cel::Scope::root(), false);
+        let root = parser.parse(
+            openapi_v3_schema,
+            path,
+            &cel::Scope::root(),
+            node::Ctx::root(),
+        );
         if root.nullable {
             parser.errors.push(FieldError::forbidden(
                 &format!("{path}.nullable"),

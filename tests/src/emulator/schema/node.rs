@@ -64,17 +64,54 @@ const FORBIDDEN_KEYWORDS: &[&str] = &[
     "additionalItems",
 ];
 
-/// Keywords that `allOf`/`anyOf`/`oneOf`/`not` may not carry (value validations only).
-const NOT_IN_VALUE_VALIDATION: &[&str] = &[
-    "type",
-    "default",
-    "description",
-    "nullable",
-    "additionalProperties",
-    "x-kubernetes-preserve-unknown-fields",
-    "x-kubernetes-embedded-resource",
-    "x-kubernetes-int-or-string",
-];
+/// Where a schema node sits, which decides how a missing `type` is reported.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Level {
+    Root,
+    Field,
+    Item,
+}
+
+/// How a node is being parsed: its level, whether it is inside `allOf`/`anyOf`/`oneOf`/`not`
+/// (a value validation), and whether a `type` is tolerated there (the `integer`/`string`
+/// alternatives of an int-or-string).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Ctx {
+    pub level: Level,
+    pub vv: bool,
+    pub allow_type: bool,
+}
+
+impl Ctx {
+    pub fn root() -> Ctx {
+        Ctx {
+            level: Level::Root,
+            vv: false,
+            allow_type: false,
+        }
+    }
+
+    fn at(self, level: Level) -> Ctx {
+        Ctx {
+            level,
+            allow_type: false,
+            ..self
+        }
+    }
+
+    fn value_validation(self, allow_type: bool) -> Ctx {
+        Ctx {
+            vv: true,
+            allow_type,
+            ..self
+        }
+    }
+}
+
+/// Whether `anyOf` is exactly the `[{type: integer}, {type: string}]` an int-or-string may carry.
+fn is_int_or_string_any_of(v: Option<&Value>) -> bool {
+    v == Some(&serde_json::json!([{"type": "integer"}, {"type": "string"}]))
+}
 
 pub(crate) struct Parser {
     pub errors: Vec<FieldError>,
@@ -83,8 +120,8 @@ pub(crate) struct Parser {
 }
 
 impl Parser {
-    /// Parses `v` at schema path `path`; `value_validation` is true inside `allOf`/`anyOf`/`oneOf`/`not`.
-    pub fn parse(&mut self, v: &Value, path: &str, scope: &Scope, value_validation: bool) -> Node {
+    /// Parses `v` at schema path `path`.
+    pub fn parse(&mut self, v: &Value, path: &str, scope: &Scope, ctx: Ctx) -> Node {
         let Some(obj) = v.as_object() else {
             self.errors.push(FieldError::invalid(
                 path,
@@ -102,15 +139,8 @@ impl Parser {
                 ));
             }
         }
-        if value_validation {
-            for kw in NOT_IN_VALUE_VALIDATION {
-                if obj.contains_key(*kw) {
-                    self.errors.push(FieldError::forbidden(
-                        &format!("{path}.{kw}"),
-                        "must be false to be structural",
-                    ));
-                }
-            }
+        if ctx.vv {
+            self.value_validation_keywords(obj, path, ctx.allow_type);
         }
         n.ty = str_of(obj, "type");
         n.format = str_of(obj, "format");
@@ -163,23 +193,22 @@ impl Parser {
             }
         }
 
-        if !value_validation {
-            self.check_structural(obj, &n, path);
+        if !ctx.vv {
+            self.check_structural(obj, &n, path, ctx.level);
         }
 
         if let Some(props) = obj.get("properties").and_then(Value::as_object) {
             for (k, sub) in props {
+                let child_path = format!("{path}.properties[{k}]");
                 let child_scope = if scope.root && k == "metadata" {
+                    if !ctx.vv {
+                        self.check_root_metadata(sub, &child_path);
+                    }
                     scope.metadata()
                 } else {
                     scope.child()
                 };
-                let child = self.parse(
-                    sub,
-                    &format!("{path}.properties[{k}]"),
-                    &child_scope,
-                    value_validation,
-                );
+                let child = self.parse(sub, &child_path, &child_scope, ctx.at(Level::Field));
                 n.properties.insert(k.clone(), child);
             }
         }
@@ -194,7 +223,7 @@ impl Parser {
                         &scope
                             .child()
                             .times(cardinality_json(n.max_properties, sub, true)),
-                        value_validation,
+                        ctx.at(Level::Field),
                     ),
                 ))
             }
@@ -217,39 +246,58 @@ impl Parser {
                     sub,
                     &format!("{path}.items"),
                     &item_scope,
-                    value_validation,
+                    ctx.at(Level::Item),
                 )))
             }
             None => {}
         }
-        for (kw, target) in [
-            ("allOf", &mut n.all_of),
-            ("anyOf", &mut n.any_of),
-            ("oneOf", &mut n.one_of),
-        ] {
-            if let Some(list) = obj.get(kw).and_then(Value::as_array) {
-                for (i, sub) in list.iter().enumerate() {
-                    target.push(self.parse(
-                        sub,
-                        &format!("{path}.{kw}[{i}]"),
-                        &scope.child(),
-                        true,
-                    ));
-                }
+        let mut nested: Vec<(&Value, String)> = Vec::new();
+        for kw in ["allOf", "anyOf", "oneOf"] {
+            let Some(list) = obj.get(kw).and_then(Value::as_array) else {
+                continue;
+            };
+            // An int-or-string may spell out its two alternatives, directly or in an allOf.
+            let int_or_string_alternatives = kw == "anyOf"
+                && (n.int_or_string || ctx.allow_type)
+                && is_int_or_string_any_of(obj.get(kw));
+            let parsed: Vec<Node> = list
+                .iter()
+                .enumerate()
+                .map(|(i, sub)| {
+                    let sub_path = format!("{path}.{kw}[{i}]");
+                    let sub_ctx = ctx.value_validation(
+                        int_or_string_alternatives || (kw == "allOf" && n.int_or_string && !ctx.vv),
+                    );
+                    let node = self.parse(sub, &sub_path, &scope.child(), sub_ctx);
+                    nested.push((sub, sub_path));
+                    node
+                })
+                .collect();
+            match kw {
+                "allOf" => n.all_of = parsed,
+                "anyOf" => n.any_of = parsed,
+                _ => n.one_of = parsed,
             }
         }
         if let Some(sub) = obj.get("not") {
+            let sub_path = format!("{path}.not");
             n.not = Some(Box::new(self.parse(
                 sub,
-                &format!("{path}.not"),
+                &sub_path,
                 &scope.child(),
-                true,
+                ctx.value_validation(false),
             )));
+            nested.push((sub, sub_path));
+        }
+        if !ctx.vv {
+            for (sub, sub_path) in nested {
+                self.check_complete(&n, sub, path, &sub_path, ctx.level);
+            }
         }
 
         if let Some(rules) = obj.get("x-kubernetes-validations") {
             let rpath = format!("{path}.x-kubernetes-validations");
-            if value_validation {
+            if ctx.vv {
                 self.errors.push(FieldError::forbidden(
                     &rpath,
                     "x-kubernetes-validations is not supported in value validations",
@@ -267,7 +315,9 @@ impl Parser {
                 }
             }
         }
-        if !value_validation && let Some(d) = &n.default {
+        if !ctx.vv
+            && let Some(d) = &n.default
+        {
             self.check_default(&n, d, path, scope);
         }
         n
@@ -310,13 +360,135 @@ impl Parser {
         }
     }
 
-    fn check_structural(&mut self, obj: &Map<String, Value>, n: &Node, path: &str) {
+    /// What `allOf`/`anyOf`/`oneOf`/`not` may not say: they only add value validations to the
+    /// structure declared outside them.
+    fn value_validation_keywords(
+        &mut self,
+        obj: &Map<String, Value>,
+        path: &str,
+        allow_type: bool,
+    ) {
+        for (k, v) in obj {
+            let detail = match k.as_str() {
+                "type" if allow_type => continue,
+                "type" | "title" | "description" => "must be empty to be structural",
+                "additionalProperties" | "default" => "must be undefined to be structural",
+                "nullable"
+                | "x-kubernetes-preserve-unknown-fields"
+                | "x-kubernetes-embedded-resource"
+                | "x-kubernetes-int-or-string" => {
+                    if v != &Value::Bool(true) {
+                        continue;
+                    }
+                    "must be false to be structural"
+                }
+                _ => continue,
+            };
+            self.errors
+                .push(FieldError::forbidden(&format!("{path}.{k}"), detail));
+        }
+    }
+
+    /// Every property and item a value validation mentions must be declared in the structural
+    /// schema itself.
+    fn check_complete(&mut self, n: &Node, vv: &Value, path: &str, vv_path: &str, level: Level) {
+        if let Some(props) = vv.get("properties").and_then(Value::as_object) {
+            for (k, sub) in props {
+                let sub_vv_path = format!("{vv_path}.properties[{k}]");
+                if level == Level::Root && k == "metadata" {
+                    self.errors.push(FieldError::forbidden(
+                        &sub_vv_path,
+                        "must not be specified in a nested context",
+                    ));
+                    continue;
+                }
+                let sub_path = format!("{path}.properties[{k}]");
+                match n.properties.get(k) {
+                    Some(child) => {
+                        self.check_complete(child, sub, &sub_path, &sub_vv_path, Level::Field)
+                    }
+                    None if n.preserve_unknown => {}
+                    None => self.errors.push(FieldError::required(
+                        &sub_path,
+                        format!("because it is defined in {sub_vv_path}"),
+                    )),
+                }
+            }
+        }
+        if let Some(sub) = vv.get("items").filter(|i| i.is_object()) {
+            let sub_vv_path = format!("{vv_path}.items");
+            let sub_path = format!("{path}.items");
+            match &n.items {
+                Some(child) => {
+                    self.check_complete(child, sub, &sub_path, &sub_vv_path, Level::Item)
+                }
+                None => self.errors.push(FieldError::required(
+                    &sub_path,
+                    format!("because it is defined in {sub_vv_path}"),
+                )),
+            }
+        }
+        if let Some(sub) = vv.get("additionalProperties").filter(|i| i.is_object()) {
+            let sub_vv_path = format!("{vv_path}.additionalProperties");
+            let sub_path = format!("{path}.additionalProperties");
+            match &n.additional {
+                Some(child) => {
+                    self.check_complete(child, sub, &sub_path, &sub_vv_path, Level::Field)
+                }
+                None => self.errors.push(FieldError::required(
+                    &sub_path,
+                    format!("because it is defined in {sub_vv_path}"),
+                )),
+            }
+        }
+        for kw in ["allOf", "anyOf", "oneOf"] {
+            if let Some(list) = vv.get(kw).and_then(Value::as_array) {
+                for (i, sub) in list.iter().enumerate() {
+                    self.check_complete(n, sub, path, &format!("{vv_path}.{kw}[{i}]"), level);
+                }
+            }
+        }
+        if let Some(sub) = vv.get("not") {
+            self.check_complete(n, sub, path, &format!("{vv_path}.not"), level);
+        }
+    }
+
+    /// The root's `metadata` is implicitly ObjectMeta: a schema may only constrain `name` and
+    /// `generateName`.
+    fn check_root_metadata(&mut self, v: &Value, path: &str) {
+        let Some(obj) = v.as_object() else {
+            return;
+        };
+        let allowed_key = |k: &str| matches!(k, "type" | "properties" | "description" | "title");
+        let props_ok = obj
+            .get("properties")
+            .and_then(Value::as_object)
+            .is_none_or(|p| p.keys().all(|k| k == "name" || k == "generateName"));
+        if !obj.keys().all(|k| allowed_key(k)) || !props_ok {
+            self.errors.push(FieldError::forbidden(
+                path,
+                "must not specify anything other than name and generateName, but metadata is implicitly specified",
+            ));
+        }
+        if obj.get("type").and_then(Value::as_str) != Some("object") {
+            self.errors.push(FieldError::invalid(
+                &format!("{path}.type"),
+                Value::from(obj.get("type").and_then(Value::as_str).unwrap_or("")),
+                "must be object",
+            ));
+        }
+    }
+
+    fn check_structural(&mut self, obj: &Map<String, Value>, n: &Node, path: &str, level: Level) {
         match n.ty.as_deref() {
             None if !n.int_or_string && !n.preserve_unknown => {
-                self.errors.push(FieldError::required(
-                    &format!("{path}.type"),
-                    "must not be empty for specified object fields",
-                ));
+                let detail = match level {
+                    Level::Root => "must not be empty at the root",
+                    Level::Field => "must not be empty for specified object fields",
+                    Level::Item => "must not be empty for specified array items",
+                };
+                self.errors
+                    .push(FieldError::required(&format!("{path}.type"), detail));
             }
             Some("object" | "array" | "string" | "integer" | "number" | "boolean") | None => {}
             Some(other) => self.errors.push(FieldError::not_supported(
@@ -338,7 +510,12 @@ impl Parser {
                 "additionalProperties and properties are mutual exclusive",
             ));
         }
-        if obj.get("additionalProperties") == Some(&Value::Bool(false)) {
+        if level == Level::Root && obj.contains_key("additionalProperties") {
+            self.errors.push(FieldError::forbidden(
+                &format!("{path}.additionalProperties"),
+                "must not be used at the root",
+            ));
+        } else if obj.get("additionalProperties") == Some(&Value::Bool(false)) {
             self.errors.push(FieldError::forbidden(
                 &format!("{path}.additionalProperties"),
                 "must not be false",
@@ -383,12 +560,39 @@ impl Parser {
                 "must not be set if x-kubernetes-list-type is not map",
             ));
         }
-        if n.embedded && n.ty.as_deref() != Some("object") {
-            self.errors.push(FieldError::invalid(
-                &format!("{path}.type"),
-                Value::String(n.ty.clone().unwrap_or_default()),
-                "must be object if x-kubernetes-embedded-resource is true",
-            ));
+        if n.embedded {
+            match n.ty.as_deref() {
+                Some("object") => {}
+                None | Some("") => self.errors.push(FieldError::required(
+                    &format!("{path}.type"),
+                    "must be object if x-kubernetes-embedded-resource is true",
+                )),
+                Some(other) => self.errors.push(FieldError::invalid(
+                    &format!("{path}.type"),
+                    Value::from(other),
+                    "must be object if x-kubernetes-embedded-resource is true",
+                )),
+            }
+            if !n.preserve_unknown && !obj.contains_key("properties") {
+                self.errors.push(FieldError::required(
+                    &format!("{path}.properties"),
+                    "must not be empty if x-kubernetes-embedded-resource is true without x-kubernetes-preserve-unknown-fields",
+                ));
+            }
+        }
+        if n.int_or_string {
+            for kw in [
+                "x-kubernetes-preserve-unknown-fields",
+                "x-kubernetes-embedded-resource",
+            ] {
+                if obj.get(kw) == Some(&Value::Bool(true)) {
+                    self.errors.push(FieldError::invalid(
+                        &format!("{path}.{kw}"),
+                        Value::Bool(true),
+                        "must be false if x-kubernetes-int-or-string is true",
+                    ));
+                }
+            }
         }
         for kw in [
             "x-kubernetes-preserve-unknown-fields",

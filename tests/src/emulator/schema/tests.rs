@@ -1602,3 +1602,156 @@ fn non_ascii_rules_and_values_do_not_panic() {
         "{syntax}"
     );
 }
+
+/// Cases from kube-apiserver's own CRD validation tests, with the violations it reports.
+#[test]
+fn structural_violations_as_kube_apiserver_reports_them() {
+    let p = "spec.validation.openAPIV3Schema";
+    let cases: Vec<(&str, &str, Vec<String>)> = vec![
+        (
+            "missing types",
+            "properties: {foo: {properties: {a: {}}}, bar: {items: {additionalProperties: {properties: {a: {}}, items: {}}}}, json: {x-kubernetes-preserve-unknown-fields: true, properties: {a: {}}}, int-or-string: {x-kubernetes-int-or-string: true, properties: {a: {}}}}",
+            vec![
+                format!("{p}.type: Required value: must not be empty at the root"),
+                format!(
+                    "{p}.properties[bar].type: Required value: must not be empty for specified object fields"
+                ),
+                format!(
+                    "{p}.properties[bar].items.type: Required value: must not be empty for specified array items"
+                ),
+                format!(
+                    "{p}.properties[bar].items.additionalProperties.type: Required value: must not be empty for specified object fields"
+                ),
+                format!(
+                    "{p}.properties[bar].items.additionalProperties.properties[a].type: Required value: must not be empty for specified object fields"
+                ),
+                format!(
+                    "{p}.properties[bar].items.additionalProperties.items.type: Required value: must not be empty for specified array items"
+                ),
+                format!(
+                    "{p}.properties[foo].type: Required value: must not be empty for specified object fields"
+                ),
+                format!(
+                    "{p}.properties[foo].properties[a].type: Required value: must not be empty for specified object fields"
+                ),
+                format!(
+                    "{p}.properties[int-or-string].properties[a].type: Required value: must not be empty for specified object fields"
+                ),
+                format!(
+                    "{p}.properties[json].properties[a].type: Required value: must not be empty for specified object fields"
+                ),
+            ],
+        ),
+        (
+            "forbidden in nested value validation",
+            "type: object\nproperties: {foo: {type: string}}\nnot: {type: string, additionalProperties: true, title: hello, description: world, nullable: true}",
+            vec![
+                format!(
+                    "{p}.not.additionalProperties: Forbidden: must be undefined to be structural"
+                ),
+                format!("{p}.not.description: Forbidden: must be empty to be structural"),
+                format!("{p}.not.nullable: Forbidden: must be false to be structural"),
+                format!("{p}.not.title: Forbidden: must be empty to be structural"),
+                format!("{p}.not.type: Forbidden: must be empty to be structural"),
+            ],
+        ),
+        (
+            "int-or-string alternatives",
+            "type: object\nproperties:\n  b: {x-kubernetes-int-or-string: true, anyOf: [{type: integer}, {type: string}], allOf: [{pattern: abc}]}\n  c: {x-kubernetes-int-or-string: true, allOf: [{anyOf: [{type: integer}, {type: string}]}, {pattern: abc}]}\n  g: {x-kubernetes-int-or-string: true, anyOf: [{type: string}, {type: integer}]}",
+            vec![
+                format!(
+                    "{p}.properties[g].anyOf[0].type: Forbidden: must be empty to be structural"
+                ),
+                format!(
+                    "{p}.properties[g].anyOf[1].type: Forbidden: must be empty to be structural"
+                ),
+            ],
+        ),
+        (
+            "additionalProperties at the root",
+            "type: object\nadditionalProperties: false",
+            vec![format!(
+                "{p}.additionalProperties: Forbidden: must not be used at the root"
+            )],
+        ),
+        (
+            "structural incomplete",
+            "type: object\nproperties: {b: {type: object, properties: {b: {type: array}}}}\nnot: {properties: {a: {}, b: {not: {properties: {a: {}}}}}}\nallOf: [{properties: {e: {}}}]",
+            vec![
+                format!("{p}.properties[b].properties[b].items: Required value: must be specified"),
+                format!(
+                    "{p}.properties[e]: Required value: because it is defined in {p}.allOf[0].properties[e]"
+                ),
+                format!(
+                    "{p}.properties[a]: Required value: because it is defined in {p}.not.properties[a]"
+                ),
+                format!(
+                    "{p}.properties[b].properties[a]: Required value: because it is defined in {p}.not.properties[b].not.properties[a]"
+                ),
+            ],
+        ),
+        (
+            "metadata with other properties",
+            "type: object\nproperties: {metadata: {properties: {name: {pattern: '^[a-z]+$'}, labels: {type: object}}}}",
+            vec![
+                format!(
+                    "{p}.properties[metadata]: Forbidden: must not specify anything other than name and generateName, but metadata is implicitly specified"
+                ),
+                format!(r#"{p}.properties[metadata].type: Invalid value: "": must be object"#),
+                format!(
+                    "{p}.properties[metadata].type: Required value: must not be empty for specified object fields"
+                ),
+                format!(
+                    "{p}.properties[metadata].properties[name].type: Required value: must not be empty for specified object fields"
+                ),
+            ],
+        ),
+        (
+            "metadata name constraint is fine",
+            "type: object\nproperties: {metadata: {type: object, properties: {name: {type: string, pattern: '^[a-z]+$'}}}}",
+            vec![],
+        ),
+        (
+            "metadata under junctors",
+            "type: object\nproperties: {metadata: {type: object}}\nanyOf: [{properties: {metadata: {}}}]",
+            vec![format!(
+                "{p}.anyOf[0].properties[metadata]: Forbidden: must not be specified in a nested context"
+            )],
+        ),
+        (
+            "embedded resource without properties",
+            "type: object\nx-kubernetes-embedded-resource: true",
+            vec![format!(
+                "{p}.properties: Required value: must not be empty if x-kubernetes-embedded-resource is true without x-kubernetes-preserve-unknown-fields"
+            )],
+        ),
+        (
+            "embedded resource with wrong type",
+            "type: array\nitems: {type: string}\nx-kubernetes-embedded-resource: true\nx-kubernetes-preserve-unknown-fields: true",
+            vec![
+                format!(
+                    r#"{p}.type: Invalid value: "array": must be object if x-kubernetes-embedded-resource is true"#
+                ),
+                format!(r#"{p}.type: Invalid value: "array": must be object at the root"#),
+            ],
+        ),
+        (
+            "int-or-string and preserve-unknown-fields",
+            "x-kubernetes-preserve-unknown-fields: true\nx-kubernetes-int-or-string: true",
+            vec![format!(
+                "{p}.x-kubernetes-preserve-unknown-fields: Invalid value: true: must be false if x-kubernetes-int-or-string is true"
+            )],
+        ),
+    ];
+    for (name, yaml, want) in cases {
+        let schema: Value = serde_yaml::from_str(yaml).unwrap();
+        let mut got = match StructuralSchema::new(&schema) {
+            Ok(_) => vec![],
+            Err(e) => messages(&e),
+        };
+        let mut want = want;
+        got.sort();
+        want.sort();
+        assert_eq!(got, want, "{name}");
+    }
+}
