@@ -35,10 +35,17 @@ fn str_at<'a>(v: &'a Value, ptr: &str) -> Option<&'a str> {
     v.pointer(ptr).and_then(Value::as_str)
 }
 
-/// Everything kube-apiserver checks when a CRD is created or updated: names, scope, versions,
-/// each served version's schema (structural, CEL rules compiled), subresources and printer
-/// columns. Empty when the CRD is acceptable.
+/// Everything kube-apiserver checks when a CRD is created: names, scope, versions, each
+/// version's schema (structural, defaults, CEL rules compiled and costed), subresources,
+/// printer columns, and the API-approval annotation of protected groups (`*.k8s.io`,
+/// `*.kubernetes.io`). Empty when the CRD is acceptable.
 pub fn validate_crd(crd: &Value) -> Vec<FieldError> {
+    validate_crd_update(crd, None)
+}
+
+/// As [`validate_crd`], for an update of `old`: an API-approval annotation that did not change
+/// is not checked again, as the real server does.
+pub fn validate_crd_update(crd: &Value, old: Option<&Value>) -> Vec<FieldError> {
     let mut errs = Vec::new();
     let group = str_at(crd, "/spec/group").unwrap_or("");
     let plural = str_at(crd, "/spec/names/plural").unwrap_or("");
@@ -68,6 +75,7 @@ pub fn validate_crd(crd: &Value) -> Vec<FieldError> {
     }
 
     validate_names(crd, &mut errs);
+    validate_api_approval(crd, old, group, &mut errs);
 
     if crd.pointer("/spec/preserveUnknownFields") == Some(&Value::Bool(true)) {
         errs.push(FieldError::invalid(
@@ -89,6 +97,60 @@ pub fn validate_crd(crd: &Value) -> Vec<FieldError> {
 
     validate_versions(crd, &mut errs);
     errs
+}
+
+const APPROVAL: &str = "api-approved.kubernetes.io";
+
+/// Groups under `k8s.io` and `kubernetes.io` need an approval annotation (KEP 1111): a URL, or
+/// a reason starting with "unapproved".
+fn validate_api_approval(
+    crd: &Value,
+    old: Option<&Value>,
+    group: &str,
+    errs: &mut Vec<FieldError>,
+) {
+    let protected = ["k8s.io", "kubernetes.io"]
+        .iter()
+        .any(|g| group == *g || group.ends_with(&format!(".{g}")));
+    if !protected {
+        return;
+    }
+    let annotation = |o: &Value| {
+        o.pointer("/metadata/annotations")
+            .and_then(|a| a.get(APPROVAL))
+            .and_then(Value::as_str)
+            .map(String::from)
+    };
+    let value = annotation(crd).unwrap_or_default();
+    if let Some(o) = old
+        && annotation(o).unwrap_or_default() == value
+    {
+        return;
+    }
+    let field = format!("metadata.annotations[{APPROVAL}]");
+    let is_url = value.split_once("://").is_some_and(|(scheme, rest)| {
+        scheme
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic())
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+            && !rest.is_empty()
+            && !rest.starts_with('/')
+    });
+    if value.is_empty() {
+        errs.push(FieldError::required(
+            &field,
+            format!("protected groups must have approval annotation \"{APPROVAL}\", see https://github.com/kubernetes/enhancements/pull/1111"),
+        ));
+    } else if !value.starts_with("unapproved") && !is_url {
+        errs.push(FieldError::invalid(
+            &field,
+            json!(value),
+            format!("protected groups must have approval annotation \"{APPROVAL}\" with either a URL or a reason starting with \"unapproved\", see https://github.com/kubernetes/enhancements/pull/1111"),
+        ));
+    }
 }
 
 fn validate_names(crd: &Value, errs: &mut Vec<FieldError>) {

@@ -25,7 +25,7 @@ mod validate;
 #[cfg(test)]
 mod tests;
 
-pub use crd::validate_crd;
+pub use crd::{validate_crd, validate_crd_update};
 pub use error::{ErrorKind, FieldError, status_causes, status_message};
 
 use node::{Node, Parser};

@@ -1755,3 +1755,39 @@ fn structural_violations_as_kube_apiserver_reports_them() {
         assert_eq!(got, want, "{name}");
     }
 }
+
+#[test]
+fn protected_groups_need_api_approval() {
+    let crd = |annotation: Option<&str>| {
+        let mut c = demoweb_crd();
+        c["spec"]["group"] = json!("aadpodidentity.k8s.io");
+        c["metadata"]["name"] = json!("demowebs.aadpodidentity.k8s.io");
+        if let Some(a) = annotation {
+            c["metadata"]["annotations"] = json!({"api-approved.kubernetes.io": a});
+        }
+        c
+    };
+    assert_eq!(
+        messages(&validate_crd(&crd(None))),
+        vec![
+            r#"metadata.annotations[api-approved.kubernetes.io]: Required value: protected groups must have approval annotation "api-approved.kubernetes.io", see https://github.com/kubernetes/enhancements/pull/1111"#
+        ]
+    );
+    assert_eq!(
+        messages(&validate_crd(&crd(Some("bad value")))),
+        vec![
+            r#"metadata.annotations[api-approved.kubernetes.io]: Invalid value: "bad value": protected groups must have approval annotation "api-approved.kubernetes.io" with either a URL or a reason starting with "unapproved", see https://github.com/kubernetes/enhancements/pull/1111"#
+        ]
+    );
+    assert!(validate_crd(&crd(Some("unapproved, third-party API"))).is_empty());
+    assert!(
+        validate_crd(&crd(Some(
+            "https://github.com/kubernetes/kubernetes/pull/78458"
+        )))
+        .is_empty()
+    );
+    // An unchanged invalid annotation does not block an update.
+    assert!(validate_crd_update(&crd(Some("bad value")), Some(&crd(Some("bad value")))).is_empty());
+    // Other groups need nothing.
+    assert!(validate_crd(&demoweb_crd()).is_empty());
+}
