@@ -22,8 +22,8 @@ pub(crate) struct Scope {
     pub root: bool,
     /// The schema path of the enclosing list whose items have no identity, if any.
     pub uncorrelated: Option<String>,
-    /// Below the root's `metadata`, where defaults are not allowed.
-    pub in_metadata: bool,
+    /// Below the root's `metadata`, `apiVersion` or `kind` (named), where defaults are not allowed.
+    pub resource_meta: Option<String>,
     /// How many times a rule here may run for one object (product of the enclosing lists'
     /// and maps' cardinalities), for the cost budget.
     pub cardinality: f64,
@@ -53,10 +53,10 @@ impl Scope {
         }
     }
 
-    pub fn metadata(&self) -> Scope {
+    pub fn resource_meta(&self, field: &str) -> Scope {
         Scope {
             root: false,
-            in_metadata: true,
+            resource_meta: Some(field.to_string()),
             ..self.clone()
         }
     }
@@ -252,7 +252,17 @@ pub(crate) fn compile_rule(
         .unwrap_or("")
         .to_string();
     if rule.trim().is_empty() {
-        return Err(vec![FieldError::required(&format!("{path}.rule"), "")]);
+        return Err(vec![FieldError::required(
+            &format!("{path}.rule"),
+            "rule is not specified",
+        )]);
+    }
+    let message_text = raw.get("message").and_then(Value::as_str).unwrap_or("");
+    if rule.trim().contains(['\n', '\r']) && message_text.trim().is_empty() {
+        errors.push(FieldError::required(
+            &format!("{path}.message"),
+            "message must be specified if rule contains line breaks",
+        ));
     }
     let env = env();
     let program = match env.compile(&rule) {

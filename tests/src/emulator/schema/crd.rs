@@ -6,7 +6,6 @@ use super::error::FieldError;
 use serde_json::{Value, json};
 
 const DNS1035_MSG: &str = "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')";
-const DNS1123_LABEL_MSG: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')";
 const DNS1123_SUBDOMAIN_MSG: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
 
 fn is_dns1035_label(s: &str) -> bool {
@@ -155,64 +154,67 @@ fn validate_api_approval(
 
 fn validate_names(crd: &Value, errs: &mut Vec<FieldError>) {
     let names = crd.pointer("/spec/names").cloned().unwrap_or(Value::Null);
-    let plural = names.get("plural").and_then(Value::as_str).unwrap_or("");
-    if plural.is_empty() {
-        errs.push(FieldError::required("spec.names.plural", ""));
-    } else if !is_dns1123_label(plural) {
-        errs.push(FieldError::invalid(
-            "spec.names.plural",
-            json!(plural),
-            DNS1123_LABEL_MSG,
-        ));
+    let get = |k: &str| {
+        names
+            .get(k)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    let kind = get("kind");
+    // kube-apiserver defaults these from the kind before validating.
+    let singular = match get("singular") {
+        s if s.is_empty() => kind.to_lowercase(),
+        s => s,
+    };
+    let list_kind = match get("listKind") {
+        s if s.is_empty() && !kind.is_empty() => format!("{kind}List"),
+        s => s,
+    };
+    let plural = get("plural");
+    for (field, value) in [
+        ("plural", &plural),
+        ("singular", &singular),
+        ("kind", &kind),
+        ("listKind", &list_kind),
+    ] {
+        if value.is_empty() {
+            errs.push(FieldError::required(&format!("spec.names.{field}"), ""));
+        }
     }
-    if let Some(singular) = names.get("singular").and_then(Value::as_str)
-        && !singular.is_empty()
-        && !is_dns1123_label(singular)
-    {
-        errs.push(FieldError::invalid(
-            "spec.names.singular",
-            json!(singular),
-            DNS1123_LABEL_MSG,
-        ));
-    }
-    let kind = names.get("kind").and_then(Value::as_str).unwrap_or("");
-    if kind.is_empty() {
-        errs.push(FieldError::required("spec.names.kind", ""));
-    } else if !is_dns1035_label(&kind.to_lowercase()) {
-        errs.push(FieldError::invalid(
-            "spec.names.kind",
-            json!(kind),
-            format!("may have mixed case, but should otherwise match: {DNS1035_MSG}"),
-        ));
-    }
-    if let Some(list_kind) = names.get("listKind").and_then(Value::as_str) {
-        if !list_kind.is_empty() && !is_dns1035_label(&list_kind.to_lowercase()) {
+    let label = |field: &str, value: &str, errs: &mut Vec<FieldError>| {
+        if !value.is_empty() && !is_dns1035_label(value) {
             errs.push(FieldError::invalid(
-                "spec.names.listKind",
-                json!(list_kind),
+                &format!("spec.names.{field}"),
+                json!(value),
+                DNS1035_MSG,
+            ));
+        }
+    };
+    label("plural", &plural, errs);
+    label("singular", &singular, errs);
+    for (field, value) in [("kind", &kind), ("listKind", &list_kind)] {
+        if !value.is_empty() && !is_dns1035_label(&value.to_lowercase()) {
+            errs.push(FieldError::invalid(
+                &format!("spec.names.{field}"),
+                json!(value),
                 format!("may have mixed case, but should otherwise match: {DNS1035_MSG}"),
             ));
-        } else if list_kind == kind && !kind.is_empty() {
-            errs.push(FieldError::invalid(
-                "spec.names.listKind",
-                json!(list_kind),
-                "kind and listKind may not be the same or parsing errors will occur",
-            ));
         }
     }
-    for (field, key) in [("shortNames", "shortNames"), ("categories", "categories")] {
+    for key in ["shortNames", "categories"] {
         if let Some(list) = names.get(key).and_then(Value::as_array) {
             for (i, s) in list.iter().enumerate() {
-                let s = s.as_str().unwrap_or("");
-                if !is_dns1123_label(s) {
-                    errs.push(FieldError::invalid(
-                        &format!("spec.names.{field}[{i}]"),
-                        json!(s),
-                        DNS1123_LABEL_MSG,
-                    ));
-                }
+                label(&format!("{key}[{i}]"), s.as_str().unwrap_or(""), errs);
             }
         }
+    }
+    if !kind.is_empty() && kind == list_kind {
+        errs.push(FieldError::invalid(
+            "spec.names.listKind",
+            json!(list_kind),
+            "kind and listKind may not be the same",
+        ));
     }
 }
 
@@ -344,61 +346,42 @@ fn validate_subresources(sub: Option<&Value>, prefix: &str, errs: &mut Vec<Field
         return;
     };
     let sp = format!("{prefix}.scale");
-    match scale.get("specReplicasPath").and_then(Value::as_str) {
-        None | Some("") => errs.push(FieldError::required(&format!("{sp}.specReplicasPath"), "")),
-        Some(p) if !is_simple_json_path(p) || !p.starts_with(".spec.") => {
-            errs.push(FieldError::invalid(
-                &format!("{sp}.specReplicasPath"),
-                json!(p),
-                "should be a json path under .spec",
-            ))
-        }
-        _ => {}
-    }
-    match scale.get("statusReplicasPath").and_then(Value::as_str) {
-        None | Some("") => errs.push(FieldError::required(
-            &format!("{sp}.statusReplicasPath"),
-            "",
-        )),
-        Some(p) if !is_simple_json_path(p) || !p.starts_with(".status.") => {
-            errs.push(FieldError::invalid(
-                &format!("{sp}.statusReplicasPath"),
-                json!(p),
-                "should be a json path under .status",
-            ))
-        }
-        _ => {}
-    }
-    if let Some(p) = scale.get("labelSelectorPath").and_then(Value::as_str)
-        && (!is_simple_json_path(p) || !(p.starts_with(".spec.") || p.starts_with(".status.")))
-    {
-        errs.push(FieldError::invalid(
-            &format!("{sp}.labelSelectorPath"),
-            json!(p),
+    for (key, under, message) in [
+        (
+            "specReplicasPath",
+            vec![".spec."],
+            "should be a json path under .spec",
+        ),
+        (
+            "statusReplicasPath",
+            vec![".status."],
+            "should be a json path under .status",
+        ),
+        (
+            "labelSelectorPath",
+            vec![".spec.", ".status."],
             "should be a json path under either .spec or .status",
-        ));
+        ),
+    ] {
+        let field = format!("{sp}.{key}");
+        match scale.get(key).and_then(Value::as_str) {
+            None | Some("") if key != "labelSelectorPath" => {
+                errs.push(FieldError::required(&field, ""))
+            }
+            None | Some("") => {}
+            Some(p) => match simple_json_path_error(p, &field) {
+                Some(e) => errs.push(e),
+                None if !under.iter().any(|u| p.starts_with(u)) => {
+                    errs.push(FieldError::invalid(&field, json!(p), message))
+                }
+                None => {}
+            },
+        }
     }
 }
 
-/// A `.a.b` path of field names (what `specReplicasPath` and friends accept).
-fn is_simple_json_path(p: &str) -> bool {
-    p.starts_with('.')
-        && p[1..]
-            .split('.')
-            .all(|seg| !seg.is_empty() && !seg.contains(['[', ']', ' ']))
-}
-
-const COLUMN_TYPES: &[&str] = &["boolean", "date", "integer", "number", "string"];
-const COLUMN_FORMATS: &[&str] = &[
-    "byte",
-    "date",
-    "date-time",
-    "double",
-    "float",
-    "int32",
-    "int64",
-    "password",
-];
+const COLUMN_TYPES: &str = "boolean,date,integer,number,string";
+const COLUMN_FORMATS: &str = "byte,date,date-time,double,float,int32,int64,password";
 
 fn validate_columns(cols: Option<&Value>, prefix: &str, errs: &mut Vec<FieldError>) {
     let Some(cols) = cols.and_then(Value::as_array) else {
@@ -414,57 +397,49 @@ fn validate_columns(cols: Option<&Value>, prefix: &str, errs: &mut Vec<FieldErro
             errs.push(FieldError::required(&format!("{p}.name"), ""));
         }
         match c.get("type").and_then(Value::as_str) {
-            None | Some("") => errs.push(FieldError::required(&format!("{p}.type"), "")),
-            Some(t) if !COLUMN_TYPES.contains(&t) => errs.push(FieldError::not_supported(
+            None | Some("") => errs.push(FieldError::required(
+                &format!("{p}.type"),
+                format!("must be one of {COLUMN_TYPES}"),
+            )),
+            Some(t) if !COLUMN_TYPES.split(',').any(|x| x == t) => errs.push(FieldError::invalid(
                 &format!("{p}.type"),
                 json!(t),
-                &COLUMN_TYPES
-                    .iter()
-                    .map(|s| s.to_string())
-                    .collect::<Vec<_>>(),
+                format!("must be one of {COLUMN_TYPES}"),
             )),
             _ => {}
         }
         if let Some(f) = c.get("format").and_then(Value::as_str)
             && !f.is_empty()
-            && !COLUMN_FORMATS.contains(&f)
+            && !COLUMN_FORMATS.split(',').any(|x| x == f)
         {
-            errs.push(FieldError::not_supported(
+            errs.push(FieldError::invalid(
                 &format!("{p}.format"),
                 json!(f),
-                &COLUMN_FORMATS
-                    .iter()
-                    .map(|s| s.to_string())
-                    .collect::<Vec<_>>(),
+                format!("must be one of {COLUMN_FORMATS}"),
             ));
         }
         match c.get("jsonPath").and_then(Value::as_str) {
             None | Some("") => errs.push(FieldError::required(&format!("{p}.JSONPath"), "")),
-            Some(jp) if !is_printer_json_path(jp) => errs.push(FieldError::invalid(
-                &format!("{p}.JSONPath"),
-                json!(jp),
-                "must be a simple json path starting with .",
-            )),
-            _ => {}
+            Some(jp) => {
+                if let Some(e) = simple_json_path_error(jp, &format!("{p}.JSONPath")) {
+                    errs.push(e);
+                }
+            }
         }
     }
 }
 
-/// A printer column path: starts with `.`, balanced brackets, no template braces.
-fn is_printer_json_path(p: &str) -> bool {
-    if !p.starts_with('.') || p.contains(['{', '}']) || p.trim() != p {
-        return false;
+/// `validateSimpleJSONPath`: a path must start with a dot.
+fn simple_json_path_error(p: &str, field: &str) -> Option<FieldError> {
+    if p.is_empty() {
+        Some(FieldError::invalid(field, json!(p), "must not be empty"))
+    } else if !p.starts_with('.') {
+        Some(FieldError::invalid(
+            field,
+            json!(p),
+            "must be a simple json path starting with .",
+        ))
+    } else {
+        None
     }
-    let mut depth = 0i32;
-    for c in p.chars() {
-        match c {
-            '[' => depth += 1,
-            ']' => depth -= 1,
-            _ => {}
-        }
-        if !(0..=1).contains(&depth) {
-            return false;
-        }
-    }
-    depth == 0 && !p.ends_with('.') && !p.contains("..")
 }

@@ -200,14 +200,15 @@ impl Parser {
         if let Some(props) = obj.get("properties").and_then(Value::as_object) {
             for (k, sub) in props {
                 let child_path = format!("{path}.properties[{k}]");
-                let child_scope = if scope.root && k == "metadata" {
-                    if !ctx.vv {
-                        self.check_root_metadata(sub, &child_path);
-                    }
-                    scope.metadata()
-                } else {
-                    scope.child()
-                };
+                let child_scope =
+                    if scope.root && ["metadata", "apiVersion", "kind"].contains(&k.as_str()) {
+                        if !ctx.vv && k == "metadata" {
+                            self.check_root_metadata(sub, &child_path);
+                        }
+                        scope.resource_meta(k)
+                    } else {
+                        scope.child()
+                    };
                 let child = self.parse(sub, &child_path, &child_scope, ctx.at(Level::Field));
                 n.properties.insert(k.clone(), child);
             }
@@ -327,10 +328,10 @@ impl Parser {
     /// or the CRD is refused.
     fn check_default(&mut self, n: &Node, d: &Value, path: &str, scope: &Scope) {
         let dpath = format!("{path}.default");
-        if scope.in_metadata {
+        if let Some(meta) = &scope.resource_meta {
             self.errors.push(FieldError::forbidden(
                 &dpath,
-                "must not be set inside metadata",
+                format!("must not be set in top-level {meta}"),
             ));
             return;
         }
@@ -479,6 +480,60 @@ impl Parser {
         }
     }
 
+    /// The keys of a map list: item properties, scalar, unique, required or defaulted, and not
+    /// nullable.
+    fn check_map_keys(&mut self, n: &Node, items: Option<&Map<String, Value>>, path: &str) {
+        let props = items
+            .and_then(|i| i.get("properties"))
+            .and_then(Value::as_object);
+        let required: Vec<&str> = items
+            .and_then(|i| i.get("required"))
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        let keys = Value::from(n.list_map_keys.clone());
+        let mut seen = Vec::new();
+        for k in &n.list_map_keys {
+            match props.and_then(|p| p.get(k)) {
+                None => self.errors.push(FieldError::invalid(
+                    &format!("{path}.x-kubernetes-list-map-keys"),
+                    keys.clone(),
+                    "entries must all be names of item properties",
+                )),
+                Some(p) => {
+                    let ty = p.get("type").and_then(Value::as_str).unwrap_or("");
+                    if ty == "array" || ty == "object" {
+                        self.errors.push(FieldError::invalid(
+                            &format!("{path}.items.properties[{k}].type"),
+                            Value::from("object"),
+                            "must be a scalar type if parent array's x-kubernetes-list-type is map",
+                        ));
+                    }
+                    if !required.contains(&k.as_str()) && p.get("default").is_none() {
+                        self.errors.push(FieldError::required(
+                            &format!("{path}.items.properties[{k}].default"),
+                            "this property is in x-kubernetes-list-map-keys, so it must have a default or be a required property",
+                        ));
+                    }
+                    if p.get("nullable") == Some(&Value::Bool(true)) {
+                        self.errors.push(FieldError::forbidden(
+                            &format!("{path}.items.properties[{k}].nullable"),
+                            "this property is in x-kubernetes-list-map-keys, so it cannot be nullable",
+                        ));
+                    }
+                }
+            }
+            if seen.contains(&k) {
+                self.errors.push(FieldError::invalid(
+                    &format!("{path}.x-kubernetes-list-map-keys"),
+                    keys.clone(),
+                    "must not contain duplicate entries",
+                ));
+            }
+            seen.push(k);
+        }
+    }
+
     fn check_structural(&mut self, obj: &Map<String, Value>, n: &Node, path: &str, level: Level) {
         match n.ty.as_deref() {
             None if !n.int_or_string && !n.preserve_unknown => {
@@ -533,31 +588,115 @@ impl Parser {
                 "uniqueItems cannot be set to true since the runtime complexity becomes quadratic",
             ));
         }
+        let items = obj.get("items").and_then(Value::as_object);
+        let items_ty = items.and_then(|i| i.get("type")).and_then(Value::as_str);
         if let Some(lt) = &n.list_type {
+            match n.ty.as_deref() {
+                Some("array") => {}
+                None | Some("") => self.errors.push(FieldError::required(
+                    &format!("{path}.type"),
+                    "must be array if x-kubernetes-list-type is specified",
+                )),
+                Some(other) => self.errors.push(FieldError::invalid(
+                    &format!("{path}.type"),
+                    Value::from(other),
+                    "must be array if x-kubernetes-list-type is specified",
+                )),
+            }
             if !["atomic", "set", "map"].contains(&lt.as_str()) {
                 self.errors.push(FieldError::not_supported(
                     &format!("{path}.x-kubernetes-list-type"),
                     Value::String(lt.clone()),
                     &["atomic", "set", "map"].map(String::from),
                 ));
-            } else if n.ty.as_deref() != Some("array") {
-                self.errors.push(FieldError::invalid(
-                    &format!("{path}.type"),
-                    Value::String(n.ty.clone().unwrap_or_default()),
-                    "must be array if x-kubernetes-list-type is specified",
-                ));
             }
-            if lt == "map" && n.list_map_keys.is_empty() {
-                self.errors.push(FieldError::required(
-                    &format!("{path}.x-kubernetes-list-map-keys"),
-                    "must not be empty if x-kubernetes-list-type is map",
+            if lt == "set" && n.ty.as_deref() == Some("array") {
+                let item_map_type = items
+                    .and_then(|i| i.get("x-kubernetes-map-type"))
+                    .and_then(Value::as_str);
+                let item_list_type = items
+                    .and_then(|i| i.get("x-kubernetes-list-type"))
+                    .and_then(Value::as_str);
+                match items_ty {
+                    Some("array") if item_list_type.is_some_and(|t| t != "atomic") => {
+                        self.errors.push(FieldError::invalid(
+                            &format!("{path}.items.x-kubernetes-list-type"),
+                            Value::from(item_list_type),
+                            "must be atomic as item of a list with x-kubernetes-list-type=set",
+                        ))
+                    }
+                    Some("object") if item_map_type != Some("atomic") => {
+                        self.errors.push(FieldError::invalid(
+                            &format!("{path}.items.x-kubernetes-map-type"),
+                            Value::from(item_list_type),
+                            "must be atomic as item of a list with x-kubernetes-list-type=set",
+                        ))
+                    }
+                    _ => {}
+                }
+            }
+            if lt == "map" {
+                if n.list_map_keys.is_empty() {
+                    self.errors.push(FieldError::required(
+                        &format!("{path}.x-kubernetes-list-map-keys"),
+                        "must not be empty if x-kubernetes-list-type is map",
+                    ));
+                }
+                if items.is_none() {
+                    self.errors.push(FieldError::required(
+                        &format!("{path}.items"),
+                        "must have a schema if x-kubernetes-list-type is map",
+                    ));
+                } else if items_ty != Some("object") {
+                    self.errors.push(FieldError::invalid(
+                        &format!("{path}.items.type"),
+                        Value::from(items_ty.unwrap_or("")),
+                        "must be object if parent array's x-kubernetes-list-type is map",
+                    ));
+                } else {
+                    self.check_map_keys(n, items, path);
+                }
+            }
+        }
+        if !n.list_map_keys.is_empty() {
+            match n.list_type.as_deref() {
+                Some("map") => {}
+                None => self.errors.push(FieldError::required(
+                    &format!("{path}.x-kubernetes-list-type"),
+                    "must be map if x-kubernetes-list-map-keys is non-empty",
+                )),
+                Some(other) => self.errors.push(FieldError::invalid(
+                    &format!("{path}.x-kubernetes-list-type"),
+                    Value::from(other),
+                    "must be map if x-kubernetes-list-map-keys is non-empty",
+                )),
+            }
+        }
+        if let Some(mt) = obj.get("x-kubernetes-map-type").and_then(Value::as_str) {
+            match n.ty.as_deref() {
+                Some("object") => {}
+                None | Some("") => self.errors.push(FieldError::required(
+                    &format!("{path}.type"),
+                    "must be object if x-kubernetes-map-type is specified",
+                )),
+                Some(other) => self.errors.push(FieldError::invalid(
+                    &format!("{path}.type"),
+                    Value::from(other),
+                    "must be object if x-kubernetes-map-type is specified",
+                )),
+            }
+            if mt != "atomic" && mt != "granular" {
+                self.errors.push(FieldError::not_supported(
+                    &format!("{path}.x-kubernetes-map-type"),
+                    Value::from(mt),
+                    &["atomic".to_string(), "granular".to_string()],
                 ));
             }
         }
-        if !n.list_map_keys.is_empty() && n.list_type.as_deref() != Some("map") {
+        if n.ty.as_deref() == Some("null") {
             self.errors.push(FieldError::forbidden(
-                &format!("{path}.x-kubernetes-list-map-keys"),
-                "must not be set if x-kubernetes-list-type is not map",
+                &format!("{path}.type"),
+                "type cannot be set to null, use nullable as an alternative",
             ));
         }
         if n.embedded {
@@ -607,7 +746,6 @@ impl Parser {
                 ));
             }
         }
-        let items = obj.get("items").and_then(Value::as_object);
         if matches!(n.list_type.as_deref(), Some("set" | "map"))
             && items.is_some_and(|i| i.get("nullable") == Some(&Value::Bool(true)))
         {
@@ -618,33 +756,6 @@ impl Parser {
                     n.list_type.as_deref().unwrap_or_default()
                 ),
             ));
-        }
-        if n.list_type.as_deref() == Some("map") {
-            let props = items
-                .and_then(|i| i.get("properties"))
-                .and_then(Value::as_object);
-            for k in &n.list_map_keys {
-                match props.and_then(|p| p.get(k)) {
-                    None => {
-                        self.errors.push(FieldError::invalid(
-                            &format!("{path}.x-kubernetes-list-map-keys"),
-                            Value::from(n.list_map_keys.clone()),
-                            "entries must all be names of item properties",
-                        ));
-                        break;
-                    }
-                    Some(p) => {
-                        let ty = p.get("type").and_then(Value::as_str).unwrap_or("");
-                        if ty == "array" || ty == "object" {
-                            self.errors.push(FieldError::invalid(
-                                &format!("{path}.items.properties[{k}].type"),
-                                Value::from(ty),
-                                "must be a scalar type if parent array type is x-kubernetes-list-type=map",
-                            ));
-                        }
-                    }
-                }
-            }
         }
     }
 }

@@ -235,7 +235,7 @@ fn keyword_validation_messages() {
         (
             "list-type map",
             json!({"l": {"type": "array", "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"],
-                "items": {"type": "object", "properties": {"type": {"type": "string"}, "status": {"type": "string"}}}}}),
+                "items": {"type": "object", "required": ["type"], "properties": {"type": {"type": "string"}, "status": {"type": "string"}}}}}),
             json!({"l": [{"type": "Ready", "status": "True"}, {"type": "Ready", "status": "False"}]}),
             vec![r#"spec.l[1]: Duplicate value: {"type":"Ready"}"#],
         ),
@@ -733,7 +733,7 @@ fn cel_transition_rules() {
                 {"rule": "!oldSelf.hasValue() || self >= oldSelf.value()", "message": "size may not shrink", "optionalOldSelf": true},
             ]},
             "conditions": {"type": "array", "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"],
-                "items": {"type": "object", "properties": {"type": {"type": "string"}, "since": {"type": "integer"}},
+                "items": {"type": "object", "required": ["type"], "properties": {"type": {"type": "string"}, "since": {"type": "integer"}},
                     "x-kubernetes-validations": [{"rule": "self.since >= oldSelf.since", "message": "since goes forward"}]}},
         }}}
     }))
@@ -954,6 +954,7 @@ fn structural_schema_problems() {
             json!({"type": "object", "properties": {"l": {"type": "array", "items": {"type": "string"}, "x-kubernetes-list-type": "map"}}}),
             vec![
                 "spec.validation.openAPIV3Schema.properties[l].x-kubernetes-list-map-keys: Required value: must not be empty if x-kubernetes-list-type is map",
+                r#"spec.validation.openAPIV3Schema.properties[l].items.type: Invalid value: "string": must be object if parent array's x-kubernetes-list-type is map"#,
             ],
         ),
         (
@@ -1229,7 +1230,7 @@ fn crd_validation_failures() {
             "bad short name",
             |c| c["spec"]["names"]["shortNames"] = json!(["D_W"]),
             vec![
-                r#"spec.names.shortNames[0]: Invalid value: "D_W": a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"#,
+                r#"spec.names.shortNames[0]: Invalid value: "D_W": a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')"#,
             ],
         ),
         (
@@ -1268,7 +1269,7 @@ fn crd_validation_failures() {
             "printer column type",
             |c| c["spec"]["versions"][0]["additionalPrinterColumns"][0]["type"] = json!("int"),
             vec![
-                r#"spec.additionalPrinterColumns[0].type: Unsupported value: "int": supported values: "boolean", "date", "integer", "number", "string""#,
+                r#"spec.additionalPrinterColumns[0].type: Invalid value: "int": must be one of boolean,date,integer,number,string"#,
             ],
         ),
         (
@@ -1409,7 +1410,7 @@ fn defaults_must_be_valid_and_pruned() {
     assert_eq!(
         messages(&in_metadata),
         vec![
-            "spec.validation.openAPIV3Schema.properties[metadata].properties[name].default: Forbidden: must not be set inside metadata"
+            "spec.validation.openAPIV3Schema.properties[metadata].properties[name].default: Forbidden: must not be set in top-level metadata"
         ]
     );
 }
