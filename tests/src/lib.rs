@@ -2,3 +2,4 @@
 //! the benchmark and the playground.
 
 pub mod emulator;
+pub mod harness;
