@@ -3,3 +3,4 @@
 
 pub mod emulator;
 pub mod harness;
+mod project_crds;
