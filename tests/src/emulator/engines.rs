@@ -5,6 +5,7 @@ use serde_json::Value;
 
 use super::apply::{self, Manager};
 use super::errors::ApiError;
+use super::schema;
 
 pub fn merge_patch(target: &Value, patch: &Value) -> Result<Value, ApiError> {
     Ok(apply::merge_patch(target, patch))
@@ -68,29 +69,69 @@ pub fn crd_merge_schema(raw: &Value) -> Value {
 }
 
 /// A CRD version's schema, compiled once per request.
-pub struct CrdSchema {
-    _raw: Value,
-}
+pub struct CrdSchema(schema::StructuralSchema);
 
 impl CrdSchema {
     pub fn new(raw: &Value) -> Result<Self, String> {
-        Ok(CrdSchema { _raw: raw.clone() })
+        schema::StructuralSchema::new(raw)
+            .map(CrdSchema)
+            .map_err(|errs| {
+                errs.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
     }
-    pub fn prune(&self, _obj: &mut Value) {}
-    pub fn apply_defaults(&self, _obj: &mut Value) {}
-    /// 422 when the object does not satisfy the schema (structural checks and CEL rules).
+
+    /// The fields pruning would drop, as dotted paths (for `fieldValidation`).
+    pub fn unknown_fields(&self, obj: &Value) -> Vec<String> {
+        self.0.unknown_fields(obj)
+    }
+
+    pub fn prune(&self, obj: &mut Value) {
+        self.0.prune(obj)
+    }
+
+    pub fn apply_defaults(&self, obj: &mut Value) {
+        self.0.apply_defaults(obj)
+    }
+
+    /// 422 when the object does not satisfy the schema (structural checks and CEL rules);
+    /// otherwise the warnings of ratcheted rules. `kind` is the qualified kind (`Kind.group`).
     pub fn validate(
         &self,
-        _kind: &str,
-        _name: &str,
-        _obj: &Value,
-        _old: Option<&Value>,
-    ) -> Result<(), ApiError> {
-        Ok(())
+        kind: &str,
+        name: &str,
+        obj: &Value,
+        old: Option<&Value>,
+    ) -> Result<Vec<String>, ApiError> {
+        let (errors, warnings) = self.0.validate_with_warnings(obj, old);
+        if errors.is_empty() {
+            return Ok(warnings.iter().map(ToString::to_string).collect());
+        }
+        Err(invalid(kind, name, &errors))
     }
 }
 
+fn invalid(kind: &str, name: &str, errors: &[schema::FieldError]) -> ApiError {
+    let (k, group) = kind.split_once('.').unwrap_or((kind, ""));
+    ApiError::new(422, "Invalid", schema::status_message(kind, name, errors)).with_details(
+        serde_json::json!({
+            "name": name, "group": group, "kind": k, "causes": schema::status_causes(errors),
+        }),
+    )
+}
+
 /// Problems with a CRD itself, worded like kube-apiserver's 422 for CustomResourceDefinitions.
-pub fn validate_crd(_crd: &Value) -> Result<(), ApiError> {
-    Ok(())
+pub fn validate_crd(crd: &Value, old: Option<&Value>) -> Result<(), ApiError> {
+    let errors = schema::validate_crd_update(crd, old);
+    if errors.is_empty() {
+        return Ok(());
+    }
+    let name = crd["metadata"]["name"].as_str().unwrap_or_default();
+    Err(invalid(
+        "CustomResourceDefinition.apiextensions.k8s.io",
+        name,
+        &errors,
+    ))
 }
