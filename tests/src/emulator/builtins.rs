@@ -504,6 +504,75 @@ pub fn validate(group: &str, kind: &str, obj: &Value) -> Vec<FieldError> {
     errs
 }
 
+fn go_label_selector(sel: &Value) -> String {
+    let exprs: Vec<String> = sel["matchExpressions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            let values: Vec<String> = e["values"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|v| format!("\"{}\"", v.as_str().unwrap_or_default()))
+                .collect();
+            format!(
+                "v1.LabelSelectorRequirement{{Key:\"{}\", Operator:\"{}\", Values:[]string{{{}}}}}",
+                e["key"].as_str().unwrap_or_default(),
+                e["operator"].as_str().unwrap_or_default(),
+                values.join(", ")
+            )
+        })
+        .collect();
+    let exprs = if exprs.is_empty() {
+        "[]v1.LabelSelectorRequirement(nil)".to_string()
+    } else {
+        format!("[]v1.LabelSelectorRequirement{{{}}}", exprs.join(", "))
+    };
+    let labels = if sel["matchLabels"].is_object() {
+        go_map(&sel["matchLabels"])
+    } else {
+        "map[string]string(nil)".into()
+    };
+    format!("v1.LabelSelector{{MatchLabels:{labels}, MatchExpressions:{exprs}}}")
+}
+
+/// Fields kube-apiserver refuses to change once set.
+pub fn validate_update(group: &str, kind: &str, old: &Value, new: &Value) -> Vec<FieldError> {
+    let mut errs = vec![];
+    match (group, kind) {
+        ("apps", "Deployment") if old["spec"]["selector"] != new["spec"]["selector"] => {
+            errs.push(FieldError {
+                field: "spec.selector".into(),
+                kind: super::errors::FieldErrorKind::InvalidRaw(
+                    go_label_selector(&new["spec"]["selector"]),
+                    "field is immutable".into(),
+                ),
+            });
+        }
+        ("", "Service") => {
+            let (o, n) = (&old["spec"]["clusterIP"], &new["spec"]["clusterIP"]);
+            if o.is_string() && o != "" && n != o {
+                let ips: Vec<String> = new["spec"]["clusterIPs"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|v| format!("\"{}\"", v.as_str().unwrap_or_default()))
+                    .collect();
+                errs.push(FieldError {
+                    field: "spec.clusterIPs[0]".into(),
+                    kind: super::errors::FieldErrorKind::InvalidRaw(
+                        format!("[]string{{{}}}", ips.join(", ")),
+                        "may not change once set".into(),
+                    ),
+                });
+            }
+        }
+        _ => {}
+    }
+    errs
+}
+
 /// Whether a LabelSelector object (matchLabels / matchExpressions) selects these labels.
 pub fn selector_matches(sel: &Value, labels: &Value) -> bool {
     let get = |k: &str| labels.get(k).and_then(Value::as_str);

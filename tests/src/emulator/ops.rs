@@ -231,6 +231,9 @@ fn validate(
     }
     if info.crd.is_none() {
         errs.extend(builtins::validate(&info.group, &info.kind, obj));
+        if let Some(old) = old {
+            errs.extend(builtins::validate_update(&info.group, &info.kind, old, obj));
+        }
     }
     if !errs.is_empty() {
         return Err(ApiError::invalid(&info.kind, &info.group, name, &errs));

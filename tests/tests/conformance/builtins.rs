@@ -240,3 +240,14 @@ async fn deployment_status_stays_unready_when_pods_are_not_ready() {
     .await;
     env.finish().await;
 }
+
+#[tokio::test]
+async fn deployment_selectors_are_immutable() {
+    let env = TestEnv::new("immutable_selector").await;
+    let yaml = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\nspec:\n  selector: {matchLabels: {app: d}}\n  template:\n    metadata: {labels: {app: d, v: '1'}}\n    spec: {containers: [{name: c, image: nginx}]}\n";
+    env.apply_yaml(yaml).await.expect_ok();
+    let changed = yaml.replace("matchLabels: {app: d}", "matchLabels: {app: d, v: '1'}");
+    let stderr = env.apply_yaml(&changed).await.expect_err();
+    assert!(stderr.contains("spec.selector: Invalid value: v1.LabelSelector{MatchLabels:map[string]string{\"app\":\"d\", \"v\":\"1\"}, MatchExpressions:[]v1.LabelSelectorRequirement(nil)}: field is immutable"), "{stderr}");
+    env.finish().await;
+}
