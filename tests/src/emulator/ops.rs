@@ -187,25 +187,10 @@ fn validate(
     {
         errs.push(FieldError::invalid("metadata.name", json!(name), m));
     }
-    for (k, _) in obj["metadata"]["labels"].as_object().into_iter().flatten() {
-        let key_name = k.rsplit('/').next().unwrap_or_default();
-        if key_name.is_empty() || key_name.len() > 63 {
-            errs.push(FieldError::invalid(
-                "metadata.labels",
-                json!(k),
-                "name part must be no more than 63 characters",
-            ));
-        }
-    }
-    for (k, v) in obj["metadata"]["labels"].as_object().into_iter().flatten() {
-        if !v.is_string() {
-            errs.push(FieldError::invalid(
-                format!("metadata.labels.{k}"),
-                v.clone(),
-                "must be a string",
-            ));
-        }
-    }
+    errs.extend(builtins::check_labels(
+        &obj["metadata"]["labels"],
+        "metadata.labels",
+    ));
     if let Some(old) = old {
         let had: Vec<&Value> = old["metadata"]["finalizers"]
             .as_array()
