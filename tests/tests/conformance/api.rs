@@ -335,3 +335,57 @@ async fn events_from_events_k8s_io_show_in_kubectl_describe() {
     );
     env.finish().await;
 }
+
+#[tokio::test]
+async fn kube_event_recorder_creates_and_updates_a_series() {
+    use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+    let env = TestEnv::new("event_recorder").await;
+    let api = env.api::<ConfigMap>();
+    let c = api
+        .create(&PostParams::default(), &cm("recorded", json!({})))
+        .await
+        .unwrap();
+    let recorder = Recorder::new(
+        env.client.clone(),
+        Reporter {
+            controller: "demoweb-conformance".into(),
+            instance: Some("i-1".into()),
+        },
+    );
+    let reference = kube::Resource::object_ref(&c, &());
+    let ev = Event {
+        type_: EventType::Warning,
+        reason: "Repeated".into(),
+        note: Some("happens twice".into()),
+        action: "Testing".into(),
+        secondary: None,
+    };
+    recorder.publish(&ev, &reference).await.unwrap();
+    recorder.publish(&ev, &reference).await.unwrap();
+    let events = env
+        .api::<k8s_openapi::api::events::v1::Event>()
+        .list(&ListParams::default())
+        .await
+        .unwrap();
+    let ours: Vec<_> = events
+        .items
+        .iter()
+        .filter(|e| e.reason.as_deref() == Some("Repeated"))
+        .collect();
+    assert_eq!(ours.len(), 1, "one event with a series");
+    assert_eq!(ours[0].series.as_ref().map(|s| s.count), Some(2));
+    let out = env
+        .kubectl(&[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=recorded",
+        ])
+        .await
+        .expect_ok();
+    assert!(
+        out.contains("Repeated") && out.contains("happens twice"),
+        "{out}"
+    );
+    env.finish().await;
+}
