@@ -1282,6 +1282,33 @@ fn crd_validation_failures() {
             ],
         ),
         (
+            "status subresource narrows the root schema",
+            |c| {
+                c["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["additionalProperties"] =
+                    json!({"type": "string"})
+            },
+            vec![
+                "fields are allowed at the root of the schema if the status subresource is enabled",
+                "additionalProperties and properties are mutual exclusive",
+                "spec.validation.openAPIV3Schema.additionalProperties: Forbidden: must not be used at the root",
+            ],
+        ),
+        (
+            "deprecation warning only for deprecated versions",
+            |c| c["spec"]["versions"][0]["deprecationWarning"] = json!("old"),
+            vec![
+                r#"spec.versions[0].deprecationWarning: Invalid value: "old": can only be set for deprecated versions"#,
+            ],
+        ),
+        (
+            "webhook conversion needs a client config",
+            |c| c["spec"]["conversion"] = json!({"strategy": "Webhook"}),
+            vec![
+                "spec.conversion.webhook.clientConfig: Required value: required when strategy is set to Webhook",
+                "spec.conversion.webhook.conversionReviewVersions: Required value",
+            ],
+        ),
+        (
             "schema compile error reported under spec.validation",
             |c| {
                 c["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["x-kubernetes-validations"]
