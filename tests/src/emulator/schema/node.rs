@@ -80,6 +80,8 @@ pub(crate) struct Ctx {
     pub level: Level,
     pub vv: bool,
     pub allow_type: bool,
+    /// Directly inside an `allOf` of a structural node, where rules are allowed.
+    pub in_all_of: bool,
 }
 
 impl Ctx {
@@ -88,6 +90,7 @@ impl Ctx {
             level: Level::Root,
             vv: false,
             allow_type: false,
+            in_all_of: false,
         }
     }
 
@@ -95,6 +98,7 @@ impl Ctx {
         Ctx {
             level,
             allow_type: false,
+            in_all_of: false,
             ..self
         }
     }
@@ -103,6 +107,7 @@ impl Ctx {
         Ctx {
             vv: true,
             allow_type,
+            in_all_of: false,
             ..self
         }
     }
@@ -269,6 +274,10 @@ impl Parser {
                     let sub_ctx = ctx.value_validation(
                         int_or_string_alternatives || (kw == "allOf" && n.int_or_string && !ctx.vv),
                     );
+                    let sub_ctx = Ctx {
+                        in_all_of: kw == "allOf" && !ctx.vv,
+                        ..sub_ctx
+                    };
                     let node = self.parse(sub, &sub_path, &scope.child(), sub_ctx);
                     nested.push((sub, sub_path));
                     node
@@ -296,14 +305,29 @@ impl Parser {
             }
         }
 
-        if let Some(rules) = obj.get("x-kubernetes-validations") {
-            let rpath = format!("{path}.x-kubernetes-validations");
-            if ctx.vv {
+        if ctx.vv {
+            // Rules in an allOf are compiled against, and run with, the node that holds it.
+            if obj.contains_key("x-kubernetes-validations") && !ctx.in_all_of {
                 self.errors.push(FieldError::forbidden(
-                    &rpath,
-                    "x-kubernetes-validations is not supported in value validations",
+                    &format!("{path}.x-kubernetes-validations"),
+                    "x-kubernetes-validations is only supported in allOf among value validations",
                 ));
-            } else if let Some(list) = rules.as_array() {
+            }
+        } else {
+            let mut sources = vec![(obj.get("x-kubernetes-validations"), path.to_string())];
+            if let Some(all_of) = obj.get("allOf").and_then(Value::as_array) {
+                for (i, sub) in all_of.iter().enumerate() {
+                    sources.push((
+                        sub.get("x-kubernetes-validations"),
+                        format!("{path}.allOf[{i}]"),
+                    ));
+                }
+            }
+            for (rules, at) in sources {
+                let Some(list) = rules.and_then(Value::as_array) else {
+                    continue;
+                };
+                let rpath = format!("{at}.x-kubernetes-validations");
                 for (i, r) in list.iter().enumerate() {
                     match cel::compile_rule(r, &n, &format!("{rpath}[{i}]"), scope) {
                         Ok(c) => {

@@ -1819,3 +1819,25 @@ fn protected_groups_need_api_approval() {
     // Other groups need nothing.
     assert!(validate_crd(&demoweb_crd()).is_empty());
 }
+
+#[test]
+fn rules_in_all_of_run_against_their_node() {
+    let s = schema(
+        json!({"x": {"type": "object", "properties": {"a": {"type": "integer"}},
+        "allOf": [{"x-kubernetes-validations": [{"rule": "self.a < 3", "message": "a too big"}]}]}}),
+    );
+    assert!(validate_spec(&s, json!({"x": {"a": 1}})).is_empty());
+    assert_eq!(
+        validate_spec(&s, json!({"x": {"a": 5}})),
+        vec!["spec.x: Invalid value: a too big"]
+    );
+    let refused = StructuralSchema::new(
+        &json!({"type": "object", "properties": {"x": {"type": "object",
+        "allOf": [{"x-kubernetes-validations": [{"rule": "self.nope"}]}]}}}),
+    )
+    .unwrap_err();
+    assert_eq!(
+        refused[0].field,
+        "spec.validation.openAPIV3Schema.properties[x].allOf[0].x-kubernetes-validations[0].rule"
+    );
+}
