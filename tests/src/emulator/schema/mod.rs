@@ -2,14 +2,27 @@
 //! pruning of unknown fields, defaulting, and CEL `x-kubernetes-validations`.
 //!
 //! The server calls, in this order, what kube-apiserver's apiextensions does:
-//! - on CRD create/update: [`validate_crd`] (names, versions, columns, subresources and every
-//!   schema, CEL rules compiled), then [`StructuralSchema::new`] per served version;
+//! - on CRD create/update: [`validate_crd`] / [`validate_crd_update`] (names, versions, columns,
+//!   subresources, API approval, and every schema: structural, defaults, CEL rules compiled and
+//!   costed), then [`StructuralSchema::new`] per version (`new_at` names the path when versions
+//!   differ). On failure: 422 with [`status_message`]`("CustomResourceDefinition.apiextensions.k8s.io", ...)`.
 //! - on a custom resource write: [`StructuralSchema::unknown_fields`] (for `fieldValidation`
-//!   `Strict`/`Warn`), [`StructuralSchema::prune`], [`StructuralSchema::apply_defaults`],
-//!   [`StructuralSchema::validate`] (with the old object on update; or
+//!   `Strict`/`Warn`), [`StructuralSchema::prune`], [`StructuralSchema::apply_defaults`], then
+//!   [`StructuralSchema::validate`] (with the stored object on update; or
 //!   [`StructuralSchema::validate_with_warnings`] to also get ratcheted rule failures), and on
-//!   failure a 422 whose message is [`status_message`] and whose `details.causes` are
-//!   [`status_causes`].
+//!   failure a 422 whose message is [`status_message`]`("<Kind>.<group>", name, &errors)` and whose
+//!   `details.causes` are [`status_causes`]. Generate `metadata.name` from `generateName` before
+//!   validating: root rules may read `self.metadata.name`.
+//!
+//! ```text
+//! let schema = StructuralSchema::new(&crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"])?;
+//! schema.prune(&mut obj);
+//! schema.apply_defaults(&mut obj);
+//! let errors = schema.validate(&obj, old.as_ref());
+//! if !errors.is_empty() {
+//!     // 422: status_message("DemoWeb.baeke.info", name, &errors), status_causes(&errors)
+//! }
+//! ```
 
 mod cel;
 mod cost;
