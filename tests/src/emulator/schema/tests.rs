@@ -1841,3 +1841,36 @@ fn rules_in_all_of_run_against_their_node() {
         "spec.validation.openAPIV3Schema.properties[x].allOf[0].x-kubernetes-validations[0].rule"
     );
 }
+
+#[test]
+fn odd_input_is_reported_not_panicked_on() {
+    let crds = [
+        json!(null),
+        json!({}),
+        json!({"spec": "nope"}),
+        json!({"spec": {"versions": "v1", "names": 3}}),
+        json!({"spec": {"versions": [{"schema": {"openAPIV3Schema": "x"}}]}}),
+        json!({"spec": {"versions": [{"name": "v1", "storage": true, "schema": {"openAPIV3Schema": {"type": "object",
+            "properties": {"a": [], "b": {"items": [1]}, "c": {"type": "array", "items": {"type": "string"}, "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["k", "k"]}},
+            "x-kubernetes-validations": "rules", "required": "a"}}}]}}),
+    ];
+    for crd in crds {
+        assert!(!validate_crd(&crd).is_empty(), "{crd}");
+    }
+    let s = schema(
+        json!({"n": {"type": "integer", "maximum": 3}, "l": {"type": "array", "items": {"type": "string"}}}),
+    );
+    for obj in [
+        json!(null),
+        json!([]),
+        json!("x"),
+        json!({"spec": []}),
+        json!({"spec": {"n": [], "l": {}}}),
+    ] {
+        let mut o = obj.clone();
+        s.prune(&mut o);
+        s.apply_defaults(&mut o);
+        let _ = s.validate(&o, Some(&json!("garbage")));
+        let _ = s.unknown_fields(&obj);
+    }
+}
