@@ -200,6 +200,12 @@ impl Parser {
 
         if !ctx.vv {
             self.check_structural(obj, &n, path, ctx.level);
+            if n.embedded && scope.resource_meta.is_some() {
+                self.errors.push(FieldError::forbidden(
+                    &format!("{path}.x-kubernetes-embedded-resource"),
+                    "must not be used inside of resource meta",
+                ));
+            }
         }
 
         if let Some(props) = obj.get("properties").and_then(Value::as_object) {
