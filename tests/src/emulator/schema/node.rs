@@ -39,6 +39,7 @@ pub(crate) struct Node {
     pub int_or_string: bool,
     pub list_type: Option<String>,
     pub list_map_keys: Vec<String>,
+    pub map_type: Option<String>,
     pub all_of: Vec<Node>,
     pub any_of: Vec<Node>,
     pub one_of: Vec<Node>,
@@ -177,6 +178,7 @@ impl Parser {
         n.unique_items = bool_of(obj, "uniqueItems");
         n.default = obj.get("default").cloned();
         n.list_type = str_of(obj, "x-kubernetes-list-type");
+        n.map_type = str_of(obj, "x-kubernetes-map-type");
         n.list_map_keys = obj
             .get("x-kubernetes-list-map-keys")
             .and_then(Value::as_array)

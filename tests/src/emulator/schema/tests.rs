@@ -1874,3 +1874,37 @@ fn odd_input_is_reported_not_panicked_on() {
         let _ = s.unknown_fields(&obj);
     }
 }
+
+#[test]
+fn merge_topology_for_server_side_apply() {
+    let crd = demoweb_crd();
+    let s =
+        StructuralSchema::new(&crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]).unwrap();
+    let cases: Vec<(Vec<&str>, Option<Topology>)> = vec![
+        (
+            vec!["status", "conditions"],
+            Some(Topology::Map(vec!["type".to_string()])),
+        ),
+        (vec!["status", "conditions", "0"], Some(Topology::Granular)),
+        (
+            vec!["status", "conditions", "0", "status"],
+            Some(Topology::Atomic),
+        ),
+        (vec!["spec"], Some(Topology::Granular)),
+        (
+            vec!["spec", "ingress", "allowedSourceRanges"],
+            Some(Topology::Atomic),
+        ),
+        (vec!["spec", "replicas"], Some(Topology::Atomic)),
+        (vec!["spec", "nothing"], None),
+    ];
+    for (path, want) in cases {
+        assert_eq!(s.topology(&path), want, "{path:?}");
+    }
+    let sets = schema(
+        json!({"tags": {"type": "array", "x-kubernetes-list-type": "set", "items": {"type": "string"}},
+        "sel": {"type": "object", "x-kubernetes-map-type": "atomic", "additionalProperties": {"type": "string"}}}),
+    );
+    assert_eq!(sets.topology(&["spec", "tags"]), Some(Topology::Set));
+    assert_eq!(sets.topology(&["spec", "sel"]), Some(Topology::Atomic));
+}
