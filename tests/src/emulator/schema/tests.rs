@@ -1908,3 +1908,49 @@ fn merge_topology_for_server_side_apply() {
     assert_eq!(sets.topology(&["spec", "tags"]), Some(Topology::Set));
     assert_eq!(sets.topology(&["spec", "sel"]), Some(Topology::Atomic));
 }
+
+#[test]
+fn cel_syntax_variants_evaluate() {
+    let rule_ok = |rule: &str, spec: Value| {
+        let s = cel_schema(
+            json!([{"rule": rule}]),
+            json!({"name": {"type": "string", "maxLength": 20},
+            "ingress": {"type": "object", "properties": {"host": {"type": "string", "maxLength": 20}}}}),
+        );
+        validate_spec(&s, spec)
+    };
+    let cases: Vec<(&str, Value, bool)> = vec![
+        (r"self.name.matches(r'^\d+$')", json!({"name": "123"}), true),
+        (
+            r"self.name.matches('^\\d+$')",
+            json!({"name": "12a"}),
+            false,
+        ),
+        (
+            "self.?ingress.host.orValue('none') == 'none'",
+            json!({"name": "x"}),
+            true,
+        ),
+        (
+            "self.?ingress.host.orValue('none') == 'a.example'",
+            json!({"ingress": {"host": "a.example"}}),
+            true,
+        ),
+        ("'''triple''' != ''", json!({}), true),
+        (
+            "[1, 2, 3].all(x, x > 0) && {'a': 1}.exists(k, k == 'a')",
+            json!({}),
+            true,
+        ),
+        (
+            "self.all(k, k in ['name', 'ingress'])",
+            json!({"name": "x"}),
+            true,
+        ),
+        ("size(self) == 1", json!({"name": "x"}), true),
+    ];
+    for (rule, spec, ok) in cases {
+        let errs = rule_ok(rule, spec);
+        assert_eq!(errs.is_empty(), ok, "{rule}: {errs:?}");
+    }
+}
