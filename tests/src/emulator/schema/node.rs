@@ -227,6 +227,8 @@ impl Parser {
             }
         }
         match obj.get("additionalProperties") {
+            // Beside properties, `true` only keeps unknown fields.
+            Some(Value::Bool(true)) if !n.properties.is_empty() => n.preserve_unknown = true,
             Some(Value::Bool(true)) => n.additional = Some(Box::new(Node::any())),
             Some(Value::Bool(false)) | None => {}
             Some(sub) => {
@@ -591,7 +593,16 @@ impl Parser {
                 "must be empty if x-kubernetes-int-or-string is true",
             ));
         }
-        if obj.contains_key("properties") && obj.contains_key("additionalProperties") {
+        // `additionalProperties: true` may sit beside properties; a schema or `false` may not.
+        let has_properties = obj
+            .get("properties")
+            .and_then(Value::as_object)
+            .is_some_and(|p| !p.is_empty());
+        if has_properties
+            && obj
+                .get("additionalProperties")
+                .is_some_and(|a| a != &Value::Bool(true))
+        {
             self.errors.push(FieldError::forbidden(
                 &format!("{path}.additionalProperties"),
                 "additionalProperties and properties are mutual exclusive",
@@ -601,11 +612,6 @@ impl Parser {
             self.errors.push(FieldError::forbidden(
                 &format!("{path}.additionalProperties"),
                 "must not be used at the root",
-            ));
-        } else if obj.get("additionalProperties") == Some(&Value::Bool(false)) {
-            self.errors.push(FieldError::forbidden(
-                &format!("{path}.additionalProperties"),
-                "must not be false",
             ));
         }
         if n.ty.as_deref() == Some("array") && !obj.contains_key("items") {

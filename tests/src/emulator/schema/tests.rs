@@ -1954,3 +1954,20 @@ fn cel_syntax_variants_evaluate() {
         assert_eq!(errs.is_empty(), ok, "{rule}: {errs:?}");
     }
 }
+
+#[test]
+fn additional_properties_true_beside_properties_keeps_unknown_fields() {
+    let s = schema(
+        json!({"cfg": {"type": "object", "additionalProperties": true,
+        "properties": {"mode": {"type": "string", "default": "fast"}, "inner": {"type": "object", "properties": {"a": {"type": "string"}}}}}}),
+    );
+    let mut obj =
+        json!({"spec": {"cfg": {"extra": {"x": 1}, "inner": {"a": "1", "b": "dropped"}}}});
+    s.prune(&mut obj);
+    s.apply_defaults(&mut obj);
+    assert_eq!(
+        obj["spec"]["cfg"],
+        json!({"extra": {"x": 1}, "inner": {"a": "1"}, "mode": "fast"})
+    );
+    assert!(s.validate(&obj, None).is_empty());
+}
