@@ -403,12 +403,28 @@ pub(crate) fn compile_rule(
     if let Some(p) = &program
         && errors.is_empty()
     {
-        cost = super::cost::Coster { root_node: node }.estimate(p.expression());
+        let coster = super::cost::Coster { root_node: node };
+        cost = coster.estimate(p.expression());
         if cost > super::cost::RULE_LIMIT {
             errors.push(FieldError::forbidden(
                 &format!("{path}.rule"),
                 super::cost::exceeds_message("estimated rule cost", cost, super::cost::RULE_LIMIT),
             ));
+        }
+        if let Some(me) = &message_expression {
+            let me_cost = coster.estimate(me.expression());
+            if me_cost > super::cost::RULE_LIMIT {
+                errors.push(FieldError::forbidden(
+                    &format!("{path}.messageExpression"),
+                    super::cost::exceeds_message(
+                        "estimated messageExpression cost",
+                        me_cost,
+                        super::cost::RULE_LIMIT,
+                    ),
+                ));
+            }
+            // The schema budget counts both.
+            cost += me_cost;
         }
     }
 

@@ -95,6 +95,7 @@ pub fn validate_crd_update(crd: &Value, old: Option<&Value>) -> Vec<FieldError> 
     }
 
     validate_versions(crd, &mut errs);
+    validate_conversion(crd, &mut errs);
     errs
 }
 
@@ -283,6 +284,7 @@ fn validate_versions(crd: &Value, errs: &mut Vec<FieldError>) {
         seen.push(vname);
 
         let served = v.get("served").and_then(Value::as_bool).unwrap_or(false);
+        deprecation_warning(v, &format!("spec.versions[{i}].deprecationWarning"), errs);
         match v.pointer("/schema/openAPIV3Schema") {
             Some(schema) => {
                 let prefix = version_prefix(
@@ -293,10 +295,13 @@ fn validate_versions(crd: &Value, errs: &mut Vec<FieldError>) {
                     "schema.openAPIV3Schema",
                 );
                 // Identical schemas are checked once, under spec.validation.
-                if (i == 0 || !prefix.starts_with("spec.validation"))
-                    && let Err(mut e) = StructuralSchema::new_at(schema, &prefix)
-                {
-                    errs.append(&mut e);
+                if i == 0 || !prefix.starts_with("spec.validation") {
+                    if v.pointer("/subresources/status").is_some() {
+                        status_root(schema, &prefix, errs);
+                    }
+                    if let Err(mut e) = StructuralSchema::new_at(schema, &prefix) {
+                        errs.append(&mut e);
+                    }
                 }
             }
             None if served || v.get("schema").is_none() => errs.push(FieldError::required(
@@ -326,6 +331,139 @@ fn validate_versions(crd: &Value, errs: &mut Vec<FieldError>) {
         if i == 0 || !cols_prefix.starts_with("spec.additionalPrinterColumns") {
             validate_columns(v.get("additionalPrinterColumns"), &cols_prefix, errs);
         }
+    }
+}
+
+/// With the status subresource, the root schema may only carry what survives splitting off
+/// `properties.status`.
+fn status_root(schema: &Value, path: &str, errs: &mut Vec<FieldError>) {
+    const ALLOWED: &[(&str, &str)] = &[
+        ("description", "Description"),
+        ("type", "Type"),
+        ("format", "Format"),
+        ("title", "Title"),
+        ("maximum", "Maximum"),
+        ("exclusiveMaximum", "ExclusiveMaximum"),
+        ("minimum", "Minimum"),
+        ("exclusiveMinimum", "ExclusiveMinimum"),
+        ("maxLength", "MaxLength"),
+        ("minLength", "MinLength"),
+        ("pattern", "Pattern"),
+        ("maxItems", "MaxItems"),
+        ("minItems", "MinItems"),
+        ("uniqueItems", "UniqueItems"),
+        ("multipleOf", "MultipleOf"),
+        ("required", "Required"),
+        ("items", "Items"),
+        ("properties", "Properties"),
+        ("externalDocs", "ExternalDocs"),
+        ("example", "Example"),
+        (
+            "x-kubernetes-preserve-unknown-fields",
+            "XPreserveUnknownFields",
+        ),
+        ("x-kubernetes-validations", "XValidations"),
+    ];
+    let Some(obj) = schema.as_object() else {
+        return;
+    };
+    if let Some(t) = obj.get("type").and_then(Value::as_str)
+        && t != "object"
+    {
+        errs.push(FieldError::invalid(
+            &format!("{path}.type"),
+            json!(t),
+            r#"only "object" is allowed as the type at the root of the schema if the status subresource is enabled"#,
+        ));
+    }
+    // Zero values do not count, as Go skips them; `nullable` has its own error.
+    let set = |v: &Value| !matches!(v, Value::Null | Value::Bool(false)) && v != &json!("");
+    if obj
+        .iter()
+        .any(|(k, v)| set(v) && k != "nullable" && !ALLOWED.iter().any(|(a, _)| a == k))
+    {
+        let names: Vec<&str> = ALLOWED.iter().map(|(_, go)| *go).collect();
+        errs.push(FieldError::invalid(
+            path,
+            schema.clone(),
+            format!(
+                "only [{}] fields are allowed at the root of the schema if the status subresource is enabled",
+                names.join(" ")
+            ),
+        ));
+    }
+}
+
+fn deprecation_warning(version: &Value, path: &str, errs: &mut Vec<FieldError>) {
+    let Some(w) = version.get("deprecationWarning").and_then(Value::as_str) else {
+        return;
+    };
+    let deprecated = version.get("deprecated").and_then(Value::as_bool) == Some(true);
+    let mut problems = Vec::new();
+    if !deprecated {
+        problems.push("can only be set for deprecated versions".to_string());
+    } else {
+        if w.len() > 256 {
+            problems.push("must be <= 256 characters long".to_string());
+        }
+        if w.is_empty() {
+            problems.push("must not be an empty string".to_string());
+        }
+        if let Some((i, _)) = w.char_indices().find(|(_, c)| c.is_control()) {
+            problems.push(format!(
+                "must only contain printable UTF-8 characters; control character found at index {i}"
+            ));
+        }
+    }
+    for p in problems {
+        errs.push(FieldError::invalid(path, json!(w), p));
+    }
+}
+
+fn validate_conversion(crd: &Value, errs: &mut Vec<FieldError>) {
+    let Some(conv) = crd.pointer("/spec/conversion") else {
+        return;
+    };
+    let strategy = conv.get("strategy").and_then(Value::as_str).unwrap_or("");
+    match strategy {
+        "" => errs.push(FieldError::required("spec.conversion.strategy", "")),
+        "None" | "Webhook" => {}
+        other => errs.push(FieldError::not_supported(
+            "spec.conversion.strategy",
+            json!(other),
+            &["None".to_string(), "Webhook".to_string()],
+        )),
+    }
+    let webhook = conv.get("webhook");
+    if strategy == "Webhook" {
+        let config = webhook.and_then(|w| w.get("clientConfig"));
+        match config {
+            None => errs.push(FieldError::required(
+                "spec.conversion.webhook.clientConfig",
+                "required when strategy is set to Webhook",
+            )),
+            Some(c) if c.get("url").is_some() == c.get("service").is_some() => {
+                errs.push(FieldError::required(
+                    "spec.conversion.webhook.clientConfig",
+                    "exactly one of url or service is required",
+                ))
+            }
+            Some(_) => {}
+        }
+        let versions = webhook
+            .and_then(|w| w.get("conversionReviewVersions"))
+            .and_then(Value::as_array);
+        if versions.is_none_or(|v| v.is_empty()) {
+            errs.push(FieldError::required(
+                "spec.conversion.webhook.conversionReviewVersions",
+                "",
+            ));
+        }
+    } else if webhook.is_some_and(|w| w.get("clientConfig").is_some()) {
+        errs.push(FieldError::forbidden(
+            "spec.conversion.webhook.clientConfig",
+            "should not be set when strategy is not set to Webhook",
+        ));
     }
 }
 

@@ -2,14 +2,27 @@
 //! pruning of unknown fields, defaulting, and CEL `x-kubernetes-validations`.
 //!
 //! The server calls, in this order, what kube-apiserver's apiextensions does:
-//! - on CRD create/update: [`validate_crd`] (names, versions, columns, subresources and every
-//!   schema, CEL rules compiled), then [`StructuralSchema::new`] per served version;
+//! - on CRD create/update: [`validate_crd`] / [`validate_crd_update`] (names, versions, columns,
+//!   subresources, API approval, and every schema: structural, defaults, CEL rules compiled and
+//!   costed), then [`StructuralSchema::new`] per version (`new_at` names the path when versions
+//!   differ). On failure: 422 with [`status_message`]`("CustomResourceDefinition.apiextensions.k8s.io", ...)`.
 //! - on a custom resource write: [`StructuralSchema::unknown_fields`] (for `fieldValidation`
-//!   `Strict`/`Warn`), [`StructuralSchema::prune`], [`StructuralSchema::apply_defaults`],
-//!   [`StructuralSchema::validate`] (with the old object on update; or
+//!   `Strict`/`Warn`), [`StructuralSchema::prune`], [`StructuralSchema::apply_defaults`], then
+//!   [`StructuralSchema::validate`] (with the stored object on update; or
 //!   [`StructuralSchema::validate_with_warnings`] to also get ratcheted rule failures), and on
-//!   failure a 422 whose message is [`status_message`] and whose `details.causes` are
-//!   [`status_causes`].
+//!   failure a 422 whose message is [`status_message`]`("<Kind>.<group>", name, &errors)` and whose
+//!   `details.causes` are [`status_causes`]. Generate `metadata.name` from `generateName` before
+//!   validating: root rules may read `self.metadata.name`.
+//!
+//! ```text
+//! let schema = StructuralSchema::new(&crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"])?;
+//! schema.prune(&mut obj);
+//! schema.apply_defaults(&mut obj);
+//! let errors = schema.validate(&obj, old.as_ref());
+//! if !errors.is_empty() {
+//!     // 422: status_message("DemoWeb.baeke.info", name, &errors), status_causes(&errors)
+//! }
+//! ```
 
 mod cel;
 mod cost;
@@ -30,6 +43,21 @@ pub use error::{ErrorKind, FieldError, status_causes, status_message};
 
 use node::{Node, Parser};
 use serde_json::{Value, json};
+
+/// How server-side apply merges a value, from the schema's `x-kubernetes-list-type`,
+/// `x-kubernetes-list-map-keys` and `x-kubernetes-map-type` (structured-merge-diff's defaults:
+/// lists atomic, objects granular).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Topology {
+    /// Replaced as a whole, owned by one manager.
+    Atomic,
+    /// A list of scalars merged as a set.
+    Set,
+    /// A list of objects merged by these key fields.
+    Map(Vec<String>),
+    /// An object (or map) merged field by field.
+    Granular,
+}
 
 /// A CRD version's `openAPIV3Schema`, checked and compiled, ready to prune, default and validate.
 #[derive(Debug)]
@@ -103,6 +131,35 @@ impl StructuralSchema {
         } else {
             Err(parser.errors)
         }
+    }
+
+    /// The merge topology of the value at `path` (field names and map keys; any segment steps
+    /// into a list's items, e.g. `["status", "conditions"]` or `["spec", "ports", "0"]`), or
+    /// `None` when the schema does not describe it (unknown or preserved fields).
+    pub fn topology(&self, path: &[&str]) -> Option<Topology> {
+        let mut node = &self.root;
+        for seg in path {
+            node = if let Some(child) = node.properties.get(*seg) {
+                child
+            } else if let Some(add) = &node.additional {
+                add
+            } else if let Some(items) = &node.items {
+                items
+            } else {
+                return None;
+            };
+        }
+        Some(match node.ty.as_deref() {
+            Some("array") => match node.list_type.as_deref() {
+                Some("set") => Topology::Set,
+                Some("map") => Topology::Map(node.list_map_keys.clone()),
+                _ => Topology::Atomic,
+            },
+            Some("object") if node.map_type.as_deref() == Some("atomic") => Topology::Atomic,
+            Some("object") => Topology::Granular,
+            None if node.preserve_unknown => Topology::Granular,
+            _ => Topology::Atomic,
+        })
     }
 
     /// Drops every field the schema does not specify. `apiVersion`, `kind` and `metadata` are

@@ -39,6 +39,7 @@ pub(crate) struct Node {
     pub int_or_string: bool,
     pub list_type: Option<String>,
     pub list_map_keys: Vec<String>,
+    pub map_type: Option<String>,
     pub all_of: Vec<Node>,
     pub any_of: Vec<Node>,
     pub one_of: Vec<Node>,
@@ -80,6 +81,8 @@ pub(crate) struct Ctx {
     pub level: Level,
     pub vv: bool,
     pub allow_type: bool,
+    /// Directly inside an `allOf` of a structural node, where rules are allowed.
+    pub in_all_of: bool,
 }
 
 impl Ctx {
@@ -88,6 +91,7 @@ impl Ctx {
             level: Level::Root,
             vv: false,
             allow_type: false,
+            in_all_of: false,
         }
     }
 
@@ -95,6 +99,7 @@ impl Ctx {
         Ctx {
             level,
             allow_type: false,
+            in_all_of: false,
             ..self
         }
     }
@@ -103,6 +108,7 @@ impl Ctx {
         Ctx {
             vv: true,
             allow_type,
+            in_all_of: false,
             ..self
         }
     }
@@ -172,6 +178,7 @@ impl Parser {
         n.unique_items = bool_of(obj, "uniqueItems");
         n.default = obj.get("default").cloned();
         n.list_type = str_of(obj, "x-kubernetes-list-type");
+        n.map_type = str_of(obj, "x-kubernetes-map-type");
         n.list_map_keys = obj
             .get("x-kubernetes-list-map-keys")
             .and_then(Value::as_array)
@@ -195,6 +202,12 @@ impl Parser {
 
         if !ctx.vv {
             self.check_structural(obj, &n, path, ctx.level);
+            if n.embedded && scope.resource_meta.is_some() {
+                self.errors.push(FieldError::forbidden(
+                    &format!("{path}.x-kubernetes-embedded-resource"),
+                    "must not be used inside of resource meta",
+                ));
+            }
         }
 
         if let Some(props) = obj.get("properties").and_then(Value::as_object) {
@@ -214,6 +227,8 @@ impl Parser {
             }
         }
         match obj.get("additionalProperties") {
+            // Beside properties, `true` only keeps unknown fields.
+            Some(Value::Bool(true)) if !n.properties.is_empty() => n.preserve_unknown = true,
             Some(Value::Bool(true)) => n.additional = Some(Box::new(Node::any())),
             Some(Value::Bool(false)) | None => {}
             Some(sub) => {
@@ -269,6 +284,10 @@ impl Parser {
                     let sub_ctx = ctx.value_validation(
                         int_or_string_alternatives || (kw == "allOf" && n.int_or_string && !ctx.vv),
                     );
+                    let sub_ctx = Ctx {
+                        in_all_of: kw == "allOf" && !ctx.vv,
+                        ..sub_ctx
+                    };
                     let node = self.parse(sub, &sub_path, &scope.child(), sub_ctx);
                     nested.push((sub, sub_path));
                     node
@@ -296,14 +315,29 @@ impl Parser {
             }
         }
 
-        if let Some(rules) = obj.get("x-kubernetes-validations") {
-            let rpath = format!("{path}.x-kubernetes-validations");
-            if ctx.vv {
+        if ctx.vv {
+            // Rules in an allOf are compiled against, and run with, the node that holds it.
+            if obj.contains_key("x-kubernetes-validations") && !ctx.in_all_of {
                 self.errors.push(FieldError::forbidden(
-                    &rpath,
-                    "x-kubernetes-validations is not supported in value validations",
+                    &format!("{path}.x-kubernetes-validations"),
+                    "x-kubernetes-validations is only supported in allOf among value validations",
                 ));
-            } else if let Some(list) = rules.as_array() {
+            }
+        } else {
+            let mut sources = vec![(obj.get("x-kubernetes-validations"), path.to_string())];
+            if let Some(all_of) = obj.get("allOf").and_then(Value::as_array) {
+                for (i, sub) in all_of.iter().enumerate() {
+                    sources.push((
+                        sub.get("x-kubernetes-validations"),
+                        format!("{path}.allOf[{i}]"),
+                    ));
+                }
+            }
+            for (rules, at) in sources {
+                let Some(list) = rules.and_then(Value::as_array) else {
+                    continue;
+                };
+                let rpath = format!("{at}.x-kubernetes-validations");
                 for (i, r) in list.iter().enumerate() {
                     match cel::compile_rule(r, &n, &format!("{rpath}[{i}]"), scope) {
                         Ok(c) => {
@@ -559,7 +593,16 @@ impl Parser {
                 "must be empty if x-kubernetes-int-or-string is true",
             ));
         }
-        if obj.contains_key("properties") && obj.contains_key("additionalProperties") {
+        // `additionalProperties: true` may sit beside properties; a schema or `false` may not.
+        let has_properties = obj
+            .get("properties")
+            .and_then(Value::as_object)
+            .is_some_and(|p| !p.is_empty());
+        if has_properties
+            && obj
+                .get("additionalProperties")
+                .is_some_and(|a| a != &Value::Bool(true))
+        {
             self.errors.push(FieldError::forbidden(
                 &format!("{path}.additionalProperties"),
                 "additionalProperties and properties are mutual exclusive",
@@ -569,11 +612,6 @@ impl Parser {
             self.errors.push(FieldError::forbidden(
                 &format!("{path}.additionalProperties"),
                 "must not be used at the root",
-            ));
-        } else if obj.get("additionalProperties") == Some(&Value::Bool(false)) {
-            self.errors.push(FieldError::forbidden(
-                &format!("{path}.additionalProperties"),
-                "must not be false",
             ));
         }
         if n.ty.as_deref() == Some("array") && !obj.contains_key("items") {

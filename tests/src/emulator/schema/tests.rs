@@ -1282,6 +1282,33 @@ fn crd_validation_failures() {
             ],
         ),
         (
+            "status subresource narrows the root schema",
+            |c| {
+                c["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["additionalProperties"] =
+                    json!({"type": "string"})
+            },
+            vec![
+                "fields are allowed at the root of the schema if the status subresource is enabled",
+                "additionalProperties and properties are mutual exclusive",
+                "spec.validation.openAPIV3Schema.additionalProperties: Forbidden: must not be used at the root",
+            ],
+        ),
+        (
+            "deprecation warning only for deprecated versions",
+            |c| c["spec"]["versions"][0]["deprecationWarning"] = json!("old"),
+            vec![
+                r#"spec.versions[0].deprecationWarning: Invalid value: "old": can only be set for deprecated versions"#,
+            ],
+        ),
+        (
+            "webhook conversion needs a client config",
+            |c| c["spec"]["conversion"] = json!({"strategy": "Webhook"}),
+            vec![
+                "spec.conversion.webhook.clientConfig: Required value: required when strategy is set to Webhook",
+                "spec.conversion.webhook.conversionReviewVersions: Required value",
+            ],
+        ),
+        (
             "schema compile error reported under spec.validation",
             |c| {
                 c["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["x-kubernetes-validations"]
@@ -1791,4 +1818,156 @@ fn protected_groups_need_api_approval() {
     assert!(validate_crd_update(&crd(Some("bad value")), Some(&crd(Some("bad value")))).is_empty());
     // Other groups need nothing.
     assert!(validate_crd(&demoweb_crd()).is_empty());
+}
+
+#[test]
+fn rules_in_all_of_run_against_their_node() {
+    let s = schema(
+        json!({"x": {"type": "object", "properties": {"a": {"type": "integer"}},
+        "allOf": [{"x-kubernetes-validations": [{"rule": "self.a < 3", "message": "a too big"}]}]}}),
+    );
+    assert!(validate_spec(&s, json!({"x": {"a": 1}})).is_empty());
+    assert_eq!(
+        validate_spec(&s, json!({"x": {"a": 5}})),
+        vec!["spec.x: Invalid value: a too big"]
+    );
+    let refused = StructuralSchema::new(
+        &json!({"type": "object", "properties": {"x": {"type": "object",
+        "allOf": [{"x-kubernetes-validations": [{"rule": "self.nope"}]}]}}}),
+    )
+    .unwrap_err();
+    assert_eq!(
+        refused[0].field,
+        "spec.validation.openAPIV3Schema.properties[x].allOf[0].x-kubernetes-validations[0].rule"
+    );
+}
+
+#[test]
+fn odd_input_is_reported_not_panicked_on() {
+    let crds = [
+        json!(null),
+        json!({}),
+        json!({"spec": "nope"}),
+        json!({"spec": {"versions": "v1", "names": 3}}),
+        json!({"spec": {"versions": [{"schema": {"openAPIV3Schema": "x"}}]}}),
+        json!({"spec": {"versions": [{"name": "v1", "storage": true, "schema": {"openAPIV3Schema": {"type": "object",
+            "properties": {"a": [], "b": {"items": [1]}, "c": {"type": "array", "items": {"type": "string"}, "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["k", "k"]}},
+            "x-kubernetes-validations": "rules", "required": "a"}}}]}}),
+    ];
+    for crd in crds {
+        assert!(!validate_crd(&crd).is_empty(), "{crd}");
+    }
+    let s = schema(
+        json!({"n": {"type": "integer", "maximum": 3}, "l": {"type": "array", "items": {"type": "string"}}}),
+    );
+    for obj in [
+        json!(null),
+        json!([]),
+        json!("x"),
+        json!({"spec": []}),
+        json!({"spec": {"n": [], "l": {}}}),
+    ] {
+        let mut o = obj.clone();
+        s.prune(&mut o);
+        s.apply_defaults(&mut o);
+        let _ = s.validate(&o, Some(&json!("garbage")));
+        let _ = s.unknown_fields(&obj);
+    }
+}
+
+#[test]
+fn merge_topology_for_server_side_apply() {
+    let crd = demoweb_crd();
+    let s =
+        StructuralSchema::new(&crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]).unwrap();
+    let cases: Vec<(Vec<&str>, Option<Topology>)> = vec![
+        (
+            vec!["status", "conditions"],
+            Some(Topology::Map(vec!["type".to_string()])),
+        ),
+        (vec!["status", "conditions", "0"], Some(Topology::Granular)),
+        (
+            vec!["status", "conditions", "0", "status"],
+            Some(Topology::Atomic),
+        ),
+        (vec!["spec"], Some(Topology::Granular)),
+        (
+            vec!["spec", "ingress", "allowedSourceRanges"],
+            Some(Topology::Atomic),
+        ),
+        (vec!["spec", "replicas"], Some(Topology::Atomic)),
+        (vec!["spec", "nothing"], None),
+    ];
+    for (path, want) in cases {
+        assert_eq!(s.topology(&path), want, "{path:?}");
+    }
+    let sets = schema(
+        json!({"tags": {"type": "array", "x-kubernetes-list-type": "set", "items": {"type": "string"}},
+        "sel": {"type": "object", "x-kubernetes-map-type": "atomic", "additionalProperties": {"type": "string"}}}),
+    );
+    assert_eq!(sets.topology(&["spec", "tags"]), Some(Topology::Set));
+    assert_eq!(sets.topology(&["spec", "sel"]), Some(Topology::Atomic));
+}
+
+#[test]
+fn cel_syntax_variants_evaluate() {
+    let rule_ok = |rule: &str, spec: Value| {
+        let s = cel_schema(
+            json!([{"rule": rule}]),
+            json!({"name": {"type": "string", "maxLength": 20},
+            "ingress": {"type": "object", "properties": {"host": {"type": "string", "maxLength": 20}}}}),
+        );
+        validate_spec(&s, spec)
+    };
+    let cases: Vec<(&str, Value, bool)> = vec![
+        (r"self.name.matches(r'^\d+$')", json!({"name": "123"}), true),
+        (
+            r"self.name.matches('^\\d+$')",
+            json!({"name": "12a"}),
+            false,
+        ),
+        (
+            "self.?ingress.host.orValue('none') == 'none'",
+            json!({"name": "x"}),
+            true,
+        ),
+        (
+            "self.?ingress.host.orValue('none') == 'a.example'",
+            json!({"ingress": {"host": "a.example"}}),
+            true,
+        ),
+        ("'''triple''' != ''", json!({}), true),
+        (
+            "[1, 2, 3].all(x, x > 0) && {'a': 1}.exists(k, k == 'a')",
+            json!({}),
+            true,
+        ),
+        (
+            "self.all(k, k in ['name', 'ingress'])",
+            json!({"name": "x"}),
+            true,
+        ),
+        ("size(self) == 1", json!({"name": "x"}), true),
+    ];
+    for (rule, spec, ok) in cases {
+        let errs = rule_ok(rule, spec);
+        assert_eq!(errs.is_empty(), ok, "{rule}: {errs:?}");
+    }
+}
+
+#[test]
+fn additional_properties_true_beside_properties_keeps_unknown_fields() {
+    let s = schema(
+        json!({"cfg": {"type": "object", "additionalProperties": true,
+        "properties": {"mode": {"type": "string", "default": "fast"}, "inner": {"type": "object", "properties": {"a": {"type": "string"}}}}}}),
+    );
+    let mut obj =
+        json!({"spec": {"cfg": {"extra": {"x": 1}, "inner": {"a": "1", "b": "dropped"}}}});
+    s.prune(&mut obj);
+    s.apply_defaults(&mut obj);
+    assert_eq!(
+        obj["spec"]["cfg"],
+        json!({"extra": {"x": 1}, "inner": {"a": "1"}, "mode": "fast"})
+    );
+    assert!(s.validate(&obj, None).is_empty());
 }
