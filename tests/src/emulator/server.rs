@@ -348,6 +348,8 @@ pub async fn handle(State(sh): State<Arc<Shared>>, req: Request) -> Response {
         }
         _ => ("get", path.clone(), String::new(), String::new()),
     };
+    // Watches cut from here on end, even if their stream is not set up yet.
+    let cut_generation = *sh.faults.cut_signal().borrow();
     sh.counts.add(verb, &resource);
     let decision = sh.faults.decide(verb, &resource, &ns, &name);
     if !decision.latency.is_zero() {
@@ -389,7 +391,7 @@ pub async fn handle(State(sh): State<Arc<Shared>>, req: Request) -> Response {
         .unwrap_or_default()
         .to_string();
     let result = match verb {
-        "watch" => return watch(&sh, target, &q, out),
+        "watch" => return watch(&sh, target, &q, out, cut_generation),
         "get" => get(&sh, &target, out),
         "list" => list(&sh, &target, &q, out),
         "create" | "update" | "patch" | "apply" => write(
@@ -899,7 +901,7 @@ fn expired_line(requested: u64, oldest: u64) -> Bytes {
     event_line("ERROR", e.to_status())
 }
 
-fn watch(sh: &Arc<Shared>, t: Target, q: &Query, out: Output) -> Response {
+fn watch(sh: &Arc<Shared>, t: Target, q: &Query, out: Output, cut_generation: u64) -> Response {
     let filter = match Filter::new(&t, q) {
         Ok(f) => f,
         Err(e) => return e.into_response(),
@@ -986,9 +988,12 @@ fn watch(sh: &Arc<Shared>, t: Target, q: &Query, out: Output) -> Response {
         (st.tx.subscribe(), now)
     };
     let mut cut = sh.faults.cut_signal();
-    cut.borrow_and_update();
+    let already_cut = *cut.borrow_and_update() != cut_generation;
     let interval = sh.bookmark_interval;
     tokio::spawn(async move {
+        if already_cut {
+            return;
+        }
         for l in first_lines {
             if tx.send(l).await.is_err() {
                 return;
