@@ -537,7 +537,7 @@ pub fn validate(group: &str, kind: &str, obj: &Value) -> Vec<FieldError> {
                 {
                     let field = format!("spec.rules[{i}].http.paths[{j}].pathType");
                     match p["pathType"].as_str() {
-                        None => {
+                        None | Some("") => {
                             errs.push(FieldError::required(field, "pathType must be specified"))
                         }
                         Some("Exact" | "Prefix" | "ImplementationSpecific") => {}
