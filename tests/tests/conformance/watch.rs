@@ -168,3 +168,31 @@ async fn watches_that_ask_get_periodic_bookmarks() {
     }
     env.finish().await;
 }
+
+#[tokio::test]
+async fn metadata_watchers_get_partial_objects() {
+    let env = TestEnv::new("metadata_watch").await;
+    let api = env.api::<ConfigMap>();
+    let (reader, writer) = reflector::store();
+    let stream = reflector(
+        writer,
+        kube::runtime::metadata_watcher(api.clone(), watcher::Config::default()),
+    );
+    let task = tokio::spawn(stream.for_each(|_| async {}));
+    let labelled: ConfigMap = serde_json::from_value(
+        json!({"metadata": {"name": "m", "labels": {"k": "v"}}, "data": {"big": "x"}}),
+    )
+    .unwrap();
+    api.create(&PostParams::default(), &labelled).await.unwrap();
+    let found = env
+        .wait_for("the metadata of m", DEADLINE, || async {
+            reader
+                .state()
+                .into_iter()
+                .find(|o| o.metadata.name.as_deref() == Some("m"))
+        })
+        .await;
+    assert_eq!(found.metadata.labels.as_ref().unwrap()["k"], "v");
+    task.abort();
+    env.finish().await;
+}
