@@ -174,10 +174,9 @@ async fn metadata_watchers_get_partial_objects() {
     let env = TestEnv::new("metadata_watch").await;
     let api = env.api::<ConfigMap>();
     let (reader, writer) = reflector::store();
-    let stream = reflector(
-        writer,
-        kube::runtime::metadata_watcher(api.clone(), watcher::Config::default()),
-    );
+    let meta: kube::Api<kube::core::PartialObjectMeta<ConfigMap>> =
+        kube::Api::namespaced(env.client.clone(), &env.namespace);
+    let stream = reflector(writer, watcher(meta, watcher::Config::default()));
     let task = tokio::spawn(stream.for_each(|_| async {}));
     let labelled: ConfigMap = serde_json::from_value(
         json!({"metadata": {"name": "m", "labels": {"k": "v"}}, "data": {"big": "x"}}),
