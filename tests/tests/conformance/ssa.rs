@@ -133,11 +133,9 @@ async fn the_project_crds_are_accepted_and_served() {
         env.finish().await;
         return;
     }
-    let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
-        Api::all(env.client.clone());
-    for crd in demoweb_crd::all_crds() {
-        crds.create(&PostParams::default(), &crd).await.unwrap();
-    }
+    env.install_crds(&demoweb_crd::all_crds()).await;
+    // Installing again (as every test on a shared cluster may) changes nothing.
+    env.install_crds(&demoweb_crd::all_crds()).await;
     let ar = ApiResource::from_gvk_with_plural(
         &GroupVersionKind::gvk("baeke.info", "v1", "DemoWeb"),
         "demowebs",
