@@ -166,9 +166,6 @@ fn route(sh: &Shared, path: &str, accept: &str) -> Result<Route, ApiError> {
         .filter(|s| !s.is_empty())
         .collect();
     let st = sh.store();
-    let aggregated = accept.contains("as=APIGroupDiscoveryList")
-        && accept.contains("v=v2;") | accept.contains("v=v2,")
-        || accept.ends_with("v=v2");
     let nr = |v: Value| Ok(Route::NonResource(json_response(200, &v, &[])));
     let (group, version, rest): (&str, &str, &[&str]) = match segs.as_slice() {
         [] => {
@@ -220,7 +217,6 @@ fn route(sh: &Shared, path: &str, accept: &str) -> Result<Route, ApiError> {
         ["apis", g, v, rest @ ..] => (*g, *v, rest),
         _ => return Err(ApiError::path_not_found()),
     };
-    let _ = aggregated;
     if rest.is_empty() {
         return discovery::resource_list(&st.resources, group, version)
             .map_or_else(|| Err(ApiError::path_not_found()), nr);
@@ -585,16 +581,13 @@ fn write_opts(q: &Query, t: &Target, verb: &str, user_agent: &str) -> Result<Wri
     let manager = match q.get("fieldManager").filter(|m| !m.is_empty()) {
         Some(m) => m.clone(),
         None if verb == "apply" => {
-            return Err(ApiError::bad_request(
-                "PATCH, application/apply-patch+yaml: fieldManager is required for apply requests"
-                    .to_string(),
+            return Err(ApiError::new(
+                422,
+                "Invalid",
+                "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
             )
-            .with_details(json!({})))
-            .map_err(|mut e| {
-                e.message = "fieldManager: Required value: is required for apply patch".into();
-                e.reason = "BadRequest";
-                e
-            });
+            .with_details(json!({"group": "meta.k8s.io", "kind": "PatchOptions",
+                "causes": [{"reason": "FieldValueRequired", "message": "Required value: is required for apply patch", "field": "fieldManager"}]})));
         }
         None => user_agent
             .split('/')
