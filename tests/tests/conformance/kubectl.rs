@@ -221,6 +221,41 @@ async fn wait_for_a_condition() {
 }
 
 #[tokio::test]
+async fn kubectl_scale_goes_through_the_scale_subresource() {
+    let env = TestEnv::new("kubectl_scale").await;
+    env.apply_yaml(DEPLOYMENT).await.expect_ok();
+    env.kubectl(&["scale", "deployment", "web", "--replicas=4"])
+        .await
+        .expect_ok();
+    env.kubectl(&[
+        "wait",
+        "--for=jsonpath={.status.readyReplicas}=4",
+        "deployment/web",
+        "--timeout=120s",
+    ])
+    .await
+    .expect_ok();
+    let json = env
+        .kubectl(&[
+            "get",
+            "--raw",
+            &format!(
+                "/apis/apps/v1/namespaces/{}/deployments/web/scale",
+                env.namespace
+            ),
+        ])
+        .await
+        .expect_ok();
+    let scale: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        (scale["kind"].as_str(), scale["spec"]["replicas"].as_i64()),
+        (Some("Scale"), Some(4))
+    );
+    assert_eq!(scale["status"]["selector"], "app=web");
+    env.finish().await;
+}
+
+#[tokio::test]
 async fn kubectl_patch_and_edit_style_replace() {
     let env = TestEnv::new("kubectl_patch").await;
     env.apply_yaml("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {a: '1'}\n")
