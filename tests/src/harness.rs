@@ -18,7 +18,8 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Api, DeleteParams, PostParams};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use tokio::io::AsyncWriteExt;
 
 use crate::emulator::{Emulator, EmulatorHandle, EmulatorOptions};
@@ -173,6 +174,33 @@ impl TestEnv {
         <K as kube::Resource>::DynamicType: Default,
     {
         Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    /// Server-side applies CRDs (e.g. `demoweb_crd::all_crds()`) and waits until each is Established.
+    /// Idempotent, so tests sharing a real cluster may all call it.
+    pub async fn install_crds(&self, crds: &[CustomResourceDefinition]) {
+        let api: Api<CustomResourceDefinition> = Api::all(self.client.clone());
+        let pp = PatchParams::apply("demoweb-tests").force();
+        for crd in crds {
+            let name = crd.metadata.name.clone().expect("CRD has a name");
+            api.patch(&name, &pp, &Patch::Apply(crd))
+                .await
+                .unwrap_or_else(|e| panic!("install CRD {name}: {e}"));
+            self.wait_for(
+                &format!("CRD {name} to be established"),
+                Duration::from_secs(60),
+                || async {
+                    let c = api.get(&name).await.ok()?;
+                    let established = c
+                        .status?
+                        .conditions?
+                        .iter()
+                        .any(|c| c.type_ == "Established" && c.status == "True");
+                    established.then_some(())
+                },
+            )
+            .await;
+        }
     }
 
     /// Runs the real kubectl with this test's kubeconfig and namespace.

@@ -15,6 +15,8 @@ mod faults;
 mod helm;
 #[path = "conformance/kubectl.rs"]
 mod kubectl;
+#[path = "conformance/ssa.rs"]
+mod ssa;
 #[path = "conformance/watch.rs"]
 mod watch;
 

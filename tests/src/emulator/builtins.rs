@@ -368,6 +368,64 @@ pub fn check_dns1035(s: &str) -> Option<String> {
     (!(is_label(s) && s.as_bytes()[0].is_ascii_lowercase())).then(|| DNS1035_MSG.to_string())
 }
 
+const LABEL_VALUE_MSG: &str = "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')";
+const QUALIFIED_NAME_MSG: &str = "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')";
+
+fn is_qualified_part(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+        && b[0].is_ascii_alphanumeric()
+        && b[b.len() - 1].is_ascii_alphanumeric()
+}
+
+/// Label keys (optional DNS-subdomain prefix + name) and values, as ObjectMeta validation checks them.
+pub fn check_labels(labels: &Value, field: &str) -> Vec<FieldError> {
+    let mut errs = vec![];
+    for (k, v) in labels.as_object().into_iter().flatten() {
+        let (prefix, name) = match k.rsplit_once('/') {
+            Some((p, n)) => (Some(p), n),
+            None => (None, k.as_str()),
+        };
+        if name.len() > 63 {
+            errs.push(FieldError::invalid(
+                field,
+                json!(k),
+                "name part must be no more than 63 characters",
+            ));
+        } else if !is_qualified_part(name) {
+            errs.push(FieldError::invalid(field, json!(k), QUALIFIED_NAME_MSG));
+        }
+        if let Some(p) = prefix
+            && let Some(m) = check_subdomain(p)
+        {
+            errs.push(FieldError::invalid(
+                field,
+                json!(k),
+                format!("prefix part {m}"),
+            ));
+        }
+        match v.as_str() {
+            None => errs.push(FieldError::invalid(
+                format!("{field}.{k}"),
+                v.clone(),
+                "must be a string",
+            )),
+            Some(s) if s.len() > 63 => errs.push(FieldError::invalid(
+                field,
+                json!(s),
+                "must be no more than 63 characters",
+            )),
+            Some(s) if !s.is_empty() && !is_qualified_part(s) => {
+                errs.push(FieldError::invalid(field, json!(s), LABEL_VALUE_MSG))
+            }
+            Some(_) => {}
+        }
+    }
+    errs
+}
+
 /// How each kind's `metadata.name` is validated.
 pub fn check_name(group: &str, kind: &str, name: &str) -> Option<String> {
     match (group, kind) {
@@ -479,7 +537,7 @@ pub fn validate(group: &str, kind: &str, obj: &Value) -> Vec<FieldError> {
                 {
                     let field = format!("spec.rules[{i}].http.paths[{j}].pathType");
                     match p["pathType"].as_str() {
-                        None => {
+                        None | Some("") => {
                             errs.push(FieldError::required(field, "pathType must be specified"))
                         }
                         Some("Exact" | "Prefix" | "ImplementationSpecific") => {}
@@ -499,6 +557,75 @@ pub fn validate(group: &str, kind: &str, obj: &Value) -> Vec<FieldError> {
             }
         }
         ("coordination.k8s.io", "Lease") | ("", "ConfigMap") | ("", "Secret") => {}
+        _ => {}
+    }
+    errs
+}
+
+fn go_label_selector(sel: &Value) -> String {
+    let exprs: Vec<String> = sel["matchExpressions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            let values: Vec<String> = e["values"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|v| format!("\"{}\"", v.as_str().unwrap_or_default()))
+                .collect();
+            format!(
+                "v1.LabelSelectorRequirement{{Key:\"{}\", Operator:\"{}\", Values:[]string{{{}}}}}",
+                e["key"].as_str().unwrap_or_default(),
+                e["operator"].as_str().unwrap_or_default(),
+                values.join(", ")
+            )
+        })
+        .collect();
+    let exprs = if exprs.is_empty() {
+        "[]v1.LabelSelectorRequirement(nil)".to_string()
+    } else {
+        format!("[]v1.LabelSelectorRequirement{{{}}}", exprs.join(", "))
+    };
+    let labels = if sel["matchLabels"].is_object() {
+        go_map(&sel["matchLabels"])
+    } else {
+        "map[string]string(nil)".into()
+    };
+    format!("v1.LabelSelector{{MatchLabels:{labels}, MatchExpressions:{exprs}}}")
+}
+
+/// Fields kube-apiserver refuses to change once set.
+pub fn validate_update(group: &str, kind: &str, old: &Value, new: &Value) -> Vec<FieldError> {
+    let mut errs = vec![];
+    match (group, kind) {
+        ("apps", "Deployment") if old["spec"]["selector"] != new["spec"]["selector"] => {
+            errs.push(FieldError {
+                field: "spec.selector".into(),
+                kind: super::errors::FieldErrorKind::InvalidRaw(
+                    go_label_selector(&new["spec"]["selector"]),
+                    "field is immutable".into(),
+                ),
+            });
+        }
+        ("", "Service") => {
+            let (o, n) = (&old["spec"]["clusterIP"], &new["spec"]["clusterIP"]);
+            if o.is_string() && o != "" && n != o {
+                let ips: Vec<String> = new["spec"]["clusterIPs"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|v| format!("\"{}\"", v.as_str().unwrap_or_default()))
+                    .collect();
+                errs.push(FieldError {
+                    field: "spec.clusterIPs[0]".into(),
+                    kind: super::errors::FieldErrorKind::InvalidRaw(
+                        format!("[]string{{{}}}", ips.join(", ")),
+                        "may not change once set".into(),
+                    ),
+                });
+            }
+        }
         _ => {}
     }
     errs
@@ -659,6 +786,32 @@ mod tests {
             json!({"type": "ClusterIP", "sessionAffinity": "None", "internalTrafficPolicy": "Cluster",
                 "ports": [{"port": 80, "protocol": "TCP", "targetPort": 80}], "clusterIP": "10.96.0.10",
                 "clusterIPs": ["10.96.0.10"], "ipFamilies": ["IPv4"], "ipFamilyPolicy": "SingleStack"})
+        );
+    }
+
+    #[test]
+    fn labels_are_checked_like_object_meta() {
+        let errs = check_labels(
+            &json!({"ok": "v", "app.kubernetes.io/name": "web", "bad key": "x", "k": "-bad", "long": "a".repeat(64), "Bad_Prefix/x": "y"}),
+            "metadata.labels",
+        );
+        let texts: Vec<String> = errs.iter().map(ToString::to_string).collect();
+        assert_eq!(texts.len(), 4, "{texts:?}");
+        assert!(texts[0].starts_with("metadata.labels: Invalid value: \"Bad_Prefix/x\": prefix part a lowercase RFC 1123 subdomain"));
+        assert!(
+            texts[1].starts_with(
+                "metadata.labels: Invalid value: \"bad key\": name part must consist of"
+            )
+        );
+        assert!(texts[2].starts_with(
+            "metadata.labels: Invalid value: \"-bad\": a valid label must be an empty string"
+        ));
+        assert_eq!(
+            texts[3],
+            format!(
+                "metadata.labels: Invalid value: \"{}\": must be no more than 63 characters",
+                "a".repeat(64)
+            )
         );
     }
 

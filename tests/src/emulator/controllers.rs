@@ -45,24 +45,23 @@ enum Action {
 }
 
 fn garbage_collect(st: &mut Store) -> bool {
-    let all = st.all();
+    let all = st.all_refs();
     // uid → (object, storage key) of everything that exists.
     let by_uid: HashMap<&str, (&Value, &str)> = all
         .iter()
-        .map(|(k, o)| (meta(o, "uid"), (o, k.as_str())))
+        .map(|(k, o)| (meta(o, "uid"), (*o, *k)))
         .collect();
     let mut actions = vec![];
     // Owners whose dependents still block them (foreground) or still point at them (orphan).
     let mut blocking: HashSet<String> = HashSet::new();
     let mut referenced: HashSet<String> = HashSet::new();
     for (key, o) in &all {
-        let refs = o["metadata"]["ownerReferences"]
+        let Some(refs) = o["metadata"]["ownerReferences"]
             .as_array()
-            .cloned()
-            .unwrap_or_default();
-        if refs.is_empty() {
+            .filter(|r| !r.is_empty())
+        else {
             continue;
-        }
+        };
         let Some(info) = info_for(st, key) else {
             continue;
         };
@@ -73,7 +72,7 @@ fn garbage_collect(st: &mut Store) -> bool {
         let mut absent = 0;
         let mut foreground_owner = false;
         let mut orphaned = false;
-        for r in &refs {
+        for r in refs {
             let uid = r["uid"].as_str().unwrap_or_default();
             let owner = by_uid.get(uid).filter(|(owner, okey)| {
                 let Some(oinfo) = st.find_kind(
@@ -136,6 +135,12 @@ fn garbage_collect(st: &mut Store) -> bool {
     }
     for (key, o) in &all {
         if !o["metadata"]["deletionTimestamp"].is_string() {
+            continue;
+        }
+        if !ops::finalizers(o)
+            .iter()
+            .any(|f| f == "orphan" || f == "foregroundDeletion")
+        {
             continue;
         }
         let uid = meta(o, "uid");
@@ -209,6 +214,13 @@ fn garbage_collect(st: &mut Store) -> bool {
 
 fn terminate_namespaces(st: &mut Store) -> bool {
     let mut changed = false;
+    let terminating = st
+        .all_refs()
+        .iter()
+        .any(|(k, o)| *k == "/namespaces" && o["metadata"]["deletionTimestamp"].is_string());
+    if !terminating {
+        return false;
+    }
     for ns in st.list("/namespaces", None) {
         if !ns["metadata"]["deletionTimestamp"].is_string() {
             continue;
@@ -343,7 +355,24 @@ fn deployment_status(st: &mut Store, ready: bool) -> bool {
     };
     let now = ops::now();
     let mut changed = false;
-    for d in st.list("apps/deployments", None) {
+    // Cheap check first (observed this generation, readiness as the switch says); clone only the rest.
+    let todo: Vec<Value> = st
+        .iter_key("apps/deployments")
+        .filter(|d| {
+            let s = &d["status"];
+            let replicas = d["spec"]["replicas"].as_i64().unwrap_or(1);
+            let ready_now = if replicas == 0 {
+                s["readyReplicas"].is_null()
+            } else {
+                s["readyReplicas"].as_i64() == Some(replicas)
+            };
+            !(s["observedGeneration"] == d["metadata"]["generation"]
+                && ready_now == (ready || replicas == 0)
+                && s["conditions"].is_array())
+        })
+        .cloned()
+        .collect();
+    for d in todo {
         if d["metadata"]["deletionTimestamp"].is_string() {
             continue;
         }

@@ -3,93 +3,135 @@
 
 use serde_json::Value;
 
-use super::apply::Manager;
+use super::apply::{self, Manager};
 use super::errors::ApiError;
+use super::schema;
 
 pub fn merge_patch(target: &Value, patch: &Value) -> Result<Value, ApiError> {
-    let mut out = target.clone();
-    json_patch::merge(&mut out, patch);
-    Ok(out)
+    Ok(apply::merge_patch(target, patch))
+}
+
+fn patch_error(e: apply::PatchError) -> ApiError {
+    ApiError::new(422, "Invalid", e.0)
 }
 
 pub fn json_patch(target: &Value, patch: &Value) -> Result<Value, ApiError> {
-    let ops: json_patch::Patch = serde_json::from_value(patch.clone()).map_err(|e| {
-        ApiError::bad_request(format!(
-            "the server rejected our request due to an error in our request: {e}"
-        ))
-    })?;
-    let mut out = target.clone();
-    json_patch::patch(&mut out, &ops).map_err(|e| ApiError::new(422, "Invalid", e.to_string()))?;
-    Ok(out)
+    apply::json_patch(target, patch).map_err(patch_error)
 }
 
 pub fn strategic_merge_patch(
-    _target: &Value,
-    _patch: &Value,
-    _schema: &Value,
+    target: &Value,
+    patch: &Value,
+    schema: &Value,
 ) -> Result<Value, ApiError> {
-    Err(ApiError::internal(
-        "strategic merge patch is not implemented yet",
-    ))
+    apply::strategic_merge_patch(target, patch, schema).map_err(patch_error)
 }
 
 /// Server-side apply of `config` onto `live` (None on create); returns the object with managedFields.
 pub fn server_side_apply(
-    _live: Option<&Value>,
-    _config: &Value,
-    _manager: &Manager<'_>,
-    _force: bool,
-    _schema: &Value,
+    live: Option<&Value>,
+    config: &Value,
+    manager: &Manager<'_>,
+    force: bool,
+    schema: &Value,
 ) -> Result<Value, ApiError> {
-    Err(ApiError::internal(
-        "server-side apply is not implemented yet",
-    ))
+    match apply::server_side_apply(live, config, manager, force, schema) {
+        Ok(outcome) => Ok(outcome.object),
+        Err(e) => {
+            let mut err = ApiError::new(e.status_code(), e.reason(), e.to_string());
+            let causes = e.causes();
+            if !causes.is_empty() {
+                err = err.with_details(serde_json::json!({"causes": causes}));
+            }
+            Err(err)
+        }
+    }
 }
 
 /// managedFields for a non-apply write.
 pub fn track_update(
-    _live: Option<&Value>,
+    live: Option<&Value>,
     new: Value,
-    _manager: &Manager<'_>,
-    _schema: &Value,
+    manager: &Manager<'_>,
+    schema: &Value,
 ) -> Value {
-    new
+    apply::track_update(live, new, manager, schema)
 }
 
 /// Merge information for a built-in kind, as the patch engines need it.
-pub fn builtin_schema(_group: &str, _version: &str, _kind: &str) -> Option<Value> {
-    None
+pub fn builtin_schema(group: &str, version: &str, kind: &str) -> Option<Value> {
+    apply::builtin_schema(group, version, kind)
 }
 
 /// Merge information for a CRD version from its openAPIV3Schema.
 pub fn crd_merge_schema(raw: &Value) -> Value {
-    raw.clone()
+    apply::crd_schema(raw)
 }
 
 /// A CRD version's schema, compiled once per request.
-pub struct CrdSchema {
-    _raw: Value,
-}
+pub struct CrdSchema(schema::StructuralSchema);
 
 impl CrdSchema {
     pub fn new(raw: &Value) -> Result<Self, String> {
-        Ok(CrdSchema { _raw: raw.clone() })
+        schema::StructuralSchema::new(raw)
+            .map(CrdSchema)
+            .map_err(|errs| {
+                errs.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
     }
-    pub fn prune(&self, _obj: &mut Value) {}
-    pub fn apply_defaults(&self, _obj: &mut Value) {}
-    /// 422 when the object does not satisfy the schema (structural checks and CEL rules).
+
+    /// The fields pruning would drop, as dotted paths (for `fieldValidation`).
+    pub fn unknown_fields(&self, obj: &Value) -> Vec<String> {
+        self.0.unknown_fields(obj)
+    }
+
+    pub fn prune(&self, obj: &mut Value) {
+        self.0.prune(obj)
+    }
+
+    pub fn apply_defaults(&self, obj: &mut Value) {
+        self.0.apply_defaults(obj)
+    }
+
+    /// 422 when the object does not satisfy the schema (structural checks and CEL rules);
+    /// otherwise the warnings of ratcheted rules. `kind` is the qualified kind (`Kind.group`).
     pub fn validate(
         &self,
-        _kind: &str,
-        _name: &str,
-        _obj: &Value,
-        _old: Option<&Value>,
-    ) -> Result<(), ApiError> {
-        Ok(())
+        kind: &str,
+        name: &str,
+        obj: &Value,
+        old: Option<&Value>,
+    ) -> Result<Vec<String>, ApiError> {
+        let (errors, warnings) = self.0.validate_with_warnings(obj, old);
+        if errors.is_empty() {
+            return Ok(warnings.iter().map(ToString::to_string).collect());
+        }
+        Err(invalid(kind, name, &errors))
     }
 }
 
+fn invalid(kind: &str, name: &str, errors: &[schema::FieldError]) -> ApiError {
+    let (k, group) = kind.split_once('.').unwrap_or((kind, ""));
+    ApiError::new(422, "Invalid", schema::status_message(kind, name, errors)).with_details(
+        serde_json::json!({
+            "name": name, "group": group, "kind": k, "causes": schema::status_causes(errors),
+        }),
+    )
+}
+
 /// Problems with a CRD itself, worded like kube-apiserver's 422 for CustomResourceDefinitions.
-pub fn validate_crd(_crd: &Value) -> Result<(), ApiError> {
-    Ok(())
+pub fn validate_crd(crd: &Value, old: Option<&Value>) -> Result<(), ApiError> {
+    let errors = schema::validate_crd_update(crd, old);
+    if errors.is_empty() {
+        return Ok(());
+    }
+    let name = crd["metadata"]["name"].as_str().unwrap_or_default();
+    Err(invalid(
+        "CustomResourceDefinition.apiextensions.k8s.io",
+        name,
+        &errors,
+    ))
 }

@@ -204,6 +204,10 @@ impl EmulatorHandle {
     }
 
     /// Whether Deployments report ready pods; switching re-evaluates every Deployment's status.
+    ///
+    /// Unready Deployments still get a status like a real controller writes while pods start:
+    /// `observedGeneration`, `replicas`, `updatedReplicas`, `unavailableReplicas`, `Available=False`
+    /// (MinimumReplicasUnavailable) and `Progressing=True` (ReplicaSetUpdated); no ready replicas.
     pub fn set_deployments_ready(&self, ready: bool) {
         self.shared.deployments_ready.store(ready, Ordering::SeqCst);
         self.shared.wake.notify_one();

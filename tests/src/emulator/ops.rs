@@ -123,16 +123,18 @@ fn decode(
     schema: Option<&CrdSchema>,
 ) -> Result<(Value, Vec<String>), ApiError> {
     let (mut obj, unknown) = if info.crd.is_some() {
-        let mut pruned = obj.clone();
-        if let Some(s) = schema {
-            s.prune(&mut pruned);
-        }
         // metadata is decoded like any ObjectMeta, whatever the CRD says.
         let meta_only = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": obj.get("metadata").cloned().unwrap_or(json!({}))});
-        let (meta, _) = builtins::decode("ConfigMap", "", &meta_only)?;
-        pruned["metadata"] = meta["metadata"].clone();
-        let mut unknown = vec![];
-        builtins::removed_paths(&obj, &pruned, "", &mut unknown);
+        builtins::decode("ConfigMap", "", &meta_only)?;
+        let mut pruned = obj.clone();
+        let unknown = match schema {
+            Some(s) => {
+                let unknown = s.unknown_fields(&obj);
+                s.prune(&mut pruned);
+                unknown
+            }
+            None => vec![],
+        };
         (pruned, unknown)
     } else {
         builtins::decode(&info.kind, &info.group, &obj)?
@@ -177,7 +179,7 @@ fn validate(
     obj: &Value,
     old: Option<&Value>,
     schema: Option<&CrdSchema>,
-) -> Result<(), ApiError> {
+) -> Result<Vec<String>, ApiError> {
     let name = meta_str(obj, "name");
     let mut errs: Vec<FieldError> = vec![];
     if old.is_none()
@@ -185,25 +187,10 @@ fn validate(
     {
         errs.push(FieldError::invalid("metadata.name", json!(name), m));
     }
-    for (k, _) in obj["metadata"]["labels"].as_object().into_iter().flatten() {
-        let key_name = k.rsplit('/').next().unwrap_or_default();
-        if key_name.is_empty() || key_name.len() > 63 {
-            errs.push(FieldError::invalid(
-                "metadata.labels",
-                json!(k),
-                "name part must be no more than 63 characters",
-            ));
-        }
-    }
-    for (k, v) in obj["metadata"]["labels"].as_object().into_iter().flatten() {
-        if !v.is_string() {
-            errs.push(FieldError::invalid(
-                format!("metadata.labels.{k}"),
-                v.clone(),
-                "must be a string",
-            ));
-        }
-    }
+    errs.extend(builtins::check_labels(
+        &obj["metadata"]["labels"],
+        "metadata.labels",
+    ));
     if let Some(old) = old {
         let had: Vec<&Value> = old["metadata"]["finalizers"]
             .as_array()
@@ -229,17 +216,20 @@ fn validate(
     }
     if info.crd.is_none() {
         errs.extend(builtins::validate(&info.group, &info.kind, obj));
+        if let Some(old) = old {
+            errs.extend(builtins::validate_update(&info.group, &info.kind, old, obj));
+        }
     }
     if !errs.is_empty() {
         return Err(ApiError::invalid(&info.kind, &info.group, name, &errs));
     }
     if info.kind == "CustomResourceDefinition" && info.group == "apiextensions.k8s.io" {
-        engines::validate_crd(obj)?;
+        engines::validate_crd(obj, old)?;
     }
-    if let Some(s) = schema {
-        s.validate(&info.kind, name, obj, old)?;
+    match schema {
+        Some(s) => s.validate(&format!("{}.{}", info.kind, info.group), name, obj, old),
+        None => Ok(vec![]),
     }
-    Ok(())
 }
 
 /// Stamps a CRD's status the way the apiextensions controllers do once the names are accepted.
@@ -428,7 +418,8 @@ pub fn create(
     if info.kind == "CustomResourceDefinition" {
         crd_status(&mut obj);
     }
-    validate(info, &obj, None, schema.as_ref())?;
+    let mut warnings = warnings;
+    warnings.extend(validate(info, &obj, None, schema.as_ref())?);
     if !applied {
         let av = info.api_version();
         let m = manager(opts, Operation::Update, &av, &t);
@@ -550,7 +541,8 @@ pub fn update(
         obj["status"] = old["status"].clone();
         crd_status(&mut obj);
     }
-    validate(info, &obj, Some(&old), schema.as_ref())?;
+    let mut warnings = warnings;
+    warnings.extend(validate(info, &obj, Some(&old), schema.as_ref())?);
     if info.generation && spec_part(info, &obj) != spec_part(info, &old) {
         let g = old["metadata"]["generation"].as_i64().unwrap_or(0) + 1;
         obj["metadata"]["generation"] = json!(g);

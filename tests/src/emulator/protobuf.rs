@@ -12,7 +12,6 @@ const MAGIC: &[u8] = b"k8s\0";
 #[derive(Clone, Copy)]
 enum Ty {
     Str,
-    Bytes,
     Int,
     Bool,
     Time,
@@ -145,10 +144,7 @@ enum Wire<'a> {
 
 fn map_entry(b: &[u8], bytes_value: bool) -> Option<(String, Value)> {
     let mut r = Reader { b, i: 0 };
-    let (mut k, mut v) = (
-        String::new(),
-        if bytes_value { json!("") } else { json!("") },
-    );
+    let (mut k, mut v) = (String::new(), json!(""));
     while let Some((f, w)) = r.next()? {
         if let Wire::Len(s) = w {
             match f {
@@ -174,12 +170,6 @@ fn message(b: &[u8], name: &str) -> Option<Value> {
         match (ty, w) {
             (Ty::Str, Wire::Len(s)) => {
                 out.insert(key, json!(String::from_utf8_lossy(s)));
-            }
-            (Ty::Bytes, Wire::Len(s)) => {
-                out.insert(
-                    key,
-                    json!(base64::engine::general_purpose::STANDARD.encode(s)),
-                );
             }
             (Ty::Int, Wire::Varint(v)) => {
                 out.insert(key, json!(v as i64));

@@ -166,9 +166,6 @@ fn route(sh: &Shared, path: &str, accept: &str) -> Result<Route, ApiError> {
         .filter(|s| !s.is_empty())
         .collect();
     let st = sh.store();
-    let aggregated = accept.contains("as=APIGroupDiscoveryList")
-        && accept.contains("v=v2;") | accept.contains("v=v2,")
-        || accept.ends_with("v=v2");
     let nr = |v: Value| Ok(Route::NonResource(json_response(200, &v, &[])));
     let (group, version, rest): (&str, &str, &[&str]) = match segs.as_slice() {
         [] => {
@@ -220,7 +217,6 @@ fn route(sh: &Shared, path: &str, accept: &str) -> Result<Route, ApiError> {
         ["apis", g, v, rest @ ..] => (*g, *v, rest),
         _ => return Err(ApiError::path_not_found()),
     };
-    let _ = aggregated;
     if rest.is_empty() {
         return discovery::resource_list(&st.resources, group, version)
             .map_or_else(|| Err(ApiError::path_not_found()), nr);
@@ -334,15 +330,22 @@ pub async fn handle(State(sh): State<Arc<Shared>>, req: Request) -> Response {
                 Some(s) => format!("{}/{s}", t.info.plural),
                 None => t.info.plural.clone(),
             };
-            (
-                verb_of(&method, t, &q, &content_type),
-                res,
-                t.ns.clone(),
-                t.name.clone().unwrap_or_default(),
-            )
+            let verb = verb_of(&method, t, &q, &content_type);
+            // A create names its object in the body.
+            let name = match &t.name {
+                Some(n) => n.clone(),
+                None if verb == "create" => serde_json::from_slice::<Value>(&body)
+                    .ok()
+                    .and_then(|v| v["metadata"]["name"].as_str().map(String::from))
+                    .unwrap_or_default(),
+                None => String::new(),
+            };
+            (verb, res, t.ns.clone(), name)
         }
         _ => ("get", path.clone(), String::new(), String::new()),
     };
+    // Watches cut from here on end, even if their stream is not set up yet.
+    let cut_generation = *sh.faults.cut_signal().borrow();
     sh.counts.add(verb, &resource);
     let decision = sh.faults.decide(verb, &resource, &ns, &name);
     if !decision.latency.is_zero() {
@@ -384,7 +387,7 @@ pub async fn handle(State(sh): State<Arc<Shared>>, req: Request) -> Response {
         .unwrap_or_default()
         .to_string();
     let result = match verb {
-        "watch" => return watch(&sh, target, &q, out),
+        "watch" => return watch(&sh, target, &q, out, cut_generation),
         "get" => get(&sh, &target, out),
         "list" => list(&sh, &target, &q, out),
         "create" | "update" | "patch" | "apply" => write(
@@ -578,16 +581,13 @@ fn write_opts(q: &Query, t: &Target, verb: &str, user_agent: &str) -> Result<Wri
     let manager = match q.get("fieldManager").filter(|m| !m.is_empty()) {
         Some(m) => m.clone(),
         None if verb == "apply" => {
-            return Err(ApiError::bad_request(
-                "PATCH, application/apply-patch+yaml: fieldManager is required for apply requests"
-                    .to_string(),
+            return Err(ApiError::new(
+                422,
+                "Invalid",
+                "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
             )
-            .with_details(json!({})))
-            .map_err(|mut e| {
-                e.message = "fieldManager: Required value: is required for apply patch".into();
-                e.reason = "BadRequest";
-                e
-            });
+            .with_details(json!({"group": "meta.k8s.io", "kind": "PatchOptions",
+                "causes": [{"reason": "FieldValueRequired", "message": "Required value: is required for apply patch", "field": "fieldManager"}]})));
         }
         None => user_agent
             .split('/')
@@ -729,7 +729,17 @@ fn apply(
     opts: &WriteOpts,
 ) -> Result<(u16, ops::Written), ApiError> {
     let info = &t.info;
-    let config = check_kind(info, parse_body(body, "application/apply-patch+yaml")?)?;
+    let mut config = check_kind(info, parse_body(body, "application/apply-patch+yaml")?)?;
+    // Each endpoint owns its part of the object: status through /status, the rest through the main one.
+    if info.status
+        && let Some(o) = config.as_object_mut()
+    {
+        if t.sub.is_some() {
+            o.retain(|k, _| matches!(k.as_str(), "apiVersion" | "kind" | "metadata" | "status"));
+        } else {
+            o.remove("status");
+        }
+    }
     let config_name = config["metadata"]["name"].as_str().unwrap_or_default();
     if config_name != name {
         return Err(ApiError::bad_request(format!(
@@ -884,7 +894,7 @@ fn expired_line(requested: u64, oldest: u64) -> Bytes {
     event_line("ERROR", e.to_status())
 }
 
-fn watch(sh: &Arc<Shared>, t: Target, q: &Query, out: Output) -> Response {
+fn watch(sh: &Arc<Shared>, t: Target, q: &Query, out: Output, cut_generation: u64) -> Response {
     let filter = match Filter::new(&t, q) {
         Ok(f) => f,
         Err(e) => return e.into_response(),
@@ -971,9 +981,12 @@ fn watch(sh: &Arc<Shared>, t: Target, q: &Query, out: Output) -> Response {
         (st.tx.subscribe(), now)
     };
     let mut cut = sh.faults.cut_signal();
-    cut.borrow_and_update();
+    let already_cut = *cut.borrow_and_update() != cut_generation;
     let interval = sh.bookmark_interval;
     tokio::spawn(async move {
+        if already_cut {
+            return;
+        }
         for l in first_lines {
             if tx.send(l).await.is_err() {
                 return;

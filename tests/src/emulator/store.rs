@@ -108,6 +108,19 @@ impl Store {
             .collect()
     }
 
+    /// The objects of one resource, borrowed.
+    pub fn iter_key<'a>(&'a self, key: &str) -> impl Iterator<Item = &'a Value> + 'a {
+        self.objects.get(key).into_iter().flat_map(|m| m.values())
+    }
+
+    /// (storage key, object) for every stored object, borrowed.
+    pub fn all_refs(&self) -> Vec<(&str, &Value)> {
+        self.objects
+            .iter()
+            .flat_map(|(k, m)| m.values().map(move |v| (k.as_str(), v)))
+            .collect()
+    }
+
     pub fn drop_resource(&mut self, key: &str) -> Vec<Value> {
         self.objects
             .remove(key)

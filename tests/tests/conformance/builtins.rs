@@ -240,3 +240,55 @@ async fn deployment_status_stays_unready_when_pods_are_not_ready() {
     .await;
     env.finish().await;
 }
+
+#[tokio::test]
+async fn deployment_selectors_are_immutable() {
+    let env = TestEnv::new("immutable_selector").await;
+    let yaml = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\nspec:\n  selector: {matchLabels: {app: d}}\n  template:\n    metadata: {labels: {app: d, v: '1'}}\n    spec: {containers: [{name: c, image: nginx}]}\n";
+    env.apply_yaml(yaml).await.expect_ok();
+    let changed = yaml.replace("matchLabels: {app: d}", "matchLabels: {app: d, v: '1'}");
+    let stderr = env.apply_yaml(&changed).await.expect_err();
+    assert!(stderr.contains("spec.selector: Invalid value: v1.LabelSelector{MatchLabels:map[string]string{\"app\":\"d\", \"v\":\"1\"}, MatchExpressions:[]v1.LabelSelectorRequirement(nil)}: field is immutable"), "{stderr}");
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn ingress_paths_need_a_path_type() {
+    let env = TestEnv::new("ingress_path_type").await;
+    let ingress = "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: web}\nspec:\n  rules:\n  - host: web.example.com\n    http:\n      paths:\n      - path: /\n        backend: {service: {name: web, port: {number: 80}}}\n";
+    let stderr = env.apply_yaml(ingress).await.expect_err();
+    assert!(
+        stderr.contains(
+            "spec.rules[0].http.paths[0].pathType: Required value: pathType must be specified"
+        ),
+        "{stderr}"
+    );
+    let fixed = ingress.replace(
+        "      - path: /\n",
+        "      - path: /\n        pathType: Prefix\n",
+    );
+    env.apply_yaml(&fixed).await.expect_ok();
+    let out = env.kubectl(&["get", "ingress", "web"]).await.expect_ok();
+    let row: Vec<&str> = out.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(&row[..2], &["web", "<none>"], "{out}");
+    assert!(row.contains(&"web.example.com"), "{out}");
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn node_port_services_get_a_port_from_the_range() {
+    let env = TestEnv::new("node_port").await;
+    let s: Service = serde_json::from_value(json!({"metadata": {"name": "np"},
+        "spec": {"type": "NodePort", "selector": {"app": "x"}, "ports": [{"port": 80}]}}))
+    .unwrap();
+    let s = env
+        .api::<Service>()
+        .create(&PostParams::default(), &s)
+        .await
+        .unwrap();
+    let spec = s.spec.unwrap();
+    let port = spec.ports.unwrap()[0].node_port.unwrap();
+    assert!((30000..=32767).contains(&port), "{port}");
+    assert_eq!(spec.external_traffic_policy.as_deref(), Some("Cluster"));
+    env.finish().await;
+}

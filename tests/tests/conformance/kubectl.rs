@@ -31,7 +31,7 @@ spec:
 async fn client_side_apply_merges_a_changed_configuration() {
     let env = TestEnv::new("client_side_apply").await;
     widgets(&env).await;
-    let v1 = "apiVersion: conformance.demoweb.test/v1\nkind: Widget\nmetadata: {name: w, labels: {a: '1', b: '2'}}\nspec: {color: red, note: first, tags: [x, y]}\n";
+    let v1 = "apiVersion: conformance.demoweb.test/v1\nkind: Widget\nmetadata: {name: w, labels: {a: '1', b: '2'}}\nspec: {color: red, note: first, tags: [x, v]}\n";
     assert!(
         env.apply_yaml(v1)
             .await

@@ -131,3 +131,67 @@ async fn streaming_lists_end_with_the_initial_events_bookmark() {
     task.abort();
     env.finish().await;
 }
+
+#[tokio::test]
+async fn watches_that_ask_get_periodic_bookmarks() {
+    let opts = demoweb_tests::emulator::EmulatorOptions {
+        bookmark_interval: std::time::Duration::from_millis(100),
+        ..Default::default()
+    };
+    let env = TestEnv::with_options("bookmarks", opts).await;
+    if env.emulator_or_skip("a short bookmark interval").is_none() {
+        return;
+    }
+    let api = env.api::<ConfigMap>();
+    let c = api.create(&PostParams::default(), &cm("b")).await.unwrap();
+    let rv = c.metadata.resource_version.unwrap();
+    let mut stream = api
+        .watch(
+            &WatchParams {
+                bookmarks: true,
+                ..Default::default()
+            },
+            &rv,
+        )
+        .await
+        .unwrap()
+        .boxed();
+    match tokio::time::timeout(DEADLINE, stream.try_next())
+        .await
+        .unwrap()
+        .unwrap()
+    {
+        Some(WatchEvent::Bookmark(b)) => {
+            assert!(b.metadata.resource_version.parse::<u64>().unwrap() >= rv.parse().unwrap())
+        }
+        other => panic!("expected a bookmark, got {other:?}"),
+    }
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn metadata_watchers_get_partial_objects() {
+    let env = TestEnv::new("metadata_watch").await;
+    let api = env.api::<ConfigMap>();
+    let (reader, writer) = reflector::store();
+    let meta: kube::Api<kube::core::PartialObjectMeta<ConfigMap>> =
+        kube::Api::namespaced(env.client.clone(), &env.namespace);
+    let stream = reflector(writer, watcher(meta, watcher::Config::default()));
+    let task = tokio::spawn(stream.for_each(|_| async {}));
+    let labelled: ConfigMap = serde_json::from_value(
+        json!({"metadata": {"name": "m", "labels": {"k": "v"}}, "data": {"big": "x"}}),
+    )
+    .unwrap();
+    api.create(&PostParams::default(), &labelled).await.unwrap();
+    let found = env
+        .wait_for("the metadata of m", DEADLINE, || async {
+            reader
+                .state()
+                .into_iter()
+                .find(|o| o.metadata.name.as_deref() == Some("m"))
+        })
+        .await;
+    assert_eq!(found.metadata.labels.as_ref().unwrap()["k"], "v");
+    task.abort();
+    env.finish().await;
+}

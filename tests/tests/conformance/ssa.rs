@@ -1,0 +1,156 @@
+//! Server-side apply as controllers use it: idempotent re-applies, status through /status, and the
+//! project's own CRDs served by the emulator.
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Service;
+use kube::api::{
+    Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams,
+};
+use serde_json::json;
+
+use super::{dynamic, widgets};
+use demoweb_tests::harness::TestEnv;
+
+fn deployment() -> serde_json::Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "labels": {"app": "web"}},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}}, "template": {
+            "metadata": {"labels": {"app": "web"}},
+            "spec": {"containers": [{"name": "web", "image": "nginx:1.27", "ports": [{"containerPort": 8080, "name": "http"}],
+                "readinessProbe": {"httpGet": {"path": "/healthz", "port": "http"}}}]}}}
+    })
+}
+
+#[tokio::test]
+async fn reapplying_the_same_configuration_writes_nothing() {
+    let env = TestEnv::new("ssa_idempotent").await;
+    let pp = PatchParams::apply("conformance-controller");
+    let deployments = env.api::<Deployment>();
+    let first = deployments
+        .patch("web", &pp, &Patch::Apply(deployment()))
+        .await
+        .unwrap();
+    // Let the simulated Deployment controller write its status first.
+    let settled = env
+        .wait_for("deployment status", super::DEADLINE, || async {
+            let d = deployments.get("web").await.unwrap();
+            d.status.as_ref()?.observed_generation.map(|_| d)
+        })
+        .await;
+    let again = deployments
+        .patch("web", &pp, &Patch::Apply(deployment()))
+        .await
+        .unwrap();
+    assert_eq!(
+        again.metadata.resource_version, settled.metadata.resource_version,
+        "no write on a re-apply"
+    );
+    assert_eq!(again.metadata.generation, first.metadata.generation);
+
+    let services = env.api::<Service>();
+    let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+        "spec": {"selector": {"app": "web"}, "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}});
+    let first = services
+        .patch("web", &pp, &Patch::Apply(&svc))
+        .await
+        .unwrap();
+    let again = services
+        .patch("web", &pp, &Patch::Apply(&svc))
+        .await
+        .unwrap();
+    assert_eq!(
+        again.metadata.resource_version,
+        first.metadata.resource_version
+    );
+    assert_eq!(
+        again.spec.unwrap().cluster_ip,
+        first.spec.unwrap().cluster_ip,
+        "the allocated clusterIP stays"
+    );
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn a_field_a_manager_stops_applying_is_removed() {
+    let env = TestEnv::new("ssa_removal").await;
+    let pp = PatchParams::apply("conformance-controller");
+    let api = env.api::<k8s_openapi::api::core::v1::ConfigMap>();
+    api.patch("c", &pp, &Patch::Apply(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"a": "1", "b": "2"}})))
+        .await
+        .unwrap();
+    let c = api
+        .patch("c", &pp, &Patch::Apply(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"a": "1"}})))
+        .await
+        .unwrap();
+    assert_eq!(c.data.unwrap().keys().collect::<Vec<_>>(), vec!["a"]);
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn status_is_applied_through_the_status_subresource() {
+    let env = TestEnv::new("ssa_status").await;
+    let api = widgets(&env).await;
+    let pp = PatchParams::apply("conformance-controller").force();
+    let w = json!({"apiVersion": "conformance.demoweb.test/v1", "kind": "Widget", "metadata": {"name": "w"}, "spec": {"color": "red"}});
+    api.patch("w", &pp, &Patch::Apply(&w)).await.unwrap();
+    let status = json!({"apiVersion": "conformance.demoweb.test/v1", "kind": "Widget", "metadata": {"name": "w"},
+        "status": {"observedGeneration": 1, "conditions": [{"type": "Ready", "status": "True"}]}});
+    let after = api
+        .patch_status("w", &pp, &Patch::Apply(&status))
+        .await
+        .unwrap();
+    assert_eq!(after.data["status"]["conditions"][0]["status"], "True");
+    assert_eq!(after.metadata.generation, Some(1));
+    let again = api
+        .patch_status("w", &pp, &Patch::Apply(&status))
+        .await
+        .unwrap();
+    assert_eq!(
+        again.metadata.resource_version, after.metadata.resource_version,
+        "an unchanged status writes nothing"
+    );
+    // Re-applying the spec leaves the status alone.
+    let after_spec = api.patch("w", &pp, &Patch::Apply(&w)).await.unwrap();
+    assert_eq!(after_spec.data["status"]["conditions"][0]["type"], "Ready");
+    let table = env.kubectl(&["get", "widget", "w"]).await.expect_ok();
+    assert!(
+        table
+            .lines()
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .any(|c| c == "True"),
+        "{table}"
+    );
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn the_project_crds_are_accepted_and_served() {
+    let env = TestEnv::new("project_crds").await;
+    if !env.is_emulator() {
+        eprintln!("SKIPPED: installing the project's CRDs is the chart's job on a real cluster");
+        env.finish().await;
+        return;
+    }
+    env.install_crds(&demoweb_crd::all_crds()).await;
+    // Installing again (as every test on a shared cluster may) changes nothing.
+    env.install_crds(&demoweb_crd::all_crds()).await;
+    let ar = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("baeke.info", "v1", "DemoWeb"),
+        "demowebs",
+    );
+    let api: Api<DynamicObject> = Api::namespaced_with(env.client.clone(), &env.namespace, &ar);
+    let seed = dynamic(
+        json!({"apiVersion": "baeke.info/v1", "kind": "DemoWeb", "metadata": {"name": "web"},
+        "spec": {"replicas": 1, "gitrepo": "https://github.com/gbaeke/static-web.git"}}),
+    );
+    api.create(&PostParams::default(), &seed).await.unwrap();
+    let out = env.kubectl(&["get", "dweb"]).await.expect_ok();
+    assert!(out.starts_with("NAME"), "{out}");
+    assert!(
+        out.lines().nth(1).is_some_and(|l| l.starts_with("web ")),
+        "{out}"
+    );
+    env.finish().await;
+}
