@@ -1,6 +1,8 @@
 //! Command-line interface of the `demoweb-operator` binary.
 
-use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+
+use clap::{ArgAction, Parser, Subcommand, ValueEnum};
 
 /// Serves static websites from git with nginx, driven by DemoWeb custom resources.
 #[derive(Debug, Parser)]
@@ -18,6 +20,42 @@ pub enum Command {
         #[arg(long, default_value = "all", value_parser = ["all", "demoweb", "identity"])]
         only: String,
     },
+    /// Run the controller (in-cluster configuration or KUBECONFIG).
+    Run(RunArgs),
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunArgs {
+    /// Watch only this namespace (default: all namespaces).
+    #[arg(long, env = "DEMOWEB_NAMESPACE")]
+    pub namespace: Option<String>,
+
+    /// Address of the /metrics, /healthz and /readyz endpoints. Port 0 picks a free port (logged).
+    #[arg(long, default_value = "0.0.0.0:8080", env = "DEMOWEB_METRICS_ADDR")]
+    pub metrics_addr: SocketAddr,
+
+    /// Log format.
+    #[arg(long, value_enum, default_value = "text", env = "DEMOWEB_LOG_FORMAT")]
+    pub log_format: LogFormat,
+
+    /// Compete for a Lease so that only one replica reconciles (`--leader-election=false` to run alone).
+    #[arg(long, default_value_t = true, action = ArgAction::Set, env = "DEMOWEB_LEADER_ELECTION")]
+    pub leader_election: bool,
+
+    /// Namespace of the leader Lease (default: the pod's namespace, else --namespace, else `default`).
+    #[arg(long, env = "DEMOWEB_LEASE_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+
+    /// Name of the leader Lease.
+    #[arg(long, default_value = "demoweb-operator", env = "DEMOWEB_LEASE_NAME")]
+    pub lease_name: String,
 }
 
 /// The CRDs selected by `crd --only`, as the YAML the binary prints and the chart ships.
@@ -34,7 +72,36 @@ pub fn crd_yaml(only: &str) -> Result<String, demoweb_crd::yaml::YamlError> {
 mod tests {
     use std::path::PathBuf;
 
-    use super::crd_yaml;
+    use clap::Parser;
+
+    use super::{Cli, Command, LogFormat, crd_yaml};
+
+    #[test]
+    fn run_flags() {
+        let cli = Cli::parse_from(["demoweb-operator", "run"]);
+        let Command::Run(args) = cli.command else {
+            panic!("run")
+        };
+        assert!(args.leader_election);
+        assert_eq!(args.metrics_addr.to_string(), "0.0.0.0:8080");
+        assert_eq!(args.log_format, LogFormat::Text);
+        let cli = Cli::parse_from([
+            "demoweb-operator",
+            "run",
+            "--namespace=web",
+            "--metrics-addr=127.0.0.1:0",
+            "--log-format=json",
+            "--leader-election=false",
+            "--lease-namespace=ops",
+        ]);
+        let Command::Run(args) = cli.command else {
+            panic!("run")
+        };
+        assert_eq!(args.namespace.as_deref(), Some("web"));
+        assert!(!args.leader_election);
+        assert_eq!(args.log_format, LogFormat::Json);
+        assert_eq!(args.lease_namespace.as_deref(), Some("ops"));
+    }
 
     /// The chart ships generated CRDs; they must match the Rust types.
     /// `DEMOWEB_UPDATE_GENERATED=1 cargo test -p demoweb-operator generated` rewrites them.
