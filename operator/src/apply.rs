@@ -91,8 +91,49 @@ pub fn contains(live: &Value, want: &Value) -> bool {
         (Value::Array(w), Value::Array(l)) if w.iter().all(|v| v.is_object()) => {
             l.len() >= w.len() && w.iter().all(|wv| l.iter().any(|lv| contains(lv, wv)))
         }
+        (Value::String(w), Value::String(l)) => w == l || same_quantity(w, l),
         (w, l) => w == l || (is_empty(w) && is_empty(l)),
     }
+}
+
+/// The API server stores resource quantities in canonical form (`1000m` becomes `1`); both
+/// spellings mean the same and must not look like drift.
+fn same_quantity(a: &str, b: &str) -> bool {
+    match (parse_quantity(a), parse_quantity(b)) {
+        (Some(x), Some(y)) => (x - y).abs() <= f64::EPSILON * x.abs().max(y.abs()) * 4.0,
+        _ => false,
+    }
+}
+
+fn parse_quantity(s: &str) -> Option<f64> {
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
+        .unwrap_or(s.len());
+    let (number, suffix) = s.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let factor = match suffix {
+        "" => 1.0,
+        "n" => 1e-9,
+        "u" => 1e-6,
+        "m" => 1e-3,
+        "k" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "T" => 1e12,
+        "P" => 1e15,
+        "E" => 1e18,
+        "Ki" => 1024.0,
+        "Mi" => 1024.0f64.powi(2),
+        "Gi" => 1024.0f64.powi(3),
+        "Ti" => 1024.0f64.powi(4),
+        "Pi" => 1024.0f64.powi(5),
+        "Ei" => 1024.0f64.powi(6),
+        exp => {
+            let digits = exp.strip_prefix('e').or_else(|| exp.strip_prefix('E'))?;
+            10f64.powi(digits.parse().ok()?)
+        }
+    };
+    Some(number * factor)
 }
 
 fn is_empty(v: &Value) -> bool {
@@ -300,6 +341,30 @@ mod tests {
             ),
             ("changed value", json!({"a": 2}), json!({"a": 1}), false),
             ("missing field", json!({}), json!({"a": 1}), false),
+            (
+                "canonical quantity",
+                json!({"cpu": "1"}),
+                json!({"cpu": "1000m"}),
+                true,
+            ),
+            (
+                "canonical memory",
+                json!({"memory": "1Gi"}),
+                json!({"memory": "1024Mi"}),
+                true,
+            ),
+            (
+                "different quantity",
+                json!({"cpu": "2"}),
+                json!({"cpu": "1000m"}),
+                false,
+            ),
+            (
+                "plain strings",
+                json!({"image": "nginx:1"}),
+                json!({"image": "nginx:2"}),
+                false,
+            ),
             (
                 "empty wanted list vs absent",
                 json!({}),

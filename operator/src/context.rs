@@ -23,6 +23,9 @@ use crate::metrics::Metrics;
 /// Reflector stores: what reconcile reads instead of asking the API.
 #[derive(Clone)]
 pub struct Stores {
+    /// Set once the reference stores were waited for: a store that never fills (e.g. no RBAC to
+    /// list IngressClasses) must delay only the first reconciles, not every one.
+    pub references_waited: Arc<std::sync::atomic::AtomicBool>,
     pub demowebs: Store<DemoWeb>,
     pub deployments: Store<Deployment>,
     pub config_maps: Store<ConfigMap>,
@@ -39,12 +42,18 @@ impl Stores {
     /// DemoWeb is not reported as broken only because the operator just started. A store whose
     /// kind is not served (its writer is gone) counts as ready.
     pub async fn wait_for_references(&self, timeout: Duration) -> bool {
+        use std::sync::atomic::Ordering;
+        if self.references_waited.load(Ordering::Relaxed) {
+            return true;
+        }
         let all = async {
             let _ = self.ingress_classes.wait_until_ready().await;
             let _ = self.bindings.wait_until_ready().await;
             let _ = self.identities.wait_until_ready().await;
         };
-        tokio::time::timeout(timeout, all).await.is_ok()
+        let ready = tokio::time::timeout(timeout, all).await.is_ok();
+        self.references_waited.store(true, Ordering::Relaxed);
+        ready
     }
 }
 

@@ -735,6 +735,7 @@ pub async fn run(
     };
 
     let stores = Stores {
+        references_waited: Default::default(),
         demowebs: demoweb_store.clone(),
         deployments,
         config_maps,
