@@ -3,6 +3,7 @@
 
 use std::fmt::Debug;
 
+use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{DeleteParams, Patch, PatchParams, Preconditions, PropagationPolicy};
 use kube::runtime::events::{Event, EventType, Recorder};
@@ -42,7 +43,7 @@ impl<K> Applied<K> {
 pub struct Writer<'a> {
     pub owner_uid: &'a str,
     pub recorder: &'a Recorder,
-    pub owner_ref: &'a k8s_openapi::api::core::v1::ObjectReference,
+    pub owner_ref: &'a ObjectReference,
     pub metrics: &'a Metrics,
 }
 
@@ -225,8 +226,14 @@ impl Writer<'_> {
         } else {
             ("Created", Applied::Created(written))
         };
-        self.event(EventType::Normal, reason, format!("{reason} {kind} {name}"))
-            .await;
+        let related = applied.object().and_then(reference_to);
+        self.event(
+            EventType::Normal,
+            reason,
+            format!("{reason} {kind} {name}"),
+            related,
+        )
+        .await;
         Ok(applied)
     }
 
@@ -238,7 +245,7 @@ impl Writer<'_> {
         live: Option<K>,
     ) -> Result<bool, Error>
     where
-        K: Resource + Clone + DeserializeOwned + Debug,
+        K: Resource + Clone + Serialize + DeserializeOwned + Debug,
     {
         let Some(live) = live else { return Ok(false) };
         if !is_controlled_by(live.meta(), self.owner_uid) {
@@ -266,44 +273,79 @@ impl Writer<'_> {
             }
         }
         self.metrics.count_write("delete", kind);
+        let related = reference_to(&live);
         self.event(
             EventType::Normal,
             "Deleted",
             format!("Deleted {kind} {name}, which this DemoWeb no longer needs"),
+            related,
         )
         .await;
         Ok(true)
     }
 
-    /// Records an Event on the DemoWeb. Failing to record one never fails reconcile.
-    pub async fn event(&self, type_: EventType, reason: &str, note: String) {
-        publish(
+    /// Records an Event on the DemoWeb about a child. Failing to record one never fails reconcile.
+    pub async fn event(
+        &self,
+        type_: EventType,
+        reason: &str,
+        note: String,
+        related: Option<ObjectReference>,
+    ) {
+        publish_related(
             self.recorder,
             self.owner_ref,
             self.metrics,
             type_,
             reason,
             note,
+            related,
         )
         .await;
     }
 }
 
+/// A reference to a child for an Event's `related` field. Events about different children must
+/// differ in it: the recorder folds Events with equal reason and references into one series.
+fn reference_to<K: Serialize + Resource>(obj: &K) -> Option<ObjectReference> {
+    let v = serde_json::to_value(obj).ok()?;
+    Some(ObjectReference {
+        api_version: v["apiVersion"].as_str().map(str::to_owned),
+        kind: v["kind"].as_str().map(str::to_owned),
+        name: obj.meta().name.clone(),
+        namespace: obj.meta().namespace.clone(),
+        uid: obj.meta().uid.clone(),
+        ..ObjectReference::default()
+    })
+}
+
 /// Publishes an Event, logging (not failing) when the API refuses it.
 pub async fn publish(
     recorder: &Recorder,
-    reference: &k8s_openapi::api::core::v1::ObjectReference,
+    reference: &ObjectReference,
     metrics: &Metrics,
     type_: EventType,
     reason: &str,
     note: String,
+) {
+    publish_related(recorder, reference, metrics, type_, reason, note, None).await;
+}
+
+async fn publish_related(
+    recorder: &Recorder,
+    reference: &ObjectReference,
+    metrics: &Metrics,
+    type_: EventType,
+    reason: &str,
+    note: String,
+    related: Option<ObjectReference>,
 ) {
     let event = Event {
         type_,
         reason: reason.to_owned(),
         note: Some(note),
         action: "Reconcile".to_owned(),
-        secondary: None,
+        secondary: related,
     };
     match recorder.publish(&event, reference).await {
         Ok(()) => metrics.count_write("event", "Event"),

@@ -97,6 +97,9 @@ pub struct Context {
     pub backoff: Backoff,
     /// Requeue after success or a user-action problem, to heal drift nobody told us about.
     pub requeue: Duration,
+    /// Requeue while stalled: the fix is often in an object the operator does not watch (a
+    /// Secret, someone else's Deployment), so look again sooner. Reads only.
+    pub stalled_requeue: Duration,
     capabilities: tokio::sync::Mutex<Option<(Instant, IngressCapabilities)>>,
 }
 
@@ -109,6 +112,7 @@ impl Context {
             stores,
             backoff: Backoff::default(),
             requeue: Duration::from_secs(300),
+            stalled_requeue: Duration::from_secs(30),
             capabilities: tokio::sync::Mutex::new(None),
         }
     }

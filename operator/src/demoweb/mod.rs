@@ -565,7 +565,11 @@ pub async fn reconcile(dw: Arc<DemoWeb>, ctx: Arc<Context>) -> Result<Action, Er
             }
             ctx.metrics
                 .count_reconcile(if stalled { "stalled" } else { "ok" }, seconds);
-            Ok(Action::requeue(ctx.requeue))
+            Ok(Action::requeue(if stalled {
+                ctx.stalled_requeue
+            } else {
+                ctx.requeue
+            }))
         }
         Err(err) => {
             ctx.metrics.count_reconcile("error", seconds);
