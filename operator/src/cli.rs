@@ -1,6 +1,7 @@
 //! Command-line interface of the `demoweb-operator` binary.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use clap::{ArgAction, Parser, Subcommand, ValueEnum};
 
@@ -56,6 +57,18 @@ pub struct RunArgs {
     /// Name of the leader Lease.
     #[arg(long, default_value = "demoweb-operator", env = "DEMOWEB_LEASE_NAME")]
     pub lease_name: String,
+
+    /// How often every DemoWeb is reconciled even when nothing changed, to repair drift the
+    /// operator was not told about (e.g. `30s`, `5m`, `1h`).
+    #[arg(long, default_value = "5m", value_parser = parse_period, env = "DEMOWEB_RESYNC_PERIOD")]
+    pub resync_period: Duration,
+}
+
+fn parse_period(s: &str) -> Result<Duration, String> {
+    demoweb_crd::validation::parse_duration_secs(s)
+        .filter(|secs| *secs >= 1.0)
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| format!("{s:?} is not a duration of at least 1s such as 30s, 5m or 1h"))
 }
 
 /// The CRDs selected by `crd --only`, as the YAML the binary prints and the chart ships.
@@ -85,6 +98,7 @@ mod tests {
         assert!(args.leader_election);
         assert_eq!(args.metrics_addr.to_string(), "0.0.0.0:8080");
         assert_eq!(args.log_format, LogFormat::Text);
+        assert_eq!(args.resync_period.as_secs(), 300);
         let cli = Cli::parse_from([
             "demoweb-operator",
             "run",
@@ -93,6 +107,7 @@ mod tests {
             "--log-format=json",
             "--leader-election=false",
             "--lease-namespace=ops",
+            "--resync-period=1m30s",
         ]);
         let Command::Run(args) = cli.command else {
             panic!("run")
@@ -101,6 +116,8 @@ mod tests {
         assert!(!args.leader_election);
         assert_eq!(args.log_format, LogFormat::Json);
         assert_eq!(args.lease_namespace.as_deref(), Some("ops"));
+        assert_eq!(args.resync_period.as_secs(), 90);
+        assert!(Cli::try_parse_from(["demoweb-operator", "run", "--resync-period=10"]).is_err());
     }
 
     /// The chart ships generated CRDs; they must match the Rust types.

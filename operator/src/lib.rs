@@ -137,6 +137,7 @@ pub async fn run(args: RunArgs) -> Result<(), StartupError> {
             controller: "demoweb-operator".to_owned(),
             instance: Some(identity.clone()),
         },
+        resync_period: args.resync_period,
     };
 
     let result = if args.leader_election {

@@ -682,6 +682,8 @@ pub struct ControllerConfig {
     /// Whether the aad-pod-identity API is served (else identity stores stay empty).
     pub identity_served: bool,
     pub reporter: kube::runtime::events::Reporter,
+    /// Requeue after a successful reconcile.
+    pub resync_period: Duration,
 }
 
 /// Runs the DemoWeb controller until `shutdown` resolves.
@@ -751,7 +753,10 @@ pub async fn run(
         identities,
     };
     let recorder = kube::runtime::events::Recorder::new(client.clone(), config.reporter);
-    let ctx = Arc::new(Context::new(client, recorder, metrics, stores));
+    let mut ctx = Context::new(client, recorder, metrics, stores);
+    ctx.requeue = config.resync_period;
+    ctx.stalled_requeue = ctx.stalled_requeue.min(config.resync_period);
+    let ctx = Arc::new(ctx);
     let class_store = demoweb_store.clone();
     controller
         .owns_stream(deployment_events)

@@ -256,3 +256,191 @@ async fn deleting_the_demoweb_removes_its_children() {
     }
     env.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn status_follows_the_rollout() {
+    let (env, op) = setup("rollout").await;
+    let Some(emulator) = env.emulator_or_skip("holding pods back from becoming ready") else {
+        env.finish().await;
+        return;
+    };
+    emulator.set_deployments_ready(false);
+    env.apply_yaml(SEED).await.expect_ok();
+    let dw = wait_condition(&env, &op, "demoweb1", "Reconciling", "True", "Progressing").await;
+    let (ready, reason, message) = condition(&dw, "Ready").expect("Ready");
+    assert_eq!(
+        (ready.as_str(), reason.as_str()),
+        ("False", "WaitingForReplicas")
+    );
+    assert!(message.contains("of 2 replicas ready"), "{message}");
+    assert_eq!(condition(&dw, "Stalled").map(|c| c.0), Some("False".into()));
+
+    emulator.set_deployments_ready(true);
+    let dw = wait_condition(&env, &op, "demoweb1", "Ready", "True", "Reconciled").await;
+    assert_eq!(dw["status"]["readyReplicas"], 2);
+    assert_eq!(
+        condition(&dw, "Reconciling").map(|c| c.0),
+        Some("False".into())
+    );
+    env.finish().await;
+}
+
+const MIDDLEWARE_CRD: &str = "apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: middlewares.traefik.io}
+spec:
+  group: traefik.io
+  names: {kind: Middleware, listKind: MiddlewareList, plural: middlewares, singular: middleware}
+  scope: Namespaced
+  versions:
+  - name: v1alpha1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            properties:
+              ipAllowList:
+                type: object
+                properties:
+                  sourceRange: {type: array, items: {type: string}}
+                  ipStrategy: {type: object, x-kubernetes-preserve-unknown-fields: true}
+---
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: kongplugins.configuration.konghq.com}
+spec:
+  group: configuration.konghq.com
+  names: {kind: KongPlugin, listKind: KongPluginList, plural: kongplugins, singular: kongplugin}
+  scope: Namespaced
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          plugin: {type: string}
+          config: {type: object, x-kubernetes-preserve-unknown-fields: true}
+---
+apiVersion: networking.k8s.io/v1
+kind: IngressClass
+metadata:
+  name: public
+  annotations: {ingressclass.kubernetes.io/is-default-class: \"true\"}
+spec: {controller: k8s.io/ingress-nginx}
+";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn allowlists_follow_the_ingress_controller() {
+    let env = demoweb_tests::harness::TestEnv::new("dialects").await;
+    if env
+        .emulator_or_skip("installing Traefik's and Kong's CRDs and a default IngressClass")
+        .is_none()
+    {
+        env.finish().await;
+        return;
+    }
+    install_crds(&env).await;
+    env.apply_yaml(MIDDLEWARE_CRD).await.expect_ok();
+    let op = Operator::start(&env, &[]).await;
+    let ns = env.namespace.clone();
+
+    // Traefik v3: a Middleware, referenced after the user's own middlewares.
+    env.apply_yaml(
+        "apiVersion: baeke.info/v1
+kind: DemoWeb
+metadata: {name: edge}
+spec:
+  gitrepo: https://github.com/gbaeke/static-web.git
+  ingress:
+    host: edge.example.com
+    className: traefik
+    allowedSourceRanges: [10.0.0.0/8]
+    annotations: {traefik.ingress.kubernetes.io/router.middlewares: other-auth@kubernetescrd}
+",
+    )
+    .await
+    .expect_ok();
+    let mw = wait_object(
+        &env,
+        &op,
+        "middlewares.traefik.io",
+        "edge-allowlist",
+        "the allowlist",
+        |m| m["spec"]["ipAllowList"]["sourceRange"] == json!(["10.0.0.0/8"]),
+    )
+    .await;
+    let dw = get(&env, "demoweb", "edge").await.expect("DemoWeb");
+    assert!(controlled_by(
+        &mw,
+        dw["metadata"]["uid"].as_str().unwrap_or_default()
+    ));
+    let expected = format!("other-auth@kubernetescrd,{ns}-edge-allowlist@kubernetescrd");
+    wait_object(
+        &env,
+        &op,
+        "ingress",
+        "edge",
+        "the middleware reference",
+        |i| {
+            ingress_annotation(i, "traefik.ingress.kubernetes.io/router.middlewares").as_deref()
+                == Some(expected.as_str())
+        },
+    )
+    .await;
+
+    // Kong: a KongPlugin instead; the Middleware goes.
+    merge_patch(
+        &env,
+        "demoweb",
+        "edge",
+        r#"{"spec":{"ingress":{"className":"kong"}}}"#,
+    )
+    .await;
+    let plugin = wait_object(
+        &env,
+        &op,
+        "kongplugins",
+        "edge-allowlist",
+        "the plugin",
+        |p| p["plugin"] == "ip-restriction",
+    )
+    .await;
+    assert_eq!(plugin["config"]["allow"], json!(["10.0.0.0/8"]));
+    wait_object(&env, &op, "ingress", "edge", "the plugin reference", |i| {
+        ingress_annotation(i, "konghq.com/plugins").as_deref() == Some("edge-allowlist")
+    })
+    .await;
+    wait_gone(&env, &op, "middlewares.traefik.io", "edge-allowlist").await;
+
+    // No className: the default IngressClass (ingress-nginx) decides.
+    merge_patch(
+        &env,
+        "demoweb",
+        "edge",
+        r#"{"spec":{"ingress":{"className":null}}}"#,
+    )
+    .await;
+    wait_object(
+        &env,
+        &op,
+        "ingress",
+        "edge",
+        "the ingress-nginx annotation",
+        |i| {
+            ingress_annotation(i, "nginx.ingress.kubernetes.io/whitelist-source-range").as_deref()
+                == Some("10.0.0.0/8")
+        },
+    )
+    .await;
+    wait_gone(&env, &op, "kongplugins", "edge-allowlist").await;
+
+    merge_patch(&env, "demoweb", "edge", r#"{"spec":{"ingress":null}}"#).await;
+    wait_gone(&env, &op, "ingress", "edge").await;
+    env.finish().await;
+}

@@ -67,7 +67,10 @@ async fn transient_api_errors_back_off_and_recover() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn idle_operator_writes_nothing() {
-    let (env, op) = setup("idle").await;
+    let env = TestEnv::new("idle").await;
+    install_crds(&env).await;
+    // A short resync makes the window below include several full reconciles of each DemoWeb.
+    let op = Operator::start(&env, &["--resync-period=2s"]).await;
     env.apply_yaml(SEED).await.expect_ok();
     env.apply_yaml(
         "apiVersion: baeke.info/v1
@@ -139,7 +142,7 @@ async fn leader_election_lets_one_replica_act() {
         format!("--lease-namespace={}", env.namespace),
     ];
     let lease_args: Vec<&str> = lease_args.iter().map(String::as_str).collect();
-    let first = Operator::start_named(&env, "first", &lease_args).await;
+    let mut first = Operator::start_named(&env, "first", &lease_args).await;
     wait(
         &env,
         Some(&first),
@@ -168,6 +171,11 @@ async fn leader_election_lets_one_replica_act() {
 
     // The leader stops; the standby takes over and keeps reconciling.
     first.terminate();
+    let status = first
+        .wait_exit(Duration::from_secs(30))
+        .await
+        .expect("SIGTERM stops the operator");
+    assert!(status.success(), "graceful shutdown exits 0: {status}");
     wait(
         &env,
         Some(&second),
