@@ -310,3 +310,87 @@ spec:
     );
     env.finish().await;
 }
+
+/// The DemoWeb CRD with the spec's schema switched off, as an old or hand-made CRD might be.
+fn permissive_crd() -> String {
+    let path = repo_root().join("charts/demoweb-operator/crds/demowebs.baeke.info.yaml");
+    let text = std::fs::read_to_string(path).expect("chart CRD");
+    let mut docs = demoweb_crd::yaml::documents(&text).expect("CRD YAML");
+    let mut crd = docs.remove(0);
+    let schema = &mut crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
+    schema["properties"]["spec"] =
+        serde_json::json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true});
+    if let Some(schema) = schema.as_object_mut() {
+        schema.remove("x-kubernetes-validations");
+    }
+    serde_json::to_string(&crd).expect("JSON")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn invalid_spec_past_the_schema_keeps_the_last_good_children() {
+    let env = demoweb_tests::harness::TestEnv::new("past-the-schema").await;
+    if env
+        .emulator_or_skip("replacing the DemoWeb CRD with one that validates nothing")
+        .is_none()
+    {
+        env.finish().await;
+        return;
+    }
+    env.apply_yaml(&permissive_crd()).await.expect_ok();
+    wait(
+        &env,
+        None,
+        "the permissive CRD to be served",
+        DEADLINE,
+        || async {
+            env.kubectl(&["get", "demowebs"])
+                .await
+                .success()
+                .then_some(())
+        },
+    )
+    .await;
+    let op = Operator::start(&env, &[]).await;
+    env.apply_yaml(SEED).await.expect_ok();
+    wait_condition(&env, &op, "demoweb1", "Ready", "True", "Reconciled").await;
+    let good = get(&env, "deployment", "demoweb1")
+        .await
+        .expect("Deployment");
+
+    merge_patch(
+        &env,
+        "demoweb",
+        "demoweb1",
+        r#"{"spec":{"gitrepo":"--upload-pack=touch /tmp/pwned","replicas":3}}"#,
+    )
+    .await;
+    let dw = wait_condition(&env, &op, "demoweb1", "Stalled", "True", "InvalidSpec").await;
+    let (_, _, message) = condition(&dw, "Stalled").expect("Stalled");
+    assert!(message.contains("spec.gitrepo"), "{message}");
+    let kept = get(&env, "deployment", "demoweb1")
+        .await
+        .expect("Deployment kept");
+    assert_eq!(
+        kept["spec"], good["spec"],
+        "the last good Deployment is untouched"
+    );
+
+    merge_patch(
+        &env,
+        "demoweb",
+        "demoweb1",
+        r#"{"spec":{"gitrepo":"https://github.com/gbaeke/static-web.git"}}"#,
+    )
+    .await;
+    wait_object(
+        &env,
+        &op,
+        "deployment",
+        "demoweb1",
+        "the fixed spec applied",
+        |d| d["spec"]["replicas"] == 3,
+    )
+    .await;
+    wait_condition(&env, &op, "demoweb1", "Ready", "True", "Reconciled").await;
+    env.finish().await;
+}
