@@ -676,6 +676,129 @@ fn demowebs_for_class(class: &IngressClass, demowebs: &Store<DemoWeb>) -> Vec<Ob
         .collect()
 }
 
+/// Decodes one watched DemoWeb; `Err` carries why it is not a DemoWeb this version understands.
+fn decode_demoweb(obj: DynamicObject) -> Result<DemoWeb, (DynamicObject, String)> {
+    let value = match serde_json::to_value(&obj) {
+        Ok(v) => v,
+        Err(err) => return Err((obj, err.to_string())),
+    };
+    serde_json::from_value(value).map_err(|err| (obj, err.to_string()))
+}
+
+/// A stand-in that removes an undecodable DemoWeb from the store (its children stay as they are).
+fn tombstone(obj: &DynamicObject) -> DemoWeb {
+    let mut dw = DemoWeb::new(
+        &obj.name_any(),
+        demoweb_crd::DemoWebSpec {
+            replicas: 0,
+            gitrepo: String::new(),
+            git_ref: None,
+            path: None,
+            sync: None,
+            credentials: None,
+            image: None,
+            resources: None,
+            ingress: None,
+            identity: None,
+        },
+    );
+    dw.metadata.namespace = obj.metadata.namespace.clone();
+    dw.metadata.uid = obj.metadata.uid.clone();
+    dw
+}
+
+/// The DemoWeb watch, decoding each object on its own: one object this version cannot decode
+/// (written under an older or hand-made CRD) is reported with a Warning Event and skipped,
+/// instead of failing the watch and stalling every other DemoWeb.
+fn tolerant_demoweb_reflector(
+    client: &Client,
+    namespace: Option<&str>,
+    recorder: kube::runtime::events::Recorder,
+    metrics: Arc<crate::metrics::Metrics>,
+) -> (
+    Store<DemoWeb>,
+    impl futures::Stream<Item = Result<DemoWeb, watcher::Error>> + Send + 'static,
+) {
+    let resource = kube::api::ApiResource::erase::<DemoWeb>(&());
+    let api: Api<DynamicObject> = match namespace {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
+        None => Api::all_with(client.clone(), &resource),
+    };
+    let (reader, writer) = reflector::store();
+    let reported = Arc::new(std::sync::Mutex::new(BTreeSet::<String>::new()));
+    let stream = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .filter_map(move |event| {
+            let (recorder, metrics, reported) = (recorder.clone(), metrics.clone(), reported.clone());
+            async move {
+                let report = |obj: DynamicObject, error: String| async move {
+                    let key = format!(
+                        "{}/{}",
+                        obj.metadata.uid.clone().unwrap_or_default(),
+                        obj.metadata.resource_version.clone().unwrap_or_default()
+                    );
+                    let first = reported.lock().map(|mut r| r.insert(key)).unwrap_or(true);
+                    tracing::warn!(
+                        namespace = obj.metadata.namespace.as_deref().unwrap_or_default(),
+                        name = obj.name_any(),
+                        %error,
+                        "skipping a DemoWeb this version cannot read"
+                    );
+                    if first {
+                        let reference = ObjectReference {
+                            api_version: Some("baeke.info/v1".to_owned()),
+                            kind: Some("DemoWeb".to_owned()),
+                            name: obj.metadata.name.clone(),
+                            namespace: obj.metadata.namespace.clone(),
+                            uid: obj.metadata.uid.clone(),
+                            ..ObjectReference::default()
+                        };
+                        publish(
+                            &recorder,
+                            &reference,
+                            &metrics,
+                            EventType::Warning,
+                            reason::INVALID_SPEC,
+                            format!("the operator cannot read this DemoWeb and leaves its children as they are: {error}"),
+                        )
+                        .await;
+                    }
+                };
+                use watcher::Event as E;
+                let event = match event {
+                    Err(err) => return Some(Err(err)),
+                    Ok(event) => event,
+                };
+                Some(Ok(match event {
+                    E::Init => E::Init,
+                    E::InitDone => E::InitDone,
+                    E::InitApply(obj) => match decode_demoweb(obj) {
+                        Ok(dw) => E::InitApply(dw),
+                        Err((obj, error)) => {
+                            report(obj, error).await;
+                            return None;
+                        }
+                    },
+                    E::Apply(obj) => match decode_demoweb(obj) {
+                        Ok(dw) => E::Apply(dw),
+                        Err((obj, error)) => {
+                            let gone = tombstone(&obj);
+                            report(obj, error).await;
+                            E::Delete(gone)
+                        }
+                    },
+                    E::Delete(obj) => match decode_demoweb(obj) {
+                        Ok(dw) => E::Delete(dw),
+                        Err((obj, _)) => E::Delete(tombstone(&obj)),
+                    },
+                }))
+            }
+        })
+        .reflect(writer)
+        .applied_objects();
+    (reader, stream)
+}
+
 /// Settings of the controller that come from the command line.
 pub struct ControllerConfig {
     pub namespace: Option<String>,
@@ -694,10 +817,9 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let ns = config.namespace.as_deref();
-    let demowebs: Api<DemoWeb> = match ns {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    };
+    let recorder = kube::runtime::events::Recorder::new(client.clone(), config.reporter.clone());
+    let (demoweb_store, demoweb_events) =
+        tolerant_demoweb_reflector(&client, ns, recorder.clone(), metrics.clone());
     let (deployments, deployment_events) = child_reflector::<Deployment>(&client, ns);
     let (config_maps, config_map_events) = child_reflector::<ConfigMap>(&client, ns);
     let (services, service_events) = child_reflector::<Service>(&client, ns);
@@ -706,8 +828,7 @@ pub async fn run(
     let (ingress_classes, class_events) =
         reference_reflector::<IngressClass>(Api::all(client.clone()));
 
-    let controller = Controller::new(demowebs, watcher::Config::default());
-    let demoweb_store = controller.store();
+    let controller = Controller::for_stream(demoweb_events, demoweb_store.clone());
 
     let (bindings, identities, controller) = if config.identity_served {
         let (binding_api, identity_api): (Api<AzureIdentityBinding>, Api<AzureIdentity>) = match ns
@@ -752,7 +873,6 @@ pub async fn run(
         bindings,
         identities,
     };
-    let recorder = kube::runtime::events::Recorder::new(client.clone(), config.reporter);
     let mut ctx = Context::new(client, recorder, metrics, stores);
     ctx.requeue = config.resync_period;
     ctx.stalled_requeue = ctx.stalled_requeue.min(config.resync_period);

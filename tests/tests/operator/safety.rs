@@ -394,3 +394,58 @@ async fn invalid_spec_past_the_schema_keeps_the_last_good_children() {
     wait_condition(&env, &op, "demoweb1", "Ready", "True", "Reconciled").await;
     env.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unreadable_demoweb_does_not_stall_the_others() {
+    let env = demoweb_tests::harness::TestEnv::new("unreadable").await;
+    if env
+        .emulator_or_skip("replacing the DemoWeb CRD with one that validates nothing")
+        .is_none()
+    {
+        env.finish().await;
+        return;
+    }
+    env.apply_yaml(&permissive_crd()).await.expect_ok();
+    wait(
+        &env,
+        None,
+        "the permissive CRD to be served",
+        DEADLINE,
+        || async {
+            env.kubectl(&["get", "demowebs"])
+                .await
+                .success()
+                .then_some(())
+        },
+    )
+    .await;
+    env.apply_yaml(
+        "apiVersion: baeke.info/v1
+kind: DemoWeb
+metadata: {name: broken}
+spec: {replicas: two, gitrepo: https://github.com/gbaeke/static-web.git}
+",
+    )
+    .await
+    .expect_ok();
+    let op = Operator::start(&env, &[]).await;
+    env.apply_yaml(SEED).await.expect_ok();
+    wait_condition(&env, &op, "demoweb1", "Ready", "True", "Reconciled").await;
+    let events = wait(
+        &env,
+        Some(&op),
+        "a Warning about the unreadable DemoWeb",
+        DEADLINE,
+        || async {
+            let events = events_for(&env, "broken").await;
+            events
+                .iter()
+                .any(|(t, r, m)| t == "Warning" && r == "InvalidSpec" && m.contains("cannot read"))
+                .then_some(events)
+        },
+    )
+    .await;
+    assert!(!events.is_empty());
+    assert!(get(&env, "deployment", "broken").await.is_none());
+    env.finish().await;
+}
