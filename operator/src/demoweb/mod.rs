@@ -677,12 +677,9 @@ fn demowebs_for_class(class: &IngressClass, demowebs: &Store<DemoWeb>) -> Vec<Ob
 }
 
 /// Decodes one watched DemoWeb; `Err` carries why it is not a DemoWeb this version understands.
-fn decode_demoweb(obj: DynamicObject) -> Result<DemoWeb, (DynamicObject, String)> {
-    let value = match serde_json::to_value(&obj) {
-        Ok(v) => v,
-        Err(err) => return Err((obj, err.to_string())),
-    };
-    serde_json::from_value(value).map_err(|err| (obj, err.to_string()))
+fn decode_demoweb(obj: &DynamicObject) -> Result<DemoWeb, String> {
+    let value = serde_json::to_value(obj).map_err(|err| err.to_string())?;
+    serde_json::from_value(value).map_err(|err| err.to_string())
 }
 
 /// A stand-in that removes an undecodable DemoWeb from the store (its children stay as they are).
@@ -772,24 +769,24 @@ fn tolerant_demoweb_reflector(
                 Some(Ok(match event {
                     E::Init => E::Init,
                     E::InitDone => E::InitDone,
-                    E::InitApply(obj) => match decode_demoweb(obj) {
+                    E::InitApply(obj) => match decode_demoweb(&obj) {
                         Ok(dw) => E::InitApply(dw),
-                        Err((obj, error)) => {
+                        Err(error) => {
                             report(obj, error).await;
                             return None;
                         }
                     },
-                    E::Apply(obj) => match decode_demoweb(obj) {
+                    E::Apply(obj) => match decode_demoweb(&obj) {
                         Ok(dw) => E::Apply(dw),
-                        Err((obj, error)) => {
+                        Err(error) => {
                             let gone = tombstone(&obj);
                             report(obj, error).await;
                             E::Delete(gone)
                         }
                     },
-                    E::Delete(obj) => match decode_demoweb(obj) {
+                    E::Delete(obj) => match decode_demoweb(&obj) {
                         Ok(dw) => E::Delete(dw),
-                        Err((obj, _)) => E::Delete(tombstone(&obj)),
+                        Err(_) => E::Delete(tombstone(&obj)),
                     },
                 }))
             }
