@@ -29,6 +29,33 @@ async fn flipped(mut rx: watch::Receiver<bool>, want: bool) {
     let _ = rx.wait_for(|v| *v == want).await;
 }
 
+/// Resolves on shutdown or, when leading, on losing the Lease: the controllers stop on either.
+async fn stopped_or_lost(stop: watch::Receiver<bool>, lost: Option<watch::Receiver<bool>>) {
+    match lost {
+        Some(lost) => {
+            tokio::select! {
+                _ = flipped(stop, true) => {}
+                _ = flipped(lost, true) => {}
+            }
+        }
+        None => flipped(stop, true).await,
+    }
+}
+
+/// The identity validation controller, alongside the DemoWeb controller.
+fn spawn_identity(
+    client: &Client,
+    namespace: Option<String>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
+    let client = client.clone();
+    tokio::spawn(async move {
+        if let Err(err) = identity::run(client, namespace, shutdown).await {
+            tracing::error!(error = %err, "the identity controller stopped");
+        }
+    })
+}
+
 /// Sets `stop` on Ctrl-C or SIGTERM.
 fn spawn_signal_handler(stop: watch::Sender<bool>) {
     tokio::spawn(async move {
@@ -170,25 +197,19 @@ pub async fn run(args: RunArgs) -> Result<(), StartupError> {
                 let _ = lead_watch.wait_for(|v| !*v).await;
                 let _ = lost_tx.send(true);
             });
-            let stop = stop_rx.clone();
-            let lost = lost_rx.clone();
-            let shutdown = async move {
-                tokio::select! {
-                    _ = flipped(stop, true) => {}
-                    _ = flipped(lost, true) => {}
-                }
-            };
-            tokio::spawn(identity::run_identity_controller(
-                client.clone(),
+            let identity_task = spawn_identity(
+                &client,
                 args.namespace.clone(),
-            ));
+                stopped_or_lost(stop_rx.clone(), Some(lost_rx.clone())),
+            );
             demoweb::run(
                 client.clone(),
                 controller_config(),
                 metrics.clone(),
-                shutdown,
+                stopped_or_lost(stop_rx.clone(), Some(lost_rx)),
             )
             .await;
+            let _ = identity_task.await;
             if *stop_rx.borrow() {
                 let _ = elector.await;
                 Ok(())
@@ -201,17 +222,19 @@ pub async fn run(args: RunArgs) -> Result<(), StartupError> {
         }
     } else {
         ready.store(true, Ordering::Relaxed);
-        tokio::spawn(identity::run_identity_controller(
-            client.clone(),
+        let identity_task = spawn_identity(
+            &client,
             args.namespace.clone(),
-        ));
+            stopped_or_lost(stop_rx.clone(), None),
+        );
         demoweb::run(
             client.clone(),
             controller_config(),
             metrics.clone(),
-            flipped(stop_rx.clone(), true),
+            stopped_or_lost(stop_rx.clone(), None),
         )
         .await;
+        let _ = identity_task.await;
         Ok(())
     };
     server.abort();

@@ -167,7 +167,7 @@ fn build(dw: &DemoWeb, valid: &Valid, found: &Gathered) -> Children {
     let pod_identity = valid
         .identity
         .as_ref()
-        .map(identity::pod_identity)
+        .map(|id| identity::pod_identity(dw, id))
         .unwrap_or_default();
     let service_account = valid.identity.as_ref().and_then(|id| {
         identity::desired_service_account(dw, id).map(|mut sa| {
@@ -932,7 +932,10 @@ mod tests {
             mode: IdentityMode::PodIdentity,
         });
         let found = Gathered {
-            identity: Some(Err(identity::ResolveError::BindingNotFound("mymsi".into()))),
+            identity: Some(Err(identity::ResolveError::BindingNotFound {
+                namespace: "default".into(),
+                binding: "mymsi".into(),
+            })),
             ..gathered()
         };
         let err = validate(&unresolved, &found).err().expect("unresolved");

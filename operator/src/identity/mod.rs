@@ -20,28 +20,64 @@ pub struct ResolvedIdentity {
 }
 
 /// Why an identity could not be resolved.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ResolveError {
-    #[error("AzureIdentityBinding {0:?} not found")]
-    BindingNotFound(String),
-    #[error("AzureIdentity {0:?} not found")]
-    IdentityNotFound(String),
-    #[error("AzureIdentityBinding {0:?} is invalid")]
-    InvalidBinding(String),
-    #[error("AzureIdentity {0:?} is invalid")]
-    InvalidIdentity(String),
+    BindingNotFound {
+        namespace: String,
+        binding: String,
+    },
+    IdentityNotFound {
+        namespace: String,
+        binding: String,
+        identity: String,
+    },
+    InvalidBinding {
+        namespace: String,
+        binding: String,
+        errors: Vec<demoweb_crd::FieldError>,
+    },
+    InvalidIdentity {
+        namespace: String,
+        binding: String,
+        identity: String,
+        errors: Vec<demoweb_crd::FieldError>,
+    },
 }
 
 impl ResolveError {
     pub fn reason(&self) -> &'static str {
         use demoweb_crd::conditions::reason;
         match self {
-            Self::BindingNotFound(_) => reason::IDENTITY_BINDING_NOT_FOUND,
-            Self::IdentityNotFound(_) => reason::IDENTITY_NOT_FOUND,
-            Self::InvalidBinding(_) | Self::InvalidIdentity(_) => reason::INVALID_IDENTITY,
+            Self::BindingNotFound { .. } => reason::IDENTITY_BINDING_NOT_FOUND,
+            Self::IdentityNotFound { .. } => reason::IDENTITY_NOT_FOUND,
+            Self::InvalidBinding { .. } | Self::InvalidIdentity { .. } => reason::INVALID_IDENTITY,
         }
     }
 }
+
+impl std::fmt::Display for ResolveError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::BindingNotFound { namespace, binding } => {
+                write!(
+                    f,
+                    "AzureIdentityBinding {binding:?} not found in namespace {namespace:?}"
+                )
+            }
+            Self::IdentityNotFound { identity, .. } => {
+                write!(f, "AzureIdentity {identity:?} not found")
+            }
+            Self::InvalidBinding { binding, .. } => {
+                write!(f, "AzureIdentityBinding {binding:?} is invalid")
+            }
+            Self::InvalidIdentity { identity, .. } => {
+                write!(f, "AzureIdentity {identity:?} is invalid")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ResolveError {}
 
 /// What the pod template gets from the identity.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -57,7 +93,10 @@ pub fn resolve(
     _bindings: &Store<AzureIdentityBinding>,
     _identities: &Store<AzureIdentity>,
 ) -> Result<ResolvedIdentity, ResolveError> {
-    Err(ResolveError::BindingNotFound(spec.binding.clone()))
+    Err(ResolveError::BindingNotFound {
+        namespace: _namespace.to_owned(),
+        binding: spec.binding.clone(),
+    })
 }
 
 pub fn demowebs_for_binding(
@@ -79,9 +118,17 @@ pub fn desired_service_account(_dw: &DemoWeb, _id: &ResolvedIdentity) -> Option<
     None
 }
 
-pub fn pod_identity(_id: &ResolvedIdentity) -> PodIdentity {
+pub fn pod_identity(_dw: &DemoWeb, _id: &ResolvedIdentity) -> PodIdentity {
     PodIdentity::default()
 }
 
-/// Validates AzureIdentity and AzureIdentityBinding objects and reports problems as Events.
-pub async fn run_identity_controller(_client: kube::Client, _namespace: Option<String>) {}
+/// Validates AzureIdentity and AzureIdentityBinding objects and reports problems as Events,
+/// until `shutdown` completes.
+pub async fn run(
+    _client: kube::Client,
+    _namespace: Option<String>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), kube::Error> {
+    shutdown.await;
+    Ok(())
+}
