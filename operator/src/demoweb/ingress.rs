@@ -184,6 +184,24 @@ pub fn kong_plugin_resource() -> ApiResource {
     )
 }
 
+/// The API resource of an allowlist object built by [`allowlist`], and its kind.
+pub fn allowlist_resource(obj: &DynamicObject) -> (ApiResource, String) {
+    let types = obj.types.clone().unwrap_or_default();
+    let resource = match types.api_version.split_once('/') {
+        Some((group, _)) if types.kind == "Middleware" => {
+            // Only the group matters for the resource; v2 and v3 share `traefik.io`.
+            let api = if group == TRAEFIK_V2_LEGACY.group {
+                TRAEFIK_V2_LEGACY
+            } else {
+                TRAEFIK_V3
+            };
+            middleware_resource(api)
+        }
+        _ => kong_plugin_resource(),
+    };
+    (resource, types.kind)
+}
+
 /// Appends `ours` to a comma-separated annotation value the user may already have set.
 fn append_list(existing: Option<&String>, ours: &str) -> String {
     let mut items: Vec<&str> = existing
@@ -468,6 +486,15 @@ mod tests {
                 json!(["10.0.0.0/8"])
             );
             assert!(mw.metadata.owner_references.is_some());
+            let (resource, kind) = allowlist_resource(&mw);
+            assert_eq!(
+                (
+                    resource.group.as_str(),
+                    resource.plural.as_str(),
+                    kind.as_str()
+                ),
+                (api.group, "middlewares", "Middleware")
+            );
         }
     }
 
@@ -492,6 +519,11 @@ mod tests {
         );
         assert_eq!(plugin.data["plugin"], "ip-restriction");
         assert_eq!(plugin.data["config"]["allow"], json!(["52.0.0.0/8"]));
+        let (resource, kind) = allowlist_resource(&plugin);
+        assert_eq!(
+            (resource.plural.as_str(), kind.as_str()),
+            ("kongplugins", "KongPlugin")
+        );
     }
 
     #[test]

@@ -251,23 +251,10 @@ where
 }
 
 fn dynamic_api(ctx: &Context, ns: &str, obj: &DynamicObject) -> (Api<DynamicObject>, String) {
-    let types = obj.types.clone().unwrap_or_default();
-    let (group, version) = types
-        .api_version
-        .split_once('/')
-        .unwrap_or(("", types.api_version.as_str()));
-    let plural = if types.kind == "Middleware" {
-        "middlewares"
-    } else {
-        "kongplugins"
-    };
-    let ar = kube::api::ApiResource::from_gvk_with_plural(
-        &kube::api::GroupVersionKind::gvk(group, version, &types.kind),
-        plural,
-    );
+    let (resource, kind) = ingress::allowlist_resource(obj);
     (
-        Api::namespaced_with(ctx.client.clone(), ns, &ar),
-        types.kind,
+        Api::namespaced_with(ctx.client.clone(), ns, &resource),
+        kind,
     )
 }
 
