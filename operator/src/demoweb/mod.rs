@@ -1,5 +1,19 @@
 //! The DemoWeb controller: wiring of watches and stores, and reconcile as a pipeline
 //! identify → gather → validate → build → apply → status → requeue.
+//!
+//! What a reconcile guarantees, whatever triggered it:
+//! - children (ServiceAccount for WorkloadIdentity, ConfigMap, Deployment, Service, allowlist
+//!   object, Ingress) are server-side applied in that order, each only when the live object lacks
+//!   a wanted field or carries an older applied-hash — so an unchanged DemoWeb costs no writes;
+//! - an object of a child's name that this DemoWeb does not control is never written, adopted or
+//!   deleted (NameConflict); an allowlist that cannot be expressed creates no Ingress
+//!   (UnsupportedIngressClass); an invalid spec, a missing Secret or an unresolvable identity
+//!   applies nothing at all, so the last good children keep serving;
+//! - children this DemoWeb controls but no longer wants are deleted, including the seed Kopf
+//!   operator's `<name>-deployment`;
+//! - status is computed from what was applied and written only when it differs.
+//!
+//! API errors are returned to the runtime, which backs off per object (`error_policy`).
 
 pub mod desired;
 pub mod ingress;
