@@ -1,0 +1,14 @@
+//! Integration tests of the real `demoweb-operator` binary against the API emulator (or a real
+//! cluster through `DEMOWEB_TEST_KUBECONFIG`), driven with kubectl the way a user would.
+
+#[path = "operator/support.rs"]
+mod support;
+
+#[path = "operator/lifecycle.rs"]
+mod lifecycle;
+
+#[path = "operator/safety.rs"]
+mod safety;
+
+#[path = "operator/reliability.rs"]
+mod reliability;
