@@ -2,3 +2,4 @@
 //! Deployments, ConfigMaps, Services, Ingresses and ServiceAccounts.
 
 pub mod cli;
+pub mod identity;

@@ -1,0 +1,183 @@
+//! Pure validation of AzureIdentity and AzureIdentityBinding objects into the Events the identity
+//! controller publishes, and the rule that publishes each finding once per change, not per resync.
+
+use demoweb_crd::conditions::reason;
+use demoweb_crd::validation::summarize;
+use demoweb_crd::{AzureIdentity, AzureIdentityBinding};
+use kube::ResourceExt;
+
+use super::resolve::pruned_key_hint;
+
+/// Event reason: a deprecated capitalised key is in use.
+pub const DEPRECATED_KEY: &str = "DeprecatedKey";
+/// Event reason: an AzureIdentityBinding is invalid.
+pub const INVALID_BINDING: &str = "InvalidIdentityBinding";
+/// Event reason: an object that had problems has none any more.
+pub const VALID: &str = "Valid";
+
+/// Event notes are limited to 1 KiB by the API server.
+const MAX_NOTE_BYTES: usize = 1024;
+
+/// Which variant of the aad-pod-identity CRDs the cluster serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CrdVariant {
+    /// This project's: capitalised aliases kept, status subresource.
+    Ours,
+    /// Upstream aad-pod-identity's: no aliases (the API server prunes them), no status subresource.
+    Upstream,
+}
+
+/// One Event to publish about an identity object.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Finding {
+    /// True for a Warning, false for a Normal event.
+    pub warning: bool,
+    pub reason: &'static str,
+    pub note: String,
+}
+
+impl Finding {
+    fn warning(reason: &'static str, note: String) -> Self {
+        Self {
+            warning: true,
+            reason,
+            note: truncate(note),
+        }
+    }
+}
+
+/// Problems with an AzureIdentity: invalid fields, then deprecated keys.
+pub fn identity_findings(identity: &AzureIdentity, variant: CrdVariant) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    if let Err(errors) = identity.spec.validate() {
+        let hint = match variant {
+            CrdVariant::Upstream => pruned_key_hint(&errors),
+            CrdVariant::Ours => String::new(),
+        };
+        findings.push(Finding::warning(
+            reason::INVALID_IDENTITY,
+            format!(
+                "AzureIdentity {:?} is invalid: {}{hint}",
+                identity.name_any(),
+                summarize(&errors)
+            ),
+        ));
+    }
+    if let Some(note) = deprecated_note(&identity.spec.deprecated_keys()) {
+        findings.push(Finding::warning(DEPRECATED_KEY, note));
+    }
+    findings
+}
+
+/// Problems with an AzureIdentityBinding: invalid fields, a missing identity, deprecated keys.
+/// `identity_exists` answers whether an AzureIdentity of that name is in the binding's namespace.
+pub fn binding_findings(
+    binding: &AzureIdentityBinding,
+    variant: CrdVariant,
+    identity_exists: impl Fn(&str) -> bool,
+) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    match binding.spec.validate() {
+        Err(errors) => {
+            let hint = match variant {
+                CrdVariant::Upstream => pruned_key_hint(&errors),
+                CrdVariant::Ours => String::new(),
+            };
+            findings.push(Finding::warning(
+                INVALID_BINDING,
+                format!(
+                    "AzureIdentityBinding {:?} is invalid: {}{hint}",
+                    binding.name_any(),
+                    summarize(&errors)
+                ),
+            ));
+        }
+        Ok(()) => {
+            if let Some(identity) = binding
+                .spec
+                .azure_identity()
+                .filter(|name| !identity_exists(name))
+            {
+                findings.push(Finding::warning(
+                    reason::IDENTITY_NOT_FOUND,
+                    format!(
+                        "AzureIdentity {identity:?} named by spec.azureIdentity does not exist in namespace {:?}",
+                        binding.namespace().unwrap_or_default()
+                    ),
+                ));
+            }
+        }
+    }
+    if let Some(note) = deprecated_note(&binding.spec.deprecated_keys()) {
+        findings.push(Finding::warning(DEPRECATED_KEY, note));
+    }
+    findings
+}
+
+fn deprecated_note(keys: &[(&str, &str)]) -> Option<String> {
+    if keys.is_empty() {
+        return None;
+    }
+    let each = keys
+        .iter()
+        .map(|(old, canonical)| format!("spec.{old} is deprecated: use spec.{canonical}"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    Some(format!(
+        "{each} (the capitalised spelling only works with this project's CRDs; upstream aad-pod-identity's CRD drops it)"
+    ))
+}
+
+/// What the controller last published for one object.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Published {
+    pub generation: Option<i64>,
+    pub findings: Vec<Finding>,
+}
+
+/// The Events to publish now, given what was published before for the same object (None: never).
+///
+/// An unchanged object publishes nothing, so resyncs and restarts of the watch stay quiet. A new
+/// generation republishes every current problem (the user edited the object and it is still
+/// wrong); otherwise only problems that appeared are published. An object whose problems are all
+/// gone gets one Normal `Valid` event.
+pub fn events_to_publish(previous: Option<&Published>, current: &Published) -> Vec<Finding> {
+    match previous {
+        None => current.findings.clone(),
+        Some(previous) if previous == current => Vec::new(),
+        Some(previous) => {
+            if current.findings.is_empty() {
+                return if previous.findings.is_empty() {
+                    Vec::new()
+                } else {
+                    vec![Finding {
+                        warning: false,
+                        reason: VALID,
+                        note: "all problems reported earlier are fixed".to_owned(),
+                    }]
+                };
+            }
+            if previous.generation != current.generation {
+                return current.findings.clone();
+            }
+            current
+                .findings
+                .iter()
+                .filter(|f| !previous.findings.contains(f))
+                .cloned()
+                .collect()
+        }
+    }
+}
+
+fn truncate(mut note: String) -> String {
+    if note.len() > MAX_NOTE_BYTES {
+        let mut end = MAX_NOTE_BYTES - 3;
+        while !note.is_char_boundary(end) {
+            end -= 1;
+        }
+        note.truncate(end);
+        note.push_str("...");
+    }
+    note
+}
