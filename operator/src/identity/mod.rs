@@ -45,3 +45,6 @@ pub use findings::CrdVariant;
 pub use relations::{demowebs_for_binding, demowebs_for_identity};
 pub use resolve::{ResolveError, ResolvedIdentity, resolve};
 pub use workload::{PodIdentity, desired_service_account, pod_identity};
+
+#[cfg(test)]
+mod tests;
