@@ -96,7 +96,7 @@ pub async fn run(
             break (identity, binding);
         }
         tracing::info!(
-            "the AzureIdentity and AzureIdentityBinding CRDs are not served; identity validation waits for them (install them with the chart's installIdentityCrds or aad-pod-identity)"
+            "the AzureIdentity and AzureIdentityBinding CRDs are not served; identity validation waits for them (install them with `demoweb-operator crd --only identity`, the chart, or aad-pod-identity)"
         );
         tokio::select! {
             () = tokio::time::sleep(CRD_POLL) => {}
