@@ -138,36 +138,41 @@ pub struct Published {
 /// The Events to publish now, given what was published before for the same object (None: never).
 ///
 /// An unchanged object publishes nothing, so resyncs and restarts of the watch stay quiet. A new
-/// generation republishes every current problem (the user edited the object and it is still
-/// wrong); otherwise only problems that appeared are published. An object whose problems are all
-/// gone gets one Normal `Valid` event.
+/// generation republishes every current finding (the user edited the object and it is still
+/// wrong); otherwise only findings that appeared are published. An object whose problems are all
+/// gone (deprecated keys aside, which do not stop it from working) gets one Normal `Valid` event.
 pub fn events_to_publish(previous: Option<&Published>, current: &Published) -> Vec<Finding> {
-    match previous {
-        None => current.findings.clone(),
-        Some(previous) if previous == current => Vec::new(),
-        Some(previous) => {
-            if current.findings.is_empty() {
-                return if previous.findings.is_empty() {
-                    Vec::new()
-                } else {
-                    vec![Finding {
-                        warning: false,
-                        reason: VALID,
-                        note: "all problems reported earlier are fixed".to_owned(),
-                    }]
-                };
-            }
-            if previous.generation != current.generation {
-                return current.findings.clone();
-            }
-            current
-                .findings
-                .iter()
-                .filter(|f| !previous.findings.contains(f))
-                .cloned()
-                .collect()
-        }
+    let Some(previous) = previous else {
+        return current.findings.clone();
+    };
+    if previous == current {
+        return Vec::new();
     }
+    let mut events: Vec<Finding> = if previous.generation != current.generation {
+        current.findings.clone()
+    } else {
+        current
+            .findings
+            .iter()
+            .filter(|f| !previous.findings.contains(f))
+            .cloned()
+            .collect()
+    };
+    if has_problem(previous) && !has_problem(current) {
+        events.push(Finding {
+            warning: false,
+            reason: VALID,
+            note: "the problems reported earlier are fixed".to_owned(),
+        });
+    }
+    events
+}
+
+fn has_problem(published: &Published) -> bool {
+    published
+        .findings
+        .iter()
+        .any(|f| f.warning && f.reason != DEPRECATED_KEY)
 }
 
 fn truncate(mut note: String) -> String {

@@ -682,16 +682,28 @@ fn events_once_per_change() {
             vec![VALID],
         ),
         (
+            "fixed, deprecated keys remain",
+            Some(state(1, vec![bad.clone(), old.clone()])),
+            state(2, vec![old.clone()]),
+            vec![old.reason, VALID],
+        ),
+        (
+            "only deprecated keys dropped",
+            Some(state(1, vec![old.clone()])),
+            state(2, vec![]),
+            vec![],
+        ),
+        (
             "edited, was and is clean",
             Some(state(1, vec![])),
             state(2, vec![]),
             vec![],
         ),
         (
-            "one of two fixed",
+            "the problem fixed, deprecated keys remain, same generation",
             Some(state(1, vec![bad.clone(), old.clone()])),
             state(1, vec![old.clone()]),
-            vec![],
+            vec![VALID],
         ),
     ];
     for (name, previous, current, want) in cases {
