@@ -1,0 +1,97 @@
+//! Both modes and switching between them: labels, environment and the owned ServiceAccount follow
+//! the mode, with nothing stale left behind.
+
+use crate::support::{
+    CLIENT, Crds, OTHER_CLIENT, Site, TENANT, binding_yaml, demoweb_yaml, env, identity_yaml,
+    label, service_account,
+};
+
+const USE_LABEL: &str = "azure.workload.identity/use";
+const CLIENT_ANNOTATION: &str = "azure.workload.identity/client-id";
+const TENANT_ANNOTATION: &str = "azure.workload.identity/tenant-id";
+
+#[tokio::test]
+async fn switching_modes_switches_cleanly() {
+    let site = Site::start("identity-modes", Crds::Ours).await;
+    site.apply(&identity_yaml("demo-pod-id", CLIENT, Some(TENANT)));
+    site.apply(&binding_yaml("demo-binding", "demo-pod-id", "demo"));
+
+    // Workload identity: owned ServiceAccount, pods labelled and running under it.
+    site.apply(&demoweb_yaml("site", "demo-binding", "WorkloadIdentity"));
+    let sa = site
+        .eventually("the ServiceAccount for workload identity", |s| {
+            s.get("serviceaccount", "site")
+        })
+        .await;
+    assert_eq!(sa["metadata"]["annotations"][CLIENT_ANNOTATION], CLIENT);
+    assert_eq!(sa["metadata"]["annotations"][TENANT_ANNOTATION], TENANT);
+    assert!(sa["metadata"]["labels"][USE_LABEL].is_null(), "the use label belongs on the pods");
+    let owner = &sa["metadata"]["ownerReferences"][0];
+    assert_eq!(owner["kind"], "DemoWeb");
+    assert_eq!(owner["name"], "site");
+    assert_eq!(owner["controller"], true);
+    let template = site
+        .template_where("site", "pods under the ServiceAccount", |t| {
+            service_account(t) == Some("site")
+        })
+        .await;
+    assert_eq!(label(&template, USE_LABEL), Some("true"));
+    assert_eq!(label(&template, "aadpodidbinding"), None);
+    assert_eq!(env(&template, "AZURE_CLIENT_ID"), Some(CLIENT));
+    let status = site.get("demoweb", "site").expect("DemoWeb");
+    assert_eq!(status["status"]["identity"]["clientId"], CLIENT);
+
+    // Pod identity: label and env, the ServiceAccount deleted, pods back on the default account.
+    site.apply(&demoweb_yaml("site", "demo-binding", "PodIdentity"));
+    let template = site
+        .template_where("site", "pods labelled for aad-pod-identity", |t| {
+            label(t, "aadpodidbinding") == Some("demo")
+        })
+        .await;
+    assert_eq!(label(&template, USE_LABEL), None, "stale workload identity label");
+    assert_eq!(service_account(&template), None, "stale serviceAccountName");
+    assert_eq!(env(&template, "AZURE_CLIENT_ID"), Some(CLIENT));
+    site.eventually("the ServiceAccount deleted", |s| {
+        s.get("serviceaccount", "site").is_none().then_some(())
+    })
+    .await;
+
+    // And back, with a changed client id on the way: the annotation and env follow it.
+    site.apply(&identity_yaml("demo-pod-id", OTHER_CLIENT, None));
+    site.apply(&demoweb_yaml("site", "demo-binding", "WorkloadIdentity"));
+    let sa = site
+        .eventually("the ServiceAccount recreated with the new client id", |s| {
+            s.get("serviceaccount", "site")
+                .filter(|sa| sa["metadata"]["annotations"][CLIENT_ANNOTATION] == OTHER_CLIENT)
+        })
+        .await;
+    assert!(
+        sa["metadata"]["annotations"][TENANT_ANNOTATION].is_null(),
+        "tenant annotation kept after the identity dropped tenantID"
+    );
+    let template = site
+        .template_where("site", "pods on the new client id", |t| {
+            env(t, "AZURE_CLIENT_ID") == Some(OTHER_CLIENT)
+        })
+        .await;
+    assert_eq!(label(&template, "aadpodidbinding"), None, "stale aad-pod-identity label");
+    assert_eq!(service_account(&template), Some("site"));
+}
+
+#[tokio::test]
+async fn pod_identity_is_the_default_mode() {
+    let site = Site::start("identity-default-mode", Crds::Ours).await;
+    site.apply(&identity_yaml("demo-pod-id", CLIENT, None));
+    site.apply(&binding_yaml("demo-binding", "demo-pod-id", "demo"));
+    site.apply(
+        "apiVersion: baeke.info/v1\nkind: DemoWeb\nmetadata:\n  name: site\nspec:\n  gitrepo: https://github.com/gbaeke/static-web.git\n  identity:\n    binding: demo-binding\n",
+    );
+    let template = site
+        .template_where("site", "pods labelled aadpodidbinding: demo", |t| {
+            label(t, "aadpodidbinding") == Some("demo")
+        })
+        .await;
+    assert_eq!(env(&template, "AZURE_CLIENT_ID"), Some(CLIENT));
+    assert_eq!(service_account(&template), None);
+    assert!(site.get("serviceaccount", "site").is_none());
+}
