@@ -12,16 +12,17 @@ const TENANT_ANNOTATION: &str = "azure.workload.identity/tenant-id";
 
 #[tokio::test]
 async fn switching_modes_switches_cleanly() {
-    let site = Site::start("identity-modes", Crds::Ours).await;
-    site.apply(&identity_yaml("demo-pod-id", CLIENT, Some(TENANT)));
-    site.apply(&binding_yaml("demo-binding", "demo-pod-id", "demo"));
+    let Some(site) = Site::start("identity-modes", Crds::Ours).await else {
+        return;
+    };
+    site.apply(&identity_yaml("demo-pod-id", CLIENT, Some(TENANT))).await;
+    site.apply(&binding_yaml("demo-binding", "demo-pod-id", "demo")).await;
 
     // Workload identity: owned ServiceAccount, pods labelled and running under it.
-    site.apply(&demoweb_yaml("site", "demo-binding", "WorkloadIdentity"));
+    site.apply(&demoweb_yaml("site", "demo-binding", "WorkloadIdentity"))
+        .await;
     let sa = site
-        .eventually("the ServiceAccount for workload identity", |s| {
-            s.get("serviceaccount", "site")
-        })
+        .object_where("serviceaccount", "site", "the workload identity ServiceAccount", |_| true)
         .await;
     assert_eq!(sa["metadata"]["annotations"][CLIENT_ANNOTATION], CLIENT);
     assert_eq!(sa["metadata"]["annotations"][TENANT_ANNOTATION], TENANT);
@@ -38,11 +39,13 @@ async fn switching_modes_switches_cleanly() {
     assert_eq!(label(&template, USE_LABEL), Some("true"));
     assert_eq!(label(&template, "aadpodidbinding"), None);
     assert_eq!(env(&template, "AZURE_CLIENT_ID"), Some(CLIENT));
-    let status = site.get("demoweb", "site").expect("DemoWeb");
-    assert_eq!(status["status"]["identity"]["clientId"], CLIENT);
+    site.object_where("demoweb", "site", "status.identity with the client id", |dw| {
+        dw["status"]["identity"]["clientId"] == CLIENT
+    })
+    .await;
 
     // Pod identity: label and env, the ServiceAccount deleted, pods back on the default account.
-    site.apply(&demoweb_yaml("site", "demo-binding", "PodIdentity"));
+    site.apply(&demoweb_yaml("site", "demo-binding", "PodIdentity")).await;
     let template = site
         .template_where("site", "pods labelled for aad-pod-identity", |t| {
             label(t, "aadpodidbinding") == Some("demo")
@@ -51,18 +54,15 @@ async fn switching_modes_switches_cleanly() {
     assert_eq!(label(&template, USE_LABEL), None, "stale workload identity label");
     assert_eq!(service_account(&template), None, "stale serviceAccountName");
     assert_eq!(env(&template, "AZURE_CLIENT_ID"), Some(CLIENT));
-    site.eventually("the ServiceAccount deleted", |s| {
-        s.get("serviceaccount", "site").is_none().then_some(())
-    })
-    .await;
+    site.gone("serviceaccount", "site").await;
 
     // And back, with a changed client id on the way: the annotation and env follow it.
-    site.apply(&identity_yaml("demo-pod-id", OTHER_CLIENT, None));
-    site.apply(&demoweb_yaml("site", "demo-binding", "WorkloadIdentity"));
+    site.apply(&identity_yaml("demo-pod-id", OTHER_CLIENT, None)).await;
+    site.apply(&demoweb_yaml("site", "demo-binding", "WorkloadIdentity"))
+        .await;
     let sa = site
-        .eventually("the ServiceAccount recreated with the new client id", |s| {
-            s.get("serviceaccount", "site")
-                .filter(|sa| sa["metadata"]["annotations"][CLIENT_ANNOTATION] == OTHER_CLIENT)
+        .object_where("serviceaccount", "site", "the ServiceAccount on the new client id", |sa| {
+            sa["metadata"]["annotations"][CLIENT_ANNOTATION] == OTHER_CLIENT
         })
         .await;
     assert!(
@@ -76,16 +76,20 @@ async fn switching_modes_switches_cleanly() {
         .await;
     assert_eq!(label(&template, "aadpodidbinding"), None, "stale aad-pod-identity label");
     assert_eq!(service_account(&template), Some("site"));
+    site.finish().await;
 }
 
 #[tokio::test]
 async fn pod_identity_is_the_default_mode() {
-    let site = Site::start("identity-default-mode", Crds::Ours).await;
-    site.apply(&identity_yaml("demo-pod-id", CLIENT, None));
-    site.apply(&binding_yaml("demo-binding", "demo-pod-id", "demo"));
+    let Some(site) = Site::start("identity-default-mode", Crds::Ours).await else {
+        return;
+    };
+    site.apply(&identity_yaml("demo-pod-id", CLIENT, None)).await;
+    site.apply(&binding_yaml("demo-binding", "demo-pod-id", "demo")).await;
     site.apply(
         "apiVersion: baeke.info/v1\nkind: DemoWeb\nmetadata:\n  name: site\nspec:\n  gitrepo: https://github.com/gbaeke/static-web.git\n  identity:\n    binding: demo-binding\n",
-    );
+    )
+    .await;
     let template = site
         .template_where("site", "pods labelled aadpodidbinding: demo", |t| {
             label(t, "aadpodidbinding") == Some("demo")
@@ -93,5 +97,6 @@ async fn pod_identity_is_the_default_mode() {
         .await;
     assert_eq!(env(&template, "AZURE_CLIENT_ID"), Some(CLIENT));
     assert_eq!(service_account(&template), None);
-    assert!(site.get("serviceaccount", "site").is_none());
+    assert!(site.get("serviceaccount", "site").await.is_none());
+    site.finish().await;
 }

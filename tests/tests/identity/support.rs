@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use demoweb_tests::harness::TestEnv;
+use demoweb_tests::harness::{KubectlOutput, TestEnv};
 use serde_json::Value;
 
 /// How long the operator may take to converge before a test fails.
@@ -79,82 +79,97 @@ pub fn demoweb_yaml(name: &str, binding: &str, mode: &str) -> String {
 
 /// A namespace on the emulator (or `DEMOWEB_TEST_KUBECONFIG`'s cluster) with the operator running.
 pub struct Site {
-    env: TestEnv,
+    pub env: TestEnv,
+    operator: Option<tokio::process::Child>,
 }
 
 impl Site {
-    /// Starts the environment, installs the chosen identity CRDs, then starts the operator.
-    pub async fn start(name: &str, crds: Crds) -> Site {
+    /// Starts the environment with the chosen identity CRDs served, then the operator. None (after
+    /// saying why) on a real cluster that serves the other variant: replacing cluster-wide CRDs
+    /// under other users, aad-pod-identity among them, is not a test's business.
+    pub async fn start(name: &str, crds: Crds) -> Option<Site> {
         let env = TestEnv::new(name).await;
-        let site = Site { env };
-        match crds {
-            Crds::Ours => site.apply_cluster_file(&operator_crds()),
-            Crds::Upstream => site.apply_cluster_file(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/fixtures/upstream-aadpodidentity-crds.yaml"
-            )),
+        let mut site = Site {
+            env,
+            operator: None,
+        };
+        match (site.served_variant().await, site.env.is_emulator()) {
+            (Some(served), false) if served != crds => {
+                eprintln!(
+                    "SKIPPED: {name} needs the {crds:?} identity CRDs; the cluster serves {served:?}"
+                );
+                return None;
+            }
+            (Some(_), false) => {}
+            _ => {
+                let path = match crds {
+                    Crds::Ours => concat!(
+                        env!("CARGO_MANIFEST_DIR"),
+                        "/../charts/demoweb-operator/files/aadpodidentity-crds.yaml"
+                    ),
+                    Crds::Upstream => concat!(
+                        env!("CARGO_MANIFEST_DIR"),
+                        "/fixtures/upstream-aadpodidentity-crds.yaml"
+                    ),
+                };
+                site.kubectl(&["apply", "-f", path]).await.expect_ok();
+                site.env
+                    .wait_for("the identity CRDs to be served", DEADLINE, || async {
+                        (site.served_variant().await == Some(crds)).then_some(())
+                    })
+                    .await;
+            }
         }
-        site.wait_served();
-        site.env.start_operator().await;
-        site
+        site.operator = Some(start_operator(&site.env));
+        Some(site)
+    }
+
+    /// The identity CRD variant the cluster serves, from discovery (status subresource or not).
+    async fn served_variant(&self) -> Option<Crds> {
+        let out = self
+            .kubectl(&["get", "--raw", "/apis/aadpodidentity.k8s.io/v1"])
+            .await;
+        if !out.success() || !out.stdout.contains("\"azureidentitybindings\"") {
+            return None;
+        }
+        Some(if out.stdout.contains("azureidentities/status") {
+            Crds::Ours
+        } else {
+            Crds::Upstream
+        })
     }
 
     pub fn ns(&self) -> &str {
-        self.env.namespace()
+        &self.env.namespace
     }
 
-    /// kubectl in the test's namespace; Err carries stderr.
-    pub fn kubectl(&self, args: &[&str]) -> Result<String, String> {
-        self.env.kubectl(args)
+    /// kubectl in the test's namespace.
+    pub async fn kubectl(&self, args: &[&str]) -> KubectlOutput {
+        self.env.kubectl(args).await
     }
 
-    /// `kubectl apply` of a YAML document (default, i.e. strict, field validation).
-    pub fn apply(&self, yaml: &str) {
-        if let Err(err) = self.try_apply(yaml, &[]) {
-            panic!("kubectl apply failed: {err}\n{yaml}");
-        }
+    /// `kubectl apply` of a YAML document (kubectl's default, strict, field validation).
+    pub async fn apply(&self, yaml: &str) {
+        self.env.apply_yaml(yaml).await.expect_ok();
     }
 
-    pub fn try_apply(&self, yaml: &str, extra: &[&str]) -> Result<String, String> {
-        let file = tempfile::NamedTempFile::new().expect("temp file");
-        std::fs::write(file.path(), yaml).expect("write manifest");
-        let path = file.path().to_string_lossy().into_owned();
-        let mut args = vec!["apply", "-f", path.as_str()];
+    /// `kubectl apply` with extra flags, e.g. `--validate=false`.
+    pub async fn try_apply(&self, yaml: &str, extra: &[&str]) -> KubectlOutput {
+        let mut args = vec!["apply", "-f", "-"];
         args.extend_from_slice(extra);
-        self.kubectl(&args)
+        self.env.kubectl_with_stdin(&args, Some(yaml)).await
     }
 
-    fn apply_cluster_file(&self, path: &str) {
-        // CRDs are cluster-scoped; on a shared real cluster they may already be there.
-        if let Err(err) = self.kubectl(&["apply", "--server-side", "--force-conflicts", "-f", path]) {
-            panic!("installing {path}: {err}");
-        }
-    }
-
-    fn wait_served(&self) {
-        for _ in 0..100 {
-            if self
-                .kubectl(&["get", "azureidentities.aadpodidentity.k8s.io,azureidentitybindings.aadpodidentity.k8s.io"])
-                .is_ok()
-            {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("the identity CRDs were not served in time");
-    }
-
-    pub fn delete(&self, resource: &str, name: &str) {
-        if let Err(err) = self.kubectl(&["delete", resource, name, "--wait=true"]) {
-            panic!("kubectl delete {resource} {name}: {err}");
-        }
+    pub async fn delete(&self, resource: &str, name: &str) {
+        self.kubectl(&["delete", resource, name]).await.expect_ok();
     }
 
     /// The object as JSON, or None when it does not exist.
-    pub fn get(&self, resource: &str, name: &str) -> Option<Value> {
+    pub async fn get(&self, resource: &str, name: &str) -> Option<Value> {
         let out = self
             .kubectl(&["get", resource, name, "-o", "json", "--ignore-not-found"])
-            .unwrap_or_else(|err| panic!("kubectl get {resource} {name}: {err}"));
+            .await
+            .expect_ok();
         if out.trim().is_empty() {
             None
         } else {
@@ -162,29 +177,13 @@ impl Site {
         }
     }
 
-    /// Polls `check` until it returns Some, failing after the deadline with `what` and a dump.
-    pub async fn eventually<T>(&self, what: &str, mut check: impl FnMut(&Site) -> Option<T>) -> T {
-        let start = std::time::Instant::now();
-        loop {
-            if let Some(found) = check(self) {
-                return found;
-            }
-            if start.elapsed() > DEADLINE {
-                let dump = self
-                    .kubectl(&["get", "demowebs,deployments,serviceaccounts,azureidentities,azureidentitybindings,events", "-o", "yaml"])
-                    .unwrap_or_else(|e| e);
-                panic!("timed out waiting for {what}\n--- namespace {} ---\n{dump}", self.ns());
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-
-    /// Events about one object, oldest first.
-    pub fn events(&self, kind: &str, name: &str) -> Vec<SeenEvent> {
+    /// Events about one object.
+    pub async fn events(&self, kind: &str, name: &str) -> Vec<SeenEvent> {
         let selector = format!("involvedObject.kind={kind},involvedObject.name={name}");
         let out = self
             .kubectl(&["get", "events", "--field-selector", &selector, "-o", "json"])
-            .unwrap_or_else(|err| panic!("kubectl get events: {err}"));
+            .await
+            .expect_ok();
         let list: Value = serde_json::from_str(&out).expect("kubectl prints JSON");
         list["items"]
             .as_array()
@@ -207,19 +206,28 @@ impl Site {
             .collect()
     }
 
-    /// The first Warning Event about the object with `reason`, waiting for it.
+    /// Waits for an Event of `type_` and `reason` about the object.
+    pub async fn event(&self, kind: &str, name: &str, type_: &str, reason: &str) -> SeenEvent {
+        let what = format!("a {type_} {reason} Event on {kind} {name}");
+        self.env
+            .wait_for(&what, DEADLINE, || async {
+                self.events(kind, name)
+                    .await
+                    .into_iter()
+                    .find(|e| e.type_ == type_ && e.reason == reason)
+            })
+            .await
+    }
+
+    /// Waits for a Warning Event with `reason` about the object.
     pub async fn warning(&self, kind: &str, name: &str, reason: &str) -> SeenEvent {
-        self.eventually(&format!("a Warning {reason} Event on {kind} {name}"), |s| {
-            s.events(kind, name)
-                .into_iter()
-                .find(|e| e.type_ == "Warning" && e.reason == reason)
-        })
-        .await
+        self.event(kind, name, "Warning", reason).await
     }
 
     /// How many times a `reason` Event was published about the object.
-    pub fn times_published(&self, kind: &str, name: &str, reason: &str) -> i64 {
+    pub async fn times_published(&self, kind: &str, name: &str, reason: &str) -> i64 {
         self.events(kind, name)
+            .await
             .iter()
             .filter(|e| e.reason == reason)
             .map(|e| e.count)
@@ -227,8 +235,8 @@ impl Site {
     }
 
     /// The DemoWeb's condition of `type_`: (status, reason, message).
-    pub fn condition(&self, dw: &str, type_: &str) -> Option<(String, String, String)> {
-        let obj = self.get("demoweb", dw)?;
+    pub async fn condition(&self, dw: &str, type_: &str) -> Option<(String, String, String)> {
+        let obj = self.get("demoweb", dw).await?;
         let conditions = obj["status"]["conditions"].as_array()?.clone();
         conditions.iter().find(|c| c["type"] == type_).map(|c| {
             (
@@ -239,24 +247,101 @@ impl Site {
         })
     }
 
-    /// Waits until the DemoWeb is Stalled for `reason` and returns the message.
+    /// Waits until the DemoWeb is Stalled for `reason`; returns the message.
     pub async fn stalled(&self, dw: &str, reason: &str) -> String {
-        self.eventually(&format!("DemoWeb {dw} Stalled with reason {reason}"), |s| {
-            s.condition(dw, "Stalled")
-                .filter(|(status, r, _)| status == "True" && r == reason)
-                .map(|(_, _, message)| message)
-        })
-        .await
+        let what = format!("DemoWeb {dw} Stalled with reason {reason}");
+        self.env
+            .wait_for(&what, DEADLINE, || async {
+                self.condition(dw, "Stalled")
+                    .await
+                    .filter(|(status, r, _)| status == "True" && r == reason)
+                    .map(|(_, _, message)| message)
+            })
+            .await
+    }
+
+    /// Waits until the DemoWeb is no longer Stalled.
+    pub async fn not_stalled(&self, dw: &str) {
+        let what = format!("DemoWeb {dw} no longer Stalled");
+        self.env
+            .wait_for(&what, DEADLINE, || async {
+                self.condition(dw, "Stalled")
+                    .await
+                    .filter(|(status, _, _)| status == "False")
+            })
+            .await;
+    }
+
+    /// Waits for an object to exist and satisfy `check`.
+    pub async fn object_where(
+        &self,
+        resource: &str,
+        name: &str,
+        what: &str,
+        check: impl Fn(&Value) -> bool,
+    ) -> Value {
+        self.env
+            .wait_for(what, DEADLINE, || async {
+                self.get(resource, name).await.filter(|obj| check(obj))
+            })
+            .await
+    }
+
+    /// Waits for an object to be gone.
+    pub async fn gone(&self, resource: &str, name: &str) {
+        let what = format!("{resource} {name} deleted");
+        self.env
+            .wait_for(&what, DEADLINE, || async {
+                self.get(resource, name).await.is_none().then_some(())
+            })
+            .await;
     }
 
     /// The Deployment's pod template once `check` accepts it.
     pub async fn template_where(&self, dw: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
-        self.eventually(what, |s| {
-            let template = s.get("deployment", dw)?["spec"]["template"].clone();
-            check(&template).then_some(template)
-        })
-        .await
+        self.object_where("deployment", dw, what, |d| check(&d["spec"]["template"]))
+            .await["spec"]["template"]
+            .clone()
     }
+
+    /// The Deployment's pod template now.
+    pub async fn template(&self, dw: &str) -> Value {
+        self.get("deployment", dw)
+            .await
+            .unwrap_or_else(|| panic!("Deployment {dw} missing"))["spec"]["template"]
+            .clone()
+    }
+
+    /// Stops the operator and cleans up the namespace (real cluster) or the emulator.
+    pub async fn finish(mut self) {
+        if let Some(mut operator) = self.operator.take() {
+            let _ = operator.kill().await;
+        }
+        self.env.finish().await;
+    }
+}
+
+// Until the operator helper's launcher lands in the harness: the binary built by
+// `cargo build -p demoweb-operator`, watching only the test's namespace, without leader election.
+fn start_operator(env: &TestEnv) -> tokio::process::Child {
+    let binary = std::env::var("DEMOWEB_OPERATOR_BIN").unwrap_or_else(|_| {
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../target/debug/demoweb-operator").to_owned()
+    });
+    tokio::process::Command::new(&binary)
+        .args([
+            "run",
+            "--namespace",
+            &env.namespace,
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--leader-election",
+            "false",
+        ])
+        .env("KUBECONFIG", &env.kubeconfig_path)
+        .env("RUST_LOG", "info,demoweb_operator=debug")
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {binary} (cargo build -p demoweb-operator): {e}"))
 }
 
 /// The pod template's label `key`.
@@ -279,13 +364,4 @@ pub fn service_account(template: &Value) -> Option<&str> {
     template["spec"]["serviceAccountName"]
         .as_str()
         .filter(|sa| *sa != "default")
-}
-
-/// Path of this project's CRDs as the operator prints them.
-fn operator_crds() -> String {
-    concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../charts/demoweb-operator/files/aadpodidentity-crds.yaml"
-    )
-    .to_owned()
 }
