@@ -15,18 +15,28 @@ async fn switching_modes_switches_cleanly() {
     let Some(site) = Site::start("identity-modes", Crds::Ours).await else {
         return;
     };
-    site.apply(&identity_yaml("demo-pod-id", CLIENT, Some(TENANT))).await;
-    site.apply(&binding_yaml("demo-binding", "demo-pod-id", "demo")).await;
+    site.apply(&identity_yaml("demo-pod-id", CLIENT, Some(TENANT)))
+        .await;
+    site.apply(&binding_yaml("demo-binding", "demo-pod-id", "demo"))
+        .await;
 
     // Workload identity: owned ServiceAccount, pods labelled and running under it.
     site.apply(&demoweb_yaml("site", "demo-binding", "WorkloadIdentity"))
         .await;
     let sa = site
-        .object_where("serviceaccount", "site", "the workload identity ServiceAccount", |_| true)
+        .object_where(
+            "serviceaccount",
+            "site",
+            "the workload identity ServiceAccount",
+            |_| true,
+        )
         .await;
     assert_eq!(sa["metadata"]["annotations"][CLIENT_ANNOTATION], CLIENT);
     assert_eq!(sa["metadata"]["annotations"][TENANT_ANNOTATION], TENANT);
-    assert!(sa["metadata"]["labels"][USE_LABEL].is_null(), "the use label belongs on the pods");
+    assert!(
+        sa["metadata"]["labels"][USE_LABEL].is_null(),
+        "the use label belongs on the pods"
+    );
     let owner = &sa["metadata"]["ownerReferences"][0];
     assert_eq!(owner["kind"], "DemoWeb");
     assert_eq!(owner["name"], "site");
@@ -39,31 +49,43 @@ async fn switching_modes_switches_cleanly() {
     assert_eq!(label(&template, USE_LABEL), Some("true"));
     assert_eq!(label(&template, "aadpodidbinding"), None);
     assert_eq!(env(&template, "AZURE_CLIENT_ID"), Some(CLIENT));
-    site.object_where("demoweb", "site", "status.identity with the client id", |dw| {
-        dw["status"]["identity"]["clientId"] == CLIENT
-    })
+    site.object_where(
+        "demoweb",
+        "site",
+        "status.identity with the client id",
+        |dw| dw["status"]["identity"]["clientId"] == CLIENT,
+    )
     .await;
 
     // Pod identity: label and env, the ServiceAccount deleted, pods back on the default account.
-    site.apply(&demoweb_yaml("site", "demo-binding", "PodIdentity")).await;
+    site.apply(&demoweb_yaml("site", "demo-binding", "PodIdentity"))
+        .await;
     let template = site
         .template_where("site", "pods labelled for aad-pod-identity", |t| {
             label(t, "aadpodidbinding") == Some("demo")
         })
         .await;
-    assert_eq!(label(&template, USE_LABEL), None, "stale workload identity label");
+    assert_eq!(
+        label(&template, USE_LABEL),
+        None,
+        "stale workload identity label"
+    );
     assert_eq!(service_account(&template), None, "stale serviceAccountName");
     assert_eq!(env(&template, "AZURE_CLIENT_ID"), Some(CLIENT));
     site.gone("serviceaccount", "site").await;
 
     // And back, with a changed client id on the way: the annotation and env follow it.
-    site.apply(&identity_yaml("demo-pod-id", OTHER_CLIENT, None)).await;
+    site.apply(&identity_yaml("demo-pod-id", OTHER_CLIENT, None))
+        .await;
     site.apply(&demoweb_yaml("site", "demo-binding", "WorkloadIdentity"))
         .await;
     let sa = site
-        .object_where("serviceaccount", "site", "the ServiceAccount on the new client id", |sa| {
-            sa["metadata"]["annotations"][CLIENT_ANNOTATION] == OTHER_CLIENT
-        })
+        .object_where(
+            "serviceaccount",
+            "site",
+            "the ServiceAccount on the new client id",
+            |sa| sa["metadata"]["annotations"][CLIENT_ANNOTATION] == OTHER_CLIENT,
+        )
         .await;
     assert!(
         sa["metadata"]["annotations"][TENANT_ANNOTATION].is_null(),
@@ -74,7 +96,11 @@ async fn switching_modes_switches_cleanly() {
             env(t, "AZURE_CLIENT_ID") == Some(OTHER_CLIENT)
         })
         .await;
-    assert_eq!(label(&template, "aadpodidbinding"), None, "stale aad-pod-identity label");
+    assert_eq!(
+        label(&template, "aadpodidbinding"),
+        None,
+        "stale aad-pod-identity label"
+    );
     assert_eq!(service_account(&template), Some("site"));
     site.finish().await;
 }
@@ -84,8 +110,10 @@ async fn pod_identity_is_the_default_mode() {
     let Some(site) = Site::start("identity-default-mode", Crds::Ours).await else {
         return;
     };
-    site.apply(&identity_yaml("demo-pod-id", CLIENT, None)).await;
-    site.apply(&binding_yaml("demo-binding", "demo-pod-id", "demo")).await;
+    site.apply(&identity_yaml("demo-pod-id", CLIENT, None))
+        .await;
+    site.apply(&binding_yaml("demo-binding", "demo-pod-id", "demo"))
+        .await;
     site.apply(
         "apiVersion: baeke.info/v1\nkind: DemoWeb\nmetadata:\n  name: site\nspec:\n  gitrepo: https://github.com/gbaeke/static-web.git\n  identity:\n    binding: demo-binding\n",
     )

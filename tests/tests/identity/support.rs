@@ -298,7 +298,12 @@ impl Site {
     }
 
     /// The Deployment's pod template once `check` accepts it.
-    pub async fn template_where(&self, dw: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+    pub async fn template_where(
+        &self,
+        dw: &str,
+        what: &str,
+        check: impl Fn(&Value) -> bool,
+    ) -> Value {
         self.object_where("deployment", dw, what, |d| check(&d["spec"]["template"]))
             .await["spec"]["template"]
             .clone()
@@ -325,7 +330,11 @@ impl Site {
 // `cargo build -p demoweb-operator`, watching only the test's namespace, without leader election.
 fn start_operator(env: &TestEnv) -> tokio::process::Child {
     let binary = std::env::var("DEMOWEB_OPERATOR_BIN").unwrap_or_else(|_| {
-        concat!(env!("CARGO_MANIFEST_DIR"), "/../target/debug/demoweb-operator").to_owned()
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../target/debug/demoweb-operator"
+        )
+        .to_owned()
     });
     tokio::process::Command::new(&binary)
         .args([

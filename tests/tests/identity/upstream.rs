@@ -14,9 +14,12 @@ async fn upstream_crds() {
     };
 
     // Canonical keys: both modes work as with this project's CRDs.
-    site.apply(&identity_yaml("demo-pod-id", CLIENT, Some(TENANT))).await;
-    site.apply(&binding_yaml("demo-binding", "demo-pod-id", "demo")).await;
-    site.apply(&demoweb_yaml("pi-site", "demo-binding", "PodIdentity")).await;
+    site.apply(&identity_yaml("demo-pod-id", CLIENT, Some(TENANT)))
+        .await;
+    site.apply(&binding_yaml("demo-binding", "demo-pod-id", "demo"))
+        .await;
+    site.apply(&demoweb_yaml("pi-site", "demo-binding", "PodIdentity"))
+        .await;
     site.apply(&demoweb_yaml("wi-site", "demo-binding", "WorkloadIdentity"))
         .await;
     let template = site
@@ -29,37 +32,72 @@ async fn upstream_crds() {
         service_account(t) == Some("wi-site")
     })
     .await;
-    let sa = site.get("serviceaccount", "wi-site").await.expect("ServiceAccount");
-    assert_eq!(sa["metadata"]["annotations"]["azure.workload.identity/client-id"], CLIENT);
+    let sa = site
+        .get("serviceaccount", "wi-site")
+        .await
+        .expect("ServiceAccount");
+    assert_eq!(
+        sa["metadata"]["annotations"]["azure.workload.identity/client-id"],
+        CLIENT
+    );
 
     // The seed as written: strict field validation (kubectl's default) refuses the unknown keys.
     let seed = SEED.replace("SUBID", SUB);
     let refused = site.try_apply(&seed, &[]).await.expect_err();
-    assert!(refused.contains("unknown field") && refused.contains("ClientID"), "{refused}");
+    assert!(
+        refused.contains("unknown field") && refused.contains("ClientID"),
+        "{refused}"
+    );
 
     // Without validation the API server prunes them, and the operator names the fix.
-    site.try_apply(&seed, &["--validate=false"]).await.expect_ok();
-    let stored = site.get("azureidentity", "aks-pod-id").await.expect("stored");
-    assert!(stored["spec"]["ClientID"].is_null(), "ClientID was not pruned: {stored}");
-    assert!(stored["spec"]["clientID"].is_null(), "{stored}");
-    let event = site.warning("AzureIdentity", "aks-pod-id", "InvalidIdentity").await;
-    assert!(event.note.contains("clientID is required"), "{}", event.note);
+    site.try_apply(&seed, &["--validate=false"])
+        .await
+        .expect_ok();
+    let stored = site
+        .get("azureidentity", "aks-pod-id")
+        .await
+        .expect("stored");
     assert!(
-        event.note.contains("spell ResourceID as resourceID, ClientID as clientID"),
+        stored["spec"]["ClientID"].is_null(),
+        "ClientID was not pruned: {stored}"
+    );
+    assert!(stored["spec"]["clientID"].is_null(), "{stored}");
+    let event = site
+        .warning("AzureIdentity", "aks-pod-id", "InvalidIdentity")
+        .await;
+    assert!(
+        event.note.contains("clientID is required"),
+        "{}",
+        event.note
+    );
+    assert!(
+        event
+            .note
+            .contains("spell ResourceID as resourceID, ClientID as clientID"),
         "{}",
         event.note
     );
     let event = site
-        .warning("AzureIdentityBinding", "aad-identity-binding", "InvalidIdentityBinding")
+        .warning(
+            "AzureIdentityBinding",
+            "aad-identity-binding",
+            "InvalidIdentityBinding",
+        )
         .await;
     assert!(
-        event.note.contains("spell AzureIdentity as azureIdentity, Selector as selector"),
+        event
+            .note
+            .contains("spell AzureIdentity as azureIdentity, Selector as selector"),
         "{}",
         event.note
     );
 
-    site.apply(&demoweb_yaml("seed-site", "aad-identity-binding", "PodIdentity"))
-        .await;
+    site.apply(&demoweb_yaml(
+        "seed-site",
+        "aad-identity-binding",
+        "PodIdentity",
+    ))
+    .await;
     let message = site.stalled("seed-site", "InvalidIdentity").await;
     assert!(message.contains("selector is required"), "{message}");
     assert!(message.contains("Selector as selector"), "{message}");
