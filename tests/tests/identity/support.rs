@@ -184,26 +184,7 @@ impl Site {
             .kubectl(&["get", "events", "--field-selector", &selector, "-o", "json"])
             .await
             .expect_ok();
-        let list: Value = serde_json::from_str(&out).expect("kubectl prints JSON");
-        list["items"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|e| SeenEvent {
-                type_: e["type"].as_str().unwrap_or_default().to_owned(),
-                reason: e["reason"].as_str().unwrap_or_default().to_owned(),
-                note: e["message"]
-                    .as_str()
-                    .or(e["note"].as_str())
-                    .unwrap_or_default()
-                    .to_owned(),
-                // A repeated event becomes a series on the same object instead of a new one.
-                count: e["count"]
-                    .as_i64()
-                    .or(e["series"]["count"].as_i64())
-                    .unwrap_or(1),
-            })
-            .collect()
+        parse_events(&out)
     }
 
     /// Waits for an Event of `type_` and `reason` about the object.
@@ -351,6 +332,30 @@ fn start_operator(env: &TestEnv) -> tokio::process::Child {
         .kill_on_drop(true)
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {binary} (cargo build -p demoweb-operator): {e}"))
+}
+
+/// `kubectl get events -o json` output as [`SeenEvent`]s.
+pub fn parse_events(json: &str) -> Vec<SeenEvent> {
+    let list: Value = serde_json::from_str(json).expect("kubectl prints JSON");
+    list["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| SeenEvent {
+            type_: e["type"].as_str().unwrap_or_default().to_owned(),
+            reason: e["reason"].as_str().unwrap_or_default().to_owned(),
+            note: e["message"]
+                .as_str()
+                .or(e["note"].as_str())
+                .unwrap_or_default()
+                .to_owned(),
+            // A repeated event becomes a series on the same object instead of a new one.
+            count: e["count"]
+                .as_i64()
+                .or(e["series"]["count"].as_i64())
+                .unwrap_or(1),
+        })
+        .collect()
 }
 
 /// The pod template's label `key`.

@@ -7,7 +7,7 @@ use demoweb_operator::identity;
 use demoweb_tests::harness::TestEnv;
 use tokio::sync::oneshot;
 
-use crate::support::{CLIENT, SEED, SUB, SeenEvent, binding_yaml, identity_yaml};
+use crate::support::{CLIENT, SEED, SUB, SeenEvent, binding_yaml, identity_yaml, parse_events};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
@@ -62,18 +62,7 @@ impl Validating {
             .kubectl(&["get", "events", "--field-selector", &selector, "-o", "json"])
             .await
             .expect_ok();
-        let list: serde_json::Value = serde_json::from_str(&out).expect("JSON");
-        list["items"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|e| SeenEvent {
-                type_: e["type"].as_str().unwrap_or_default().to_owned(),
-                reason: e["reason"].as_str().unwrap_or_default().to_owned(),
-                note: e["message"].as_str().unwrap_or_default().to_owned(),
-                count: e["count"].as_i64().unwrap_or(1),
-            })
-            .collect()
+        parse_events(&out)
     }
 
     async fn event(&self, kind: &str, name: &str, type_: &str, reason: &str) -> SeenEvent {
