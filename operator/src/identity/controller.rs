@@ -11,8 +11,8 @@ use futures::{FutureExt, StreamExt};
 use kube::api::{Api, GroupVersionKind};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, ObjectRef, Store, reflector};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt, discovery};
 
 use super::findings::{
@@ -114,10 +114,16 @@ pub async fn run(
     let config = watcher::Config::default().any_semantic();
 
     let identity_controller = Controller::new(identities_api.clone(), config.clone());
-    let identities = identity_controller.store();
-    let binding_controller = Controller::new(bindings_api, config.clone());
+    // The bindings' view of identities is a reflector of its own: it stores each change before
+    // passing it on, so a binding re-checked because its identity appeared finds it in the store
+    // (the identity controller's store, fed by another watch, may not have it yet).
+    let (identities, identity_writer) = reflector::store();
+    let identity_changes = reflector(identity_writer, watcher(identities_api, config.clone()))
+        .default_backoff()
+        .touched_objects();
+    let binding_controller = Controller::new(bindings_api, config);
     let bindings = binding_controller.store();
-    let binding_controller = binding_controller.watches(identities_api, config, {
+    let binding_controller = binding_controller.watches_stream(identity_changes, {
         let bindings = bindings.clone();
         move |identity: AzureIdentity| bindings_naming(&identity, &bindings)
     });

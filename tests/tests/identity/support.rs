@@ -93,6 +93,13 @@ impl Site {
             env,
             operator: None,
         };
+        let demoweb_crd = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../charts/demoweb-operator/crds/demowebs.baeke.info.yaml"
+        );
+        site.kubectl(&["apply", "-f", demoweb_crd])
+            .await
+            .expect_ok();
         match (site.served_variant().await, site.env.is_emulator()) {
             (Some(served), false) if served != crds => {
                 eprintln!(
@@ -113,13 +120,14 @@ impl Site {
                     ),
                 };
                 site.kubectl(&["apply", "-f", path]).await.expect_ok();
-                site.env
-                    .wait_for("the identity CRDs to be served", DEADLINE, || async {
-                        (site.served_variant().await == Some(crds)).then_some(())
-                    })
-                    .await;
             }
         }
+        site.env
+            .wait_for("the CRDs to be served", DEADLINE, || async {
+                let demowebs = site.kubectl(&["get", "demowebs"]).await.success();
+                (demowebs && site.served_variant().await == Some(crds)).then_some(())
+            })
+            .await;
         site.operator = Some(start_operator(&site.env));
         Some(site)
     }
