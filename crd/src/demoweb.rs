@@ -167,6 +167,8 @@ pub struct IngressSpec {
 
     /// Extra annotations for the Ingress. They cannot set the allowlist.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    // Bounded so the API server's CEL cost estimate for the rule below stays within budget.
+    #[schemars(extend("maxProperties" = 64))]
     #[x_kube(validation = Rule::new(ANNOTATIONS_RULE).message(ANNOTATIONS_MESSAGE))]
     pub annotations: BTreeMap<String, String>,
 }
