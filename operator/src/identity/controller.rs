@@ -1,7 +1,7 @@
 //! The identity validation controller: watches AzureIdentity and AzureIdentityBinding objects and
 //! publishes Warning Events for invalid ones and for deprecated keys, once per change.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -73,9 +73,13 @@ struct Context {
     identity_variant: CrdVariant,
     binding_variant: CrdVariant,
     identities: Store<AzureIdentity>,
+    bindings: Store<AzureIdentityBinding>,
     // Keyed by uid: what was last published, so resyncs stay silent.
     published: Mutex<HashMap<String, Published>>,
 }
+
+/// Entries of deleted objects are dropped once the memory holds this many more than live objects.
+const FORGET_SLACK: usize = 256;
 
 /// Runs until `shutdown` completes. Waits (polling discovery) while the identity CRDs are not
 /// served, so a cluster without aad-pod-identity's kinds runs the operator fine. `namespace`
@@ -139,6 +143,7 @@ pub async fn run(
         identity_variant,
         binding_variant,
         identities,
+        bindings,
         published: Mutex::new(HashMap::new()),
     });
 
@@ -250,10 +255,25 @@ where
                 source,
             })?;
     }
-    ctx.published
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(uid, current);
+    let mut published = ctx.published.lock().unwrap_or_else(|e| e.into_inner());
+    published.insert(uid, current);
+    // Reconcile never runs for a deleted object, so its entry would stay forever: sweep now and
+    // then, keeping the uids the stores still hold.
+    if published.len() > ctx.identities.len() + ctx.bindings.len() + FORGET_SLACK {
+        let live: HashSet<String> = ctx
+            .identities
+            .state()
+            .iter()
+            .filter_map(|o| o.meta().uid.clone())
+            .chain(
+                ctx.bindings
+                    .state()
+                    .iter()
+                    .filter_map(|o| o.meta().uid.clone()),
+            )
+            .collect();
+        published.retain(|uid, _| live.contains(uid));
+    }
     Ok(())
 }
 
