@@ -81,9 +81,10 @@ struct Context {
 /// Entries of deleted objects are dropped once the memory holds this many more than live objects.
 const FORGET_SLACK: usize = 256;
 
-/// Runs until `shutdown` completes. Waits (polling discovery) while the identity CRDs are not
-/// served, so a cluster without aad-pod-identity's kinds runs the operator fine. `namespace`
-/// limits the watches like the DemoWeb controller's `--namespace`.
+/// Runs until `shutdown` completes. Waits (polling discovery, retrying its failures) while the
+/// identity CRDs are not served, so a cluster without aad-pod-identity's kinds runs the operator
+/// fine. `namespace` limits the watches like the DemoWeb controller's `--namespace`. Pass the
+/// same shutdown future as the DemoWeb controller's, so that losing the leader Lease stops both.
 ///
 /// Status is not written: our CRDs' status (upstream's fields) has no conditions, and upstream's
 /// CRDs have no status subresource, so findings go to Events and to the DemoWebs' conditions.
@@ -94,16 +95,28 @@ pub async fn run(
 ) -> Result<(), Error> {
     let shutdown = shutdown.boxed().shared();
     let (identity_variant, binding_variant) = loop {
-        let identity = crd_variant(&client, "AzureIdentity").await?;
-        let binding = crd_variant(&client, "AzureIdentityBinding").await?;
-        if let (Some(identity), Some(binding)) = (identity, binding) {
-            break (identity, binding);
-        }
-        tracing::info!(
-            "the AzureIdentity and AzureIdentityBinding CRDs are not served; identity validation waits for them (install them with `demoweb-operator crd --only identity`, the chart, or aad-pod-identity)"
-        );
+        let served = async {
+            Ok::<_, Error>((
+                crd_variant(&client, "AzureIdentity").await?,
+                crd_variant(&client, "AzureIdentityBinding").await?,
+            ))
+        };
+        let delay = match served.await {
+            Ok((Some(identity), Some(binding))) => break (identity, binding),
+            Ok(_) => {
+                tracing::info!(
+                    "the AzureIdentity and AzureIdentityBinding CRDs are not served; identity validation waits for them (install them with `demoweb-operator crd --only identity`, the chart, or aad-pod-identity)"
+                );
+                CRD_POLL
+            }
+            // The API server may be briefly unreachable at start-up; that is no reason to stop.
+            Err(error) => {
+                tracing::warn!(%error, source = ?std::error::Error::source(&error), "identity CRD discovery failed; retrying");
+                RETRY
+            }
+        };
         tokio::select! {
-            () = tokio::time::sleep(CRD_POLL) => {}
+            () = tokio::time::sleep(delay) => {}
             () = shutdown.clone() => return Ok(()),
         }
     };
