@@ -1,13 +1,12 @@
 //! What the identity tests need from the harness, in one place: a namespace with the operator
 //! running, kubectl, reads as JSON, and polls with a deadline that dump state when they time out.
 
-use std::time::Duration;
+use std::future::Future;
 
 use demoweb_tests::harness::{KubectlOutput, TestEnv};
 use serde_json::Value;
 
-/// How long the operator may take to converge before a test fails.
-const DEADLINE: Duration = Duration::from_secs(60);
+use crate::operator_support::{DEADLINE, Operator, install_crds, wait};
 
 /// An Event as `kubectl get events` shows it.
 #[derive(Clone, Debug)]
@@ -80,7 +79,7 @@ pub fn demoweb_yaml(name: &str, binding: &str, mode: &str) -> String {
 /// A namespace on the emulator (or `DEMOWEB_TEST_KUBECONFIG`'s cluster) with the operator running.
 pub struct Site {
     pub env: TestEnv,
-    operator: Option<tokio::process::Child>,
+    operator: Option<Operator>,
 }
 
 impl Site {
@@ -93,13 +92,7 @@ impl Site {
             env,
             operator: None,
         };
-        let demoweb_crd = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../charts/demoweb-operator/crds/demowebs.baeke.info.yaml"
-        );
-        site.kubectl(&["apply", "-f", demoweb_crd])
-            .await
-            .expect_ok();
+        install_crds(&site.env).await;
         match (site.served_variant().await, site.env.is_emulator()) {
             (Some(served), false) if served != crds => {
                 eprintln!(
@@ -122,13 +115,11 @@ impl Site {
                 site.kubectl(&["apply", "-f", path]).await.expect_ok();
             }
         }
-        site.env
-            .wait_for("the CRDs to be served", DEADLINE, || async {
-                let demowebs = site.kubectl(&["get", "demowebs"]).await.success();
-                (demowebs && site.served_variant().await == Some(crds)).then_some(())
-            })
-            .await;
-        site.operator = Some(start_operator(&site.env));
+        site.wait("the identity CRDs to be served", || async {
+            (site.served_variant().await == Some(crds)).then_some(())
+        })
+        .await;
+        site.operator = Some(Operator::start(&site.env, &[]).await);
         Some(site)
     }
 
@@ -145,6 +136,15 @@ impl Site {
         } else {
             Crds::Upstream
         })
+    }
+
+    /// Polls `check` with a deadline; a timeout dumps the namespace and the operator's log.
+    pub async fn wait<T, F, Fut>(&self, what: &str, check: F) -> T
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Option<T>>,
+    {
+        wait(&self.env, self.operator.as_ref(), what, DEADLINE, check).await
     }
 
     pub fn ns(&self) -> &str {
@@ -198,14 +198,13 @@ impl Site {
     /// Waits for an Event of `type_` and `reason` about the object.
     pub async fn event(&self, kind: &str, name: &str, type_: &str, reason: &str) -> SeenEvent {
         let what = format!("a {type_} {reason} Event on {kind} {name}");
-        self.env
-            .wait_for(&what, DEADLINE, || async {
-                self.events(kind, name)
-                    .await
-                    .into_iter()
-                    .find(|e| e.type_ == type_ && e.reason == reason)
-            })
-            .await
+        self.wait(&what, || async {
+            self.events(kind, name)
+                .await
+                .into_iter()
+                .find(|e| e.type_ == type_ && e.reason == reason)
+        })
+        .await
     }
 
     /// Waits for a Warning Event with `reason` about the object.
@@ -239,26 +238,24 @@ impl Site {
     /// Waits until the DemoWeb is Stalled for `reason`; returns the message.
     pub async fn stalled(&self, dw: &str, reason: &str) -> String {
         let what = format!("DemoWeb {dw} Stalled with reason {reason}");
-        self.env
-            .wait_for(&what, DEADLINE, || async {
-                self.condition(dw, "Stalled")
-                    .await
-                    .filter(|(status, r, _)| status == "True" && r == reason)
-                    .map(|(_, _, message)| message)
-            })
-            .await
+        self.wait(&what, || async {
+            self.condition(dw, "Stalled")
+                .await
+                .filter(|(status, r, _)| status == "True" && r == reason)
+                .map(|(_, _, message)| message)
+        })
+        .await
     }
 
     /// Waits until the DemoWeb is no longer Stalled.
     pub async fn not_stalled(&self, dw: &str) {
         let what = format!("DemoWeb {dw} no longer Stalled");
-        self.env
-            .wait_for(&what, DEADLINE, || async {
-                self.condition(dw, "Stalled")
-                    .await
-                    .filter(|(status, _, _)| status == "False")
-            })
-            .await;
+        self.wait(&what, || async {
+            self.condition(dw, "Stalled")
+                .await
+                .filter(|(status, _, _)| status == "False")
+        })
+        .await;
     }
 
     /// Waits for an object to exist and satisfy `check`.
@@ -269,21 +266,19 @@ impl Site {
         what: &str,
         check: impl Fn(&Value) -> bool,
     ) -> Value {
-        self.env
-            .wait_for(what, DEADLINE, || async {
-                self.get(resource, name).await.filter(|obj| check(obj))
-            })
-            .await
+        self.wait(what, || async {
+            self.get(resource, name).await.filter(|obj| check(obj))
+        })
+        .await
     }
 
     /// Waits for an object to be gone.
     pub async fn gone(&self, resource: &str, name: &str) {
         let what = format!("{resource} {name} deleted");
-        self.env
-            .wait_for(&what, DEADLINE, || async {
-                self.get(resource, name).await.is_none().then_some(())
-            })
-            .await;
+        self.wait(&what, || async {
+            self.get(resource, name).await.is_none().then_some(())
+        })
+        .await;
     }
 
     /// The Deployment's pod template once `check` accepts it.
@@ -308,38 +303,10 @@ impl Site {
 
     /// Stops the operator and cleans up the namespace (real cluster) or the emulator.
     pub async fn finish(mut self) {
-        if let Some(mut operator) = self.operator.take() {
-            let _ = operator.kill().await;
-        }
+        // Dropping the operator kills it.
+        drop(self.operator.take());
         self.env.finish().await;
     }
-}
-
-// Until the operator helper's launcher lands in the harness: the binary built by
-// `cargo build -p demoweb-operator`, watching only the test's namespace, without leader election.
-fn start_operator(env: &TestEnv) -> tokio::process::Child {
-    let binary = std::env::var("DEMOWEB_OPERATOR_BIN").unwrap_or_else(|_| {
-        concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../target/debug/demoweb-operator"
-        )
-        .to_owned()
-    });
-    tokio::process::Command::new(&binary)
-        .args([
-            "run",
-            "--namespace",
-            &env.namespace,
-            "--metrics-addr",
-            "127.0.0.1:0",
-            "--leader-election",
-            "false",
-        ])
-        .env("KUBECONFIG", &env.kubeconfig_path)
-        .env("RUST_LOG", "info,demoweb_operator=debug")
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {binary} (cargo build -p demoweb-operator): {e}"))
 }
 
 /// `kubectl get events -o json` output as [`SeenEvent`]s.
