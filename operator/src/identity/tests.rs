@@ -716,3 +716,63 @@ fn events_once_per_change() {
     let valid = events_to_publish(Some(&state(1, vec![bad])), &state(2, vec![]));
     assert!(!valid[0].warning, "a fixed object gets a Normal event");
 }
+
+/// The upstream-shaped fixture the integration tests install must differ from this project's
+/// CRDs exactly where upstream's do: no capitalised aliases, no status subresource.
+#[test]
+fn upstream_fixture_matches_our_crds_but_for_aliases_and_status() {
+    use std::collections::BTreeSet;
+
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/fixtures/upstream-aadpodidentity-crds.yaml"
+    );
+    let text = std::fs::read_to_string(path).expect("fixture readable");
+    let upstream: Vec<serde_json::Value> = serde_yaml::Deserializer::from_str(&text)
+        .map(|doc| serde::Deserialize::deserialize(doc).expect("fixture parses"))
+        .collect();
+    let ours: Vec<serde_json::Value> = demoweb_crd::identity_crds()
+        .into_iter()
+        .map(|crd| serde_json::to_value(crd).expect("CRD serialises"))
+        .collect();
+    let spec_keys = |crd: &serde_json::Value| -> BTreeSet<String> {
+        crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+            .as_object()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default()
+    };
+    let aliases = ["ResourceID", "ClientID", "AzureIdentity", "Selector"];
+    assert_eq!(upstream.len(), ours.len());
+    for ours in &ours {
+        let name = &ours["metadata"]["name"];
+        let theirs = upstream
+            .iter()
+            .find(|crd| &crd["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("fixture lacks {name}"));
+        let mut expected = spec_keys(ours);
+        expected.retain(|k| !aliases.contains(&k.as_str()));
+        let mut got = spec_keys(theirs);
+        got.remove("metadata"); // upstream's generated schema carries an unused spec.metadata
+        assert_eq!(got, expected, "{name}");
+        assert!(
+            !ours["spec"]["versions"][0]["subresources"]["status"].is_null(),
+            "{name}: ours has a status subresource"
+        );
+        assert!(
+            theirs["spec"]["versions"][0]["subresources"]["status"].is_null(),
+            "{name}: upstream's has none"
+        );
+        assert_eq!(
+            theirs["spec"]["versions"][0]["additionalPrinterColumns"],
+            ours["spec"]["versions"][0]["additionalPrinterColumns"]
+                .as_array()
+                .map(|cols| cols
+                    .iter()
+                    .map(|c| serde_json::json!({"name": c["name"], "type": c["type"], "jsonPath": c["jsonPath"]}))
+                    .collect::<Vec<_>>())
+                .map(serde_json::Value::from)
+                .unwrap_or_default(),
+            "{name}: printer columns as upstream"
+        );
+    }
+}
