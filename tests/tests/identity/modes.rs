@@ -128,3 +128,41 @@ async fn pod_identity_is_the_default_mode() {
     assert!(site.get("serviceaccount", "site").await.is_none());
     site.finish().await;
 }
+
+#[tokio::test]
+async fn workload_identity_keeps_its_service_account_while_the_identity_is_missing() {
+    let Some(site) = Site::start("identity-wi-missing", Crds::Ours).await else {
+        return;
+    };
+    site.apply(&identity_yaml("demo-pod-id", CLIENT, None))
+        .await;
+    site.apply(&binding_yaml("demo-binding", "demo-pod-id", "demo"))
+        .await;
+    site.apply(&demoweb_yaml("site", "demo-binding", "WorkloadIdentity"))
+        .await;
+    site.template_where("site", "pods under the ServiceAccount", |t| {
+        service_account(t) == Some("site")
+    })
+    .await;
+
+    site.delete("azureidentity", "demo-pod-id").await;
+    site.stalled("site", "IdentityNotFound").await;
+    let sa = site
+        .get("serviceaccount", "site")
+        .await
+        .expect("the last good ServiceAccount is kept");
+    assert_eq!(sa["metadata"]["annotations"][CLIENT_ANNOTATION], CLIENT);
+    assert_eq!(service_account(&site.template("site").await), Some("site"));
+
+    site.apply(&identity_yaml("demo-pod-id", OTHER_CLIENT, None))
+        .await;
+    site.object_where(
+        "serviceaccount",
+        "site",
+        "the ServiceAccount on the recreated identity",
+        |sa| sa["metadata"]["annotations"][CLIENT_ANNOTATION] == OTHER_CLIENT,
+    )
+    .await;
+    site.not_stalled("site").await;
+    site.finish().await;
+}
