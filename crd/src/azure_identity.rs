@@ -17,6 +17,8 @@ pub(crate) const SELECTOR_RULE: &str = "!(has(self.selector) && has(self.Selecto
     group = "aadpodidentity.k8s.io",
     version = "v1",
     kind = "AzureIdentity",
+    // aadpodidentity.k8s.io is a protected *.k8s.io group: the API server requires this annotation.
+    annotation("api-approved.kubernetes.io", "unapproved, aad-pod-identity compatible CRD"),
     plural = "azureidentities",
     singular = "azureidentity",
     namespaced,
@@ -169,6 +171,8 @@ impl AzureIdentitySpec {
     group = "aadpodidentity.k8s.io",
     version = "v1",
     kind = "AzureIdentityBinding",
+    // aadpodidentity.k8s.io is a protected *.k8s.io group: the API server requires this annotation.
+    annotation("api-approved.kubernetes.io", "unapproved, aad-pod-identity compatible CRD"),
     plural = "azureidentitybindings",
     singular = "azureidentitybinding",
     namespaced,

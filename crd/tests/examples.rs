@@ -21,8 +21,12 @@ fn example_files(dir: &Path, out: &mut Vec<PathBuf>) {
 /// True when every field of `sub` is in `sup` with the same value (defaults may add fields).
 fn is_subset(sub: &Value, sup: &Value) -> bool {
     match (sub, sup) {
-        (Value::Object(a), Value::Object(b)) => a.iter().all(|(k, v)| b.get(k).is_some_and(|w| is_subset(v, w))),
-        (Value::Array(a), Value::Array(b)) => a.len() == b.len() && a.iter().zip(b).all(|(v, w)| is_subset(v, w)),
+        (Value::Object(a), Value::Object(b)) => a
+            .iter()
+            .all(|(k, v)| b.get(k).is_some_and(|w| is_subset(v, w))),
+        (Value::Array(a), Value::Array(b)) => {
+            a.len() == b.len() && a.iter().zip(b).all(|(v, w)| is_subset(v, w))
+        }
         _ => sub == sup,
     }
 }
@@ -49,26 +53,45 @@ fn every_example_parses_round_trips_and_validates() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples");
     let mut files = Vec::new();
     example_files(&root, &mut files);
-    assert!(files.len() >= 10, "expected the examples to be found, got {files:?}");
+    assert!(
+        files.len() >= 10,
+        "expected the examples to be found, got {files:?}"
+    );
     for path in files {
         let text = std::fs::read_to_string(&path).expect("readable");
-        let expect = text.lines().find_map(|l| l.strip_prefix("# expect: ")).map(str::to_owned);
+        let expect = text
+            .lines()
+            .find_map(|l| l.strip_prefix("# expect: "))
+            .map(str::to_owned);
         let invalid = path.components().any(|c| c.as_os_str() == "invalid");
-        assert_eq!(invalid, expect.is_some(), "{}: files under invalid/ (and only they) need an `# expect:` line", path.display());
+        assert_eq!(
+            invalid,
+            expect.is_some(),
+            "{}: files under invalid/ (and only they) need an `# expect:` line",
+            path.display()
+        );
         let docs = yaml::documents(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let mut errors = Vec::new();
         for doc in &docs {
             let result = match doc["kind"].as_str() {
                 Some("DemoWeb") => round_trip::<DemoWeb>(&path, doc, DemoWeb::validate),
-                Some("AzureIdentity") => round_trip::<AzureIdentity>(&path, doc, |o| o.spec.validate()),
-                Some("AzureIdentityBinding") => round_trip::<AzureIdentityBinding>(&path, doc, |o| o.spec.validate()),
+                Some("AzureIdentity") => {
+                    round_trip::<AzureIdentity>(&path, doc, |o| o.spec.validate())
+                }
+                Some("AzureIdentityBinding") => {
+                    round_trip::<AzureIdentityBinding>(&path, doc, |o| o.spec.validate())
+                }
                 other => panic!("{}: unexpected kind {other:?}", path.display()),
             };
             errors.extend(result.err().into_iter().flatten());
         }
         let message = demoweb_crd::validation::summarize(&errors);
         match expect {
-            Some(expected) => assert!(message.contains(&expected), "{}: expected an error containing {expected:?}, got {message:?}", path.display()),
+            Some(expected) => assert!(
+                message.contains(&expected),
+                "{}: expected an error containing {expected:?}, got {message:?}",
+                path.display()
+            ),
             None => assert!(errors.is_empty(), "{}: {message}", path.display()),
         }
     }

@@ -2,3 +2,5 @@
 //! the benchmark and the playground.
 
 pub mod emulator;
+pub mod harness;
+mod project_crds;

@@ -1,4 +1,237 @@
 //! An in-memory stand-in for kube-apiserver that speaks the real wire protocol over HTTP.
+//!
+//! Start it in-process with [`Emulator::start`], or as the `emulator` binary. It serves discovery,
+//! CRDs, CRUD, watch, server-side apply, garbage collection and fault injection; it has no scheduler,
+//! no pods and no kubelet (Deployment status is simulated).
 
 pub mod apply;
 pub mod schema;
+
+mod builtins;
+mod controllers;
+mod discovery;
+mod engines;
+pub mod errors;
+pub mod faults;
+mod ops;
+mod protobuf;
+mod resources;
+mod selector;
+mod server;
+mod store;
+mod table;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+pub use faults::{ErrorRule, Faults, Matcher, RequestCounts};
+
+/// How to start an emulator.
+#[derive(Debug, Clone)]
+pub struct EmulatorOptions {
+    /// Port on 127.0.0.1; 0 picks a free one.
+    pub port: u16,
+    /// When set, every request must carry `Authorization: Bearer <token>` (401 otherwise).
+    pub token: Option<String>,
+    /// Whether Deployments report their pods ready (see [`EmulatorHandle::set_deployments_ready`]).
+    pub deployments_ready: bool,
+    /// How many changes the watch history keeps; older resourceVersions get 410 Gone.
+    pub watch_window: usize,
+    /// How often watches that asked for bookmarks get one.
+    pub bookmark_interval: Duration,
+}
+
+impl Default for EmulatorOptions {
+    fn default() -> Self {
+        EmulatorOptions {
+            port: 0,
+            token: None,
+            deployments_ready: true,
+            watch_window: 10_000,
+            bookmark_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+pub(crate) struct Shared {
+    store: Mutex<store::Store>,
+    pub(crate) faults: Faults,
+    pub(crate) counts: RequestCounts,
+    pub(crate) token: Option<String>,
+    deployments_ready: AtomicBool,
+    pub(crate) wake: Notify,
+    pub(crate) bookmark_interval: Duration,
+    pub(crate) addr: String,
+}
+
+impl Shared {
+    pub(crate) fn store(&self) -> MutexGuard<'_, store::Store> {
+        self.store.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The emulator entry point.
+pub struct Emulator;
+
+/// A running emulator. Dropping it stops the server.
+pub struct EmulatorHandle {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<()>>,
+    controllers: tokio::task::JoinHandle<()>,
+}
+
+impl Emulator {
+    /// Binds 127.0.0.1 and starts serving; the returned handle is ready to answer.
+    pub async fn start(opts: EmulatorOptions) -> std::io::Result<EmulatorHandle> {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", opts.port)).await?;
+        let addr = listener.local_addr()?;
+        let mut st = store::Store::new(opts.watch_window);
+        for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+            let obj = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
+            let info = st.resources[0].clone();
+            let _ = ops::create(
+                &mut st,
+                &info,
+                "",
+                obj,
+                &ops::WriteOpts::internal("kube-apiserver"),
+                false,
+            );
+        }
+        // Versions from before the emulator started are as good as compacted on a real cluster.
+        st.compact();
+        let shared = Arc::new(Shared {
+            store: Mutex::new(st),
+            faults: Faults::default(),
+            counts: RequestCounts::default(),
+            token: opts.token.clone(),
+            deployments_ready: AtomicBool::new(opts.deployments_ready),
+            wake: Notify::new(),
+            bookmark_interval: opts.bookmark_interval,
+            addr: addr.to_string(),
+        });
+        let app = axum::Router::new()
+            .fallback(server::handle)
+            .with_state(shared.clone());
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = stop_rx.await;
+                })
+                .await;
+        });
+        let ctl = shared.clone();
+        let controllers = tokio::spawn(async move {
+            loop {
+                ctl.wake.notified().await;
+                let ready = ctl.deployments_ready.load(Ordering::SeqCst);
+                controllers::reconcile(&mut ctl.store(), ready);
+            }
+        });
+        Ok(EmulatorHandle {
+            shared,
+            addr,
+            stop: Some(stop_tx),
+            server: Some(server),
+            controllers,
+        })
+    }
+}
+
+impl EmulatorHandle {
+    /// `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// A kubeconfig (YAML) pointing at this emulator, with the token when one is required.
+    pub fn kubeconfig_yaml(&self) -> String {
+        let user = match &self.shared.token {
+            Some(t) => format!("    token: {t}\n"),
+            None => "    {}\n".to_string(),
+        };
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: emulator\n  cluster:\n    server: {}\ncontexts:\n- name: emulator\n  context:\n    cluster: emulator\n    user: emulator\n    namespace: default\ncurrent-context: emulator\nusers:\n- name: emulator\n  user:\n{user}",
+            self.url()
+        )
+        .replace("  user:\n    {}\n", "  user: {}\n")
+    }
+
+    /// Writes the kubeconfig atomically (temp file + rename), so readers never see half a file.
+    pub fn write_kubeconfig(&self, path: &Path) -> std::io::Result<()> {
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir)?;
+        let tmp = tempfile::NamedTempFile::new_in(dir)?;
+        std::fs::write(tmp.path(), self.kubeconfig_yaml())?;
+        tmp.persist(path).map_err(|e| e.error)?;
+        Ok(())
+    }
+
+    /// A kube client for this emulator (with the token when one is required).
+    pub fn client(&self) -> kube::Client {
+        let mut config =
+            kube::Config::new(self.url().parse().expect("emulator url is a valid uri"));
+        config.default_namespace = "default".into();
+        if let Some(t) = &self.shared.token {
+            config.auth_info.token = Some(t.clone().into());
+        }
+        kube::Client::try_from(config).expect("client for the emulator")
+    }
+
+    /// The fault-injection controls.
+    pub fn faults(&self) -> &Faults {
+        &self.shared.faults
+    }
+
+    /// Requests served so far, by verb and resource.
+    pub fn request_counts(&self) -> &RequestCounts {
+        &self.shared.counts
+    }
+
+    /// Whether Deployments report ready pods; switching re-evaluates every Deployment's status.
+    pub fn set_deployments_ready(&self, ready: bool) {
+        self.shared.deployments_ready.store(ready, Ordering::SeqCst);
+        self.shared.wake.notify_one();
+    }
+
+    /// Stops accepting requests, ends watches and waits for the server to finish.
+    pub async fn shutdown(mut self) {
+        self.stop_now();
+        self.shared.faults.cut_watches();
+        if let Some(s) = self.server.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), s).await;
+        }
+    }
+
+    fn stop_now(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        self.controllers.abort();
+    }
+}
+
+impl Drop for EmulatorHandle {
+    fn drop(&mut self) {
+        self.stop_now();
+        self.shared.faults.cut_watches();
+        if let Some(s) = self.server.take() {
+            s.abort();
+        }
+    }
+}

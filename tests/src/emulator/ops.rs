@@ -1,0 +1,746 @@
+//! The semantics of writes, shared by the HTTP handlers and the in-process controllers: admission
+//! (decode, defaults, validation), metadata kube-apiserver owns, generation, finalizers and deletion.
+
+use serde_json::{Value, json};
+
+use super::apply::{Manager, Operation};
+use super::builtins;
+use super::engines::{self, CrdSchema};
+use super::errors::{ApiError, FieldError};
+use super::resources::{self, ResourceInfo};
+use super::store::Store;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldValidation {
+    Strict,
+    Warn,
+    Ignore,
+}
+
+/// Options of one write request.
+#[derive(Debug, Clone)]
+pub struct WriteOpts {
+    pub manager: String,
+    pub validation: FieldValidation,
+    pub dry_run: bool,
+    pub subresource: Option<String>,
+}
+
+impl WriteOpts {
+    pub fn internal(manager: &str) -> Self {
+        WriteOpts {
+            manager: manager.into(),
+            validation: FieldValidation::Ignore,
+            dry_run: false,
+            subresource: None,
+        }
+    }
+}
+
+pub fn now() -> String {
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
+pub fn new_uid() -> String {
+    let b: [u8; 16] = rand::random();
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-4{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[13..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+/// kube-apiserver's suffix alphabet for generateName (no vowels, no confusable characters).
+pub fn random_suffix(n: usize) -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    (0..n)
+        .map(|_| ALPHABET[rand::random_range(0..ALPHABET.len())] as char)
+        .collect()
+}
+
+fn meta_str<'a>(o: &'a Value, key: &str) -> &'a str {
+    o["metadata"][key].as_str().unwrap_or_default()
+}
+
+pub fn crd_schema(info: &ResourceInfo) -> Result<Option<CrdSchema>, ApiError> {
+    match info.crd.as_ref().and_then(|c| c.schema.as_ref()) {
+        Some(raw) => CrdSchema::new(raw).map(Some).map_err(ApiError::internal),
+        None => Ok(None),
+    }
+}
+
+/// Merge information for the patch/apply engines: the CRD version's schema or the built-in one.
+pub fn merge_schema(info: &ResourceInfo) -> Value {
+    match &info.crd {
+        Some(c) => engines::crd_merge_schema(c.schema.as_ref().unwrap_or(&json!({}))),
+        None => engines::builtin_schema(&info.group, &info.version, &info.kind).unwrap_or_else(
+            || json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}),
+        ),
+    }
+}
+
+fn manager<'a>(
+    opts: &'a WriteOpts,
+    op: Operation,
+    api_version: &'a str,
+    time: &'a str,
+) -> Manager<'a> {
+    Manager {
+        name: &opts.manager,
+        operation: op,
+        subresource: opts.subresource.as_deref(),
+        api_version,
+        time,
+    }
+}
+
+/// Everything but metadata (and status, when it is a subresource): what bumps `generation`.
+fn spec_part(info: &ResourceInfo, o: &Value) -> Value {
+    let mut v = o.clone();
+    if let Some(m) = v.as_object_mut() {
+        m.remove("metadata");
+        m.remove("apiVersion");
+        m.remove("kind");
+        if info.status {
+            m.remove("status");
+        }
+    }
+    v
+}
+
+/// Decodes and normalises what a client sent: unknown fields dropped (and reported per fieldValidation),
+/// defaults applied. Returns the object and the warnings to send.
+fn decode(
+    info: &ResourceInfo,
+    obj: Value,
+    opts: &WriteOpts,
+    schema: Option<&CrdSchema>,
+) -> Result<(Value, Vec<String>), ApiError> {
+    let (mut obj, unknown) = if info.crd.is_some() {
+        let mut pruned = obj.clone();
+        if let Some(s) = schema {
+            s.prune(&mut pruned);
+        }
+        // metadata is decoded like any ObjectMeta, whatever the CRD says.
+        let meta_only = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": obj.get("metadata").cloned().unwrap_or(json!({}))});
+        let (meta, _) = builtins::decode("ConfigMap", "", &meta_only)?;
+        pruned["metadata"] = meta["metadata"].clone();
+        let mut unknown = vec![];
+        builtins::removed_paths(&obj, &pruned, "", &mut unknown);
+        (pruned, unknown)
+    } else {
+        builtins::decode(&info.kind, &info.group, &obj)?
+    };
+    let mut warnings = vec![];
+    if !unknown.is_empty() {
+        match opts.validation {
+            FieldValidation::Strict => {
+                let list: Vec<String> = unknown
+                    .iter()
+                    .map(|p| format!("unknown field \"{p}\""))
+                    .collect();
+                return Err(ApiError::bad_request(format!(
+                    "strict decoding error: {}",
+                    list.join(", ")
+                )));
+            }
+            FieldValidation::Warn => {
+                warnings.extend(unknown.iter().map(|p| format!("unknown field \"{p}\"")))
+            }
+            FieldValidation::Ignore => {}
+        }
+    }
+    if info.group == "events.k8s.io" {
+        obj = builtins::event_to_core(&obj);
+    }
+    Ok((obj, warnings))
+}
+
+fn defaults(info: &ResourceInfo, obj: &mut Value, schema: Option<&CrdSchema>) {
+    if info.crd.is_some() {
+        if let Some(s) = schema {
+            s.apply_defaults(obj);
+        }
+    } else {
+        builtins::apply_defaults(&info.group, &info.kind, obj);
+    }
+}
+
+fn validate(
+    info: &ResourceInfo,
+    obj: &Value,
+    old: Option<&Value>,
+    schema: Option<&CrdSchema>,
+) -> Result<(), ApiError> {
+    let name = meta_str(obj, "name");
+    let mut errs: Vec<FieldError> = vec![];
+    if old.is_none()
+        && let Some(m) = builtins::check_name(&info.group, &info.kind, name)
+    {
+        errs.push(FieldError::invalid("metadata.name", json!(name), m));
+    }
+    for (k, _) in obj["metadata"]["labels"].as_object().into_iter().flatten() {
+        let key_name = k.rsplit('/').next().unwrap_or_default();
+        if key_name.is_empty() || key_name.len() > 63 {
+            errs.push(FieldError::invalid(
+                "metadata.labels",
+                json!(k),
+                "name part must be no more than 63 characters",
+            ));
+        }
+    }
+    for (k, v) in obj["metadata"]["labels"].as_object().into_iter().flatten() {
+        if !v.is_string() {
+            errs.push(FieldError::invalid(
+                format!("metadata.labels.{k}"),
+                v.clone(),
+                "must be a string",
+            ));
+        }
+    }
+    if let Some(old) = old {
+        let had: Vec<&Value> = old["metadata"]["finalizers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .collect();
+        let new_ones: Vec<String> = obj["metadata"]["finalizers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|f| !had.contains(f))
+            .filter_map(|f| f.as_str().map(|s| format!("\"{s}\"")))
+            .collect();
+        if old["metadata"]["deletionTimestamp"].is_string() && !new_ones.is_empty() {
+            errs.push(FieldError::forbidden(
+                "metadata.finalizers",
+                format!(
+                    "no new finalizers can be added if the object is being deleted, found new finalizers []string{{{}}}",
+                    new_ones.join(", ")
+                ),
+            ));
+        }
+    }
+    if info.crd.is_none() {
+        errs.extend(builtins::validate(&info.group, &info.kind, obj));
+    }
+    if !errs.is_empty() {
+        return Err(ApiError::invalid(&info.kind, &info.group, name, &errs));
+    }
+    if info.kind == "CustomResourceDefinition" && info.group == "apiextensions.k8s.io" {
+        engines::validate_crd(obj)?;
+    }
+    if let Some(s) = schema {
+        s.validate(&info.kind, name, obj, old)?;
+    }
+    Ok(())
+}
+
+/// Stamps a CRD's status the way the apiextensions controllers do once the names are accepted.
+fn crd_status(obj: &mut Value) {
+    let t = now();
+    let names = obj["spec"]["names"].clone();
+    let mut accepted = names.clone();
+    if accepted.get("singular").is_none() {
+        accepted["singular"] = json!(names["kind"].as_str().unwrap_or_default().to_lowercase());
+    }
+    if accepted.get("listKind").is_none() {
+        accepted["listKind"] = json!(format!(
+            "{}List",
+            names["kind"].as_str().unwrap_or_default()
+        ));
+    }
+    let stored: Vec<Value> = obj["spec"]["versions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|v| v["storage"] == true)
+        .map(|v| v["name"].clone())
+        .collect();
+    let keep = |ty: &str, obj: &Value| -> String {
+        obj["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["type"] == ty && c["status"] == "True")
+            .and_then(|c| c["lastTransitionTime"].as_str().map(String::from))
+            .unwrap_or_else(|| t.clone())
+    };
+    let names_time = keep("NamesAccepted", obj);
+    let est_time = keep("Established", obj);
+    obj["status"] = json!({
+        "acceptedNames": accepted,
+        "conditions": [
+            {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts", "message": "no conflicts found", "lastTransitionTime": names_time},
+            {"type": "Established", "status": "True", "reason": "InitialNamesAccepted", "message": "the initial names have been accepted", "lastTransitionTime": est_time},
+        ],
+        "storedVersions": stored,
+    });
+}
+
+fn register_crd(st: &mut Store, crd: &Value) {
+    let name = meta_str(crd, "name").to_string();
+    st.resources
+        .retain(|r| r.crd.as_ref().is_none_or(|c| c.crd_name != name));
+    st.resources.extend(resources::from_crd(crd));
+}
+
+fn check_namespace(st: &Store, info: &ResourceInfo, ns: &str, name: &str) -> Result<(), ApiError> {
+    if !info.namespaced {
+        return Ok(());
+    }
+    match st.get("/namespaces", "", ns) {
+        None => Err(ApiError::not_found("namespaces", "", "namespaces", ns)),
+        Some(n) if n["metadata"]["deletionTimestamp"].is_string() => Err(ApiError::new(
+            403,
+            "Forbidden",
+            format!(
+                "{} \"{name}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
+                info.group_resource()
+            ),
+        )
+        .with_details(json!({"name": name, "group": info.group, "kind": info.plural,
+            "causes": [{"reason": "NamespaceTerminating", "message": format!("namespace {ns} is being terminated"), "field": "metadata.namespace"}]}))),
+        Some(_) => Ok(()),
+    }
+}
+
+/// The result of a write: the stored object and warnings for the `Warning` header.
+pub type Written = (Value, Vec<String>);
+
+/// Creates an object. `applied` is set when server-side apply already computed managedFields.
+pub fn create(
+    st: &mut Store,
+    info: &ResourceInfo,
+    ns: &str,
+    obj: Value,
+    opts: &WriteOpts,
+    applied: bool,
+) -> Result<Written, ApiError> {
+    let schema = crd_schema(info)?;
+    let body_ns = obj["metadata"]["namespace"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    if info.namespaced && !body_ns.is_empty() && body_ns != ns {
+        return Err(ApiError::bad_request(
+            "the namespace of the provided object does not match the namespace sent on the request",
+        ));
+    }
+    let (mut obj, warnings) = decode(info, obj, opts, schema.as_ref())?;
+    let mut name = meta_str(&obj, "name").to_string();
+    if name.is_empty() {
+        let generate = meta_str(&obj, "generateName").to_string();
+        if generate.is_empty() {
+            return Err(ApiError::invalid(
+                &info.kind,
+                &info.group,
+                "",
+                &[FieldError::required(
+                    "metadata.name",
+                    "name or generateName is required",
+                )],
+            ));
+        }
+        name = loop {
+            let candidate = format!("{generate}{}", random_suffix(5));
+            if st.get(&info.storage_key(), ns, &candidate).is_none() {
+                break candidate;
+            }
+        };
+    }
+    check_namespace(st, info, ns, &name)?;
+    if st
+        .get(
+            &info.storage_key(),
+            if info.namespaced { ns } else { "" },
+            &name,
+        )
+        .is_some()
+    {
+        return Err(ApiError::already_exists(
+            &info.group_resource(),
+            &info.group,
+            &info.plural,
+            &name,
+        ));
+    }
+    let t = now();
+    {
+        let m = obj["metadata"]
+            .as_object_mut()
+            .ok_or_else(|| ApiError::bad_request("metadata must be an object"))?;
+        m.insert("name".into(), json!(name));
+        if info.namespaced {
+            m.insert("namespace".into(), json!(ns));
+        } else {
+            m.remove("namespace");
+        }
+        m.insert("uid".into(), json!(new_uid()));
+        m.insert("creationTimestamp".into(), json!(t));
+        for k in [
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "resourceVersion",
+            "generation",
+            "selfLink",
+        ] {
+            m.remove(k);
+        }
+        if info.generation {
+            m.insert("generation".into(), json!(1));
+        }
+    }
+    if info.status && info.kind != "Namespace" {
+        obj.as_object_mut().map(|o| o.remove("status"));
+    }
+    defaults(info, &mut obj, schema.as_ref());
+    if info.group.is_empty() && info.kind == "Service" {
+        let mut next_port = st.next_node_port;
+        let used: Vec<i64> = st
+            .list("/services", None)
+            .iter()
+            .flat_map(|s| s["spec"]["ports"].as_array().cloned().unwrap_or_default())
+            .filter_map(|p| p["nodePort"].as_i64())
+            .collect();
+        let mut ips = vec![];
+        let mut ip = || {
+            let ip = st.allocate_cluster_ip();
+            ips.push(ip.clone());
+            ip
+        };
+        let mut port = || loop {
+            let p = next_port;
+            next_port = if p >= 32767 { 30000 } else { p + 1 };
+            if !used.contains(&(p as i64)) {
+                return p;
+            }
+        };
+        builtins::allocate_service(&mut obj, &mut ip, &mut port);
+        st.next_node_port = next_port;
+    }
+    if info.kind == "CustomResourceDefinition" {
+        crd_status(&mut obj);
+    }
+    validate(info, &obj, None, schema.as_ref())?;
+    if !applied {
+        let av = info.api_version();
+        let m = manager(opts, Operation::Update, &av, &t);
+        obj = engines::track_update(None, obj, &m, &merge_schema(info));
+    }
+    if opts.dry_run {
+        return Ok((obj, warnings));
+    }
+    let stored = st.put(&info.storage_key(), obj);
+    if info.kind == "CustomResourceDefinition" {
+        register_crd(st, &stored);
+    }
+    if info.kind == "Namespace" && info.group.is_empty() {
+        populate_namespace(st, &name);
+    }
+    Ok((stored, warnings))
+}
+
+/// What the namespace controllers put in every new namespace.
+fn populate_namespace(st: &mut Store, ns: &str) {
+    let t = now();
+    let sa = json!({"apiVersion": "v1", "kind": "ServiceAccount",
+        "metadata": {"name": "default", "namespace": ns, "uid": new_uid(), "creationTimestamp": t}});
+    st.put("/serviceaccounts", sa);
+    let cm = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "kube-root-ca.crt", "namespace": ns, "uid": new_uid(), "creationTimestamp": t,
+            "annotations": {"kubernetes.io/description": "Contains a CA bundle that can be used to verify the kube-apiserver when using internal endpoints such as the internal service IP or kubernetes.default.svc. No other usage is guaranteed across distributions of Kubernetes clusters."}},
+        "data": {"ca.crt": "-----BEGIN CERTIFICATE-----\nZW11bGF0b3I=\n-----END CERTIFICATE-----\n"}});
+    st.put("/configmaps", cm);
+}
+
+/// Updates an existing object with `candidate` (a PUT body or a patched object).
+pub fn update(
+    st: &mut Store,
+    info: &ResourceInfo,
+    ns: &str,
+    name: &str,
+    candidate: Value,
+    opts: &WriteOpts,
+    applied: bool,
+) -> Result<Written, ApiError> {
+    let ns = if info.namespaced { ns } else { "" };
+    let schema = crd_schema(info)?;
+    let key = info.storage_key();
+    let old = st.get(&key, ns, name).cloned().ok_or_else(|| {
+        ApiError::not_found(&info.group_resource(), &info.group, &info.plural, name)
+    })?;
+    let body_name = meta_str(&candidate, "name");
+    if !body_name.is_empty() && body_name != name {
+        return Err(ApiError::bad_request(format!(
+            "the name of the object ({body_name}) does not match the name on the URL ({name})"
+        )));
+    }
+    let want_rv = meta_str(&candidate, "resourceVersion").to_string();
+    if !want_rv.is_empty() && want_rv != meta_str(&old, "resourceVersion") {
+        return Err(ApiError::stale(
+            &info.group_resource(),
+            &info.group,
+            &info.plural,
+            name,
+        ));
+    }
+    let (decoded, warnings) = decode(info, candidate, opts, schema.as_ref())?;
+    let stored_old = if info.group == "events.k8s.io" {
+        builtins::event_to_core(&builtins::event_from_core(&old))
+    } else {
+        old.clone()
+    };
+    let mut obj = if opts.subresource.as_deref() == Some("status") {
+        let mut o = stored_old.clone();
+        o["status"] = decoded.get("status").cloned().unwrap_or(Value::Null);
+        if o["status"].is_null() {
+            o.as_object_mut().map(|m| m.remove("status"));
+        }
+        if applied {
+            o["metadata"]["managedFields"] = decoded["metadata"]["managedFields"].clone();
+        }
+        o
+    } else {
+        let mut o = decoded;
+        if info.status {
+            match old.get("status") {
+                Some(s) => o["status"] = s.clone(),
+                None => {
+                    o.as_object_mut().map(|m| m.remove("status"));
+                }
+            }
+        }
+        o
+    };
+    {
+        let m = obj["metadata"]
+            .as_object_mut()
+            .ok_or_else(|| ApiError::bad_request("metadata must be an object"))?;
+        for k in [
+            "name",
+            "namespace",
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "generation",
+        ] {
+            match old["metadata"].get(k) {
+                Some(v) => m.insert(k.into(), v.clone()),
+                None => m.remove(k),
+            };
+        }
+        m.insert(
+            "resourceVersion".into(),
+            old["metadata"]["resourceVersion"].clone(),
+        );
+    }
+    if opts.subresource.is_none() {
+        defaults(info, &mut obj, schema.as_ref());
+        builtins::carry_allocated(&info.group, &info.kind, &old, &mut obj);
+    }
+    if info.kind == "CustomResourceDefinition" {
+        obj["status"] = old["status"].clone();
+        crd_status(&mut obj);
+    }
+    validate(info, &obj, Some(&old), schema.as_ref())?;
+    if info.generation && spec_part(info, &obj) != spec_part(info, &old) {
+        let g = old["metadata"]["generation"].as_i64().unwrap_or(0) + 1;
+        obj["metadata"]["generation"] = json!(g);
+    }
+    let t = now();
+    if !applied {
+        let av = info.api_version();
+        let m = manager(opts, Operation::Update, &av, &t);
+        obj = engines::track_update(Some(&old), obj, &m, &merge_schema(info));
+    }
+    if obj == old {
+        // A no-op write stores nothing and keeps the resourceVersion, like kube-apiserver.
+        return Ok((old, warnings));
+    }
+    if opts.dry_run {
+        return Ok((obj, warnings));
+    }
+    if old["metadata"]["deletionTimestamp"].is_string() && finalizers(&obj).is_empty() {
+        let mut last = st.put(&key, obj);
+        if let Some(o) = st.remove(&key, ns, name) {
+            last = o;
+        }
+        after_remove(st, info, &last);
+        return Ok((last, warnings));
+    }
+    let stored = st.put(&key, obj);
+    if info.kind == "CustomResourceDefinition" {
+        register_crd(st, &stored);
+    }
+    Ok((stored, warnings))
+}
+
+pub fn finalizers(o: &Value) -> Vec<String> {
+    o["metadata"]["finalizers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|f| f.as_str().map(String::from))
+        .collect()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Propagation {
+    Background,
+    Foreground,
+    Orphan,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct DeleteOpts {
+    pub propagation: Option<Propagation>,
+    pub uid: Option<String>,
+    pub resource_version: Option<String>,
+    pub dry_run: bool,
+}
+
+/// What a delete answers: the object when deletion is pending (finalizers), or None when it is gone.
+pub fn delete(
+    st: &mut Store,
+    info: &ResourceInfo,
+    ns: &str,
+    name: &str,
+    opts: &DeleteOpts,
+) -> Result<(Value, bool), ApiError> {
+    let ns = if info.namespaced { ns } else { "" };
+    let key = info.storage_key();
+    let old = st.get(&key, ns, name).cloned().ok_or_else(|| {
+        ApiError::not_found(&info.group_resource(), &info.group, &info.plural, name)
+    })?;
+    let gr = info.group_resource();
+    if let Some(uid) = &opts.uid
+        && uid != meta_str(&old, "uid")
+    {
+        return Err(ApiError::conflict(
+            &gr,
+            &info.group,
+            &info.plural,
+            name,
+            &format!(
+                "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                meta_str(&old, "uid")
+            ),
+        ));
+    }
+    if let Some(rv) = &opts.resource_version
+        && rv != meta_str(&old, "resourceVersion")
+    {
+        return Err(ApiError::conflict(
+            &gr,
+            &info.group,
+            &info.plural,
+            name,
+            &format!(
+                "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+                meta_str(&old, "resourceVersion")
+            ),
+        ));
+    }
+    if opts.dry_run {
+        return Ok((old, false));
+    }
+    let mut obj = old.clone();
+    let mut fins = finalizers(&obj);
+    match opts.propagation {
+        Some(Propagation::Orphan) if !fins.iter().any(|f| f == "orphan") => {
+            fins.push("orphan".into())
+        }
+        Some(Propagation::Foreground) if !fins.iter().any(|f| f == "foregroundDeletion") => {
+            fins.push("foregroundDeletion".into())
+        }
+        _ => {}
+    }
+    if info.kind == "Namespace" && info.group.is_empty() {
+        if obj["metadata"]["deletionTimestamp"].is_null() {
+            obj["metadata"]["deletionTimestamp"] = json!(now());
+            obj["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+            obj["status"]["phase"] = json!("Terminating");
+            obj["metadata"]["finalizers"] = json!(fins);
+            obj = st.put(&key, obj);
+        }
+        return Ok((obj, true));
+    }
+    if info.kind == "CustomResourceDefinition" {
+        remove_crd_objects(st, &old);
+    }
+    if !fins.is_empty() {
+        let already = obj["metadata"]["deletionTimestamp"].is_string();
+        if !already || fins != finalizers(&old) {
+            if !already {
+                obj["metadata"]["deletionTimestamp"] = json!(now());
+                obj["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+            }
+            obj["metadata"]["finalizers"] = json!(fins);
+            obj = st.put(&key, obj);
+        }
+        return Ok((obj, true));
+    }
+    let last = st.remove(&key, ns, name).unwrap_or(old);
+    after_remove(st, info, &last);
+    Ok((last, false))
+}
+
+fn remove_crd_objects(st: &mut Store, crd: &Value) {
+    let group = crd["spec"]["group"].as_str().unwrap_or_default();
+    let plural = crd["spec"]["names"]["plural"].as_str().unwrap_or_default();
+    let key = format!("{group}/{plural}");
+    for o in st.list(&key, None) {
+        st.remove(&key, meta_str(&o, "namespace"), meta_str(&o, "name"));
+    }
+    st.drop_resource(&key);
+    let name = meta_str(crd, "name").to_string();
+    st.resources
+        .retain(|r| r.crd.as_ref().is_none_or(|c| c.crd_name != name));
+}
+
+fn after_remove(st: &mut Store, info: &ResourceInfo, last: &Value) {
+    if info.kind == "CustomResourceDefinition" {
+        remove_crd_objects(st, last);
+    }
+}
+
+/// Removes one finalizer (a controller finishing its work) and completes the deletion when none remain.
+pub fn remove_finalizer(
+    st: &mut Store,
+    info: &ResourceInfo,
+    ns: &str,
+    name: &str,
+    finalizer: &str,
+) {
+    let Some(old) = st.get(&info.storage_key(), ns, name).cloned() else {
+        return;
+    };
+    let fins: Vec<String> = finalizers(&old)
+        .into_iter()
+        .filter(|f| f != finalizer)
+        .collect();
+    let mut obj = old.clone();
+    obj["metadata"]["finalizers"] = json!(fins);
+    if fins.is_empty() {
+        obj["metadata"]
+            .as_object_mut()
+            .map(|m| m.remove("finalizers"));
+    }
+    let _ = update(
+        st,
+        info,
+        ns,
+        name,
+        obj,
+        &WriteOpts::internal("kube-controller-manager"),
+        false,
+    );
+}

@@ -1,0 +1,326 @@
+//! The registry of served resources: the built-in kinds and the ones CustomResourceDefinitions add.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+/// What a CRD version adds to a served resource.
+#[derive(Debug, Clone)]
+pub struct CrdVersion {
+    /// `metadata.name` of the CRD, e.g. `widgets.example.com`.
+    pub crd_name: String,
+    /// `schema.openAPIV3Schema`, when given.
+    pub schema: Option<Value>,
+    pub printer_columns: Vec<Value>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ResourceInfo {
+    pub group: String,
+    pub version: String,
+    pub kind: String,
+    pub list_kind: String,
+    pub plural: String,
+    pub singular: String,
+    pub namespaced: bool,
+    pub short_names: Vec<String>,
+    pub categories: Vec<String>,
+    /// Has a `status` subresource (status changes through the main endpoint are ignored).
+    pub status: bool,
+    /// Keeps `metadata.generation`.
+    pub generation: bool,
+    pub crd: Option<Arc<CrdVersion>>,
+}
+
+impl ResourceInfo {
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.clone()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+
+    /// `deployments.apps` / `configmaps`, as in error messages.
+    pub fn group_resource(&self) -> String {
+        if self.group.is_empty() {
+            self.plural.clone()
+        } else {
+            format!("{}.{}", self.plural, self.group)
+        }
+    }
+
+    /// Where objects live; core and events.k8s.io Events share one store like on a real cluster.
+    pub fn storage_key(&self) -> String {
+        if self.group == "events.k8s.io" && self.plural == "events" {
+            "/events".to_string()
+        } else {
+            format!("{}/{}", self.group, self.plural)
+        }
+    }
+
+    pub fn verbs(&self) -> Vec<&'static str> {
+        let mut v = vec![
+            "create",
+            "delete",
+            "deletecollection",
+            "get",
+            "list",
+            "patch",
+            "update",
+            "watch",
+        ];
+        if self.kind == "Namespace" {
+            v.retain(|x| *x != "deletecollection");
+        }
+        v
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn builtin(
+    group: &str,
+    version: &str,
+    kind: &str,
+    plural: &str,
+    namespaced: bool,
+    short: &[&str],
+    categories: &[&str],
+    status: bool,
+    generation: bool,
+) -> ResourceInfo {
+    ResourceInfo {
+        group: group.into(),
+        version: version.into(),
+        kind: kind.into(),
+        list_kind: format!("{kind}List"),
+        plural: plural.into(),
+        singular: kind.to_lowercase(),
+        namespaced,
+        short_names: short.iter().map(|s| s.to_string()).collect(),
+        categories: categories.iter().map(|s| s.to_string()).collect(),
+        status,
+        generation,
+        crd: None,
+    }
+}
+
+/// The built-in kinds this emulator serves.
+pub fn builtins() -> Vec<ResourceInfo> {
+    vec![
+        builtin(
+            "",
+            "v1",
+            "Namespace",
+            "namespaces",
+            false,
+            &["ns"],
+            &[],
+            true,
+            false,
+        ),
+        builtin(
+            "",
+            "v1",
+            "ConfigMap",
+            "configmaps",
+            true,
+            &["cm"],
+            &[],
+            false,
+            false,
+        ),
+        builtin("", "v1", "Secret", "secrets", true, &[], &[], false, false),
+        builtin(
+            "",
+            "v1",
+            "Service",
+            "services",
+            true,
+            &["svc"],
+            &["all"],
+            true,
+            false,
+        ),
+        builtin(
+            "",
+            "v1",
+            "ServiceAccount",
+            "serviceaccounts",
+            true,
+            &["sa"],
+            &[],
+            false,
+            false,
+        ),
+        builtin(
+            "",
+            "v1",
+            "Event",
+            "events",
+            true,
+            &["ev"],
+            &[],
+            false,
+            false,
+        ),
+        builtin(
+            "apps",
+            "v1",
+            "Deployment",
+            "deployments",
+            true,
+            &["deploy"],
+            &["all"],
+            true,
+            true,
+        ),
+        builtin(
+            "networking.k8s.io",
+            "v1",
+            "Ingress",
+            "ingresses",
+            true,
+            &["ing"],
+            &[],
+            true,
+            true,
+        ),
+        builtin(
+            "networking.k8s.io",
+            "v1",
+            "IngressClass",
+            "ingressclasses",
+            false,
+            &[],
+            &[],
+            false,
+            false,
+        ),
+        builtin(
+            "coordination.k8s.io",
+            "v1",
+            "Lease",
+            "leases",
+            true,
+            &[],
+            &[],
+            false,
+            false,
+        ),
+        builtin(
+            "events.k8s.io",
+            "v1",
+            "Event",
+            "events",
+            true,
+            &["ev"],
+            &[],
+            false,
+            false,
+        ),
+        builtin(
+            "apiextensions.k8s.io",
+            "v1",
+            "CustomResourceDefinition",
+            "customresourcedefinitions",
+            false,
+            &["crd", "crds"],
+            &["api-extensions"],
+            true,
+            true,
+        ),
+    ]
+}
+
+/// The resources a CRD serves, one per served version. Fails with the reason when it cannot be served.
+pub fn from_crd(crd: &Value) -> Vec<ResourceInfo> {
+    let spec = &crd["spec"];
+    let names = &spec["names"];
+    let strs = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let kind = names["kind"].as_str().unwrap_or_default().to_string();
+    let plural = names["plural"].as_str().unwrap_or_default().to_string();
+    let mut out = Vec::new();
+    for v in spec["versions"].as_array().into_iter().flatten() {
+        if v["served"].as_bool() != Some(true) {
+            continue;
+        }
+        out.push(ResourceInfo {
+            group: spec["group"].as_str().unwrap_or_default().into(),
+            version: v["name"].as_str().unwrap_or_default().into(),
+            kind: kind.clone(),
+            list_kind: names["listKind"]
+                .as_str()
+                .map(String::from)
+                .unwrap_or_else(|| format!("{kind}List")),
+            plural: plural.clone(),
+            singular: names["singular"]
+                .as_str()
+                .map(String::from)
+                .unwrap_or_else(|| kind.to_lowercase()),
+            namespaced: spec["scope"].as_str() != Some("Cluster"),
+            short_names: strs(&names["shortNames"]),
+            categories: strs(&names["categories"]),
+            status: v["subresources"]["status"].is_object(),
+            generation: true,
+            crd: Some(Arc::new(CrdVersion {
+                crd_name: crd["metadata"]["name"].as_str().unwrap_or_default().into(),
+                schema: v["schema"].get("openAPIV3Schema").cloned(),
+                printer_columns: v["additionalPrinterColumns"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default(),
+            })),
+        });
+    }
+    out
+}
+
+/// Kubernetes version priority: GA before beta before alpha, higher numbers first, others last by name.
+pub fn version_order(a: &str, b: &str) -> std::cmp::Ordering {
+    fn rank(v: &str) -> (u8, i64, i64, String) {
+        let parse = |s: &str| -> Option<(i64, u8, i64)> {
+            let rest = s.strip_prefix('v')?;
+            let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
+            let major = digits.parse().ok()?;
+            let tail = &rest[digits.len()..];
+            if tail.is_empty() {
+                return Some((major, 0, 0));
+            }
+            for (i, pre) in ["beta", "alpha"].iter().enumerate() {
+                if let Some(n) = tail.strip_prefix(pre) {
+                    return Some((major, i as u8 + 1, n.parse().ok()?));
+                }
+            }
+            None
+        };
+        match parse(v) {
+            Some((major, stage, minor)) => (stage, -major, -minor, String::new()),
+            None => (9, 0, 0, v.to_string()),
+        }
+    }
+    rank(a).cmp(&rank(b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_sort_like_kubernetes() {
+        let mut v = vec!["v1alpha1", "foo", "v1beta2", "v2", "v1", "v1beta1", "v10"];
+        v.sort_by(|a, b| version_order(a, b));
+        assert_eq!(
+            v,
+            vec!["v10", "v2", "v1", "v1beta2", "v1beta1", "v1alpha1", "foo"]
+        );
+    }
+}

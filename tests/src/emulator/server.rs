@@ -1,0 +1,1057 @@
+//! The HTTP layer: routing kube-apiserver's URL scheme to the verbs, content negotiation, watch streams.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, Method, StatusCode};
+use serde_json::{Value, json};
+use tokio::sync::{broadcast, mpsc};
+
+use super::Shared;
+use super::apply::{Manager, Operation};
+use super::builtins;
+use super::discovery;
+use super::engines;
+use super::errors::ApiError;
+use super::ops::{self, DeleteOpts, FieldValidation, Propagation, WriteOpts};
+use super::resources::ResourceInfo;
+use super::selector::{FieldSelector, LabelSelector};
+use super::store::{Change, EventType, Snapshot, Store};
+use super::table::{self, IncludeObject};
+
+type Query = HashMap<String, String>;
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() => {
+                match u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16)
+                {
+                    Ok(v) => {
+                        out.push(v);
+                        i += 2;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn parse_query(q: Option<&str>) -> Query {
+    q.unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect()
+}
+
+fn json_response(code: u16, v: &Value, warnings: &[String]) -> Response {
+    let mut r = (
+        StatusCode::from_u16(code).unwrap_or(StatusCode::OK),
+        [(http::header::CONTENT_TYPE, "application/json")],
+        v.to_string(),
+    )
+        .into_response();
+    for w in warnings {
+        let text = format!("299 - \"{}\"", w.replace('\\', "\\\\").replace('"', "\\\""));
+        if let Ok(h) = http::HeaderValue::from_str(&text) {
+            r.headers_mut().append("warning", h);
+        }
+    }
+    r
+}
+
+/// How the client wants objects rendered (from Accept).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Output {
+    Json,
+    Table(IncludeObject),
+    Metadata,
+}
+
+fn output(headers: &HeaderMap, q: &Query) -> Output {
+    let accept = headers
+        .get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    for media in accept.split(',') {
+        let params: Vec<&str> = media.split(';').map(str::trim).collect();
+        let has = |p: &str| params.contains(&p);
+        if has("as=Table") && has("g=meta.k8s.io") {
+            let include = match q.get("includeObject").map(String::as_str) {
+                Some("None") => IncludeObject::None,
+                Some("Object") => IncludeObject::Object,
+                _ => IncludeObject::Metadata,
+            };
+            return Output::Table(include);
+        }
+        if (has("as=PartialObjectMetadata") || has("as=PartialObjectMetadataList"))
+            && has("g=meta.k8s.io")
+        {
+            return Output::Metadata;
+        }
+        if params
+            .first()
+            .is_some_and(|m| *m == "application/json" || *m == "*/*")
+            && params.len() == 1
+        {
+            return Output::Json;
+        }
+    }
+    Output::Json
+}
+
+/// The object as the requested version presents it.
+fn present(info: &ResourceInfo, obj: &Value) -> Value {
+    let mut o = if info.group == "events.k8s.io" {
+        builtins::event_from_core(obj)
+    } else {
+        obj.clone()
+    };
+    if let Some(m) = o.as_object_mut() {
+        m.insert("apiVersion".into(), json!(info.api_version()));
+        m.insert("kind".into(), json!(info.kind));
+    }
+    o
+}
+
+fn render_one(info: &ResourceInfo, obj: &Value, out: Output) -> Value {
+    let o = present(info, obj);
+    match out {
+        Output::Json => o,
+        Output::Metadata => table::partial_metadata(&o),
+        Output::Table(inc) => table::render(
+            info,
+            &[o],
+            inc,
+            json!({"resourceVersion": obj["metadata"]["resourceVersion"]}),
+            true,
+        ),
+    }
+}
+
+/// A parsed resource request.
+struct Target {
+    info: ResourceInfo,
+    ns: String,
+    name: Option<String>,
+    sub: Option<String>,
+}
+
+enum Route {
+    NonResource(Response),
+    Resource(Target),
+}
+
+fn route(sh: &Shared, path: &str, accept: &str) -> Result<Route, ApiError> {
+    let segs: Vec<&str> = path
+        .trim_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
+    let st = sh.store();
+    let aggregated = accept.contains("as=APIGroupDiscoveryList")
+        && accept.contains("v=v2;") | accept.contains("v=v2,")
+        || accept.ends_with("v=v2");
+    let nr = |v: Value| Ok(Route::NonResource(json_response(200, &v, &[])));
+    let (group, version, rest): (&str, &str, &[&str]) = match segs.as_slice() {
+        [] => {
+            return nr(
+                json!({"paths": ["/api", "/api/v1", "/apis", "/healthz", "/livez", "/openapi/v2", "/openapi/v3", "/readyz", "/version"]}),
+            );
+        }
+        ["version"] => return nr(discovery::version()),
+        ["healthz" | "livez" | "readyz", ..] => {
+            return Ok(Route::NonResource(
+                (
+                    StatusCode::OK,
+                    [(http::header::CONTENT_TYPE, "text/plain")],
+                    "ok",
+                )
+                    .into_response(),
+            ));
+        }
+        ["api"] => {
+            if aggregated_wanted(accept) {
+                return Ok(Route::NonResource(aggregated_response(
+                    discovery::aggregated(&st.resources, true),
+                )));
+            }
+            return nr(discovery::core_versions(&sh.addr));
+        }
+        ["apis"] => {
+            if aggregated_wanted(accept) {
+                return Ok(Route::NonResource(aggregated_response(
+                    discovery::aggregated(&st.resources, false),
+                )));
+            }
+            return nr(discovery::group_list(&st.resources));
+        }
+        ["openapi", "v3"] => return nr(discovery::openapi_v3_root(&st.resources, st.current_rv())),
+        ["openapi", "v3", "api", v] => {
+            return discovery::openapi_v3_gv(&st.resources, "", v)
+                .map_or_else(|| Err(ApiError::path_not_found()), nr);
+        }
+        ["openapi", "v3", "apis", g, v] => {
+            return discovery::openapi_v3_gv(&st.resources, g, v)
+                .map_or_else(|| Err(ApiError::path_not_found()), nr);
+        }
+        ["api", v, rest @ ..] => ("", *v, rest),
+        ["apis", g] => {
+            return discovery::group(&st.resources, g)
+                .map_or_else(|| Err(ApiError::path_not_found()), nr);
+        }
+        ["apis", g, v, rest @ ..] => (*g, *v, rest),
+        _ => return Err(ApiError::path_not_found()),
+    };
+    let _ = aggregated;
+    if rest.is_empty() {
+        return discovery::resource_list(&st.resources, group, version)
+            .map_or_else(|| Err(ApiError::path_not_found()), nr);
+    }
+    let find = |plural: &str| st.find(group, version, plural).cloned();
+    let (ns, rest): (String, &[&str]) = match rest {
+        ["namespaces", ns, plural, tail @ ..] if find(plural).is_some_and(|r| r.namespaced) => {
+            let mut v = vec![*plural];
+            v.extend_from_slice(tail);
+            return finish(find(plural), ns.to_string(), &v);
+        }
+        _ => (String::new(), rest),
+    };
+    finish(find(rest[0]), ns, rest)
+}
+
+fn finish(info: Option<ResourceInfo>, ns: String, rest: &[&str]) -> Result<Route, ApiError> {
+    let info = info.ok_or_else(ApiError::path_not_found)?;
+    if rest.len() > 3 {
+        return Err(ApiError::path_not_found());
+    }
+    let sub = rest.get(2).map(|s| s.to_string());
+    if let Some(s) = &sub
+        && !(s == "status" && info.status)
+    {
+        return Err(ApiError::path_not_found());
+    }
+    Ok(Route::Resource(Target {
+        info,
+        ns,
+        name: rest.get(1).map(|s| s.to_string()),
+        sub,
+    }))
+}
+
+fn aggregated_wanted(accept: &str) -> bool {
+    accept.split(',').next().is_some_and(|first| {
+        first.contains("as=APIGroupDiscoveryList")
+            && first.contains("v=v2")
+            && !first.contains("v=v2beta1")
+    })
+}
+
+fn aggregated_response(v: Value) -> Response {
+    (
+        StatusCode::OK,
+        [(
+            http::header::CONTENT_TYPE,
+            "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList",
+        )],
+        v.to_string(),
+    )
+        .into_response()
+}
+
+fn verb_of(method: &Method, t: &Target, q: &Query, content_type: &str) -> &'static str {
+    let watch = q.get("watch").is_some_and(|v| v == "1" || v == "true");
+    match (method.as_str(), t.name.is_some()) {
+        ("GET", true) => "get",
+        ("GET", false) if watch => "watch",
+        ("GET", false) => "list",
+        ("POST", _) => "create",
+        ("PUT", _) => "update",
+        ("PATCH", _) if content_type == "application/apply-patch+yaml" => "apply",
+        ("PATCH", _) => "patch",
+        ("DELETE", true) => "delete",
+        ("DELETE", false) => "deletecollection",
+        _ => "unknown",
+    }
+}
+
+/// Entry point for every request.
+pub async fn handle(State(sh): State<Arc<Shared>>, req: Request) -> Response {
+    let method = req.method().clone();
+    let uri = req.uri().clone();
+    let headers = req.headers().clone();
+    let q = parse_query(uri.query());
+    let path = uri.path().to_string();
+    if let Some(token) = &sh.token {
+        let ok = headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|h| h.to_str().ok())
+            .is_some_and(|h| h == format!("Bearer {token}"));
+        if !ok && !matches!(path.as_str(), "/healthz" | "/livez" | "/readyz") {
+            sh.counts.add("unauthorized", &path);
+            return ApiError::new(401, "Unauthorized", "Unauthorized").into_response();
+        }
+    }
+    let body = match axum::body::to_bytes(req.into_body(), 64 << 20).await {
+        Ok(b) => b,
+        Err(e) => return ApiError::bad_request(e.to_string()).into_response(),
+    };
+    let accept = headers
+        .get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let content_type = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json")
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let routed = route(&sh, &path, &accept);
+    let (verb, resource, ns, name) = match &routed {
+        Ok(Route::Resource(t)) => {
+            let res = match &t.sub {
+                Some(s) => format!("{}/{s}", t.info.plural),
+                None => t.info.plural.clone(),
+            };
+            (
+                verb_of(&method, t, &q, &content_type),
+                res,
+                t.ns.clone(),
+                t.name.clone().unwrap_or_default(),
+            )
+        }
+        _ => ("get", path.clone(), String::new(), String::new()),
+    };
+    sh.counts.add(verb, &resource);
+    let decision = sh.faults.decide(verb, &resource, &ns, &name);
+    if !decision.latency.is_zero() {
+        tokio::time::sleep(decision.latency).await;
+    }
+    if let Some((code, retry)) = decision.error {
+        let (reason, msg) = match code {
+            429 => (
+                "TooManyRequests",
+                "the server has received too many requests and has asked us to try again later",
+            ),
+            503 => (
+                "ServiceUnavailable",
+                "the server is currently unable to handle the request",
+            ),
+            500 => (
+                "InternalError",
+                "an error on the server (\"injected fault\") has prevented the request from succeeding",
+            ),
+            504 => (
+                "Timeout",
+                "the server was unable to return a response in the time allotted, but may still be processing the request",
+            ),
+            _ => ("", "injected fault"),
+        };
+        let mut e = ApiError::new(code, reason, msg);
+        e.retry_after = retry.or(if code == 429 { Some(1) } else { None });
+        return e.into_response();
+    }
+    let target = match routed {
+        Ok(Route::NonResource(r)) => return r,
+        Ok(Route::Resource(t)) => t,
+        Err(e) => return e.into_response(),
+    };
+    let out = output(&headers, &q);
+    let user_agent = headers
+        .get(http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let result = match verb {
+        "watch" => return watch(&sh, target, &q, out),
+        "get" => get(&sh, &target, out),
+        "list" => list(&sh, &target, &q, out),
+        "create" | "update" | "patch" | "apply" => write(
+            &sh,
+            &target,
+            verb,
+            &q,
+            &content_type,
+            &body,
+            &user_agent,
+            out,
+        ),
+        "delete" => delete(&sh, &target, &q, &body),
+        "deletecollection" => delete_collection(&sh, &target, &q, &body),
+        _ => Err(ApiError::method_not_allowed(
+            method.as_str(),
+            &target.info.group_resource(),
+        )),
+    };
+    match result {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+fn get(sh: &Shared, t: &Target, out: Output) -> Result<Response, ApiError> {
+    let st = sh.store();
+    let name = t.name.as_deref().unwrap_or_default();
+    let obj = st.get(&t.info.storage_key(), &t.ns, name).ok_or_else(|| {
+        ApiError::not_found(
+            &t.info.group_resource(),
+            &t.info.group,
+            &t.info.plural,
+            name,
+        )
+    })?;
+    Ok(json_response(200, &render_one(&t.info, obj, out), &[]))
+}
+
+struct Filter {
+    key: String,
+    ns: Option<String>,
+    labels: LabelSelector,
+    fields: FieldSelector,
+}
+
+impl Filter {
+    fn new(t: &Target, q: &Query) -> Result<Self, ApiError> {
+        let labels = LabelSelector::parse(
+            q.get("labelSelector")
+                .map(String::as_str)
+                .unwrap_or_default(),
+        )
+        .map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?;
+        let fields = FieldSelector::parse(
+            q.get("fieldSelector")
+                .map(String::as_str)
+                .unwrap_or_default(),
+            &t.info.kind,
+        )
+        .map_err(ApiError::bad_request)?;
+        Ok(Filter {
+            key: t.info.storage_key(),
+            ns: (t.info.namespaced && !t.ns.is_empty()).then(|| t.ns.clone()),
+            labels,
+            fields,
+        })
+    }
+
+    fn matches(&self, o: &Value) -> bool {
+        self.ns
+            .as_deref()
+            .is_none_or(|ns| o["metadata"]["namespace"] == ns)
+            && self.labels.matches(&o["metadata"]["labels"])
+            && self.fields.matches(o)
+    }
+}
+
+fn list(sh: &Shared, t: &Target, q: &Query, out: Output) -> Result<Response, ApiError> {
+    let filter = Filter::new(t, q)?;
+    let limit = q
+        .get("limit")
+        .and_then(|l| l.parse::<usize>().ok())
+        .filter(|l| *l > 0);
+    let mut st = sh.store();
+    let (rv, items, offset) = match q.get("continue").filter(|c| !c.is_empty()) {
+        Some(token) => {
+            let (id, offset) = decode_continue(token).ok_or_else(|| {
+                ApiError::bad_request("continue key is not valid: illegal base64 data")
+            })?;
+            let snap = st.snapshots.get(&id).ok_or_else(|| {
+                ApiError::gone("The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.")
+            })?;
+            (snap.rv, snap.items.clone(), offset)
+        }
+        None => {
+            let items: Vec<Value> = st
+                .list(&filter.key, filter.ns.as_deref())
+                .into_iter()
+                .filter(|o| filter.matches(o))
+                .collect();
+            (st.current_rv(), items, 0)
+        }
+    };
+    let total = items.len();
+    let end = limit.map_or(total, |l| (offset + l).min(total));
+    let page: Vec<Value> = items[offset.min(total)..end]
+        .iter()
+        .map(|o| present(&t.info, o))
+        .collect();
+    let mut meta = json!({"resourceVersion": rv.to_string()});
+    if end < total {
+        let id = match q
+            .get("continue")
+            .filter(|c| !c.is_empty())
+            .and_then(|c| decode_continue(c))
+        {
+            Some((id, _)) => id,
+            None => st.save_snapshot(Snapshot { rv, items }),
+        };
+        meta["continue"] = json!(encode_continue(id, end));
+        meta["remainingItemCount"] = json!(total - end);
+    }
+    drop(st);
+    let body = match out {
+        Output::Json => {
+            json!({"apiVersion": t.info.api_version(), "kind": t.info.list_kind, "metadata": meta, "items": page})
+        }
+        Output::Metadata => {
+            json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadataList", "metadata": meta,
+            "items": page.iter().map(table::partial_metadata).collect::<Vec<_>>()})
+        }
+        Output::Table(inc) => table::render(&t.info, &page, inc, meta, true),
+    };
+    Ok(json_response(200, &body, &[]))
+}
+
+fn encode_continue(id: u64, offset: usize) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(format!(
+        "{{\"v\":\"emulator\",\"id\":{id},\"offset\":{offset}}}"
+    ))
+}
+
+fn decode_continue(token: &str) -> Option<(u64, usize)> {
+    use base64::Engine;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(token)
+        .ok()?;
+    let v: Value = serde_json::from_slice(&raw).ok()?;
+    Some((v["id"].as_u64()?, v["offset"].as_u64()? as usize))
+}
+
+fn parse_body(body: &Bytes, content_type: &str) -> Result<Value, ApiError> {
+    if content_type.contains("protobuf") {
+        return super::protobuf::decode(body).ok_or_else(|| {
+            ApiError::unsupported_media(
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml",
+            )
+        });
+    }
+    if content_type.contains("cbor") {
+        return Err(ApiError::unsupported_media(
+            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml",
+        ));
+    }
+    let v: Value = if content_type.contains("yaml") {
+        serde_yaml::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?
+    } else {
+        serde_json::from_slice(body)
+            .or_else(|_| serde_yaml::from_slice(body))
+            .map_err(|e| {
+                ApiError::bad_request(format!("couldn't get version/kind; json parse error: {e}"))
+            })?
+    };
+    Ok(v)
+}
+
+fn write_opts(q: &Query, t: &Target, verb: &str, user_agent: &str) -> Result<WriteOpts, ApiError> {
+    let validation = match q.get("fieldValidation").map(String::as_str) {
+        None | Some("") | Some("Warn") => FieldValidation::Warn,
+        Some("Strict") => FieldValidation::Strict,
+        Some("Ignore") => FieldValidation::Ignore,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "fieldValidation must be one of \"Ignore\", \"Warn\", or \"Strict\", got: {other}"
+            )));
+        }
+    };
+    let manager = match q.get("fieldManager").filter(|m| !m.is_empty()) {
+        Some(m) => m.clone(),
+        None if verb == "apply" => {
+            return Err(ApiError::bad_request(
+                "PATCH, application/apply-patch+yaml: fieldManager is required for apply requests"
+                    .to_string(),
+            )
+            .with_details(json!({})))
+            .map_err(|mut e| {
+                e.message = "fieldManager: Required value: is required for apply patch".into();
+                e.reason = "BadRequest";
+                e
+            });
+        }
+        None => user_agent
+            .split('/')
+            .next()
+            .unwrap_or_default()
+            .chars()
+            .take(128)
+            .collect(),
+    };
+    let dry_run = match q.get("dryRun").map(String::as_str) {
+        None | Some("") => false,
+        Some("All") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "Invalid dry run option: {other}"
+            )));
+        }
+    };
+    Ok(WriteOpts {
+        manager,
+        validation,
+        dry_run,
+        subresource: t.sub.clone(),
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn write(
+    sh: &Shared,
+    t: &Target,
+    verb: &str,
+    q: &Query,
+    content_type: &str,
+    body: &Bytes,
+    user_agent: &str,
+    out: Output,
+) -> Result<Response, ApiError> {
+    let opts = write_opts(q, t, verb, user_agent)?;
+    let info = &t.info;
+    let name = t.name.clone().unwrap_or_default();
+    let result = {
+        let mut st = sh.store();
+        match verb {
+            "create" => {
+                if t.sub.is_some() {
+                    return Err(ApiError::method_not_allowed("POST", &info.group_resource()));
+                }
+                let obj = check_kind(info, parse_body(body, content_type)?)?;
+                ops::create(&mut st, info, &t.ns, obj, &opts, false).map(|w| (201, w))
+            }
+            "update" => {
+                let obj = check_kind(info, parse_body(body, content_type)?)?;
+                ops::update(&mut st, info, &t.ns, &name, obj, &opts, false).map(|w| (200, w))
+            }
+            "patch" => patch(&mut st, t, &name, content_type, body, &opts).map(|w| (200, w)),
+            _ => apply(&mut st, t, &name, body, q, &opts),
+        }
+    };
+    let (code, (obj, warnings)) = result?;
+    sh.wake.notify_one();
+    Ok(json_response(code, &render_one(info, &obj, out), &warnings))
+}
+
+fn check_kind(info: &ResourceInfo, mut obj: Value) -> Result<Value, ApiError> {
+    if !obj.is_object() {
+        return Err(ApiError::bad_request(
+            "the body of the request was not a JSON object",
+        ));
+    }
+    let kind = obj["kind"].as_str().unwrap_or_default();
+    let av = obj["apiVersion"].as_str().unwrap_or_default();
+    if kind.is_empty() && av.is_empty() {
+        obj["kind"] = json!(info.kind);
+        obj["apiVersion"] = json!(info.api_version());
+    } else if kind != info.kind || av != info.api_version() {
+        return Err(ApiError::bad_request(format!(
+            "the API version in the data ({av}) does not match the expected API version ({})",
+            info.api_version()
+        )));
+    }
+    if obj.get("metadata").is_none_or(Value::is_null) {
+        obj["metadata"] = json!({});
+    }
+    Ok(obj)
+}
+
+fn patch(
+    st: &mut Store,
+    t: &Target,
+    name: &str,
+    content_type: &str,
+    body: &Bytes,
+    opts: &WriteOpts,
+) -> Result<ops::Written, ApiError> {
+    let info = &t.info;
+    let live = st
+        .get(
+            &info.storage_key(),
+            if info.namespaced { &t.ns } else { "" },
+            name,
+        )
+        .cloned()
+        .ok_or_else(|| {
+            ApiError::not_found(&info.group_resource(), &info.group, &info.plural, name)
+        })?;
+    let live = present(info, &live);
+    let patch: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
+    let accepted = if info.crd.is_some() {
+        "application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml"
+    } else {
+        "application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json, application/apply-patch+yaml"
+    };
+    let mut patched = match content_type {
+        "application/merge-patch+json" => engines::merge_patch(&live, &patch)?,
+        "application/json-patch+json" => engines::json_patch(&live, &patch)?,
+        "application/strategic-merge-patch+json" if info.crd.is_none() => {
+            engines::strategic_merge_patch(&live, &patch, &ops::merge_schema(info))?
+        }
+        _ => {
+            return Err(ApiError::unsupported_media(format!(
+                "the body of the request was in an unknown format - accepted media types include: {accepted}"
+            )));
+        }
+    };
+    // A patch that does not mention resourceVersion applies to whatever is live.
+    if patched["metadata"]["resourceVersion"].is_null() {
+        patched["metadata"]["resourceVersion"] = live["metadata"]["resourceVersion"].clone();
+    }
+    ops::update(st, info, &t.ns, name, patched, opts, false)
+}
+
+fn apply(
+    st: &mut Store,
+    t: &Target,
+    name: &str,
+    body: &Bytes,
+    q: &Query,
+    opts: &WriteOpts,
+) -> Result<(u16, ops::Written), ApiError> {
+    let info = &t.info;
+    let config = check_kind(info, parse_body(body, "application/apply-patch+yaml")?)?;
+    let config_name = config["metadata"]["name"].as_str().unwrap_or_default();
+    if config_name != name {
+        return Err(ApiError::bad_request(format!(
+            "the name of the object ({config_name}) does not match the name on the URL ({name})"
+        )));
+    }
+    let force = q.get("force").is_some_and(|f| f == "true" || f == "1");
+    let live = st
+        .get(
+            &info.storage_key(),
+            if info.namespaced { &t.ns } else { "" },
+            name,
+        )
+        .cloned();
+    let time = ops::now();
+    let av = info.api_version();
+    let mgr = Manager {
+        name: &opts.manager,
+        operation: Operation::Apply,
+        subresource: t.sub.as_deref(),
+        api_version: &av,
+        time: &time,
+    };
+    let schema = ops::merge_schema(info);
+    match live {
+        None if t.sub.is_some() => Err(ApiError::not_found(
+            &info.group_resource(),
+            &info.group,
+            &info.plural,
+            name,
+        )),
+        None => {
+            let obj = engines::server_side_apply(None, &config, &mgr, force, &schema)?;
+            ops::create(st, info, &t.ns, obj, opts, true).map(|w| (201, w))
+        }
+        Some(live) => {
+            let live = present(info, &live);
+            let mut obj = engines::server_side_apply(Some(&live), &config, &mgr, force, &schema)?;
+            if config["metadata"]["resourceVersion"].is_null() {
+                obj["metadata"]["resourceVersion"] = live["metadata"]["resourceVersion"].clone();
+            }
+            ops::update(st, info, &t.ns, name, obj, opts, true).map(|w| (200, w))
+        }
+    }
+}
+
+fn delete_opts(q: &Query, body: &Bytes) -> Result<DeleteOpts, ApiError> {
+    let b: Value = if body.is_empty() {
+        json!({})
+    } else {
+        serde_json::from_slice(body).unwrap_or(json!({}))
+    };
+    let policy = q
+        .get("propagationPolicy")
+        .cloned()
+        .or_else(|| b["propagationPolicy"].as_str().map(String::from));
+    let orphan = q
+        .get("orphanDependents")
+        .map(|v| v == "true")
+        .or_else(|| b["orphanDependents"].as_bool());
+    let propagation = match (policy.as_deref(), orphan) {
+        (Some("Foreground"), _) => Some(Propagation::Foreground),
+        (Some("Background"), _) => Some(Propagation::Background),
+        (Some("Orphan"), _) | (None, Some(true)) => Some(Propagation::Orphan),
+        (Some(other), _) => {
+            return Err(ApiError::new(
+                422,
+                "Invalid",
+                format!(
+                    "propagationPolicy: Unsupported value: \"{other}\": supported values: \"Foreground\", \"Background\", \"Orphan\""
+                ),
+            ));
+        }
+        (None, _) => None,
+    };
+    let dry_run = q.get("dryRun").is_some_and(|d| d == "All")
+        || b["dryRun"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|d| d == "All"));
+    Ok(DeleteOpts {
+        propagation,
+        uid: b["preconditions"]["uid"].as_str().map(String::from),
+        resource_version: b["preconditions"]["resourceVersion"]
+            .as_str()
+            .map(String::from),
+        dry_run,
+    })
+}
+
+fn delete(sh: &Shared, t: &Target, q: &Query, body: &Bytes) -> Result<Response, ApiError> {
+    let opts = delete_opts(q, body)?;
+    let name = t.name.clone().unwrap_or_default();
+    let (obj, pending) = ops::delete(&mut sh.store(), &t.info, &t.ns, &name, &opts)?;
+    sh.wake.notify_one();
+    if pending || opts.dry_run {
+        return Ok(json_response(200, &present(&t.info, &obj), &[]));
+    }
+    Ok(json_response(
+        200,
+        &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+            "details": {"name": name, "group": t.info.group, "kind": t.info.plural, "uid": obj["metadata"]["uid"]}}),
+        &[],
+    ))
+}
+
+fn delete_collection(
+    sh: &Shared,
+    t: &Target,
+    q: &Query,
+    body: &Bytes,
+) -> Result<Response, ApiError> {
+    let opts = delete_opts(q, body)?;
+    let filter = Filter::new(t, q)?;
+    let mut st = sh.store();
+    let targets: Vec<Value> = st
+        .list(&filter.key, filter.ns.as_deref())
+        .into_iter()
+        .filter(|o| filter.matches(o))
+        .collect();
+    let mut items = vec![];
+    for o in targets {
+        let name = o["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let ns = o["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        if let Ok((obj, _)) = ops::delete(&mut st, &t.info, &ns, &name, &opts) {
+            items.push(present(&t.info, &obj));
+        }
+    }
+    let rv = st.current_rv();
+    drop(st);
+    sh.wake.notify_one();
+    Ok(json_response(
+        200,
+        &json!({"apiVersion": t.info.api_version(), "kind": t.info.list_kind, "metadata": {"resourceVersion": rv.to_string()}, "items": items}),
+        &[],
+    ))
+}
+
+fn event_line(kind: &str, object: Value) -> Bytes {
+    let mut s = json!({"type": kind, "object": object}).to_string();
+    s.push('\n');
+    Bytes::from(s)
+}
+
+fn expired_line(requested: u64, oldest: u64) -> Bytes {
+    let e = ApiError::gone(format!("too old resource version: {requested} ({oldest})"));
+    event_line("ERROR", e.to_status())
+}
+
+fn watch(sh: &Arc<Shared>, t: Target, q: &Query, out: Output) -> Response {
+    let filter = match Filter::new(&t, q) {
+        Ok(f) => f,
+        Err(e) => return e.into_response(),
+    };
+    let bookmarks = q
+        .get("allowWatchBookmarks")
+        .is_some_and(|v| v == "true" || v == "1");
+    let initial_events = q.get("sendInitialEvents").is_some_and(|v| v == "true");
+    let timeout = q
+        .get("timeoutSeconds")
+        .and_then(|s| s.parse::<u64>().ok())
+        .map_or(Duration::from_secs(1800), Duration::from_secs);
+    let requested = q.get("resourceVersion").cloned().unwrap_or_default();
+    let (tx, rx) = mpsc::channel::<Bytes>(256);
+    let force_gone = sh.faults.take_expire_watch();
+    let mut first_lines: Vec<Bytes> = vec![];
+    let info = t.info.clone();
+    let mut columns_sent = false;
+    let render = move |obj: &Value, columns_sent: &mut bool| -> Value {
+        match out {
+            Output::Table(inc) => {
+                let o = present(&info, obj);
+                let v = table::render(
+                    &info,
+                    &[o],
+                    inc,
+                    json!({"resourceVersion": obj["metadata"]["resourceVersion"]}),
+                    !*columns_sent,
+                );
+                *columns_sent = true;
+                v
+            }
+            other => render_one(&info, obj, other),
+        }
+    };
+    let bookmark = {
+        let info = t.info.clone();
+        move |rv: u64, end: bool| -> Bytes {
+            let mut meta = json!({"resourceVersion": rv.to_string()});
+            if end {
+                meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+            }
+            let obj = match out {
+                Output::Json => {
+                    json!({"kind": info.kind, "apiVersion": info.api_version(), "metadata": meta})
+                }
+                _ => {
+                    json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": meta})
+                }
+            };
+            event_line("BOOKMARK", obj)
+        }
+    };
+    let (mut sub, start_rv) = {
+        let st = sh.store();
+        let now = st.current_rv();
+        let parsed: Option<u64> = requested.parse().ok();
+        let from_scratch = requested.is_empty() || requested == "0" || initial_events;
+        if force_gone || (!from_scratch && parsed.is_some_and(|r| r < st.compacted)) {
+            let r = parsed.unwrap_or(0);
+            first_lines.push(expired_line(r, st.compacted.max(r + 1)));
+            drop(st);
+            return stream_response(rx, tx, first_lines);
+        }
+        if from_scratch {
+            for o in st
+                .list(&filter.key, filter.ns.as_deref())
+                .into_iter()
+                .filter(|o| filter.matches(o))
+            {
+                first_lines.push(event_line("ADDED", render(&o, &mut columns_sent)));
+            }
+            if initial_events && bookmarks {
+                first_lines.push(bookmark(now, true));
+            }
+        } else {
+            let from = parsed.unwrap_or(now);
+            for c in st.history_since(from) {
+                if let Some(line) = change_line(&c, &filter, &render, &mut columns_sent) {
+                    first_lines.push(line);
+                }
+            }
+        }
+        (st.tx.subscribe(), now)
+    };
+    let mut cut = sh.faults.cut_signal();
+    cut.borrow_and_update();
+    let interval = sh.bookmark_interval;
+    tokio::spawn(async move {
+        for l in first_lines {
+            if tx.send(l).await.is_err() {
+                return;
+            }
+        }
+        let deadline = tokio::time::sleep(timeout);
+        tokio::pin!(deadline);
+        let mut last_rv = start_rv;
+        let mut ticker = tokio::time::interval(interval);
+        ticker.tick().await;
+        loop {
+            tokio::select! {
+                _ = &mut deadline => return,
+                _ = cut.changed() => return,
+                _ = tx.closed() => return,
+                _ = ticker.tick(), if bookmarks => {
+                    if tx.send(bookmark(last_rv, false)).await.is_err() { return; }
+                }
+                c = sub.recv() => match c {
+                    Ok(c) => {
+                        if c.rv <= last_rv { continue; }
+                        last_rv = c.rv;
+                        if let Some(line) = change_line(&c, &filter, &render, &mut columns_sent)
+                            && tx.send(line).await.is_err() {
+                                return;
+                        }
+                    }
+                    // A watcher that falls behind is closed; the client resumes from its last version.
+                    Err(broadcast::error::RecvError::Lagged(_)) | Err(broadcast::error::RecvError::Closed) => return,
+                },
+            }
+        }
+    });
+    stream_body(rx)
+}
+
+fn change_line(
+    c: &Change,
+    filter: &Filter,
+    render: &impl Fn(&Value, &mut bool) -> Value,
+    columns_sent: &mut bool,
+) -> Option<Bytes> {
+    if c.key != filter.key {
+        return None;
+    }
+    let now = filter.matches(&c.object);
+    let before = c.old.as_ref().is_some_and(|o| filter.matches(o));
+    let kind = match (c.kind, before, now) {
+        (EventType::Deleted, _, true) => "DELETED",
+        (EventType::Added, _, true) => "ADDED",
+        (EventType::Modified, true, true) => "MODIFIED",
+        (EventType::Modified, false, true) => "ADDED",
+        (EventType::Modified, true, false) => "DELETED",
+        _ => return None,
+    };
+    Some(event_line(kind, render(&c.object, columns_sent)))
+}
+
+fn stream_response(
+    rx: mpsc::Receiver<Bytes>,
+    tx: mpsc::Sender<Bytes>,
+    lines: Vec<Bytes>,
+) -> Response {
+    tokio::spawn(async move {
+        for l in lines {
+            let _ = tx.send(l).await;
+        }
+    });
+    stream_body(rx)
+}
+
+fn stream_body(rx: mpsc::Receiver<Bytes>) -> Response {
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx))
+    });
+    Response::builder()
+        .status(200)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(Body::from_stream(stream))
+        .unwrap_or_else(|_| ApiError::internal("stream").into_response())
+}

@@ -1,0 +1,242 @@
+//! Built-in kinds: the defaults and validation a real cluster applies, and simulated Deployment status.
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Secret, Service};
+use kube::api::PostParams;
+use serde_json::json;
+
+use super::{DEADLINE, api_code, api_message};
+use demoweb_tests::harness::TestEnv;
+
+#[tokio::test]
+async fn deployment_defaults_match_a_real_cluster() {
+    let env = TestEnv::new("deployment_defaults").await;
+    let d: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": "web"},
+        "spec": {"selector": {"matchLabels": {"app": "web"}}, "template": {"metadata": {"labels": {"app": "web"}},
+            "spec": {"containers": [{"name": "web", "image": "nginx:1.27", "ports": [{"containerPort": 80}],
+                "readinessProbe": {"httpGet": {"path": "/", "port": 80}}}],
+                "volumes": [{"name": "c", "configMap": {"name": "x"}}]}}}
+    }))
+    .unwrap();
+    let d = serde_json::to_value(
+        env.api::<Deployment>()
+            .create(&PostParams::default(), &d)
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let s = &d["spec"];
+    assert_eq!(s["replicas"], 1);
+    assert_eq!(s["revisionHistoryLimit"], 10);
+    assert_eq!(s["progressDeadlineSeconds"], 600);
+    assert_eq!(
+        s["strategy"],
+        json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}})
+    );
+    let p = &s["template"]["spec"];
+    assert_eq!(p["restartPolicy"], "Always");
+    assert_eq!(p["dnsPolicy"], "ClusterFirst");
+    assert_eq!(p["schedulerName"], "default-scheduler");
+    assert_eq!(p["securityContext"], json!({}));
+    assert_eq!(p["terminationGracePeriodSeconds"], 30);
+    assert_eq!(p["volumes"][0]["configMap"]["defaultMode"], 420);
+    let c = &p["containers"][0];
+    assert_eq!(c["imagePullPolicy"], "IfNotPresent");
+    assert_eq!(c["terminationMessagePath"], "/dev/termination-log");
+    assert_eq!(c["terminationMessagePolicy"], "File");
+    assert_eq!(c["ports"][0]["protocol"], "TCP");
+    assert_eq!(c["readinessProbe"]["httpGet"]["scheme"], "HTTP");
+    assert_eq!(c["readinessProbe"]["timeoutSeconds"], 1);
+    assert_eq!(c["readinessProbe"]["periodSeconds"], 10);
+    assert_eq!(c["readinessProbe"]["successThreshold"], 1);
+    assert_eq!(c["readinessProbe"]["failureThreshold"], 3);
+    assert_eq!(d["metadata"]["generation"], 1);
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn service_defaults_match_a_real_cluster() {
+    let env = TestEnv::new("service_defaults").await;
+    let s: Service = serde_json::from_value(json!({
+        "metadata": {"name": "web"},
+        "spec": {"selector": {"app": "web"}, "ports": [{"name": "http", "port": 80}]}
+    }))
+    .unwrap();
+    let s = serde_json::to_value(
+        env.api::<Service>()
+            .create(&PostParams::default(), &s)
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let spec = &s["spec"];
+    assert_eq!(spec["type"], "ClusterIP");
+    assert_eq!(spec["sessionAffinity"], "None");
+    assert_eq!(spec["internalTrafficPolicy"], "Cluster");
+    assert_eq!(spec["ipFamilyPolicy"], "SingleStack");
+    assert_eq!(spec["ipFamilies"], json!(["IPv4"]));
+    let ip = spec["clusterIP"].as_str().unwrap();
+    assert!(ip.parse::<std::net::Ipv4Addr>().is_ok(), "{ip}");
+    assert_eq!(spec["clusterIPs"], json!([ip]));
+    assert_eq!(
+        spec["ports"][0],
+        json!({"name": "http", "port": 80, "protocol": "TCP", "targetPort": 80})
+    );
+    let out = env.kubectl(&["get", "svc", "web"]).await.expect_ok();
+    let header: Vec<&str> = out.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        vec![
+            "NAME",
+            "TYPE",
+            "CLUSTER-IP",
+            "EXTERNAL-IP",
+            "PORT(S)",
+            "AGE"
+        ]
+    );
+    assert!(out.contains("80/TCP"), "{out}");
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn service_names_must_be_dns_1035_labels() {
+    let env = TestEnv::new("service_names").await;
+    let s: Service = serde_json::from_value(
+        json!({"metadata": {"name": "1web"}, "spec": {"ports": [{"port": 80}]}}),
+    )
+    .unwrap();
+    let err = env
+        .api::<Service>()
+        .create(&PostParams::default(), &s)
+        .await
+        .unwrap_err();
+    assert_eq!(api_code(&err), Some(422));
+    assert!(
+        api_message(&err).starts_with("Service \"1web\" is invalid: metadata.name: Invalid value: \"1web\": a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character"),
+        "{}",
+        api_message(&err)
+    );
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn deployment_selector_must_match_the_template() {
+    let env = TestEnv::new("deployment_selector").await;
+    let out = env
+        .apply_yaml("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\nspec:\n  selector: {matchLabels: {app: a}}\n  template:\n    metadata: {labels: {app: b}}\n    spec: {containers: [{name: c, image: nginx}]}\n")
+        .await;
+    let stderr = out.expect_err();
+    // kubectl rewords the 422 as `The Deployment "d" is invalid: ...` from the Status details.
+    assert!(
+        stderr.contains("The Deployment \"d\" is invalid"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(
+            "spec.template.metadata.labels: Invalid value: map[string]string{\"app\":\"b\"}"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("`selector` does not match template `labels`"),
+        "{stderr}"
+    );
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn unknown_fields_in_built_ins_are_rejected_by_kubectl() {
+    let env = TestEnv::new("strict_builtin").await;
+    let out = env
+        .apply_yaml("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {a: b}\nfoo: 1\n")
+        .await;
+    let stderr = out.expect_err();
+    assert!(
+        stderr.contains("strict decoding error: unknown field \"foo\""),
+        "{stderr}"
+    );
+    let out = env
+        .kubectl_with_stdin(
+            &["apply", "--validate=warn", "-f", "-"],
+            Some("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {a: b}\nfoo: 1\n"),
+        )
+        .await;
+    out.expect_ok();
+    assert!(
+        out.stderr.contains("unknown field \"foo\""),
+        "{}",
+        out.stderr
+    );
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn secret_string_data_is_encoded_and_type_defaults_to_opaque() {
+    let env = TestEnv::new("secret_defaults").await;
+    let s: Secret =
+        serde_json::from_value(json!({"metadata": {"name": "s"}, "stringData": {"user": "admin"}}))
+            .unwrap();
+    let s = env
+        .api::<Secret>()
+        .create(&PostParams::default(), &s)
+        .await
+        .unwrap();
+    assert_eq!(s.type_.as_deref(), Some("Opaque"));
+    assert_eq!(s.data.unwrap()["user"].0, b"admin".to_vec());
+    assert!(s.string_data.is_none());
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn deployment_status_reports_ready_replicas() {
+    let env = TestEnv::new("deployment_status").await;
+    env.apply_yaml("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\nspec:\n  replicas: 2\n  selector: {matchLabels: {app: d}}\n  template:\n    metadata: {labels: {app: d}}\n    spec: {containers: [{name: c, image: registry.k8s.io/pause:3.10}]}\n")
+        .await
+        .expect_ok();
+    let api = env.api::<Deployment>();
+    let d = env
+        .wait_for("two ready replicas", DEADLINE, || async {
+            let d = api.get("d").await.unwrap();
+            let s = d.status.clone()?;
+            (s.ready_replicas == Some(2) && s.observed_generation == Some(1)).then_some(d)
+        })
+        .await;
+    let s = d.status.unwrap();
+    assert_eq!(
+        (s.replicas, s.updated_replicas, s.available_replicas),
+        (Some(2), Some(2), Some(2))
+    );
+    let conds = s.conditions.unwrap();
+    let available = conds.iter().find(|c| c.type_ == "Available").unwrap();
+    assert_eq!(
+        (available.status.as_str(), available.reason.as_deref()),
+        ("True", Some("MinimumReplicasAvailable"))
+    );
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn deployment_status_stays_unready_when_pods_are_not_ready() {
+    let env = TestEnv::new("deployment_unready").await;
+    let Some(emu) = env.emulator_or_skip("switching pod readiness") else {
+        return;
+    };
+    emu.set_deployments_ready(false);
+    env.apply_yaml("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\nspec:\n  selector: {matchLabels: {app: d}}\n  template:\n    metadata: {labels: {app: d}}\n    spec: {containers: [{name: c, image: nginx}]}\n")
+        .await
+        .expect_ok();
+    let api = env.api::<Deployment>();
+    env.wait_for("status observed", DEADLINE, || async {
+        let s = api.get("d").await.unwrap().status?;
+        (s.observed_generation == Some(1) && s.ready_replicas.is_none()).then_some(())
+    })
+    .await;
+    emu.set_deployments_ready(true);
+    env.wait_for("ready after the switch", DEADLINE, || async {
+        (api.get("d").await.unwrap().status?.ready_replicas == Some(1)).then_some(())
+    })
+    .await;
+    env.finish().await;
+}

@@ -1,0 +1,192 @@
+//! Fault injection, auth and request counters (emulator only: these tests skip on a real cluster).
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{ListParams, PostParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use serde_json::json;
+
+use super::{DEADLINE, api_code};
+use demoweb_tests::emulator::{Emulator, EmulatorOptions, ErrorRule};
+use demoweb_tests::harness::TestEnv;
+
+/// A client that reports errors as they come instead of retrying 429/503 like kube's default.
+fn raw_client(emu: &demoweb_tests::emulator::EmulatorHandle) -> kube::Client {
+    let mut config = kube::Config::new(emu.url().parse().unwrap());
+    config.default_retry = false;
+    kube::Client::try_from(config).unwrap()
+}
+
+fn cm(name: &str) -> ConfigMap {
+    serde_json::from_value(json!({"metadata": {"name": name}})).unwrap()
+}
+
+#[tokio::test]
+async fn injected_errors_match_verb_and_resource() {
+    let env = TestEnv::new("fault_errors").await;
+    let Some(emu) = env.emulator_or_skip("error injection") else {
+        return;
+    };
+    let api: kube::Api<ConfigMap> = kube::Api::namespaced(raw_client(emu), &env.namespace);
+    emu.faults().inject(
+        ErrorRule::new(503)
+            .verb("list")
+            .resource("configmaps")
+            .times(2),
+    );
+    emu.faults().inject(
+        ErrorRule::new(429)
+            .verb("create")
+            .name("busy")
+            .retry_after(7),
+    );
+    for _ in 0..2 {
+        assert_eq!(
+            api_code(&api.list(&ListParams::default()).await.unwrap_err()),
+            Some(503)
+        );
+    }
+    api.list(&ListParams::default()).await.unwrap();
+    api.create(&PostParams::default(), &cm("fine"))
+        .await
+        .unwrap();
+    let err = api
+        .create(&PostParams::default(), &cm("busy"))
+        .await
+        .unwrap_err();
+    assert_eq!(api_code(&err), Some(429));
+    emu.faults().clear();
+    api.create(&PostParams::default(), &cm("busy"))
+        .await
+        .unwrap();
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn outage_and_recovery() {
+    let env = TestEnv::new("fault_outage").await;
+    let Some(emu) = env.emulator_or_skip("outages") else {
+        return;
+    };
+    let api: kube::Api<ConfigMap> = kube::Api::namespaced(raw_client(emu), &env.namespace);
+    emu.faults().set_outage(true);
+    assert_eq!(api_code(&api.get("x").await.unwrap_err()), Some(503));
+    emu.faults().set_outage(false);
+    api.create(&PostParams::default(), &cm("x")).await.unwrap();
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn latency_is_added_to_requests() {
+    let env = TestEnv::new("fault_latency").await;
+    let Some(emu) = env.emulator_or_skip("latency") else {
+        return;
+    };
+    emu.faults().set_latency(Duration::from_millis(300));
+    let start = std::time::Instant::now();
+    env.api::<ConfigMap>()
+        .list(&ListParams::default())
+        .await
+        .unwrap();
+    assert!(start.elapsed() >= Duration::from_millis(300));
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn watchers_recover_from_cut_streams_and_forced_410() {
+    let env = TestEnv::new("fault_watch").await;
+    let Some(emu) = env.emulator_or_skip("cutting watches") else {
+        return;
+    };
+    let api = env.api::<ConfigMap>();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let stream = watcher(api.clone(), watcher::Config::default()).applied_objects();
+    let task = tokio::spawn(stream.for_each(move |o| {
+        if let Ok(o) = o {
+            let _ = tx.send(o.metadata.name.unwrap_or_default());
+        }
+        async {}
+    }));
+    let mut wait_name = async |name: &str| {
+        tokio::time::timeout(DEADLINE, async {
+            while let Some(n) = rx.recv().await {
+                if n == name {
+                    return;
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("watcher saw {name}"));
+    };
+    api.create(&PostParams::default(), &cm("before"))
+        .await
+        .unwrap();
+    wait_name("before").await;
+    let count = || {
+        emu.request_counts()
+            .snapshot()
+            .get(&("watch".into(), "configmaps".into()))
+            .copied()
+            .unwrap_or(0)
+    };
+    env.wait_for("the watcher to watch", DEADLINE, || async {
+        (count() > 0).then_some(())
+    })
+    .await;
+    let watches = count();
+    emu.faults().expire_next_watch();
+    emu.faults().cut_watches();
+    api.create(&PostParams::default(), &cm("after"))
+        .await
+        .unwrap();
+    wait_name("after").await;
+    let now = count();
+    assert!(now > watches, "the watcher re-watched ({watches} → {now})");
+    task.abort();
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn bearer_token_is_required_when_configured() {
+    let emu = Emulator::start(EmulatorOptions {
+        token: Some("s3cret".into()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    // The handle's own client carries the token.
+    let api: kube::Api<ConfigMap> = kube::Api::namespaced(emu.client(), "default");
+    api.list(&ListParams::default()).await.unwrap();
+    let anonymous = kube::Client::try_from(kube::Config::new(emu.url().parse().unwrap())).unwrap();
+    let api: kube::Api<ConfigMap> = kube::Api::namespaced(anonymous, "default");
+    assert_eq!(
+        api_code(&api.list(&ListParams::default()).await.unwrap_err()),
+        Some(401)
+    );
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn requests_are_counted_by_verb_and_resource() {
+    let env = TestEnv::new("request_counts").await;
+    let Some(emu) = env.emulator_or_skip("request counters") else {
+        return;
+    };
+    emu.request_counts().reset();
+    let api = env.api::<ConfigMap>();
+    api.create(&PostParams::default(), &cm("a")).await.unwrap();
+    api.get("a").await.unwrap();
+    api.list(&ListParams::default()).await.unwrap();
+    api.list(&ListParams::default()).await.unwrap();
+    let counts = emu.request_counts().snapshot();
+    let n = |verb: &str| {
+        counts
+            .get(&(verb.to_string(), "configmaps".to_string()))
+            .copied()
+            .unwrap_or(0)
+    };
+    assert_eq!((n("create"), n("get"), n("list"), n("watch")), (1, 1, 2, 0));
+    env.finish().await;
+}

@@ -1,0 +1,256 @@
+//! kubectl as a user runs it: client-side and server-side apply, get -w, wait, patch.
+
+use std::process::Stdio;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+use super::{DEADLINE, widgets};
+use demoweb_tests::harness::TestEnv;
+
+const DEPLOYMENT: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  labels: {app: web}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - name: web
+        image: registry.k8s.io/pause:3.10
+        env:
+        - {name: A, value: "1"}
+        - {name: B, value: "2"}
+"#;
+
+#[tokio::test]
+async fn client_side_apply_merges_a_changed_configuration() {
+    let env = TestEnv::new("client_side_apply").await;
+    widgets(&env).await;
+    let v1 = "apiVersion: conformance.demoweb.test/v1\nkind: Widget\nmetadata: {name: w, labels: {a: '1', b: '2'}}\nspec: {color: red, note: first, tags: [x, y]}\n";
+    assert!(
+        env.apply_yaml(v1)
+            .await
+            .expect_ok()
+            .contains("widget.conformance.demoweb.test/w created")
+    );
+    // Someone else adds a label; apply must keep it while removing what the configuration dropped.
+    env.kubectl(&["label", "widget", "w", "other=kept"])
+        .await
+        .expect_ok();
+    let v2 = "apiVersion: conformance.demoweb.test/v1\nkind: Widget\nmetadata: {name: w, labels: {a: '1'}}\nspec: {color: green, tags: [z]}\n";
+    assert!(env.apply_yaml(v2).await.expect_ok().contains("configured"));
+    let out = env
+        .kubectl(&["get", "widget", "w", "-o", "json"])
+        .await
+        .expect_ok();
+    let w: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        w["metadata"]["labels"],
+        serde_json::json!({"a": "1", "other": "kept"})
+    );
+    assert_eq!(
+        w["spec"],
+        serde_json::json!({"color": "green", "size": 1, "tags": ["z"]})
+    );
+    assert!(env.apply_yaml(v2).await.expect_ok().contains("unchanged"));
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn client_side_apply_of_a_deployment_uses_strategic_merge() {
+    let env = TestEnv::new("client_side_apply_deploy").await;
+    env.apply_yaml(DEPLOYMENT).await.expect_ok();
+    let changed = DEPLOYMENT
+        .replace("replicas: 2", "replicas: 3")
+        .replace("        - {name: B, value: \"2\"}\n", "");
+    let out = env.apply_yaml(&changed).await;
+    assert!(
+        out.expect_ok().contains("deployment.apps/web configured"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "no warnings or errors: {}",
+        out.stderr
+    );
+    let json = env
+        .kubectl(&["get", "deploy", "web", "-o", "json"])
+        .await
+        .expect_ok();
+    let d: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(d["spec"]["replicas"], 3);
+    assert_eq!(
+        d["spec"]["template"]["spec"]["containers"][0]["env"],
+        serde_json::json!([{"name": "A", "value": "1"}])
+    );
+    assert_eq!(d["metadata"]["generation"], 2);
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn server_side_apply_conflicts_and_force() {
+    let env = TestEnv::new("server_side_apply").await;
+    env.kubectl_with_stdin(&["apply", "--server-side", "-f", "-"], Some(DEPLOYMENT))
+        .await
+        .expect_ok();
+    let other = DEPLOYMENT.replace("replicas: 2", "replicas: 5");
+    let out = env
+        .kubectl_with_stdin(
+            &["apply", "--server-side", "--field-manager=other", "-f", "-"],
+            Some(&other),
+        )
+        .await;
+    let stderr = out.expect_err();
+    assert!(stderr.contains("conflict with \"kubectl\""), "{stderr}");
+    assert!(stderr.contains(".spec.replicas"), "{stderr}");
+    env.kubectl_with_stdin(
+        &[
+            "apply",
+            "--server-side",
+            "--field-manager=other",
+            "--force-conflicts",
+            "-f",
+            "-",
+        ],
+        Some(&other),
+    )
+    .await
+    .expect_ok();
+    let json = env
+        .kubectl(&[
+            "get",
+            "deploy",
+            "web",
+            "-o",
+            "json",
+            "--show-managed-fields",
+        ])
+        .await
+        .expect_ok();
+    let d: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(d["spec"]["replicas"], 5);
+    let managers: Vec<&str> = d["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["manager"].as_str())
+        .collect();
+    assert!(
+        managers.contains(&"other") && managers.contains(&"kubectl"),
+        "{managers:?}"
+    );
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn get_watch_prints_changes_as_they_happen() {
+    let env = TestEnv::new("get_watch").await;
+    env.apply_yaml("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: first}\n")
+        .await
+        .expect_ok();
+    let kubeconfig = env.kubeconfig_path.to_string_lossy().to_string();
+    let mut child =
+        tokio::process::Command::new(std::env::var("KUBECTL").unwrap_or_else(|_| "kubectl".into()))
+            .args([
+                "--kubeconfig",
+                &kubeconfig,
+                "-n",
+                &env.namespace,
+                "get",
+                "configmaps",
+                "-w",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = vec![];
+    let read = async {
+        while let Some(l) = lines.next_line().await.unwrap() {
+            seen.push(l.split_whitespace().next().unwrap_or_default().to_string());
+            if seen.contains(&"first".to_string())
+                && !seen.contains(&"second".to_string())
+                && seen.len() < 10
+            {
+                env.apply_yaml("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: second}\n")
+                    .await
+                    .expect_ok();
+            }
+            if seen.contains(&"second".to_string()) {
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(DEADLINE, read)
+        .await
+        .expect("kubectl get -w showed the new object");
+    assert_eq!(seen[0], "NAME", "a header first: {seen:?}");
+    assert_eq!(
+        seen.iter().filter(|l| *l == "NAME").count(),
+        1,
+        "one header: {seen:?}"
+    );
+    child.kill().await.ok();
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn wait_for_a_condition() {
+    let env = TestEnv::new("kubectl_wait").await;
+    env.apply_yaml(DEPLOYMENT).await.expect_ok();
+    env.kubectl(&[
+        "wait",
+        "--for=condition=Available",
+        "deployment/web",
+        "--timeout=120s",
+    ])
+    .await
+    .expect_ok();
+    let out = env.kubectl(&["get", "deploy", "web"]).await.expect_ok();
+    let row: Vec<&str> = out.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(&row[..4], &["web", "2/2", "2", "2"], "{out}");
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn kubectl_patch_and_edit_style_replace() {
+    let env = TestEnv::new("kubectl_patch").await;
+    env.apply_yaml("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {a: '1'}\n")
+        .await
+        .expect_ok();
+    env.kubectl(&[
+        "patch",
+        "cm",
+        "c",
+        "--type=merge",
+        "-p",
+        r#"{"data":{"b":"2"}}"#,
+    ])
+    .await
+    .expect_ok();
+    let json = env
+        .kubectl(&["get", "cm", "c", "-o", "json"])
+        .await
+        .expect_ok();
+    let mut v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["data"], serde_json::json!({"a": "1", "b": "2"}));
+    v["data"]["c"] = "3".into();
+    env.kubectl_with_stdin(&["replace", "-f", "-"], Some(&v.to_string()))
+        .await
+        .expect_ok();
+    // The same (now stale) resourceVersion again is a conflict, as `kubectl edit` would report.
+    let err = env
+        .kubectl_with_stdin(&["replace", "-f", "-"], Some(&v.to_string()))
+        .await
+        .expect_err();
+    assert!(err.contains("the object has been modified"), "{err}");
+    env.finish().await;
+}
