@@ -17,6 +17,7 @@ use kube::{Client, Resource, ResourceExt, discovery};
 
 use super::findings::{
     CrdVariant, Finding, Published, binding_findings, events_to_publish, identity_findings,
+    spec_fingerprint,
 };
 
 /// Name this controller reports Events under.
@@ -203,7 +204,8 @@ async fn reconcile_identity(
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
     let findings = identity_findings(&identity, ctx.identity_variant);
-    publish(&ctx, identity.as_ref(), "AzureIdentity", findings).await?;
+    let spec = spec_fingerprint(&identity.spec);
+    publish(&ctx, identity.as_ref(), "AzureIdentity", spec, findings).await?;
     Ok(Action::await_change())
 }
 
@@ -221,7 +223,15 @@ async fn reconcile_binding(
             .get(&ObjectRef::new(name).within(&namespace))
             .is_some()
     });
-    publish(&ctx, binding.as_ref(), "AzureIdentityBinding", findings).await?;
+    let spec = spec_fingerprint(&binding.spec);
+    publish(
+        &ctx,
+        binding.as_ref(),
+        "AzureIdentityBinding",
+        spec,
+        findings,
+    )
+    .await?;
     Ok(Action::await_change())
 }
 
@@ -230,16 +240,14 @@ async fn publish<K>(
     ctx: &Context,
     obj: &K,
     kind: &'static str,
+    spec: u64,
     findings: Vec<Finding>,
 ) -> Result<(), Error>
 where
     K: Resource<DynamicType = ()>,
 {
     let uid = obj.meta().uid.clone().unwrap_or_default();
-    let current = Published {
-        generation: obj.meta().generation,
-        findings,
-    };
+    let current = Published { spec, findings };
     let to_publish = {
         let published = ctx.published.lock().unwrap_or_else(|e| e.into_inner());
         events_to_publish(published.get(&uid), &current)

@@ -128,17 +128,30 @@ fn deprecated_note(keys: &[(&str, &str)]) -> Option<String> {
     ))
 }
 
+/// A fingerprint of a spec, for [`Published::spec`].
+pub fn spec_fingerprint<S: serde::Serialize>(spec: &S) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    serde_json::to_string(spec)
+        .unwrap_or_default()
+        .hash(&mut hasher);
+    hasher.finish()
+}
+
 /// What the controller last published for one object.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Published {
-    pub generation: Option<i64>,
+    /// A fingerprint of the spec it was published for. Not `metadata.generation`: without a
+    /// status subresource (upstream's CRDs) a status write by aad-pod-identity bumps it too, and
+    /// that is no reason to repeat a warning.
+    pub spec: u64,
     pub findings: Vec<Finding>,
 }
 
 /// The Events to publish now, given what was published before for the same object (None: never).
 ///
 /// An unchanged object publishes nothing, so resyncs and restarts of the watch stay quiet. A new
-/// generation republishes every current finding (the user edited the object and it is still
+/// spec republishes every current finding (the user edited the object and it is still
 /// wrong); otherwise only findings that appeared are published. An object whose problems are all
 /// gone (deprecated keys aside, which do not stop it from working) gets one Normal `Valid` event.
 pub fn events_to_publish(previous: Option<&Published>, current: &Published) -> Vec<Finding> {
@@ -148,7 +161,7 @@ pub fn events_to_publish(previous: Option<&Published>, current: &Published) -> V
     if previous == current {
         return Vec::new();
     }
-    let mut events: Vec<Finding> = if previous.generation != current.generation {
+    let mut events: Vec<Finding> = if previous.spec != current.spec {
         current.findings.clone()
     } else {
         current

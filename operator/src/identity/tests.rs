@@ -645,10 +645,7 @@ fn events_once_per_change() {
         reason: DEPRECATED_KEY,
         note: "old".to_owned(),
     };
-    let state = |generation: i64, findings: Vec<Finding>| Published {
-        generation: Some(generation),
-        findings,
-    };
+    let state = |spec: u64, findings: Vec<Finding>| Published { spec, findings };
     let cases = vec![
         ("first sight, clean", None, state(1, vec![]), vec![]),
         (
@@ -664,7 +661,7 @@ fn events_once_per_change() {
             vec![],
         ),
         (
-            "new problem, same generation",
+            "new problem, same spec",
             Some(state(1, vec![old.clone()])),
             state(1, vec![bad.clone(), old.clone()]),
             vec![bad.reason],
@@ -700,7 +697,7 @@ fn events_once_per_change() {
             vec![],
         ),
         (
-            "the problem fixed, deprecated keys remain, same generation",
+            "the problem fixed, deprecated keys remain, same spec",
             Some(state(1, vec![bad.clone(), old.clone()])),
             state(1, vec![old.clone()]),
             vec![VALID],
@@ -775,4 +772,18 @@ fn upstream_fixture_matches_our_crds_but_for_aliases_and_status() {
             "{name}: printer columns as upstream"
         );
     }
+}
+
+#[test]
+fn spec_fingerprint_tells_edits_apart() {
+    use super::findings::spec_fingerprint;
+
+    let fingerprint =
+        |key: &str, extra: &str| spec_fingerprint(&identity("id", "ns", key, extra).spec);
+    assert_eq!(fingerprint("clientID", ""), fingerprint("clientID", ""));
+    assert_ne!(fingerprint("clientID", ""), fingerprint("ClientID", ""));
+    assert_ne!(
+        fingerprint("clientID", ""),
+        fingerprint("clientID", &format!("  tenantID: {TENANT}\n"))
+    );
 }
