@@ -1,6 +1,9 @@
 //! The aad-pod-identity kinds `AzureIdentity` and `AzureIdentityBinding` (`aadpodidentity.k8s.io/v1`),
 //! with upstream v1.8's field names and the seeds' capitalised keys as deprecated aliases.
 
+// Printer columns repeat `type_ = "string"`, which the lint mistakes for a duplicated attribute.
+#![allow(clippy::duplicated_attributes)]
+
 use k8s_openapi::api::core::v1::SecretReference;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};

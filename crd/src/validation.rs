@@ -67,36 +67,35 @@ impl DemoWeb {
         if !is_valid_gitrepo(&spec.gitrepo) {
             errors.push(FieldError::new("spec.gitrepo", d::GITREPO_MESSAGE));
         }
-        if let Some(git_ref) = &spec.git_ref {
-            if !is_valid_ref(git_ref) {
-                errors.push(FieldError::new("spec.ref", d::REF_MESSAGE));
-            }
+        if spec.git_ref.as_deref().is_some_and(|r| !is_valid_ref(r)) {
+            errors.push(FieldError::new("spec.ref", d::REF_MESSAGE));
         }
-        if let Some(path) = &spec.path {
-            if !is_valid_repo_path(path) {
-                errors.push(FieldError::new("spec.path", d::PATH_MESSAGE));
-            }
+        if spec.path.as_deref().is_some_and(|p| !is_valid_repo_path(p)) {
+            errors.push(FieldError::new("spec.path", d::PATH_MESSAGE));
         }
-        if let Some(sync) = &spec.sync {
-            if parse_duration_secs(&sync.period).is_none_or(|secs| secs < 1.0) {
-                errors.push(FieldError::new("spec.sync.period", d::PERIOD_MESSAGE));
-            }
+        if spec
+            .sync
+            .as_ref()
+            .is_some_and(|sync| parse_duration_secs(&sync.period).is_none_or(|secs| secs < 1.0))
+        {
+            errors.push(FieldError::new("spec.sync.period", d::PERIOD_MESSAGE));
         }
-        if let Some(credentials) = &spec.credentials {
-            if !is_dns1123_subdomain(&credentials.secret_name) {
-                errors.push(FieldError::new(
-                    "spec.credentials.secretName",
-                    "secretName must be the name of a Secret (a DNS-1123 subdomain)",
-                ));
-            }
+        if spec
+            .credentials
+            .as_ref()
+            .is_some_and(|c| !is_dns1123_subdomain(&c.secret_name))
+        {
+            errors.push(FieldError::new(
+                "spec.credentials.secretName",
+                "secretName must be the name of a Secret (a DNS-1123 subdomain)",
+            ));
         }
-        if let Some(image) = &spec.image {
-            if image.is_empty()
+        if spec.image.as_deref().is_some_and(|image| {
+            image.is_empty()
                 || image.len() > 512
                 || image.chars().any(|c| c.is_whitespace() || c.is_control())
-            {
-                errors.push(FieldError::new("spec.image", d::IMAGE_MESSAGE));
-            }
+        }) {
+            errors.push(FieldError::new("spec.image", d::IMAGE_MESSAGE));
         }
         if let Some(ingress) = &spec.ingress {
             if !is_valid_host(&ingress.host) {
@@ -108,21 +107,25 @@ impl DemoWeb {
                     d::INGRESS_PATH_MESSAGE,
                 ));
             }
-            if let Some(class) = &ingress.class_name {
-                if !is_dns1123_subdomain(class) {
-                    errors.push(FieldError::new(
-                        "spec.ingress.className",
-                        "className must be the name of an IngressClass (a DNS-1123 subdomain)",
-                    ));
-                }
+            if ingress
+                .class_name
+                .as_deref()
+                .is_some_and(|c| !is_dns1123_subdomain(c))
+            {
+                errors.push(FieldError::new(
+                    "spec.ingress.className",
+                    "className must be the name of an IngressClass (a DNS-1123 subdomain)",
+                ));
             }
-            if let Some(tls) = &ingress.tls {
-                if !is_dns1123_subdomain(&tls.secret_name) {
-                    errors.push(FieldError::new(
-                        "spec.ingress.tls.secretName",
-                        "secretName must be the name of a Secret (a DNS-1123 subdomain)",
-                    ));
-                }
+            if ingress
+                .tls
+                .as_ref()
+                .is_some_and(|tls| !is_dns1123_subdomain(&tls.secret_name))
+            {
+                errors.push(FieldError::new(
+                    "spec.ingress.tls.secretName",
+                    "secretName must be the name of a Secret (a DNS-1123 subdomain)",
+                ));
             }
             if ingress
                 .annotations
@@ -157,13 +160,15 @@ impl DemoWeb {
                 ));
             }
         }
-        if let Some(identity) = &spec.identity {
-            if !is_dns1123_subdomain(&identity.binding) {
-                errors.push(FieldError::new(
-                    "spec.identity.binding",
-                    "binding must be the name of an AzureIdentityBinding (a DNS-1123 subdomain)",
-                ));
-            }
+        if spec
+            .identity
+            .as_ref()
+            .is_some_and(|id| !is_dns1123_subdomain(&id.binding))
+        {
+            errors.push(FieldError::new(
+                "spec.identity.binding",
+                "binding must be the name of an AzureIdentityBinding (a DNS-1123 subdomain)",
+            ));
         }
         if errors.is_empty() {
             Ok(())
@@ -227,13 +232,11 @@ impl AzureIdentitySpec {
             )),
             Some(_) => {}
         }
-        if let Some(tenant) = &self.tenant_id {
-            if !is_guid(tenant) {
-                errors.push(FieldError::new(
-                    "spec.tenantID",
-                    format!("tenantID {tenant:?} is not a GUID"),
-                ));
-            }
+        if let Some(tenant) = self.tenant_id.as_deref().filter(|t| !is_guid(t)) {
+            errors.push(FieldError::new(
+                "spec.tenantID",
+                format!("tenantID {tenant:?} is not a GUID"),
+            ));
         }
         for (i, tenant) in self.auxiliary_tenant_ids.iter().flatten().enumerate() {
             if !is_guid(tenant) {
