@@ -1,6 +1,9 @@
 //! Command-line interface of the `demoweb-operator` binary.
 
-use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{ArgAction, Parser, Subcommand, ValueEnum};
 
 /// Serves static websites from git with nginx, driven by DemoWeb custom resources.
 #[derive(Debug, Parser)]
@@ -18,6 +21,54 @@ pub enum Command {
         #[arg(long, default_value = "all", value_parser = ["all", "demoweb", "identity"])]
         only: String,
     },
+    /// Run the controller (in-cluster configuration or KUBECONFIG).
+    Run(RunArgs),
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunArgs {
+    /// Watch only this namespace (default: all namespaces).
+    #[arg(long, env = "DEMOWEB_NAMESPACE")]
+    pub namespace: Option<String>,
+
+    /// Address of the /metrics, /healthz and /readyz endpoints. Port 0 picks a free port (logged).
+    #[arg(long, default_value = "0.0.0.0:8080", env = "DEMOWEB_METRICS_ADDR")]
+    pub metrics_addr: SocketAddr,
+
+    /// Log format.
+    #[arg(long, value_enum, default_value = "text", env = "DEMOWEB_LOG_FORMAT")]
+    pub log_format: LogFormat,
+
+    /// Compete for a Lease so that only one replica reconciles (`--leader-election=false` to run alone).
+    #[arg(long, default_value_t = true, action = ArgAction::Set, env = "DEMOWEB_LEADER_ELECTION")]
+    pub leader_election: bool,
+
+    /// Namespace of the leader Lease (default: the pod's namespace, else --namespace, else `default`).
+    #[arg(long, env = "DEMOWEB_LEASE_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+
+    /// Name of the leader Lease.
+    #[arg(long, default_value = "demoweb-operator", env = "DEMOWEB_LEASE_NAME")]
+    pub lease_name: String,
+
+    /// How often every DemoWeb is reconciled even when nothing changed, to repair drift the
+    /// operator was not told about (e.g. `30s`, `5m`, `1h`).
+    #[arg(long, default_value = "5m", value_parser = parse_period, env = "DEMOWEB_RESYNC_PERIOD")]
+    pub resync_period: Duration,
+}
+
+fn parse_period(s: &str) -> Result<Duration, String> {
+    demoweb_crd::validation::parse_duration_secs(s)
+        .filter(|secs| *secs >= 1.0)
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| format!("{s:?} is not a duration of at least 1s such as 30s, 5m or 1h"))
 }
 
 /// The CRDs selected by `crd --only`, as the YAML the binary prints and the chart ships.
@@ -34,7 +85,40 @@ pub fn crd_yaml(only: &str) -> Result<String, demoweb_crd::yaml::YamlError> {
 mod tests {
     use std::path::PathBuf;
 
-    use super::crd_yaml;
+    use clap::Parser;
+
+    use super::{Cli, Command, LogFormat, crd_yaml};
+
+    #[test]
+    fn run_flags() {
+        let cli = Cli::parse_from(["demoweb-operator", "run"]);
+        let Command::Run(args) = cli.command else {
+            panic!("run")
+        };
+        assert!(args.leader_election);
+        assert_eq!(args.metrics_addr.to_string(), "0.0.0.0:8080");
+        assert_eq!(args.log_format, LogFormat::Text);
+        assert_eq!(args.resync_period.as_secs(), 300);
+        let cli = Cli::parse_from([
+            "demoweb-operator",
+            "run",
+            "--namespace=web",
+            "--metrics-addr=127.0.0.1:0",
+            "--log-format=json",
+            "--leader-election=false",
+            "--lease-namespace=ops",
+            "--resync-period=1m30s",
+        ]);
+        let Command::Run(args) = cli.command else {
+            panic!("run")
+        };
+        assert_eq!(args.namespace.as_deref(), Some("web"));
+        assert!(!args.leader_election);
+        assert_eq!(args.log_format, LogFormat::Json);
+        assert_eq!(args.lease_namespace.as_deref(), Some("ops"));
+        assert_eq!(args.resync_period.as_secs(), 90);
+        assert!(Cli::try_parse_from(["demoweb-operator", "run", "--resync-period=10"]).is_err());
+    }
 
     /// The chart ships generated CRDs; they must match the Rust types.
     /// `DEMOWEB_UPDATE_GENERATED=1 cargo test -p demoweb-operator generated` rewrites them.

@@ -1,4 +1,219 @@
 //! demoweb-operator: reconciles DemoWeb, AzureIdentity and AzureIdentityBinding objects into
 //! Deployments, ConfigMaps, Services, Ingresses and ServiceAccounts.
 
+pub mod apply;
 pub mod cli;
+pub mod context;
+pub mod demoweb;
+pub mod error;
+pub mod identity;
+pub mod leader;
+pub mod metrics;
+pub mod server;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use demoweb_crd::DemoWeb;
+use kube::api::ListParams;
+use kube::runtime::events::Reporter;
+use kube::{Api, Client};
+use tokio::sync::watch;
+
+use crate::cli::RunArgs;
+use crate::error::StartupError;
+use crate::metrics::Metrics;
+
+/// Resolves when `rx` turns true (or its sender is gone).
+async fn flipped(mut rx: watch::Receiver<bool>, want: bool) {
+    let _ = rx.wait_for(|v| *v == want).await;
+}
+
+/// Sets `stop` on Ctrl-C or SIGTERM.
+fn spawn_signal_handler(stop: watch::Sender<bool>) {
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            match signal(SignalKind::terminate()) {
+                Ok(mut term) => {
+                    tokio::select! {
+                        _ = tokio::signal::ctrl_c() => {}
+                        _ = term.recv() => {}
+                    }
+                }
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutting down");
+        let _ = stop.send(true);
+    });
+}
+
+/// Fails with installation instructions when the DemoWeb CRD is not served.
+async fn check_crd(client: &Client, namespace: Option<&str>) -> Result<(), StartupError> {
+    let api: Api<DemoWeb> = match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    match api.list_metadata(&ListParams::default().limit(1)).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Err(StartupError::CrdNotInstalled),
+        Err(err) => Err(StartupError::CheckCrd(err)),
+    }
+}
+
+async fn serves(client: &Client, group_version: &str, plural: &str) -> bool {
+    client
+        .list_api_group_resources(group_version)
+        .await
+        .is_ok_and(|l| l.resources.iter().any(|r| r.name == plural))
+}
+
+/// This replica's name: the pod's, else the host's.
+fn replica_identity() -> String {
+    std::env::var("POD_NAME")
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| format!("demoweb-operator-{}", std::process::id()))
+}
+
+fn lease_namespace(args: &RunArgs) -> String {
+    args.lease_namespace
+        .clone()
+        .or_else(|| std::env::var("POD_NAMESPACE").ok())
+        .or_else(|| args.namespace.clone())
+        .or_else(|| {
+            std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+                .ok()
+                .map(|s| s.trim().to_owned())
+        })
+        .unwrap_or_else(|| "default".to_owned())
+}
+
+/// The `run` command: health and metrics endpoints, leader election, the controllers.
+pub async fn run(args: RunArgs) -> Result<(), StartupError> {
+    let client = Client::try_default().await.map_err(StartupError::Config)?;
+    check_crd(&client, args.namespace.as_deref()).await?;
+    let identity_served =
+        serves(&client, "aadpodidentity.k8s.io/v1", "azureidentitybindings").await;
+    if !identity_served {
+        tracing::info!(
+            "aadpodidentity.k8s.io/v1 is not served: DemoWebs with spec.identity will report it"
+        );
+    }
+
+    let metrics = Arc::new(Metrics::default());
+    let ready = Arc::new(AtomicBool::new(false));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    spawn_signal_handler(stop_tx);
+
+    let listener = tokio::net::TcpListener::bind(args.metrics_addr)
+        .await
+        .map_err(|source| StartupError::Listen {
+            addr: args.metrics_addr,
+            source,
+        })?;
+    let bound = listener.local_addr().unwrap_or(args.metrics_addr);
+    tracing::info!(addr = %bound, "serving /metrics, /healthz and /readyz");
+    let state = server::ServerState {
+        metrics: metrics.clone(),
+        ready: ready.clone(),
+    };
+    let server = tokio::spawn(server::serve(
+        listener,
+        state,
+        flipped(stop_rx.clone(), true),
+    ));
+
+    let identity = replica_identity();
+    let controller_config = || demoweb::ControllerConfig {
+        namespace: args.namespace.clone(),
+        identity_served,
+        reporter: Reporter {
+            controller: "demoweb-operator".to_owned(),
+            instance: Some(identity.clone()),
+        },
+        resync_period: args.resync_period,
+    };
+
+    let result = if args.leader_election {
+        let cfg = leader::LeaderConfig::new(
+            lease_namespace(&args),
+            args.lease_name.clone(),
+            identity.clone(),
+        );
+        let (lead_tx, lead_rx) = watch::channel(false);
+        let elector = tokio::spawn(leader::run_elector(
+            client.clone(),
+            cfg.clone(),
+            lead_tx,
+            metrics.clone(),
+            stop_rx.clone(),
+        ));
+        ready.store(true, Ordering::Relaxed);
+        tracing::info!(lease = %format!("{}/{}", cfg.namespace, cfg.name), %identity, "waiting for leadership");
+        tokio::select! {
+            _ = flipped(lead_rx.clone(), true) => {}
+            _ = flipped(stop_rx.clone(), true) => {}
+        }
+        if *stop_rx.borrow() {
+            let _ = elector.await;
+            Ok(())
+        } else {
+            let (lost_tx, lost_rx) = watch::channel(false);
+            let mut lead_watch = lead_rx.clone();
+            tokio::spawn(async move {
+                let _ = lead_watch.wait_for(|v| !*v).await;
+                let _ = lost_tx.send(true);
+            });
+            let stop = stop_rx.clone();
+            let lost = lost_rx.clone();
+            let shutdown = async move {
+                tokio::select! {
+                    _ = flipped(stop, true) => {}
+                    _ = flipped(lost, true) => {}
+                }
+            };
+            tokio::spawn(identity::run_identity_controller(
+                client.clone(),
+                args.namespace.clone(),
+            ));
+            demoweb::run(
+                client.clone(),
+                controller_config(),
+                metrics.clone(),
+                shutdown,
+            )
+            .await;
+            if *stop_rx.borrow() {
+                let _ = elector.await;
+                Ok(())
+            } else {
+                Err(StartupError::LostLeadership {
+                    namespace: cfg.namespace,
+                    name: cfg.name,
+                })
+            }
+        }
+    } else {
+        ready.store(true, Ordering::Relaxed);
+        tokio::spawn(identity::run_identity_controller(
+            client.clone(),
+            args.namespace.clone(),
+        ));
+        demoweb::run(
+            client.clone(),
+            controller_config(),
+            metrics.clone(),
+            flipped(stop_rx.clone(), true),
+        )
+        .await;
+        Ok(())
+    };
+    server.abort();
+    result
+}

@@ -1,0 +1,870 @@
+//! The DemoWeb controller: wiring of watches and stores, and reconcile as a pipeline
+//! identify → gather → validate → build → apply → status → requeue.
+
+pub mod desired;
+pub mod ingress;
+pub mod status;
+
+use std::collections::BTreeSet;
+use std::fmt::Debug;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use demoweb_crd::conditions::{STALLED, reason};
+use demoweb_crd::demoweb::IdentityStatus;
+use demoweb_crd::validation::summarize;
+use demoweb_crd::{AzureIdentity, AzureIdentityBinding, DemoWeb, DemoWebStatus, IdentityMode};
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Secret, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{DynamicObject, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::EventType;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use tracing::Instrument;
+
+use crate::apply::{Applied, FIELD_MANAGER, Writer, get_opt, publish, stamp_hash};
+use crate::context::{Context, Stores};
+use crate::error::{Error, chain};
+use crate::identity::{self, ResolvedIdentity};
+use desired::GitAuth;
+use ingress::{IngressCapabilities, IngressPlan};
+use status::{StatusInput, UserError};
+
+/// Names the DemoWeb being reconciled.
+struct Id {
+    namespace: String,
+    name: String,
+    uid: String,
+}
+
+/// Step 1: the object's identity, or a named error.
+fn identify(dw: &DemoWeb) -> Result<Id, Error> {
+    Ok(Id {
+        namespace: dw.namespace().ok_or(Error::MissingMetadata("namespace"))?,
+        name: dw
+            .metadata
+            .name
+            .clone()
+            .ok_or(Error::MissingMetadata("name"))?,
+        uid: dw
+            .metadata
+            .uid
+            .clone()
+            .ok_or(Error::MissingMetadata("uid"))?,
+    })
+}
+
+/// What a DemoWeb references, read from stores (the Secret's key names are the exception:
+/// Secrets are not cached, to keep their contents out of the operator's memory).
+struct Gathered {
+    secret_keys: Option<BTreeSet<String>>,
+    identity: Option<Result<ResolvedIdentity, identity::ResolveError>>,
+    classes: Vec<IngressClass>,
+    capabilities: IngressCapabilities,
+}
+
+/// Step 2.
+async fn gather(dw: &DemoWeb, id: &Id, ctx: &Context) -> Result<Gathered, Error> {
+    if !ctx
+        .stores
+        .wait_for_references(Duration::from_secs(30))
+        .await
+    {
+        tracing::warn!("IngressClass or identity caches are not filled yet; reconciling anyway");
+    }
+    let secret_keys = match &dw.spec.credentials {
+        Some(c) => {
+            let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &id.namespace);
+            get_opt(&api, "Secret", &c.secret_name).await?.map(|s| {
+                s.data
+                    .iter()
+                    .flat_map(|d| d.keys())
+                    .chain(s.string_data.iter().flat_map(|d| d.keys()))
+                    .cloned()
+                    .collect()
+            })
+        }
+        None => None,
+    };
+    let identity = dw.spec.identity.as_ref().map(|spec| {
+        identity::resolve(
+            &id.namespace,
+            spec,
+            &ctx.stores.bindings,
+            &ctx.stores.identities,
+        )
+    });
+    let wants_allowlist = dw
+        .spec
+        .ingress
+        .as_ref()
+        .is_some_and(|i| !i.allowed_source_ranges.is_empty());
+    let capabilities = if wants_allowlist {
+        ctx.capabilities().await?
+    } else {
+        IngressCapabilities::default()
+    };
+    Ok(Gathered {
+        secret_keys,
+        identity,
+        classes: ctx
+            .stores
+            .ingress_classes
+            .state()
+            .iter()
+            .map(|c| (**c).clone())
+            .collect(),
+        capabilities,
+    })
+}
+
+/// A spec we can build from.
+struct Valid {
+    auth: GitAuth,
+    identity: Option<ResolvedIdentity>,
+}
+
+/// Step 3: the schema's rules again (the object may predate them), credentials, identity.
+fn validate(dw: &DemoWeb, found: &Gathered) -> Result<Valid, UserError> {
+    dw.validate().map_err(|errors| UserError {
+        reason: reason::INVALID_SPEC,
+        message: summarize(&errors),
+    })?;
+    let auth = desired::git_auth(dw, found.secret_keys.as_ref())?;
+    let identity = match &found.identity {
+        None => None,
+        Some(Ok(resolved)) => Some(resolved.clone()),
+        Some(Err(err)) => {
+            return Err(UserError {
+                reason: err.reason(),
+                message: err.to_string(),
+            });
+        }
+    };
+    Ok(Valid { auth, identity })
+}
+
+/// Every child a valid spec asks for.
+struct Children {
+    service_account: Option<ServiceAccount>,
+    config_map: ConfigMap,
+    deployment: Deployment,
+    service: Service,
+    ingress: IngressPlan,
+}
+
+/// Step 4: pure.
+fn build(dw: &DemoWeb, valid: &Valid, found: &Gathered) -> Children {
+    let pod_identity = valid
+        .identity
+        .as_ref()
+        .map(identity::pod_identity)
+        .unwrap_or_default();
+    let service_account = valid.identity.as_ref().and_then(|id| {
+        identity::desired_service_account(dw, id).map(|mut sa| {
+            let ours = desired::child_meta(dw, dw.name_any(), "identity");
+            sa.metadata.owner_references = ours.owner_references;
+            sa.metadata.namespace = ours.namespace;
+            let mut labels = sa.metadata.labels.take().unwrap_or_default();
+            labels.extend(ours.labels.unwrap_or_default());
+            sa.metadata.labels = Some(labels);
+            sa
+        })
+    });
+    Children {
+        service_account,
+        config_map: desired::desired_config_map(dw),
+        deployment: desired::desired_deployment(dw, &valid.auth, &pod_identity),
+        service: desired::desired_service(dw),
+        ingress: ingress::plan_ingress(dw, &found.classes, &found.capabilities),
+    }
+}
+
+/// What apply did, for status.
+#[derive(Default)]
+struct Report {
+    deployment: Option<Deployment>,
+    deployment_hash: Option<String>,
+    problems: Vec<UserError>,
+    url: Option<String>,
+    identity: Option<IdentityStatus>,
+}
+
+/// The live child: from the store when it is there, else from the API (it may exist without
+/// our labels — someone else's object, or ours with the labels edited away).
+async fn live<K>(
+    store: &Store<K>,
+    api: &Api<K>,
+    kind: &str,
+    name: &str,
+    ns: &str,
+) -> Result<Option<K>, Error>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
+{
+    match store.get(&ObjectRef::new(name).within(ns)) {
+        Some(obj) => Ok(Some((*obj).clone())),
+        None => get_opt(api, kind, name).await,
+    }
+}
+
+/// Applies one typed child unless it is foreign or current; records a conflict as a problem.
+async fn ensure<K>(
+    w: &Writer<'_>,
+    ctx: &Context,
+    store: &Store<K>,
+    ns: &str,
+    mut desired: K,
+    report: &mut Report,
+) -> Result<(Option<K>, String), Error>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + Serialize
+        + DeserializeOwned
+        + Debug,
+{
+    let kind = K::kind(&()).to_string();
+    let hash = stamp_hash(&kind, &mut desired)?;
+    let name = desired.meta().name.clone().unwrap_or_default();
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), ns);
+    let current = live(store, &api, &kind, &name, ns).await?;
+    Ok(match w.apply(&api, &kind, current, &desired).await? {
+        Applied::Conflict(message) => {
+            report.problems.push(UserError {
+                reason: reason::NAME_CONFLICT,
+                message,
+            });
+            (None, hash)
+        }
+        applied => (applied.object().cloned(), hash),
+    })
+}
+
+fn dynamic_api(ctx: &Context, ns: &str, obj: &DynamicObject) -> (Api<DynamicObject>, String) {
+    let types = obj.types.clone().unwrap_or_default();
+    let (group, version) = types
+        .api_version
+        .split_once('/')
+        .unwrap_or(("", types.api_version.as_str()));
+    let plural = if types.kind == "Middleware" {
+        "middlewares"
+    } else {
+        "kongplugins"
+    };
+    let ar = kube::api::ApiResource::from_gvk_with_plural(
+        &kube::api::GroupVersionKind::gvk(group, version, &types.kind),
+        plural,
+    );
+    (
+        Api::namespaced_with(ctx.client.clone(), ns, &ar),
+        types.kind,
+    )
+}
+
+/// Step 5: apply in dependency order, then delete what this DemoWeb controls but no longer wants.
+async fn apply_all(
+    dw: &DemoWeb,
+    id: &Id,
+    ctx: &Context,
+    children: Children,
+    valid: &Valid,
+) -> Result<Report, Error> {
+    let owner_ref = dw.object_ref(&());
+    let w = Writer {
+        owner_uid: &id.uid,
+        recorder: &ctx.recorder,
+        owner_ref: &owner_ref,
+        metrics: &ctx.metrics,
+    };
+    let ns = id.namespace.as_str();
+    let stores = &ctx.stores;
+    let mut report = Report {
+        identity: valid.identity.as_ref().map(|r| IdentityStatus {
+            mode: Some(r.mode),
+            selector: Some(r.selector.clone()),
+            client_id: r.client_id.clone(),
+            service_account_name: (r.mode == IdentityMode::WorkloadIdentity
+                && children.service_account.is_some())
+            .then(|| id.name.clone()),
+        }),
+        ..Report::default()
+    };
+
+    let sa_api: Api<ServiceAccount> = Api::namespaced(ctx.client.clone(), ns);
+    match children.service_account {
+        Some(sa) => {
+            ensure(&w, ctx, &stores.service_accounts, ns, sa, &mut report).await?;
+        }
+        None => {
+            let current = stores
+                .service_accounts
+                .get(&ObjectRef::new(&id.name).within(ns))
+                .map(|a| (*a).clone());
+            w.delete_if_ours(&sa_api, "ServiceAccount", current).await?;
+        }
+    }
+    ensure(
+        &w,
+        ctx,
+        &stores.config_maps,
+        ns,
+        children.config_map,
+        &mut report,
+    )
+    .await?;
+    let (deployment, hash) = ensure(
+        &w,
+        ctx,
+        &stores.deployments,
+        ns,
+        children.deployment,
+        &mut report,
+    )
+    .await?;
+    report.deployment = deployment;
+    report.deployment_hash = Some(hash);
+    ensure(&w, ctx, &stores.services, ns, children.service, &mut report).await?;
+
+    let ingress_api: Api<Ingress> = Api::namespaced(ctx.client.clone(), ns);
+    let ingress_name = desired::ingress_name(&id.name);
+    let live_ingress = stores
+        .ingresses
+        .get(&ObjectRef::new(&ingress_name).within(ns))
+        .map(|a| (*a).clone())
+        .filter(|i| crate::apply::is_controlled_by(&i.metadata, &id.uid));
+    match children.ingress {
+        IngressPlan::Absent => {
+            w.delete_if_ours(&ingress_api, "Ingress", live_ingress.clone())
+                .await?;
+            delete_stale_allowlists(&w, ctx, id, live_ingress.as_ref(), None).await?;
+        }
+        IngressPlan::Blocked(message) => {
+            report.problems.push(UserError {
+                reason: reason::UNSUPPORTED_INGRESS_CLASS,
+                message,
+            });
+            // The Ingress from the last good spec, if any, stays — and so does its URL.
+            if live_ingress.is_some() {
+                report.url = dw.status.as_ref().and_then(|s| s.url.clone());
+            }
+        }
+        IngressPlan::Present { ingress, extra } => {
+            let mut extra_ok = true;
+            let extra_kind = extra
+                .as_ref()
+                .and_then(|e| e.types.as_ref().map(|t| t.kind.clone()));
+            if let Some(obj) = extra {
+                let mut obj = *obj;
+                let (api, kind) = dynamic_api(ctx, ns, &obj);
+                stamp_hash(&kind, &mut obj)?;
+                let name = obj.metadata.name.clone().unwrap_or_default();
+                let current = get_opt(&api, &kind, &name).await?;
+                if let Applied::Conflict(message) = w.apply(&api, &kind, current, &obj).await? {
+                    // Never expose the site without its allowlist.
+                    extra_ok = false;
+                    report.problems.push(UserError {
+                        reason: reason::NAME_CONFLICT,
+                        message,
+                    });
+                }
+            }
+            if extra_ok {
+                let spec_url = dw.spec.ingress.as_ref().map(ingress::url);
+                let (applied, _) =
+                    ensure(&w, ctx, &stores.ingresses, ns, *ingress, &mut report).await?;
+                if applied.is_some() {
+                    report.url = spec_url;
+                    delete_stale_allowlists(
+                        &w,
+                        ctx,
+                        id,
+                        live_ingress.as_ref(),
+                        extra_kind.as_deref(),
+                    )
+                    .await?;
+                }
+            }
+        }
+    }
+
+    // The seed's Kopf operator named its Deployment `<name>-deployment` and adopted it.
+    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), ns);
+    let legacy_name = desired::legacy_deployment_name(&id.name);
+    let legacy = get_opt(&deployments, "Deployment", &legacy_name).await?;
+    w.delete_if_ours(&deployments, "Deployment", legacy).await?;
+    Ok(report)
+}
+
+/// Deletes the Middleware / KongPlugin the previous Ingress referenced, unless still wanted.
+async fn delete_stale_allowlists(
+    w: &Writer<'_>,
+    ctx: &Context,
+    id: &Id,
+    previous: Option<&Ingress>,
+    keep_kind: Option<&str>,
+) -> Result<(), Error> {
+    let Some(previous) = previous else {
+        return Ok(());
+    };
+    let name = desired::allowlist_name(&id.name);
+    let annotations = previous.annotations();
+    let references = |key: &str, item: &str| {
+        annotations
+            .get(key)
+            .is_some_and(|v| v.split(',').any(|s| s.trim() == item))
+    };
+    let middleware_ref = format!("{}-{name}@kubernetescrd", id.namespace);
+    if keep_kind != Some("Middleware")
+        && references(ingress::TRAEFIK_MIDDLEWARES_ANNOTATION, &middleware_ref)
+        && let Some(api) = ctx.capabilities().await?.traefik_middleware
+    {
+        let ar = ingress::middleware_resource(api);
+        let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &id.namespace, &ar);
+        let current = get_opt(&api, "Middleware", &name).await?;
+        w.delete_if_ours(&api, "Middleware", current).await?;
+    }
+    if keep_kind != Some("KongPlugin") && references(ingress::KONG_PLUGINS_ANNOTATION, &name) {
+        let ar = ingress::kong_plugin_resource();
+        let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &id.namespace, &ar);
+        let current = get_opt(&api, "KongPlugin", &name).await?;
+        w.delete_if_ours(&api, "KongPlugin", current).await?;
+    }
+    Ok(())
+}
+
+/// Step 6: compute status, write it only when it differs, and tell the user about new problems.
+async fn update_status(
+    dw: &DemoWeb,
+    id: &Id,
+    ctx: &Context,
+    report: Report,
+) -> Result<bool, Error> {
+    let problem = report.problems.first().map(|first| UserError {
+        reason: first.reason,
+        message: report
+            .problems
+            .iter()
+            .map(|p| p.message.as_str())
+            .collect::<Vec<_>>()
+            .join("; "),
+    });
+    let rollout = report
+        .deployment_hash
+        .as_deref()
+        .map(|hash| status::rollout(report.deployment.as_ref(), hash, dw.spec.replicas));
+    let new = status::compute_status(StatusInput {
+        dw,
+        deployment: report.deployment.as_ref(),
+        rollout,
+        problem: problem.clone(),
+        url: report.url,
+        identity: report.identity,
+        now: Time(jiff::Timestamp::now()),
+    });
+    let old = dw.status.clone().unwrap_or_default();
+    if let Some(problem) = &problem {
+        let already_reported = old.conditions.iter().any(|c| {
+            c.type_ == STALLED
+                && c.status == "True"
+                && c.reason == problem.reason
+                && c.message == problem.message
+        });
+        if !already_reported {
+            publish(
+                &ctx.recorder,
+                &dw.object_ref(&()),
+                &ctx.metrics,
+                EventType::Warning,
+                problem.reason,
+                problem.message.clone(),
+            )
+            .await;
+        }
+    }
+    if dw.status.as_ref() != Some(&new) {
+        let api: Api<DemoWeb> = Api::namespaced(ctx.client.clone(), &id.namespace);
+        api.patch_status(
+            &id.name,
+            &PatchParams::default(),
+            &Patch::Merge(status_patch(&old, &new)),
+        )
+        .await
+        .map_err(|source| Error::PatchStatus {
+            name: id.name.clone(),
+            source,
+        })?;
+        ctx.metrics.count_write("patch_status", "DemoWeb");
+    }
+    Ok(problem.is_some())
+}
+
+/// A merge patch that replaces the status: fields we no longer set are nulled out.
+fn status_patch(old: &DemoWebStatus, new: &DemoWebStatus) -> Value {
+    let mut body = serde_json::to_value(new).unwrap_or_else(|_| json!({}));
+    if let (Value::Object(body), Ok(Value::Object(old))) = (&mut body, serde_json::to_value(old)) {
+        for key in old.keys() {
+            body.entry(key.clone()).or_insert(Value::Null);
+        }
+    }
+    json!({ "status": body })
+}
+
+/// The whole pipeline for one DemoWeb. Returns whether it is stalled on a user problem.
+async fn reconcile_inner(dw: &DemoWeb, ctx: &Context) -> Result<bool, Error> {
+    let id = identify(dw)?;
+    if dw.metadata.deletion_timestamp.is_some() {
+        // Owner references let the garbage collector remove the children.
+        return Ok(false);
+    }
+    let found = gather(dw, &id, ctx).await?;
+    let report = match validate(dw, &found) {
+        Ok(valid) => {
+            let children = build(dw, &valid, &found);
+            apply_all(dw, &id, ctx, children, &valid).await?
+        }
+        // Keep the last good children: nothing is applied or deleted.
+        Err(problem) => Report {
+            deployment: ctx
+                .stores
+                .deployments
+                .get(&ObjectRef::new(&desired::deployment_name(&id.name)).within(&id.namespace))
+                .map(|d| (*d).clone()),
+            problems: vec![problem],
+            url: dw.status.as_ref().and_then(|s| s.url.clone()),
+            identity: dw.status.as_ref().and_then(|s| s.identity.clone()),
+            ..Report::default()
+        },
+    };
+    update_status(dw, &id, ctx, report).await
+}
+
+/// Entry point for the controller runtime.
+pub async fn reconcile(dw: Arc<DemoWeb>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let span = tracing::info_span!(
+        "reconcile",
+        namespace = dw.namespace().unwrap_or_default(),
+        name = dw.name_any()
+    );
+    let result = reconcile_inner(&dw, &ctx).instrument(span).await;
+    let seconds = started.elapsed().as_secs_f64();
+    match result {
+        Ok(stalled) => {
+            if let Some(uid) = &dw.metadata.uid {
+                ctx.backoff.reset(uid);
+            }
+            ctx.metrics
+                .count_reconcile(if stalled { "stalled" } else { "ok" }, seconds);
+            Ok(Action::requeue(if stalled {
+                ctx.stalled_requeue
+            } else {
+                ctx.requeue
+            }))
+        }
+        Err(err) => {
+            ctx.metrics.count_reconcile("error", seconds);
+            ctx.metrics.count_error(err.metric_label());
+            Err(err)
+        }
+    }
+}
+
+/// Transient errors back off per object; the Warning Event says what failed.
+pub fn error_policy(dw: Arc<DemoWeb>, err: &Error, ctx: Arc<Context>) -> Action {
+    let uid = dw.metadata.uid.clone().unwrap_or_default();
+    let delay = if err.is_transient() {
+        ctx.backoff.next_delay(&uid)
+    } else {
+        ctx.backoff.next_delay(&uid).max(Duration::from_secs(60))
+    };
+    let message = chain(err);
+    tracing::warn!(
+        namespace = dw.namespace().unwrap_or_default(),
+        name = dw.name_any(),
+        error = %message,
+        retry_in = ?delay,
+        "reconcile failed"
+    );
+    let reference: ObjectReference = dw.object_ref(&());
+    let ctx2 = ctx.clone();
+    tokio::spawn(async move {
+        publish(
+            &ctx2.recorder,
+            &reference,
+            &ctx2.metrics,
+            EventType::Warning,
+            "ReconcileFailed",
+            format!("{message}; retrying in {}s", delay.as_secs_f64().ceil()),
+        )
+        .await;
+    });
+    Action::requeue(delay)
+}
+
+/// A reflector over one child kind, limited to what this operator manages; its stream triggers
+/// reconciles of the owner, its store serves "compare before you write".
+fn child_reflector<K>(
+    client: &Client,
+    namespace: Option<&str>,
+) -> (
+    Store<K>,
+    impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+)
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let api: Api<K> = match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let (reader, writer) = reflector::store();
+    let config = watcher::Config::default().labels(&desired::managed_selector());
+    let stream = watcher(api, config)
+        .default_backoff()
+        .reflect(writer)
+        .touched_objects();
+    (reader, stream)
+}
+
+/// A reflector over a referenced kind: all objects, in scope.
+fn reference_reflector<K>(
+    api: Api<K>,
+) -> (
+    Store<K>,
+    impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+)
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let stream = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .touched_objects();
+    (reader, stream)
+}
+
+/// DemoWebs whose Ingress depends on this IngressClass (named, or defaulted).
+fn demowebs_for_class(class: &IngressClass, demowebs: &Store<DemoWeb>) -> Vec<ObjectRef<DemoWeb>> {
+    let name = class.metadata.name.as_deref();
+    demowebs
+        .state()
+        .iter()
+        .filter(|dw| {
+            dw.spec.ingress.as_ref().is_some_and(|i| {
+                !i.allowed_source_ranges.is_empty()
+                    && (i.class_name.is_none() || i.class_name.as_deref() == name)
+            })
+        })
+        .map(|dw| ObjectRef::from_obj(&**dw))
+        .collect()
+}
+
+/// Settings of the controller that come from the command line.
+pub struct ControllerConfig {
+    pub namespace: Option<String>,
+    /// Whether the aad-pod-identity API is served (else identity stores stay empty).
+    pub identity_served: bool,
+    pub reporter: kube::runtime::events::Reporter,
+    /// Requeue after a successful reconcile.
+    pub resync_period: Duration,
+}
+
+/// Runs the DemoWeb controller until `shutdown` resolves.
+pub async fn run(
+    client: Client,
+    config: ControllerConfig,
+    metrics: Arc<crate::metrics::Metrics>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let ns = config.namespace.as_deref();
+    let demowebs: Api<DemoWeb> = match ns {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let (deployments, deployment_events) = child_reflector::<Deployment>(&client, ns);
+    let (config_maps, config_map_events) = child_reflector::<ConfigMap>(&client, ns);
+    let (services, service_events) = child_reflector::<Service>(&client, ns);
+    let (ingresses, ingress_events) = child_reflector::<Ingress>(&client, ns);
+    let (service_accounts, service_account_events) = child_reflector::<ServiceAccount>(&client, ns);
+    let (ingress_classes, class_events) =
+        reference_reflector::<IngressClass>(Api::all(client.clone()));
+
+    let controller = Controller::new(demowebs, watcher::Config::default());
+    let demoweb_store = controller.store();
+
+    let (bindings, identities, controller) = if config.identity_served {
+        let (binding_api, identity_api): (Api<AzureIdentityBinding>, Api<AzureIdentity>) = match ns
+        {
+            Some(ns) => (
+                Api::namespaced(client.clone(), ns),
+                Api::namespaced(client.clone(), ns),
+            ),
+            None => (Api::all(client.clone()), Api::all(client.clone())),
+        };
+        let (bindings, binding_events) = reference_reflector(binding_api);
+        let (identities, identity_events) = reference_reflector(identity_api);
+        let (dws, dws2, b2) = (
+            demoweb_store.clone(),
+            demoweb_store.clone(),
+            bindings.clone(),
+        );
+        let controller = controller
+            .watches_stream(binding_events, move |b| {
+                identity::demowebs_for_binding(&b, &dws)
+            })
+            .watches_stream(identity_events, move |i| {
+                identity::demowebs_for_identity(&i, &b2, &dws2)
+            });
+        (bindings, identities, controller)
+    } else {
+        // Not served: empty stores whose writers are gone, which `wait_for_references` accepts.
+        let (bindings, _) = reflector::store();
+        let (identities, _) = reflector::store();
+        (bindings, identities, controller)
+    };
+
+    let stores = Stores {
+        references_waited: Default::default(),
+        demowebs: demoweb_store.clone(),
+        deployments,
+        config_maps,
+        services,
+        ingresses,
+        service_accounts,
+        ingress_classes,
+        bindings,
+        identities,
+    };
+    let recorder = kube::runtime::events::Recorder::new(client.clone(), config.reporter);
+    let mut ctx = Context::new(client, recorder, metrics, stores);
+    ctx.requeue = config.resync_period;
+    ctx.stalled_requeue = ctx.stalled_requeue.min(config.resync_period);
+    let ctx = Arc::new(ctx);
+    let class_store = demoweb_store.clone();
+    controller
+        .owns_stream(deployment_events)
+        .owns_stream(config_map_events)
+        .owns_stream(service_events)
+        .owns_stream(ingress_events)
+        .owns_stream(service_account_events)
+        .watches_stream(class_events, move |c| demowebs_for_class(&c, &class_store))
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            match result {
+                Ok((obj, _)) => tracing::debug!(object = %obj, "reconciled"),
+                Err(kube::runtime::controller::Error::ReconcilerFailed(err, obj)) => {
+                    tracing::debug!(object = %obj, error = %chain(&err), "reconcile failed")
+                }
+                Err(err) => tracing::warn!(error = %err, "controller"),
+            }
+        })
+        .await;
+}
+
+/// Field manager re-exported for tests and the chart's documentation.
+pub const MANAGER: &str = FIELD_MANAGER;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use desired::tests::seed;
+
+    fn gathered() -> Gathered {
+        Gathered {
+            secret_keys: None,
+            identity: None,
+            classes: vec![],
+            capabilities: IngressCapabilities::default(),
+        }
+    }
+
+    #[test]
+    fn validation_outcomes() {
+        let mut bad = seed();
+        bad.spec.gitrepo = "file:///etc/passwd".into();
+        bad.spec.replicas = -1;
+        let err = validate(&bad, &gathered()).err().expect("invalid");
+        assert_eq!(err.reason, reason::INVALID_SPEC);
+        assert!(
+            err.message.contains("spec.gitrepo") && err.message.contains("spec.replicas"),
+            "{}",
+            err.message
+        );
+
+        let mut unresolved = seed();
+        unresolved.spec.identity = Some(demoweb_crd::demoweb::IdentitySpec {
+            binding: "mymsi".into(),
+            mode: IdentityMode::PodIdentity,
+        });
+        let found = Gathered {
+            identity: Some(Err(identity::ResolveError::BindingNotFound("mymsi".into()))),
+            ..gathered()
+        };
+        let err = validate(&unresolved, &found).err().expect("unresolved");
+        assert_eq!(err.reason, reason::IDENTITY_BINDING_NOT_FOUND);
+
+        assert!(validate(&seed(), &gathered()).is_ok());
+    }
+
+    #[test]
+    fn status_patch_nulls_dropped_fields() {
+        let old = DemoWebStatus {
+            url: Some("http://x/".into()),
+            replicas: Some(1),
+            ..DemoWebStatus::default()
+        };
+        let new = DemoWebStatus {
+            replicas: Some(2),
+            ..DemoWebStatus::default()
+        };
+        let patch = status_patch(&old, &new);
+        assert_eq!(patch["status"]["url"], Value::Null);
+        assert_eq!(patch["status"]["replicas"], json!(2));
+    }
+
+    #[test]
+    fn class_changes_map_to_demowebs_with_allowlists() {
+        let (reader, mut writer) = reflector::store::<DemoWeb>();
+        let mut with_allowlist = seed();
+        with_allowlist.spec.ingress = Some(demoweb_crd::demoweb::IngressSpec {
+            host: "a.example.com".into(),
+            path: "/".into(),
+            class_name: Some("edge".into()),
+            tls: None,
+            allowed_source_ranges: vec!["10.0.0.0/8".into()],
+            annotations: Default::default(),
+        });
+        let mut other = seed();
+        other.metadata.name = Some("plain".into());
+        writer.apply_watcher_event(&watcher::Event::Apply(with_allowlist));
+        writer.apply_watcher_event(&watcher::Event::Apply(other));
+        let class = IngressClass {
+            metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                name: Some("edge".into()),
+                ..Default::default()
+            },
+            spec: None,
+        };
+        let refs = demowebs_for_class(&class, &reader);
+        assert_eq!(refs.len(), 1);
+        assert_eq!(refs[0].name, "demoweb1");
+    }
+}

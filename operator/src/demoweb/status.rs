@@ -1,0 +1,399 @@
+//! Pure status: kstatus conditions from what reconcile found, keeping timestamps that did not change.
+
+use demoweb_crd::conditions::{READY, RECONCILING, STALLED, reason};
+use demoweb_crd::demoweb::IdentityStatus;
+use demoweb_crd::{DemoWeb, DemoWebStatus};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+use super::desired::APPLIED_HASH_ANNOTATION;
+
+/// A problem only the user can fix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserError {
+    pub reason: &'static str,
+    pub message: String,
+}
+
+/// Where a Deployment is in its rollout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rollout {
+    Complete { ready: i32 },
+    Progressing { message: String },
+}
+
+/// Whether `live` is the Deployment we last applied (`applied_hash`), fully rolled out.
+pub fn rollout(live: Option<&Deployment>, applied_hash: &str, desired_replicas: i32) -> Rollout {
+    let Some(d) = live else {
+        return Rollout::Progressing {
+            message: "waiting for the Deployment to be created".into(),
+        };
+    };
+    let name = d.metadata.name.as_deref().unwrap_or_default();
+    let hash = d
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(APPLIED_HASH_ANNOTATION));
+    if hash.map(String::as_str) != Some(applied_hash) {
+        return Rollout::Progressing {
+            message: format!("waiting for Deployment {name} to be updated"),
+        };
+    }
+    let generation = d.metadata.generation.unwrap_or_default();
+    let status = d.status.clone().unwrap_or_default();
+    if status.observed_generation.unwrap_or_default() < generation {
+        return Rollout::Progressing {
+            message: format!("waiting for the controller to observe Deployment {name}"),
+        };
+    }
+    let updated = status.updated_replicas.unwrap_or_default();
+    let ready = status.ready_replicas.unwrap_or_default();
+    let available = status.available_replicas.unwrap_or_default();
+    let total = status.replicas.unwrap_or_default();
+    if updated == desired_replicas
+        && ready == desired_replicas
+        && available == desired_replicas
+        && total == desired_replicas
+    {
+        Rollout::Complete { ready }
+    } else {
+        Rollout::Progressing {
+            message: format!(
+                "Deployment {name}: {ready} of {desired_replicas} replicas ready, {updated} updated, {available} available"
+            ),
+        }
+    }
+}
+
+/// Everything status depends on. `now` comes in so this stays pure.
+pub struct StatusInput<'a> {
+    pub dw: &'a DemoWeb,
+    /// The live Deployment (after apply), for replica counts.
+    pub deployment: Option<&'a Deployment>,
+    pub rollout: Option<Rollout>,
+    /// The first problem that needs the user, if any.
+    pub problem: Option<UserError>,
+    pub url: Option<String>,
+    pub identity: Option<IdentityStatus>,
+    pub now: Time,
+}
+
+fn condition(
+    type_: &str,
+    status: bool,
+    reason: &str,
+    message: String,
+    generation: Option<i64>,
+) -> Condition {
+    Condition {
+        type_: type_.to_owned(),
+        status: if status { "True" } else { "False" }.to_owned(),
+        reason: reason.to_owned(),
+        message,
+        observed_generation: generation,
+        // Filled in by `keep_transition_times`.
+        last_transition_time: Time(jiff::Timestamp::UNIX_EPOCH),
+    }
+}
+
+/// Keeps `lastTransitionTime` of conditions whose status did not change; stamps `now` on the rest.
+fn keep_transition_times(new: &mut [Condition], old: &[Condition], now: &Time) {
+    for c in new {
+        c.last_transition_time = old
+            .iter()
+            .find(|o| o.type_ == c.type_ && o.status == c.status)
+            .map(|o| o.last_transition_time.clone())
+            .unwrap_or_else(|| now.clone());
+    }
+}
+
+pub fn compute_status(input: StatusInput<'_>) -> DemoWebStatus {
+    let generation = input.dw.metadata.generation;
+    let old = input.dw.status.clone().unwrap_or_default();
+    let dep_status = input.deployment.and_then(|d| d.status.clone());
+    let mut conditions = match (&input.problem, &input.rollout) {
+        (Some(problem), _) => vec![
+            condition(
+                READY,
+                false,
+                problem.reason,
+                problem.message.clone(),
+                generation,
+            ),
+            condition(
+                RECONCILING,
+                false,
+                problem.reason,
+                String::new(),
+                generation,
+            ),
+            condition(
+                STALLED,
+                true,
+                problem.reason,
+                problem.message.clone(),
+                generation,
+            ),
+        ],
+        (None, Some(Rollout::Complete { ready })) => vec![
+            condition(
+                READY,
+                true,
+                reason::RECONCILED,
+                format!("{ready} of {ready} replicas ready"),
+                generation,
+            ),
+            condition(
+                RECONCILING,
+                false,
+                reason::RECONCILED,
+                String::new(),
+                generation,
+            ),
+            condition(
+                STALLED,
+                false,
+                reason::RECONCILED,
+                String::new(),
+                generation,
+            ),
+        ],
+        (None, rollout) => {
+            let message = match rollout {
+                Some(Rollout::Progressing { message }) => message.clone(),
+                _ => "applying children".to_owned(),
+            };
+            vec![
+                condition(
+                    READY,
+                    false,
+                    reason::WAITING_FOR_REPLICAS,
+                    message.clone(),
+                    generation,
+                ),
+                condition(RECONCILING, true, reason::PROGRESSING, message, generation),
+                condition(
+                    STALLED,
+                    false,
+                    reason::PROGRESSING,
+                    String::new(),
+                    generation,
+                ),
+            ]
+        }
+    };
+    keep_transition_times(&mut conditions, &old.conditions, &input.now);
+    DemoWebStatus {
+        observed_generation: generation,
+        replicas: dep_status
+            .as_ref()
+            .map(|s| s.replicas.unwrap_or_default())
+            .or(old.replicas),
+        ready_replicas: dep_status
+            .as_ref()
+            .map(|s| s.ready_replicas.unwrap_or_default())
+            .or(old.ready_replicas),
+        url: input.url,
+        identity: input.identity,
+        conditions,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::demoweb::desired::tests::seed;
+    use k8s_openapi::api::apps::v1::DeploymentStatus;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+    use std::collections::BTreeMap;
+
+    fn t(secs: i64) -> Time {
+        Time(jiff::Timestamp::from_second(secs).unwrap())
+    }
+
+    fn deployment(hash: &str, generation: i64, observed: i64, counts: [i32; 4]) -> Deployment {
+        Deployment {
+            metadata: ObjectMeta {
+                name: Some("demoweb1".into()),
+                generation: Some(generation),
+                annotations: Some(BTreeMap::from([(
+                    APPLIED_HASH_ANNOTATION.to_owned(),
+                    hash.to_owned(),
+                )])),
+                ..ObjectMeta::default()
+            },
+            status: Some(DeploymentStatus {
+                observed_generation: Some(observed),
+                replicas: Some(counts[0]),
+                updated_replicas: Some(counts[1]),
+                ready_replicas: Some(counts[2]),
+                available_replicas: Some(counts[3]),
+                ..DeploymentStatus::default()
+            }),
+            ..Deployment::default()
+        }
+    }
+
+    #[test]
+    fn rollout_rules() {
+        let cases: Vec<(&str, Option<Deployment>, i32, bool)> = vec![
+            ("missing", None, 2, false),
+            (
+                "complete",
+                Some(deployment("h", 3, 3, [2, 2, 2, 2])),
+                2,
+                true,
+            ),
+            (
+                "zero replicas are ready at once",
+                Some(deployment("h", 1, 1, [0, 0, 0, 0])),
+                0,
+                true,
+            ),
+            (
+                "stale hash",
+                Some(deployment("old", 3, 3, [2, 2, 2, 2])),
+                2,
+                false,
+            ),
+            (
+                "not observed",
+                Some(deployment("h", 4, 3, [2, 2, 2, 2])),
+                2,
+                false,
+            ),
+            (
+                "not ready",
+                Some(deployment("h", 3, 3, [2, 2, 1, 1])),
+                2,
+                false,
+            ),
+            (
+                "old pods still there",
+                Some(deployment("h", 3, 3, [3, 2, 3, 3])),
+                2,
+                false,
+            ),
+            (
+                "scaled but not observed in counts",
+                Some(deployment("h", 3, 3, [2, 2, 2, 2])),
+                3,
+                false,
+            ),
+        ];
+        for (name, d, replicas, complete) in cases {
+            let got = rollout(d.as_ref(), "h", replicas);
+            assert_eq!(
+                matches!(got, Rollout::Complete { .. }),
+                complete,
+                "{name}: {got:?}"
+            );
+        }
+    }
+
+    fn cond<'a>(s: &'a DemoWebStatus, t: &str) -> &'a Condition {
+        s.conditions.iter().find(|c| c.type_ == t).unwrap()
+    }
+
+    #[test]
+    fn conditions_follow_kstatus() {
+        let dw = seed();
+        let d = deployment("h", 1, 1, [2, 2, 2, 2]);
+        struct Case {
+            name: &'static str,
+            rollout: Option<Rollout>,
+            problem: Option<UserError>,
+            ready: &'static str,
+            reconciling: &'static str,
+            stalled: &'static str,
+            reason: &'static str,
+        }
+        let cases = [
+            Case {
+                name: "ready",
+                rollout: Some(Rollout::Complete { ready: 2 }),
+                problem: None,
+                ready: "True",
+                reconciling: "False",
+                stalled: "False",
+                reason: reason::RECONCILED,
+            },
+            Case {
+                name: "rolling out",
+                rollout: Some(Rollout::Progressing {
+                    message: "1 of 2".into(),
+                }),
+                problem: None,
+                ready: "False",
+                reconciling: "True",
+                stalled: "False",
+                reason: reason::WAITING_FOR_REPLICAS,
+            },
+            Case {
+                name: "user error wins",
+                rollout: Some(Rollout::Complete { ready: 2 }),
+                problem: Some(UserError {
+                    reason: reason::NAME_CONFLICT,
+                    message: "Deployment demoweb1 is controlled by Helm".into(),
+                }),
+                ready: "False",
+                reconciling: "False",
+                stalled: "True",
+                reason: reason::NAME_CONFLICT,
+            },
+        ];
+        for case in cases {
+            let s = compute_status(StatusInput {
+                dw: &dw,
+                deployment: Some(&d),
+                rollout: case.rollout,
+                problem: case.problem,
+                url: None,
+                identity: None,
+                now: t(100),
+            });
+            assert_eq!(s.observed_generation, Some(1), "{}", case.name);
+            assert_eq!(cond(&s, READY).status, case.ready, "{}", case.name);
+            assert_eq!(cond(&s, READY).reason, case.reason, "{}", case.name);
+            assert_eq!(
+                cond(&s, RECONCILING).status,
+                case.reconciling,
+                "{}",
+                case.name
+            );
+            assert_eq!(cond(&s, STALLED).status, case.stalled, "{}", case.name);
+            assert_eq!((s.replicas, s.ready_replicas), (Some(2), Some(2)));
+        }
+    }
+
+    #[test]
+    fn transition_times_survive_unchanged_conditions() {
+        let mut dw = seed();
+        let d = deployment("h", 1, 1, [2, 2, 2, 2]);
+        let input = |dw: &DemoWeb, now: i64, rollout: Rollout| {
+            compute_status(StatusInput {
+                dw,
+                deployment: Some(&d),
+                rollout: Some(rollout),
+                problem: None,
+                url: Some("http://www.example.com/".into()),
+                identity: None,
+                now: t(now),
+            })
+        };
+        let first = input(&dw, 100, Rollout::Complete { ready: 2 });
+        dw.status = Some(first.clone());
+        let second = input(&dw, 200, Rollout::Complete { ready: 2 });
+        assert_eq!(first, second, "same input, same status: nothing to write");
+        let third = input(
+            &dw,
+            300,
+            Rollout::Progressing {
+                message: "1 of 2".into(),
+            },
+        );
+        assert_eq!(cond(&third, READY).last_transition_time, t(300));
+        assert_eq!(cond(&third, STALLED).last_transition_time, t(100));
+    }
+}

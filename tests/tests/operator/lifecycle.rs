@@ -1,0 +1,446 @@
+//! A DemoWeb's life: the seed example, changes to every field users change, deletion.
+
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn seed_example_gets_its_children_and_a_ready_status() {
+    let (env, op) = setup("seed-example").await;
+    env.apply_yaml(SEED).await.expect_ok();
+
+    let dw = wait_condition(&env, &op, "demoweb1", "Ready", "True", "Reconciled").await;
+    let uid = dw["metadata"]["uid"].as_str().expect("uid").to_owned();
+    assert_eq!(dw["status"]["replicas"], 2);
+    assert_eq!(dw["status"]["readyReplicas"], 2);
+    assert_eq!(condition(&dw, "Stalled").map(|c| c.0), Some("False".into()));
+    assert_eq!(
+        condition(&dw, "Reconciling").map(|c| c.0),
+        Some("False".into())
+    );
+
+    let d = get(&env, "deployment", "demoweb1")
+        .await
+        .expect("Deployment demoweb1");
+    assert!(controlled_by(&d, &uid), "{d}");
+    let labels = &d["metadata"]["labels"];
+    assert_eq!(labels["app.kubernetes.io/name"], "demoweb");
+    assert_eq!(labels["app.kubernetes.io/instance"], "demoweb1");
+    assert_eq!(labels["app.kubernetes.io/managed-by"], "demoweb-operator");
+    assert_eq!(d["spec"]["replicas"], 2);
+    let clone = args(&d, "git-clone");
+    for arg in [
+        "--repo=https://github.com/gbaeke/static-web.git",
+        "--one-time",
+        "--depth=1",
+        "--root=/git",
+        "--link=current",
+    ] {
+        assert!(
+            clone.iter().any(|a| a == arg),
+            "init container lacks {arg}: {clone:?}"
+        );
+    }
+    assert!(
+        container(&d, "git-sync").is_none(),
+        "no sidecar without sync.period"
+    );
+    let web = container(&d, "web").expect("web container");
+    assert!(
+        web["image"]
+            .as_str()
+            .is_some_and(|i| i.starts_with("nginxinc/nginx-unprivileged:")),
+        "{web}"
+    );
+    assert_eq!(web["securityContext"]["readOnlyRootFilesystem"], true);
+    assert_eq!(web["securityContext"]["allowPrivilegeEscalation"], false);
+    assert_eq!(
+        web["securityContext"]["capabilities"]["drop"],
+        json!(["ALL"])
+    );
+    assert_eq!(web["readinessProbe"]["httpGet"]["path"], "/healthz");
+    let pod = &d["spec"]["template"]["spec"];
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(
+        pod["securityContext"]["seccompProfile"]["type"],
+        "RuntimeDefault"
+    );
+    assert!(
+        d["spec"]["template"]["metadata"]["annotations"]["demoweb.baeke.info/config-hash"]
+            .is_string()
+    );
+
+    let cm = get(&env, "configmap", "demoweb1-nginx")
+        .await
+        .expect("ConfigMap");
+    assert!(controlled_by(&cm, &uid));
+    let conf = cm["data"]["nginx.conf"].as_str().expect("nginx.conf");
+    assert!(
+        conf.contains("root /git/current;") && conf.contains("listen 8080;"),
+        "{conf}"
+    );
+
+    let svc = get(&env, "service", "demoweb1").await.expect("Service");
+    assert!(controlled_by(&svc, &uid));
+    assert_eq!(svc["spec"]["type"], "ClusterIP");
+    assert_eq!(svc["spec"]["ports"][0]["port"], 80);
+    assert_eq!(svc["spec"]["ports"][0]["targetPort"], "http");
+    assert_eq!(
+        svc["spec"]["selector"]["app.kubernetes.io/instance"],
+        "demoweb1"
+    );
+
+    assert!(
+        get(&env, "ingress", "demoweb1").await.is_none(),
+        "no ingress asked for"
+    );
+    let events = events_for(&env, "demoweb1").await;
+    assert!(
+        events
+            .iter()
+            .any(|(t, r, m)| t == "Normal" && r == "Created" && m.contains("Deployment demoweb1")),
+        "{events:?}"
+    );
+    env.finish().await;
+}
+
+fn ingress_annotation(ing: &Value, key: &str) -> Option<String> {
+    ing["metadata"]["annotations"][key]
+        .as_str()
+        .map(str::to_owned)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn spec_changes_propagate() {
+    let (env, op) = setup("spec-changes").await;
+    env.apply_yaml(SEED).await.expect_ok();
+    wait_condition(&env, &op, "demoweb1", "Ready", "True", "Reconciled").await;
+
+    // Scale.
+    merge_patch(&env, "demoweb", "demoweb1", r#"{"spec":{"replicas":3}}"#).await;
+    wait_object(&env, &op, "deployment", "demoweb1", "3 replicas", |d| {
+        d["spec"]["replicas"] == 3
+    })
+    .await;
+    let dw = wait_condition(&env, &op, "demoweb1", "Ready", "True", "Reconciled").await;
+    assert_eq!(dw["status"]["readyReplicas"], 3);
+
+    // Repository, ref and path.
+    let before = get(&env, "deployment", "demoweb1")
+        .await
+        .expect("Deployment");
+    let hash = |d: &Value| {
+        d["spec"]["template"]["metadata"]["annotations"]["demoweb.baeke.info/config-hash"].clone()
+    };
+    merge_patch(
+        &env,
+        "demoweb",
+        "demoweb1",
+        r#"{"spec":{"gitrepo":"https://github.com/gbaeke/other-site.git","ref":"v2","path":"public","sync":{"period":"60s"}}}"#,
+    )
+    .await;
+    let d = wait_object(
+        &env,
+        &op,
+        "deployment",
+        "demoweb1",
+        "the new repository",
+        |d| {
+            args(d, "git-clone")
+                .iter()
+                .any(|a| a == "--repo=https://github.com/gbaeke/other-site.git")
+        },
+    )
+    .await;
+    assert!(args(&d, "git-clone").iter().any(|a| a == "--ref=v2"));
+    assert!(
+        args(&d, "git-sync").iter().any(|a| a == "--period=60s"),
+        "sidecar"
+    );
+    assert_ne!(hash(&d), hash(&before), "a new path rolls the pods");
+    let cm = get(&env, "configmap", "demoweb1-nginx")
+        .await
+        .expect("ConfigMap");
+    assert!(
+        cm["data"]["nginx.conf"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("root /git/current/public;")
+    );
+
+    // Add an ingress with an allowlist for ingress-nginx.
+    merge_patch(
+        &env,
+        "demoweb",
+        "demoweb1",
+        r#"{"spec":{"ingress":{"host":"www.example.com","className":"nginx","allowedSourceRanges":["203.0.113.7/32"],"annotations":{"example.com/team":"web"}}}}"#,
+    )
+    .await;
+    let ing = wait_object(&env, &op, "ingress", "demoweb1", "the allowlist", |i| {
+        ingress_annotation(i, "nginx.ingress.kubernetes.io/whitelist-source-range").as_deref()
+            == Some("203.0.113.7/32")
+    })
+    .await;
+    assert_eq!(ing["spec"]["ingressClassName"], "nginx");
+    assert_eq!(ing["spec"]["rules"][0]["host"], "www.example.com");
+    let path = &ing["spec"]["rules"][0]["http"]["paths"][0];
+    assert_eq!(path["pathType"], "Prefix");
+    assert_eq!(path["backend"]["service"]["name"], "demoweb1");
+    assert_eq!(
+        ingress_annotation(&ing, "example.com/team").as_deref(),
+        Some("web")
+    );
+    let dw = wait_object(&env, &op, "demoweb", "demoweb1", "the URL", |dw| {
+        dw["status"]["url"] == "http://www.example.com/"
+    })
+    .await;
+    assert_eq!(condition(&dw, "Ready").map(|c| c.0), Some("True".into()));
+
+    // Change, then drop the allowlist.
+    merge_patch(
+        &env,
+        "demoweb",
+        "demoweb1",
+        r#"{"spec":{"ingress":{"allowedSourceRanges":["203.0.113.0/24","2001:db8::/48"]}}}"#,
+    )
+    .await;
+    wait_object(&env, &op, "ingress", "demoweb1", "the new ranges", |i| {
+        ingress_annotation(i, "nginx.ingress.kubernetes.io/whitelist-source-range").as_deref()
+            == Some("203.0.113.0/24,2001:db8::/48")
+    })
+    .await;
+    merge_patch(
+        &env,
+        "demoweb",
+        "demoweb1",
+        r#"{"spec":{"ingress":{"allowedSourceRanges":null}}}"#,
+    )
+    .await;
+    wait_object(&env, &op, "ingress", "demoweb1", "no allowlist", |i| {
+        ingress_annotation(i, "nginx.ingress.kubernetes.io/whitelist-source-range").is_none()
+    })
+    .await;
+
+    // Remove the ingress.
+    merge_patch(&env, "demoweb", "demoweb1", r#"{"spec":{"ingress":null}}"#).await;
+    wait_gone(&env, &op, "ingress", "demoweb1").await;
+    wait_object(&env, &op, "demoweb", "demoweb1", "no URL", |dw| {
+        dw["status"]["url"].is_null()
+    })
+    .await;
+    env.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deleting_the_demoweb_removes_its_children() {
+    let (env, op) = setup("delete-demoweb").await;
+    env.apply_yaml(SEED).await.expect_ok();
+    merge_patch(
+        &env,
+        "demoweb",
+        "demoweb1",
+        r#"{"spec":{"ingress":{"host":"www.example.com"}}}"#,
+    )
+    .await;
+    wait_object(&env, &op, "ingress", "demoweb1", "created", |_| true).await;
+    env.kubectl(&["delete", "demoweb", "demoweb1"])
+        .await
+        .expect_ok();
+    for (kind, name) in [
+        ("deployment", "demoweb1"),
+        ("configmap", "demoweb1-nginx"),
+        ("service", "demoweb1"),
+        ("ingress", "demoweb1"),
+    ] {
+        wait_gone(&env, &op, kind, name).await;
+    }
+    env.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn status_follows_the_rollout() {
+    let (env, op) = setup("rollout").await;
+    let Some(emulator) = env.emulator_or_skip("holding pods back from becoming ready") else {
+        env.finish().await;
+        return;
+    };
+    emulator.set_deployments_ready(false);
+    env.apply_yaml(SEED).await.expect_ok();
+    let dw = wait_condition(&env, &op, "demoweb1", "Reconciling", "True", "Progressing").await;
+    let (ready, reason, message) = condition(&dw, "Ready").expect("Ready");
+    assert_eq!(
+        (ready.as_str(), reason.as_str()),
+        ("False", "WaitingForReplicas")
+    );
+    assert!(message.contains("of 2 replicas ready"), "{message}");
+    assert_eq!(condition(&dw, "Stalled").map(|c| c.0), Some("False".into()));
+
+    emulator.set_deployments_ready(true);
+    let dw = wait_condition(&env, &op, "demoweb1", "Ready", "True", "Reconciled").await;
+    assert_eq!(dw["status"]["readyReplicas"], 2);
+    assert_eq!(
+        condition(&dw, "Reconciling").map(|c| c.0),
+        Some("False".into())
+    );
+    env.finish().await;
+}
+
+const MIDDLEWARE_CRD: &str = "apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: middlewares.traefik.io}
+spec:
+  group: traefik.io
+  names: {kind: Middleware, listKind: MiddlewareList, plural: middlewares, singular: middleware}
+  scope: Namespaced
+  versions:
+  - name: v1alpha1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            properties:
+              ipAllowList:
+                type: object
+                properties:
+                  sourceRange: {type: array, items: {type: string}}
+                  ipStrategy: {type: object, x-kubernetes-preserve-unknown-fields: true}
+---
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: kongplugins.configuration.konghq.com}
+spec:
+  group: configuration.konghq.com
+  names: {kind: KongPlugin, listKind: KongPluginList, plural: kongplugins, singular: kongplugin}
+  scope: Namespaced
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          plugin: {type: string}
+          config: {type: object, x-kubernetes-preserve-unknown-fields: true}
+---
+apiVersion: networking.k8s.io/v1
+kind: IngressClass
+metadata:
+  name: public
+  annotations: {ingressclass.kubernetes.io/is-default-class: \"true\"}
+spec: {controller: k8s.io/ingress-nginx}
+";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn allowlists_follow_the_ingress_controller() {
+    let env = demoweb_tests::harness::TestEnv::new("dialects").await;
+    if env
+        .emulator_or_skip("installing Traefik's and Kong's CRDs and a default IngressClass")
+        .is_none()
+    {
+        env.finish().await;
+        return;
+    }
+    install_crds(&env).await;
+    env.apply_yaml(MIDDLEWARE_CRD).await.expect_ok();
+    let op = Operator::start(&env, &[]).await;
+    let ns = env.namespace.clone();
+
+    // Traefik v3: a Middleware, referenced after the user's own middlewares.
+    env.apply_yaml(
+        "apiVersion: baeke.info/v1
+kind: DemoWeb
+metadata: {name: edge}
+spec:
+  gitrepo: https://github.com/gbaeke/static-web.git
+  ingress:
+    host: edge.example.com
+    className: traefik
+    allowedSourceRanges: [10.0.0.0/8]
+    annotations: {traefik.ingress.kubernetes.io/router.middlewares: other-auth@kubernetescrd}
+",
+    )
+    .await
+    .expect_ok();
+    let mw = wait_object(
+        &env,
+        &op,
+        "middlewares.traefik.io",
+        "edge-allowlist",
+        "the allowlist",
+        |m| m["spec"]["ipAllowList"]["sourceRange"] == json!(["10.0.0.0/8"]),
+    )
+    .await;
+    let dw = get(&env, "demoweb", "edge").await.expect("DemoWeb");
+    assert!(controlled_by(
+        &mw,
+        dw["metadata"]["uid"].as_str().unwrap_or_default()
+    ));
+    let expected = format!("other-auth@kubernetescrd,{ns}-edge-allowlist@kubernetescrd");
+    wait_object(
+        &env,
+        &op,
+        "ingress",
+        "edge",
+        "the middleware reference",
+        |i| {
+            ingress_annotation(i, "traefik.ingress.kubernetes.io/router.middlewares").as_deref()
+                == Some(expected.as_str())
+        },
+    )
+    .await;
+
+    // Kong: a KongPlugin instead; the Middleware goes.
+    merge_patch(
+        &env,
+        "demoweb",
+        "edge",
+        r#"{"spec":{"ingress":{"className":"kong"}}}"#,
+    )
+    .await;
+    let plugin = wait_object(
+        &env,
+        &op,
+        "kongplugins",
+        "edge-allowlist",
+        "the plugin",
+        |p| p["plugin"] == "ip-restriction",
+    )
+    .await;
+    assert_eq!(plugin["config"]["allow"], json!(["10.0.0.0/8"]));
+    wait_object(&env, &op, "ingress", "edge", "the plugin reference", |i| {
+        ingress_annotation(i, "konghq.com/plugins").as_deref() == Some("edge-allowlist")
+    })
+    .await;
+    wait_gone(&env, &op, "middlewares.traefik.io", "edge-allowlist").await;
+
+    // No className: the default IngressClass (ingress-nginx) decides.
+    merge_patch(
+        &env,
+        "demoweb",
+        "edge",
+        r#"{"spec":{"ingress":{"className":null}}}"#,
+    )
+    .await;
+    wait_object(
+        &env,
+        &op,
+        "ingress",
+        "edge",
+        "the ingress-nginx annotation",
+        |i| {
+            ingress_annotation(i, "nginx.ingress.kubernetes.io/whitelist-source-range").as_deref()
+                == Some("10.0.0.0/8")
+        },
+    )
+    .await;
+    wait_gone(&env, &op, "kongplugins", "edge-allowlist").await;
+
+    merge_patch(&env, "demoweb", "edge", r#"{"spec":{"ingress":null}}"#).await;
+    wait_gone(&env, &op, "ingress", "edge").await;
+    env.finish().await;
+}

@@ -1,0 +1,312 @@
+//! Safety: drift is repaired, other people's objects are never touched, bad input keeps the last
+//! good children and says why.
+
+use crate::support::*;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hand_edits_and_deletes_are_repaired() {
+    let (env, op) = setup("drift").await;
+    env.apply_yaml(SEED).await.expect_ok();
+    wait_condition(&env, &op, "demoweb1", "Ready", "True", "Reconciled").await;
+
+    merge_patch(&env, "deployment", "demoweb1", r#"{"spec":{"replicas":5}}"#).await;
+    wait_object(
+        &env,
+        &op,
+        "deployment",
+        "demoweb1",
+        "replicas restored to 2",
+        |d| d["spec"]["replicas"] == 2,
+    )
+    .await;
+
+    merge_patch(
+        &env,
+        "configmap",
+        "demoweb1-nginx",
+        r#"{"data":{"nginx.conf":"events {}"}}"#,
+    )
+    .await;
+    wait_object(
+        &env,
+        &op,
+        "configmap",
+        "demoweb1-nginx",
+        "config restored",
+        |cm| {
+            cm["data"]["nginx.conf"]
+                .as_str()
+                .is_some_and(|c| c.contains("listen 8080;"))
+        },
+    )
+    .await;
+
+    env.kubectl(&["delete", "service", "demoweb1"])
+        .await
+        .expect_ok();
+    wait_object(&env, &op, "service", "demoweb1", "recreated", |s| {
+        s["spec"]["ports"][0]["port"] == 80
+    })
+    .await;
+    env.finish().await;
+}
+
+const FOREIGN: &str = "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: demoweb1
+  labels: {app: mine}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: mine}}
+  template:
+    metadata: {labels: {app: mine}}
+    spec:
+      containers:
+      - name: app
+        image: example.com/mine:1
+";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn foreign_deployment_is_never_touched() {
+    let (env, op) = setup("name-clash").await;
+    env.apply_yaml(FOREIGN).await.expect_ok();
+    let before = get(&env, "deployment", "demoweb1")
+        .await
+        .expect("foreign Deployment");
+    env.apply_yaml(SEED).await.expect_ok();
+
+    let dw = wait_condition(&env, &op, "demoweb1", "Stalled", "True", "NameConflict").await;
+    let (_, _, message) = condition(&dw, "Stalled").expect("Stalled");
+    assert!(message.contains("Deployment demoweb1"), "{message}");
+    assert!(
+        message.contains("kubectl"),
+        "names the other manager: {message}"
+    );
+    assert_eq!(condition(&dw, "Ready").map(|c| c.0), Some("False".into()));
+
+    // The other children are still ours and present; the clash is left alone.
+    wait_object(&env, &op, "configmap", "demoweb1-nginx", "created", |_| {
+        true
+    })
+    .await;
+    let after = get(&env, "deployment", "demoweb1")
+        .await
+        .expect("still there");
+    assert_eq!(
+        after["metadata"]["resourceVersion"],
+        before["metadata"]["resourceVersion"]
+    );
+    assert!(
+        after["metadata"]["ownerReferences"].is_null(),
+        "not adopted: {after}"
+    );
+    let events = events_for(&env, "demoweb1").await;
+    assert!(
+        events
+            .iter()
+            .any(|(t, r, _)| t == "Warning" && r == "NameConflict"),
+        "{events:?}"
+    );
+
+    // Once the user removes their Deployment, ours takes its place.
+    env.kubectl(&["delete", "deployment", "demoweb1"])
+        .await
+        .expect_ok();
+    wait_condition(&env, &op, "demoweb1", "Ready", "True", "Reconciled").await;
+    env.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unknown_ingress_class_with_allowlist_fails_closed() {
+    let (env, op) = setup("fail-closed").await;
+    env.apply_yaml(
+        "apiVersion: baeke.info/v1
+kind: DemoWeb
+metadata:
+  name: closed
+spec:
+  gitrepo: https://github.com/gbaeke/static-web.git
+  ingress:
+    host: closed.example.com
+    className: mystery
+    allowedSourceRanges: [203.0.113.7/32]
+",
+    )
+    .await
+    .expect_ok();
+    let dw = wait_condition(
+        &env,
+        &op,
+        "closed",
+        "Stalled",
+        "True",
+        "UnsupportedIngressClass",
+    )
+    .await;
+    let (_, _, message) = condition(&dw, "Stalled").expect("Stalled");
+    assert!(
+        message.contains("mystery") && message.contains("ingress-nginx"),
+        "{message}"
+    );
+    assert!(
+        get(&env, "ingress", "closed").await.is_none(),
+        "never exposed without its allowlist"
+    );
+    // The site itself still runs.
+    wait_object(&env, &op, "deployment", "closed", "created", |_| true).await;
+
+    // An Ingress from the last good spec stays when the class becomes unknown.
+    merge_patch(
+        &env,
+        "demoweb",
+        "closed",
+        r#"{"spec":{"ingress":{"className":"nginx"}}}"#,
+    )
+    .await;
+    wait_object(&env, &op, "ingress", "closed", "restricted", |i| {
+        i["metadata"]["annotations"]["nginx.ingress.kubernetes.io/whitelist-source-range"]
+            == "203.0.113.7/32"
+    })
+    .await;
+    merge_patch(
+        &env,
+        "demoweb",
+        "closed",
+        r#"{"spec":{"ingress":{"className":"mystery"}}}"#,
+    )
+    .await;
+    wait_condition(
+        &env,
+        &op,
+        "closed",
+        "Stalled",
+        "True",
+        "UnsupportedIngressClass",
+    )
+    .await;
+    let ing = get(&env, "ingress", "closed")
+        .await
+        .expect("last good Ingress kept");
+    assert_eq!(ing["spec"]["ingressClassName"], "nginx");
+    env.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn missing_credentials_keep_the_last_good_children() {
+    let (env, op) = setup("bad-input").await;
+    env.apply_yaml(SEED).await.expect_ok();
+    wait_condition(&env, &op, "demoweb1", "Ready", "True", "Reconciled").await;
+    let good = get(&env, "deployment", "demoweb1")
+        .await
+        .expect("Deployment");
+
+    merge_patch(
+        &env,
+        "demoweb",
+        "demoweb1",
+        r#"{"spec":{"replicas":4,"credentials":{"secretName":"site-creds"}}}"#,
+    )
+    .await;
+    let dw = wait_condition(
+        &env,
+        &op,
+        "demoweb1",
+        "Stalled",
+        "True",
+        "CredentialsNotFound",
+    )
+    .await;
+    let (_, _, message) = condition(&dw, "Ready").expect("Ready");
+    assert!(message.contains("site-creds"), "{message}");
+    let kept = get(&env, "deployment", "demoweb1")
+        .await
+        .expect("Deployment kept");
+    assert_eq!(kept["spec"], good["spec"], "last good Deployment untouched");
+    let events = events_for(&env, "demoweb1").await;
+    assert!(
+        events.iter().any(|(t, r, m)| t == "Warning"
+            && r == "CredentialsNotFound"
+            && m.contains("site-creds")),
+        "{events:?}"
+    );
+
+    // The user creates the Secret: the operator continues.
+    env.apply_yaml(
+        "apiVersion: v1
+kind: Secret
+metadata:
+  name: site-creds
+stringData:
+  username: me
+  password: token
+",
+    )
+    .await
+    .expect_ok();
+    let d = wait_object(
+        &env,
+        &op,
+        "deployment",
+        "demoweb1",
+        "credentials mounted",
+        |d| d["spec"]["replicas"] == 4,
+    )
+    .await;
+    assert!(
+        args(&d, "git-clone")
+            .iter()
+            .any(|a| a == "--password-file=/etc/git-secret/password"),
+        "{d}"
+    );
+    wait_condition(&env, &op, "demoweb1", "Ready", "True", "Reconciled").await;
+    env.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kopf_deployment_is_removed_only_when_ours() {
+    // The user switches from the Kopf operator: its DemoWeb and adopted Deployment exist
+    // before this operator starts.
+    let env = demoweb_tests::harness::TestEnv::new("kopf-leftovers").await;
+    install_crds(&env).await;
+    env.apply_yaml(SEED).await.expect_ok();
+    let dw = get(&env, "demoweb", "demoweb1").await.expect("DemoWeb");
+    let uid = dw["metadata"]["uid"].as_str().expect("uid");
+    // What kopf.adopt() leaves: a controller reference to the DemoWeb.
+    let adopted = format!(
+        "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: demoweb1-deployment
+  ownerReferences:
+  - {{apiVersion: baeke.info/v1, kind: DemoWeb, name: demoweb1, uid: {uid}, controller: true, blockOwnerDeletion: true}}
+spec:
+  replicas: 2
+  selector: {{matchLabels: {{app: demoweb1}}}}
+  template:
+    metadata: {{labels: {{app: demoweb1}}}}
+    spec:
+      containers:
+      - {{name: nginx, image: nginx}}
+"
+    );
+    env.apply_yaml(&adopted).await.expect_ok();
+    let op = Operator::start(&env, &[]).await;
+    wait_gone(&env, &op, "deployment", "demoweb1-deployment").await;
+
+    // Someone else's Deployment of that name stays.
+    let foreign = FOREIGN.replace("name: demoweb1\n", "name: demoweb1-deployment\n");
+    env.apply_yaml(&foreign).await.expect_ok();
+    merge_patch(&env, "demoweb", "demoweb1", r#"{"spec":{"replicas":1}}"#).await;
+    wait_object(&env, &op, "deployment", "demoweb1", "scaled", |d| {
+        d["spec"]["replicas"] == 1
+    })
+    .await;
+    wait_condition(&env, &op, "demoweb1", "Ready", "True", "Reconciled").await;
+    assert!(
+        get(&env, "deployment", "demoweb1-deployment")
+            .await
+            .is_some()
+    );
+    env.finish().await;
+}

@@ -1,0 +1,398 @@
+//! Support for the operator tests: the real operator binary as a child process, CRD
+//! installation, and reads of what a user would look at.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use demoweb_tests::harness::TestEnv;
+use serde_json::Value;
+
+/// The seed's DemoWeb (gbaeke/kopf-example), unchanged.
+pub const SEED: &str = "apiVersion: baeke.info/v1
+kind: DemoWeb
+metadata:
+  name: demoweb1
+spec:
+  replicas: 2
+  gitrepo: \"https://github.com/gbaeke/static-web.git\"
+";
+
+/// How long anything the operator should do may take.
+pub const DEADLINE: Duration = Duration::from_secs(90);
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The operator binary next to this test executable (`target/<profile>/demoweb-operator`), or
+/// `DEMOWEB_OPERATOR_BIN`.
+pub fn operator_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("DEMOWEB_OPERATOR_BIN") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/operator-<hash> → target/<profile>/demoweb-operator
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("test executable lives in target/<profile>/deps");
+    let bin = profile_dir.join(format!("demoweb-operator{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.exists(),
+        "the operator binary {} is missing: build it with `cargo build -p demoweb-operator` (`cargo test --workspace` builds it), or point DEMOWEB_OPERATOR_BIN at it",
+        bin.display()
+    );
+    bin
+}
+
+/// A running `demoweb-operator run`, killed when dropped.
+pub struct Operator {
+    child: tokio::process::Child,
+    log: PathBuf,
+    pub metrics_addr: SocketAddr,
+}
+
+impl Operator {
+    /// Starts the operator on the test's namespace, without leader election unless `extra` asks.
+    pub async fn start(env: &TestEnv, extra: &[&str]) -> Operator {
+        Self::start_named(env, "operator", extra).await
+    }
+
+    /// Starts the operator without waiting for it to serve (for start-up failures).
+    pub async fn start_bare(env: &TestEnv) -> Operator {
+        Self::spawn(env, "operator", &[])
+    }
+
+    pub async fn start_named(env: &TestEnv, name: &str, extra: &[&str]) -> Operator {
+        let mut op = Self::spawn(env, name, extra);
+        let start = Instant::now();
+        loop {
+            if let Some(addr) = op.logged_addr() {
+                op.metrics_addr = addr;
+                return op;
+            }
+            if let Ok(Some(status)) = op.child.try_wait() {
+                panic!(
+                    "the operator exited with {status} before serving:\n{}",
+                    op.logs()
+                );
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "the operator did not start serving in 30s:\n{}",
+                op.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn spawn(env: &TestEnv, name: &str, extra: &[&str]) -> Operator {
+        let log = env.dir().join(format!("{name}.log"));
+        let file = std::fs::File::create(&log).expect("operator log file");
+        let mut args = vec![
+            "run".to_owned(),
+            format!("--namespace={}", env.namespace),
+            "--metrics-addr=127.0.0.1:0".to_owned(),
+            "--log-format=json".to_owned(),
+        ];
+        if !extra.iter().any(|a| a.starts_with("--leader-election")) {
+            args.push("--leader-election=false".to_owned());
+        }
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let child = tokio::process::Command::new(operator_binary())
+            .args(&args)
+            .env("KUBECONFIG", &env.kubeconfig_path)
+            .env("RUST_LOG", "info,demoweb_operator=debug")
+            .env("POD_NAME", name)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(file)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start the operator binary");
+        Operator {
+            child,
+            log,
+            metrics_addr: "127.0.0.1:0".parse().expect("addr"),
+        }
+    }
+
+    fn logged_addr(&self) -> Option<SocketAddr> {
+        self.logs().lines().find_map(|line| {
+            let v: Value = serde_json::from_str(line).ok()?;
+            let msg = v["fields"]["message"].as_str()?;
+            if !msg.starts_with("serving /metrics") {
+                return None;
+            }
+            v["fields"]["addr"].as_str()?.parse().ok()
+        })
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Whether the process has exited, and how.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    /// Waits for the process to exit by itself.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        tokio::time::timeout(timeout, self.child.wait())
+            .await
+            .ok()
+            .and_then(Result::ok)
+    }
+
+    /// SIGTERM, as Kubernetes stops a pod.
+    pub fn terminate(&self) {
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
+        }
+    }
+
+    /// GET on the operator's HTTP endpoint: (status code, body).
+    pub async fn http_get(&self, path: &str) -> (u16, String) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(self.metrics_addr)
+            .await
+            .expect("connect to the operator's metrics port");
+        stream
+            .write_all(
+                format!("GET {path} HTTP/1.1\r\nHost: operator\r\nConnection: close\r\n\r\n")
+                    .as_bytes(),
+            )
+            .await
+            .expect("send request");
+        let mut out = String::new();
+        stream
+            .read_to_string(&mut out)
+            .await
+            .expect("read response");
+        let code = out
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let body = out
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default();
+        (code, body)
+    }
+}
+
+/// Installs the chart's CRDs the way a user does, and waits until DemoWebs are served.
+pub async fn install_crds(env: &TestEnv) {
+    let dir = repo_root().join("charts/demoweb-operator/crds");
+    env.kubectl(&["apply", "-f", dir.to_str().expect("utf-8 path")])
+        .await
+        .expect_ok();
+    wait(
+        env,
+        None,
+        "the DemoWeb CRD to be served",
+        DEADLINE,
+        || async {
+            env.kubectl(&["get", "demowebs"])
+                .await
+                .success()
+                .then_some(())
+        },
+    )
+    .await;
+}
+
+/// A fresh environment with the CRDs installed and the operator running.
+pub async fn setup(test: &str) -> (TestEnv, Operator) {
+    let env = TestEnv::new(test).await;
+    install_crds(&env).await;
+    let op = Operator::start(&env, &[]).await;
+    (env, op)
+}
+
+/// Polls `check` until it returns `Some`; on timeout panics with the namespace and the operator's log.
+pub async fn wait<T, F, Fut>(
+    env: &TestEnv,
+    op: Option<&Operator>,
+    what: &str,
+    timeout: Duration,
+    mut check: F,
+) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    let mut delay = Duration::from_millis(50);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if start.elapsed() > timeout {
+            let logs = op.map(Operator::logs).unwrap_or_default();
+            let tail: Vec<&str> = logs.lines().rev().take(60).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            panic!(
+                "timed out after {timeout:?} waiting for {what}\n--- namespace {} ---\n{}\n--- operator log (tail) ---\n{}",
+                env.namespace,
+                env.dump().await,
+                tail.join("\n")
+            );
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_millis(300));
+    }
+}
+
+/// `kubectl get <kind> <name> -o json`, `None` when it does not exist.
+pub async fn get(env: &TestEnv, kind: &str, name: &str) -> Option<Value> {
+    let out = env.kubectl(&["get", kind, name, "-o", "json"]).await;
+    if !out.success() {
+        assert!(
+            out.stderr.contains("NotFound") || out.stderr.contains("not found"),
+            "`{}` failed: {}",
+            out.command,
+            out.stderr
+        );
+        return None;
+    }
+    Some(serde_json::from_str(&out.stdout).expect("kubectl printed JSON"))
+}
+
+/// Waits until `kind/name` exists and `check` accepts it; returns it.
+pub async fn wait_object(
+    env: &TestEnv,
+    op: &Operator,
+    kind: &str,
+    name: &str,
+    what: &str,
+    check: impl Fn(&Value) -> bool,
+) -> Value {
+    wait(
+        env,
+        Some(op),
+        &format!("{kind}/{name}: {what}"),
+        DEADLINE,
+        || async { get(env, kind, name).await.filter(|v| check(v)) },
+    )
+    .await
+}
+
+/// Waits until `kind/name` is gone.
+pub async fn wait_gone(env: &TestEnv, op: &Operator, kind: &str, name: &str) {
+    wait(
+        env,
+        Some(op),
+        &format!("{kind}/{name} to be deleted"),
+        DEADLINE,
+        || async { get(env, kind, name).await.is_none().then_some(()) },
+    )
+    .await
+}
+
+/// A condition of an object's status: (status, reason, message).
+pub fn condition(obj: &Value, type_: &str) -> Option<(String, String, String)> {
+    obj["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == type_)
+        .map(|c| {
+            (
+                c["status"].as_str().unwrap_or_default().to_owned(),
+                c["reason"].as_str().unwrap_or_default().to_owned(),
+                c["message"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+}
+
+/// Waits until the DemoWeb's condition has this status and reason; returns the DemoWeb.
+pub async fn wait_condition(
+    env: &TestEnv,
+    op: &Operator,
+    name: &str,
+    type_: &str,
+    status: &str,
+    reason: &str,
+) -> Value {
+    wait_object(
+        env,
+        op,
+        "demoweb",
+        name,
+        &format!("condition {type_}={status} ({reason}) for the current generation"),
+        |dw| {
+            condition(dw, type_).is_some_and(|(s, r, _)| s == status && r == reason)
+                && dw["status"]["observedGeneration"] == dw["metadata"]["generation"]
+        },
+    )
+    .await
+}
+
+/// `kubectl patch --type=merge`.
+pub async fn merge_patch(env: &TestEnv, kind: &str, name: &str, patch: &str) {
+    env.kubectl(&["patch", kind, name, "--type=merge", "-p", patch])
+        .await
+        .expect_ok();
+}
+
+/// Container `name` of a Deployment (init containers included).
+pub fn container<'a>(deployment: &'a Value, name: &str) -> Option<&'a Value> {
+    let pod = &deployment["spec"]["template"]["spec"];
+    pod["containers"]
+        .as_array()
+        .into_iter()
+        .chain(pod["initContainers"].as_array())
+        .flatten()
+        .find(|c| c["name"] == name)
+}
+
+pub fn args(deployment: &Value, name: &str) -> Vec<String> {
+    container(deployment, name)
+        .and_then(|c| c["args"].as_array())
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Whether the object carries a controller owner reference to the object with `uid`.
+pub fn controlled_by(obj: &Value, uid: &str) -> bool {
+    obj["metadata"]["ownerReferences"]
+        .as_array()
+        .is_some_and(|refs| {
+            refs.iter()
+                .any(|r| r["controller"] == true && r["uid"] == uid)
+        })
+}
+
+/// Events of the namespace about `name`, as (type, reason, message).
+pub async fn events_for(env: &TestEnv, name: &str) -> Vec<(String, String, String)> {
+    let out = env
+        .kubectl(&["get", "events", "-o", "json"])
+        .await
+        .expect_ok();
+    let list: Value = serde_json::from_str(&out).expect("events JSON");
+    list["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["involvedObject"]["name"] == name || e["regarding"]["name"] == name)
+        .map(|e| {
+            let text = |k: &str| e[k].as_str().unwrap_or_default().to_owned();
+            let message = if e["message"].is_string() {
+                text("message")
+            } else {
+                text("note")
+            };
+            (text("type"), text("reason"), message)
+        })
+        .collect()
+}
