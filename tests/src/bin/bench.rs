@@ -357,12 +357,21 @@ async fn measure(
             // the figures are the operator's.
             subtract_own(&mut by_verb, args.count as u64, own_during);
             let total: u64 = by_verb.values().sum();
+            let writes: u64 = by_verb
+                .iter()
+                .filter(|(verb, _)| WRITE_VERBS.contains(&verb.as_str()))
+                .map(|(_, n)| n)
+                .sum();
             for (verb, n) in &by_verb {
                 report.add(format!("requests.{verb}"), n);
             }
+            report.add("requests.writes", writes);
             report.add("requests.total", total);
         }
-        _ => report.add("requests", "n/a (only the emulator counts requests)"),
+        _ => report.add(
+            "requests.total",
+            "n/a (only the emulator counts requests by verb)",
+        ),
     }
     report.add(
         "operator_writes_during_run",

@@ -11,6 +11,7 @@ use demoweb_tests::emulator::{Emulator, EmulatorOptions};
 use demoweb_tests::operator_process::{self, OperatorProcess};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service, ServiceAccount};
+use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{DynamicObject, ListParams, Patch, PatchParams};
@@ -387,6 +388,11 @@ async fn print_state(client: &Client) -> Result<(), String> {
     print!("{}", table(&rows));
 
     let children = children(client).await?;
+    let events = Api::<Event>::namespaced(client.clone(), NAMESPACE)
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| format!("listing Events: {e}"))?
+        .items;
     for dw in &demowebs {
         println!("\nDemoWeb {}", dw.name_any());
         let status = dw.status.clone().unwrap_or_default();
@@ -400,10 +406,11 @@ async fn print_state(client: &Client) -> Result<(), String> {
             println!("    <none>");
         }
         for c in &status.conditions {
-            println!(
+            let line = format!(
                 "    {:<12} {:<6} {:<24} {}",
                 c.type_, c.status, c.reason, c.message
             );
+            println!("{}", line.trim_end());
         }
         let uid = dw.meta().uid.clone().unwrap_or_default();
         let mut mine: Vec<String> = children
@@ -418,6 +425,28 @@ async fn print_state(client: &Client) -> Result<(), String> {
         }
         for child in mine {
             println!("    {child}");
+        }
+        let mut about: Vec<&Event> = events
+            .iter()
+            .filter(|e| {
+                e.regarding
+                    .as_ref()
+                    .is_some_and(|r| r.uid.as_deref() == Some(uid.as_str()))
+            })
+            .collect();
+        about.sort_by_key(|e| e.metadata.creation_timestamp.as_ref().map(|t| t.0));
+        println!("  events:");
+        if about.is_empty() {
+            println!("    <none>");
+        }
+        for e in about {
+            let line = format!(
+                "    {:<8} {:<24} {}",
+                e.type_.as_deref().unwrap_or(""),
+                e.reason.as_deref().unwrap_or(""),
+                e.note.as_deref().unwrap_or("")
+            );
+            println!("{}", line.trim_end());
         }
     }
     Ok(())
