@@ -176,6 +176,12 @@ impl OperatorProcess {
         vm_hwm_kib(&status)
     }
 
+    /// CPU time (user + system) the process has used so far (Linux only).
+    pub fn cpu_time(&self) -> Option<Duration> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).ok()?;
+        cpu_ticks(&stat).map(|ticks| Duration::from_millis(ticks * 1000 / USER_HZ))
+    }
+
     /// Whether the process has exited, and how.
     pub fn exited(&mut self) -> Option<ExitStatus> {
         self.child.try_wait().ok().flatten()
@@ -222,6 +228,20 @@ pub fn metrics_addr_in_log(log: &str) -> Option<SocketAddr> {
         }
         v["fields"]["addr"].as_str()?.parse().ok()
     })
+}
+
+/// The unit of /proc's CPU times: USER_HZ, which Linux fixes at 100 whatever the kernel's HZ.
+const USER_HZ: u64 = 100;
+
+/// utime + stime, in clock ticks, from the text of `/proc/<pid>/stat`.
+pub fn cpu_ticks(proc_stat: &str) -> Option<u64> {
+    // The command name (field 2) may hold spaces and parentheses: count fields after the last ')'.
+    let rest = &proc_stat[proc_stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // Fields 14 (utime) and 15 (stime) of proc(5); `rest` starts at field 3.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
 }
 
 /// `VmHWM` from the text of `/proc/<pid>/status`, in KiB.
@@ -306,7 +326,26 @@ pub async fn install_crds(
 
 #[cfg(test)]
 mod tests {
-    use super::{metrics_addr_in_log, vm_hwm_kib};
+    use super::{cpu_ticks, metrics_addr_in_log, vm_hwm_kib};
+
+    #[test]
+    fn cpu_ticks_from_proc_stat() {
+        let cases = [
+            (
+                "4242 (bench) S 1 4242 4242 0 -1 4194560 1234 0 0 0 150 25 0 0 20 0 9 0 1000 0 0",
+                Some(175),
+            ),
+            (
+                "7 (a) b (c)) R 1 7 7 0 -1 0 0 0 0 0 3 4 0 0 20 0 1 0 5 0 0",
+                Some(7),
+            ),
+            ("7 (x) R 1 2", None),
+            ("no parenthesis", None),
+        ];
+        for (text, want) in cases {
+            assert_eq!(cpu_ticks(text), want, "{text:?}");
+        }
+    }
 
     #[test]
     fn peak_rss_from_proc_status() {

@@ -41,7 +41,9 @@ struct Args {
     /// How many DemoWebs to apply at once.
     #[arg(long, default_value_t = 100)]
     count: usize,
-    /// Run against the cluster of this kubeconfig instead of an in-process emulator.
+    /// Run against the cluster of this kubeconfig instead of an in-process emulator. The CRDs are
+    /// installed when missing; stop any operator that already watches all namespaces first, or
+    /// both will reconcile the benchmark's DemoWebs.
     #[arg(long)]
     kubeconfig: Option<PathBuf>,
     /// Length of the idle period after everything is ready, in which the operator must not write.
@@ -54,6 +56,9 @@ struct Args {
     /// Give up waiting for readiness after this many seconds.
     #[arg(long, default_value_t = 600)]
     timeout_secs: u64,
+    /// Also print the requests by verb and resource.
+    #[arg(long)]
+    by_resource: bool,
     /// Where to write the operator's log (and the emulator's kubeconfig); default target/bench.
     #[arg(long)]
     dir: Option<PathBuf>,
@@ -276,15 +281,17 @@ async fn measure(
     watch!(ConfigMap, |t: &Tracker, o: &ConfigMap| t
         .child(Child::ConfigMap, o));
     for _ in 0..watchers.len() {
-        started_rx
-            .recv()
+        tokio::time::timeout(Duration::from_secs(60), started_rx.recv())
             .await
-            .ok_or("a watch could not be started")?;
+            .ok()
+            .flatten()
+            .ok_or("the benchmark's watches could not be started within 60s")?;
     }
 
     let before = cluster.counts();
     let own_before = own.load(Ordering::SeqCst);
     let metrics_before = operator_writes(metrics_addr).await;
+    let cpu_before = operator.cpu_time();
     let names: Vec<String> = (1..=args.count).map(|i| format!("bench-{i:04}")).collect();
     let api: Api<DemoWeb> = Api::namespaced(client.clone(), namespace);
     let start = Instant::now();
@@ -330,6 +337,7 @@ async fn measure(
     let after = cluster.counts();
     let own_during = own.load(Ordering::SeqCst) - own_before;
     let metrics_after = operator_writes(metrics_addr).await;
+    let cpu_after = operator.cpu_time();
 
     let latencies = tracker.latencies();
     report.add("ready", format!("{}/{}", latencies.len(), args.count));
@@ -367,6 +375,12 @@ async fn measure(
             }
             report.add("requests.writes", writes);
             report.add("requests.total", total);
+            if args.by_resource {
+                // Per resource, our own requests included (they are on demowebs only).
+                for ((verb, resource), n) in deltas(&before, &after) {
+                    report.add(format!("requests_by_resource.{verb}.{resource}"), n);
+                }
+            }
         }
         _ => report.add(
             "requests.total",
@@ -379,6 +393,10 @@ async fn measure(
             (Some(b), Some(a)) => (a - b).to_string(),
             _ => "n/a".to_owned(),
         },
+    );
+    report.add(
+        "operator_cpu_secs_during_run",
+        cpu_secs(cpu_before, cpu_after),
     );
     if !all_ready {
         report.add("not_ready", tracker.not_done(&names).join(","));
@@ -397,10 +415,16 @@ async fn measure(
     eprintln!("everything ready; idling for {}s", args.idle_secs);
     let idle_before = cluster.counts();
     let idle_metrics_before = operator_writes(metrics_addr).await;
+    let idle_cpu_before = operator.cpu_time();
     tokio::time::sleep(idle).await;
     let idle_after = cluster.counts();
     let idle_metrics_after = operator_writes(metrics_addr).await;
+    let idle_cpu_after = operator.cpu_time();
     report.add("idle_secs", args.idle_secs);
+    report.add(
+        "operator_cpu_secs_while_idle",
+        cpu_secs(idle_cpu_before, idle_cpu_after),
+    );
     let writes = match (idle_before, idle_after) {
         (Some(b), Some(a)) => {
             report.add("idle_writes_source", "API server request counters");
@@ -429,6 +453,13 @@ async fn measure(
         w.abort();
     }
     Ok(writes == Some(0))
+}
+
+fn cpu_secs(before: Option<Duration>, after: Option<Duration>) -> String {
+    match (before, after) {
+        (Some(b), Some(a)) => format!("{:.2}", a.saturating_sub(b).as_secs_f64()),
+        _ => "n/a".to_owned(),
+    }
 }
 
 /// Waits until no writes have been counted for two seconds (the last status writes and Events
@@ -511,19 +542,28 @@ fn subtract_own(by_verb: &mut BTreeMap<String, u64>, applies: u64, own_total: u6
     by_verb.retain(|_, n| *n > 0);
 }
 
-/// Writes between two snapshots, by (verb, resource).
-fn writes_by_resource(
+/// Requests between two snapshots, by (verb, resource).
+fn deltas(
     before: &BTreeMap<(String, String), u64>,
     after: &BTreeMap<(String, String), u64>,
 ) -> BTreeMap<(String, String), u64> {
     after
         .iter()
-        .filter(|((verb, _), _)| WRITE_VERBS.contains(&verb.as_str()))
         .filter_map(|(key, n)| {
             let was = before.get(key).copied().unwrap_or(0);
             (*n > was).then(|| (key.clone(), n - was))
         })
         .collect()
+}
+
+/// Writes between two snapshots, by (verb, resource).
+fn writes_by_resource(
+    before: &BTreeMap<(String, String), u64>,
+    after: &BTreeMap<(String, String), u64>,
+) -> BTreeMap<(String, String), u64> {
+    let mut out = deltas(before, after);
+    out.retain(|(verb, _), _| WRITE_VERBS.contains(&verb.as_str()));
+    out
 }
 
 /// Nearest-rank percentile.
