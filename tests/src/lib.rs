@@ -3,4 +3,5 @@
 
 pub mod emulator;
 pub mod harness;
+pub mod operator_process;
 mod project_crds;

@@ -1,134 +1,50 @@
-//! Placeholder for the identity module (branch identity): the signatures the DemoWeb controller
-//! codes against. The identity helper's version replaces this file at merge.
+//! Azure identities for DemoWeb pods: resolves `spec.identity` through an AzureIdentityBinding to an
+//! AzureIdentity, builds what each identity mode adds to the pods, maps identity objects to the
+//! DemoWebs that use them, and validates identity objects into Events.
+//!
+//! # The two modes
+//!
+//! A DemoWeb's `spec.identity.binding` names an AzureIdentityBinding in its namespace, and the
+//! binding's `azureIdentity` names an AzureIdentity there. `spec.identity.mode` decides how the pods
+//! obtain that identity:
+//!
+//! - **`PodIdentity`** (aad-pod-identity, archived in 2023): the pod template gets the label
+//!   `aadpodidbinding: <binding.selector>` and `AZURE_CLIENT_ID` from the identity. aad-pod-identity's
+//!   MIC assigns the identity to the node and its NMI answers the pods' token requests to the
+//!   instance metadata endpoint; both must run in the cluster, this operator does not replace them.
+//! - **`WorkloadIdentity`** (Azure Workload Identity, the successor): the operator owns a
+//!   ServiceAccount named like the DemoWeb, annotated `azure.workload.identity/client-id` (and
+//!   `azure.workload.identity/tenant-id` when the identity has `tenantID`); the pods run under it
+//!   and are labelled `azure.workload.identity/use: "true"`, which the workload identity webhook
+//!   selects to project a federated token and inject `AZURE_*` variables. Azure AD trusts the token
+//!   through a federated identity credential whose subject is
+//!   `system:serviceaccount:<namespace>:<demoweb name>`.
+//!
+//! Switching modes swaps the label set, the environment and the ServiceAccount: [`pod_identity`]
+//! returns only the current mode's labels, and [`desired_service_account`] returns None in
+//! PodIdentity mode so the DemoWeb controller deletes the ServiceAccount it owned.
+//!
+//! # Capitalised keys and the two CRD variants
+//!
+//! The seeds write `ResourceID`, `ClientID`, `AzureIdentity` and `Selector`. This project's CRDs
+//! accept them as deprecated aliases; [`run`] publishes a Warning Event naming the canonical key.
+//! Upstream aad-pod-identity's v1 CRDs have a structural schema without those keys and without
+//! `x-kubernetes-preserve-unknown-fields`, so the API server prunes them (and `kubectl apply`, which
+//! asks for strict field validation, rejects the manifest). The object then lacks the field, and
+//! the resulting "is required" messages carry a hint to spell the key in lower camel case. Upstream's
+//! CRDs have no status subresource; nothing here writes identity status, so both variants work.
 
-use std::collections::BTreeMap;
+pub mod controller;
+pub mod findings;
+pub mod relations;
+pub mod resolve;
+pub mod workload;
 
-use demoweb_crd::demoweb::IdentitySpec;
-use demoweb_crd::{AzureIdentity, AzureIdentityBinding, DemoWeb, IdentityMode};
-use k8s_openapi::api::core::v1::{EnvVar, ServiceAccount};
-use kube::runtime::reflector::{ObjectRef, Store};
+pub use controller::{crd_variant, run};
+pub use findings::CrdVariant;
+pub use relations::{demowebs_for_binding, demowebs_for_identity};
+pub use resolve::{ResolveError, ResolvedIdentity, resolve};
+pub use workload::{PodIdentity, desired_service_account, pod_identity};
 
-/// The identity a DemoWeb's pods run under, resolved from its binding.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ResolvedIdentity {
-    pub mode: IdentityMode,
-    pub binding: String,
-    pub identity: String,
-    pub selector: String,
-    pub client_id: Option<String>,
-    pub tenant_id: Option<String>,
-}
-
-/// Why an identity could not be resolved.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ResolveError {
-    BindingNotFound {
-        namespace: String,
-        binding: String,
-    },
-    IdentityNotFound {
-        namespace: String,
-        binding: String,
-        identity: String,
-    },
-    InvalidBinding {
-        namespace: String,
-        binding: String,
-        errors: Vec<demoweb_crd::FieldError>,
-    },
-    InvalidIdentity {
-        namespace: String,
-        binding: String,
-        identity: String,
-        errors: Vec<demoweb_crd::FieldError>,
-    },
-}
-
-impl ResolveError {
-    pub fn reason(&self) -> &'static str {
-        use demoweb_crd::conditions::reason;
-        match self {
-            Self::BindingNotFound { .. } => reason::IDENTITY_BINDING_NOT_FOUND,
-            Self::IdentityNotFound { .. } => reason::IDENTITY_NOT_FOUND,
-            Self::InvalidBinding { .. } | Self::InvalidIdentity { .. } => reason::INVALID_IDENTITY,
-        }
-    }
-}
-
-impl std::fmt::Display for ResolveError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::BindingNotFound { namespace, binding } => {
-                write!(
-                    f,
-                    "AzureIdentityBinding {binding:?} not found in namespace {namespace:?}"
-                )
-            }
-            Self::IdentityNotFound { identity, .. } => {
-                write!(f, "AzureIdentity {identity:?} not found")
-            }
-            Self::InvalidBinding { binding, .. } => {
-                write!(f, "AzureIdentityBinding {binding:?} is invalid")
-            }
-            Self::InvalidIdentity { identity, .. } => {
-                write!(f, "AzureIdentity {identity:?} is invalid")
-            }
-        }
-    }
-}
-
-impl std::error::Error for ResolveError {}
-
-/// What the pod template gets from the identity.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct PodIdentity {
-    pub labels: BTreeMap<String, String>,
-    pub env: Vec<EnvVar>,
-    pub service_account_name: Option<String>,
-}
-
-pub fn resolve(
-    _namespace: &str,
-    spec: &IdentitySpec,
-    _bindings: &Store<AzureIdentityBinding>,
-    _identities: &Store<AzureIdentity>,
-) -> Result<ResolvedIdentity, ResolveError> {
-    Err(ResolveError::BindingNotFound {
-        namespace: _namespace.to_owned(),
-        binding: spec.binding.clone(),
-    })
-}
-
-pub fn demowebs_for_binding(
-    _binding: &AzureIdentityBinding,
-    _demowebs: &Store<DemoWeb>,
-) -> Vec<ObjectRef<DemoWeb>> {
-    Vec::new()
-}
-
-pub fn demowebs_for_identity(
-    _identity: &AzureIdentity,
-    _bindings: &Store<AzureIdentityBinding>,
-    _demowebs: &Store<DemoWeb>,
-) -> Vec<ObjectRef<DemoWeb>> {
-    Vec::new()
-}
-
-pub fn desired_service_account(_dw: &DemoWeb, _id: &ResolvedIdentity) -> Option<ServiceAccount> {
-    None
-}
-
-pub fn pod_identity(_dw: &DemoWeb, _id: &ResolvedIdentity) -> PodIdentity {
-    PodIdentity::default()
-}
-
-/// Validates AzureIdentity and AzureIdentityBinding objects and reports problems as Events,
-/// until `shutdown` completes.
-pub async fn run(
-    _client: kube::Client,
-    _namespace: Option<String>,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> Result<(), kube::Error> {
-    shutdown.await;
-    Ok(())
-}
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,853 @@
+//! The benchmark: N DemoWebs applied at once in a fresh namespace, the real operator as a child
+//! process; prints figures (time to all ready, per-object latency, API requests by verb, peak RSS,
+//! writes while idle) and never asserts a timing. Only idle writes make it fail.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use demoweb_crd::DemoWeb;
+use demoweb_tests::emulator::{Emulator, EmulatorHandle, EmulatorOptions};
+use demoweb_tests::operator_process::{self, OperatorProcess};
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, WatchEvent, WatchParams};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+
+const FIELD_MANAGER: &str = "demoweb-bench";
+/// The verbs that change something, as the emulator counts them.
+const WRITE_VERBS: [&str; 6] = [
+    "create",
+    "update",
+    "patch",
+    "apply",
+    "delete",
+    "deletecollection",
+];
+/// The repository every benchmark DemoWeb serves (the seed's).
+const GITREPO: &str = "https://github.com/gbaeke/static-web.git";
+
+#[derive(Parser)]
+#[command(
+    about = "Measure the operator: N DemoWebs at once, latency, API requests, peak RSS, idle writes"
+)]
+struct Args {
+    /// How many DemoWebs to apply at once.
+    #[arg(long, default_value_t = 100)]
+    count: usize,
+    /// Run against the cluster of this kubeconfig instead of an in-process emulator. The CRDs are
+    /// installed when missing; stop any operator that already watches all namespaces first, or
+    /// both will reconcile the benchmark's DemoWebs.
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// Length of the idle period after everything is ready, in which the operator must not write.
+    #[arg(long, default_value_t = 60)]
+    idle_secs: u64,
+    /// The operator's --resync-period; shorter than the idle period so that full resyncs of every
+    /// DemoWeb happen inside it and are shown to be silent too.
+    #[arg(long, default_value = "15s")]
+    resync_period: String,
+    /// Give up waiting for readiness after this many seconds.
+    #[arg(long, default_value_t = 600)]
+    timeout_secs: u64,
+    /// Also print the requests by verb and resource.
+    #[arg(long)]
+    by_resource: bool,
+    /// Where to write the operator's log (and the emulator's kubeconfig); default target/bench.
+    #[arg(long)]
+    dir: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    if let Some(code) = operator_process::run_if_requested() {
+        return code;
+    }
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("error: starting the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(bench(args)) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The cluster under test: the in-process emulator (with its request counters) or a real one.
+struct Cluster {
+    client: Client,
+    kubeconfig: PathBuf,
+    emulator: Option<EmulatorHandle>,
+}
+
+impl Cluster {
+    fn counts(&self) -> Option<BTreeMap<(String, String), u64>> {
+        self.emulator
+            .as_ref()
+            .map(|e| e.request_counts().snapshot())
+    }
+}
+
+async fn connect(args: &Args, dir: &std::path::Path) -> Result<Cluster, String> {
+    match &args.kubeconfig {
+        Some(path) => {
+            let kc = kube::config::Kubeconfig::read_from(path)
+                .map_err(|e| format!("reading {}: {e}", path.display()))?;
+            let config = kube::Config::from_custom_kubeconfig(
+                kc,
+                &kube::config::KubeConfigOptions::default(),
+            )
+            .await
+            .map_err(|e| format!("using {}: {e}", path.display()))?;
+            let client = Client::try_from(config).map_err(|e| e.to_string())?;
+            let kubeconfig = path.canonicalize().unwrap_or_else(|_| path.clone());
+            Ok(Cluster {
+                client,
+                kubeconfig,
+                emulator: None,
+            })
+        }
+        None => {
+            let emulator = Emulator::start(EmulatorOptions::default())
+                .await
+                .map_err(|e| format!("starting the emulator: {e}"))?;
+            let kubeconfig = dir.join("kubeconfig");
+            emulator
+                .write_kubeconfig(&kubeconfig)
+                .map_err(|e| format!("writing {}: {e}", kubeconfig.display()))?;
+            Ok(Cluster {
+                client: emulator.client(),
+                kubeconfig,
+                emulator: Some(emulator),
+            })
+        }
+    }
+}
+
+/// `target/bench`, next to the profile directory this executable was built into.
+fn default_dir() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.join("bench")))
+        .unwrap_or_else(|| PathBuf::from("target/bench"))
+}
+
+/// One `key: value` line per figure, in the order they were measured.
+#[derive(Default)]
+struct Report(Vec<(String, String)>);
+
+impl Report {
+    fn add(&mut self, key: impl Into<String>, value: impl ToString) {
+        self.0.push((key.into(), value.to_string()));
+    }
+
+    fn print(&self) {
+        for (k, v) in &self.0 {
+            println!("{k}: {v}");
+        }
+    }
+}
+
+async fn bench(args: Args) -> Result<ExitCode, String> {
+    let dir = args.dir.clone().unwrap_or_else(default_dir);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    let dir = dir.canonicalize().unwrap_or(dir);
+    let mut report = Report::default();
+    report.add("command", command_line());
+    let cluster = connect(&args, &dir).await?;
+    report.add(
+        "cluster",
+        match &args.kubeconfig {
+            Some(p) => format!("kubeconfig {}", p.display()),
+            None => "emulator (in-process)".to_owned(),
+        },
+    );
+    let client = cluster.client.clone();
+
+    let crds = ensure_crds(&cluster).await?;
+    eprintln!("CRDs {crds}");
+    let namespace = format!("bench-{}", random_suffix());
+    create_namespace(&client, &namespace).await?;
+    report.add("namespace", &namespace);
+    report.add("count", args.count);
+    report.add("resync_period", &args.resync_period);
+
+    let log = dir.join("operator.log");
+    let mut operator = OperatorProcess::spawn(
+        &cluster.kubeconfig,
+        &namespace,
+        &log,
+        &[format!("--resync-period={}", args.resync_period)],
+    )
+    .map_err(|e| format!("starting the operator: {e}"))?;
+    let metrics_addr = operator.wait_serving(Duration::from_secs(60)).await?;
+    eprintln!(
+        "operator pid {} serving metrics on {metrics_addr}; log {}",
+        operator.pid(),
+        log.display()
+    );
+
+    let result = measure(
+        &args,
+        &cluster,
+        &namespace,
+        &mut operator,
+        metrics_addr,
+        &mut report,
+    )
+    .await;
+    let peak = operator.peak_rss_kib();
+    operator.stop(Duration::from_secs(10)).await;
+    if cluster.emulator.is_none() {
+        let _ = Api::<Namespace>::all(client.clone())
+            .delete(&namespace, &DeleteParams::default())
+            .await;
+    }
+    if let Some(e) = cluster.emulator {
+        e.shutdown().await;
+    }
+    let ok = match result {
+        Ok(ok) => ok,
+        Err(e) => {
+            report.add("error", e);
+            false
+        }
+    };
+    report.add(
+        "operator_peak_rss_kib",
+        peak.map_or("n/a".to_owned(), |k| k.to_string()),
+    );
+    report.add(
+        "operator_peak_rss_mib",
+        peak.map_or("n/a".to_owned(), |k| format!("{:.1}", k as f64 / 1024.0)),
+    );
+    report.add("operator_log", log.display());
+    report.add("result", if ok { "ok" } else { "FAIL" });
+    report.print();
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// The run, the settling and the idle period; `Ok(false)` when something did not finish or the
+/// operator wrote while idle.
+async fn measure(
+    args: &Args,
+    cluster: &Cluster,
+    namespace: &str,
+    operator: &mut OperatorProcess,
+    metrics_addr: std::net::SocketAddr,
+    report: &mut Report,
+) -> Result<bool, String> {
+    let client = &cluster.client;
+    let own = Arc::new(AtomicU64::new(0));
+    let tracker = Arc::new(Tracker::default());
+    let (started_tx, mut started_rx) = tokio::sync::mpsc::channel::<()>(4);
+    let mut watchers = Vec::new();
+    macro_rules! watch {
+        ($kind:ty, $on:expr) => {{
+            let api: Api<$kind> = Api::namespaced(client.clone(), namespace);
+            let tracker = tracker.clone();
+            watchers.push(tokio::spawn(watch_objects(
+                api,
+                own.clone(),
+                started_tx.clone(),
+                move |obj: &$kind| $on(&tracker, obj),
+            )));
+        }};
+    }
+    watch!(DemoWeb, |t: &Tracker, dw: &DemoWeb| t.demoweb(dw));
+    watch!(Deployment, |t: &Tracker, o: &Deployment| t
+        .child(Child::Deployment, o));
+    watch!(Service, |t: &Tracker, o: &Service| t
+        .child(Child::Service, o));
+    watch!(ConfigMap, |t: &Tracker, o: &ConfigMap| t
+        .child(Child::ConfigMap, o));
+    for _ in 0..watchers.len() {
+        tokio::time::timeout(Duration::from_secs(60), started_rx.recv())
+            .await
+            .ok()
+            .flatten()
+            .ok_or("the benchmark's watches could not be started within 60s")?;
+    }
+
+    let before = cluster.counts();
+    let own_before = own.load(Ordering::SeqCst);
+    let metrics_before = operator_writes(metrics_addr).await;
+    let cpu_before = operator.cpu_time();
+    let names: Vec<String> = (1..=args.count).map(|i| format!("bench-{i:04}")).collect();
+    let api: Api<DemoWeb> = Api::namespaced(client.clone(), namespace);
+    let start = Instant::now();
+    let applies = names.iter().map(|name| {
+        let api = api.clone();
+        let tracker = tracker.clone();
+        let own = own.clone();
+        async move {
+            let body = serde_json::json!({
+                "apiVersion": "baeke.info/v1",
+                "kind": "DemoWeb",
+                "metadata": {"name": name},
+                "spec": {"replicas": 1, "gitrepo": GITREPO},
+            });
+            tracker.applied(name, Instant::now());
+            own.fetch_add(1, Ordering::SeqCst);
+            api.patch(
+                name,
+                &PatchParams::apply(FIELD_MANAGER),
+                &Patch::Apply(&body),
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("applying DemoWeb {name}: {e}"))
+        }
+    });
+    let failures: Vec<String> = futures::future::join_all(applies)
+        .await
+        .into_iter()
+        .filter_map(Result::err)
+        .collect();
+    if let Some(first) = failures.first() {
+        report.add("apply_failures", failures.len());
+        eprintln!("{first}");
+    }
+
+    let deadline = Duration::from_secs(args.timeout_secs);
+    let mut done = tracker.done.subscribe();
+    let all_ready = tokio::time::timeout(deadline, done.wait_for(|n| *n >= args.count))
+        .await
+        .is_ok_and(|r| r.is_ok());
+    let elapsed = start.elapsed();
+    let after = cluster.counts();
+    let own_during = own.load(Ordering::SeqCst) - own_before;
+    let metrics_after = operator_writes(metrics_addr).await;
+    let cpu_after = operator.cpu_time();
+
+    let latencies = tracker.latencies();
+    report.add("ready", format!("{}/{}", latencies.len(), args.count));
+    let last = tracker.last_done().map(|t| t.duration_since(start));
+    report.add(
+        "time_to_all_ready_secs",
+        match (all_ready, last) {
+            (true, Some(d)) => format!("{:.3}", d.as_secs_f64()),
+            _ => format!("not reached within {:.0}s", elapsed.as_secs_f64()),
+        },
+    );
+    let ms = |d: Option<Duration>| {
+        d.map_or("n/a".to_owned(), |d| {
+            format!("{:.1}", d.as_secs_f64() * 1000.0)
+        })
+    };
+    report.add("latency_p50_ms", ms(percentile(&latencies, 50.0)));
+    report.add("latency_p99_ms", ms(percentile(&latencies, 99.0)));
+    report.add("latency_max_ms", ms(latencies.iter().max().copied()));
+
+    match (before, after) {
+        (Some(before), Some(after)) => {
+            let mut by_verb = requests_by_verb(&before, &after);
+            // Our own applies, lists and watches went through the same server: take them out so
+            // the figures are the operator's.
+            subtract_own(&mut by_verb, args.count as u64, own_during);
+            let total: u64 = by_verb.values().sum();
+            let writes: u64 = by_verb
+                .iter()
+                .filter(|(verb, _)| WRITE_VERBS.contains(&verb.as_str()))
+                .map(|(_, n)| n)
+                .sum();
+            for (verb, n) in &by_verb {
+                report.add(format!("requests.{verb}"), n);
+            }
+            report.add("requests.writes", writes);
+            report.add("requests.total", total);
+            if args.by_resource {
+                // Per resource, our own requests included (they are on demowebs only).
+                for ((verb, resource), n) in deltas(&before, &after) {
+                    report.add(format!("requests_by_resource.{verb}.{resource}"), n);
+                }
+            }
+        }
+        _ => report.add(
+            "requests.total",
+            "n/a (only the emulator counts requests by verb)",
+        ),
+    }
+    report.add(
+        "operator_writes_during_run",
+        match (metrics_before, metrics_after) {
+            (Some(b), Some(a)) => (a - b).to_string(),
+            _ => "n/a".to_owned(),
+        },
+    );
+    report.add(
+        "operator_cpu_secs_during_run",
+        cpu_secs(cpu_before, cpu_after),
+    );
+    if !all_ready {
+        report.add("not_ready", tracker.not_done(&names).join(","));
+        return Ok(false);
+    }
+
+    let settle = settle(cluster, metrics_addr).await;
+    report.add("settle_secs", format!("{:.1}", settle.as_secs_f64()));
+    if let Some(status) = operator.exited() {
+        return Err(format!(
+            "the operator exited ({status}):\n{}",
+            operator.log_tail(20)
+        ));
+    }
+    let idle = Duration::from_secs(args.idle_secs);
+    eprintln!("everything ready; idling for {}s", args.idle_secs);
+    let idle_before = cluster.counts();
+    let idle_metrics_before = operator_writes(metrics_addr).await;
+    let idle_cpu_before = operator.cpu_time();
+    tokio::time::sleep(idle).await;
+    let idle_after = cluster.counts();
+    let idle_metrics_after = operator_writes(metrics_addr).await;
+    let idle_cpu_after = operator.cpu_time();
+    report.add("idle_secs", args.idle_secs);
+    report.add(
+        "operator_cpu_secs_while_idle",
+        cpu_secs(idle_cpu_before, idle_cpu_after),
+    );
+    let writes = match (idle_before, idle_after) {
+        (Some(b), Some(a)) => {
+            report.add("idle_writes_source", "API server request counters");
+            let writes = writes_by_resource(&b, &a);
+            for ((verb, resource), n) in &writes {
+                report.add(format!("idle_writes.{verb}.{resource}"), n);
+            }
+            Some(writes.values().sum::<u64>())
+        }
+        _ => {
+            report.add(
+                "idle_writes_source",
+                "operator /metrics (demoweb_api_writes_total)",
+            );
+            match (idle_metrics_before, idle_metrics_after) {
+                (Some(b), Some(a)) => Some(a - b),
+                _ => None,
+            }
+        }
+    };
+    report.add(
+        "idle_writes",
+        writes.map_or("n/a".to_owned(), |w| w.to_string()),
+    );
+    for w in watchers {
+        w.abort();
+    }
+    Ok(writes == Some(0))
+}
+
+fn cpu_secs(before: Option<Duration>, after: Option<Duration>) -> String {
+    match (before, after) {
+        (Some(b), Some(a)) => format!("{:.2}", a.saturating_sub(b).as_secs_f64()),
+        _ => "n/a".to_owned(),
+    }
+}
+
+/// Waits until no writes have been counted for two seconds (the last status writes and Events
+/// that readiness triggers), at most 30 seconds; returns how long that took.
+async fn settle(cluster: &Cluster, metrics_addr: std::net::SocketAddr) -> Duration {
+    let start = Instant::now();
+    let quiet = Duration::from_secs(2);
+    let writes = || async {
+        match cluster.counts() {
+            Some(c) => Some(
+                c.iter()
+                    .filter(|((v, _), _)| WRITE_VERBS.contains(&v.as_str()))
+                    .map(|(_, n)| n)
+                    .sum(),
+            ),
+            None => operator_writes(metrics_addr).await,
+        }
+    };
+    let mut last = writes().await;
+    let mut since = Instant::now();
+    while since.elapsed() < quiet && start.elapsed() < Duration::from_secs(30) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let now = writes().await;
+        if now != last {
+            last = now;
+            since = Instant::now();
+        }
+    }
+    start.elapsed()
+}
+
+/// The sum of the operator's `demoweb_api_writes_total` counters.
+async fn operator_writes(addr: std::net::SocketAddr) -> Option<u64> {
+    let (code, body) = operator_process::http_get(addr, "/metrics").await.ok()?;
+    (code == 200).then(|| sum_metric(&body, "demoweb_api_writes_total"))
+}
+
+/// The sum over all label sets of one metric in Prometheus text format.
+fn sum_metric(text: &str, name: &str) -> u64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let metric = series.split('{').next()?;
+            (metric == name).then(|| value.parse::<f64>().ok())?
+        })
+        .map(|v| v as u64)
+        .sum()
+}
+
+/// Requests between two snapshots of the emulator's counters, by verb.
+fn requests_by_verb(
+    before: &BTreeMap<(String, String), u64>,
+    after: &BTreeMap<(String, String), u64>,
+) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    for ((verb, resource), n) in after {
+        let was = before
+            .get(&(verb.clone(), resource.clone()))
+            .copied()
+            .unwrap_or(0);
+        if *n > was {
+            *out.entry(verb.clone()).or_default() += n - was;
+        }
+    }
+    out
+}
+
+/// Takes the benchmark's own requests out: `applies` server-side applies, the rest lists and
+/// watches its watchers (re)started.
+fn subtract_own(by_verb: &mut BTreeMap<String, u64>, applies: u64, own_total: u64) {
+    let sub = |m: &mut BTreeMap<String, u64>, verb: &str, n: u64| {
+        if let Some(v) = m.get_mut(verb) {
+            *v = v.saturating_sub(n);
+        }
+    };
+    sub(by_verb, "apply", applies);
+    // Watch restarts are rare; count them as watches (a relist after 410 would be a list).
+    sub(by_verb, "watch", own_total.saturating_sub(applies));
+    by_verb.retain(|_, n| *n > 0);
+}
+
+/// Requests between two snapshots, by (verb, resource).
+fn deltas(
+    before: &BTreeMap<(String, String), u64>,
+    after: &BTreeMap<(String, String), u64>,
+) -> BTreeMap<(String, String), u64> {
+    after
+        .iter()
+        .filter_map(|(key, n)| {
+            let was = before.get(key).copied().unwrap_or(0);
+            (*n > was).then(|| (key.clone(), n - was))
+        })
+        .collect()
+}
+
+/// Writes between two snapshots, by (verb, resource).
+fn writes_by_resource(
+    before: &BTreeMap<(String, String), u64>,
+    after: &BTreeMap<(String, String), u64>,
+) -> BTreeMap<(String, String), u64> {
+    let mut out = deltas(before, after);
+    out.retain(|(verb, _), _| WRITE_VERBS.contains(&verb.as_str()));
+    out
+}
+
+/// Nearest-rank percentile.
+fn percentile(sorted: &[Duration], p: f64) -> Option<Duration> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    Some(sorted[rank.clamp(1, sorted.len()) - 1])
+}
+
+#[derive(Clone, Copy)]
+enum Child {
+    Deployment,
+    Service,
+    ConfigMap,
+}
+
+/// When each DemoWeb was applied, got each child and an up-to-date Ready status.
+#[derive(Default)]
+struct Progress {
+    applied: Option<Instant>,
+    ready: Option<Instant>,
+    children: [Option<Instant>; 3],
+    done: Option<Instant>,
+}
+
+struct Tracker {
+    progress: Mutex<HashMap<String, Progress>>,
+    done: tokio::sync::watch::Sender<usize>,
+}
+
+impl Default for Tracker {
+    fn default() -> Self {
+        Tracker {
+            progress: Mutex::default(),
+            done: tokio::sync::watch::Sender::new(0),
+        }
+    }
+}
+
+impl Tracker {
+    fn update(&self, name: &str, f: impl FnOnce(&mut Progress)) {
+        let mut all = self.progress.lock().unwrap_or_else(|e| e.into_inner());
+        let p = all.entry(name.to_owned()).or_default();
+        f(p);
+        if p.done.is_none()
+            && let (Some(_), Some(ready), [Some(a), Some(b), Some(c)]) =
+                (p.applied, p.ready, p.children)
+        {
+            p.done = Some(ready.max(a).max(b).max(c));
+            self.done.send_modify(|n| *n += 1);
+        }
+    }
+
+    fn applied(&self, name: &str, at: Instant) {
+        self.update(name, |p| p.applied = Some(at));
+    }
+
+    fn demoweb(&self, dw: &DemoWeb) {
+        let status = dw.status.clone().unwrap_or_default();
+        let ready = status.observed_generation == dw.meta().generation
+            && status
+                .conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True");
+        if ready {
+            let now = Instant::now();
+            self.update(&dw.name_any(), |p| {
+                p.ready.get_or_insert(now);
+            });
+        }
+    }
+
+    fn child<K: Resource>(&self, which: Child, obj: &K) {
+        let owner = obj
+            .meta()
+            .owner_references
+            .iter()
+            .flatten()
+            .find(|r| r.controller == Some(true) && r.kind == "DemoWeb");
+        if let Some(owner) = owner {
+            let now = Instant::now();
+            self.update(&owner.name, |p| {
+                p.children[which as usize].get_or_insert(now);
+            });
+        }
+    }
+
+    /// Apply → ready latencies of the DemoWebs that got there, sorted.
+    fn latencies(&self) -> Vec<Duration> {
+        let all = self.progress.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out: Vec<Duration> = all
+            .values()
+            .filter_map(|p| Some(p.done?.saturating_duration_since(p.applied?)))
+            .collect();
+        out.sort();
+        out
+    }
+
+    fn last_done(&self) -> Option<Instant> {
+        let all = self.progress.lock().unwrap_or_else(|e| e.into_inner());
+        all.values().filter_map(|p| p.done).max()
+    }
+
+    fn not_done(&self, names: &[String]) -> Vec<String> {
+        let all = self.progress.lock().unwrap_or_else(|e| e.into_inner());
+        names
+            .iter()
+            .filter(|n| all.get(*n).is_none_or(|p| p.done.is_none()))
+            .cloned()
+            .collect()
+    }
+}
+
+/// Lists, then watches from the list's resourceVersion (re-watching or re-listing when the stream
+/// ends), calling `on` for every object seen; counts its own requests in `own` and signals
+/// `started` once the first watch is open.
+async fn watch_objects<K>(
+    api: Api<K>,
+    own: Arc<AtomicU64>,
+    started: tokio::sync::mpsc::Sender<()>,
+    on: impl Fn(&K) + Send + 'static,
+) where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    let mut started = Some(started);
+    'relist: loop {
+        own.fetch_add(1, Ordering::SeqCst);
+        let Ok(list) = api.list(&ListParams::default()).await else {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            continue;
+        };
+        list.items.iter().for_each(&on);
+        let mut version = list.metadata.resource_version.unwrap_or_default();
+        loop {
+            own.fetch_add(1, Ordering::SeqCst);
+            let Ok(stream) = api
+                .watch(&WatchParams::default().timeout(290), &version)
+                .await
+            else {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue 'relist;
+            };
+            if let Some(tx) = started.take() {
+                let _ = tx.send(()).await;
+            }
+            let mut stream = stream.boxed();
+            while let Ok(Some(event)) = stream.try_next().await {
+                match event {
+                    WatchEvent::Added(obj) | WatchEvent::Modified(obj) => {
+                        on(&obj);
+                        version = obj.resource_version().unwrap_or(version);
+                    }
+                    WatchEvent::Deleted(obj) => {
+                        version = obj.resource_version().unwrap_or(version);
+                    }
+                    WatchEvent::Bookmark(b) => version = b.metadata.resource_version,
+                    WatchEvent::Error(_) => continue 'relist,
+                }
+            }
+        }
+    }
+}
+
+async fn ensure_crds(cluster: &Cluster) -> Result<&'static str, String> {
+    let served = Api::<DemoWeb>::all(cluster.client.clone())
+        .list_metadata(&ListParams::default().limit(1))
+        .await
+        .is_ok();
+    if served && cluster.emulator.is_none() {
+        return Ok("already installed");
+    }
+    operator_process::install_crds(&cluster.client, FIELD_MANAGER, Duration::from_secs(60)).await?;
+    Ok("installed")
+}
+
+async fn create_namespace(client: &Client, name: &str) -> Result<(), String> {
+    let ns = serde_json::json!({
+        "apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": name, "labels": {"app.kubernetes.io/created-by": "demoweb-bench"}}
+    });
+    Api::<Namespace>::all(client.clone())
+        .patch(name, &PatchParams::apply(FIELD_MANAGER), &Patch::Apply(&ns))
+        .await
+        .map_err(|e| format!("creating namespace {name}: {e}"))?;
+    Ok(())
+}
+
+fn random_suffix() -> String {
+    (0..5)
+        .map(|_| (b'a' + rand::random_range(0..26u8)) as char)
+        .collect()
+}
+
+/// The command that produced the report, as a user would type it.
+fn command_line() -> String {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.is_empty() {
+        "cargo bench-operator".to_owned()
+    } else {
+        format!("cargo bench-operator -- {}", args.join(" "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use super::{percentile, requests_by_verb, subtract_own, sum_metric, writes_by_resource};
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let ms = |v: &[u64]| {
+            v.iter()
+                .map(|m| Duration::from_millis(*m))
+                .collect::<Vec<_>>()
+        };
+        let hundred: Vec<u64> = (1..=100).collect();
+        let cases: [(&[u64], f64, Option<u64>); 7] = [
+            (&[], 50.0, None),
+            (&[7], 50.0, Some(7)),
+            (&[7], 99.0, Some(7)),
+            (&[1, 2, 3, 4], 50.0, Some(2)),
+            (&[1, 2, 3, 4], 99.0, Some(4)),
+            (&hundred, 50.0, Some(50)),
+            (&hundred, 99.0, Some(99)),
+        ];
+        for (values, p, want) in cases {
+            assert_eq!(
+                percentile(&ms(values), p),
+                want.map(Duration::from_millis),
+                "p{p} of {values:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn metric_sums_over_label_sets() {
+        let text = "# HELP demoweb_api_writes Writes\n# TYPE demoweb_api_writes counter\n\
+            demoweb_api_writes_total{verb=\"apply\",kind=\"Deployment\"} 3\n\
+            demoweb_api_writes_total{verb=\"create\",kind=\"Event\"} 2\n\
+            demoweb_reconciles_total{result=\"ok\"} 9\n\
+            # EOF\n";
+        assert_eq!(sum_metric(text, "demoweb_api_writes_total"), 5);
+        assert_eq!(sum_metric(text, "demoweb_reconciles_total"), 9);
+        assert_eq!(sum_metric(text, "missing"), 0);
+    }
+
+    fn counts(entries: &[(&str, &str, u64)]) -> BTreeMap<(String, String), u64> {
+        entries
+            .iter()
+            .map(|(v, r, n)| ((v.to_string(), r.to_string()), *n))
+            .collect()
+    }
+
+    #[test]
+    fn request_deltas() {
+        let before = counts(&[("list", "demowebs", 2), ("watch", "demowebs", 2)]);
+        let after = counts(&[
+            ("list", "demowebs", 2),
+            ("watch", "demowebs", 3),
+            ("apply", "demowebs", 10),
+            ("apply", "deployments", 10),
+            ("get", "demowebs", 1),
+        ]);
+        let mut by_verb = requests_by_verb(&before, &after);
+        assert_eq!(
+            by_verb,
+            BTreeMap::from([
+                ("apply".to_owned(), 20),
+                ("get".to_owned(), 1),
+                ("watch".to_owned(), 1)
+            ])
+        );
+        subtract_own(&mut by_verb, 10, 11);
+        assert_eq!(
+            by_verb,
+            BTreeMap::from([("apply".to_owned(), 10), ("get".to_owned(), 1)])
+        );
+        assert_eq!(
+            writes_by_resource(&before, &after),
+            counts(&[("apply", "demowebs", 10), ("apply", "deployments", 10)])
+        );
+    }
+}

@@ -1,0 +1,383 @@
+//! The real operator as a child process of the playground and the benchmark (so it is measured and
+//! behaves like the shipped binary), and the CRD installation both need before starting it.
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use demoweb_operator::cli::{Cli, Command as OperatorCommand, LogFormat};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::Api;
+use kube::api::{Patch, PatchParams};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tracing_subscriber::EnvFilter;
+
+/// The hidden first argument that turns a playground or benchmark executable into the operator.
+pub const SUBCOMMAND: &str = "__operator";
+
+/// When this process was started as `<exe> __operator <operator args>`, runs the operator exactly as
+/// `demoweb-operator` does and returns its exit code; `None` otherwise. Call it first in `main`.
+pub fn run_if_requested() -> Option<ExitCode> {
+    let mut args = std::env::args_os();
+    let _exe = args.next();
+    if args.next().is_none_or(|a| a != SUBCOMMAND) {
+        return None;
+    }
+    let cli = Cli::parse_from(std::iter::once("demoweb-operator".into()).chain(args));
+    let OperatorCommand::Run(run_args) = cli.command else {
+        eprintln!("error: only `run` is available through {SUBCOMMAND}");
+        return Some(ExitCode::FAILURE);
+    };
+    exit_with_parent();
+    init_tracing(run_args.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("error: starting the async runtime: {err}");
+            return Some(ExitCode::FAILURE);
+        }
+    };
+    Some(match runtime.block_on(demoweb_operator::run(run_args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            let msg = demoweb_operator::error::chain(&err);
+            tracing::error!("{msg}");
+            eprintln!("error: {msg}");
+            ExitCode::FAILURE
+        }
+    })
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+/// A parent killed without a chance to clean up (SIGKILL, a closed terminal) must not leave an
+/// operator running against a cluster nobody watches: exit once we are re-parented.
+fn exit_with_parent() {
+    #[cfg(unix)]
+    {
+        let parent = std::os::unix::process::parent_id();
+        std::thread::spawn(move || {
+            loop {
+                std::thread::sleep(Duration::from_millis(500));
+                if std::os::unix::process::parent_id() != parent {
+                    eprintln!("the process that started this operator is gone; exiting");
+                    std::process::exit(1);
+                }
+            }
+        });
+    }
+}
+
+/// A running operator child process; killed when dropped (also on panic or an early return).
+pub struct OperatorProcess {
+    child: Child,
+    log: PathBuf,
+}
+
+impl OperatorProcess {
+    /// Starts `<current exe> __operator run --namespace <ns> ...` against `kubeconfig`, logging JSON
+    /// to `log`. Leader election is off unless `extra` says otherwise.
+    pub fn spawn(
+        kubeconfig: &Path,
+        namespace: &str,
+        log: &Path,
+        extra: &[String],
+    ) -> io::Result<OperatorProcess> {
+        let exe = std::env::current_exe()?;
+        if let Some(dir) = log.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let file = std::fs::File::create(log)?;
+        let mut args = vec![
+            SUBCOMMAND.to_owned(),
+            "run".to_owned(),
+            format!("--namespace={namespace}"),
+            "--metrics-addr=127.0.0.1:0".to_owned(),
+            "--log-format=json".to_owned(),
+        ];
+        if !extra.iter().any(|a| a.starts_with("--leader-election")) {
+            args.push("--leader-election=false".to_owned());
+        }
+        args.extend(extra.iter().cloned());
+        let child = Command::new(exe)
+            .args(&args)
+            .env("KUBECONFIG", kubeconfig)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()?;
+        Ok(OperatorProcess {
+            child,
+            log: log.to_owned(),
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
+    /// Waits until the operator logs the address of its metrics endpoint, which it does once it
+    /// has found the CRDs served; fails with the log's tail if it exits or takes too long.
+    pub async fn wait_serving(&mut self, timeout: Duration) -> Result<SocketAddr, String> {
+        let start = Instant::now();
+        loop {
+            if let Some(addr) = metrics_addr_in_log(&self.logs()) {
+                return Ok(addr);
+            }
+            if let Some(status) = self.exited() {
+                return Err(format!(
+                    "the operator exited with {status} before serving:\n{}",
+                    self.log_tail(40)
+                ));
+            }
+            if start.elapsed() > timeout {
+                return Err(format!(
+                    "the operator did not start serving within {timeout:?}:\n{}",
+                    self.log_tail(40)
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The last `n` lines of the log.
+    pub fn log_tail(&self, n: usize) -> String {
+        let logs = self.logs();
+        let lines: Vec<&str> = logs.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+
+    /// The process's peak resident set size (VmHWM) in KiB, while it runs (Linux only).
+    pub fn peak_rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
+        vm_hwm_kib(&status)
+    }
+
+    /// CPU time (user + system) the process has used so far (Linux only).
+    pub fn cpu_time(&self) -> Option<Duration> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).ok()?;
+        cpu_ticks(&stat).map(|ticks| Duration::from_millis(ticks * 1000 / USER_HZ))
+    }
+
+    /// Whether the process has exited, and how.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    /// SIGTERM (a graceful shutdown, as Kubernetes stops a pod), then SIGKILL after `grace`.
+    pub async fn stop(&mut self, grace: Duration) {
+        if self.exited().is_some() {
+            return;
+        }
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let start = Instant::now();
+        while self.exited().is_none() && start.elapsed() < grace {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.kill();
+    }
+
+    fn kill(&mut self) {
+        if self.exited().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+impl Drop for OperatorProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The `addr` of the operator's "serving /metrics" JSON log line.
+pub fn metrics_addr_in_log(log: &str) -> Option<SocketAddr> {
+    log.lines().find_map(|line| {
+        let v: serde_json::Value = serde_json::from_str(line).ok()?;
+        let msg = v["fields"]["message"].as_str()?;
+        if !msg.starts_with("serving /metrics") {
+            return None;
+        }
+        v["fields"]["addr"].as_str()?.parse().ok()
+    })
+}
+
+/// The unit of /proc's CPU times: USER_HZ, which Linux fixes at 100 whatever the kernel's HZ.
+const USER_HZ: u64 = 100;
+
+/// utime + stime, in clock ticks, from the text of `/proc/<pid>/stat`.
+pub fn cpu_ticks(proc_stat: &str) -> Option<u64> {
+    // The command name (field 2) may hold spaces and parentheses: count fields after the last ')'.
+    let rest = &proc_stat[proc_stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // Fields 14 (utime) and 15 (stime) of proc(5); `rest` starts at field 3.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// `VmHWM` from the text of `/proc/<pid>/status`, in KiB.
+pub fn vm_hwm_kib(proc_status: &str) -> Option<u64> {
+    proc_status.lines().find_map(|line| {
+        let rest = line.strip_prefix("VmHWM:")?;
+        let mut parts = rest.split_whitespace();
+        let value: u64 = parts.next()?.parse().ok()?;
+        match parts.next() {
+            Some("kB") | None => Some(value),
+            Some(_) => None,
+        }
+    })
+}
+
+/// A plain HTTP/1.1 GET (the operator's metrics endpoint): (status code, body).
+pub async fn http_get(addr: SocketAddr, path: &str) -> io::Result<(u16, String)> {
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: operator\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await?;
+    let mut out = String::new();
+    stream.read_to_string(&mut out).await?;
+    let code = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Ok((code, body))
+}
+
+/// Installs (server-side applies) the project's CRDs and waits until each is Established.
+pub async fn install_crds(
+    client: &kube::Client,
+    field_manager: &str,
+    timeout: Duration,
+) -> Result<(), String> {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let crds = demoweb_crd::all_crds();
+    for crd in &crds {
+        let name = crd.metadata.name.clone().unwrap_or_default();
+        api.patch(
+            &name,
+            &PatchParams::apply(field_manager),
+            &Patch::Apply(crd),
+        )
+        .await
+        .map_err(|e| format!("applying CRD {name}: {e}"))?;
+    }
+    let start = Instant::now();
+    for crd in &crds {
+        let name = crd.metadata.name.clone().unwrap_or_default();
+        loop {
+            let live = api
+                .get(&name)
+                .await
+                .map_err(|e| format!("reading CRD {name}: {e}"))?;
+            let established = live
+                .status
+                .and_then(|s| s.conditions)
+                .unwrap_or_default()
+                .iter()
+                .any(|c| c.type_ == "Established" && c.status == "True");
+            if established {
+                break;
+            }
+            if start.elapsed() > timeout {
+                return Err(format!("CRD {name} not Established within {timeout:?}"));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{cpu_ticks, metrics_addr_in_log, vm_hwm_kib};
+
+    #[test]
+    fn cpu_ticks_from_proc_stat() {
+        let cases = [
+            (
+                "4242 (bench) S 1 4242 4242 0 -1 4194560 1234 0 0 0 150 25 0 0 20 0 9 0 1000 0 0",
+                Some(175),
+            ),
+            (
+                "7 (a) b (c)) R 1 7 7 0 -1 0 0 0 0 0 3 4 0 0 20 0 1 0 5 0 0",
+                Some(7),
+            ),
+            ("7 (x) R 1 2", None),
+            ("no parenthesis", None),
+        ];
+        for (text, want) in cases {
+            assert_eq!(cpu_ticks(text), want, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn peak_rss_from_proc_status() {
+        let cases = [
+            (
+                "Name:\tx\nVmPeak:\t  9000 kB\nVmHWM:\t   12345 kB\nVmRSS:\t 100 kB\n",
+                Some(12345),
+            ),
+            ("VmHWM:\t1 kB", Some(1)),
+            ("VmRSS:\t100 kB\n", None),
+            ("VmHWM:\tlots kB\n", None),
+            ("VmHWM:\t5 MB\n", None),
+            ("", None),
+        ];
+        for (text, want) in cases {
+            assert_eq!(vm_hwm_kib(text), want, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn metrics_address_from_the_operator_log() {
+        let log = concat!(
+            "not json\n",
+            r#"{"fields":{"message":"starting"}}"#,
+            "\n",
+            r#"{"fields":{"message":"serving /metrics, /healthz and /readyz","addr":"127.0.0.1:40123"}}"#,
+            "\n"
+        );
+        assert_eq!(
+            metrics_addr_in_log(log),
+            Some("127.0.0.1:40123".parse().expect("addr"))
+        );
+        assert_eq!(metrics_addr_in_log("{}\n"), None);
+    }
+}
