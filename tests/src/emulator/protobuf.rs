@@ -1,5 +1,5 @@
 //! Decoding of the Kubernetes protobuf wire format for the kinds whose typed clients send it
-//! (Helm's release Secrets, `kubectl create configmap|secret|namespace|serviceaccount`).
+//! (Helm's release Secrets, `kubectl create configmap|secret|namespace|serviceaccount|deployment`).
 //!
 //! Responses stay JSON: those clients accept `application/json` as well.
 
@@ -73,6 +73,53 @@ fn fields(message: &str) -> &'static [(u64, &'static str, Ty)] {
             (3, "imagePullSecrets", MsgList("LocalObjectReference")),
             (4, "automountServiceAccountToken", Bool),
         ],
+        "Deployment" => &[
+            (1, "metadata", Msg("ObjectMeta")),
+            (2, "spec", Msg("DeploymentSpec")),
+        ],
+        "DeploymentSpec" => &[
+            (1, "replicas", Int),
+            (2, "selector", Msg("LabelSelector")),
+            (3, "template", Msg("PodTemplateSpec")),
+            (4, "strategy", Msg("DeploymentStrategy")),
+            (5, "minReadySeconds", Int),
+            (6, "revisionHistoryLimit", Int),
+            (7, "paused", Bool),
+            (9, "progressDeadlineSeconds", Int),
+        ],
+        "DeploymentStrategy" => &[(1, "type", Str)],
+        "LabelSelector" => &[(1, "matchLabels", StrMap)],
+        "PodTemplateSpec" => &[
+            (1, "metadata", Msg("ObjectMeta")),
+            (2, "spec", Msg("PodSpec")),
+        ],
+        "PodSpec" => &[
+            (2, "containers", MsgList("Container")),
+            (3, "restartPolicy", Str),
+            (4, "terminationGracePeriodSeconds", Int),
+            (6, "dnsPolicy", Str),
+            (8, "serviceAccountName", Str),
+            (19, "schedulerName", Str),
+        ],
+        "Container" => &[
+            (1, "name", Str),
+            (2, "image", Str),
+            (3, "command", StrList),
+            (4, "args", StrList),
+            (5, "workingDir", Str),
+            (6, "ports", MsgList("ContainerPort")),
+            (7, "env", MsgList("EnvVar")),
+            (8, "resources", Msg("Empty")),
+            (13, "terminationMessagePath", Str),
+            (14, "imagePullPolicy", Str),
+        ],
+        "ContainerPort" => &[
+            (1, "name", Str),
+            (2, "hostPort", Int),
+            (3, "containerPort", Int),
+            (4, "protocol", Str),
+        ],
+        "EnvVar" => &[(1, "name", Str), (2, "value", Str)],
         "ObjectReference" => &[
             (1, "kind", Str),
             (2, "namespace", Str),
@@ -158,6 +205,20 @@ fn map_entry(b: &[u8], bytes_value: bool) -> Option<(String, Value)> {
     Some((k, v))
 }
 
+/// Go pointer fields: present on the wire only when set, so their zero values are meant.
+/// Every other scalar is always on the wire and its zero value means "unset" (JSON omitempty).
+const KEEP_ZERO: &[&str] = &[
+    "replicas",
+    "revisionHistoryLimit",
+    "progressDeadlineSeconds",
+    "terminationGracePeriodSeconds",
+    "deletionGracePeriodSeconds",
+    "immutable",
+    "automountServiceAccountToken",
+    "controller",
+    "blockOwnerDeletion",
+];
+
 fn message(b: &[u8], name: &str) -> Option<Value> {
     let schema = fields(name);
     let mut out = Map::new();
@@ -168,19 +229,21 @@ fn message(b: &[u8], name: &str) -> Option<Value> {
         };
         let key = key.to_string();
         match (ty, w) {
-            (Ty::Str, Wire::Len(s)) => {
+            (Ty::Str, Wire::Len(s)) if !s.is_empty() => {
                 out.insert(key, json!(String::from_utf8_lossy(s)));
             }
-            (Ty::Int, Wire::Varint(v)) => {
+            (Ty::Int, Wire::Varint(v)) if v != 0 || KEEP_ZERO.contains(&key.as_str()) => {
                 out.insert(key, json!(v as i64));
             }
-            (Ty::Bool, Wire::Varint(v)) => {
+            (Ty::Bool, Wire::Varint(v)) if v != 0 || KEEP_ZERO.contains(&key.as_str()) => {
                 out.insert(key, json!(v != 0));
             }
             (Ty::Time, Wire::Len(s)) => {
                 let t = message(s, "Time")?;
                 let secs = t["seconds"].as_i64().unwrap_or(0);
-                if let Ok(ts) = jiff::Timestamp::from_second(secs) {
+                if secs != 0
+                    && let Ok(ts) = jiff::Timestamp::from_second(secs)
+                {
                     out.insert(key, json!(ts.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()));
                 }
             }

@@ -289,3 +289,68 @@ async fn kubectl_patch_and_edit_style_replace() {
     assert!(err.contains("the object has been modified"), "{err}");
     env.finish().await;
 }
+
+#[tokio::test]
+async fn imperative_create_commands_work() {
+    let env = TestEnv::new("kubectl_create").await;
+    env.kubectl(&[
+        "create",
+        "deployment",
+        "web",
+        "--image=nginx:1.27",
+        "--port=80",
+        "--replicas=2",
+    ])
+    .await
+    .expect_ok();
+    env.kubectl(&["create", "configmap", "cfg", "--from-literal=a=1"])
+        .await
+        .expect_ok();
+    env.kubectl(&[
+        "create",
+        "secret",
+        "generic",
+        "sec",
+        "--from-literal=user=admin",
+    ])
+    .await
+    .expect_ok();
+    env.kubectl(&["create", "serviceaccount", "robot"])
+        .await
+        .expect_ok();
+    let d: serde_json::Value = serde_json::from_str(
+        &env.kubectl(&["get", "deploy", "web", "-o", "json"])
+            .await
+            .expect_ok(),
+    )
+    .unwrap();
+    assert_eq!(d["spec"]["replicas"], 2);
+    assert_eq!(d["spec"]["selector"]["matchLabels"]["app"], "web");
+    let c = &d["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(
+        (c["name"].as_str(), c["image"].as_str()),
+        (Some("nginx"), Some("nginx:1.27"))
+    );
+    assert_eq!(
+        c["ports"],
+        serde_json::json!([{"containerPort": 80, "protocol": "TCP"}])
+    );
+    assert_eq!(d["spec"]["template"]["spec"]["dnsPolicy"], "ClusterFirst");
+    let data = env
+        .kubectl(&[
+            "get",
+            "secret",
+            "sec",
+            "-o",
+            "jsonpath={.type} {.data.user}",
+        ])
+        .await
+        .expect_ok();
+    assert_eq!(data, "Opaque YWRtaW4=");
+    let cm = env
+        .kubectl(&["get", "cm", "cfg", "-o", "jsonpath={.data.a}"])
+        .await
+        .expect_ok();
+    assert_eq!(cm, "1");
+    env.finish().await;
+}
