@@ -20,6 +20,9 @@ enum Ty {
     BytesMap,
     StrList,
     MsgList(&'static str),
+    /// An embedded struct whose fields JSON inlines into the parent (IngressRule's value).
+    Inline(&'static str),
+    IntOrString,
 }
 
 /// (field number, JSON name, type) per message, from k8s.io/api's generated.proto.
@@ -120,6 +123,50 @@ fn fields(message: &str) -> &'static [(u64, &'static str, Ty)] {
             (4, "protocol", Str),
         ],
         "EnvVar" => &[(1, "name", Str), (2, "value", Str)],
+        "Service" => &[
+            (1, "metadata", Msg("ObjectMeta")),
+            (2, "spec", Msg("ServiceSpec")),
+        ],
+        "ServiceSpec" => &[
+            (1, "ports", MsgList("ServicePort")),
+            (2, "selector", StrMap),
+            (3, "clusterIP", Str),
+            (4, "type", Str),
+            (5, "externalIPs", StrList),
+            (7, "sessionAffinity", Str),
+            (10, "externalName", Str),
+        ],
+        "ServicePort" => &[
+            (1, "name", Str),
+            (2, "protocol", Str),
+            (3, "port", Int),
+            (4, "targetPort", IntOrString),
+            (5, "nodePort", Int),
+            (6, "appProtocol", Str),
+        ],
+        "Ingress" => &[
+            (1, "metadata", Msg("ObjectMeta")),
+            (2, "spec", Msg("IngressSpec")),
+        ],
+        "IngressSpec" => &[
+            (1, "defaultBackend", Msg("IngressBackend")),
+            (2, "tls", MsgList("IngressTLS")),
+            (3, "rules", MsgList("IngressRule")),
+            (4, "ingressClassName", Str),
+        ],
+        "IngressTLS" => &[(1, "hosts", StrList), (2, "secretName", Str)],
+        "IngressRule" => &[(1, "host", Str), (2, "", Inline("IngressRuleValue"))],
+        "IngressRuleValue" => &[(1, "http", Msg("HTTPIngressRuleValue"))],
+        "HTTPIngressRuleValue" => &[(1, "paths", MsgList("HTTPIngressPath"))],
+        "HTTPIngressPath" => &[
+            (1, "path", Str),
+            (2, "backend", Msg("IngressBackend")),
+            (3, "pathType", Str),
+        ],
+        "IngressBackend" => &[(4, "service", Msg("IngressServiceBackend"))],
+        "IngressServiceBackend" => &[(1, "name", Str), (2, "port", Msg("ServiceBackendPort"))],
+        "ServiceBackendPort" => &[(1, "name", Str), (2, "number", Int)],
+        "IntOrString" => &[(1, "type", Int), (2, "intVal", Int), (3, "strVal", Str)],
         "ObjectReference" => &[
             (1, "kind", Str),
             (2, "namespace", Str),
@@ -249,6 +296,28 @@ fn message(b: &[u8], name: &str) -> Option<Value> {
             }
             (Ty::Msg(m), Wire::Len(s)) => {
                 out.insert(key, message(s, m)?);
+            }
+            (Ty::Inline(m), Wire::Len(s)) => {
+                if let Value::Object(inner) = message(s, m)? {
+                    out.extend(inner);
+                }
+            }
+            (Ty::IntOrString, Wire::Len(s)) => {
+                let v = message(s, "IntOrString")?;
+                // The zero value (int 0) means unset, as defaulting reads it.
+                match (
+                    v["type"].as_i64(),
+                    v["intVal"].as_i64(),
+                    v["strVal"].as_str(),
+                ) {
+                    (Some(1), _, Some(text)) => {
+                        out.insert(key, json!(text));
+                    }
+                    (_, Some(n), _) if n != 0 => {
+                        out.insert(key, json!(n));
+                    }
+                    _ => {}
+                }
             }
             (Ty::MsgList(m), Wire::Len(s)) => {
                 let item = message(s, m)?;
