@@ -200,22 +200,32 @@ impl Faults {
     }
 }
 
-/// Requests served, by verb and resource (`list` / `watch` / `get` counted apart; non-resource paths by path).
+/// Requests served, by client, verb and resource (`list` / `watch` / `get` counted apart;
+/// non-resource paths by path). The client is the User-Agent's product (`kubectl`, `demoweb-operator`).
 #[derive(Clone, Default)]
-pub struct RequestCounts(pub(crate) Arc<Mutex<BTreeMap<(String, String), u64>>>);
+pub struct RequestCounts(pub(crate) Arc<Mutex<BTreeMap<(String, String, String), u64>>>);
 
 impl RequestCounts {
-    pub(crate) fn add(&self, verb: &str, resource: &str) {
+    pub(crate) fn add(&self, agent: &str, verb: &str, resource: &str) {
         *self
             .0
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .entry((verb.into(), resource.into()))
+            .entry((agent.into(), verb.into(), resource.into()))
             .or_default() += 1;
     }
 
-    /// A copy of the counters: (verb, resource) → requests.
+    /// A copy of the counters, all clients together: (verb, resource) → requests.
     pub fn snapshot(&self) -> BTreeMap<(String, String), u64> {
+        let mut out = BTreeMap::new();
+        for ((_, verb, resource), n) in self.by_agent() {
+            *out.entry((verb, resource)).or_default() += n;
+        }
+        out
+    }
+
+    /// A copy of the counters: (client, verb, resource) → requests.
+    pub fn by_agent(&self) -> BTreeMap<(String, String, String), u64> {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 

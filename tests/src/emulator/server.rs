@@ -302,7 +302,7 @@ pub async fn handle(State(sh): State<Arc<Shared>>, req: Request) -> Response {
             .and_then(|h| h.to_str().ok())
             .is_some_and(|h| h == format!("Bearer {token}"));
         if !ok && !matches!(path.as_str(), "/healthz" | "/livez" | "/readyz") {
-            sh.counts.add("unauthorized", &path);
+            sh.counts.add("", "unauthorized", &path);
             return ApiError::new(401, "Unauthorized", "Unauthorized").into_response();
         }
     }
@@ -347,7 +347,12 @@ pub async fn handle(State(sh): State<Arc<Shared>>, req: Request) -> Response {
     };
     // Watches cut from here on end, even if their stream is not set up yet.
     let cut_generation = *sh.faults.cut_signal().borrow();
-    sh.counts.add(verb, &resource);
+    let agent = headers
+        .get(http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|ua| ua.split('/').next())
+        .unwrap_or_default();
+    sh.counts.add(agent, verb, &resource);
     let decision = sh.faults.decide(verb, &resource, &ns, &name);
     if !decision.latency.is_zero() {
         tokio::time::sleep(decision.latency).await;
