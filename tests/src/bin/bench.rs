@@ -68,7 +68,7 @@ fn main() -> ExitCode {
     if let Some(code) = operator_process::run_if_requested() {
         return code;
     }
-    let args = Args::parse();
+    let args = Args::parse_from(user_args());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -86,6 +86,16 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The command line without the `--` that `cargo bench-operator -- ARGS` passes on: the alias already
+/// ends with one, so a user who writes the usual `cargo run`-style separator sends a second.
+fn user_args() -> Vec<std::ffi::OsString> {
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == "--") {
+        args.remove(1);
+    }
+    args
 }
 
 /// The cluster under test: the in-process emulator (with its request counters) or a real one.
@@ -761,7 +771,11 @@ fn random_suffix() -> String {
 
 /// The command that produced the report, as a user would type it.
 fn command_line() -> String {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<String> = user_args()
+        .into_iter()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
     if args.is_empty() {
         "cargo bench-operator".to_owned()
     } else {

@@ -48,7 +48,7 @@ fn main() -> ExitCode {
     if let Some(code) = operator_process::run_if_requested() {
         return code;
     }
-    let args = Args::parse();
+    let args = Args::parse_from(user_args());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -66,6 +66,16 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The command line without the `--` that `cargo playground -- ARGS` passes on: the alias already
+/// ends with one, so a user who writes the usual `cargo run`-style separator sends a second.
+fn user_args() -> Vec<std::ffi::OsString> {
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == "--") {
+        args.remove(1);
+    }
+    args
 }
 
 /// `target/playground`, next to the profile directory this executable was built into.
