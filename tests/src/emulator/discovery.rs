@@ -84,6 +84,10 @@ fn resource_entries(r: &ResourceInfo) -> Vec<Value> {
         out.push(json!({"name": format!("{}/status", r.plural), "singularName": "", "namespaced": r.namespaced,
             "kind": r.kind, "verbs": ["get", "patch", "update"]}));
     }
+    if r.group == "apps" && r.kind == "Deployment" {
+        out.push(json!({"name": format!("{}/scale", r.plural), "singularName": "", "namespaced": true,
+            "group": "autoscaling", "version": "v1", "kind": "Scale", "verbs": ["get", "patch", "update"]}));
+    }
     out
 }
 
@@ -134,10 +138,19 @@ pub fn aggregated(resources: &[ResourceInfo], core: bool) -> Value {
                         if !r.categories.is_empty() {
                             e["categories"] = json!(r.categories);
                         }
+                        let mut subs = vec![];
                         if r.status {
-                            e["subresources"] = json!([{"subresource": "status",
+                            subs.push(json!({"subresource": "status",
                                 "responseKind": {"group": r.group, "version": r.version, "kind": r.kind},
-                                "verbs": ["get", "patch", "update"]}]);
+                                "verbs": ["get", "patch", "update"]}));
+                        }
+                        if r.group == "apps" && r.kind == "Deployment" {
+                            subs.push(json!({"subresource": "scale",
+                                "responseKind": {"group": "autoscaling", "version": "v1", "kind": "Scale"},
+                                "verbs": ["get", "patch", "update"]}));
+                        }
+                        if !subs.is_empty() {
+                            e["subresources"] = json!(subs);
                         }
                         e
                     })

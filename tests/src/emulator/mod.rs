@@ -37,6 +37,7 @@ pub struct EmulatorOptions {
     /// Port on 127.0.0.1; 0 picks a free one.
     pub port: u16,
     /// When set, every request must carry `Authorization: Bearer <token>` (401 otherwise).
+    /// kube-rs sends it over plain HTTP; kubectl does not send credentials over `http://`.
     pub token: Option<String>,
     /// Whether Deployments report their pods ready (see [`EmulatorHandle::set_deployments_ready`]).
     pub deployments_ready: bool,

@@ -46,12 +46,14 @@ pub fn now() -> String {
 pub fn new_uid() -> String {
     let b: [u8; 16] = rand::random();
     let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    // Version 4, RFC 4122 variant: like the UUIDs kube-apiserver hands out.
+    let variant = ["8", "9", "a", "b"][usize::from(b[8] & 3)];
     format!(
-        "{}-{}-4{}-{}-{}",
+        "{}-{}-4{}-{variant}{}-{}",
         &h[0..8],
         &h[8..12],
         &h[13..16],
-        &h[16..20],
+        &h[17..20],
         &h[20..32]
     )
 }

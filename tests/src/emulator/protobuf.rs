@@ -1,5 +1,5 @@
 //! Decoding of the Kubernetes protobuf wire format for the kinds whose typed clients send it
-//! (Helm's release Secrets, `kubectl create configmap|secret|namespace|serviceaccount`).
+//! (Helm's release Secrets, `kubectl create configmap|secret|namespace|serviceaccount|deployment`).
 //!
 //! Responses stay JSON: those clients accept `application/json` as well.
 
@@ -20,6 +20,9 @@ enum Ty {
     BytesMap,
     StrList,
     MsgList(&'static str),
+    /// An embedded struct whose fields JSON inlines into the parent (IngressRule's value).
+    Inline(&'static str),
+    IntOrString,
 }
 
 /// (field number, JSON name, type) per message, from k8s.io/api's generated.proto.
@@ -73,6 +76,97 @@ fn fields(message: &str) -> &'static [(u64, &'static str, Ty)] {
             (3, "imagePullSecrets", MsgList("LocalObjectReference")),
             (4, "automountServiceAccountToken", Bool),
         ],
+        "Deployment" => &[
+            (1, "metadata", Msg("ObjectMeta")),
+            (2, "spec", Msg("DeploymentSpec")),
+        ],
+        "DeploymentSpec" => &[
+            (1, "replicas", Int),
+            (2, "selector", Msg("LabelSelector")),
+            (3, "template", Msg("PodTemplateSpec")),
+            (4, "strategy", Msg("DeploymentStrategy")),
+            (5, "minReadySeconds", Int),
+            (6, "revisionHistoryLimit", Int),
+            (7, "paused", Bool),
+            (9, "progressDeadlineSeconds", Int),
+        ],
+        "DeploymentStrategy" => &[(1, "type", Str)],
+        "LabelSelector" => &[(1, "matchLabels", StrMap)],
+        "PodTemplateSpec" => &[
+            (1, "metadata", Msg("ObjectMeta")),
+            (2, "spec", Msg("PodSpec")),
+        ],
+        "PodSpec" => &[
+            (2, "containers", MsgList("Container")),
+            (3, "restartPolicy", Str),
+            (4, "terminationGracePeriodSeconds", Int),
+            (6, "dnsPolicy", Str),
+            (8, "serviceAccountName", Str),
+            (19, "schedulerName", Str),
+        ],
+        "Container" => &[
+            (1, "name", Str),
+            (2, "image", Str),
+            (3, "command", StrList),
+            (4, "args", StrList),
+            (5, "workingDir", Str),
+            (6, "ports", MsgList("ContainerPort")),
+            (7, "env", MsgList("EnvVar")),
+            (8, "resources", Msg("Empty")),
+            (13, "terminationMessagePath", Str),
+            (14, "imagePullPolicy", Str),
+        ],
+        "ContainerPort" => &[
+            (1, "name", Str),
+            (2, "hostPort", Int),
+            (3, "containerPort", Int),
+            (4, "protocol", Str),
+        ],
+        "EnvVar" => &[(1, "name", Str), (2, "value", Str)],
+        "Service" => &[
+            (1, "metadata", Msg("ObjectMeta")),
+            (2, "spec", Msg("ServiceSpec")),
+        ],
+        "ServiceSpec" => &[
+            (1, "ports", MsgList("ServicePort")),
+            (2, "selector", StrMap),
+            (3, "clusterIP", Str),
+            (4, "type", Str),
+            (5, "externalIPs", StrList),
+            (7, "sessionAffinity", Str),
+            (10, "externalName", Str),
+        ],
+        "ServicePort" => &[
+            (1, "name", Str),
+            (2, "protocol", Str),
+            (3, "port", Int),
+            (4, "targetPort", IntOrString),
+            (5, "nodePort", Int),
+            (6, "appProtocol", Str),
+        ],
+        "Ingress" => &[
+            (1, "metadata", Msg("ObjectMeta")),
+            (2, "spec", Msg("IngressSpec")),
+        ],
+        "IngressSpec" => &[
+            (1, "defaultBackend", Msg("IngressBackend")),
+            (2, "tls", MsgList("IngressTLS")),
+            (3, "rules", MsgList("IngressRule")),
+            (4, "ingressClassName", Str),
+        ],
+        "IngressTLS" => &[(1, "hosts", StrList), (2, "secretName", Str)],
+        "IngressRule" => &[(1, "host", Str), (2, "", Inline("IngressRuleValue"))],
+        "IngressRuleValue" => &[(1, "http", Msg("HTTPIngressRuleValue"))],
+        "HTTPIngressRuleValue" => &[(1, "paths", MsgList("HTTPIngressPath"))],
+        "HTTPIngressPath" => &[
+            (1, "path", Str),
+            (2, "backend", Msg("IngressBackend")),
+            (3, "pathType", Str),
+        ],
+        "IngressBackend" => &[(4, "service", Msg("IngressServiceBackend"))],
+        "IngressServiceBackend" => &[(1, "name", Str), (2, "port", Msg("ServiceBackendPort"))],
+        "ServiceBackendPort" => &[(1, "name", Str), (2, "number", Int)],
+        "IntOrString" => &[(1, "type", Int), (2, "intVal", Int), (3, "strVal", Str)],
         "ObjectReference" => &[
             (1, "kind", Str),
             (2, "namespace", Str),
@@ -158,6 +252,20 @@ fn map_entry(b: &[u8], bytes_value: bool) -> Option<(String, Value)> {
     Some((k, v))
 }
 
+/// Go pointer fields: present on the wire only when set, so their zero values are meant.
+/// Every other scalar is always on the wire and its zero value means "unset" (JSON omitempty).
+const KEEP_ZERO: &[&str] = &[
+    "replicas",
+    "revisionHistoryLimit",
+    "progressDeadlineSeconds",
+    "terminationGracePeriodSeconds",
+    "deletionGracePeriodSeconds",
+    "immutable",
+    "automountServiceAccountToken",
+    "controller",
+    "blockOwnerDeletion",
+];
+
 fn message(b: &[u8], name: &str) -> Option<Value> {
     let schema = fields(name);
     let mut out = Map::new();
@@ -168,24 +276,48 @@ fn message(b: &[u8], name: &str) -> Option<Value> {
         };
         let key = key.to_string();
         match (ty, w) {
-            (Ty::Str, Wire::Len(s)) => {
+            (Ty::Str, Wire::Len(s)) if !s.is_empty() => {
                 out.insert(key, json!(String::from_utf8_lossy(s)));
             }
-            (Ty::Int, Wire::Varint(v)) => {
+            (Ty::Int, Wire::Varint(v)) if v != 0 || KEEP_ZERO.contains(&key.as_str()) => {
                 out.insert(key, json!(v as i64));
             }
-            (Ty::Bool, Wire::Varint(v)) => {
+            (Ty::Bool, Wire::Varint(v)) if v != 0 || KEEP_ZERO.contains(&key.as_str()) => {
                 out.insert(key, json!(v != 0));
             }
             (Ty::Time, Wire::Len(s)) => {
                 let t = message(s, "Time")?;
                 let secs = t["seconds"].as_i64().unwrap_or(0);
-                if let Ok(ts) = jiff::Timestamp::from_second(secs) {
+                if secs != 0
+                    && let Ok(ts) = jiff::Timestamp::from_second(secs)
+                {
                     out.insert(key, json!(ts.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()));
                 }
             }
             (Ty::Msg(m), Wire::Len(s)) => {
                 out.insert(key, message(s, m)?);
+            }
+            (Ty::Inline(m), Wire::Len(s)) => {
+                if let Value::Object(inner) = message(s, m)? {
+                    out.extend(inner);
+                }
+            }
+            (Ty::IntOrString, Wire::Len(s)) => {
+                let v = message(s, "IntOrString")?;
+                // The zero value (int 0) means unset, as defaulting reads it.
+                match (
+                    v["type"].as_i64(),
+                    v["intVal"].as_i64(),
+                    v["strVal"].as_str(),
+                ) {
+                    (Some(1), _, Some(text)) => {
+                        out.insert(key, json!(text));
+                    }
+                    (_, Some(n), _) if n != 0 => {
+                        out.insert(key, json!(n));
+                    }
+                    _ => {}
+                }
             }
             (Ty::MsgList(m), Wire::Len(s)) => {
                 let item = message(s, m)?;

@@ -241,6 +241,7 @@ fn finish(info: Option<ResourceInfo>, ns: String, rest: &[&str]) -> Result<Route
     let sub = rest.get(2).map(|s| s.to_string());
     if let Some(s) = &sub
         && !(s == "status" && info.status)
+        && !(s == "scale" && has_scale(&info))
     {
         return Err(ApiError::path_not_found());
     }
@@ -387,6 +388,9 @@ pub async fn handle(State(sh): State<Arc<Shared>>, req: Request) -> Response {
         .unwrap_or_default()
         .to_string();
     let result = match verb {
+        _ if target.sub.as_deref() == Some("scale") => {
+            scale(&sh, &target, verb, &q, &content_type, &body, &user_agent)
+        }
         "watch" => return watch(&sh, target, &q, out, cut_generation),
         "get" => get(&sh, &target, out),
         "list" => list(&sh, &target, &q, out),
@@ -1067,4 +1071,89 @@ fn stream_body(rx: mpsc::Receiver<Bytes>) -> Response {
         .header(http::header::CONTENT_TYPE, "application/json")
         .body(Body::from_stream(stream))
         .unwrap_or_else(|_| ApiError::internal("stream").into_response())
+}
+
+fn has_scale(info: &ResourceInfo) -> bool {
+    info.group == "apps" && info.kind == "Deployment"
+}
+
+/// The `autoscaling/v1` Scale view of a Deployment.
+fn scale_of(d: &Value) -> Value {
+    let m = &d["metadata"];
+    let selector = d["spec"]["selector"]["matchLabels"]
+        .as_object()
+        .map(|l| {
+            l.iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default();
+    json!({
+        "kind": "Scale", "apiVersion": "autoscaling/v1",
+        "metadata": {"name": m["name"], "namespace": m["namespace"], "uid": m["uid"],
+            "resourceVersion": m["resourceVersion"], "creationTimestamp": m["creationTimestamp"]},
+        "spec": {"replicas": d["spec"]["replicas"]},
+        "status": {"replicas": d["status"]["replicas"].as_i64().unwrap_or(0), "selector": selector},
+    })
+}
+
+/// `/scale`: read or change a Deployment's replicas, as `kubectl scale` does.
+fn scale(
+    sh: &Shared,
+    t: &Target,
+    verb: &str,
+    q: &Query,
+    content_type: &str,
+    body: &Bytes,
+    user_agent: &str,
+) -> Result<Response, ApiError> {
+    let name = t.name.clone().unwrap_or_default();
+    let key = t.info.storage_key();
+    let mut st = sh.store();
+    let live = st.get(&key, &t.ns, &name).cloned().ok_or_else(|| {
+        ApiError::not_found(
+            &t.info.group_resource(),
+            &t.info.group,
+            &t.info.plural,
+            &name,
+        )
+    })?;
+    let current = scale_of(&live);
+    let wanted = match verb {
+        "get" => return Ok(json_response(200, &current, &[])),
+        "update" => parse_body(body, content_type)?,
+        "patch" => match content_type {
+            "application/json-patch+json" => {
+                engines::json_patch(&current, &parse_body(body, "application/json")?)?
+            }
+            _ => engines::merge_patch(&current, &parse_body(body, "application/json")?)?,
+        },
+        _ => return Err(ApiError::method_not_allowed(verb, &t.info.group_resource())),
+    };
+    let want_rv = wanted["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap_or_default();
+    if !want_rv.is_empty() && want_rv != live["metadata"]["resourceVersion"] {
+        return Err(ApiError::stale(
+            &t.info.group_resource(),
+            &t.info.group,
+            &t.info.plural,
+            &name,
+        ));
+    }
+    let mut d = live.clone();
+    d["spec"]["replicas"] = wanted["spec"]["replicas"].clone();
+    let target = Target {
+        info: t.info.clone(),
+        ns: t.ns.clone(),
+        name: t.name.clone(),
+        sub: None,
+    };
+    let mut opts = write_opts(q, &target, "update", user_agent)?;
+    opts.subresource = Some("scale".into());
+    let (stored, warnings) = ops::update(&mut st, &t.info, &t.ns, &name, d, &opts, false)?;
+    drop(st);
+    sh.wake.notify_one();
+    Ok(json_response(200, &scale_of(&stored), &warnings))
 }

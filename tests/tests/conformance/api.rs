@@ -389,3 +389,40 @@ async fn kube_event_recorder_creates_and_updates_a_series() {
     );
     env.finish().await;
 }
+
+#[tokio::test]
+async fn an_expired_continue_token_is_410_gone() {
+    let env = TestEnv::new("continue_expired").await;
+    if env
+        .emulator_or_skip("expiring continue tokens on demand")
+        .is_none()
+    {
+        return;
+    }
+    let api = env.api::<ConfigMap>();
+    for i in 0..2 {
+        api.create(
+            &PostParams::default(),
+            &cm(&format!("e{i}"), json!({"exp": "y"})),
+        )
+        .await
+        .unwrap();
+    }
+    let lp = ListParams::default().labels("exp=y").limit(1);
+    let token = api.list(&lp).await.unwrap().metadata.continue_.unwrap();
+    // Many later paged lists push the first snapshot out, like an etcd compaction would.
+    for _ in 0..80 {
+        api.list(&lp).await.unwrap();
+    }
+    let err = api
+        .list(&lp.clone().continue_token(&token))
+        .await
+        .unwrap_err();
+    assert_eq!(api_code(&err), Some(410));
+    assert!(
+        api_message(&err).starts_with("The provided continue parameter is too old"),
+        "{}",
+        api_message(&err)
+    );
+    env.finish().await;
+}

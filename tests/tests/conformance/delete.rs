@@ -229,3 +229,60 @@ async fn deleting_a_namespace_deletes_its_contents() {
     .await;
     env.finish().await;
 }
+
+#[tokio::test]
+async fn a_finalizer_keeps_its_namespace_terminating() {
+    let env = TestEnv::new("namespace_finalizer").await;
+    let name = format!("{}-f", env.namespace);
+    let namespaces = Api::<Namespace>::all(env.client.clone());
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
+    namespaces
+        .create(&PostParams::default(), &ns)
+        .await
+        .unwrap();
+    let api: Api<ConfigMap> = Api::namespaced(env.client.clone(), &name);
+    let held: ConfigMap = serde_json::from_value(
+        json!({"metadata": {"name": "held", "finalizers": ["demoweb.test/hold"]}}),
+    )
+    .unwrap();
+    api.create(&PostParams::default(), &held).await.unwrap();
+    namespaces
+        .delete(&name, &DeleteParams::default())
+        .await
+        .unwrap();
+    env.wait_for(
+        "the held object to be marked for deletion",
+        DEADLINE,
+        || async {
+            api.get("held")
+                .await
+                .ok()?
+                .metadata
+                .deletion_timestamp
+                .map(|_| ())
+        },
+    )
+    .await;
+    let ns = namespaces.get(&name).await.unwrap();
+    assert_eq!(
+        ns.status.and_then(|s| s.phase).as_deref(),
+        Some("Terminating")
+    );
+    api.patch(
+        "held",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .unwrap();
+    env.wait_for("namespace gone", DEADLINE, || async {
+        namespaces
+            .get_opt(&name)
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    env.finish().await;
+}

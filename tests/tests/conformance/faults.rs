@@ -151,6 +151,8 @@ async fn watchers_recover_from_cut_streams_and_forced_410() {
     env.finish().await;
 }
 
+/// kube-rs sends the token over plain HTTP; kubectl (client-go) never sends credentials over
+/// `http://` (kubernetes/kubectl#744), so token auth is for kube clients only.
 #[tokio::test]
 async fn bearer_token_is_required_when_configured() {
     let emu = Emulator::start(EmulatorOptions {
@@ -192,4 +194,37 @@ async fn requests_are_counted_by_verb_and_resource() {
     };
     assert_eq!((n("create"), n("get"), n("list"), n("watch")), (1, 1, 2, 0));
     env.finish().await;
+}
+
+#[tokio::test]
+async fn the_emulator_binary_serves_and_writes_its_kubeconfig() {
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_emulator"))
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while !kubeconfig.exists() {
+        assert!(start.elapsed() < DEADLINE, "no kubeconfig written");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let out =
+        tokio::process::Command::new(std::env::var("KUBECTL").unwrap_or_else(|_| "kubectl".into()))
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args(["get", "namespace", "default", "-o", "name"])
+            .output()
+            .await
+            .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "namespace/default",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    child.kill().await.unwrap();
 }

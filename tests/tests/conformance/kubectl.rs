@@ -221,6 +221,41 @@ async fn wait_for_a_condition() {
 }
 
 #[tokio::test]
+async fn kubectl_scale_goes_through_the_scale_subresource() {
+    let env = TestEnv::new("kubectl_scale").await;
+    env.apply_yaml(DEPLOYMENT).await.expect_ok();
+    env.kubectl(&["scale", "deployment", "web", "--replicas=4"])
+        .await
+        .expect_ok();
+    env.kubectl(&[
+        "wait",
+        "--for=jsonpath={.status.readyReplicas}=4",
+        "deployment/web",
+        "--timeout=120s",
+    ])
+    .await
+    .expect_ok();
+    let json = env
+        .kubectl(&[
+            "get",
+            "--raw",
+            &format!(
+                "/apis/apps/v1/namespaces/{}/deployments/web/scale",
+                env.namespace
+            ),
+        ])
+        .await
+        .expect_ok();
+    let scale: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        (scale["kind"].as_str(), scale["spec"]["replicas"].as_i64()),
+        (Some("Scale"), Some(4))
+    );
+    assert_eq!(scale["status"]["selector"], "app=web");
+    env.finish().await;
+}
+
+#[tokio::test]
 async fn kubectl_patch_and_edit_style_replace() {
     let env = TestEnv::new("kubectl_patch").await;
     env.apply_yaml("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {a: '1'}\n")
@@ -252,5 +287,70 @@ async fn kubectl_patch_and_edit_style_replace() {
         .await
         .expect_err();
     assert!(err.contains("the object has been modified"), "{err}");
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn imperative_create_commands_work() {
+    let env = TestEnv::new("kubectl_create").await;
+    env.kubectl(&[
+        "create",
+        "deployment",
+        "web",
+        "--image=nginx:1.27",
+        "--port=80",
+        "--replicas=2",
+    ])
+    .await
+    .expect_ok();
+    env.kubectl(&["create", "configmap", "cfg", "--from-literal=a=1"])
+        .await
+        .expect_ok();
+    env.kubectl(&[
+        "create",
+        "secret",
+        "generic",
+        "sec",
+        "--from-literal=user=admin",
+    ])
+    .await
+    .expect_ok();
+    env.kubectl(&["create", "serviceaccount", "robot"])
+        .await
+        .expect_ok();
+    let d: serde_json::Value = serde_json::from_str(
+        &env.kubectl(&["get", "deploy", "web", "-o", "json"])
+            .await
+            .expect_ok(),
+    )
+    .unwrap();
+    assert_eq!(d["spec"]["replicas"], 2);
+    assert_eq!(d["spec"]["selector"]["matchLabels"]["app"], "web");
+    let c = &d["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(
+        (c["name"].as_str(), c["image"].as_str()),
+        (Some("nginx"), Some("nginx:1.27"))
+    );
+    assert_eq!(
+        c["ports"],
+        serde_json::json!([{"containerPort": 80, "protocol": "TCP"}])
+    );
+    assert_eq!(d["spec"]["template"]["spec"]["dnsPolicy"], "ClusterFirst");
+    let data = env
+        .kubectl(&[
+            "get",
+            "secret",
+            "sec",
+            "-o",
+            "jsonpath={.type} {.data.user}",
+        ])
+        .await
+        .expect_ok();
+    assert_eq!(data, "Opaque YWRtaW4=");
+    let cm = env
+        .kubectl(&["get", "cm", "cfg", "-o", "jsonpath={.data.a}"])
+        .await
+        .expect_ok();
+    assert_eq!(cm, "1");
     env.finish().await;
 }
