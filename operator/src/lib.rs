@@ -29,6 +29,70 @@ async fn flipped(mut rx: watch::Receiver<bool>, want: bool) {
     let _ = rx.wait_for(|v| *v == want).await;
 }
 
+/// How often the operator looks for the aad-pod-identity API when it is not served.
+const IDENTITY_API_POLL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Runs the DemoWeb controller until shutdown (or loss of the Lease). Without the aad-pod-identity
+/// API it runs without identity watches and restarts with them once the API is served, so
+/// installing those CRDs later (e.g. `helm upgrade` with the identity CRDs enabled) needs no
+/// restart of the pod.
+async fn run_demoweb(
+    client: &Client,
+    config: impl Fn(bool) -> demoweb::ControllerConfig,
+    metrics: &Arc<Metrics>,
+    stop: watch::Receiver<bool>,
+    lost: Option<watch::Receiver<bool>>,
+) {
+    loop {
+        let served = serves(client, "aadpodidentity.k8s.io/v1", "azureidentitybindings").await
+            && serves(client, "aadpodidentity.k8s.io/v1", "azureidentities").await;
+        let (appeared_tx, appeared_rx) = watch::channel(false);
+        let poller = (!served).then(|| {
+            tracing::info!(
+                "aadpodidentity.k8s.io/v1 is not served: DemoWebs with spec.identity report their binding as not found until it is"
+            );
+            let client = client.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(IDENTITY_API_POLL).await;
+                    if serves(&client, "aadpodidentity.k8s.io/v1", "azureidentitybindings").await
+                        && serves(&client, "aadpodidentity.k8s.io/v1", "azureidentities").await
+                    {
+                        let _ = appeared_tx.send(true);
+                        return;
+                    }
+                }
+            })
+        });
+        let (s, l, a) = (stop.clone(), lost.clone(), appeared_rx.clone());
+        let shutdown = async move {
+            tokio::select! {
+                _ = stopped_or_lost(s, l) => {}
+                _ = only_when_true(a) => {}
+            }
+        };
+        demoweb::run(client.clone(), config(served), metrics.clone(), shutdown).await;
+        if let Some(poller) = poller {
+            poller.abort();
+        }
+        let restart =
+            *appeared_rx.borrow() && !*stop.borrow() && !lost.as_ref().is_some_and(|l| *l.borrow());
+        if !restart {
+            return;
+        }
+        tracing::info!(
+            "aadpodidentity.k8s.io/v1 is now served: restarting the DemoWeb controller with identity watches"
+        );
+    }
+}
+
+/// Resolves when `rx` turns true; never when its sender is merely gone (no poller was needed).
+async fn only_when_true(mut rx: watch::Receiver<bool>) {
+    if rx.wait_for(|v| *v).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
 /// Resolves on shutdown or, when leading, on losing the Lease: the controllers stop on either.
 async fn stopped_or_lost(stop: watch::Receiver<bool>, lost: Option<watch::Receiver<bool>>) {
     match lost {
@@ -125,13 +189,6 @@ fn lease_namespace(args: &RunArgs) -> String {
 pub async fn run(args: RunArgs) -> Result<(), StartupError> {
     let client = Client::try_default().await.map_err(StartupError::Config)?;
     check_crd(&client, args.namespace.as_deref()).await?;
-    let identity_served =
-        serves(&client, "aadpodidentity.k8s.io/v1", "azureidentitybindings").await;
-    if !identity_served {
-        tracing::info!(
-            "aadpodidentity.k8s.io/v1 is not served: DemoWebs with spec.identity will report it"
-        );
-    }
 
     let metrics = Arc::new(Metrics::default());
     let ready = Arc::new(AtomicBool::new(false));
@@ -157,7 +214,7 @@ pub async fn run(args: RunArgs) -> Result<(), StartupError> {
     ));
 
     let identity = replica_identity();
-    let controller_config = || demoweb::ControllerConfig {
+    let controller_config = |identity_served| demoweb::ControllerConfig {
         namespace: args.namespace.clone(),
         identity_served,
         reporter: Reporter {
@@ -202,11 +259,12 @@ pub async fn run(args: RunArgs) -> Result<(), StartupError> {
                 args.namespace.clone(),
                 stopped_or_lost(stop_rx.clone(), Some(lost_rx.clone())),
             );
-            demoweb::run(
-                client.clone(),
-                controller_config(),
-                metrics.clone(),
-                stopped_or_lost(stop_rx.clone(), Some(lost_rx)),
+            run_demoweb(
+                &client,
+                controller_config,
+                &metrics,
+                stop_rx.clone(),
+                Some(lost_rx),
             )
             .await;
             let _ = identity_task.await;
@@ -227,13 +285,7 @@ pub async fn run(args: RunArgs) -> Result<(), StartupError> {
             args.namespace.clone(),
             stopped_or_lost(stop_rx.clone(), None),
         );
-        demoweb::run(
-            client.clone(),
-            controller_config(),
-            metrics.clone(),
-            stopped_or_lost(stop_rx.clone(), None),
-        )
-        .await;
+        run_demoweb(&client, controller_config, &metrics, stop_rx.clone(), None).await;
         let _ = identity_task.await;
         Ok(())
     };

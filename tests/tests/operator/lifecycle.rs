@@ -266,13 +266,25 @@ async fn status_follows_the_rollout() {
     };
     emulator.set_deployments_ready(false);
     env.apply_yaml(SEED).await.expect_ok();
-    let dw = wait_condition(&env, &op, "demoweb1", "Reconciling", "True", "Progressing").await;
-    let (ready, reason, message) = condition(&dw, "Ready").expect("Ready");
+    // First the Deployment controller has to observe the Deployment, then its pods count.
+    let dw = wait_object(
+        &env,
+        &op,
+        "demoweb",
+        "demoweb1",
+        "Reconciling while the replicas are not ready",
+        |dw| {
+            condition(dw, "Reconciling").is_some_and(|(s, r, m)| {
+                s == "True" && r == "Progressing" && m.contains("of 2 replicas ready")
+            })
+        },
+    )
+    .await;
+    let (ready, reason, _) = condition(&dw, "Ready").expect("Ready");
     assert_eq!(
         (ready.as_str(), reason.as_str()),
         ("False", "WaitingForReplicas")
     );
-    assert!(message.contains("of 2 replicas ready"), "{message}");
     assert_eq!(condition(&dw, "Stalled").map(|c| c.0), Some("False".into()));
 
     emulator.set_deployments_ready(true);

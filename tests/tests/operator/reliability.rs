@@ -200,3 +200,152 @@ async fn leader_election_lets_one_replica_act() {
     assert!(second.exited().is_none());
     env.finish().await;
 }
+
+const IDENTITY: &str = "apiVersion: aadpodidentity.k8s.io/v1
+kind: AzureIdentity
+metadata: {name: web-id}
+spec:
+  type: 0
+  resourceID: /subscriptions/6f1c2a4e-0d3b-4e8f-9a51-2b7c8d9e0f11/resourcegroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/web
+  clientID: c35040d0-f73c-4c4e-a376-9bb1c5532fda
+---
+apiVersion: aadpodidentity.k8s.io/v1
+kind: AzureIdentityBinding
+metadata: {name: web-binding}
+spec: {azureIdentity: web-id, selector: web}
+";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn identity_api_installed_later_is_picked_up() {
+    let env = TestEnv::new("identity-later").await;
+    if env
+        .emulator_or_skip("installing the aad-pod-identity CRDs while the operator runs")
+        .is_none()
+    {
+        env.finish().await;
+        return;
+    }
+    install_crds(&env).await;
+    let op = Operator::start(&env, &[]).await;
+    env.apply_yaml(
+        "apiVersion: baeke.info/v1
+kind: DemoWeb
+metadata: {name: secure}
+spec:
+  gitrepo: https://github.com/gbaeke/static-web.git
+  identity: {binding: web-binding}
+",
+    )
+    .await
+    .expect_ok();
+    wait_condition(
+        &env,
+        &op,
+        "secure",
+        "Stalled",
+        "True",
+        "IdentityBindingNotFound",
+    )
+    .await;
+    assert!(get(&env, "deployment", "secure").await.is_none());
+
+    let crds = repo_root().join("charts/demoweb-operator/files/aadpodidentity-crds.yaml");
+    env.kubectl(&["apply", "-f", crds.to_str().expect("utf-8 path")])
+        .await
+        .expect_ok();
+    wait(
+        &env,
+        Some(&op),
+        "the identity CRDs to be served",
+        DEADLINE,
+        || async {
+            env.kubectl(&["get", "azureidentitybindings"])
+                .await
+                .success()
+                .then_some(())
+        },
+    )
+    .await;
+    env.apply_yaml(IDENTITY).await.expect_ok();
+    // The operator looks for the API once a minute.
+    let d = wait(
+        &env,
+        Some(&op),
+        "the Deployment with the pod identity label",
+        Duration::from_secs(150),
+        || async {
+            get(&env, "deployment", "secure")
+                .await
+                .filter(|d| d["spec"]["template"]["metadata"]["labels"]["aadpodidbinding"] == "web")
+        },
+    )
+    .await;
+    assert!(d["spec"]["template"]["spec"]["containers"][0]["env"].is_array());
+    wait_condition(&env, &op, "secure", "Ready", "True", "Reconciled").await;
+    env.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn identity_api_served_at_start_is_watched() {
+    let env = TestEnv::new("identity-at-start").await;
+    if env
+        .emulator_or_skip("installing the aad-pod-identity CRDs")
+        .is_none()
+    {
+        env.finish().await;
+        return;
+    }
+    install_crds(&env).await;
+    let crds = repo_root().join("charts/demoweb-operator/files/aadpodidentity-crds.yaml");
+    env.kubectl(&["apply", "-f", crds.to_str().expect("utf-8 path")])
+        .await
+        .expect_ok();
+    wait(
+        &env,
+        None,
+        "the identity CRDs to be served",
+        DEADLINE,
+        || async {
+            env.kubectl(&["get", "azureidentitybindings"])
+                .await
+                .success()
+                .then_some(())
+        },
+    )
+    .await;
+    let op = Operator::start(&env, &[]).await;
+    env.apply_yaml(
+        "apiVersion: baeke.info/v1
+kind: DemoWeb
+metadata: {name: secure}
+spec:
+  gitrepo: https://github.com/gbaeke/static-web.git
+  identity: {binding: web-binding}
+",
+    )
+    .await
+    .expect_ok();
+    wait_condition(
+        &env,
+        &op,
+        "secure",
+        "Stalled",
+        "True",
+        "IdentityBindingNotFound",
+    )
+    .await;
+    // Creating the binding and identity re-reconciles the DemoWeb that names them.
+    env.apply_yaml(IDENTITY).await.expect_ok();
+    wait_object(
+        &env,
+        &op,
+        "deployment",
+        "secure",
+        "the pod identity label",
+        |d| d["spec"]["template"]["metadata"]["labels"]["aadpodidbinding"] == "web",
+    )
+    .await;
+    let dw = wait_condition(&env, &op, "secure", "Ready", "True", "Reconciled").await;
+    assert_eq!(dw["status"]["identity"]["selector"], "web");
+    env.finish().await;
+}
