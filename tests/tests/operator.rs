@@ -12,3 +12,6 @@ mod safety;
 
 #[path = "operator/reliability.rs"]
 mod reliability;
+
+#[path = "operator/rbac.rs"]
+mod rbac;

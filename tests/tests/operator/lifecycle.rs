@@ -297,7 +297,8 @@ async fn status_follows_the_rollout() {
     env.finish().await;
 }
 
-const MIDDLEWARE_CRD: &str = "apiVersion: apiextensions.k8s.io/v1
+/// Traefik's Middleware and Kong's KongPlugin CRDs, and a default IngressClass for ingress-nginx.
+pub const MIDDLEWARE_CRD: &str = "apiVersion: apiextensions.k8s.io/v1
 kind: CustomResourceDefinition
 metadata: {name: middlewares.traefik.io}
 spec:
