@@ -203,7 +203,10 @@ impl Faults {
 /// Requests served, by client, verb and resource (`list` / `watch` / `get` counted apart;
 /// non-resource paths by path). The client is the User-Agent's product (`kubectl`, `demoweb-operator`).
 #[derive(Clone, Default)]
-pub struct RequestCounts(pub(crate) Arc<Mutex<BTreeMap<(String, String, String), u64>>>);
+pub struct RequestCounts(pub(crate) Arc<Mutex<BTreeMap<ClientRequest, u64>>>);
+
+/// (client, verb, resource).
+pub type ClientRequest = (String, String, String);
 
 impl RequestCounts {
     pub(crate) fn add(&self, agent: &str, verb: &str, resource: &str) {
@@ -225,7 +228,7 @@ impl RequestCounts {
     }
 
     /// A copy of the counters: (client, verb, resource) → requests.
-    pub fn by_agent(&self) -> BTreeMap<(String, String, String), u64> {
+    pub fn by_agent(&self) -> BTreeMap<ClientRequest, u64> {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
