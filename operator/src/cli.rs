@@ -1,9 +1,11 @@
 //! Command-line interface of the `demoweb-operator` binary.
 
 use std::net::SocketAddr;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{ArgAction, Parser, Subcommand, ValueEnum};
+use tracing_subscriber::EnvFilter;
 
 /// Serves static websites from git with nginx, driven by DemoWeb custom resources.
 #[derive(Debug, Parser)]
@@ -69,6 +71,56 @@ fn parse_period(s: &str) -> Result<Duration, String> {
         .filter(|secs| *secs >= 1.0)
         .map(Duration::from_secs_f64)
         .ok_or_else(|| format!("{s:?} is not a duration of at least 1s such as 30s, 5m or 1h"))
+}
+
+/// Runs a parsed command line the way the `demoweb-operator` binary does, and returns its exit code.
+/// The binary's `main` is only this; the playground and the benchmark call it in a child process.
+pub fn execute(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Crd { only } => match crd_yaml(&only) {
+            Ok(yaml) => {
+                print!("{yaml}");
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                eprintln!("error: {err}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Run(args) => {
+            init_tracing(args.log_format);
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(err) => {
+                    eprintln!("error: starting the async runtime: {err}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(crate::run(args)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => {
+                    let message = crate::error::chain(&err);
+                    tracing::error!("{message}");
+                    eprintln!("error: {message}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
 }
 
 /// The CRDs selected by `crd --only`, as the YAML the binary prints and the chart ships.

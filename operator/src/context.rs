@@ -101,6 +101,8 @@ pub struct Context {
     /// Secret, someone else's Deployment), so look again sooner. Reads only.
     pub stalled_requeue: Duration,
     capabilities: tokio::sync::Mutex<Option<(Instant, IngressCapabilities)>>,
+    /// DemoWebs (by uid) already checked for the Kopf operator's leftover Deployment.
+    pub legacy_checked: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl Context {
@@ -114,6 +116,7 @@ impl Context {
             requeue: Duration::from_secs(300),
             stalled_requeue: Duration::from_secs(30),
             capabilities: tokio::sync::Mutex::new(None),
+            legacy_checked: std::sync::Mutex::new(std::collections::HashSet::new()),
         }
     }
 

@@ -8,12 +8,11 @@ use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use demoweb_operator::cli::{Cli, Command as OperatorCommand, LogFormat};
+use demoweb_operator::cli::{Cli, Command as OperatorCommand};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tracing_subscriber::EnvFilter;
 
 /// The hidden first argument that turns a playground or benchmark executable into the operator.
 pub const SUBCOMMAND: &str = "__operator";
@@ -32,37 +31,9 @@ pub fn run_if_requested() -> Option<ExitCode> {
         return Some(ExitCode::FAILURE);
     };
     exit_with_parent();
-    init_tracing(run_args.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(err) => {
-            eprintln!("error: starting the async runtime: {err}");
-            return Some(ExitCode::FAILURE);
-        }
-    };
-    Some(match runtime.block_on(demoweb_operator::run(run_args)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            let msg = demoweb_operator::error::chain(&err);
-            tracing::error!("{msg}");
-            eprintln!("error: {msg}");
-            ExitCode::FAILURE
-        }
-    })
-}
-
-fn init_tracing(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
-    }
+    Some(demoweb_operator::cli::execute(Cli {
+        command: OperatorCommand::Run(run_args),
+    }))
 }
 
 /// A parent killed without a chance to clean up (SIGKILL, a closed terminal) must not leave an

@@ -398,11 +398,24 @@ async fn apply_all(
         }
     }
 
-    // The seed's Kopf operator named its Deployment `<name>-deployment` and adopted it.
-    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), ns);
-    let legacy_name = desired::legacy_deployment_name(&id.name);
-    let legacy = get_opt(&deployments, "Deployment", &legacy_name).await?;
-    w.delete_if_ours(&deployments, "Deployment", legacy).await?;
+    // The seed's Kopf operator named its Deployment `<name>-deployment` and adopted it. It only
+    // created one when the DemoWeb was created, so one look per DemoWeb and process is enough.
+    let checked = |ctx: &Context| {
+        ctx.legacy_checked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&id.uid)
+    };
+    if !checked(ctx) {
+        let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), ns);
+        let legacy_name = desired::legacy_deployment_name(&id.name);
+        let legacy = get_opt(&deployments, "Deployment", &legacy_name).await?;
+        w.delete_if_ours(&deployments, "Deployment", legacy).await?;
+        ctx.legacy_checked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.uid.clone());
+    }
     Ok(report)
 }
 

@@ -291,22 +291,21 @@ spec:
 "
     );
     env.apply_yaml(&adopted).await.expect_ok();
+    // A second site whose `-deployment` name is taken by someone else's Deployment.
+    env.apply_yaml(&SEED.replace("name: demoweb1", "name: demoweb2"))
+        .await
+        .expect_ok();
+    let foreign = FOREIGN.replace("name: demoweb1\n", "name: demoweb2-deployment\n");
+    env.apply_yaml(&foreign).await.expect_ok();
+
     let op = Operator::start(&env, &[]).await;
     wait_gone(&env, &op, "deployment", "demoweb1-deployment").await;
-
-    // Someone else's Deployment of that name stays.
-    let foreign = FOREIGN.replace("name: demoweb1\n", "name: demoweb1-deployment\n");
-    env.apply_yaml(&foreign).await.expect_ok();
-    merge_patch(&env, "demoweb", "demoweb1", r#"{"spec":{"replicas":1}}"#).await;
-    wait_object(&env, &op, "deployment", "demoweb1", "scaled", |d| {
-        d["spec"]["replicas"] == 1
-    })
-    .await;
-    wait_condition(&env, &op, "demoweb1", "Ready", "True", "Reconciled").await;
+    wait_condition(&env, &op, "demoweb2", "Ready", "True", "Reconciled").await;
     assert!(
-        get(&env, "deployment", "demoweb1-deployment")
+        get(&env, "deployment", "demoweb2-deployment")
             .await
-            .is_some()
+            .is_some(),
+        "a Deployment the DemoWeb does not control was deleted"
     );
     env.finish().await;
 }
