@@ -36,6 +36,49 @@ pub fn run_if_requested() -> Option<ExitCode> {
     }))
 }
 
+/// `main` of the playground and the benchmark: the operator child when asked (see
+/// [`run_if_requested`]), else the command line parsed as `A` — without the extra `--` that
+/// `cargo <alias> -- ARGS` passes on, since the aliases already end with one — and `app` run on it.
+pub fn main<A, F>(app: impl FnOnce(A) -> F) -> ExitCode
+where
+    A: Parser,
+    F: std::future::Future<Output = Result<ExitCode, String>>,
+{
+    if let Some(code) = run_if_requested() {
+        return code;
+    }
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == "--") {
+        args.remove(1);
+    }
+    let args = A::parse_from(args);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("error: starting the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(app(args)) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `target/<name>`, next to the profile directory this executable was built into.
+pub fn default_dir(name: &str) -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.join(name)))
+        .unwrap_or_else(|| PathBuf::from("target").join(name))
+}
+
 /// A parent killed without a chance to clean up (SIGKILL, a closed terminal) must not leave an
 /// operator running against a cluster nobody watches: exit once we are re-parented.
 fn exit_with_parent() {

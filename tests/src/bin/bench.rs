@@ -65,37 +65,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    if let Some(code) = operator_process::run_if_requested() {
-        return code;
-    }
-    let args = Args::parse_from(user_args());
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(err) => {
-            eprintln!("error: starting the async runtime: {err}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(bench(args)) {
-        Ok(code) => code,
-        Err(err) => {
-            eprintln!("error: {err}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-/// The command line without the `--` that `cargo bench-operator -- ARGS` passes on: the alias already
-/// ends with one, so a user who writes the usual `cargo run`-style separator sends a second.
-fn user_args() -> Vec<std::ffi::OsString> {
-    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    if args.get(1).is_some_and(|a| a == "--") {
-        args.remove(1);
-    }
-    args
+    operator_process::main(bench)
 }
 
 /// The cluster under test: the in-process emulator (with its request counters) or a real one.
@@ -149,14 +119,6 @@ async fn connect(args: &Args, dir: &std::path::Path) -> Result<Cluster, String> 
     }
 }
 
-/// `target/bench`, next to the profile directory this executable was built into.
-fn default_dir() -> PathBuf {
-    std::env::current_exe()
-        .ok()
-        .and_then(|exe| Some(exe.parent()?.parent()?.join("bench")))
-        .unwrap_or_else(|| PathBuf::from("target/bench"))
-}
-
 /// One `key: value` line per figure, in the order they were measured.
 #[derive(Default)]
 struct Report(Vec<(String, String)>);
@@ -174,7 +136,10 @@ impl Report {
 }
 
 async fn bench(args: Args) -> Result<ExitCode, String> {
-    let dir = args.dir.clone().unwrap_or_else(default_dir);
+    let dir = args
+        .dir
+        .clone()
+        .unwrap_or_else(|| operator_process::default_dir("bench"));
     std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     let dir = dir.canonicalize().unwrap_or(dir);
     let mut report = Report::default();
@@ -771,10 +736,10 @@ fn random_suffix() -> String {
 
 /// The command that produced the report, as a user would type it.
 fn command_line() -> String {
-    let args: Vec<String> = user_args()
-        .into_iter()
+    let args: Vec<String> = std::env::args_os()
         .skip(1)
         .map(|a| a.to_string_lossy().into_owned())
+        .skip_while(|a| a == "--")
         .collect();
     if args.is_empty() {
         "cargo bench-operator".to_owned()

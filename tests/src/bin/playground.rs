@@ -45,49 +45,13 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    if let Some(code) = operator_process::run_if_requested() {
-        return code;
-    }
-    let args = Args::parse_from(user_args());
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(err) => {
-            eprintln!("error: starting the async runtime: {err}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(playground(args)) {
-        Ok(code) => code,
-        Err(err) => {
-            eprintln!("error: {err}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-/// The command line without the `--` that `cargo playground -- ARGS` passes on: the alias already
-/// ends with one, so a user who writes the usual `cargo run`-style separator sends a second.
-fn user_args() -> Vec<std::ffi::OsString> {
-    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    if args.get(1).is_some_and(|a| a == "--") {
-        args.remove(1);
-    }
-    args
-}
-
-/// `target/playground`, next to the profile directory this executable was built into.
-fn default_dir() -> PathBuf {
-    std::env::current_exe()
-        .ok()
-        .and_then(|exe| Some(exe.parent()?.parent()?.join("playground")))
-        .unwrap_or_else(|| PathBuf::from("target/playground"))
+    operator_process::main(playground)
 }
 
 async fn playground(args: Args) -> Result<ExitCode, String> {
-    let dir = args.dir.unwrap_or_else(default_dir);
+    let dir = args
+        .dir
+        .unwrap_or_else(|| operator_process::default_dir("playground"));
     std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     let dir = dir.canonicalize().unwrap_or(dir);
     let kubeconfig = dir.join("kubeconfig");
