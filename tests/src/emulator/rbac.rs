@@ -49,7 +49,7 @@ pub fn fill_required(kind: &str, obj: &mut Value) {
     }
 }
 
-/// `SetDefaults_*` of rbac/v1: the role reference's group and each subject's group.
+/// `SetDefaults_*` of rbac/v1: the role reference's group and the group of User and Group subjects.
 pub fn apply_defaults(kind: &str, obj: &mut Value) {
     if !matches!(kind, "RoleBinding" | "ClusterRoleBinding") {
         return;
@@ -67,17 +67,21 @@ pub fn apply_defaults(kind: &str, obj: &mut Value) {
         .into_iter()
         .flatten()
     {
-        let group = match s["kind"].as_str() {
-            Some("ServiceAccount") => "",
-            Some("User" | "Group") => GROUP,
-            _ => continue,
-        };
+        // A ServiceAccount's default group is "", which `omitempty` leaves out of the stored object.
+        if !matches!(s["kind"].as_str(), Some("User" | "Group")) {
+            if let Some(o) = s.as_object_mut()
+                && o.get("apiGroup").and_then(Value::as_str) == Some("")
+            {
+                o.remove("apiGroup");
+            }
+            continue;
+        }
         if let Some(o) = s.as_object_mut()
             && o.get("apiGroup")
                 .and_then(Value::as_str)
                 .is_none_or(str::is_empty)
         {
-            o.insert("apiGroup".into(), json!(group));
+            o.insert("apiGroup".into(), json!(GROUP));
         }
     }
 }
@@ -379,10 +383,10 @@ mod tests {
     #[test]
     fn defaults_fill_in_api_groups() {
         let mut b = json!({"roleRef": {"kind": "Role", "name": "r"}, "subjects": [
-            {"kind": "ServiceAccount", "name": "a"}, {"kind": "User", "name": "u"}, {"kind": "Group", "name": "g"}]});
+            {"kind": "ServiceAccount", "name": "a", "apiGroup": ""}, {"kind": "User", "name": "u"}, {"kind": "Group", "name": "g"}]});
         apply_defaults("RoleBinding", &mut b);
         assert_eq!(b["roleRef"]["apiGroup"], GROUP);
-        assert_eq!(b["subjects"][0]["apiGroup"], "");
+        assert!(b["subjects"][0].get("apiGroup").is_none());
         assert_eq!(b["subjects"][1]["apiGroup"], GROUP);
         assert_eq!(b["subjects"][2]["apiGroup"], GROUP);
     }
