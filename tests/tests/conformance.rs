@@ -5,6 +5,8 @@
 mod api;
 #[path = "conformance/builtins.rs"]
 mod builtins;
+#[path = "conformance/chart.rs"]
+mod chart;
 #[path = "conformance/crd.rs"]
 mod crd;
 #[path = "conformance/delete.rs"]
@@ -15,6 +17,8 @@ mod faults;
 mod helm;
 #[path = "conformance/kubectl.rs"]
 mod kubectl;
+#[path = "conformance/rbac.rs"]
+mod rbac;
 #[path = "conformance/ssa.rs"]
 mod ssa;
 #[path = "conformance/watch.rs"]

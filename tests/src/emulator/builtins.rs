@@ -8,6 +8,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiext
 use serde_json::{Map, Value, json};
 
 use super::errors::{ApiError, FieldError};
+use super::rbac;
 
 fn roundtrip<T: serde::de::DeserializeOwned + serde::Serialize>(
     obj: &Value,
@@ -19,6 +20,15 @@ fn roundtrip<T: serde::de::DeserializeOwned + serde::Serialize>(
 /// Decodes a built-in object like the real server decodes into its Go type: wrong types are a 400,
 /// unknown fields are dropped and reported (for `fieldValidation`).
 pub fn decode(kind: &str, group: &str, obj: &Value) -> Result<(Value, Vec<String>), ApiError> {
+    let filled;
+    let obj = if group == rbac::GROUP {
+        let mut o = obj.clone();
+        rbac::fill_required(kind, &mut o);
+        filled = o;
+        &filled
+    } else {
+        obj
+    };
     let out = match (group, kind) {
         ("", "Namespace") => roundtrip::<k8s::core::v1::Namespace>(obj),
         ("", "ConfigMap") => roundtrip::<k8s::core::v1::ConfigMap>(obj),
@@ -33,6 +43,10 @@ pub fn decode(kind: &str, group: &str, obj: &Value) -> Result<(Value, Vec<String
             roundtrip::<k8s::networking::v1::IngressClass>(obj)
         }
         ("coordination.k8s.io", "Lease") => roundtrip::<k8s::coordination::v1::Lease>(obj),
+        (rbac::GROUP, "Role") => roundtrip::<k8s::rbac::v1::Role>(obj),
+        (rbac::GROUP, "ClusterRole") => roundtrip::<k8s::rbac::v1::ClusterRole>(obj),
+        (rbac::GROUP, "RoleBinding") => roundtrip::<k8s::rbac::v1::RoleBinding>(obj),
+        (rbac::GROUP, "ClusterRoleBinding") => roundtrip::<k8s::rbac::v1::ClusterRoleBinding>(obj),
         ("apiextensions.k8s.io", "CustomResourceDefinition") => {
             roundtrip::<apiext::CustomResourceDefinition>(obj)
         }
@@ -115,6 +129,7 @@ pub fn apply_defaults(group: &str, kind: &str, obj: &mut Value) {
         ("networking.k8s.io", "Ingress") => {
             default(obj_mut(obj, "status"), "loadBalancer", json!({}));
         }
+        (rbac::GROUP, _) => rbac::apply_defaults(kind, obj),
         _ => {}
     }
 }
@@ -431,6 +446,7 @@ pub fn check_name(group: &str, kind: &str, name: &str) -> Option<String> {
     match (group, kind) {
         ("", "Service") => check_dns1035(name),
         ("", "Namespace") => check_label(name),
+        (rbac::GROUP, _) => rbac::check_name(name),
         _ => check_subdomain(name),
     }
 }
@@ -556,6 +572,7 @@ pub fn validate(group: &str, kind: &str, obj: &Value) -> Vec<FieldError> {
                 }
             }
         }
+        (rbac::GROUP, _) => errs.extend(rbac::validate(kind, obj)),
         ("coordination.k8s.io", "Lease") | ("", "ConfigMap") | ("", "Secret") => {}
         _ => {}
     }
@@ -626,6 +643,7 @@ pub fn validate_update(group: &str, kind: &str, old: &Value, new: &Value) -> Vec
                 });
             }
         }
+        (rbac::GROUP, _) => errs.extend(rbac::validate_update(kind, old, new)),
         _ => {}
     }
     errs

@@ -15,6 +15,7 @@ pub mod errors;
 pub mod faults;
 mod ops;
 mod protobuf;
+mod rbac;
 mod resources;
 mod selector;
 mod server;

@@ -303,6 +303,16 @@ fn kind_schema(group: &str, version: &str, kind: &str) -> Option<Value> {
         ("coordination.k8s.io", "v1", "Lease") => {
             object(json!({"spec": present(object(json!({})))}))
         }
+        // rbac/v1: every list is `+listType=atomic` without a patch strategy, down to a rule's verbs;
+        // `roleRef` is a required value struct.
+        ("rbac.authorization.k8s.io", "v1", "Role") => object(json!({"rules": atomic_list()})),
+        ("rbac.authorization.k8s.io", "v1", "ClusterRole") => object(json!({
+            "rules": atomic_list(),
+            "aggregationRule": object(json!({"clusterRoleSelectors": atomic_list()})),
+        })),
+        ("rbac.authorization.k8s.io", "v1", "RoleBinding" | "ClusterRoleBinding") => {
+            object(json!({"subjects": atomic_list(), "roleRef": present(object(json!({})))}))
+        }
         _ => return None,
     })
 }
@@ -345,6 +355,10 @@ mod tests {
             ("apps", "v1", "Deployment"),
             ("networking.k8s.io", "v1", "Ingress"),
             ("coordination.k8s.io", "v1", "Lease"),
+            ("rbac.authorization.k8s.io", "v1", "Role"),
+            ("rbac.authorization.k8s.io", "v1", "ClusterRole"),
+            ("rbac.authorization.k8s.io", "v1", "RoleBinding"),
+            ("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding"),
         ];
         for (g, v, k) in kinds {
             let s = builtin_schema(g, v, k).unwrap_or_else(|| panic!("{g}/{v} {k}"));
@@ -381,6 +395,17 @@ mod tests {
         let ing = builtin_schema("networking.k8s.io", "v1", "Ingress").unwrap();
         let rules = Schema::new(&ing).field("spec").0.field("rules").0;
         assert_eq!(rules.list_type(), ListType::Atomic);
+        for kind in ["Role", "ClusterRole"] {
+            let r = builtin_schema("rbac.authorization.k8s.io", "v1", kind).unwrap();
+            let rules = Schema::new(&r).field("rules").0;
+            assert_eq!(rules.list_type(), ListType::Atomic, "{kind}");
+            assert!(rules.patch_merge_key().is_none(), "{kind}");
+        }
+        let b = builtin_schema("rbac.authorization.k8s.io", "v1", "RoleBinding").unwrap();
+        assert_eq!(
+            Schema::new(&b).field("subjects").0.list_type(),
+            ListType::Atomic
+        );
     }
 
     #[test]

@@ -1,0 +1,295 @@
+//! The project's own chart installs with real Helm (helm-python-sdk), and a user sees with kubectl what
+//! it promises: CRDs established, the operator's Deployment, ServiceAccount and RBAC wired together.
+
+use std::path::PathBuf;
+
+use serde_json::{Value, json};
+
+use demoweb_tests::harness::TestEnv;
+
+use crate::DEADLINE;
+
+/// Drives Helm's Go SDK: `action kubeconfig namespace release [values-json]`. Prints the answer as JSON;
+/// a Helm error goes to stderr with exit code 1.
+const HELM: &str = r#"
+import json, sys
+import helm_python
+action, kubeconfig, namespace, release = sys.argv[1:5]
+values = json.loads(sys.argv[5]) if len(sys.argv) > 5 else {}
+chart = sys.argv[6] if len(sys.argv) > 6 else None
+try:
+    with helm_python.Config(kubeconfig_path=kubeconfig, namespace=namespace) as cfg:
+        if action == "install":
+            out = cfg.install(chart, release, values, namespace=namespace, timeout=120)
+        elif action == "upgrade":
+            out = cfg.upgrade(chart, release, values, namespace=namespace, timeout=120)
+        elif action == "uninstall":
+            out = cfg.uninstall(release, ignore_not_found=True, timeout=120)
+        else:
+            out = cfg.list(all_states=True)
+    print(json.dumps(out))
+except Exception as e:
+    print(f"{type(e).__name__}: {e}", file=sys.stderr)
+    sys.exit(1)
+"#;
+
+fn chart_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../charts/demoweb-operator")
+}
+
+fn helm_python_importable() -> bool {
+    std::process::Command::new("python3")
+        .args(["-c", "import helm_python"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+struct Helm {
+    kubeconfig: PathBuf,
+    namespace: String,
+    release: String,
+}
+
+impl Helm {
+    fn command(&self, action: &str, values: &Value) -> std::process::Command {
+        let mut cmd = std::process::Command::new("python3");
+        cmd.arg("-c")
+            .arg(HELM)
+            .arg(action)
+            .arg(&self.kubeconfig)
+            .arg(&self.namespace)
+            .arg(&self.release)
+            .arg(values.to_string())
+            .arg(chart_dir());
+        cmd
+    }
+
+    /// Runs an action; Ok(stdout as JSON) or Err(stderr).
+    async fn run(&self, action: &str, values: Value) -> Result<Value, String> {
+        let out = tokio::process::Command::from(self.command(action, &values))
+            .output()
+            .await
+            .expect("python3 runs");
+        if out.status.success() {
+            Ok(serde_json::from_slice(&out.stdout).expect("helm answers JSON"))
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
+    async fn expect(&self, action: &str, values: Value) -> Value {
+        self.run(action, values)
+            .await
+            .unwrap_or_else(|e| panic!("helm {action} {} failed:\n{e}", self.release))
+    }
+}
+
+/// A failed test still removes what it installed: on a real cluster ClusterRoles outlive the namespace.
+/// Started, not awaited: an in-process emulator shares this thread and would never answer.
+impl Drop for Helm {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let _ = self
+                .command("uninstall", &json!({}))
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn();
+        }
+    }
+}
+
+async fn get_json(env: &TestEnv, args: &[&str]) -> Value {
+    let mut all = args.to_vec();
+    all.extend(["-o", "json"]);
+    let out = env.kubectl(&all).await.expect_ok();
+    serde_json::from_str(&out).expect("kubectl prints JSON")
+}
+
+/// `subjects` of a binding name exactly the operator's ServiceAccount and `roleRef` the role given.
+fn assert_binds(binding: &Value, role_kind: &str, role: &str, sa: &str, ns: &str) {
+    let name = binding["metadata"]["name"].as_str().unwrap_or_default();
+    assert_eq!(
+        binding["roleRef"],
+        json!({"apiGroup": "rbac.authorization.k8s.io", "kind": role_kind, "name": role}),
+        "{name}"
+    );
+    let subjects = binding["subjects"].as_array().cloned().unwrap_or_default();
+    assert_eq!(subjects.len(), 1, "{name}: {subjects:?}");
+    assert_eq!(subjects[0]["kind"], "ServiceAccount", "{name}");
+    assert_eq!(subjects[0]["name"], sa, "{name}");
+    assert_eq!(subjects[0]["namespace"], ns, "{name}");
+}
+
+fn grants(role: &Value, resource: &str) -> bool {
+    role["rules"].as_array().into_iter().flatten().any(|r| {
+        r["resources"]
+            .as_array()
+            .is_some_and(|a| a.contains(&json!(resource)))
+    })
+}
+
+fn container_args(deployment: &Value) -> Vec<String> {
+    deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a.as_str().map(String::from))
+        .collect()
+}
+
+#[tokio::test]
+async fn the_chart_installs_upgrades_and_uninstalls() {
+    if !helm_python_importable() {
+        eprintln!(
+            "SKIPPED: the Python package helm-python-sdk is not installed (pip install helm-python-sdk)"
+        );
+        return;
+    }
+    let env = TestEnv::new("chart").await;
+    let ns = env.namespace.clone();
+    // The namespace is unique, so are the release and the cluster-scoped names derived from it.
+    let rel = ns.clone();
+    let helm = Helm {
+        kubeconfig: env.kubeconfig_path.clone(),
+        namespace: ns.clone(),
+        release: rel.clone(),
+    };
+
+    helm.expect("install", json!({"installIdentityCRDs": true}))
+        .await;
+    let releases = helm.expect("list", json!({})).await;
+    let listed: Vec<(&str, &str)> = releases
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            (
+                r["name"].as_str().unwrap_or_default(),
+                r["status"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(listed, [(rel.as_str(), "deployed")], "{releases}");
+    // Helm keeps the release in a Secret of the release namespace.
+    let stored = env
+        .kubectl(&[
+            "get",
+            "secrets",
+            "-l",
+            &format!("owner=helm,name={rel}"),
+            "-o",
+            "name",
+        ])
+        .await
+        .expect_ok();
+    assert_eq!(stored.trim(), format!("secret/sh.helm.release.v1.{rel}.v1"));
+
+    env.kubectl(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/demowebs.baeke.info",
+        "crd/azureidentities.aadpodidentity.k8s.io",
+        "crd/azureidentitybindings.aadpodidentity.k8s.io",
+        "--timeout=60s",
+    ])
+    .await
+    .expect_ok();
+
+    let deployment = get_json(&env, &["get", "deployment", &rel]).await;
+    let args = container_args(&deployment);
+    for want in [
+        "run".to_string(),
+        "--metrics-addr=0.0.0.0:8080".to_string(),
+        format!("--lease-namespace={ns}"),
+    ] {
+        assert!(args.contains(&want), "{want} missing from {args:?}");
+    }
+    assert!(
+        !args.iter().any(|a| a.starts_with("--namespace")),
+        "watchNamespace unset: the operator watches every namespace, {args:?}"
+    );
+    assert_eq!(
+        deployment["spec"]["template"]["spec"]["serviceAccountName"],
+        rel
+    );
+    env.kubectl(&["get", "serviceaccount", &rel])
+        .await
+        .expect_ok();
+
+    let workload = get_json(&env, &["get", "clusterrole", &rel]).await;
+    assert!(grants(&workload, "demowebs"), "{workload}");
+    let cluster = get_json(&env, &["get", "clusterrole", &format!("{rel}-cluster")]).await;
+    assert!(grants(&cluster, "ingressclasses"), "{cluster}");
+    for role in [rel.clone(), format!("{rel}-cluster")] {
+        let binding = get_json(&env, &["get", "clusterrolebinding", &role]).await;
+        assert_binds(&binding, "ClusterRole", &role, &rel, &ns);
+    }
+    let leader = format!("{rel}-leader-election");
+    let lease_role = get_json(&env, &["get", "role", &leader]).await;
+    assert!(grants(&lease_role, "leases"), "{lease_role}");
+    let binding = get_json(&env, &["get", "rolebinding", &leader]).await;
+    assert_binds(&binding, "Role", &leader, &rel, &ns);
+
+    // Watching one namespace: the workload permissions become a Role there.
+    helm.expect(
+        "upgrade",
+        json!({"installIdentityCRDs": true, "watchNamespace": ns}),
+    )
+    .await;
+    let role = get_json(&env, &["get", "role", &rel]).await;
+    assert!(grants(&role, "demowebs"), "{role}");
+    let binding = get_json(&env, &["get", "rolebinding", &rel]).await;
+    assert_binds(&binding, "Role", &rel, &rel, &ns);
+    for kind in ["clusterrole", "clusterrolebinding"] {
+        let err = env.kubectl(&["get", kind, &rel]).await.expect_err();
+        assert!(
+            err.contains("NotFound"),
+            "{kind} {rel} should be gone: {err}"
+        );
+    }
+    env.kubectl(&["get", "clusterrole", &format!("{rel}-cluster")])
+        .await
+        .expect_ok();
+    let args = container_args(&get_json(&env, &["get", "deployment", &rel]).await);
+    assert!(args.contains(&format!("--namespace={ns}")), "{args:?}");
+
+    // values.schema.json guards the values before anything reaches the cluster.
+    let bad = Helm {
+        kubeconfig: env.kubeconfig_path.clone(),
+        namespace: ns.clone(),
+        release: format!("{rel}-bad"),
+    };
+    let err = bad
+        .run("install", json!({"logFormat": "xml"}))
+        .await
+        .expect_err("logFormat=xml is refused");
+    assert!(
+        err.contains("values don't meet the specifications of the schema")
+            && err.contains("/logFormat"),
+        "{err}"
+    );
+    let releases = helm.expect("list", json!({})).await;
+    assert_eq!(releases.as_array().map(Vec::len), Some(1), "{releases}");
+
+    helm.expect("uninstall", json!({})).await;
+    for (kind, name) in [
+        ("clusterrole", format!("{rel}-cluster")),
+        ("clusterrolebinding", format!("{rel}-cluster")),
+        ("deployment", rel.clone()),
+    ] {
+        env.wait_for(
+            &format!("{kind} {name} to go with the release"),
+            DEADLINE,
+            || async {
+                let out = env.kubectl(&["get", kind, &name]).await;
+                (!out.success() && out.stderr.contains("NotFound")).then_some(())
+            },
+        )
+        .await;
+    }
+    // CRDs stay: deleting them would delete every custom resource in the cluster.
+    env.kubectl(&["get", "crd", "azureidentities.aadpodidentity.k8s.io"])
+        .await
+        .expect_ok();
+    env.finish().await;
+}
