@@ -227,26 +227,7 @@ async fn identity_api_installed_later_is_picked_up() {
     }
     install_crds(&env).await;
     let op = Operator::start(&env, &[]).await;
-    env.apply_yaml(
-        "apiVersion: baeke.info/v1
-kind: DemoWeb
-metadata: {name: secure}
-spec:
-  gitrepo: https://github.com/gbaeke/static-web.git
-  identity: {binding: web-binding}
-",
-    )
-    .await
-    .expect_ok();
-    wait_condition(
-        &env,
-        &op,
-        "secure",
-        "Stalled",
-        "True",
-        "IdentityBindingNotFound",
-    )
-    .await;
+    apply_secure_and_wait_for_missing_binding(&env, &op).await;
     assert!(get(&env, "deployment", "secure").await.is_none());
 
     let crds = repo_root().join("charts/demoweb-operator/files/aadpodidentity-crds.yaml");
@@ -314,26 +295,7 @@ async fn identity_api_served_at_start_is_watched() {
     )
     .await;
     let op = Operator::start(&env, &[]).await;
-    env.apply_yaml(
-        "apiVersion: baeke.info/v1
-kind: DemoWeb
-metadata: {name: secure}
-spec:
-  gitrepo: https://github.com/gbaeke/static-web.git
-  identity: {binding: web-binding}
-",
-    )
-    .await
-    .expect_ok();
-    wait_condition(
-        &env,
-        &op,
-        "secure",
-        "Stalled",
-        "True",
-        "IdentityBindingNotFound",
-    )
-    .await;
+    apply_secure_and_wait_for_missing_binding(&env, &op).await;
     // Creating the binding and identity re-reconciles the DemoWeb that names them.
     env.apply_yaml(IDENTITY).await.expect_ok();
     wait_object(
@@ -348,4 +310,28 @@ spec:
     let dw = wait_condition(&env, &op, "secure", "Ready", "True", "Reconciled").await;
     assert_eq!(dw["status"]["identity"]["selector"], "web");
     env.finish().await;
+}
+
+/// A DemoWeb naming the binding `web-binding`, stalled until that binding exists.
+async fn apply_secure_and_wait_for_missing_binding(env: &TestEnv, op: &Operator) {
+    env.apply_yaml(
+        "apiVersion: baeke.info/v1
+kind: DemoWeb
+metadata: {name: secure}
+spec:
+  gitrepo: https://github.com/gbaeke/static-web.git
+  identity: {binding: web-binding}
+",
+    )
+    .await
+    .expect_ok();
+    wait_condition(
+        env,
+        op,
+        "secure",
+        "Stalled",
+        "True",
+        "IdentityBindingNotFound",
+    )
+    .await;
 }
