@@ -91,16 +91,45 @@ spec:
         env.finish().await;
         return;
     };
-    // Let the writes caused by our own last writes settle, then measure a quiet window.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The operator's writes, as the API server counted them.
+    let operator_writes = || -> Vec<(String, String, u64)> {
+        emulator
+            .request_counts()
+            .by_agent()
+            .into_iter()
+            .filter(|((agent, verb, _), _)| {
+                agent == "demoweb-operator" && WRITE_VERBS.contains(&verb.as_str())
+            })
+            .map(|((_, verb, resource), n)| (verb, resource, n))
+            .collect()
+    };
+    // The status writes that follow our own last writes must settle first: wait until the
+    // operator has written nothing for 2s (polled, with a deadline).
+    let mut last = (operator_writes(), std::time::Instant::now());
+    wait(
+        &env,
+        Some(&op),
+        "the operator's writes to settle",
+        DEADLINE,
+        || {
+            let now = operator_writes();
+            if now != last.0 {
+                last = (now, std::time::Instant::now());
+            }
+            let settled = last.1.elapsed() >= Duration::from_secs(2);
+            async move { settled.then_some(()) }
+        },
+    )
+    .await;
+    assert!(
+        !last.0.is_empty(),
+        "no writes were attributed to the demoweb-operator User-Agent, so none could be counted"
+    );
+    // Then a quiet window long enough for several resyncs (measured, not waited on).
     emulator.request_counts().reset();
     let window = Duration::from_secs(15);
     tokio::time::sleep(window).await;
-    let counts = emulator.request_counts().snapshot();
-    let writes: Vec<_> = counts
-        .iter()
-        .filter(|((verb, _), _)| WRITE_VERBS.contains(&verb.as_str()))
-        .collect();
+    let writes = operator_writes();
     assert!(
         writes.is_empty(),
         "writes during {window:?} of idling: {writes:?}\n{}",
