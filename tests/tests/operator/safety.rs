@@ -325,15 +325,16 @@ fn permissive_crd() -> String {
     serde_json::to_string(&crd).expect("JSON")
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn invalid_spec_past_the_schema_keeps_the_last_good_children() {
-    let env = demoweb_tests::harness::TestEnv::new("past-the-schema").await;
+/// A fresh environment whose DemoWeb CRD validates nothing (emulator only: on a real cluster the
+/// shared CRD must not be replaced, so this returns None after saying why).
+async fn env_with_permissive_crd(test: &str) -> Option<demoweb_tests::harness::TestEnv> {
+    let env = demoweb_tests::harness::TestEnv::new(test).await;
     if env
         .emulator_or_skip("replacing the DemoWeb CRD with one that validates nothing")
         .is_none()
     {
         env.finish().await;
-        return;
+        return None;
     }
     env.apply_yaml(&permissive_crd()).await.expect_ok();
     wait(
@@ -349,6 +350,14 @@ async fn invalid_spec_past_the_schema_keeps_the_last_good_children() {
         },
     )
     .await;
+    Some(env)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn invalid_spec_past_the_schema_keeps_the_last_good_children() {
+    let Some(env) = env_with_permissive_crd("past-the-schema").await else {
+        return;
+    };
     let op = Operator::start(&env, &[]).await;
     env.apply_yaml(SEED).await.expect_ok();
     wait_condition(&env, &op, "demoweb1", "Ready", "True", "Reconciled").await;
@@ -396,28 +405,9 @@ async fn invalid_spec_past_the_schema_keeps_the_last_good_children() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn unreadable_demoweb_does_not_stall_the_others() {
-    let env = demoweb_tests::harness::TestEnv::new("unreadable").await;
-    if env
-        .emulator_or_skip("replacing the DemoWeb CRD with one that validates nothing")
-        .is_none()
-    {
-        env.finish().await;
+    let Some(env) = env_with_permissive_crd("unreadable").await else {
         return;
-    }
-    env.apply_yaml(&permissive_crd()).await.expect_ok();
-    wait(
-        &env,
-        None,
-        "the permissive CRD to be served",
-        DEADLINE,
-        || async {
-            env.kubectl(&["get", "demowebs"])
-                .await
-                .success()
-                .then_some(())
-        },
-    )
-    .await;
+    };
     env.apply_yaml(
         "apiVersion: baeke.info/v1
 kind: DemoWeb
