@@ -40,7 +40,7 @@ impl Validating {
             let shutdown = async move {
                 let _ = rx.await;
             };
-            identity::run(client, Some(namespace), shutdown)
+            identity::run(client, Some(namespace), Duration::from_secs(1), shutdown)
                 .await
                 .expect("identity controller runs");
         });
