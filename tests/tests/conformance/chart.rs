@@ -37,13 +37,6 @@ fn chart_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../charts/demoweb-operator")
 }
 
-fn helm_python_importable() -> bool {
-    std::process::Command::new("python3")
-        .args(["-c", "import helm_python"])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
 struct Helm {
     kubeconfig: PathBuf,
     namespace: String,
@@ -137,14 +130,12 @@ fn container_args(deployment: &Value) -> Vec<String> {
         .collect()
 }
 
+#[cfg_attr(
+    no_helm,
+    ignore = "python3 could not import helm-python-sdk when the tests were built (pip install helm-python-sdk==0.2.2)"
+)]
 #[tokio::test]
 async fn the_chart_installs_upgrades_and_uninstalls() {
-    if !helm_python_importable() {
-        eprintln!(
-            "SKIPPED: the Python package helm-python-sdk is not installed (pip install helm-python-sdk)"
-        );
-        return;
-    }
     let env = TestEnv::new("chart").await;
     let ns = env.namespace.clone();
     // The namespace is unique, so are the release and the cluster-scoped names derived from it.

@@ -23,12 +23,11 @@ fn cm(name: &str) -> ConfigMap {
     serde_json::from_value(json!({"metadata": {"name": name}})).unwrap()
 }
 
+#[cfg_attr(real_cluster, ignore = "needs the emulator: error injection")]
 #[tokio::test]
 async fn injected_errors_match_verb_and_resource() {
     let env = TestEnv::new("fault_errors").await;
-    let Some(emu) = env.emulator_or_skip("error injection") else {
-        return;
-    };
+    let emu = env.emulator();
     let api: kube::Api<ConfigMap> = kube::Api::namespaced(raw_client(emu), &env.namespace);
     emu.faults().inject(
         ErrorRule::new(503)
@@ -64,12 +63,11 @@ async fn injected_errors_match_verb_and_resource() {
     env.finish().await;
 }
 
+#[cfg_attr(real_cluster, ignore = "needs the emulator: outages")]
 #[tokio::test]
 async fn outage_and_recovery() {
     let env = TestEnv::new("fault_outage").await;
-    let Some(emu) = env.emulator_or_skip("outages") else {
-        return;
-    };
+    let emu = env.emulator();
     let api: kube::Api<ConfigMap> = kube::Api::namespaced(raw_client(emu), &env.namespace);
     emu.faults().set_outage(true);
     assert_eq!(api_code(&api.get("x").await.unwrap_err()), Some(503));
@@ -78,12 +76,11 @@ async fn outage_and_recovery() {
     env.finish().await;
 }
 
+#[cfg_attr(real_cluster, ignore = "needs the emulator: latency")]
 #[tokio::test]
 async fn latency_is_added_to_requests() {
     let env = TestEnv::new("fault_latency").await;
-    let Some(emu) = env.emulator_or_skip("latency") else {
-        return;
-    };
+    let emu = env.emulator();
     emu.faults().set_latency(Duration::from_millis(300));
     let start = std::time::Instant::now();
     env.api::<ConfigMap>()
@@ -94,12 +91,11 @@ async fn latency_is_added_to_requests() {
     env.finish().await;
 }
 
+#[cfg_attr(real_cluster, ignore = "needs the emulator: cutting watches")]
 #[tokio::test]
 async fn watchers_recover_from_cut_streams_and_forced_410() {
     let env = TestEnv::new("fault_watch").await;
-    let Some(emu) = env.emulator_or_skip("cutting watches") else {
-        return;
-    };
+    let emu = env.emulator();
     let api = env.api::<ConfigMap>();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     let stream = watcher(api.clone(), watcher::Config::default()).applied_objects();
@@ -173,12 +169,11 @@ async fn bearer_token_is_required_when_configured() {
     emu.shutdown().await;
 }
 
+#[cfg_attr(real_cluster, ignore = "needs the emulator: request counters")]
 #[tokio::test]
 async fn requests_are_counted_by_verb_and_resource() {
     let env = TestEnv::new("request_counts").await;
-    let Some(emu) = env.emulator_or_skip("request counters") else {
-        return;
-    };
+    let emu = env.emulator();
     emu.request_counts().reset();
     let api = env.api::<ConfigMap>();
     api.create(&PostParams::default(), &cm("a")).await.unwrap();

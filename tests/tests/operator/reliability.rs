@@ -16,13 +16,11 @@ const WRITE_VERBS: &[&str] = &[
     "deletecollection",
 ];
 
+#[cfg_attr(real_cluster, ignore = "needs the emulator: injecting API errors")]
 #[tokio::test(flavor = "multi_thread")]
 async fn transient_api_errors_back_off_and_recover() {
     let (env, op) = setup("transient-errors").await;
-    let Some(emulator) = env.emulator_or_skip("injecting API errors") else {
-        env.finish().await;
-        return;
-    };
+    let emulator = env.emulator();
     // Every write of a Deployment fails for a while. (500, not 503: the client itself retries
     // 429/503/504, so those never reach the operator's backoff.)
     emulator.faults().inject(
@@ -65,6 +63,7 @@ async fn transient_api_errors_back_off_and_recover() {
     env.finish().await;
 }
 
+#[cfg_attr(real_cluster, ignore = "needs the emulator: counting API writes")]
 #[tokio::test(flavor = "multi_thread")]
 async fn idle_operator_writes_nothing() {
     let env = TestEnv::new("idle").await;
@@ -87,10 +86,7 @@ spec:
     .expect_ok();
     wait_condition(&env, &op, "demoweb1", "Ready", "True", "Reconciled").await;
     wait_condition(&env, &op, "second", "Ready", "True", "Reconciled").await;
-    let Some(emulator) = env.emulator_or_skip("counting API writes") else {
-        env.finish().await;
-        return;
-    };
+    let emulator = env.emulator();
     // The operator's writes, as the API server counted them.
     let operator_writes = || -> Vec<(String, String, u64)> {
         emulator
@@ -138,16 +134,13 @@ spec:
     env.finish().await;
 }
 
+#[cfg_attr(
+    real_cluster,
+    ignore = "needs the emulator: a cluster without the DemoWeb CRD"
+)]
 #[tokio::test(flavor = "multi_thread")]
 async fn missing_crd_is_reported_at_start_up() {
     let env = TestEnv::new("missing-crd").await;
-    if env
-        .emulator_or_skip("a cluster without the DemoWeb CRD")
-        .is_none()
-    {
-        env.finish().await;
-        return;
-    }
     let mut op = Operator::start_bare(&env).await;
     let status = op
         .wait_exit(Duration::from_secs(30))
@@ -244,16 +237,13 @@ metadata: {name: web-binding}
 spec: {azureIdentity: web-id, selector: web}
 ";
 
+#[cfg_attr(
+    real_cluster,
+    ignore = "needs the emulator: installing the aad-pod-identity CRDs while the operator runs"
+)]
 #[tokio::test(flavor = "multi_thread")]
 async fn identity_api_installed_later_is_picked_up() {
     let env = TestEnv::new("identity-later").await;
-    if env
-        .emulator_or_skip("installing the aad-pod-identity CRDs while the operator runs")
-        .is_none()
-    {
-        env.finish().await;
-        return;
-    }
     install_crds(&env).await;
     let op = Operator::start(&env, &[]).await;
     apply_secure_and_wait_for_missing_binding(&env, &op).await;
@@ -295,21 +285,24 @@ async fn identity_api_installed_later_is_picked_up() {
     env.finish().await;
 }
 
+#[cfg_attr(
+    all(
+        real_cluster,
+        not(any(identity_crds = "ours", identity_crds = "upstream"))
+    ),
+    ignore = "needs the cluster to serve the aad-pod-identity CRDs (declare which with DEMOWEB_TEST_IDENTITY_CRDS=ours|upstream)"
+)]
 #[tokio::test(flavor = "multi_thread")]
 async fn identity_api_served_at_start_is_watched() {
     let env = TestEnv::new("identity-at-start").await;
-    if env
-        .emulator_or_skip("installing the aad-pod-identity CRDs")
-        .is_none()
-    {
-        env.finish().await;
-        return;
-    }
     install_crds(&env).await;
-    let crds = repo_root().join("charts/demoweb-operator/files/aadpodidentity-crds.yaml");
-    env.kubectl(&["apply", "-f", crds.to_str().expect("utf-8 path")])
-        .await
-        .expect_ok();
+    // The emulator gets them; a real cluster's are its own, never replaced by a test.
+    if env.is_emulator() {
+        let crds = repo_root().join("charts/demoweb-operator/files/aadpodidentity-crds.yaml");
+        env.kubectl(&["apply", "-f", crds.to_str().expect("utf-8 path")])
+            .await
+            .expect_ok();
+    }
     wait(
         &env,
         None,
