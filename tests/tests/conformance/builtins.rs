@@ -262,14 +262,17 @@ async fn ingress_paths_need_a_path_type() {
         ),
         "{stderr}"
     );
-    let fixed = ingress.replace(
-        "      - path: /\n",
-        "      - path: /\n        pathType: Prefix\n",
-    );
+    // With a class named (a cluster's default IngressClass would otherwise fill it in).
+    let fixed = ingress
+        .replace(
+            "      - path: /\n",
+            "      - path: /\n        pathType: Prefix\n",
+        )
+        .replace("spec:\n", "spec:\n  ingressClassName: conformance\n");
     env.apply_yaml(&fixed).await.expect_ok();
     let out = env.kubectl(&["get", "ingress", "web"]).await.expect_ok();
     let row: Vec<&str> = out.lines().nth(1).unwrap().split_whitespace().collect();
-    assert_eq!(&row[..2], &["web", "<none>"], "{out}");
+    assert_eq!(&row[..2], &["web", "conformance"], "{out}");
     assert!(row.contains(&"web.example.com"), "{out}");
     env.finish().await;
 }

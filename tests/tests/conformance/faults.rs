@@ -98,12 +98,23 @@ async fn watchers_recover_from_cut_streams_and_forced_410() {
     let emu = env.emulator();
     let api = env.api::<ConfigMap>();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
-    let stream = watcher(api.clone(), watcher::Config::default()).applied_objects();
-    let task = tokio::spawn(stream.for_each(move |o| {
-        if let Ok(o) = o {
-            let _ = tx.send(o.metadata.name.unwrap_or_default());
+    // Counts the watcher's (re)lists: each starts with an Init event.
+    let lists = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let stream = watcher(api.clone(), watcher::Config::default());
+    let task = tokio::spawn(stream.for_each({
+        let lists = lists.clone();
+        move |event| {
+            match event {
+                Ok(watcher::Event::Init) => {
+                    lists.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+                Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => {
+                    let _ = tx.send(o.metadata.name.unwrap_or_default());
+                }
+                _ => {}
+            }
+            async {}
         }
-        async {}
     }));
     let mut wait_name = async |name: &str| {
         tokio::time::timeout(DEADLINE, async {
@@ -120,18 +131,24 @@ async fn watchers_recover_from_cut_streams_and_forced_410() {
         .await
         .unwrap();
     wait_name("before").await;
-    let count = || {
+    let counted = |verb: &str| {
         emu.request_counts()
             .snapshot()
-            .get(&("watch".into(), "configmaps".into()))
+            .get(&(verb.into(), "configmaps".into()))
             .copied()
             .unwrap_or(0)
     };
+    let count = || counted("watch");
     env.wait_for("the watcher to watch", DEADLINE, || async {
         (count() > 0).then_some(())
     })
     .await;
     let watches = count();
+    let (server_lists, client_lists) = (
+        counted("list"),
+        lists.load(std::sync::atomic::Ordering::SeqCst),
+    );
+    assert_eq!(client_lists, 1, "one initial list");
     emu.faults().expire_next_watch();
     emu.faults().cut_watches();
     api.create(&PostParams::default(), &cm("after"))
@@ -141,6 +158,13 @@ async fn watchers_recover_from_cut_streams_and_forced_410() {
     // "after" may arrive through a relist (after the forced 410) before the next watch starts.
     env.wait_for("the watcher to watch again", DEADLINE, || async {
         (count() > watches).then_some(())
+    })
+    .await;
+    // The 410 made the watcher list again (a cut alone only resumes the watch).
+    env.wait_for("the watcher to relist after 410 Gone", DEADLINE, || async {
+        (lists.load(std::sync::atomic::Ordering::SeqCst) > client_lists
+            && counted("list") > server_lists)
+            .then_some(())
     })
     .await;
     task.abort();

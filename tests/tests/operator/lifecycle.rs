@@ -168,6 +168,34 @@ async fn spec_changes_propagate() {
             .contains("root /git/current/public;")
     );
 
+    // Back to a repository that exists (the seed's, pinned to a commit), so that the site becomes
+    // ready again on a real cluster too, where pods of a missing repository never would.
+    merge_patch(
+        &env,
+        "demoweb",
+        "demoweb1",
+        r#"{"spec":{"gitrepo":"https://github.com/gbaeke/static-web.git","ref":"52dd35ff7d7f5830c5aa4bd3cf2dff9c96a846b6","path":null,"sync":null}}"#,
+    )
+    .await;
+    let d = wait_object(
+        &env,
+        &op,
+        "deployment",
+        "demoweb1",
+        "the pinned commit",
+        |d| {
+            args(d, "git-clone")
+                .iter()
+                .any(|a| a == "--ref=52dd35ff7d7f5830c5aa4bd3cf2dff9c96a846b6")
+        },
+    )
+    .await;
+    assert!(
+        container(&d, "git-sync").is_none(),
+        "no sidecar without sync"
+    );
+    wait_condition(&env, &op, "demoweb1", "Ready", "True", "Reconciled").await;
+
     // Add an ingress with an allowlist for ingress-nginx.
     merge_patch(
         &env,
@@ -190,11 +218,8 @@ async fn spec_changes_propagate() {
         ingress_annotation(&ing, "example.com/team").as_deref(),
         Some("web")
     );
-    let dw = wait_object(&env, &op, "demoweb", "demoweb1", "the URL", |dw| {
-        dw["status"]["url"] == "http://www.example.com/"
-    })
-    .await;
-    assert_eq!(condition(&dw, "Ready").map(|c| c.0), Some("True".into()));
+    let dw = wait_condition(&env, &op, "demoweb1", "Ready", "True", "Reconciled").await;
+    assert_eq!(dw["status"]["url"], "http://www.example.com/");
 
     // Change, then drop the allowlist.
     merge_patch(
