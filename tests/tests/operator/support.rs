@@ -194,6 +194,11 @@ impl Operator {
             .and_then(Result::ok)
     }
 
+    /// SIGKILL: a crash, with no chance to hand anything back.
+    pub async fn crash(&mut self) {
+        self.child.kill().await.expect("kill the operator");
+    }
+
     /// SIGTERM, as Kubernetes stops a pod.
     pub fn terminate(&self) {
         if let Some(pid) = self.child.id() {
