@@ -124,6 +124,13 @@ async fn spec_changes_propagate() {
     .await;
     let dw = wait_condition(&env, &op, "demoweb1", "Ready", "True", "Reconciled").await;
     assert_eq!(dw["status"]["readyReplicas"], 3);
+    let events = events_for(&env, "demoweb1").await;
+    assert!(
+        events
+            .iter()
+            .any(|(t, r, m)| t == "Normal" && r == "Updated" && m.contains("Deployment demoweb1")),
+        "{events:?}"
+    );
 
     // Repository, ref and path.
     let before = get(&env, "deployment", "demoweb1")
@@ -249,6 +256,20 @@ async fn spec_changes_propagate() {
     // Remove the ingress.
     merge_patch(&env, "demoweb", "demoweb1", r#"{"spec":{"ingress":null}}"#).await;
     wait_gone(&env, &op, "ingress", "demoweb1").await;
+    wait(
+        &env,
+        Some(&op),
+        "a Deleted Event for the Ingress",
+        DEADLINE,
+        || async {
+            events_for(&env, "demoweb1")
+                .await
+                .iter()
+                .any(|(t, r, m)| t == "Normal" && r == "Deleted" && m.contains("Ingress demoweb1"))
+                .then_some(())
+        },
+    )
+    .await;
     wait_object(&env, &op, "demoweb", "demoweb1", "no URL", |dw| {
         dw["status"]["url"].is_null()
     })
@@ -478,5 +499,53 @@ spec:
 
     merge_patch(&env, "demoweb", "edge", r#"{"spec":{"ingress":null}}"#).await;
     wait_gone(&env, &op, "ingress", "edge").await;
+    env.finish().await;
+}
+
+#[cfg_attr(
+    real_cluster,
+    ignore = "needs the emulator: an operator watching every namespace of a shared cluster would reconcile other tests' and users' DemoWebs"
+)]
+#[tokio::test(flavor = "multi_thread")]
+async fn watching_all_namespaces_as_the_chart_does() {
+    let env = demoweb_tests::harness::TestEnv::new("all-namespaces").await;
+    install_crds(&env).await;
+    let other = format!("{}-b", env.namespace);
+    env.kubectl(&["create", "namespace", &other])
+        .await
+        .expect_ok();
+    let op = Operator::start_all_namespaces(&env, &[]).await;
+    env.apply_yaml(SEED).await.expect_ok();
+    env.kubectl_with_stdin(&["apply", "-n", &other, "-f", "-"], Some(SEED))
+        .await
+        .expect_ok();
+    wait_condition(&env, &op, "demoweb1", "Ready", "True", "Reconciled").await;
+    let dw = wait(
+        &env,
+        Some(&op),
+        "the DemoWeb of the other namespace to be Ready",
+        DEADLINE,
+        || async {
+            let out = env
+                .kubectl(&["get", "demoweb", "demoweb1", "-n", &other, "-o", "json"])
+                .await;
+            let dw: Value = serde_json::from_str(&out.stdout).ok()?;
+            condition(&dw, "Ready")
+                .is_some_and(|(s, _, _)| s == "True")
+                .then_some(dw)
+        },
+    )
+    .await;
+    assert_eq!(dw["metadata"]["namespace"], other.as_str());
+    let uid = dw["metadata"]["uid"].as_str().expect("uid");
+    let out = env
+        .kubectl(&["get", "deployment", "demoweb1", "-n", &other, "-o", "json"])
+        .await
+        .expect_ok();
+    let d: Value = serde_json::from_str(&out).expect("JSON");
+    assert!(controlled_by(&d, uid), "{d}");
+    env.kubectl(&["delete", "namespace", &other, "--wait=false"])
+        .await
+        .expect_ok();
     env.finish().await;
 }

@@ -499,4 +499,11 @@ spec:
         "IdentityBindingNotFound",
     )
     .await;
+    let events = events_for(env, "secure").await;
+    assert!(
+        events.iter().any(|(t, r, m)| t == "Warning"
+            && r == "IdentityBindingNotFound"
+            && m.contains("web-binding")),
+        "a Warning Event says why: {events:?}"
+    );
 }

@@ -155,6 +155,13 @@ spec:
         get(&env, "ingress", "closed").await.is_none(),
         "never exposed without its allowlist"
     );
+    let events = events_for(&env, "closed").await;
+    assert!(
+        events.iter().any(|(t, r, m)| t == "Warning"
+            && r == "UnsupportedIngressClass"
+            && m.contains("mystery")),
+        "a Warning Event says why: {events:?}"
+    );
     // The site itself still runs.
     wait_object(&env, &op, "deployment", "closed", "created", |_| true).await;
 
@@ -663,5 +670,26 @@ spec: {azureIdentity: sa-id, selector: sa}
         "  identity: {binding: sa-binding, mode: WorkloadIdentity}\n",
     )];
     check_clashes(&env, &op, &clashes).await;
+    // Once the name is ours, the status names the ServiceAccount the pods run under.
+    let dw = wait_object(
+        &env,
+        &op,
+        "demoweb",
+        "sa-clash",
+        "the ServiceAccount in the status",
+        |dw| dw["status"]["identity"]["serviceAccountName"] == "sa-clash",
+    )
+    .await;
+    assert_eq!(
+        dw["status"]["identity"]["clientId"], "c35040d0-f73c-4c4e-a376-9bb1c5532fda",
+        "{dw}"
+    );
+    let d = get(&env, "deployment", "sa-clash")
+        .await
+        .expect("Deployment");
+    assert_eq!(
+        d["spec"]["template"]["spec"]["serviceAccountName"],
+        "sa-clash"
+    );
     env.finish().await;
 }
