@@ -507,3 +507,49 @@ spec:
         "a Warning Event says why: {events:?}"
     );
 }
+
+#[cfg_attr(
+    real_cluster,
+    ignore = "needs the emulator: failing the operator's list of IngressClasses"
+)]
+#[tokio::test(flavor = "multi_thread")]
+async fn readyz_waits_for_the_caches_and_says_which() {
+    let env = TestEnv::new("readyz").await;
+    install_crds(&env).await;
+    let emulator = env.emulator();
+    // The IngressClass cache cannot fill while its list fails.
+    emulator
+        .faults()
+        .inject(ErrorRule::new(500).resource("ingressclasses").verb("list"));
+    let op = Operator::wait_serving(Operator::spawn(&env, "operator", &[])).await;
+    let (code, body) = wait(
+        &env,
+        Some(&op),
+        "/readyz to name the cache still waiting",
+        DEADLINE,
+        || async {
+            let (code, body) = op.http_get("/readyz").await;
+            (body.starts_with("not ready: waiting for caches to sync: ingressclasses\n"))
+                .then_some((code, body))
+        },
+    )
+    .await;
+    assert_eq!(code, 503, "{body}");
+    let (code, body) = op.http_get("/healthz").await;
+    assert_eq!(code, 200, "liveness does not depend on the caches: {body}");
+
+    emulator.faults().clear();
+    let body = wait(
+        &env,
+        Some(&op),
+        "/readyz to turn ready",
+        DEADLINE,
+        || async {
+            let (code, body) = op.http_get("/readyz").await;
+            (code == 200).then_some(body)
+        },
+    )
+    .await;
+    assert_eq!(body, "ok: caches synced\n");
+    env.finish().await;
+}
