@@ -92,7 +92,11 @@ mod tests {
     }
 
     /// `dw` after a reconcile that saw `rollout` and `problem`, as the API would return it.
-    fn reconciled(mut dw: DemoWeb, rollout: Option<Rollout>, problem: Option<UserError>) -> DemoWeb {
+    fn reconciled(
+        mut dw: DemoWeb,
+        rollout: Option<Rollout>,
+        problem: Option<UserError>,
+    ) -> DemoWeb {
         let status = compute_status(StatusInput {
             dw: &dw,
             deployment: None,
@@ -140,7 +144,11 @@ mod tests {
         // object), so rule 2 applies.
         let mut created = json(&seed());
         created["status"] = json!({"observedGeneration": -1});
-        rows.push(("created, not yet observed".into(), created, KStatus::InProgress));
+        rows.push((
+            "created, not yet observed".into(),
+            created,
+            KStatus::InProgress,
+        ));
         // Without that default kstatus could not tell (rule 5, the README's corner case "the
         // library sees the resource before the controller has had a chance to update the
         // conditions"): this row is why the CRD carries it.

@@ -52,7 +52,11 @@ fn site_labels(dw: &DemoWeb) -> Labels {
 }
 
 fn with(mut labels: Labels, extra: &[(&str, &str)]) -> Labels {
-    labels.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+    labels.extend(
+        extra
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    );
     labels
 }
 
@@ -290,7 +294,10 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line}:\n{text}");
         }
-        assert!(text.contains("# TYPE demoweb_status_condition gauge"), "{text}");
+        assert!(
+            text.contains("# TYPE demoweb_status_condition gauge"),
+            "{text}"
+        );
 
         // Deleted while watched.
         writer.apply_watcher_event(&Event::Delete(site("a", "False")));
