@@ -46,10 +46,10 @@ async fn flux_sees_a_site_roll_out_stall_recover_and_go() {
         emulator.set_deployments_ready(false);
     }
     let op = Operator::start(&env, &[]).await;
-    if env.emulator.is_some() {
+    if let Some(emulator) = env.emulator.as_ref() {
         let dw = wait_condition(&env, &op, "demoweb1", "Reconciling", "True", "Progressing").await;
         assert_eq!(compute(&dw), KStatus::InProgress, "{dw}");
-        env.emulator.as_ref().map(|e| e.set_deployments_ready(true));
+        emulator.set_deployments_ready(true);
     }
     let dw = wait_condition(&env, &op, "demoweb1", "Ready", "True", "Reconciled").await;
     assert_eq!(compute(&dw), KStatus::Current, "{dw}");
