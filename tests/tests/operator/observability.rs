@@ -225,3 +225,31 @@ async fn per_site_series_appear_and_disappear_with_the_demoweb() {
     .await;
     env.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn series_of_a_demoweb_this_version_cannot_read_go() {
+    let Some(env) = crate::safety::env_with_permissive_crd("site-metrics-unreadable").await else {
+        return;
+    };
+    let op = Operator::start(&env, &[]).await;
+    env.apply_yaml(SEED).await.expect_ok();
+    wait_condition(&env, &op, "demoweb1", "Ready", "True", "Reconciled").await;
+    wait_metrics(&env, &op, "the site's series", |m| {
+        !series(m, "demoweb1").is_empty()
+    })
+    .await;
+    // Edited past the schema into something this version cannot decode: the operator drops it
+    // from its cache (and leaves its children alone), and its series go with it.
+    merge_patch(
+        &env,
+        "demoweb",
+        "demoweb1",
+        r#"{"spec":{"replicas":"two"}}"#,
+    )
+    .await;
+    wait_metrics(&env, &op, "the unreadable site's series to go", |m| {
+        series(m, "demoweb1").is_empty()
+    })
+    .await;
+    env.finish().await;
+}
