@@ -8,7 +8,8 @@
 //!   which aad-pod-identity CRDs the cluster serves (this project's or upstream's); tests never
 //!   install or replace those cluster-wide objects there, so those needing them are ignored
 //!   unless they are declared served (and fail if the declaration is wrong).
-//! - `no_helm`: python3 cannot import helm-python-sdk, so the Helm tests are ignored.
+//! - `no_helm`, `no_promtool`: python3 cannot import helm-python-sdk, or promtool is not on the PATH,
+//!   so the tests that need them are ignored.
 
 use std::process::Command;
 
@@ -16,6 +17,7 @@ fn main() {
     println!("cargo::rustc-check-cfg=cfg(real_cluster)");
     println!("cargo::rustc-check-cfg=cfg(identity_crds, values(\"ours\", \"upstream\"))");
     println!("cargo::rustc-check-cfg=cfg(no_helm)");
+    println!("cargo::rustc-check-cfg=cfg(no_promtool)");
     println!("cargo::rerun-if-changed=build.rs");
     println!("cargo::rerun-if-env-changed=DEMOWEB_TEST_KUBECONFIG");
     println!("cargo::rerun-if-env-changed=DEMOWEB_TEST_IDENTITY_CRDS");
@@ -40,5 +42,12 @@ fn main() {
         .is_ok_and(|o| o.status.success());
     if !helm {
         println!("cargo::rustc-cfg=no_helm");
+    }
+    let promtool = Command::new("promtool")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !promtool {
+        println!("cargo::rustc-cfg=no_promtool");
     }
 }

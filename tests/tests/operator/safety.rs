@@ -336,7 +336,7 @@ fn permissive_crd() -> String {
 
 /// A fresh environment whose DemoWeb CRD validates nothing (emulator only: on a real cluster the
 /// shared CRD must not be replaced).
-async fn env_with_permissive_crd(test: &str) -> TestEnv {
+pub async fn env_with_permissive_crd(test: &str) -> TestEnv {
     let env = TestEnv::new(test).await;
     env.emulator();
     env.apply_yaml(&permissive_crd()).await.expect_ok();
