@@ -95,6 +95,8 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
     let shutdown = shutdown.boxed().shared();
+    // Said once, not on every poll.
+    let mut said_not_served = false;
     let (identity_variant, binding_variant) = loop {
         let served = async {
             Ok::<_, Error>((
@@ -104,7 +106,9 @@ pub async fn run(
         };
         let delay = match served.await {
             Ok((Some(identity), Some(binding))) => break (identity, binding),
+            Ok(_) if said_not_served => crd_poll,
             Ok(_) => {
+                said_not_served = true;
                 tracing::info!(
                     "the AzureIdentity and AzureIdentityBinding CRDs are not served; identity validation waits for them (install them with `demoweb-operator crd --only identity`, the chart, or aad-pod-identity)"
                 );
