@@ -161,8 +161,16 @@ pub const REFUSED: &[Refused] = &[
     rule(Suffix("-snippet"), Any, Snippet),
     rule(Suffix("-snippets"), Any, Snippet),
     // HAProxy Ingress's configuration snippets carry no -snippet suffix.
-    rule(Prefix("haproxy-ingress.github.io/config-"), HaproxyIngress, Snippet),
-    rule(Prefix("ingress.kubernetes.io/config-"), HaproxyIngress, Snippet),
+    rule(
+        Prefix("haproxy-ingress.github.io/config-"),
+        HaproxyIngress,
+        Snippet,
+    ),
+    rule(
+        Prefix("ingress.kubernetes.io/config-"),
+        HaproxyIngress,
+        Snippet,
+    ),
     // Source ranges of every dialect.
     rule(Suffix("/whitelist-source-range"), Any, SourceRanges),
     rule(Suffix("/allowlist-source-range"), Any, SourceRanges),
@@ -175,58 +183,182 @@ pub const REFUSED: &[Refused] = &[
     rule(Exact("haproxy.com/deny-list"), HaproxyOrg, SourceRanges),
     rule(Exact("haproxy.com/whitelist"), HaproxyOrg, SourceRanges),
     rule(Exact("haproxy.com/blacklist"), HaproxyOrg, SourceRanges),
-    rule(Exact("ingress.kubernetes.io/allow-list"), HaproxyOrg, SourceRanges),
-    rule(Exact("ingress.kubernetes.io/deny-list"), HaproxyOrg, SourceRanges),
-    rule(Exact("ingress.kubernetes.io/whitelist"), HaproxyOrg, SourceRanges),
-    rule(Exact("ingress.kubernetes.io/blacklist"), HaproxyOrg, SourceRanges),
+    rule(
+        Exact("ingress.kubernetes.io/allow-list"),
+        HaproxyOrg,
+        SourceRanges,
+    ),
+    rule(
+        Exact("ingress.kubernetes.io/deny-list"),
+        HaproxyOrg,
+        SourceRanges,
+    ),
+    rule(
+        Exact("ingress.kubernetes.io/whitelist"),
+        HaproxyOrg,
+        SourceRanges,
+    ),
+    rule(
+        Exact("ingress.kubernetes.io/blacklist"),
+        HaproxyOrg,
+        SourceRanges,
+    ),
     // Authentication.
-    rule(Prefix("nginx.ingress.kubernetes.io/auth-"), IngressNginx, Authentication),
-    rule(Exact("nginx.ingress.kubernetes.io/enable-global-auth"), IngressNginx, Authentication),
-    rule(Exact("nginx.ingress.kubernetes.io/satisfy"), IngressNginx, Authentication),
+    rule(
+        Prefix("nginx.ingress.kubernetes.io/auth-"),
+        IngressNginx,
+        Authentication,
+    ),
+    rule(
+        Exact("nginx.ingress.kubernetes.io/enable-global-auth"),
+        IngressNginx,
+        Authentication,
+    ),
+    rule(
+        Exact("nginx.ingress.kubernetes.io/satisfy"),
+        IngressNginx,
+        Authentication,
+    ),
     rule(Prefix("haproxy.org/auth-"), HaproxyOrg, Authentication),
     rule(Prefix("haproxy.com/auth-"), HaproxyOrg, Authentication),
-    rule(Prefix("haproxy-ingress.github.io/auth-"), HaproxyIngress, Authentication),
-    rule(Prefix("haproxy-ingress.github.io/oauth"), HaproxyIngress, Authentication),
-    rule(Prefix("ingress.kubernetes.io/oauth"), HaproxyIngress, Authentication),
+    rule(
+        Prefix("haproxy-ingress.github.io/auth-"),
+        HaproxyIngress,
+        Authentication,
+    ),
+    rule(
+        Prefix("haproxy-ingress.github.io/oauth"),
+        HaproxyIngress,
+        Authentication,
+    ),
+    rule(
+        Prefix("ingress.kubernetes.io/oauth"),
+        HaproxyIngress,
+        Authentication,
+    ),
     // Traefik 1.x, HAProxy Ingress and HAProxy Kubernetes Ingress share this legacy prefix.
-    rule(Prefix("ingress.kubernetes.io/auth-"), TraefikV1, Authentication),
+    rule(
+        Prefix("ingress.kubernetes.io/auth-"),
+        TraefikV1,
+        Authentication,
+    ),
     // Client address from a header.
-    rule(Exact("haproxy.org/src-ip-header"), HaproxyOrg, ClientAddress),
-    rule(Exact("haproxy.com/src-ip-header"), HaproxyOrg, ClientAddress),
-    rule(Exact("ingress.kubernetes.io/src-ip-header"), HaproxyOrg, ClientAddress),
-    rule(Exact("ingress.kubernetes.io/whitelist-x-forwarded-for"), TraefikV1, ClientAddress),
-    rule(Exact("traefik.ingress.kubernetes.io/whitelist-x-forwarded-for"), TraefikV1, ClientAddress),
+    rule(
+        Exact("haproxy.org/src-ip-header"),
+        HaproxyOrg,
+        ClientAddress,
+    ),
+    rule(
+        Exact("haproxy.com/src-ip-header"),
+        HaproxyOrg,
+        ClientAddress,
+    ),
+    rule(
+        Exact("ingress.kubernetes.io/src-ip-header"),
+        HaproxyOrg,
+        ClientAddress,
+    ),
+    rule(
+        Exact("ingress.kubernetes.io/whitelist-x-forwarded-for"),
+        TraefikV1,
+        ClientAddress,
+    ),
+    rule(
+        Exact("traefik.ingress.kubernetes.io/whitelist-x-forwarded-for"),
+        TraefikV1,
+        ClientAddress,
+    ),
     // Redirects.
-    rule(Exact("nginx.ingress.kubernetes.io/permanent-redirect"), IngressNginx, Redirect),
-    rule(Exact("nginx.ingress.kubernetes.io/temporal-redirect"), IngressNginx, Redirect),
-    rule(Exact("nginx.ingress.kubernetes.io/from-to-www-redirect"), IngressNginx, Redirect),
-    rule(Exact("nginx.ingress.kubernetes.io/app-root"), IngressNginx, Redirect),
+    rule(
+        Exact("nginx.ingress.kubernetes.io/permanent-redirect"),
+        IngressNginx,
+        Redirect,
+    ),
+    rule(
+        Exact("nginx.ingress.kubernetes.io/temporal-redirect"),
+        IngressNginx,
+        Redirect,
+    ),
+    rule(
+        Exact("nginx.ingress.kubernetes.io/from-to-www-redirect"),
+        IngressNginx,
+        Redirect,
+    ),
+    rule(
+        Exact("nginx.ingress.kubernetes.io/app-root"),
+        IngressNginx,
+        Redirect,
+    ),
     rule(Prefix("haproxy.org/request-redirect"), HaproxyOrg, Redirect),
     rule(Prefix("haproxy.com/request-redirect"), HaproxyOrg, Redirect),
-    rule(Prefix("ingress.kubernetes.io/request-redirect"), HaproxyOrg, Redirect),
-    rule(Prefix("haproxy-ingress.github.io/redirect-"), HaproxyIngress, Redirect),
-    rule(Exact("haproxy-ingress.github.io/app-root"), HaproxyIngress, Redirect),
-    rule(Prefix("ingress.kubernetes.io/redirect-"), HaproxyIngress, Redirect),
-    rule(Exact("ingress.kubernetes.io/app-root"), HaproxyIngress, Redirect),
-    rule(Prefix("traefik.ingress.kubernetes.io/redirect-"), TraefikV1, Redirect),
-    rule(Exact("traefik.ingress.kubernetes.io/app-root"), TraefikV1, Redirect),
+    rule(
+        Prefix("ingress.kubernetes.io/request-redirect"),
+        HaproxyOrg,
+        Redirect,
+    ),
+    rule(
+        Prefix("haproxy-ingress.github.io/redirect-"),
+        HaproxyIngress,
+        Redirect,
+    ),
+    rule(
+        Exact("haproxy-ingress.github.io/app-root"),
+        HaproxyIngress,
+        Redirect,
+    ),
+    rule(
+        Prefix("ingress.kubernetes.io/redirect-"),
+        HaproxyIngress,
+        Redirect,
+    ),
+    rule(
+        Exact("ingress.kubernetes.io/app-root"),
+        HaproxyIngress,
+        Redirect,
+    ),
+    rule(
+        Prefix("traefik.ingress.kubernetes.io/redirect-"),
+        TraefikV1,
+        Redirect,
+    ),
+    rule(
+        Exact("traefik.ingress.kubernetes.io/app-root"),
+        TraefikV1,
+        Redirect,
+    ),
     // Around the allowlist: a canary Ingress takes the main Ingress's annotations, not its own;
     // TLS passthrough hands the connection over before HTTP is read; a plugin list may name an
     // ip-restriction plugin that replaces the operator's (Kong runs one plugin of each kind).
-    rule(Prefix("nginx.ingress.kubernetes.io/canary"), IngressNginx, Bypass),
-    rule(Exact("nginx.ingress.kubernetes.io/ssl-passthrough"), IngressNginx, Bypass),
+    rule(
+        Prefix("nginx.ingress.kubernetes.io/canary"),
+        IngressNginx,
+        Bypass,
+    ),
+    rule(
+        Exact("nginx.ingress.kubernetes.io/ssl-passthrough"),
+        IngressNginx,
+        Bypass,
+    ),
     rule(Exact("haproxy.org/ssl-passthrough"), HaproxyOrg, Bypass),
     rule(Exact("haproxy.com/ssl-passthrough"), HaproxyOrg, Bypass),
-    rule(Prefix("haproxy-ingress.github.io/ssl-passthrough"), HaproxyIngress, Bypass),
-    rule(Prefix("ingress.kubernetes.io/ssl-passthrough"), HaproxyIngress, Bypass),
+    rule(
+        Prefix("haproxy-ingress.github.io/ssl-passthrough"),
+        HaproxyIngress,
+        Bypass,
+    ),
+    rule(
+        Prefix("ingress.kubernetes.io/ssl-passthrough"),
+        HaproxyIngress,
+        Bypass,
+    ),
     rule(Exact("konghq.com/plugins"), Kong, Bypass),
 ];
 
 /// The rule a key falls under, given whether the DemoWeb sets an allowlist.
 pub fn refused(key: &str, with_allowlist: bool) -> Option<&'static Refused> {
-    REFUSED.iter().find(|r| {
-        (with_allowlist || !r.family.only_with_allowlist()) && r.pattern.matches(key)
-    })
+    REFUSED
+        .iter()
+        .find(|r| (with_allowlist || !r.family.only_with_allowlist()) && r.pattern.matches(key))
 }
 
 /// The refused keys of an annotation map, each with its rule, in key order.
@@ -269,23 +401,87 @@ mod tests {
 
     /// (controller, key, family it is refused under) — one row per controller and family it has.
     const EXAMPLES: &[(Reader, &str, Family)] = &[
-        (IngressNginx, "nginx.ingress.kubernetes.io/configuration-snippet", Snippet),
-        (IngressNginx, "nginx.ingress.kubernetes.io/server-snippet", Snippet),
-        (IngressNginx, "nginx.ingress.kubernetes.io/stream-snippet", Snippet),
-        (IngressNginx, "nginx.ingress.kubernetes.io/modsecurity-snippet", Snippet),
-        (IngressNginx, "nginx.ingress.kubernetes.io/whitelist-source-range", SourceRanges),
-        (IngressNginx, "nginx.ingress.kubernetes.io/allowlist-source-range", SourceRanges),
-        (IngressNginx, "nginx.ingress.kubernetes.io/denylist-source-range", SourceRanges),
-        (IngressNginx, "nginx.ingress.kubernetes.io/auth-url", Authentication),
-        (IngressNginx, "nginx.ingress.kubernetes.io/auth-signin", Authentication),
-        (IngressNginx, "nginx.ingress.kubernetes.io/auth-tls-verify-client", Authentication),
-        (IngressNginx, "nginx.ingress.kubernetes.io/enable-global-auth", Authentication),
-        (IngressNginx, "nginx.ingress.kubernetes.io/satisfy", Authentication),
-        (IngressNginx, "nginx.ingress.kubernetes.io/permanent-redirect", Redirect),
-        (IngressNginx, "nginx.ingress.kubernetes.io/app-root", Redirect),
+        (
+            IngressNginx,
+            "nginx.ingress.kubernetes.io/configuration-snippet",
+            Snippet,
+        ),
+        (
+            IngressNginx,
+            "nginx.ingress.kubernetes.io/server-snippet",
+            Snippet,
+        ),
+        (
+            IngressNginx,
+            "nginx.ingress.kubernetes.io/stream-snippet",
+            Snippet,
+        ),
+        (
+            IngressNginx,
+            "nginx.ingress.kubernetes.io/modsecurity-snippet",
+            Snippet,
+        ),
+        (
+            IngressNginx,
+            "nginx.ingress.kubernetes.io/whitelist-source-range",
+            SourceRanges,
+        ),
+        (
+            IngressNginx,
+            "nginx.ingress.kubernetes.io/allowlist-source-range",
+            SourceRanges,
+        ),
+        (
+            IngressNginx,
+            "nginx.ingress.kubernetes.io/denylist-source-range",
+            SourceRanges,
+        ),
+        (
+            IngressNginx,
+            "nginx.ingress.kubernetes.io/auth-url",
+            Authentication,
+        ),
+        (
+            IngressNginx,
+            "nginx.ingress.kubernetes.io/auth-signin",
+            Authentication,
+        ),
+        (
+            IngressNginx,
+            "nginx.ingress.kubernetes.io/auth-tls-verify-client",
+            Authentication,
+        ),
+        (
+            IngressNginx,
+            "nginx.ingress.kubernetes.io/enable-global-auth",
+            Authentication,
+        ),
+        (
+            IngressNginx,
+            "nginx.ingress.kubernetes.io/satisfy",
+            Authentication,
+        ),
+        (
+            IngressNginx,
+            "nginx.ingress.kubernetes.io/permanent-redirect",
+            Redirect,
+        ),
+        (
+            IngressNginx,
+            "nginx.ingress.kubernetes.io/app-root",
+            Redirect,
+        ),
         (IngressNginx, "nginx.ingress.kubernetes.io/canary", Bypass),
-        (IngressNginx, "nginx.ingress.kubernetes.io/canary-by-header", Bypass),
-        (IngressNginx, "nginx.ingress.kubernetes.io/ssl-passthrough", Bypass),
+        (
+            IngressNginx,
+            "nginx.ingress.kubernetes.io/canary-by-header",
+            Bypass,
+        ),
+        (
+            IngressNginx,
+            "nginx.ingress.kubernetes.io/ssl-passthrough",
+            Bypass,
+        ),
         (NginxInc, "nginx.org/server-snippets", Snippet),
         (NginxInc, "nginx.org/location-snippets", Snippet),
         (HaproxyOrg, "haproxy.org/backend-config-snippet", Snippet),
@@ -300,21 +496,77 @@ mod tests {
         (HaproxyOrg, "haproxy.org/src-ip-header", ClientAddress),
         (HaproxyOrg, "haproxy.org/request-redirect", Redirect),
         (HaproxyOrg, "haproxy.org/ssl-passthrough", Bypass),
-        (HaproxyIngress, "haproxy-ingress.github.io/config-backend", Snippet),
-        (HaproxyIngress, "ingress.kubernetes.io/config-backend", Snippet),
-        (HaproxyIngress, "haproxy-ingress.github.io/allowlist-source-range", SourceRanges),
-        (HaproxyIngress, "haproxy-ingress.github.io/whitelist-source-range", SourceRanges),
-        (HaproxyIngress, "haproxy-ingress.github.io/denylist-source-range", SourceRanges),
-        (HaproxyIngress, "haproxy-ingress.github.io/auth-url", Authentication),
-        (HaproxyIngress, "haproxy-ingress.github.io/oauth", Authentication),
-        (HaproxyIngress, "haproxy-ingress.github.io/redirect-to", Redirect),
-        (HaproxyIngress, "haproxy-ingress.github.io/ssl-passthrough", Bypass),
-        (TraefikV1, "traefik.ingress.kubernetes.io/whitelist-source-range", SourceRanges),
-        (TraefikV1, "ingress.kubernetes.io/whitelist-source-range", SourceRanges),
-        (TraefikV1, "ingress.kubernetes.io/whitelist-x-forwarded-for", ClientAddress),
+        (
+            HaproxyIngress,
+            "haproxy-ingress.github.io/config-backend",
+            Snippet,
+        ),
+        (
+            HaproxyIngress,
+            "ingress.kubernetes.io/config-backend",
+            Snippet,
+        ),
+        (
+            HaproxyIngress,
+            "haproxy-ingress.github.io/allowlist-source-range",
+            SourceRanges,
+        ),
+        (
+            HaproxyIngress,
+            "haproxy-ingress.github.io/whitelist-source-range",
+            SourceRanges,
+        ),
+        (
+            HaproxyIngress,
+            "haproxy-ingress.github.io/denylist-source-range",
+            SourceRanges,
+        ),
+        (
+            HaproxyIngress,
+            "haproxy-ingress.github.io/auth-url",
+            Authentication,
+        ),
+        (
+            HaproxyIngress,
+            "haproxy-ingress.github.io/oauth",
+            Authentication,
+        ),
+        (
+            HaproxyIngress,
+            "haproxy-ingress.github.io/redirect-to",
+            Redirect,
+        ),
+        (
+            HaproxyIngress,
+            "haproxy-ingress.github.io/ssl-passthrough",
+            Bypass,
+        ),
+        (
+            TraefikV1,
+            "traefik.ingress.kubernetes.io/whitelist-source-range",
+            SourceRanges,
+        ),
+        (
+            TraefikV1,
+            "ingress.kubernetes.io/whitelist-source-range",
+            SourceRanges,
+        ),
+        (
+            TraefikV1,
+            "ingress.kubernetes.io/whitelist-x-forwarded-for",
+            ClientAddress,
+        ),
         (TraefikV1, "ingress.kubernetes.io/auth-type", Authentication),
-        (TraefikV1, "traefik.ingress.kubernetes.io/redirect-regex", Redirect),
-        (TraefikV1, "traefik.ingress.kubernetes.io/app-root", Redirect),
+        (
+            TraefikV1,
+            "traefik.ingress.kubernetes.io/redirect-regex",
+            Redirect,
+        ),
+        (
+            TraefikV1,
+            "traefik.ingress.kubernetes.io/app-root",
+            Redirect,
+        ),
         (Kong, "konghq.com/plugins", Bypass),
     ];
 

@@ -1597,10 +1597,12 @@ fn prefix_and_suffix_tests_cost_the_length_of_the_prefix() {
     // unbounded keys may be tested against many constant prefixes; `contains` still reads the
     // whole string and is refused.
     let compile = |rule: &str| {
-        StructuralSchema::new(&json!({"type": "object", "properties": {"spec": {"type": "object",
+        StructuralSchema::new(
+            &json!({"type": "object", "properties": {"spec": {"type": "object",
             "properties": {"labels": {"type": "object", "maxProperties": 64,
                 "additionalProperties": {"type": "string"},
-                "x-kubernetes-validations": [{"rule": rule}]}}}}}))
+                "x-kubernetes-validations": [{"rule": rule}]}}}}}),
+        )
         .map(|_| ())
         .map_err(|e| messages(&e))
     };
