@@ -31,10 +31,9 @@ pub enum Reader {
     HaproxyOrg,
     /// HAProxy Ingress (`haproxy-ingress.github.io/controller`).
     HaproxyIngress,
-    /// Traefik 1.x.
+    /// Traefik 1.x. (No Traefik 2/3 Ingress annotation weakens the allowlist: the operator's
+    /// Middleware comes first in the chain.)
     TraefikV1,
-    /// Traefik 2.x and 3.x.
-    Traefik,
     /// Kong Ingress Controller.
     Kong,
 }
@@ -393,6 +392,59 @@ pub fn ingress_rule(family: Family) -> String {
         "!has(self.allowedSourceRanges) || size(self.allowedSourceRanges) == 0 || !has(self.annotations) || !self.annotations.exists(k, {})",
         family_predicate(family)
     )
+}
+
+impl Reader {
+    fn name(self) -> &'static str {
+        match self {
+            Any => "any controller",
+            IngressNginx => "ingress-nginx",
+            NginxInc => "NGINX Inc.",
+            HaproxyOrg => "HAProxy Kubernetes Ingress",
+            HaproxyIngress => "HAProxy Ingress",
+            TraefikV1 => "Traefik 1",
+            Kong => "Kong",
+        }
+    }
+}
+
+impl Family {
+    fn title(self) -> &'static str {
+        match self {
+            Snippet => "Configuration snippets",
+            SourceRanges => "Source ranges of their own",
+            Authentication => "Authentication",
+            ClientAddress => "Client address from a request header",
+            Redirect => "Redirects",
+            Bypass => "Around the allowlist",
+        }
+    }
+}
+
+/// The README's table of refused annotations, rendered from [`REFUSED`].
+pub fn readme_table() -> String {
+    let mut out = String::from("| What | Refused | Annotations (controller) |\n|---|---|---|\n");
+    for family in Family::ALL {
+        let mut by_reader: BTreeMap<Reader, Vec<String>> = BTreeMap::new();
+        for r in REFUSED.iter().filter(|r| r.family == family) {
+            by_reader
+                .entry(r.reader)
+                .or_default()
+                .push(format!("`{}`", r.pattern.display()));
+        }
+        let keys = by_reader
+            .iter()
+            .map(|(reader, keys)| format!("{} ({})", keys.join(", "), reader.name()))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let when = if family.only_with_allowlist() {
+            "with `allowedSourceRanges`"
+        } else {
+            "always"
+        };
+        out.push_str(&format!("| {} | {when} | {keys} |\n", family.title()));
+    }
+    out
 }
 
 #[cfg(test)]

@@ -809,6 +809,30 @@ mod tests {
         assert!(!caps(None, None, Some(&kong_v2)).kong_plugin);
     }
 
+    /// The README shows the refused annotations as the code has them.
+    /// `DEMOWEB_UPDATE_GENERATED=1 cargo test -p demoweb-operator generated` rewrites the table.
+    #[test]
+    fn generated_readme_annotation_table_is_up_to_date() {
+        const BEGIN: &str = "<!-- refused-annotations:begin (generated) -->\n";
+        const END: &str = "<!-- refused-annotations:end -->";
+        let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../README.md");
+        let readme = std::fs::read_to_string(&path).expect("README.md");
+        let (Some(start), Some(end)) = (readme.find(BEGIN), readme.find(END)) else {
+            panic!("README.md lacks the {BEGIN:?} … {END:?} markers")
+        };
+        let table = demoweb_crd::annotations::readme_table();
+        let current = &readme[start + BEGIN.len()..end];
+        if std::env::var_os("DEMOWEB_UPDATE_GENERATED").is_some() {
+            let updated = format!("{}{BEGIN}{table}{}", &readme[..start], &readme[end..]);
+            std::fs::write(&path, updated).expect("write README.md");
+            return;
+        }
+        assert!(
+            current == table,
+            "README.md's refused-annotations table is stale: run `DEMOWEB_UPDATE_GENERATED=1 cargo test -p demoweb-operator generated` and commit the result"
+        );
+    }
+
     #[test]
     fn allowlist_families_follow_the_class() {
         let classes = vec![class("edge", CONTROLLER_TRAEFIK, false)];
