@@ -38,7 +38,7 @@ pub enum Error {
     },
 
     #[error(
-        "the watch of CustomResourceDefinition {crd} has not listed it yet, so which allowlist API is served is unknown"
+        "the watch of CustomResourceDefinition {crd} has not listed it yet (is the operator allowed to list and watch it?), so whether its allowlist API is served is unknown"
     )]
     CapabilitiesUnknown { crd: &'static str },
 
