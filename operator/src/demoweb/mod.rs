@@ -360,8 +360,9 @@ async fn apply_all(
                 // The allowlist API is gone: whatever our Ingress referenced is no longer
                 // enforced, so the Ingress goes too (fail closed).
                 ingress::Refusal::MissingApi(_) => {
-                    w.delete_if_ours(&ingress_api, "Ingress", live_ingress)
+                    w.delete_if_ours(&ingress_api, "Ingress", live_ingress.clone())
                         .await?;
+                    delete_stale_allowlists(&w, ctx, id, live_ingress.as_ref(), None).await?;
                 }
                 // The Ingress from the last good spec, if any, stays (its class and allowlist
                 // are unchanged) — and so does its URL.
@@ -460,7 +461,10 @@ async fn delete_stale_allowlists(
         let current = get_opt(&api, "Middleware", &name).await?;
         w.delete_if_ours(&api, "Middleware", current).await?;
     }
-    if keep_kind != Some("KongPlugin") && references(ingress::KONG_PLUGINS_ANNOTATION, &name) {
+    if keep_kind != Some("KongPlugin")
+        && references(ingress::KONG_PLUGINS_ANNOTATION, &name)
+        && ctx.capabilities()?.kong_plugin
+    {
         let ar = ingress::kong_plugin_resource();
         let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &id.namespace, &ar);
         let current = get_opt(&api, "KongPlugin", &name).await?;
