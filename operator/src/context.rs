@@ -138,8 +138,9 @@ pub struct Context {
     pub backoff: Backoff,
     /// Requeue after success or a user-action problem, to heal drift nobody told us about.
     pub requeue: Duration,
-    /// Requeue while stalled: the fix is often in an object the operator does not watch (a
-    /// Secret, someone else's Deployment), so look again sooner. Reads only.
+    /// Requeue while stalled: the fix may be in an object the operator does not watch
+    /// (someone else's Deployment, a Secret's keys read on reconcile), so look again sooner.
+    /// Reads only.
     pub stalled_requeue: Duration,
     /// DemoWebs (by uid) already checked for the Kopf operator's leftover Deployment.
     pub legacy_checked: std::sync::Mutex<std::collections::HashSet<String>>,

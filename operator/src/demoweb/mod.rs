@@ -7,8 +7,13 @@
 //!   a wanted field or carries an older applied-hash — so an unchanged DemoWeb costs no writes;
 //! - an object of a child's name that this DemoWeb does not control is never written, adopted or
 //!   deleted (NameConflict); an allowlist that cannot be expressed creates no Ingress
-//!   (UnsupportedIngressClass); an invalid spec, a missing Secret or an unresolvable identity
-//!   applies nothing at all, so the last good children keep serving;
+//!   (UnsupportedIngressClass), and one whose API is missing also withdraws the existing one
+//!   (AllowlistApiMissing); refused annotations never reach the Ingress (AnnotationsRefused);
+//!   an invalid spec, a missing Secret or an unresolvable identity applies nothing at all, so
+//!   the last good children keep serving;
+//! - what decides a plan is watched: IngressClasses, the CRDs of the allowlist APIs, credentials
+//!   Secrets (metadata only), identity bindings and identities re-queue exactly the DemoWebs
+//!   that use them;
 //! - children this DemoWeb controls but no longer wants are deleted, including the seed Kopf
 //!   operator's `<name>-deployment`;
 //! - status is computed from what was applied and written only when it differs.
