@@ -89,7 +89,7 @@ impl Family {
                 "with ingress.allowedSourceRanges set, ingress.annotations must not redirect requests (permanent-redirect, temporal-redirect, request-redirect, redirect-*, app-root): redirects are answered before the allowlist is checked"
             }
             Family::Bypass => {
-                "with ingress.allowedSourceRanges set, ingress.annotations must not route requests around the allowlist (canary-*, ssl-passthrough, konghq.com/plugins): the controller ignores the allowlist for them, or a plugin may replace it"
+                "with ingress.allowedSourceRanges set, ingress.annotations must not route requests around the allowlist (canary-*, ssl-passthrough, Kong plugin lists): the controller ignores the allowlist for them, or a listed plugin may replace it"
             }
         }
     }
@@ -351,6 +351,8 @@ pub const REFUSED: &[Refused] = &[
         Bypass,
     ),
     rule(Exact("konghq.com/plugins"), Kong, Bypass),
+    // The key Kong Ingress Controller read before 0.8 (the seeds' form).
+    rule(Exact("plugins.konghq.com"), Kong, Bypass),
 ];
 
 /// The rule a key falls under, given whether the DemoWeb sets an allowlist.
@@ -620,6 +622,7 @@ mod tests {
             Redirect,
         ),
         (Kong, "konghq.com/plugins", Bypass),
+        (Kong, "plugins.konghq.com", Bypass),
     ];
 
     /// Keys that stay allowed, with or without an allowlist.
