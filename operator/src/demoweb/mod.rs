@@ -15,7 +15,8 @@
 //!   Secrets (metadata only), identity bindings and identities re-queue exactly the DemoWebs
 //!   that use them;
 //! - children this DemoWeb controls but no longer wants are deleted, including the seed Kopf
-//!   operator's `<name>-deployment`;
+//!   operator's `<name>-deployment`; a ServiceAccount only once the live Deployment's pods no
+//!   longer use it, so no order of writes can leave a rollout on a deleted account;
 //! - status is computed from what was applied and written only when it differs.
 //!
 //! API errors are returned to the runtime, which backs off per object (`error_policy`).
@@ -308,19 +309,18 @@ async fn apply_all(
         ..Report::default()
     };
 
-    let sa_api: Api<ServiceAccount> = Api::namespaced(ctx.client.clone(), ns);
-    match children.service_account {
+    // A wanted ServiceAccount exists before the Deployment that names it; an unwanted one is
+    // deleted only after the Deployment (below).
+    let unwanted_service_account = match children.service_account {
         Some(sa) => {
             ensure(&w, ctx, &stores.service_accounts, ns, sa, &mut report).await?;
+            None
         }
-        None => {
-            let current = stores
-                .service_accounts
-                .get(&ObjectRef::new(&id.name).within(ns))
-                .map(|a| (*a).clone());
-            w.delete_if_ours(&sa_api, "ServiceAccount", current).await?;
-        }
-    }
+        None => stores
+            .service_accounts
+            .get(&ObjectRef::new(&id.name).within(ns))
+            .map(|a| (*a).clone()),
+    };
     ensure(
         &w,
         ctx,
@@ -341,6 +341,9 @@ async fn apply_all(
     .await?;
     report.deployment = deployment;
     report.deployment_hash = Some(hash);
+    if let Some(sa) = unwanted_service_account {
+        delete_service_account_once_unused(&w, ctx, id, sa, report.deployment.as_ref()).await?;
+    }
     ensure(&w, ctx, &stores.services, ns, children.service, &mut report).await?;
 
     let ingress_api: Api<Ingress> = Api::namespaced(ctx.client.clone(), ns);
@@ -436,6 +439,40 @@ async fn apply_all(
             .insert(id.uid.clone());
     }
     Ok(report)
+}
+
+/// Deletes the ServiceAccount this DemoWeb no longer wants, but only once the live Deployment no
+/// longer uses it (`identity::deployment_uses_service_account` states the rule). `applied` is the
+/// Deployment as our apply returned it; without one (a name clash), whatever Deployment of that
+/// name is live decides. While the account is still in use it stays; the Deployment's next status
+/// change (its rollout progressing) triggers the reconcile that deletes it.
+async fn delete_service_account_once_unused(
+    w: &Writer<'_>,
+    ctx: &Context,
+    id: &Id,
+    sa: ServiceAccount,
+    applied: Option<&Deployment>,
+) -> Result<(), Error> {
+    let ns = id.namespace.as_str();
+    let live_deployment = match applied {
+        Some(d) => Some(d.clone()),
+        None => {
+            let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), ns);
+            let name = desired::deployment_name(&id.name);
+            live(&ctx.stores.deployments, &api, "Deployment", &name, ns).await?
+        }
+    };
+    let name = sa.name_any();
+    if identity::deployment_uses_service_account(live_deployment.as_ref(), &name) {
+        tracing::debug!(
+            service_account = name,
+            "keeping the ServiceAccount until the Deployment's pods no longer use it"
+        );
+        return Ok(());
+    }
+    let api: Api<ServiceAccount> = Api::namespaced(ctx.client.clone(), ns);
+    w.delete_if_ours(&api, "ServiceAccount", Some(sa)).await?;
+    Ok(())
 }
 
 /// Deletes the Middleware / KongPlugin the previous Ingress referenced, unless still wanted.
@@ -985,6 +1022,8 @@ pub async fn run(
     ctx.stalled_requeue = ctx.stalled_requeue.min(config.resync_period);
     let ctx = Arc::new(ctx);
     let class_store = demoweb_store.clone();
+    // Per-site series are read from this store: it sees every deletion, re-list and tombstone.
+    ctx.metrics.watch_sites(demoweb_store.clone());
     let api_mapper = |families: &'static [ingress::ControllerKind]| {
         let (dws, classes) = (demoweb_store.clone(), ctx.stores.ingress_classes.clone());
         move |_: CustomResourceDefinition| demowebs_for_families(families, &dws, &classes)
@@ -1009,7 +1048,7 @@ pub async fn run(
             demowebs_for_secret(&s, &secret_store)
         })
         .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, ctx)
+        .run(reconcile, error_policy, ctx.clone())
         .for_each(|result| async move {
             match result {
                 Ok((obj, _)) => tracing::debug!(object = %obj, "reconciled"),
@@ -1020,6 +1059,7 @@ pub async fn run(
             }
         })
         .await;
+    ctx.metrics.forget_sites();
 }
 
 /// Field manager re-exported for tests and the chart's documentation.
