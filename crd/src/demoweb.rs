@@ -4,8 +4,20 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::ResourceRequirements;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::core::cel::Rule;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
+
+use crate::annotations::{Family, annotations_rule, ingress_rule};
+
+/// A CEL rule for one family of refused annotations (see `annotations.rs`).
+fn refuse_always(family: Family) -> Rule {
+    Rule::new(annotations_rule(family)).message(family.message())
+}
+
+fn refuse_with_allowlist(family: Family) -> Rule {
+    Rule::new(ingress_rule(family)).message(family.message())
+}
 
 // CEL rules and patterns shared with `validation.rs`, which mirrors them in Rust for objects that
 // reached the cluster without passing this schema (e.g. an older CRD version).
@@ -28,8 +40,6 @@ pub(crate) const HOST_MESSAGE: &str = "host must be a DNS name such as www.examp
 pub(crate) const INGRESS_PATH_RULE: &str = "self.matches('^/[A-Za-z0-9._~/-]*$')";
 pub(crate) const INGRESS_PATH_MESSAGE: &str =
     "ingress.path must start with '/' and contain only letters, digits and . _ ~ / -";
-pub(crate) const ANNOTATIONS_RULE: &str = "!self.exists(k, k in ['traefik.ingress.kubernetes.io/whitelist-source-range', 'nginx.ingress.kubernetes.io/whitelist-source-range', 'nginx.ingress.kubernetes.io/allowlist-source-range', 'haproxy.org/allow-list', 'haproxy.org/whitelist'])";
-pub(crate) const ANNOTATIONS_MESSAGE: &str = "ingress.annotations must not set an IP allowlist annotation: use ingress.allowedSourceRanges, which the operator writes in the ingress controller's own dialect";
 pub(crate) const IMAGE_RULE: &str = "self.matches('^[^[:space:][:cntrl:]]+$')";
 pub(crate) const IMAGE_MESSAGE: &str = "image must be an image reference without whitespace";
 
@@ -135,6 +145,12 @@ pub struct CredentialsSpec {
 /// How the site is exposed outside the cluster.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = refuse_with_allowlist(Family::Authentication),
+    validation = refuse_with_allowlist(Family::ClientAddress),
+    validation = refuse_with_allowlist(Family::Redirect),
+    validation = refuse_with_allowlist(Family::Bypass)
+)]
 pub struct IngressSpec {
     /// Host name the site answers to, e.g. www.example.com.
     #[schemars(length(min = 1, max = 253))]
@@ -165,11 +181,16 @@ pub struct IngressSpec {
     #[x_kube(merge_strategy = ListMerge::Set)]
     pub allowed_source_ranges: Vec<String>,
 
-    /// Extra annotations for the Ingress. They cannot set the allowlist.
+    /// Extra annotations for the Ingress. Refused: annotations that inject controller
+    /// configuration (`*-snippet`) or set source ranges; with `allowedSourceRanges`, also those
+    /// that authenticate, redirect, trust a client-sent address or route around the allowlist.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    // Bounded so the API server's CEL cost estimate for the rule below stays within budget.
+    // Bounded so the API server's CEL cost estimate for the rules stays within budget.
     #[schemars(extend("maxProperties" = 64))]
-    #[x_kube(validation = Rule::new(ANNOTATIONS_RULE).message(ANNOTATIONS_MESSAGE))]
+    #[x_kube(
+        validation = refuse_always(Family::Snippet),
+        validation = refuse_always(Family::SourceRanges)
+    )]
     pub annotations: BTreeMap<String, String>,
 }
 

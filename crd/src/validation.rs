@@ -4,6 +4,7 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
+use crate::annotations::refused_keys;
 use crate::azure_identity::{AzureIdentityBindingSpec, AzureIdentitySpec, IdentityType};
 use crate::demoweb::{self as d, DemoWeb};
 
@@ -39,15 +40,6 @@ pub fn summarize(errors: &[FieldError]) -> String {
         .collect::<Vec<_>>()
         .join("; ")
 }
-
-/// Annotation keys that would bypass `allowedSourceRanges`.
-pub const ALLOWLIST_ANNOTATIONS: &[&str] = &[
-    "traefik.ingress.kubernetes.io/whitelist-source-range",
-    "nginx.ingress.kubernetes.io/whitelist-source-range",
-    "nginx.ingress.kubernetes.io/allowlist-source-range",
-    "haproxy.org/allow-list",
-    "haproxy.org/whitelist",
-];
 
 impl DemoWeb {
     /// Every rule of the CRD schema, checked in Rust. Returns all problems, not just the first.
@@ -127,14 +119,13 @@ impl DemoWeb {
                     "secretName must be the name of a Secret (a DNS-1123 subdomain)",
                 ));
             }
-            if ingress
-                .annotations
-                .keys()
-                .any(|k| ALLOWLIST_ANNOTATIONS.contains(&k.as_str()))
-            {
+            for (key, rule) in refused_keys(
+                &ingress.annotations,
+                !ingress.allowed_source_ranges.is_empty(),
+            ) {
                 errors.push(FieldError::new(
-                    "spec.ingress.annotations",
-                    d::ANNOTATIONS_MESSAGE,
+                    format!("spec.ingress.annotations[{key}]"),
+                    rule.family.message(),
                 ));
             }
             let mut seen = BTreeSet::new();

@@ -18,3 +18,6 @@ mod observability;
 
 #[path = "operator/rbac.rs"]
 mod rbac;
+
+#[path = "operator/allowlist.rs"]
+mod allowlist;

@@ -7,8 +7,13 @@
 //!   a wanted field or carries an older applied-hash — so an unchanged DemoWeb costs no writes;
 //! - an object of a child's name that this DemoWeb does not control is never written, adopted or
 //!   deleted (NameConflict); an allowlist that cannot be expressed creates no Ingress
-//!   (UnsupportedIngressClass); an invalid spec, a missing Secret or an unresolvable identity
-//!   applies nothing at all, so the last good children keep serving;
+//!   (UnsupportedIngressClass), and one whose API is missing also withdraws the existing one
+//!   (AllowlistApiMissing); refused annotations never reach the Ingress (AnnotationsRefused);
+//!   an invalid spec, a missing Secret or an unresolvable identity applies nothing at all, so
+//!   the last good children keep serving;
+//! - what decides a plan is watched: IngressClasses, the CRDs of the allowlist APIs, credentials
+//!   Secrets (metadata only), identity bindings and identities re-queue exactly the DemoWebs
+//!   that use them;
 //! - children this DemoWeb controls but no longer wants are deleted, including the seed Kopf
 //!   operator's `<name>-deployment`; a ServiceAccount only once the live Deployment's pods no
 //!   longer use it, so no order of writes can leave a rollout on a deleted account;
@@ -34,8 +39,10 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Secret, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{DynamicObject, Patch, PatchParams};
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -47,7 +54,7 @@ use serde_json::{Value, json};
 use tracing::Instrument;
 
 use crate::apply::{Applied, FIELD_MANAGER, Writer, get_opt, publish, stamp_hash};
-use crate::context::{Context, Stores};
+use crate::context::{AllowlistApis, Context, Stores};
 use crate::error::{Error, chain};
 use crate::identity::{self, ResolvedIdentity};
 use desired::GitAuth;
@@ -124,7 +131,7 @@ async fn gather(dw: &DemoWeb, id: &Id, ctx: &Context) -> Result<Gathered, Error>
         .as_ref()
         .is_some_and(|i| !i.allowed_source_ranges.is_empty());
     let capabilities = if wants_allowlist {
-        ctx.capabilities().await?
+        ctx.capabilities()?
     } else {
         IngressCapabilities::default()
     };
@@ -352,14 +359,26 @@ async fn apply_all(
                 .await?;
             delete_stale_allowlists(&w, ctx, id, live_ingress.as_ref(), None).await?;
         }
-        IngressPlan::Blocked(message) => {
+        IngressPlan::Blocked(refusal) => {
             report.problems.push(UserError {
-                reason: reason::UNSUPPORTED_INGRESS_CLASS,
-                message,
+                reason: refusal.reason(),
+                message: refusal.message().to_owned(),
             });
-            // The Ingress from the last good spec, if any, stays — and so does its URL.
-            if live_ingress.is_some() {
-                report.url = dw.status.as_ref().and_then(|s| s.url.clone());
+            match refusal {
+                // The allowlist API is gone: whatever our Ingress referenced is no longer
+                // enforced, so the Ingress goes too (fail closed).
+                ingress::Refusal::MissingApi(_) => {
+                    w.delete_if_ours(&ingress_api, "Ingress", live_ingress.clone())
+                        .await?;
+                    delete_stale_allowlists(&w, ctx, id, live_ingress.as_ref(), None).await?;
+                }
+                // The Ingress from the last good spec, if any, stays (its class and allowlist
+                // are unchanged) — and so does its URL.
+                ingress::Refusal::UnsupportedClass(_) => {
+                    if live_ingress.is_some() {
+                        report.url = dw.status.as_ref().and_then(|s| s.url.clone());
+                    }
+                }
             }
         }
         IngressPlan::Present { ingress, extra } => {
@@ -477,14 +496,17 @@ async fn delete_stale_allowlists(
     let middleware_ref = format!("{}-{name}@kubernetescrd", id.namespace);
     if keep_kind != Some("Middleware")
         && references(ingress::TRAEFIK_MIDDLEWARES_ANNOTATION, &middleware_ref)
-        && let Some(api) = ctx.capabilities().await?.traefik_middleware
+        && let Some(api) = ctx.capabilities()?.traefik_middleware
     {
         let ar = ingress::middleware_resource(api);
         let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &id.namespace, &ar);
         let current = get_opt(&api, "Middleware", &name).await?;
         w.delete_if_ours(&api, "Middleware", current).await?;
     }
-    if keep_kind != Some("KongPlugin") && references(ingress::KONG_PLUGINS_ANNOTATION, &name) {
+    if keep_kind != Some("KongPlugin")
+        && references(ingress::KONG_PLUGINS_ANNOTATION, &name)
+        && ctx.capabilities()?.kong_plugin
+    {
         let ar = ingress::kong_plugin_resource();
         let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &id.namespace, &ar);
         let current = get_opt(&api, "KongPlugin", &name).await?;
@@ -578,10 +600,20 @@ async fn reconcile_inner(dw: &DemoWeb, ctx: &Context) -> Result<bool, Error> {
         return Ok(false);
     }
     let found = gather(dw, &id, ctx).await?;
+    // Refused annotations are left off the Ingress, and the rest of the spec applies: the site
+    // keeps serving, without the part that could weaken its allowlist.
+    let (clean, refused) = ingress::strip_refused_annotations(dw);
+    let dw = &clean;
+    let refused = refused.map(|message| UserError {
+        reason: reason::ANNOTATIONS_REFUSED,
+        message,
+    });
     let report = match validate(dw, &found) {
         Ok(valid) => {
             let children = build(dw, &valid, &found);
-            apply_all(dw, &id, ctx, children, &valid).await?
+            let mut report = apply_all(dw, &id, ctx, children, &valid).await?;
+            report.problems.splice(0..0, refused);
+            report
         }
         // Keep the last good children: nothing is applied or deleted.
         Err(problem) => Report {
@@ -590,7 +622,7 @@ async fn reconcile_inner(dw: &DemoWeb, ctx: &Context) -> Result<bool, Error> {
                 .deployments
                 .get(&ObjectRef::new(&desired::deployment_name(&id.name)).within(&id.namespace))
                 .map(|d| (*d).clone()),
-            problems: vec![problem],
+            problems: std::iter::once(problem).chain(refused).collect(),
             url: dw.status.as_ref().and_then(|s| s.url.clone()),
             identity: dw.status.as_ref().and_then(|s| s.identity.clone()),
             ..Report::default()
@@ -722,6 +754,42 @@ fn demowebs_for_class(class: &IngressClass, demowebs: &Store<DemoWeb>) -> Vec<Ob
                 !i.allowed_source_ranges.is_empty()
                     && (i.class_name.is_none() || i.class_name.as_deref() == name)
             })
+        })
+        .map(|dw| ObjectRef::from_obj(&**dw))
+        .collect()
+}
+
+/// DemoWebs whose allowlist is written by one of these controller families: the ones whose plan
+/// a change of that family's CRD can change.
+fn demowebs_for_families(
+    families: &[ingress::ControllerKind],
+    demowebs: &Store<DemoWeb>,
+    classes: &Store<IngressClass>,
+) -> Vec<ObjectRef<DemoWeb>> {
+    let classes: Vec<IngressClass> = classes.state().iter().map(|c| (**c).clone()).collect();
+    demowebs
+        .state()
+        .iter()
+        .filter(|dw| ingress::allowlist_family(dw, &classes).is_some_and(|f| families.contains(&f)))
+        .map(|dw| ObjectRef::from_obj(&**dw))
+        .collect()
+}
+
+/// DemoWebs whose credentials name this Secret.
+fn demowebs_for_secret(
+    secret: &PartialObjectMeta<Secret>,
+    demowebs: &Store<DemoWeb>,
+) -> Vec<ObjectRef<DemoWeb>> {
+    let (ns, name) = (
+        secret.metadata.namespace.as_deref(),
+        secret.metadata.name.as_deref(),
+    );
+    demowebs
+        .state()
+        .iter()
+        .filter(|dw| {
+            dw.metadata.namespace.as_deref() == ns
+                && dw.spec.credentials.as_ref().map(|c| c.secret_name.as_str()) == name
         })
         .map(|dw| ObjectRef::from_obj(&**dw))
         .collect()
@@ -879,6 +947,33 @@ pub async fn run(
     let (service_accounts, service_account_events) = child_reflector::<ServiceAccount>(&client, ns);
     let (ingress_classes, class_events) =
         reference_reflector::<IngressClass>(Api::all(client.clone()));
+    let crd = |name: &str| {
+        let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+        let (reader, writer) = reflector::store();
+        let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+        let stream = watcher(api, config)
+            .default_backoff()
+            .reflect(writer)
+            .touched_objects();
+        (reader, stream)
+    };
+    let (traefik_crd, traefik_crd_events) = crd(AllowlistApis::TRAEFIK);
+    let (traefik_legacy_crd, traefik_legacy_crd_events) = crd(AllowlistApis::TRAEFIK_LEGACY);
+    let (kong_crd, kong_crd_events) = crd(AllowlistApis::KONG);
+    let allowlist_apis = AllowlistApis {
+        traefik: traefik_crd,
+        traefik_legacy: traefik_legacy_crd,
+        kong: kong_crd,
+    };
+    // Secrets are watched as metadata only: a credentials Secret that appears or changes
+    // re-queues the DemoWebs naming it, and no Secret content is held in memory.
+    let secret_api: Api<PartialObjectMeta<Secret>> = match ns {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let secret_events = watcher(secret_api, watcher::Config::default())
+        .default_backoff()
+        .touched_objects();
 
     let controller = Controller::for_stream(demoweb_events, demoweb_store.clone());
 
@@ -924,6 +1019,7 @@ pub async fn run(
         ingress_classes,
         bindings,
         identities,
+        allowlist_apis,
     };
     let sync_tracker =
         tokio::spawn(stores.track_sync(config.identity_served, config.readiness.clone()));
@@ -934,6 +1030,16 @@ pub async fn run(
     let class_store = demoweb_store.clone();
     // Per-site series are read from this store: it sees every deletion, re-list and tombstone.
     ctx.metrics.watch_sites(demoweb_store.clone());
+    let api_mapper = |families: &'static [ingress::ControllerKind]| {
+        let (dws, classes) = (demoweb_store.clone(), ctx.stores.ingress_classes.clone());
+        move |_: CustomResourceDefinition| demowebs_for_families(families, &dws, &classes)
+    };
+    const TRAEFIK: &[ingress::ControllerKind] = &[
+        ingress::ControllerKind::Traefik,
+        ingress::ControllerKind::TraefikByName,
+    ];
+    const KONG: &[ingress::ControllerKind] = &[ingress::ControllerKind::Kong];
+    let secret_store = demoweb_store.clone();
     controller
         .owns_stream(deployment_events)
         .owns_stream(config_map_events)
@@ -941,6 +1047,12 @@ pub async fn run(
         .owns_stream(ingress_events)
         .owns_stream(service_account_events)
         .watches_stream(class_events, move |c| demowebs_for_class(&c, &class_store))
+        .watches_stream(traefik_crd_events, api_mapper(TRAEFIK))
+        .watches_stream(traefik_legacy_crd_events, api_mapper(TRAEFIK))
+        .watches_stream(kong_crd_events, api_mapper(KONG))
+        .watches_stream(secret_events, move |s| {
+            demowebs_for_secret(&s, &secret_store)
+        })
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx.clone())
         .for_each(|result| async move {
@@ -1019,6 +1131,62 @@ mod tests {
         let patch = status_patch(&old, &new);
         assert_eq!(patch["status"]["url"], Value::Null);
         assert_eq!(patch["status"]["replicas"], json!(2));
+    }
+
+    #[test]
+    fn secrets_and_allowlist_apis_map_to_the_demowebs_that_use_them() {
+        let (reader, mut writer) = reflector::store::<DemoWeb>();
+        let mut with_creds = seed();
+        with_creds.metadata.name = Some("private".into());
+        with_creds.spec.credentials = Some(demoweb_crd::demoweb::CredentialsSpec {
+            secret_name: "git-creds".into(),
+        });
+        let mut traefik = seed();
+        traefik.metadata.name = Some("edge".into());
+        traefik.spec.ingress = Some(demoweb_crd::demoweb::IngressSpec {
+            host: "a.example.com".into(),
+            path: "/".into(),
+            class_name: Some("traefik".into()),
+            tls: None,
+            allowed_source_ranges: vec!["10.0.0.0/8".into()],
+            annotations: Default::default(),
+        });
+        for dw in [seed(), with_creds, traefik] {
+            writer.apply_watcher_event(&watcher::Event::Apply(dw));
+        }
+        let secret = |ns: &str, name: &str| PartialObjectMeta::<Secret> {
+            metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some(ns.into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let names = |refs: Vec<ObjectRef<DemoWeb>>| -> Vec<String> {
+            refs.into_iter().map(|r| r.name).collect()
+        };
+        assert_eq!(
+            names(demowebs_for_secret(
+                &secret("default", "git-creds"),
+                &reader
+            )),
+            ["private"]
+        );
+        assert!(demowebs_for_secret(&secret("other", "git-creds"), &reader).is_empty());
+        assert!(demowebs_for_secret(&secret("default", "tls"), &reader).is_empty());
+
+        let (classes, _) = reflector::store::<IngressClass>();
+        let traefik_kinds = [
+            ingress::ControllerKind::Traefik,
+            ingress::ControllerKind::TraefikByName,
+        ];
+        assert_eq!(
+            names(demowebs_for_families(&traefik_kinds, &reader, &classes)),
+            ["edge"]
+        );
+        assert!(
+            demowebs_for_families(&[ingress::ControllerKind::Kong], &reader, &classes).is_empty()
+        );
     }
 
     #[test]

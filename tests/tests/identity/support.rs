@@ -127,7 +127,18 @@ impl Site {
             (site.served_variant().await == Some(crds)).then_some(())
         })
         .await;
-        site.operator = Some(Operator::start(&site.env, &[]).await);
+        // The default stalled requeue and identity-API poll: a reference that arrives late must
+        // be acted on through the watches, well before either would look again.
+        site.operator = Some(
+            Operator::start(
+                &site.env,
+                &[
+                    "--stalled-requeue-period=30s",
+                    "--identity-api-poll-period=60s",
+                ],
+            )
+            .await,
+        );
         site
     }
 

@@ -379,7 +379,8 @@ spec: {azureIdentity: web-id, selector: web}
 async fn identity_api_installed_later_is_picked_up() {
     let env = TestEnv::new("identity-later").await;
     install_crds(&env).await;
-    let op = Operator::start(&env, &[]).await;
+    // The default poll, so that only the watch on the binding CRD can be this prompt.
+    let op = Operator::start(&env, &["--identity-api-poll-period=60s"]).await;
     apply_secure_and_wait_for_missing_binding(&env, &op).await;
     assert!(get(&env, "deployment", "secure").await.is_none());
 
@@ -401,12 +402,12 @@ async fn identity_api_installed_later_is_picked_up() {
     )
     .await;
     env.apply_yaml(IDENTITY).await.expect_ok();
-    // The operator looks for the API once a minute.
+    // The operator watches the binding CRD: the API is picked up within seconds.
     let d = wait(
         &env,
         Some(&op),
-        "the Deployment with the pod identity label",
-        Duration::from_secs(150),
+        "the Deployment with the pod identity label (within 10s)",
+        Duration::from_secs(10),
         || async {
             get(&env, "deployment", "secure")
                 .await
