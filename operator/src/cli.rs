@@ -71,8 +71,9 @@ pub struct RunArgs {
     #[arg(long, default_value = "30s", value_parser = parse_period, env = "DEMOWEB_STALLED_REQUEUE_PERIOD")]
     pub stalled_requeue_period: Duration,
 
-    /// How often the operator looks again for the aad-pod-identity API (AzureIdentity and
-    /// AzureIdentityBinding) while it is not served, to start watching it without a restart.
+    /// While the aad-pod-identity API (AzureIdentity and AzureIdentityBinding) is not served, how
+    /// often the operator looks for it besides watching its CRD (the fallback when that watch is
+    /// not allowed), to start using it without a restart.
     #[arg(long, default_value = "60s", value_parser = parse_period, env = "DEMOWEB_IDENTITY_API_POLL_PERIOD")]
     pub identity_api_poll_period: Duration,
 }
