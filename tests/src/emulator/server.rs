@@ -1103,7 +1103,22 @@ fn scale_of(d: &Value) -> Value {
     })
 }
 
-/// `/scale`: read or change a Deployment's replicas, as `kubectl scale` does.
+/// Where a scalable kind keeps its replica count.
+const REPLICAS_PATH: [&str; 2] = ["spec", "replicas"];
+
+/// Merge information of `autoscaling/v1` Scale: plain structs, no lists.
+fn scale_schema() -> Value {
+    json!({"type": "object", "properties": {
+        "metadata": {"type": "object"},
+        "spec": {"type": "object"},
+        "status": {"type": "object"},
+    }})
+}
+
+/// `/scale`: read or change a Deployment's replicas, as `kubectl scale` and the
+/// HorizontalPodAutoscaler do. Writes go through the Scale object with the owners of
+/// `spec.replicas` carried over, so updates, patches and server-side apply record ownership
+/// (and apply conflicts) the way kube-apiserver's scale handler does.
 fn scale(
     sh: &Shared,
     t: &Target,
@@ -1125,30 +1140,86 @@ fn scale(
         )
     })?;
     let current = scale_of(&live);
-    let wanted = match verb {
-        "get" => return Ok(json_response(200, &current, &[])),
-        "update" => parse_body(body, content_type)?,
-        "patch" => match content_type {
-            "application/json-patch+json" => {
-                engines::json_patch(&current, &parse_body(body, "application/json")?)?
-            }
-            _ => engines::merge_patch(&current, &parse_body(body, "application/json")?)?,
-        },
+    if verb == "get" {
+        return Ok(json_response(200, &current, &[]));
+    }
+    let av = t.info.api_version();
+    let mut live_scale = current.clone();
+    live_scale["metadata"]["managedFields"] = engines::scale_entries(
+        &live["metadata"]["managedFields"],
+        &av,
+        &REPLICAS_PATH,
+    );
+    let opts = write_opts(q, t, verb, user_agent)?;
+    let time = ops::now();
+    let manager = |operation| Manager {
+        name: &opts.manager,
+        operation,
+        subresource: Some("scale"),
+        api_version: "autoscaling/v1",
+        time: &time,
+    };
+    let updated = |wanted: Value| -> Result<Value, ApiError> {
+        let want_rv = wanted["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap_or_default();
+        if !want_rv.is_empty() && want_rv != live["metadata"]["resourceVersion"] {
+            return Err(ApiError::stale(
+                &t.info.group_resource(),
+                &t.info.group,
+                &t.info.plural,
+                &name,
+            ));
+        }
+        let mut next = live_scale.clone();
+        next["spec"]["replicas"] = wanted["spec"]["replicas"].clone();
+        Ok(engines::track_update(
+            Some(&live_scale),
+            next,
+            &manager(Operation::Update),
+            &scale_schema(),
+        ))
+    };
+    let new_scale = match verb {
+        "update" => updated(parse_body(body, content_type)?)?,
+        "patch" => {
+            let patch = parse_body(body, "application/json")?;
+            updated(match content_type {
+                "application/json-patch+json" => engines::json_patch(&current, &patch)?,
+                _ => engines::merge_patch(&current, &patch)?,
+            })?
+        }
+        "apply" => {
+            let config = parse_body(body, "application/apply-patch+yaml")?;
+            let force = q.get("force").is_some_and(|f| f == "true" || f == "1");
+            engines::server_side_apply(
+                Some(&live_scale),
+                &config,
+                &manager(Operation::Apply),
+                force,
+                &scale_schema(),
+            )?
+        }
         _ => return Err(ApiError::method_not_allowed(verb, &t.info.group_resource())),
     };
-    let want_rv = wanted["metadata"]["resourceVersion"]
-        .as_str()
-        .unwrap_or_default();
-    if !want_rv.is_empty() && want_rv != live["metadata"]["resourceVersion"] {
-        return Err(ApiError::stale(
-            &t.info.group_resource(),
-            &t.info.group,
-            &t.info.plural,
-            &name,
+    let replicas = &new_scale["spec"]["replicas"];
+    if replicas.as_i64().is_none_or(|r| r < 0) {
+        return Err(ApiError::new(
+            422,
+            "Invalid",
+            format!(
+                "Scale.autoscaling \"{name}\" is invalid: spec.replicas: Invalid value: {replicas}: must be greater than or equal to 0"
+            ),
         ));
     }
     let mut d = live.clone();
-    d["spec"]["replicas"] = wanted["spec"]["replicas"].clone();
+    d["spec"]["replicas"] = replicas.clone();
+    d["metadata"]["managedFields"] = engines::scale_to_parent(
+        &live["metadata"]["managedFields"],
+        &new_scale["metadata"]["managedFields"],
+        &av,
+        &REPLICAS_PATH,
+    );
     let target = Target {
         info: t.info.clone(),
         ns: t.ns.clone(),
@@ -1157,7 +1228,7 @@ fn scale(
     };
     let mut opts = write_opts(q, &target, "update", user_agent)?;
     opts.subresource = Some("scale".into());
-    let (stored, warnings) = ops::update(&mut st, &t.info, &t.ns, &name, d, &opts, false)?;
+    let (stored, warnings) = ops::update(&mut st, &t.info, &t.ns, &name, d, &opts, true)?;
     drop(st);
     sh.wake.notify_one();
     Ok(json_response(200, &scale_of(&stored), &warnings))
