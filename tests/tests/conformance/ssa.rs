@@ -266,4 +266,5 @@ async fn scale_subresource_writes_track_replicas_ownership() {
         matches!(&err, kube::Error::Api(s) if s.code == 409),
         "{err}"
     );
+    env.finish().await;
 }
