@@ -39,9 +39,7 @@ pub fn decode(kind: &str, group: &str, obj: &Value) -> Result<(Value, Vec<String
         ("events.k8s.io", "Event") => roundtrip::<k8s::events::v1::Event>(obj),
         ("apps", "Deployment") => roundtrip::<k8s::apps::v1::Deployment>(obj),
         ("networking.k8s.io", "Ingress") => roundtrip::<k8s::networking::v1::Ingress>(obj),
-        ("policy", "PodDisruptionBudget") => {
-            roundtrip::<k8s::policy::v1::PodDisruptionBudget>(obj)
-        }
+        ("policy", "PodDisruptionBudget") => roundtrip::<k8s::policy::v1::PodDisruptionBudget>(obj),
         ("autoscaling", "HorizontalPodAutoscaler") => {
             roundtrip::<k8s::autoscaling::v2::HorizontalPodAutoscaler>(obj)
         }

@@ -1145,11 +1145,8 @@ fn scale(
     }
     let av = t.info.api_version();
     let mut live_scale = current.clone();
-    live_scale["metadata"]["managedFields"] = engines::scale_entries(
-        &live["metadata"]["managedFields"],
-        &av,
-        &REPLICAS_PATH,
-    );
+    live_scale["metadata"]["managedFields"] =
+        engines::scale_entries(&live["metadata"]["managedFields"], &av, &REPLICAS_PATH);
     let opts = write_opts(q, t, verb, user_agent)?;
     let time = ops::now();
     let manager = |operation| Manager {

@@ -449,13 +449,18 @@ fn autoscaler_targets(spec: &Value, st: &Value) -> String {
         .map(|(i, m)| match m["type"].as_str() {
             Some("Resource") => {
                 let r = &m["resource"];
-                let now = &current.get(i).map_or(Value::Null, |c| c["resource"]["current"].clone());
+                let now = &current
+                    .get(i)
+                    .map_or(Value::Null, |c| c["resource"]["current"].clone());
                 let (have, want) = match r["target"]["type"].as_str() {
                     Some("Utilization") => (
                         now["averageUtilization"]
                             .as_i64()
                             .map_or("<unknown>".to_string(), |u| format!("{u}%")),
-                        format!("{}%", r["target"]["averageUtilization"].as_i64().unwrap_or(0)),
+                        format!(
+                            "{}%",
+                            r["target"]["averageUtilization"].as_i64().unwrap_or(0)
+                        ),
                     ),
                     _ => (
                         now["averageValue"]

@@ -342,17 +342,36 @@ spec:
         .map(|l| l.split_whitespace().collect())
         .collect();
     assert!(
-        lines.iter().any(|l| l[..] == ["NAME", "MIN", "AVAILABLE", "MAX", "UNAVAILABLE", "ALLOWED", "DISRUPTIONS", "AGE"]),
+        lines.iter().any(|l| l[..]
+            == [
+                "NAME",
+                "MIN",
+                "AVAILABLE",
+                "MAX",
+                "UNAVAILABLE",
+                "ALLOWED",
+                "DISRUPTIONS",
+                "AGE"
+            ]),
         "{table}"
     );
     assert!(
-        lines
-            .iter()
-            .any(|l| l.len() >= 4 && l[0] == "poddisruptionbudget.policy/web" && l[1..4] == ["N/A", "1", "0"]),
+        lines.iter().any(|l| l.len() >= 4
+            && l[0] == "poddisruptionbudget.policy/web"
+            && l[1..4] == ["N/A", "1", "0"]),
         "{table}"
     );
     assert!(
-        lines.iter().any(|l| l[..] == ["NAME", "REFERENCE", "TARGETS", "MINPODS", "MAXPODS", "REPLICAS", "AGE"]),
+        lines.iter().any(|l| l[..]
+            == [
+                "NAME",
+                "REFERENCE",
+                "TARGETS",
+                "MINPODS",
+                "MAXPODS",
+                "REPLICAS",
+                "AGE"
+            ]),
         "{table}"
     );
     assert!(
@@ -378,7 +397,9 @@ spec:
         .await
         .expect_err();
     assert!(
-        err.contains("spec.maxReplicas: Invalid value: 2: must be greater than or equal to `minReplicas`"),
+        err.contains(
+            "spec.maxReplicas: Invalid value: 2: must be greater than or equal to `minReplicas`"
+        ),
         "{err}"
     );
     let err = env

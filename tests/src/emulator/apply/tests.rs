@@ -867,10 +867,22 @@ fn scale_writes_move_replicas_ownership_like_the_scale_handler() {
         Case {
             name: "an update through scale takes replicas from an applier",
             parent: json!([e("test", "Apply", "apps/v1", None, both.clone())]),
-            scale: json!([e("scale", "Update", "autoscaling/v1", Some("scale"), replicas.clone())]),
+            scale: json!([e(
+                "scale",
+                "Update",
+                "autoscaling/v1",
+                Some("scale"),
+                replicas.clone()
+            )]),
             want: json!([
                 e("test", "Apply", "apps/v1", None, selector.clone()),
-                e("scale", "Update", "apps/v1", Some("scale"), replicas.clone()),
+                e(
+                    "scale",
+                    "Update",
+                    "apps/v1",
+                    Some("scale"),
+                    replicas.clone()
+                ),
             ]),
         },
         Case {
@@ -878,7 +890,13 @@ fn scale_writes_move_replicas_ownership_like_the_scale_handler() {
             parent: json!([e("test", "Apply", "apps/v1", None, both.clone())]),
             scale: json!([
                 e("test", "Apply", "autoscaling/v1", None, replicas.clone()),
-                e("test", "Apply", "autoscaling/v1", Some("scale"), replicas.clone()),
+                e(
+                    "test",
+                    "Apply",
+                    "autoscaling/v1",
+                    Some("scale"),
+                    replicas.clone()
+                ),
             ]),
             want: json!([
                 e("test", "Apply", "apps/v1", None, both.clone()),
@@ -888,7 +906,13 @@ fn scale_writes_move_replicas_ownership_like_the_scale_handler() {
         Case {
             name: "an updater's entry is matched with its apiVersion",
             parent: json!([e("test", "Update", "apps/v1", None, both)]),
-            scale: json!([e("test", "Update", "autoscaling/v1", Some("scale"), replicas.clone())]),
+            scale: json!([e(
+                "test",
+                "Update",
+                "autoscaling/v1",
+                Some("scale"),
+                replicas.clone()
+            )]),
             want: json!([
                 e("test", "Update", "apps/v1", None, selector.clone()),
                 e("test", "Update", "apps/v1", Some("scale"), replicas.clone()),
@@ -897,7 +921,13 @@ fn scale_writes_move_replicas_ownership_like_the_scale_handler() {
         Case {
             name: "status-only writes own nothing in the parent",
             parent: json!([e("test", "Apply", "apps/v1", None, selector.clone())]),
-            scale: json!([e("scale", "Update", "autoscaling/v1", Some("scale"), json!({"f:status": {"f:replicas": {}}}))]),
+            scale: json!([e(
+                "scale",
+                "Update",
+                "autoscaling/v1",
+                Some("scale"),
+                json!({"f:status": {"f:replicas": {}}})
+            )]),
             want: json!([e("test", "Apply", "apps/v1", None, selector)]),
         },
     ];
@@ -906,9 +936,21 @@ fn scale_writes_move_replicas_ownership_like_the_scale_handler() {
         assert_eq!(got, case.want, "{}", case.name);
     }
     let parent = json!([
-        e("op", "Apply", "apps/v1", None, json!({"f:spec": {"f:replicas": {}, "f:template": {}}})),
+        e(
+            "op",
+            "Apply",
+            "apps/v1",
+            None,
+            json!({"f:spec": {"f:replicas": {}, "f:template": {}}})
+        ),
         e("old", "Apply", "apps/v2", None, replicas.clone()),
-        e("editor", "Update", "apps/v1", None, json!({"f:spec": {"f:paused": {}}})),
+        e(
+            "editor",
+            "Update",
+            "apps/v1",
+            None,
+            json!({"f:spec": {"f:paused": {}}})
+        ),
     ]);
     assert_eq!(
         scale_entries(&parent, "apps/v1", &["spec", "replicas"]),
