@@ -15,6 +15,57 @@ fn replicas(d: &Value) -> Option<i64> {
     d["spec"]["replicas"].as_i64()
 }
 
+/// The Deployment with its managedFields (which `kubectl get` leaves out unless asked).
+async fn deployment(env: &TestEnv) -> Value {
+    let out = env
+        .kubectl(&[
+            "get",
+            "deployment",
+            "demoweb1",
+            "-o",
+            "json",
+            "--show-managed-fields",
+        ])
+        .await
+        .expect_ok();
+    serde_json::from_str(&out).expect("kubectl printed JSON")
+}
+
+/// Field managers owning a Deployment's `spec.replicas`.
+fn replicas_owners(d: &Value) -> Vec<String> {
+    let mut owners: Vec<String> = d["metadata"]["managedFields"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["fieldsV1"]["f:spec"].get("f:replicas").is_some())
+        .filter_map(|e| e["manager"].as_str().map(str::to_owned))
+        .collect();
+    owners.sort();
+    owners.dedup();
+    owners
+}
+
+/// The operator must neither have written the count nor let it be reset. On a real cluster the
+/// autoscaler may have changed it meanwhile (it owns the field then); otherwise it is still
+/// `value`, from `owners`.
+#[track_caller]
+fn count_left_alone(d: &Value, owners: &[String], value: i64, when: &str) {
+    let now = replicas_owners(d);
+    assert!(
+        !now.iter().any(|o| o == "demoweb-operator"),
+        "{when}: the operator took spec.replicas back: {now:?}"
+    );
+    // Owned by nobody means removed by our apply and defaulted again: the count was lost.
+    assert!(
+        !now.is_empty(),
+        "{when}: nobody owns spec.replicas ({:?})",
+        replicas(d)
+    );
+    if now == owners {
+        assert_eq!(replicas(d), Some(value), "{when}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn replicated_sites_get_a_disruption_budget_spread_and_surge_rollouts() {
     let (env, op) = setup("availability").await;
@@ -148,15 +199,15 @@ async fn autoscaled_sites_leave_replicas_to_the_autoscaler() {
         80
     );
     wait_condition(&env, &op, "demoweb1", "Ready", "True", "Reconciled").await;
-    let deployment = get(&env, "deployment", "demoweb1")
-        .await
-        .expect("Deployment");
-    assert_eq!(
-        replicas(&deployment),
-        Some(3),
-        "the count must not fall back to the default when the operator lets go of it"
+    let live = deployment(&env).await;
+    // The count must not fall back to the default when the operator lets go of it.
+    count_left_alone(
+        &live,
+        &["demoweb-operator-handover".to_owned()],
+        3,
+        "autoscaling switched on",
     );
-    let web = container(&deployment, "web").expect("web container");
+    let web = container(&live, "web").expect("web container");
     assert_eq!(
         web["resources"]["requests"]["cpu"], "50m",
         "CPU utilisation needs a request"
@@ -175,28 +226,36 @@ async fn autoscaled_sites_leave_replicas_to_the_autoscaler() {
     env.kubectl(&["scale", "deployment", "demoweb1", "--replicas=5"])
         .await
         .expect_ok();
+    let scaled = deployment(&env).await;
+    assert_eq!(replicas(&scaled), Some(5));
+    let scaler = replicas_owners(&scaled);
+    assert!(
+        !scaler.is_empty() && !scaler.iter().any(|o| o.starts_with("demoweb-operator")),
+        "the scale took the field: {scaler:?}"
+    );
+    let hash = |d: &Value| d["spec"]["template"]["metadata"]["annotations"].clone();
+
     // A reconcile that re-applies the Deployment (a new pod template), then resyncs.
     merge_patch(&env, "demoweb", "demoweb1", r#"{"spec":{"path":"docs"}}"#).await;
-    let dw = wait_condition(&env, &op, "demoweb1", "Ready", "True", "Reconciled").await;
-    let deployment = get(&env, "deployment", "demoweb1")
-        .await
-        .expect("Deployment");
-    assert!(
-        container(&deployment, "git-clone").is_some()
-            && deployment["spec"]["template"]["metadata"]["annotations"]
-                .to_string()
-                .contains("config-hash"),
-    );
-    assert_eq!(replicas(&deployment), Some(5), "after a reconcile");
+    wait_condition(&env, &op, "demoweb1", "Ready", "True", "Reconciled").await;
+    let live = deployment(&env).await;
+    assert_ne!(hash(&live), hash(&scaled), "the Deployment was re-applied");
+    count_left_alone(&live, &scaler, 5, "after a reconcile");
     wait_for_reconciles(&env, &op, 3, Duration::from_secs(5)).await;
-    let deployment = get(&env, "deployment", "demoweb1")
-        .await
-        .expect("Deployment");
-    assert_eq!(replicas(&deployment), Some(5), "after resyncs");
-    assert_eq!(
-        dw["status"]["replicas"], 5,
-        "status shows the current count"
-    );
+    let live = deployment(&env).await;
+    count_left_alone(&live, &scaler, 5, "after resyncs");
+
+    // Status and `kubectl get dweb` show the count the site runs now.
+    let current = replicas(&live).unwrap_or_default();
+    wait_object(
+        &env,
+        &op,
+        "demoweb",
+        "demoweb1",
+        "the current count in status",
+        |dw| dw["status"]["replicas"].as_i64() == Some(current),
+    )
+    .await;
     let table = env.kubectl(&["get", "dweb", "demoweb1"]).await.expect_ok();
     let row: Vec<&str> = table
         .lines()
@@ -204,7 +263,11 @@ async fn autoscaled_sites_leave_replicas_to_the_autoscaler() {
         .unwrap_or_default()
         .split_whitespace()
         .collect();
-    assert_eq!(row.get(1), Some(&"5"), "kubectl get dweb:\n{table}");
+    assert_eq!(
+        row.get(1).copied(),
+        Some(current.to_string().as_str()),
+        "kubectl get dweb:\n{table}"
+    );
 
     // Switching it off removes the autoscaler and gives the count back to spec.replicas.
     merge_patch(
