@@ -339,3 +339,39 @@ spec:
     assert!(get(&env, "demoweb", "bounds").await.is_none());
     env.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_foreign_disruption_budget_is_never_touched() {
+    let (env, op) = setup("foreign_pdb").await;
+    env.apply_yaml(
+        "apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata:
+  name: demoweb1
+spec:
+  minAvailable: 1
+  selector: {matchLabels: {app: mine}}
+",
+    )
+    .await
+    .expect_ok();
+    let before = get(&env, "pdb", "demoweb1").await.expect("foreign budget");
+    env.apply_yaml(SEED).await.expect_ok();
+    let dw = wait_condition(&env, &op, "demoweb1", "Stalled", "True", "NameConflict").await;
+    let (_, _, message) = crate::support::condition(&dw, "Stalled").expect("Stalled");
+    assert!(
+        message.contains("PodDisruptionBudget demoweb1"),
+        "{message}"
+    );
+
+    // Below 2 replicas the site wants no budget; someone else's is still not ours to delete.
+    merge_patch(&env, "demoweb", "demoweb1", r#"{"spec":{"replicas":1}}"#).await;
+    wait_condition(&env, &op, "demoweb1", "Ready", "True", "Reconciled").await;
+    let after = get(&env, "pdb", "demoweb1").await.expect("still there");
+    assert_eq!(
+        after["metadata"]["resourceVersion"],
+        before["metadata"]["resourceVersion"]
+    );
+    assert!(after["metadata"]["ownerReferences"].is_null(), "{after:#}");
+    env.finish().await;
+}
