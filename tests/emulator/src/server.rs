@@ -1082,39 +1082,6 @@ fn has_scale(info: &ResourceInfo) -> bool {
     info.group == "apps" && info.kind == "Deployment"
 }
 
-/// The `autoscaling/v1` Scale view of a Deployment.
-fn scale_of(d: &Value) -> Value {
-    let m = &d["metadata"];
-    let selector = d["spec"]["selector"]["matchLabels"]
-        .as_object()
-        .map(|l| {
-            l.iter()
-                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
-                .collect::<Vec<_>>()
-                .join(",")
-        })
-        .unwrap_or_default();
-    json!({
-        "kind": "Scale", "apiVersion": "autoscaling/v1",
-        "metadata": {"name": m["name"], "namespace": m["namespace"], "uid": m["uid"],
-            "resourceVersion": m["resourceVersion"], "creationTimestamp": m["creationTimestamp"]},
-        "spec": {"replicas": d["spec"]["replicas"]},
-        "status": {"replicas": d["status"]["replicas"].as_i64().unwrap_or(0), "selector": selector},
-    })
-}
-
-/// Where a scalable kind keeps its replica count.
-const REPLICAS_PATH: [&str; 2] = ["spec", "replicas"];
-
-/// Merge information of `autoscaling/v1` Scale: plain structs, no lists.
-fn scale_schema() -> Value {
-    json!({"type": "object", "properties": {
-        "metadata": {"type": "object"},
-        "spec": {"type": "object"},
-        "status": {"type": "object"},
-    }})
-}
-
 /// `/scale`: read or change a Deployment's replicas, as `kubectl scale` and the
 /// HorizontalPodAutoscaler do. Writes go through the Scale object with the owners of
 /// `spec.replicas` carried over, so updates, patches and server-side apply record ownership
@@ -1139,14 +1106,11 @@ fn scale(
             &name,
         )
     })?;
-    let current = scale_of(&live);
+    let current = ops::scale_of(&live);
     if verb == "get" {
         return Ok(json_response(200, &current, &[]));
     }
-    let av = t.info.api_version();
-    let mut live_scale = current.clone();
-    live_scale["metadata"]["managedFields"] =
-        engines::scale_entries(&live["metadata"]["managedFields"], &av, &REPLICAS_PATH);
+    let live_scale = ops::scale_with_owners(&t.info, &live);
     let opts = write_opts(q, t, verb, user_agent)?;
     let time = ops::now();
     let manager = |operation| Manager {
@@ -1174,7 +1138,7 @@ fn scale(
             Some(&live_scale),
             next,
             &manager(Operation::Update),
-            &scale_schema(),
+            &ops::scale_schema(),
         ))
     };
     let new_scale = match verb {
@@ -1194,39 +1158,16 @@ fn scale(
                 &config,
                 &manager(Operation::Apply),
                 force,
-                &scale_schema(),
+                &ops::scale_schema(),
             )?
         }
         _ => return Err(ApiError::method_not_allowed(verb, &t.info.group_resource())),
     };
-    let replicas = &new_scale["spec"]["replicas"];
-    if replicas.as_i64().is_none_or(|r| r < 0) {
-        return Err(ApiError::new(
-            422,
-            "Invalid",
-            format!(
-                "Scale.autoscaling \"{name}\" is invalid: spec.replicas: Invalid value: {replicas}: must be greater than or equal to 0"
-            ),
-        ));
-    }
-    let mut d = live.clone();
-    d["spec"]["replicas"] = replicas.clone();
-    d["metadata"]["managedFields"] = engines::scale_to_parent(
-        &live["metadata"]["managedFields"],
-        &new_scale["metadata"]["managedFields"],
-        &av,
-        &REPLICAS_PATH,
-    );
-    let target = Target {
-        info: t.info.clone(),
-        ns: t.ns.clone(),
-        name: t.name.clone(),
-        sub: None,
-    };
-    let mut opts = write_opts(q, &target, "update", user_agent)?;
-    opts.subresource = Some("scale".into());
-    let (stored, warnings) = ops::update(&mut st, &t.info, &t.ns, &name, d, &opts, true)?;
+    // `opts` names the scale subresource, so the Deployment write keeps its managedFields as
+    // folded back above and leaves defaults alone.
+    let (stored, warnings) =
+        ops::store_scale(&mut st, &t.info, &t.ns, &name, &live, &new_scale, &opts)?;
     drop(st);
     sh.wake.notify_one();
-    Ok(json_response(200, &scale_of(&stored), &warnings))
+    Ok(json_response(200, &ops::scale_of(&stored), &warnings))
 }

@@ -517,3 +517,76 @@ async fn ssa(env: &TestEnv, yaml: &str) {
     .await
     .expect_ok();
 }
+
+/// The HorizontalPodAutoscaler keeps its target within its bounds even without metrics, writing
+/// the count through the scale subresource as kube-controller-manager.
+#[tokio::test]
+async fn autoscaler_brings_its_target_into_bounds() {
+    let env = TestEnv::new("hpa_bounds").await;
+    env.apply_yaml(
+        r#"apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers: [{name: web, image: "nginx:1.27", resources: {requests: {cpu: 50m}}}]
+---
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata:
+  name: web
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: web}
+  minReplicas: 3
+  maxReplicas: 5
+"#,
+    )
+    .await
+    .expect_ok();
+    let deployments = env.api::<Deployment>();
+    let scaled = env
+        .wait_for(
+            "the autoscaler to raise the Deployment to minReplicas",
+            DEADLINE,
+            || async {
+                let d = deployments.get("web").await.ok()?;
+                (d.spec.as_ref()?.replicas == Some(3)).then_some(d)
+            },
+        )
+        .await;
+    let owner = scaled
+        .metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .find(|e| {
+            e.fields_v1
+                .as_ref()
+                .is_some_and(|f| f.0["f:spec"].get("f:replicas").is_some())
+        })
+        .expect("an owner of spec.replicas");
+    assert_eq!(
+        (owner.operation.as_deref(), owner.subresource.as_deref()),
+        (Some("Update"), Some("scale")),
+        "{owner:?}"
+    );
+    env.wait_for("the autoscaler's status", DEADLINE, || async {
+        let out = env
+            .kubectl(&[
+                "get",
+                "hpa",
+                "web",
+                "-o",
+                "jsonpath={.status.desiredReplicas}",
+            ])
+            .await;
+        (out.stdout.trim() == "3").then_some(())
+    })
+    .await;
+    env.finish().await;
+}
