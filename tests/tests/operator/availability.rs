@@ -375,3 +375,33 @@ spec:
     assert!(after["metadata"]["ownerReferences"].is_null(), "{after:#}");
     env.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_highly_available_example_starts_at_min_replicas() {
+    let (env, op) = setup("ha_example").await;
+    let example = crate::support::repo_root().join("examples/demoweb-highly-available.yaml");
+    env.kubectl(&["apply", "-f", example.to_str().expect("utf-8 path")])
+        .await
+        .expect_ok();
+    // The autoscaler raises the new Deployment to minReplicas; the site reports it.
+    wait_object(&env, &op, "demoweb", "shop-front", "3 pods ready", |dw| {
+        dw["status"]["replicas"] == 3 && dw["status"]["readyReplicas"] == 3
+    })
+    .await;
+    let hpa = get(&env, "hpa", "shop-front").await.expect("autoscaler");
+    assert_eq!(
+        hpa["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"],
+        70
+    );
+    wait_object(&env, &op, "pdb", "shop-front", "the budget", |_| true).await;
+    let live = get(&env, "deployment", "shop-front")
+        .await
+        .expect("Deployment");
+    let web = container(&live, "web").expect("web container");
+    assert_eq!(
+        web["resources"]["requests"]["cpu"], "100m",
+        "the user's request is kept"
+    );
+    wait_condition(&env, &op, "shop-front", "Ready", "True", "Reconciled").await;
+    env.finish().await;
+}
