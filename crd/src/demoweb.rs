@@ -265,8 +265,12 @@ pub enum IdentityMode {
 }
 
 /// What the operator observed and did.
+// The default `observedGeneration: -1` is what a DemoWeb the operator has not seen yet reads
+// back as (kube-apiserver defaults on every read): generation 1 is then visibly unobserved, so
+// kstatus (Flux's `wait`/`healthChecks`) says InProgress instead of Current for a new site.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("default" = {"observedGeneration": -1}))]
 pub struct DemoWebStatus {
     /// The generation of the spec this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -7,6 +7,7 @@ pub mod context;
 pub mod demoweb;
 pub mod error;
 pub mod identity;
+pub mod kstatus;
 pub mod leader;
 pub mod metrics;
 pub mod server;

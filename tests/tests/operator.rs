@@ -13,6 +13,9 @@ mod safety;
 #[path = "operator/reliability.rs"]
 mod reliability;
 
+#[path = "operator/observability.rs"]
+mod observability;
+
 #[path = "operator/rbac.rs"]
 mod rbac;
 

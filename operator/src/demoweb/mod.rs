@@ -1060,6 +1060,8 @@ pub async fn run(
     ctx.stalled_requeue = ctx.stalled_requeue.min(config.resync_period);
     let ctx = Arc::new(ctx);
     let class_store = demoweb_store.clone();
+    // Per-site series are read from this store: it sees every deletion, re-list and tombstone.
+    ctx.metrics.watch_sites(demoweb_store.clone());
     controller
         .owns_stream(deployment_events)
         .owns_stream(config_map_events)
@@ -1070,7 +1072,7 @@ pub async fn run(
         .owns_stream(autoscaler_events)
         .watches_stream(class_events, move |c| demowebs_for_class(&c, &class_store))
         .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, ctx)
+        .run(reconcile, error_policy, ctx.clone())
         .for_each(|result| async move {
             match result {
                 Ok((obj, _)) => tracing::debug!(object = %obj, "reconciled"),
@@ -1081,6 +1083,7 @@ pub async fn run(
             }
         })
         .await;
+    ctx.metrics.forget_sites();
 }
 
 /// Field manager re-exported for tests and the chart's documentation.

@@ -327,7 +327,7 @@ fn permissive_crd() -> String {
 
 /// A fresh environment whose DemoWeb CRD validates nothing (emulator only: on a real cluster the
 /// shared CRD must not be replaced, so this returns None after saying why).
-async fn env_with_permissive_crd(test: &str) -> Option<demoweb_tests::harness::TestEnv> {
+pub async fn env_with_permissive_crd(test: &str) -> Option<demoweb_tests::harness::TestEnv> {
     let env = demoweb_tests::harness::TestEnv::new(test).await;
     if env
         .emulator_or_skip("replacing the DemoWeb CRD with one that validates nothing")
