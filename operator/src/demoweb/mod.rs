@@ -314,7 +314,8 @@ where
 /// applier no longer sends when nobody else owns it, and the Deployment would fall back to the
 /// default of 1 replica until the autoscaler caught up. Once the autoscaler (or `kubectl
 /// scale`) writes the count through the scale subresource it owns the field alone. Switching
-/// autoscaling off, our forced apply takes the field back with `spec.replicas`.
+/// autoscaling off, our forced apply takes the field back with `spec.replicas`. Ownership is read
+/// from the Deployment store's `managedFields`: a store that dropped them would skip the hand-over.
 async fn hand_over_replicas(
     w: &Writer<'_>,
     ctx: &Context,
