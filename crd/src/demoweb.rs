@@ -42,6 +42,17 @@ pub(crate) const INGRESS_PATH_MESSAGE: &str =
     "ingress.path must start with '/' and contain only letters, digits and . _ ~ / -";
 pub(crate) const IMAGE_RULE: &str = "self.matches('^[^[:space:][:cntrl:]]+$')";
 pub(crate) const IMAGE_MESSAGE: &str = "image must be an image reference without whitespace";
+pub(crate) const AUTOSCALING_RULE: &str = "self.minReplicas <= self.maxReplicas";
+pub(crate) const AUTOSCALING_MESSAGE: &str =
+    "autoscaling.minReplicas must not be greater than autoscaling.maxReplicas";
+pub(crate) const MIN_REPLICAS_MESSAGE: &str = "autoscaling.minReplicas must be between 1 and 1000";
+pub(crate) const MAX_REPLICAS_MESSAGE: &str = "autoscaling.maxReplicas must be between 1 and 1000";
+pub(crate) const CPU_TARGET_MESSAGE: &str =
+    "autoscaling.targetCPUUtilizationPercentage must be between 1 and 100";
+/// Upper bound of every replica count.
+pub const MAX_REPLICAS: i32 = 1000;
+/// CPU utilisation the autoscaler aims at when `targetCPUUtilizationPercentage` is not set.
+pub const DEFAULT_CPU_TARGET: i32 = 80;
 
 /// A static website, served by nginx from a git repository.
 ///
@@ -59,7 +70,7 @@ pub(crate) const IMAGE_MESSAGE: &str = "image must be an image reference without
     status = "DemoWebStatus",
     derive = "PartialEq",
     doc = "A static website served by nginx from a git repository.",
-    printcolumn(name = "Replicas", type_ = "integer", json_path = ".spec.replicas", description = "Desired number of web server pods"),
+    printcolumn(name = "Replicas", type_ = "integer", json_path = ".status.replicas", description = "Web server pods the site runs now (with autoscaling, as many as the autoscaler chose)"),
     printcolumn(name = "Ready", type_ = "integer", json_path = ".status.readyReplicas", description = "Web server pods ready to serve"),
     printcolumn(name = "GitRepo", type_ = "string", json_path = ".spec.gitrepo", description = "Git repository with web content"),
     printcolumn(name = "URL", type_ = "string", json_path = ".status.url", priority = "1", description = "Where the site is exposed"),
@@ -68,7 +79,8 @@ pub(crate) const IMAGE_MESSAGE: &str = "image must be an image reference without
 )]
 #[serde(rename_all = "camelCase")]
 pub struct DemoWebSpec {
-    /// Number of nginx pods serving the site.
+    /// Number of nginx pods serving the site. Ignored while `autoscaling` is set. With 2 or more,
+    /// a PodDisruptionBudget keeps all but one serving during node drains.
     #[serde(default = "default_replicas")]
     #[schemars(range(min = 0, max = 1000))]
     pub replicas: i32,
@@ -116,6 +128,45 @@ pub struct DemoWebSpec {
     /// Run the pods under an Azure identity named by an AzureIdentityBinding.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity: Option<IdentitySpec>,
+
+    /// Scale the site with its CPU load through a HorizontalPodAutoscaler. While set, `replicas`
+    /// is ignored and the autoscaler owns the Deployment's replica count; removing it hands the
+    /// count back to `replicas`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaling: Option<AutoscalingSpec>,
+}
+
+/// Bounds and target of the HorizontalPodAutoscaler.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new(AUTOSCALING_RULE).message(AUTOSCALING_MESSAGE))]
+pub struct AutoscalingSpec {
+    /// Fewest pods. With 2 or more, a PodDisruptionBudget keeps all but one serving during node
+    /// drains.
+    #[serde(default = "default_min_replicas")]
+    #[schemars(range(min = 1, max = 1000))]
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 1000").message(MIN_REPLICAS_MESSAGE))]
+    pub min_replicas: i32,
+
+    /// Most pods.
+    #[schemars(range(min = 1, max = 1000))]
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 1000").message(MAX_REPLICAS_MESSAGE))]
+    pub max_replicas: i32,
+
+    /// Average CPU use the autoscaler aims at, in percent of the web server's CPU request
+    /// (default 80). When `resources` sets no CPU request or limit, the web server requests 50m.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        rename = "targetCPUUtilizationPercentage"
+    )]
+    #[schemars(range(min = 1, max = 100))]
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 100").message(CPU_TARGET_MESSAGE))]
+    pub target_cpu_utilization_percentage: Option<i32>,
+}
+
+fn default_min_replicas() -> i32 {
+    1
 }
 
 fn default_replicas() -> i32 {
@@ -246,7 +297,7 @@ pub struct DemoWebStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
 
-    /// Pods of the Deployment.
+    /// Pods the Deployment runs now; with autoscaling, as many as the autoscaler chose.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replicas: Option<i32>,
 

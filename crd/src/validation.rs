@@ -56,6 +56,31 @@ impl DemoWeb {
                 "replicas must be between 0 and 1000",
             ));
         }
+        if let Some(a) = &spec.autoscaling {
+            if !(1..=d::MAX_REPLICAS).contains(&a.min_replicas) {
+                errors.push(FieldError::new(
+                    "spec.autoscaling.minReplicas",
+                    d::MIN_REPLICAS_MESSAGE,
+                ));
+            }
+            if !(1..=d::MAX_REPLICAS).contains(&a.max_replicas) {
+                errors.push(FieldError::new(
+                    "spec.autoscaling.maxReplicas",
+                    d::MAX_REPLICAS_MESSAGE,
+                ));
+            }
+            if a.min_replicas > a.max_replicas {
+                errors.push(FieldError::new("spec.autoscaling", d::AUTOSCALING_MESSAGE));
+            }
+            if a.target_cpu_utilization_percentage
+                .is_some_and(|t| !(1..=100).contains(&t))
+            {
+                errors.push(FieldError::new(
+                    "spec.autoscaling.targetCPUUtilizationPercentage",
+                    d::CPU_TARGET_MESSAGE,
+                ));
+            }
+        }
         if !is_valid_gitrepo(&spec.gitrepo) {
             errors.push(FieldError::new("spec.gitrepo", d::GITREPO_MESSAGE));
         }

@@ -7,8 +7,10 @@ use std::time::Duration;
 
 use demoweb_crd::{AzureIdentity, AzureIdentityBinding, DemoWeb};
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Client;
 use kube::runtime::events::Recorder;
@@ -34,6 +36,8 @@ pub struct Stores {
     pub services: Store<Service>,
     pub ingresses: Store<Ingress>,
     pub service_accounts: Store<ServiceAccount>,
+    pub disruption_budgets: Store<PodDisruptionBudget>,
+    pub autoscalers: Store<HorizontalPodAutoscaler>,
     pub ingress_classes: Store<IngressClass>,
     pub bindings: Store<AzureIdentityBinding>,
     pub identities: Store<AzureIdentity>,

@@ -85,9 +85,13 @@ impl Collector for SiteCollector {
                 ],
             ))
             .set(1);
-            spec_replicas
-                .get_or_create(&site)
-                .set(i64::from(dw.spec.replicas));
+            // An autoscaled site ignores spec.replicas; the fewest pods it asks for is its floor.
+            let asked = dw
+                .spec
+                .autoscaling
+                .as_ref()
+                .map_or(dw.spec.replicas, |a| a.min_replicas);
+            spec_replicas.get_or_create(&site).set(i64::from(asked));
             let status = dw.status.clone().unwrap_or_default();
             ready_replicas
                 .get_or_create(&site)
@@ -111,7 +115,7 @@ impl Collector for SiteCollector {
             ),
             (
                 "spec_replicas",
-                "Replicas a DemoWeb asks for (spec.replicas)",
+                "Replicas a DemoWeb asks for (spec.replicas, or autoscaling.minReplicas when it autoscales)",
                 &spec_replicas,
             ),
             (
@@ -282,8 +286,16 @@ mod tests {
         m.watch_sites(reader);
         writer.apply_watcher_event(&Event::Apply(site("a", "False")));
         writer.apply_watcher_event(&Event::Apply(site("b", "True")));
+        let mut scaled = site("s", "True");
+        scaled.spec.autoscaling = Some(demoweb_crd::demoweb::AutoscalingSpec {
+            min_replicas: 3,
+            max_replicas: 9,
+            target_cpu_utilization_percentage: None,
+        });
+        writer.apply_watcher_event(&Event::Apply(scaled));
         let text = m.render();
         for line in [
+            r#"demoweb_spec_replicas{namespace="web",name="s"} 3"#,
             r#"demoweb_info{namespace="web",name="a",gitrepo="https://github.com/gbaeke/static-web.git",ref=""} 1"#,
             r#"demoweb_spec_replicas{namespace="web",name="a"} 2"#,
             r#"demoweb_status_ready_replicas{namespace="web",name="a"} 1"#,

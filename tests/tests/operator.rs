@@ -21,3 +21,5 @@ mod rbac;
 
 #[path = "operator/allowlist.rs"]
 mod allowlist;
+#[path = "operator/availability.rs"]
+mod availability;

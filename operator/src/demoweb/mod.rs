@@ -2,8 +2,8 @@
 //! identify → gather → validate → build → apply → status → requeue.
 //!
 //! What a reconcile guarantees, whatever triggered it:
-//! - children (ServiceAccount for WorkloadIdentity, ConfigMap, Deployment, Service, allowlist
-//!   object, Ingress) are server-side applied in that order, each only when the live object lacks
+//! - children (ServiceAccount for WorkloadIdentity, ConfigMap, Deployment, HorizontalPodAutoscaler,
+//!   PodDisruptionBudget, Service, allowlist object, Ingress) are server-side applied in that order, each only when the live object lacks
 //!   a wanted field or carries an older applied-hash — so an unchanged DemoWeb costs no writes;
 //! - an object of a child's name that this DemoWeb does not control is never written, adopted or
 //!   deleted (NameConflict); an allowlist that cannot be expressed creates no Ingress
@@ -17,6 +17,9 @@
 //! - children this DemoWeb controls but no longer wants are deleted, including the seed Kopf
 //!   operator's `<name>-deployment`; a ServiceAccount only once the live Deployment's pods no
 //!   longer use it, so no order of writes can leave a rollout on a deleted account;
+//! - while the site autoscales, the Deployment's replica count is the autoscaler's: our apply
+//!   leaves `spec.replicas` out, after handing the field over (see `hand_over_replicas`), so
+//!   neither a reconcile nor a resync resets a scaled Deployment;
 //! - status is computed from what was applied and written only when it differs.
 //!
 //! API errors are returned to the runtime, which backs off per object (`error_policy`).
@@ -37,8 +40,10 @@ use demoweb_crd::validation::summarize;
 use demoweb_crd::{AzureIdentity, AzureIdentityBinding, DemoWeb, DemoWebStatus, IdentityMode};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Secret, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{DynamicObject, Patch, PatchParams};
@@ -53,7 +58,9 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tracing::Instrument;
 
-use crate::apply::{Applied, FIELD_MANAGER, Writer, get_opt, publish, stamp_hash};
+use crate::apply::{
+    Applied, FIELD_MANAGER, Writer, get_opt, owned_only_by_us, publish, stamp_hash,
+};
 use crate::context::{AllowlistApis, Context, Stores};
 use crate::error::{Error, chain};
 use crate::identity::{self, ResolvedIdentity};
@@ -180,6 +187,8 @@ struct Children {
     service_account: Option<ServiceAccount>,
     config_map: ConfigMap,
     deployment: Deployment,
+    autoscaler: Option<HorizontalPodAutoscaler>,
+    disruption_budget: Option<PodDisruptionBudget>,
     service: Service,
     ingress: IngressPlan,
 }
@@ -206,6 +215,8 @@ fn build(dw: &DemoWeb, valid: &Valid, found: &Gathered) -> Children {
         service_account,
         config_map: desired::desired_config_map(dw),
         deployment: desired::desired_deployment(dw, &valid.auth, &pod_identity),
+        autoscaler: desired::desired_autoscaler(dw),
+        disruption_budget: desired::desired_disruption_budget(dw),
         service: desired::desired_service(dw),
         ingress: ingress::plan_ingress(dw, &found.classes, &found.capabilities),
     }
@@ -272,6 +283,78 @@ where
     })
 }
 
+/// Applies an optional child, or deletes the one this DemoWeb controls when it is not wanted.
+async fn ensure_or_delete<K>(
+    w: &Writer<'_>,
+    ctx: &Context,
+    store: &Store<K>,
+    id: &Id,
+    name: String,
+    desired: Option<K>,
+    report: &mut Report,
+) -> Result<(), Error>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + Serialize
+        + DeserializeOwned
+        + Debug,
+{
+    let ns = id.namespace.as_str();
+    match desired {
+        Some(desired) => {
+            ensure(w, ctx, store, ns, desired, report).await?;
+        }
+        None => {
+            let api: Api<K> = Api::namespaced(ctx.client.clone(), ns);
+            let current = store
+                .get(&ObjectRef::new(&name).within(ns))
+                .map(|o| (*o).clone());
+            w.delete_if_ours(&api, &K::kind(&()), current).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Before our apply stops sending the Deployment's `spec.replicas` (autoscaling switched on), a
+/// second field manager co-owns it at its current value: server-side apply removes a field the
+/// applier no longer sends when nobody else owns it, and the Deployment would fall back to the
+/// default of 1 replica until the autoscaler caught up. Once the autoscaler (or `kubectl
+/// scale`) writes the count through the scale subresource it owns the field alone. Switching
+/// autoscaling off, our forced apply takes the field back with `spec.replicas`. Ownership is read
+/// from the Deployment store's `managedFields`: a store that dropped them would skip the hand-over.
+async fn hand_over_replicas(
+    w: &Writer<'_>,
+    ctx: &Context,
+    ns: &str,
+    desired: &Deployment,
+) -> Result<(), Error> {
+    let wants_replicas = desired.spec.as_ref().is_some_and(|s| s.replicas.is_some());
+    let name = desired.metadata.name.clone().unwrap_or_default();
+    let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), ns);
+    if wants_replicas {
+        return Ok(());
+    }
+    let Some(live) = live(&ctx.stores.deployments, &api, "Deployment", &name, ns).await? else {
+        return Ok(());
+    };
+    if !crate::apply::is_controlled_by(&live.metadata, w.owner_uid)
+        || !owned_only_by_us(&live.metadata, &["spec", "replicas"])
+    {
+        return Ok(());
+    }
+    let Some(replicas) = live.spec.as_ref().and_then(|s| s.replicas) else {
+        return Ok(());
+    };
+    let body = json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {"replicas": replicas},
+    });
+    w.hand_over(&api, "Deployment", &name, &body).await
+}
+
 fn dynamic_api(ctx: &Context, ns: &str, obj: &DynamicObject) -> (Api<DynamicObject>, String) {
     let (resource, kind) = ingress::allowlist_resource(obj);
     (
@@ -330,6 +413,22 @@ async fn apply_all(
         &mut report,
     )
     .await?;
+    // The autoscaler goes before the Deployment gets its replica count back, and comes after the
+    // Deployment it scales exists.
+    let autoscaler_name = desired::autoscaler_name(&id.name);
+    if children.autoscaler.is_none() {
+        ensure_or_delete(
+            &w,
+            ctx,
+            &stores.autoscalers,
+            id,
+            autoscaler_name.clone(),
+            None,
+            &mut report,
+        )
+        .await?;
+    }
+    hand_over_replicas(&w, ctx, ns, &children.deployment).await?;
     let (deployment, hash) = ensure(
         &w,
         ctx,
@@ -344,6 +443,28 @@ async fn apply_all(
     if let Some(sa) = unwanted_service_account {
         delete_service_account_once_unused(&w, ctx, id, sa, report.deployment.as_ref()).await?;
     }
+    if children.autoscaler.is_some() {
+        ensure_or_delete(
+            &w,
+            ctx,
+            &stores.autoscalers,
+            id,
+            autoscaler_name,
+            children.autoscaler,
+            &mut report,
+        )
+        .await?;
+    }
+    ensure_or_delete(
+        &w,
+        ctx,
+        &stores.disruption_budgets,
+        id,
+        desired::disruption_budget_name(&id.name),
+        children.disruption_budget,
+        &mut report,
+    )
+    .await?;
     ensure(&w, ctx, &stores.services, ns, children.service, &mut report).await?;
 
     let ingress_api: Api<Ingress> = Api::namespaced(ctx.client.clone(), ns);
@@ -531,10 +652,18 @@ async fn update_status(
             .collect::<Vec<_>>()
             .join("; "),
     });
-    let rollout = report
-        .deployment_hash
-        .as_deref()
-        .map(|hash| status::rollout(report.deployment.as_ref(), hash, dw.spec.replicas));
+    let rollout = report.deployment_hash.as_deref().map(|hash| {
+        let wanted = match &dw.spec.autoscaling {
+            // The autoscaler's choice, as the live Deployment carries it.
+            Some(_) => report
+                .deployment
+                .as_ref()
+                .and_then(|d| d.spec.as_ref()?.replicas)
+                .unwrap_or(1),
+            None => dw.spec.replicas,
+        };
+        status::rollout(report.deployment.as_ref(), hash, wanted)
+    });
     let new = status::compute_status(StatusInput {
         dw,
         deployment: report.deployment.as_ref(),
@@ -816,6 +945,7 @@ fn tombstone(obj: &DynamicObject) -> DemoWeb {
             resources: None,
             ingress: None,
             identity: None,
+            autoscaling: None,
         },
     );
     dw.metadata.namespace = obj.metadata.namespace.clone();
@@ -945,6 +1075,9 @@ pub async fn run(
     let (services, service_events) = child_reflector::<Service>(&client, ns);
     let (ingresses, ingress_events) = child_reflector::<Ingress>(&client, ns);
     let (service_accounts, service_account_events) = child_reflector::<ServiceAccount>(&client, ns);
+    let (disruption_budgets, disruption_budget_events) =
+        child_reflector::<PodDisruptionBudget>(&client, ns);
+    let (autoscalers, autoscaler_events) = child_reflector::<HorizontalPodAutoscaler>(&client, ns);
     let (ingress_classes, class_events) =
         reference_reflector::<IngressClass>(Api::all(client.clone()));
     let crd = |name: &str| {
@@ -1016,6 +1149,8 @@ pub async fn run(
         services,
         ingresses,
         service_accounts,
+        disruption_budgets,
+        autoscalers,
         ingress_classes,
         bindings,
         identities,
@@ -1046,6 +1181,8 @@ pub async fn run(
         .owns_stream(service_events)
         .owns_stream(ingress_events)
         .owns_stream(service_account_events)
+        .owns_stream(disruption_budget_events)
+        .owns_stream(autoscaler_events)
         .watches_stream(class_events, move |c| demowebs_for_class(&c, &class_store))
         .watches_stream(traefik_crd_events, api_mapper(TRAEFIK))
         .watches_stream(traefik_legacy_crd_events, api_mapper(TRAEFIK))

@@ -359,7 +359,7 @@ async fn print_state(client: &Client) -> Result<(), String> {
             .unwrap_or_else(|| "<unknown>".to_owned());
         rows.push(vec![
             dw.name_any(),
-            dw.spec.replicas.to_string(),
+            none_or(status.replicas.map(|r| r.to_string())),
             none_or(status.ready_replicas.map(|r| r.to_string())),
             dw.spec.gitrepo.clone(),
             none_or(status.url),
