@@ -12,15 +12,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::demoweb::desired::{APPLIED_HASH_ANNOTATION, short_hash};
 use crate::error::Error;
 use crate::metrics::Metrics;
-
-/// The field manager of every write this operator makes.
-pub const FIELD_MANAGER: &str = "demoweb-operator";
-/// The field manager that co-owns a Deployment's `spec.replicas` while the count is handed over
-/// to the HorizontalPodAutoscaler (see [`Writer::hand_over`]).
-pub const HANDOVER_MANAGER: &str = "demoweb-operator-handover";
+use crate::vocabulary::{APPLIED_HASH_ANNOTATION, HANDOVER_MANAGER, MANAGER, short_hash};
 
 /// Whether `path` (e.g. `["spec", "replicas"]`) is owned by our own apply and by no one else.
 /// Server-side apply removes a field that the applier stops sending only when no other manager
@@ -39,7 +33,7 @@ pub fn owned_only_by_us(meta: &ObjectMeta, path: &[&str]) -> bool {
         if !owns(fields) {
             continue;
         }
-        let is_us = entry.manager.as_deref() == Some(FIELD_MANAGER)
+        let is_us = entry.manager.as_deref() == Some(MANAGER)
             && entry.operation.as_deref() == Some("Apply")
             && entry.subresource.as_deref().unwrap_or_default().is_empty();
         if is_us {
@@ -233,7 +227,7 @@ impl Writer<'_> {
                 return Ok(Applied::Unchanged(live.clone()));
             }
         }
-        let mut params = PatchParams::apply(FIELD_MANAGER).force();
+        let mut params = PatchParams::apply(MANAGER).force();
         // Unknown fields must fail the write rather than be pruned silently: an allowlist
         // object with its rule pruned away would leave the site open.
         params.field_validation = Some(kube::api::ValidationDirective::Strict);
@@ -526,13 +520,13 @@ mod tests {
         let cases = [
             (
                 "only our apply",
-                vec![entry(FIELD_MANAGER, "Apply", None, replicas.clone())],
+                vec![entry(MANAGER, "Apply", None, replicas.clone())],
                 true,
             ),
             (
                 "co-owned by the hand-over manager",
                 vec![
-                    entry(FIELD_MANAGER, "Apply", None, replicas.clone()),
+                    entry(MANAGER, "Apply", None, replicas.clone()),
                     entry(
                         HANDOVER_MANAGER,
                         "Apply",
@@ -545,7 +539,7 @@ mod tests {
             (
                 "taken by a scale",
                 vec![
-                    entry(FIELD_MANAGER, "Apply", None, template.clone()),
+                    entry(MANAGER, "Apply", None, template.clone()),
                     entry(
                         "kube-controller-manager",
                         "Update",
@@ -557,12 +551,12 @@ mod tests {
             ),
             (
                 "owned by nobody",
-                vec![entry(FIELD_MANAGER, "Apply", None, template)],
+                vec![entry(MANAGER, "Apply", None, template)],
                 false,
             ),
             (
                 "our name, but an update",
-                vec![entry(FIELD_MANAGER, "Update", None, replicas)],
+                vec![entry(MANAGER, "Update", None, replicas)],
                 false,
             ),
         ];

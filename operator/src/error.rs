@@ -1,5 +1,12 @@
 //! The operator's errors: each names the operation that failed and the object it failed on.
 
+/// A problem only the user can fix: it becomes a condition and a Warning Event, never a retry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserError {
+    pub reason: &'static str,
+    pub message: String,
+}
+
 /// Everything that can go wrong outside user input (user problems are conditions, not errors).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -81,7 +81,8 @@ mod tests {
     //! concludes at each step.
     use super::*;
     use crate::demoweb::desired::tests::seed;
-    use crate::demoweb::status::{Rollout, StatusInput, UserError, compute_status};
+    use crate::demoweb::status::{Rollout, StatusInput, compute_status};
+    use crate::error::UserError;
     use demoweb_crd::DemoWeb;
     use demoweb_crd::conditions::reason;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;

@@ -11,6 +11,7 @@ pub mod kstatus;
 pub mod leader;
 pub mod metrics;
 pub mod server;
+pub mod vocabulary;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -205,7 +206,7 @@ async fn serves(client: &Client, group_version: &str, plural: &str) -> bool {
 fn replica_identity() -> String {
     std::env::var("POD_NAME")
         .or_else(|_| std::env::var("HOSTNAME"))
-        .unwrap_or_else(|_| format!("demoweb-operator-{}", std::process::id()))
+        .unwrap_or_else(|_| format!("{}-{}", vocabulary::MANAGER, std::process::id()))
 }
 
 fn lease_namespace(args: &RunArgs) -> String {
@@ -267,7 +268,7 @@ pub async fn run(args: RunArgs) -> Result<(), StartupError> {
         namespace: args.namespace.clone(),
         identity_served,
         reporter: Reporter {
-            controller: "demoweb-operator".to_owned(),
+            controller: vocabulary::MANAGER.to_owned(),
             instance: Some(identity.clone()),
         },
         resync_period: args.resync_period,

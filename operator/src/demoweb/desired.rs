@@ -24,11 +24,11 @@ use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec}
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kube::{Resource, ResourceExt};
-use sha2::{Digest, Sha256};
+use kube::ResourceExt;
 
-use super::status::UserError;
+use crate::error::UserError;
 use crate::identity::PodIdentity;
+use crate::vocabulary::{child_meta, labels, selector_labels, short_hash};
 
 /// git-sync v4, pinned: the init container and the optional sidecar.
 pub const GIT_SYNC_IMAGE: &str = "registry.k8s.io/git-sync/git-sync:v4.4.2";
@@ -65,16 +65,6 @@ const GIT_SYNC_UID: i64 = 65533;
 
 /// Annotation on the pod template: the hash of everything that must roll the pods when it changes.
 pub const CONFIG_HASH_ANNOTATION: &str = "demoweb.baeke.info/config-hash";
-/// Annotation on every child: the hash of the desired object last applied (see `apply.rs`).
-pub const APPLIED_HASH_ANNOTATION: &str = "demoweb.baeke.info/applied-hash";
-
-pub const LABEL_NAME: &str = "app.kubernetes.io/name";
-pub const LABEL_INSTANCE: &str = "app.kubernetes.io/instance";
-pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
-pub const LABEL_COMPONENT: &str = "app.kubernetes.io/component";
-pub const APP_NAME: &str = "demoweb";
-pub const MANAGER: &str = "demoweb-operator";
-
 /// Child names, derived from the DemoWeb's name.
 pub fn deployment_name(dw: &str) -> String {
     dw.to_owned()
@@ -100,39 +90,6 @@ pub fn allowlist_name(dw: &str) -> String {
 /// The Deployment the Kopf operator of the seed created; deleted when this DemoWeb controls it.
 pub fn legacy_deployment_name(dw: &str) -> String {
     format!("{dw}-deployment")
-}
-
-/// Labels that select a DemoWeb's pods. Immutable once the Deployment exists, so they carry no
-/// component or version.
-pub fn selector_labels(dw: &str) -> BTreeMap<String, String> {
-    BTreeMap::from([
-        (LABEL_NAME.to_owned(), APP_NAME.to_owned()),
-        (LABEL_INSTANCE.to_owned(), dw.to_owned()),
-    ])
-}
-
-/// The one labels helper: every child carries these.
-pub fn labels(dw: &str, component: &str) -> BTreeMap<String, String> {
-    let mut labels = selector_labels(dw);
-    labels.insert(LABEL_MANAGED_BY.to_owned(), MANAGER.to_owned());
-    labels.insert(LABEL_COMPONENT.to_owned(), component.to_owned());
-    labels
-}
-
-/// Label selector for the watches on children: only what this operator manages.
-pub fn managed_selector() -> String {
-    format!("{LABEL_MANAGED_BY}={MANAGER}")
-}
-
-/// Metadata of a child: name, namespace, labels and the controller owner reference.
-pub fn child_meta(dw: &DemoWeb, name: String, component: &str) -> ObjectMeta {
-    ObjectMeta {
-        name: Some(name),
-        namespace: dw.namespace(),
-        labels: Some(labels(&dw.name_any(), component)),
-        owner_references: dw.controller_owner_ref(&()).map(|r| vec![r]),
-        ..ObjectMeta::default()
-    }
 }
 
 /// How git-sync authenticates, decided from the repository URL and the credentials Secret.
@@ -280,13 +237,6 @@ pub fn desired_config_map(dw: &DemoWeb) -> ConfigMap {
         )])),
         ..ConfigMap::default()
     }
-}
-
-/// First 16 hex digits of the SHA-256 of `text`: short enough for an annotation, long enough to
-/// never collide between two versions of one object.
-pub fn short_hash(text: &str) -> String {
-    let digest = Sha256::digest(text.as_bytes());
-    format!("{digest:x}")[..16].to_owned()
 }
 
 fn git_sync_args(dw: &DemoWeb, auth: &GitAuth, one_time: bool) -> Vec<String> {
@@ -693,6 +643,7 @@ pub fn desired_service(dw: &DemoWeb) -> Service {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::vocabulary::{LABEL_INSTANCE, LABEL_MANAGED_BY};
     use demoweb_crd::demoweb::{AutoscalingSpec, CredentialsSpec, IngressSpec, SyncSpec};
     use demoweb_crd::{DemoWeb, DemoWebSpec};
 

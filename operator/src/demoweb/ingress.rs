@@ -19,7 +19,8 @@ use serde_json::json;
 
 use demoweb_crd::conditions::reason;
 
-use super::desired::{PORT_NAME, allowlist_name, child_meta, ingress_name, service_name};
+use super::desired::{PORT_NAME, allowlist_name, ingress_name, service_name};
+use crate::vocabulary::child_meta;
 
 pub const TRAEFIK_V1_ANNOTATION: &str = "traefik.ingress.kubernetes.io/whitelist-source-range";
 pub const TRAEFIK_MIDDLEWARES_ANNOTATION: &str = "traefik.ingress.kubernetes.io/router.middlewares";

@@ -58,15 +58,14 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tracing::Instrument;
 
-use crate::apply::{
-    Applied, FIELD_MANAGER, Writer, get_opt, owned_only_by_us, publish, stamp_hash,
-};
+use crate::apply::{Applied, Writer, get_opt, owned_only_by_us, publish, stamp_hash};
 use crate::context::{AllowlistApis, Context, Stores};
-use crate::error::{Error, chain};
+use crate::error::{Error, UserError, chain};
 use crate::identity::{self, ResolvedIdentity};
+use crate::vocabulary;
 use desired::GitAuth;
 use ingress::{IngressCapabilities, IngressPlan};
-use status::{StatusInput, UserError};
+use status::StatusInput;
 
 /// Names the DemoWeb being reconciled.
 struct Id {
@@ -200,17 +199,10 @@ fn build(dw: &DemoWeb, valid: &Valid, found: &Gathered) -> Children {
         .as_ref()
         .map(|id| identity::pod_identity(dw, id))
         .unwrap_or_default();
-    let service_account = valid.identity.as_ref().and_then(|id| {
-        identity::desired_service_account(dw, id).map(|mut sa| {
-            let ours = desired::child_meta(dw, dw.name_any(), "identity");
-            sa.metadata.owner_references = ours.owner_references;
-            sa.metadata.namespace = ours.namespace;
-            let mut labels = sa.metadata.labels.take().unwrap_or_default();
-            labels.extend(ours.labels.unwrap_or_default());
-            sa.metadata.labels = Some(labels);
-            sa
-        })
-    });
+    let service_account = valid
+        .identity
+        .as_ref()
+        .and_then(|id| identity::desired_service_account(dw, id));
     Children {
         service_account,
         config_map: desired::desired_config_map(dw),
@@ -846,7 +838,7 @@ where
         None => Api::all(client.clone()),
     };
     let (reader, writer) = reflector::store();
-    let config = watcher::Config::default().labels(&desired::managed_selector());
+    let config = watcher::Config::default().labels(&vocabulary::managed_selector());
     let stream = watcher(api, config)
         .default_backoff()
         .reflect(writer)
@@ -1205,9 +1197,6 @@ pub async fn run(
     sync_tracker.abort();
     ctx.metrics.forget_sites();
 }
-
-/// Field manager re-exported for tests and the chart's documentation.
-pub const MANAGER: &str = FIELD_MANAGER;
 
 #[cfg(test)]
 mod tests {

@@ -6,14 +6,8 @@ use demoweb_crd::{DemoWeb, DemoWebStatus};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-use super::desired::APPLIED_HASH_ANNOTATION;
-
-/// A problem only the user can fix.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UserError {
-    pub reason: &'static str,
-    pub message: String,
-}
+use crate::error::UserError;
+use crate::vocabulary::APPLIED_HASH_ANNOTATION;
 
 /// Where a Deployment is in its rollout.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -15,13 +15,14 @@ use kube::runtime::reflector::{self, ObjectRef, Store, reflector};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt, discovery};
 
+use crate::vocabulary::MANAGER;
+
 use super::findings::{
     CrdVariant, Finding, Published, binding_findings, events_to_publish, identity_findings,
     spec_fingerprint,
 };
 
 /// Name this controller reports Events under.
-const REPORTER: &str = "demoweb-operator";
 /// Retry delay after a failed Event write.
 const RETRY: Duration = Duration::from_secs(30);
 
@@ -154,7 +155,7 @@ pub async fn run(
         recorder: Recorder::new(
             client,
             Reporter {
-                controller: REPORTER.to_owned(),
+                controller: MANAGER.to_owned(),
                 instance: std::env::var("POD_NAME").ok(),
             },
         ),

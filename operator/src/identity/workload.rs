@@ -7,9 +7,10 @@ use demoweb_crd::{DemoWeb, IdentityMode};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{EnvVar, ServiceAccount};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::{Resource, ResourceExt};
+use kube::ResourceExt;
 
 use super::ResolvedIdentity;
+use crate::vocabulary::child_meta;
 
 /// Pod label aad-pod-identity's NMI matches against `AzureIdentityBinding.spec.selector`.
 pub const POD_IDENTITY_LABEL: &str = "aadpodidbinding";
@@ -119,12 +120,8 @@ pub fn desired_service_account(dw: &DemoWeb, id: &ResolvedIdentity) -> Option<Se
     }
     Some(ServiceAccount {
         metadata: ObjectMeta {
-            name: Some(service_account_name(dw)),
-            namespace: dw.namespace(),
-            labels: Some(labels(dw)),
             annotations: Some(annotations),
-            owner_references: dw.controller_owner_ref(&()).map(|owner| vec![owner]),
-            ..ObjectMeta::default()
+            ..child_meta(dw, service_account_name(dw), "identity")
         },
         ..ServiceAccount::default()
     })
@@ -172,18 +169,6 @@ pub fn deployment_uses_service_account(deployment: Option<&Deployment>, name: &s
 /// `system:serviceaccount:<namespace>:<demoweb name>`.
 pub fn service_account_name(dw: &DemoWeb) -> String {
     dw.name_any()
-}
-
-// The recommended app.kubernetes.io labels; the DemoWeb controller's children carry the same set.
-fn labels(dw: &DemoWeb) -> BTreeMap<String, String> {
-    BTreeMap::from([
-        ("app.kubernetes.io/name".to_owned(), "demoweb".to_owned()),
-        ("app.kubernetes.io/instance".to_owned(), dw.name_any()),
-        (
-            "app.kubernetes.io/managed-by".to_owned(),
-            "demoweb-operator".to_owned(),
-        ),
-    ])
 }
 
 fn env_var(name: &str, value: &str) -> EnvVar {
