@@ -78,6 +78,37 @@ pub struct RunArgs {
     pub identity_api_poll_period: Duration,
 }
 
+impl RunArgs {
+    /// The configuration `run` starts from, with the Lease's namespace resolved.
+    pub fn into_config(self) -> crate::RunConfig {
+        let lease = self.leader_election.then(|| crate::Lease {
+            namespace: lease_namespace(&self),
+            name: self.lease_name.clone(),
+        });
+        crate::RunConfig {
+            namespace: self.namespace,
+            metrics_addr: self.metrics_addr,
+            lease,
+            resync_period: self.resync_period,
+            stalled_requeue_period: self.stalled_requeue_period,
+            identity_api_poll_period: self.identity_api_poll_period,
+        }
+    }
+}
+
+fn lease_namespace(args: &RunArgs) -> String {
+    args.lease_namespace
+        .clone()
+        .or_else(|| std::env::var("POD_NAMESPACE").ok())
+        .or_else(|| args.namespace.clone())
+        .or_else(|| {
+            std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+                .ok()
+                .map(|s| s.trim().to_owned())
+        })
+        .unwrap_or_else(|| "default".to_owned())
+}
+
 fn parse_period(s: &str) -> Result<Duration, String> {
     demoweb_crd::validation::parse_duration_secs(s)
         .filter(|secs| *secs >= 1.0)
@@ -111,7 +142,7 @@ pub fn execute(cli: Cli) -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(crate::run(args)) {
+            match runtime.block_on(crate::run(args.into_config())) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(err) => {
                     let message = crate::error::chain(&err);

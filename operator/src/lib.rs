@@ -3,13 +3,13 @@
 
 pub mod apply;
 pub mod cli;
-pub mod context;
 pub mod demoweb;
 pub mod error;
 pub mod identity;
 pub mod kstatus;
 pub mod leader;
 pub mod metrics;
+pub mod runtime;
 pub mod server;
 pub mod vocabulary;
 
@@ -23,7 +23,6 @@ use kube::runtime::events::Reporter;
 use kube::{Api, Client};
 use tokio::sync::watch;
 
-use crate::cli::RunArgs;
 use crate::error::StartupError;
 use crate::metrics::Metrics;
 
@@ -209,19 +208,6 @@ fn replica_identity() -> String {
         .unwrap_or_else(|_| format!("{}-{}", vocabulary::MANAGER, std::process::id()))
 }
 
-fn lease_namespace(args: &RunArgs) -> String {
-    args.lease_namespace
-        .clone()
-        .or_else(|| std::env::var("POD_NAMESPACE").ok())
-        .or_else(|| args.namespace.clone())
-        .or_else(|| {
-            std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
-                .ok()
-                .map(|s| s.trim().to_owned())
-        })
-        .unwrap_or_else(|| "default".to_owned())
-}
-
 /// A client from the in-cluster config or KUBECONFIG that names itself in the User-Agent, so API
 /// server audit logs and request metrics tell this operator's requests apart.
 async fn client() -> Result<Client, StartupError> {
@@ -235,23 +221,44 @@ async fn client() -> Result<Client, StartupError> {
     Client::try_from(config).map_err(StartupError::Config)
 }
 
+/// What the `run` command needs, as the command line (or a test) decided it.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    /// Watch one namespace only; all when `None`.
+    pub namespace: Option<String>,
+    /// Address of the /metrics, /healthz and /readyz endpoints.
+    pub metrics_addr: std::net::SocketAddr,
+    /// The Lease to compete for so that only one replica reconciles; `None` runs alone.
+    pub lease: Option<Lease>,
+    pub resync_period: Duration,
+    pub stalled_requeue_period: Duration,
+    pub identity_api_poll_period: Duration,
+}
+
+/// Where the leader Lease lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub namespace: String,
+    pub name: String,
+}
+
 /// The `run` command: health and metrics endpoints, leader election, the controllers.
-pub async fn run(args: RunArgs) -> Result<(), StartupError> {
+pub async fn run(config: RunConfig) -> Result<(), StartupError> {
     let client = client().await?;
-    check_crd(&client, args.namespace.as_deref()).await?;
+    check_crd(&client, config.namespace.as_deref()).await?;
 
     let metrics = Arc::new(Metrics::default());
     let readiness = server::Readiness::not_ready("starting");
     let (stop_tx, stop_rx) = watch::channel(false);
     spawn_signal_handler(stop_tx);
 
-    let listener = tokio::net::TcpListener::bind(args.metrics_addr)
+    let listener = tokio::net::TcpListener::bind(config.metrics_addr)
         .await
         .map_err(|source| StartupError::Listen {
-            addr: args.metrics_addr,
+            addr: config.metrics_addr,
             source,
         })?;
-    let bound = listener.local_addr().unwrap_or(args.metrics_addr);
+    let bound = listener.local_addr().unwrap_or(config.metrics_addr);
     tracing::info!(addr = %bound, "serving /metrics, /healthz and /readyz");
     let state = server::ServerState {
         metrics: metrics.clone(),
@@ -264,70 +271,52 @@ pub async fn run(args: RunArgs) -> Result<(), StartupError> {
     ));
 
     let identity = replica_identity();
-    let controller_config = |identity_served| demoweb::ControllerConfig {
-        namespace: args.namespace.clone(),
-        identity_served,
-        reporter: Reporter {
-            controller: vocabulary::MANAGER.to_owned(),
-            instance: Some(identity.clone()),
-        },
-        resync_period: args.resync_period,
-        stalled_requeue_period: args.stalled_requeue_period,
-        readiness: readiness.clone(),
+    let controllers = Controllers {
+        client: &client,
+        config: &config,
+        identity: &identity,
+        readiness: &readiness,
+        metrics: &metrics,
     };
-    let poll = args.identity_api_poll_period;
-
-    let result = if args.leader_election {
-        let cfg = leader::LeaderConfig::new(
-            lease_namespace(&args),
-            args.lease_name.clone(),
-            identity.clone(),
-        );
-        let (lead_tx, lead_rx) = watch::channel(false);
-        let elector = tokio::spawn(leader::run_elector(
-            client.clone(),
-            cfg.clone(),
-            lead_tx,
-            metrics.clone(),
-            stop_rx.clone(),
-        ));
-        // A replica standing by is ready: it serves its endpoints and would take over, and a
-        // rollout must not wait for it to lead. Leading, it is ready once its caches synced.
-        readiness.ready(format!(
-            "standing by for the Lease {}/{}",
-            cfg.namespace, cfg.name
-        ));
-        tracing::info!(lease = %format!("{}/{}", cfg.namespace, cfg.name), %identity, "waiting for leadership");
-        tokio::select! {
-            _ = flipped(lead_rx.clone(), true) => {}
-            _ = flipped(stop_rx.clone(), true) => {}
-        }
-        if *stop_rx.borrow() {
-            let _ = elector.await;
+    let result = match &config.lease {
+        None => {
+            controllers.run(stop_rx.clone(), None).await;
             Ok(())
-        } else {
-            let (lost_tx, lost_rx) = watch::channel(false);
-            let mut lead_watch = lead_rx.clone();
-            tokio::spawn(async move {
-                let _ = lead_watch.wait_for(|v| !*v).await;
-                let _ = lost_tx.send(true);
-            });
-            let identity_task = spawn_identity(
-                &client,
-                args.namespace.clone(),
-                poll,
-                stopped_or_lost(stop_rx.clone(), Some(lost_rx.clone())),
+        }
+        Some(lease) => {
+            let cfg = leader::LeaderConfig::new(
+                lease.namespace.clone(),
+                lease.name.clone(),
+                identity.clone(),
             );
-            run_demoweb(
-                &client,
-                controller_config,
-                poll,
-                &metrics,
+            let (lead_tx, lead_rx) = watch::channel(false);
+            let elector = tokio::spawn(leader::run_elector(
+                client.clone(),
+                cfg.clone(),
+                lead_tx,
+                metrics.clone(),
                 stop_rx.clone(),
-                Some(lost_rx),
-            )
-            .await;
-            let _ = identity_task.await;
+            ));
+            // A replica standing by is ready: it serves its endpoints and would take over, and a
+            // rollout must not wait for it to lead. Leading, it is ready once its caches synced.
+            readiness.ready(format!(
+                "standing by for the Lease {}/{}",
+                cfg.namespace, cfg.name
+            ));
+            tracing::info!(lease = %format!("{}/{}", cfg.namespace, cfg.name), %identity, "waiting for leadership");
+            tokio::select! {
+                _ = flipped(lead_rx.clone(), true) => {}
+                _ = flipped(stop_rx.clone(), true) => {}
+            }
+            if !*stop_rx.borrow() {
+                let (lost_tx, lost_rx) = watch::channel(false);
+                let mut lead_watch = lead_rx.clone();
+                tokio::spawn(async move {
+                    let _ = lead_watch.wait_for(|v| !*v).await;
+                    let _ = lost_tx.send(true);
+                });
+                controllers.run(stop_rx.clone(), Some(lost_rx)).await;
+            }
             if *stop_rx.borrow() {
                 let _ = elector.await;
                 Ok(())
@@ -338,25 +327,52 @@ pub async fn run(args: RunArgs) -> Result<(), StartupError> {
                 })
             }
         }
-    } else {
-        let identity_task = spawn_identity(
-            &client,
-            args.namespace.clone(),
-            poll,
-            stopped_or_lost(stop_rx.clone(), None),
-        );
-        run_demoweb(
-            &client,
-            controller_config,
-            poll,
-            &metrics,
-            stop_rx.clone(),
-            None,
-        )
-        .await;
-        let _ = identity_task.await;
-        Ok(())
     };
     server.abort();
     result
+}
+
+/// The operator's controllers and what they share, started the same way whether or not this
+/// replica had to win a Lease first.
+struct Controllers<'a> {
+    client: &'a Client,
+    config: &'a RunConfig,
+    identity: &'a str,
+    readiness: &'a server::Readiness,
+    metrics: &'a Arc<Metrics>,
+}
+
+impl Controllers<'_> {
+    /// Runs the identity and DemoWeb controllers until shutdown or, when `lost` is given, until
+    /// the Lease is lost.
+    async fn run(&self, stop: watch::Receiver<bool>, lost: Option<watch::Receiver<bool>>) {
+        let poll = self.config.identity_api_poll_period;
+        let identity_task = spawn_identity(
+            self.client,
+            self.config.namespace.clone(),
+            poll,
+            stopped_or_lost(stop.clone(), lost.clone()),
+        );
+        let controller_config = |identity_served| demoweb::ControllerConfig {
+            namespace: self.config.namespace.clone(),
+            identity_served,
+            reporter: Reporter {
+                controller: vocabulary::MANAGER.to_owned(),
+                instance: Some(self.identity.to_owned()),
+            },
+            resync_period: self.config.resync_period,
+            stalled_requeue_period: self.config.stalled_requeue_period,
+            readiness: self.readiness.clone(),
+        };
+        run_demoweb(
+            self.client,
+            controller_config,
+            poll,
+            self.metrics,
+            stop,
+            lost,
+        )
+        .await;
+        let _ = identity_task.await;
+    }
 }

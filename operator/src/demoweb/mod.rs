@@ -24,6 +24,7 @@
 //!
 //! API errors are returned to the runtime, which backs off per object (`error_policy`).
 
+pub mod context;
 pub mod desired;
 pub mod ingress;
 pub mod status;
@@ -59,10 +60,10 @@ use serde_json::{Value, json};
 use tracing::Instrument;
 
 use crate::apply::{Applied, Writer, get_opt, owned_only_by_us, publish, stamp_hash};
-use crate::context::{AllowlistApis, Context, Stores};
 use crate::error::{Error, UserError, chain};
 use crate::identity::{self, ResolvedIdentity};
 use crate::vocabulary;
+use context::{AllowlistApis, Context, Stores};
 use desired::GitAuth;
 use ingress::{IngressCapabilities, IngressPlan};
 use status::StatusInput;
@@ -97,7 +98,20 @@ struct Gathered {
     secret_keys: Option<BTreeSet<String>>,
     identity: Option<Result<ResolvedIdentity, identity::ResolveError>>,
     classes: Vec<IngressClass>,
+    /// What the plan may use: the discovered capabilities when the spec asks for an allowlist.
     capabilities: IngressCapabilities,
+    /// The allowlist APIs served, read once per reconcile (see [`AllowlistApis::capabilities`]).
+    discovered: Discovered,
+}
+
+/// Which allowlist APIs the cluster serves, or the CRD whose watch has not listed it yet.
+type Discovered = Result<IngressCapabilities, &'static str>;
+
+/// The discovered capabilities, or the error that retries the reconcile while they are unknown.
+fn known(discovered: &Discovered) -> Result<IngressCapabilities, Error> {
+    discovered
+        .clone()
+        .map_err(|crd| Error::CapabilitiesUnknown { crd })
 }
 
 /// Step 2.
@@ -136,8 +150,9 @@ async fn gather(dw: &DemoWeb, id: &Id, ctx: &Context) -> Result<Gathered, Error>
         .ingress
         .as_ref()
         .is_some_and(|i| !i.allowed_source_ranges.is_empty());
+    let discovered = ctx.stores.allowlist_apis.capabilities();
     let capabilities = if wants_allowlist {
-        ctx.capabilities()?
+        known(&discovered)?
     } else {
         IngressCapabilities::default()
     };
@@ -152,6 +167,7 @@ async fn gather(dw: &DemoWeb, id: &Id, ctx: &Context) -> Result<Gathered, Error>
             .map(|c| (**c).clone())
             .collect(),
         capabilities,
+        discovered,
     })
 }
 
@@ -362,6 +378,7 @@ async fn apply_all(
     ctx: &Context,
     children: Children,
     valid: &Valid,
+    discovered: &Discovered,
 ) -> Result<Report, Error> {
     let owner_ref = dw.object_ref(&());
     let w = Writer {
@@ -470,7 +487,7 @@ async fn apply_all(
         IngressPlan::Absent => {
             w.delete_if_ours(&ingress_api, "Ingress", live_ingress.clone())
                 .await?;
-            delete_stale_allowlists(&w, ctx, id, live_ingress.as_ref(), None).await?;
+            delete_stale_allowlists(&w, ctx, id, discovered, live_ingress.as_ref(), None).await?;
         }
         IngressPlan::Blocked(refusal) => {
             report.problems.push(UserError {
@@ -483,7 +500,8 @@ async fn apply_all(
                 ingress::Refusal::MissingApi(_) => {
                     w.delete_if_ours(&ingress_api, "Ingress", live_ingress.clone())
                         .await?;
-                    delete_stale_allowlists(&w, ctx, id, live_ingress.as_ref(), None).await?;
+                    delete_stale_allowlists(&w, ctx, id, discovered, live_ingress.as_ref(), None)
+                        .await?;
                 }
                 // The Ingress from the last good spec, if any, stays (its class and allowlist
                 // are unchanged) — and so does its URL.
@@ -524,6 +542,7 @@ async fn apply_all(
                         &w,
                         ctx,
                         id,
+                        discovered,
                         live_ingress.as_ref(),
                         extra_kind.as_deref(),
                     )
@@ -593,6 +612,7 @@ async fn delete_stale_allowlists(
     w: &Writer<'_>,
     ctx: &Context,
     id: &Id,
+    discovered: &Discovered,
     previous: Option<&Ingress>,
     keep_kind: Option<&str>,
 ) -> Result<(), Error> {
@@ -609,7 +629,7 @@ async fn delete_stale_allowlists(
     let middleware_ref = format!("{}-{name}@kubernetescrd", id.namespace);
     if keep_kind != Some("Middleware")
         && references(ingress::TRAEFIK_MIDDLEWARES_ANNOTATION, &middleware_ref)
-        && let Some(api) = ctx.capabilities()?.traefik_middleware
+        && let Some(api) = known(discovered)?.traefik_middleware
     {
         let ar = ingress::middleware_resource(api);
         let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &id.namespace, &ar);
@@ -618,7 +638,7 @@ async fn delete_stale_allowlists(
     }
     if keep_kind != Some("KongPlugin")
         && references(ingress::KONG_PLUGINS_ANNOTATION, &name)
-        && ctx.capabilities()?.kong_plugin
+        && known(discovered)?.kong_plugin
     {
         let ar = ingress::kong_plugin_resource();
         let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &id.namespace, &ar);
@@ -732,7 +752,7 @@ async fn reconcile_inner(dw: &DemoWeb, ctx: &Context) -> Result<bool, Error> {
     let report = match validate(dw, &found) {
         Ok(valid) => {
             let children = build(dw, &valid, &found);
-            let mut report = apply_all(dw, &id, ctx, children, &valid).await?;
+            let mut report = apply_all(dw, &id, ctx, children, &valid, &found.discovered).await?;
             report.problems.splice(0..0, refused);
             report
         }
@@ -1209,6 +1229,7 @@ mod tests {
             identity: None,
             classes: vec![],
             capabilities: IngressCapabilities::default(),
+            discovered: Ok(IngressCapabilities::default()),
         }
     }
 

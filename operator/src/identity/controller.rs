@@ -219,7 +219,7 @@ async fn reconcile_binding(
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
     // Before the first list completes an existing identity would look missing.
-    if !crate::context::until_ready(&ctx.identities).await {
+    if !crate::runtime::until_ready(&ctx.identities).await {
         return Ok(Action::requeue(RETRY));
     }
     let namespace = binding.namespace().unwrap_or_default();

@@ -1,8 +1,8 @@
-//! What every reconcile shares: the client, the reflector stores, metrics, Events, backoff and
-//! the cached discovery of ingress-controller APIs.
+//! What every DemoWeb reconcile shares: the client, the reflector stores, metrics, Events,
+//! backoff and the watched discovery of ingress-controller allowlist APIs.
 
-use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use demoweb_crd::{AzureIdentity, AzureIdentityBinding, DemoWeb};
@@ -16,9 +16,9 @@ use kube::Client;
 use kube::runtime::events::Recorder;
 use kube::runtime::reflector::{ObjectRef, Store};
 
-use crate::demoweb::ingress::{IngressCapabilities, capabilities_from};
-use crate::error::Error;
+use super::ingress::{IngressCapabilities, capabilities_from};
 use crate::metrics::Metrics;
+use crate::runtime::{Backoff, until_ready};
 use crate::server::Readiness;
 use futures::StreamExt;
 use futures::future::BoxFuture;
@@ -67,14 +67,14 @@ impl AllowlistApis {
         ]
     }
 
-    /// What the cluster serves now, or an error when a watch has not listed its CRD yet (no
+    /// What the cluster serves now, or the name of a CRD whose watch has not listed it yet (no
     /// guess: an unknown answer is retried, never taken for "served" or "Traefik v3").
-    pub fn capabilities(&self) -> Result<IngressCapabilities, Error> {
+    pub fn capabilities(&self) -> Result<IngressCapabilities, &'static str> {
         use futures::FutureExt;
         let mut found = Vec::with_capacity(3);
         for (name, store) in self.stores() {
             if store.wait_until_ready().now_or_never().is_none() {
-                return Err(Error::CapabilitiesUnknown { crd: name });
+                return Err(name);
             }
             found.push(store.get(&ObjectRef::new(name)));
         }
@@ -170,53 +170,6 @@ where
     (name, Box::pin(wait))
 }
 
-/// `Store::wait_until_ready`, safe to call while others wait on the same store: the store wakes
-/// only the last of concurrent waiters (kube-runtime's ready signal is a one-shot channel with a
-/// single waker), so each waiter looks again every 100ms instead of relying on being woken.
-/// False when the store's writer is gone before it filled (its kind is not watched).
-pub async fn until_ready<K>(store: &Store<K>) -> bool
-where
-    K: kube::Resource + Clone + 'static,
-    K::DynamicType: Eq + std::hash::Hash + Clone,
-{
-    loop {
-        if let Ok(ready) =
-            tokio::time::timeout(Duration::from_millis(100), store.wait_until_ready()).await
-        {
-            return ready.is_ok();
-        }
-    }
-}
-
-/// Per-object exponential backoff for transient errors, keyed by uid, reset on success.
-#[derive(Debug, Default)]
-pub struct Backoff {
-    failures: Mutex<HashMap<String, u32>>,
-}
-
-impl Backoff {
-    pub const BASE: Duration = Duration::from_millis(500);
-    pub const CAP: Duration = Duration::from_secs(300);
-
-    /// Records one more failure and returns how long to wait before the next try.
-    pub fn next_delay(&self, uid: &str) -> Duration {
-        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        let n = failures.entry(uid.to_owned()).or_default();
-        let delay = Self::BASE
-            .saturating_mul(2u32.saturating_pow(*n))
-            .min(Self::CAP);
-        *n = n.saturating_add(1);
-        delay
-    }
-
-    pub fn reset(&self, uid: &str) {
-        self.failures
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(uid);
-    }
-}
-
 pub struct Context {
     pub client: Client,
     pub recorder: Recorder,
@@ -245,30 +198,5 @@ impl Context {
             stalled_requeue: Duration::from_secs(30),
             legacy_checked: std::sync::Mutex::new(std::collections::HashSet::new()),
         }
-    }
-
-    /// Which allowlist APIs the cluster serves (Traefik Middleware, Kong KongPlugin), from the
-    /// watched CRDs: a CRD that appears, changes or goes is seen within seconds.
-    pub fn capabilities(&self) -> Result<IngressCapabilities, Error> {
-        self.stores.allowlist_apis.capabilities()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_caps_and_resets() {
-        let b = Backoff::default();
-        let delays: Vec<_> = (0..12).map(|_| b.next_delay("u1")).collect();
-        assert_eq!(delays[0], Duration::from_millis(500));
-        assert_eq!(delays[1], Duration::from_secs(1));
-        assert_eq!(delays[2], Duration::from_secs(2));
-        assert!(delays.windows(2).all(|w| w[0] <= w[1]));
-        assert_eq!(*delays.last().unwrap(), Backoff::CAP);
-        assert_eq!(b.next_delay("u2"), Duration::from_millis(500), "per object");
-        b.reset("u1");
-        assert_eq!(b.next_delay("u1"), Duration::from_millis(500));
     }
 }
