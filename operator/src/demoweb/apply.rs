@@ -1,0 +1,433 @@
+//! Step 5 of reconcile: apply the built children in dependency order and delete the ones this
+//! DemoWeb controls but no longer wants; returns what was applied, for status.
+
+use std::fmt::Debug;
+
+use demoweb_crd::DemoWeb;
+use demoweb_crd::conditions::reason;
+use demoweb_crd::demoweb::IdentityStatus;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::api::networking::v1::Ingress;
+use kube::api::DynamicObject;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Api, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+use super::children::Children;
+use super::context::Context;
+use super::desired;
+use super::gather::{Discovered, Id, known};
+use super::ingress::{self, IngressPlan};
+use crate::apply::{Applied, Writer, get_opt, owned_only_by_us, stamp_hash};
+use crate::error::{Error, UserError};
+use crate::identity;
+
+/// What apply did, for status.
+#[derive(Default)]
+pub(super) struct Report {
+    pub(super) deployment: Option<Deployment>,
+    pub(super) deployment_hash: Option<String>,
+    pub(super) problems: Vec<UserError>,
+    pub(super) url: Option<String>,
+    pub(super) identity: Option<IdentityStatus>,
+}
+
+/// The live child: from the store when it is there, else from the API (it may exist without
+/// our labels — someone else's object, or ours with the labels edited away).
+pub(super) async fn live<K>(
+    store: &Store<K>,
+    api: &Api<K>,
+    kind: &str,
+    name: &str,
+    ns: &str,
+) -> Result<Option<K>, Error>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
+{
+    match store.get(&ObjectRef::new(name).within(ns)) {
+        Some(obj) => Ok(Some((*obj).clone())),
+        None => get_opt(api, kind, name).await,
+    }
+}
+
+/// Applies one typed child unless it is foreign or current; records a conflict as a problem.
+async fn ensure<K>(
+    w: &Writer<'_>,
+    ctx: &Context,
+    store: &Store<K>,
+    ns: &str,
+    mut desired: K,
+    report: &mut Report,
+) -> Result<(Option<K>, String), Error>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + Serialize
+        + DeserializeOwned
+        + Debug,
+{
+    let kind = K::kind(&()).to_string();
+    let hash = stamp_hash(&kind, &mut desired)?;
+    let name = desired.meta().name.clone().unwrap_or_default();
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), ns);
+    let current = live(store, &api, &kind, &name, ns).await?;
+    Ok(match w.apply(&api, &kind, current, &desired).await? {
+        Applied::Conflict(message) => {
+            report.problems.push(UserError {
+                reason: reason::NAME_CONFLICT,
+                message,
+            });
+            (None, hash)
+        }
+        applied => (applied.object().cloned(), hash),
+    })
+}
+
+/// Applies an optional child, or deletes the one this DemoWeb controls when it is not wanted.
+async fn ensure_or_delete<K>(
+    w: &Writer<'_>,
+    ctx: &Context,
+    store: &Store<K>,
+    id: &Id,
+    name: String,
+    desired: Option<K>,
+    report: &mut Report,
+) -> Result<(), Error>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + Serialize
+        + DeserializeOwned
+        + Debug,
+{
+    let ns = id.namespace.as_str();
+    match desired {
+        Some(desired) => {
+            ensure(w, ctx, store, ns, desired, report).await?;
+        }
+        None => {
+            let api: Api<K> = Api::namespaced(ctx.client.clone(), ns);
+            let current = store
+                .get(&ObjectRef::new(&name).within(ns))
+                .map(|o| (*o).clone());
+            w.delete_if_ours(&api, &K::kind(&()), current).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Before our apply stops sending the Deployment's `spec.replicas` (autoscaling switched on), a
+/// second field manager co-owns it at its current value: server-side apply removes a field the
+/// applier no longer sends when nobody else owns it, and the Deployment would fall back to the
+/// default of 1 replica until the autoscaler caught up. Once the autoscaler (or `kubectl
+/// scale`) writes the count through the scale subresource it owns the field alone. Switching
+/// autoscaling off, our forced apply takes the field back with `spec.replicas`. Ownership is read
+/// from the Deployment store's `managedFields`: a store that dropped them would skip the hand-over.
+async fn hand_over_replicas(
+    w: &Writer<'_>,
+    ctx: &Context,
+    ns: &str,
+    desired: &Deployment,
+) -> Result<(), Error> {
+    let wants_replicas = desired.spec.as_ref().is_some_and(|s| s.replicas.is_some());
+    let name = desired.metadata.name.clone().unwrap_or_default();
+    let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), ns);
+    if wants_replicas {
+        return Ok(());
+    }
+    let Some(live) = live(&ctx.stores.deployments, &api, "Deployment", &name, ns).await? else {
+        return Ok(());
+    };
+    if !crate::apply::is_controlled_by(&live.metadata, w.owner_uid)
+        || !owned_only_by_us(&live.metadata, &["spec", "replicas"])
+    {
+        return Ok(());
+    }
+    let Some(replicas) = live.spec.as_ref().and_then(|s| s.replicas) else {
+        return Ok(());
+    };
+    let body = json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {"replicas": replicas},
+    });
+    w.hand_over(&api, "Deployment", &name, &body).await
+}
+
+fn dynamic_api(ctx: &Context, ns: &str, obj: &DynamicObject) -> (Api<DynamicObject>, String) {
+    let (resource, kind) = ingress::allowlist_resource(obj);
+    (
+        Api::namespaced_with(ctx.client.clone(), ns, &resource),
+        kind,
+    )
+}
+
+/// Step 5: apply in dependency order, then delete what this DemoWeb controls but no longer wants.
+pub(super) async fn apply_all(
+    dw: &DemoWeb,
+    id: &Id,
+    ctx: &Context,
+    children: Children,
+    discovered: &Discovered,
+) -> Result<Report, Error> {
+    let owner_ref = dw.object_ref(&());
+    let w = Writer {
+        owner_uid: &id.uid,
+        recorder: &ctx.recorder,
+        owner_ref: &owner_ref,
+        metrics: &ctx.metrics,
+    };
+    let ns = id.namespace.as_str();
+    let stores = &ctx.stores;
+    let mut report = Report::default();
+
+    // A wanted ServiceAccount exists before the Deployment that names it; an unwanted one is
+    // deleted only after the Deployment (below).
+    let unwanted_service_account = match children.service_account {
+        Some(sa) => {
+            ensure(&w, ctx, &stores.service_accounts, ns, sa, &mut report).await?;
+            None
+        }
+        None => stores
+            .service_accounts
+            .get(&ObjectRef::new(&id.name).within(ns))
+            .map(|a| (*a).clone()),
+    };
+    ensure(
+        &w,
+        ctx,
+        &stores.config_maps,
+        ns,
+        children.config_map,
+        &mut report,
+    )
+    .await?;
+    // The autoscaler goes before the Deployment gets its replica count back, and comes after the
+    // Deployment it scales exists.
+    let autoscaler_name = desired::autoscaler_name(&id.name);
+    if children.autoscaler.is_none() {
+        ensure_or_delete(
+            &w,
+            ctx,
+            &stores.autoscalers,
+            id,
+            autoscaler_name.clone(),
+            None,
+            &mut report,
+        )
+        .await?;
+    }
+    hand_over_replicas(&w, ctx, ns, &children.deployment).await?;
+    let (deployment, hash) = ensure(
+        &w,
+        ctx,
+        &stores.deployments,
+        ns,
+        children.deployment,
+        &mut report,
+    )
+    .await?;
+    report.deployment = deployment;
+    report.deployment_hash = Some(hash);
+    if let Some(sa) = unwanted_service_account {
+        delete_service_account_once_unused(&w, ctx, id, sa, report.deployment.as_ref()).await?;
+    }
+    if children.autoscaler.is_some() {
+        ensure_or_delete(
+            &w,
+            ctx,
+            &stores.autoscalers,
+            id,
+            autoscaler_name,
+            children.autoscaler,
+            &mut report,
+        )
+        .await?;
+    }
+    ensure_or_delete(
+        &w,
+        ctx,
+        &stores.disruption_budgets,
+        id,
+        desired::disruption_budget_name(&id.name),
+        children.disruption_budget,
+        &mut report,
+    )
+    .await?;
+    ensure(&w, ctx, &stores.services, ns, children.service, &mut report).await?;
+
+    let ingress_api: Api<Ingress> = Api::namespaced(ctx.client.clone(), ns);
+    let ingress_name = desired::ingress_name(&id.name);
+    let live_ingress = stores
+        .ingresses
+        .get(&ObjectRef::new(&ingress_name).within(ns))
+        .map(|a| (*a).clone())
+        .filter(|i| crate::apply::is_controlled_by(&i.metadata, &id.uid));
+    match children.ingress {
+        IngressPlan::Absent => {
+            w.delete_if_ours(&ingress_api, "Ingress", live_ingress.clone())
+                .await?;
+            delete_stale_allowlists(&w, ctx, id, discovered, live_ingress.as_ref(), None).await?;
+        }
+        IngressPlan::Blocked(refusal) => {
+            report.problems.push(UserError {
+                reason: refusal.reason(),
+                message: refusal.message().to_owned(),
+            });
+            match refusal {
+                // The allowlist API is gone: whatever our Ingress referenced is no longer
+                // enforced, so the Ingress goes too (fail closed).
+                ingress::Refusal::MissingApi(_) => {
+                    w.delete_if_ours(&ingress_api, "Ingress", live_ingress.clone())
+                        .await?;
+                    delete_stale_allowlists(&w, ctx, id, discovered, live_ingress.as_ref(), None)
+                        .await?;
+                }
+                // The Ingress from the last good spec, if any, stays (its class and allowlist
+                // are unchanged) — and so does its URL.
+                ingress::Refusal::UnsupportedClass(_) => {
+                    if live_ingress.is_some() {
+                        report.url = dw.status.as_ref().and_then(|s| s.url.clone());
+                    }
+                }
+            }
+        }
+        IngressPlan::Present { ingress, extra } => {
+            let mut extra_ok = true;
+            let extra_kind = extra
+                .as_ref()
+                .and_then(|e| e.types.as_ref().map(|t| t.kind.clone()));
+            if let Some(obj) = extra {
+                let mut obj = *obj;
+                let (api, kind) = dynamic_api(ctx, ns, &obj);
+                stamp_hash(&kind, &mut obj)?;
+                let name = obj.metadata.name.clone().unwrap_or_default();
+                let current = get_opt(&api, &kind, &name).await?;
+                if let Applied::Conflict(message) = w.apply(&api, &kind, current, &obj).await? {
+                    // Never expose the site without its allowlist.
+                    extra_ok = false;
+                    report.problems.push(UserError {
+                        reason: reason::NAME_CONFLICT,
+                        message,
+                    });
+                }
+            }
+            if extra_ok {
+                let spec_url = dw.spec.ingress.as_ref().map(ingress::url);
+                let (applied, _) =
+                    ensure(&w, ctx, &stores.ingresses, ns, *ingress, &mut report).await?;
+                if applied.is_some() {
+                    report.url = spec_url;
+                    delete_stale_allowlists(
+                        &w,
+                        ctx,
+                        id,
+                        discovered,
+                        live_ingress.as_ref(),
+                        extra_kind.as_deref(),
+                    )
+                    .await?;
+                }
+            }
+        }
+    }
+
+    // The seed's Kopf operator named its Deployment `<name>-deployment` and adopted it. It only
+    // created one when the DemoWeb was created, so one look per DemoWeb and process is enough.
+    let checked = |ctx: &Context| {
+        ctx.legacy_checked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&id.uid)
+    };
+    if !checked(ctx) {
+        let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), ns);
+        let legacy_name = desired::legacy_deployment_name(&id.name);
+        let legacy = get_opt(&deployments, "Deployment", &legacy_name).await?;
+        w.delete_if_ours(&deployments, "Deployment", legacy).await?;
+        ctx.legacy_checked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.uid.clone());
+    }
+    Ok(report)
+}
+
+/// Deletes the ServiceAccount this DemoWeb no longer wants, but only once the live Deployment no
+/// longer uses it (`identity::deployment_uses_service_account` states the rule). `applied` is the
+/// Deployment as our apply returned it; without one (a name clash), whatever Deployment of that
+/// name is live decides. While the account is still in use it stays; the Deployment's next status
+/// change (its rollout progressing) triggers the reconcile that deletes it.
+async fn delete_service_account_once_unused(
+    w: &Writer<'_>,
+    ctx: &Context,
+    id: &Id,
+    sa: ServiceAccount,
+    applied: Option<&Deployment>,
+) -> Result<(), Error> {
+    let ns = id.namespace.as_str();
+    let live_deployment = match applied {
+        Some(d) => Some(d.clone()),
+        None => {
+            let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), ns);
+            let name = desired::deployment_name(&id.name);
+            live(&ctx.stores.deployments, &api, "Deployment", &name, ns).await?
+        }
+    };
+    let name = sa.name_any();
+    if identity::deployment_uses_service_account(live_deployment.as_ref(), &name) {
+        tracing::debug!(
+            service_account = name,
+            "keeping the ServiceAccount until the Deployment's pods no longer use it"
+        );
+        return Ok(());
+    }
+    let api: Api<ServiceAccount> = Api::namespaced(ctx.client.clone(), ns);
+    w.delete_if_ours(&api, "ServiceAccount", Some(sa)).await?;
+    Ok(())
+}
+
+/// Deletes the Middleware / KongPlugin the previous Ingress referenced, unless still wanted.
+async fn delete_stale_allowlists(
+    w: &Writer<'_>,
+    ctx: &Context,
+    id: &Id,
+    discovered: &Discovered,
+    previous: Option<&Ingress>,
+    keep_kind: Option<&str>,
+) -> Result<(), Error> {
+    let Some(previous) = previous else {
+        return Ok(());
+    };
+    let name = desired::allowlist_name(&id.name);
+    let annotations = previous.annotations();
+    let references = |key: &str, item: &str| {
+        annotations
+            .get(key)
+            .is_some_and(|v| v.split(',').any(|s| s.trim() == item))
+    };
+    let middleware_ref = format!("{}-{name}@kubernetescrd", id.namespace);
+    if keep_kind != Some("Middleware")
+        && references(ingress::TRAEFIK_MIDDLEWARES_ANNOTATION, &middleware_ref)
+        && let Some(api) = known(discovered)?.traefik_middleware
+    {
+        let ar = ingress::middleware_resource(api);
+        let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &id.namespace, &ar);
+        let current = get_opt(&api, "Middleware", &name).await?;
+        w.delete_if_ours(&api, "Middleware", current).await?;
+    }
+    if keep_kind != Some("KongPlugin")
+        && references(ingress::KONG_PLUGINS_ANNOTATION, &name)
+        && known(discovered)?.kong_plugin
+    {
+        let ar = ingress::kong_plugin_resource();
+        let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &id.namespace, &ar);
+        let current = get_opt(&api, "KongPlugin", &name).await?;
+        w.delete_if_ours(&api, "KongPlugin", current).await?;
+    }
+    Ok(())
+}

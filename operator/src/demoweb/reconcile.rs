@@ -1,0 +1,316 @@
+//! The reconcile pipeline: identify → gather → validate → build → apply → status → requeue.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use demoweb_crd::conditions::{STALLED, reason};
+use demoweb_crd::demoweb::IdentityStatus;
+use demoweb_crd::validation::summarize;
+use demoweb_crd::{DemoWeb, DemoWebStatus, IdentityMode};
+use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::runtime::reflector::ObjectRef;
+use kube::{Api, Resource, ResourceExt};
+use serde_json::{Value, json};
+use tracing::Instrument;
+
+use super::apply::{Report, apply_all};
+use super::children::{Children, Valid, build};
+use super::context::Context;
+use super::desired;
+use super::gather::{Gathered, Id, gather, identify};
+use super::ingress;
+use super::status::{self, StatusInput};
+use crate::apply::publish;
+use crate::error::{Error, UserError, chain};
+
+/// Step 3: the schema's rules again (the object may predate them), credentials, identity.
+fn validate(dw: &DemoWeb, found: &Gathered) -> Result<Valid, UserError> {
+    dw.validate().map_err(|errors| UserError {
+        reason: reason::INVALID_SPEC,
+        message: summarize(&errors),
+    })?;
+    let auth = desired::git_auth(dw, found.secret_keys.as_ref())?;
+    let identity = match &found.identity {
+        None => None,
+        Some(Ok(resolved)) => Some(resolved.clone()),
+        Some(Err(err)) => {
+            return Err(UserError {
+                reason: err.reason(),
+                message: err.to_string(),
+            });
+        }
+    };
+    Ok(Valid { auth, identity })
+}
+
+/// Step 6: compute status, write it only when it differs, and tell the user about new problems.
+async fn update_status(
+    dw: &DemoWeb,
+    id: &Id,
+    ctx: &Context,
+    report: Report,
+) -> Result<bool, Error> {
+    let problem = report.problems.first().map(|first| UserError {
+        reason: first.reason,
+        message: report
+            .problems
+            .iter()
+            .map(|p| p.message.as_str())
+            .collect::<Vec<_>>()
+            .join("; "),
+    });
+    let rollout = report.deployment_hash.as_deref().map(|hash| {
+        let wanted = match &dw.spec.autoscaling {
+            // The autoscaler's choice, as the live Deployment carries it.
+            Some(_) => report
+                .deployment
+                .as_ref()
+                .and_then(|d| d.spec.as_ref()?.replicas)
+                .unwrap_or(1),
+            None => dw.spec.replicas,
+        };
+        status::rollout(report.deployment.as_ref(), hash, wanted)
+    });
+    let new = status::compute_status(StatusInput {
+        dw,
+        deployment: report.deployment.as_ref(),
+        rollout,
+        problem: problem.clone(),
+        url: report.url,
+        identity: report.identity,
+        now: Time(jiff::Timestamp::now()),
+    });
+    let old = dw.status.clone().unwrap_or_default();
+    if let Some(problem) = &problem {
+        let already_reported = old.conditions.iter().any(|c| {
+            c.type_ == STALLED
+                && c.status == "True"
+                && c.reason == problem.reason
+                && c.message == problem.message
+        });
+        if !already_reported {
+            publish(
+                &ctx.recorder,
+                &dw.object_ref(&()),
+                &ctx.metrics,
+                EventType::Warning,
+                problem.reason,
+                problem.message.clone(),
+            )
+            .await;
+        }
+    }
+    if dw.status.as_ref() != Some(&new) {
+        let api: Api<DemoWeb> = Api::namespaced(ctx.client.clone(), &id.namespace);
+        api.patch_status(
+            &id.name,
+            &PatchParams::default(),
+            &Patch::Merge(status_patch(&old, &new)),
+        )
+        .await
+        .map_err(|source| Error::PatchStatus {
+            name: id.name.clone(),
+            source,
+        })?;
+        ctx.metrics.count_write("patch_status", "DemoWeb");
+    }
+    Ok(problem.is_some())
+}
+
+/// A merge patch that replaces the status: fields we no longer set are nulled out.
+fn status_patch(old: &DemoWebStatus, new: &DemoWebStatus) -> Value {
+    let mut body = serde_json::to_value(new).unwrap_or_else(|_| json!({}));
+    if let (Value::Object(body), Ok(Value::Object(old))) = (&mut body, serde_json::to_value(old)) {
+        for key in old.keys() {
+            body.entry(key.clone()).or_insert(Value::Null);
+        }
+    }
+    json!({ "status": body })
+}
+
+/// The identity the pods run under, as status reports it.
+fn identity_status(valid: &Valid, children: &Children, id: &Id) -> Option<IdentityStatus> {
+    valid.identity.as_ref().map(|r| IdentityStatus {
+        mode: Some(r.mode),
+        selector: Some(r.selector.clone()),
+        client_id: r.client_id.clone(),
+        service_account_name: (r.mode == IdentityMode::WorkloadIdentity
+            && children.service_account.is_some())
+        .then(|| id.name.clone()),
+    })
+}
+
+/// The whole pipeline for one DemoWeb. Returns whether it is stalled on a user problem.
+async fn reconcile_inner(dw: &DemoWeb, ctx: &Context) -> Result<bool, Error> {
+    let id = identify(dw)?;
+    if dw.metadata.deletion_timestamp.is_some() {
+        // Owner references let the garbage collector remove the children.
+        return Ok(false);
+    }
+    let found = gather(dw, &id, ctx).await?;
+    // Refused annotations are left off the Ingress, and the rest of the spec applies: the site
+    // keeps serving, without the part that could weaken its allowlist.
+    let (clean, refused) = ingress::strip_refused_annotations(dw);
+    let dw = &clean;
+    let refused = refused.map(|message| UserError {
+        reason: reason::ANNOTATIONS_REFUSED,
+        message,
+    });
+    let report = match validate(dw, &found) {
+        Ok(valid) => {
+            let children = build(dw, &valid, &found);
+            let identity = identity_status(&valid, &children, &id);
+            let mut report = apply_all(dw, &id, ctx, children, &found.discovered).await?;
+            report.identity = identity;
+            report.problems.splice(0..0, refused);
+            report
+        }
+        // Keep the last good children: nothing is applied or deleted.
+        Err(problem) => Report {
+            deployment: ctx
+                .stores
+                .deployments
+                .get(&ObjectRef::new(&desired::deployment_name(&id.name)).within(&id.namespace))
+                .map(|d| (*d).clone()),
+            problems: std::iter::once(problem).chain(refused).collect(),
+            url: dw.status.as_ref().and_then(|s| s.url.clone()),
+            identity: dw.status.as_ref().and_then(|s| s.identity.clone()),
+            ..Report::default()
+        },
+    };
+    update_status(dw, &id, ctx, report).await
+}
+
+/// Entry point for the controller runtime.
+pub async fn reconcile(dw: Arc<DemoWeb>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let span = tracing::info_span!(
+        "reconcile",
+        namespace = dw.namespace().unwrap_or_default(),
+        name = dw.name_any()
+    );
+    let result = reconcile_inner(&dw, &ctx).instrument(span).await;
+    let seconds = started.elapsed().as_secs_f64();
+    match result {
+        Ok(stalled) => {
+            if let Some(uid) = &dw.metadata.uid {
+                ctx.backoff.reset(uid);
+            }
+            ctx.metrics
+                .count_reconcile(if stalled { "stalled" } else { "ok" }, seconds);
+            Ok(Action::requeue(if stalled {
+                ctx.stalled_requeue
+            } else {
+                ctx.requeue
+            }))
+        }
+        Err(err) => {
+            ctx.metrics.count_reconcile("error", seconds);
+            ctx.metrics.count_error(err.metric_label());
+            Err(err)
+        }
+    }
+}
+
+/// Transient errors back off per object; the Warning Event says what failed.
+pub fn error_policy(dw: Arc<DemoWeb>, err: &Error, ctx: Arc<Context>) -> Action {
+    let uid = dw.metadata.uid.clone().unwrap_or_default();
+    let delay = if err.is_transient() {
+        ctx.backoff.next_delay(&uid)
+    } else {
+        ctx.backoff.next_delay(&uid).max(Duration::from_secs(60))
+    };
+    let message = chain(err);
+    tracing::warn!(
+        namespace = dw.namespace().unwrap_or_default(),
+        name = dw.name_any(),
+        error = %message,
+        retry_in = ?delay,
+        "reconcile failed"
+    );
+    let reference: ObjectReference = dw.object_ref(&());
+    let ctx2 = ctx.clone();
+    tokio::spawn(async move {
+        publish(
+            &ctx2.recorder,
+            &reference,
+            &ctx2.metrics,
+            EventType::Warning,
+            "ReconcileFailed",
+            format!("{message}; retrying in {}s", delay.as_secs_f64().ceil()),
+        )
+        .await;
+    });
+    Action::requeue(delay)
+}
+
+/// A reflector over one child kind, limited to what this operator manages; its stream triggers
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::demoweb::desired::tests::seed;
+    use crate::demoweb::ingress::IngressCapabilities;
+    use crate::identity;
+
+    fn gathered() -> Gathered {
+        Gathered {
+            secret_keys: None,
+            identity: None,
+            classes: vec![],
+            capabilities: IngressCapabilities::default(),
+            discovered: Ok(IngressCapabilities::default()),
+        }
+    }
+
+    #[test]
+    fn validation_outcomes() {
+        let mut bad = seed();
+        bad.spec.gitrepo = "file:///etc/passwd".into();
+        bad.spec.replicas = -1;
+        let err = validate(&bad, &gathered()).err().expect("invalid");
+        assert_eq!(err.reason, reason::INVALID_SPEC);
+        assert!(
+            err.message.contains("spec.gitrepo") && err.message.contains("spec.replicas"),
+            "{}",
+            err.message
+        );
+
+        let mut unresolved = seed();
+        unresolved.spec.identity = Some(demoweb_crd::demoweb::IdentitySpec {
+            binding: "mymsi".into(),
+            mode: IdentityMode::PodIdentity,
+        });
+        let found = Gathered {
+            identity: Some(Err(identity::ResolveError::BindingNotFound {
+                namespace: "default".into(),
+                binding: "mymsi".into(),
+            })),
+            ..gathered()
+        };
+        let err = validate(&unresolved, &found).err().expect("unresolved");
+        assert_eq!(err.reason, reason::IDENTITY_BINDING_NOT_FOUND);
+
+        assert!(validate(&seed(), &gathered()).is_ok());
+    }
+
+    #[test]
+    fn status_patch_nulls_dropped_fields() {
+        let old = DemoWebStatus {
+            url: Some("http://x/".into()),
+            replicas: Some(1),
+            ..DemoWebStatus::default()
+        };
+        let new = DemoWebStatus {
+            replicas: Some(2),
+            ..DemoWebStatus::default()
+        };
+        let patch = status_patch(&old, &new);
+        assert_eq!(patch["status"]["url"], Value::Null);
+        assert_eq!(patch["status"]["replicas"], json!(2));
+    }
+}
