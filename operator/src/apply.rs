@@ -1,5 +1,6 @@
-//! The one place that writes children to the API: server-side apply under one field manager,
-//! after checking that we control the object and that it actually differs from what we want.
+//! The one place that writes to the API: children by server-side apply under one field manager
+//! (after checking that we control the object and that it actually differs from what we want),
+//! their deletion, the DemoWeb's status patch and Events.
 
 use std::fmt::Debug;
 
@@ -11,6 +12,8 @@ use kube::{Api, Resource};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+
+use demoweb_crd::DemoWeb;
 
 use crate::error::Error;
 use crate::metrics::Metrics;
@@ -402,10 +405,37 @@ async fn publish_related(
         action: "Reconcile".to_owned(),
         secondary: related,
     };
-    match recorder.publish(&event, reference).await {
+    match record_event(recorder, reference, &event).await {
         Ok(()) => metrics.count_write("event", "Event"),
         Err(err) => tracing::warn!(error = %err, reason, "could not record an Event"),
     }
+}
+
+/// Writes a DemoWeb's status as a merge patch (computed by `demoweb::status::status_patch`).
+pub async fn patch_status(
+    api: &Api<DemoWeb>,
+    name: &str,
+    patch: &Value,
+    metrics: &Metrics,
+) -> Result<(), Error> {
+    api.patch_status(name, &PatchParams::default(), &Patch::Merge(patch))
+        .await
+        .map_err(|source| Error::PatchStatus {
+            name: name.to_owned(),
+            source,
+        })?;
+    metrics.count_write("patch_status", "DemoWeb");
+    Ok(())
+}
+
+/// Records one Event. The callers decide what a refusal means: a DemoWeb's reconcile logs it,
+/// the identity controller retries.
+pub async fn record_event(
+    recorder: &Recorder,
+    reference: &ObjectReference,
+    event: &Event,
+) -> Result<(), kube::Error> {
+    recorder.publish(event, reference).await
 }
 
 /// Reads one object, `None` when it does not exist.

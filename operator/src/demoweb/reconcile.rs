@@ -3,18 +3,16 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use demoweb_crd::conditions::{STALLED, reason};
+use demoweb_crd::conditions::reason;
 use demoweb_crd::demoweb::IdentityStatus;
 use demoweb_crd::validation::summarize;
-use demoweb_crd::{DemoWeb, DemoWebStatus, IdentityMode};
+use demoweb_crd::{DemoWeb, IdentityMode};
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
-use serde_json::{Value, json};
 use tracing::Instrument;
 
 use super::apply::{Report, apply_all};
@@ -24,7 +22,7 @@ use super::desired;
 use super::gather::{Gathered, Id, gather, identify};
 use super::ingress;
 use super::status::{self, StatusInput};
-use crate::apply::publish;
+use crate::apply::{patch_status, publish};
 use crate::error::{Error, UserError, chain};
 
 /// Step 3: the schema's rules again (the object may predate them), credentials, identity.
@@ -84,52 +82,24 @@ async fn update_status(
         identity: report.identity,
         now: Time(jiff::Timestamp::now()),
     });
-    let old = dw.status.clone().unwrap_or_default();
-    if let Some(problem) = &problem {
-        let already_reported = old.conditions.iter().any(|c| {
-            c.type_ == STALLED
-                && c.status == "True"
-                && c.reason == problem.reason
-                && c.message == problem.message
-        });
-        if !already_reported {
-            publish(
-                &ctx.recorder,
-                &dw.object_ref(&()),
-                &ctx.metrics,
-                EventType::Warning,
-                problem.reason,
-                problem.message.clone(),
-            )
-            .await;
-        }
-    }
-    if dw.status.as_ref() != Some(&new) {
-        let api: Api<DemoWeb> = Api::namespaced(ctx.client.clone(), &id.namespace);
-        api.patch_status(
-            &id.name,
-            &PatchParams::default(),
-            &Patch::Merge(status_patch(&old, &new)),
+    if let Some(problem) = &problem
+        && status::is_new_problem(dw.status.as_ref(), problem)
+    {
+        publish(
+            &ctx.recorder,
+            &dw.object_ref(&()),
+            &ctx.metrics,
+            EventType::Warning,
+            problem.reason,
+            problem.message.clone(),
         )
-        .await
-        .map_err(|source| Error::PatchStatus {
-            name: id.name.clone(),
-            source,
-        })?;
-        ctx.metrics.count_write("patch_status", "DemoWeb");
+        .await;
+    }
+    if let Some(patch) = status::status_patch(dw.status.as_ref(), &new) {
+        let api: Api<DemoWeb> = Api::namespaced(ctx.client.clone(), &id.namespace);
+        patch_status(&api, &id.name, &patch, &ctx.metrics).await?;
     }
     Ok(problem.is_some())
-}
-
-/// A merge patch that replaces the status: fields we no longer set are nulled out.
-fn status_patch(old: &DemoWebStatus, new: &DemoWebStatus) -> Value {
-    let mut body = serde_json::to_value(new).unwrap_or_else(|_| json!({}));
-    if let (Value::Object(body), Ok(Value::Object(old))) = (&mut body, serde_json::to_value(old)) {
-        for key in old.keys() {
-            body.entry(key.clone()).or_insert(Value::Null);
-        }
-    }
-    json!({ "status": body })
 }
 
 /// The identity the pods run under, as status reports it.
@@ -296,21 +266,5 @@ mod tests {
         assert_eq!(err.reason, reason::IDENTITY_BINDING_NOT_FOUND);
 
         assert!(validate(&seed(), &gathered()).is_ok());
-    }
-
-    #[test]
-    fn status_patch_nulls_dropped_fields() {
-        let old = DemoWebStatus {
-            url: Some("http://x/".into()),
-            replicas: Some(1),
-            ..DemoWebStatus::default()
-        };
-        let new = DemoWebStatus {
-            replicas: Some(2),
-            ..DemoWebStatus::default()
-        };
-        let patch = status_patch(&old, &new);
-        assert_eq!(patch["status"]["url"], Value::Null);
-        assert_eq!(patch["status"]["replicas"], json!(2));
     }
 }

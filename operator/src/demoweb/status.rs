@@ -6,6 +6,8 @@ use demoweb_crd::{DemoWeb, DemoWebStatus};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
+use serde_json::{Value, json};
+
 use crate::error::UserError;
 use crate::vocabulary::APPLIED_HASH_ANNOTATION;
 
@@ -58,6 +60,33 @@ pub fn rollout(live: Option<&Deployment>, applied_hash: &str, desired_replicas: 
             ),
         }
     }
+}
+
+/// A merge patch that turns `old` into `new`, nulling the fields no longer set; `None` when the
+/// status is already `new`, so an unchanged DemoWeb costs no write.
+pub fn status_patch(old: Option<&DemoWebStatus>, new: &DemoWebStatus) -> Option<Value> {
+    if old == Some(new) {
+        return None;
+    }
+    let mut body = serde_json::to_value(new).unwrap_or_else(|_| json!({}));
+    let old = serde_json::to_value(old.cloned().unwrap_or_default());
+    if let (Value::Object(body), Ok(Value::Object(old))) = (&mut body, old) {
+        for key in old.keys() {
+            body.entry(key.clone()).or_insert(Value::Null);
+        }
+    }
+    Some(json!({ "status": body }))
+}
+
+/// Whether `problem` is news: not already the reason and message of a true Stalled condition in
+/// `old`, so a resync does not repeat its Warning Event.
+pub fn is_new_problem(old: Option<&DemoWebStatus>, problem: &UserError) -> bool {
+    !old.iter().flat_map(|s| &s.conditions).any(|c| {
+        c.type_ == STALLED
+            && c.status == "True"
+            && c.reason == problem.reason
+            && c.message == problem.message
+    })
 }
 
 /// Everything status depends on. `now` comes in so this stays pure.
@@ -389,5 +418,26 @@ mod tests {
         );
         assert_eq!(cond(&third, READY).last_transition_time, t(300));
         assert_eq!(cond(&third, STALLED).last_transition_time, t(100));
+    }
+
+    #[test]
+    fn status_patch_nulls_dropped_fields() {
+        let old = DemoWebStatus {
+            url: Some("http://x/".into()),
+            replicas: Some(1),
+            ..DemoWebStatus::default()
+        };
+        let new = DemoWebStatus {
+            replicas: Some(2),
+            ..DemoWebStatus::default()
+        };
+        let patch = status_patch(Some(&old), &new).expect("the status changed");
+        assert_eq!(
+            status_patch(Some(&new), &new),
+            None,
+            "no write when unchanged"
+        );
+        assert_eq!(patch["status"]["url"], Value::Null);
+        assert_eq!(patch["status"]["replicas"], json!(2));
     }
 }

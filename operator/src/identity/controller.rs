@@ -15,6 +15,7 @@ use kube::runtime::reflector::{self, ObjectRef, Store, reflector};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt, discovery};
 
+use crate::apply::record_event;
 use crate::vocabulary::MANAGER;
 
 use super::findings::{
@@ -270,8 +271,7 @@ where
             action: "Validate".to_owned(),
             secondary: None,
         };
-        ctx.recorder
-            .publish(&event, &reference)
+        record_event(&ctx.recorder, &reference, &event)
             .await
             .map_err(|source| Error::PublishEvent {
                 kind,
