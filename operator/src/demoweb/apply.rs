@@ -25,9 +25,9 @@ use crate::apply::{Applied, Writer, get_opt, owned_only_by_us, stamp_hash};
 use crate::error::{Error, UserError};
 use crate::identity;
 
-/// What apply did, for status.
+/// Children in, applied children out: what apply did, which is all that status is computed from.
 #[derive(Default)]
-pub(super) struct Report {
+pub(super) struct AppliedChildren {
     pub(super) deployment: Option<Deployment>,
     pub(super) deployment_hash: Option<String>,
     pub(super) problems: Vec<UserError>,
@@ -60,7 +60,7 @@ async fn ensure<K>(
     store: &Store<K>,
     ns: &str,
     mut desired: K,
-    report: &mut Report,
+    report: &mut AppliedChildren,
 ) -> Result<(Option<K>, String), Error>
 where
     K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
@@ -94,7 +94,7 @@ async fn ensure_or_delete<K>(
     id: &Id,
     name: String,
     desired: Option<K>,
-    report: &mut Report,
+    report: &mut AppliedChildren,
 ) -> Result<(), Error>
 where
     K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
@@ -173,7 +173,7 @@ pub(super) async fn apply_all(
     ctx: &Context,
     children: Children,
     discovered: &Discovered,
-) -> Result<Report, Error> {
+) -> Result<AppliedChildren, Error> {
     let owner_ref = dw.object_ref(&());
     let w = Writer {
         owner_uid: &id.uid,
@@ -183,11 +183,21 @@ pub(super) async fn apply_all(
     };
     let ns = id.namespace.as_str();
     let stores = &ctx.stores;
-    let mut report = Report::default();
+    let mut report = AppliedChildren::default();
+    // Every child, named: a new one that apply forgets does not compile.
+    let Children {
+        service_account,
+        config_map,
+        deployment,
+        autoscaler,
+        disruption_budget,
+        service,
+        ingress: ingress_plan,
+    } = children;
 
     // A wanted ServiceAccount exists before the Deployment that names it; an unwanted one is
     // deleted only after the Deployment (below).
-    let unwanted_service_account = match children.service_account {
+    let unwanted_service_account = match service_account {
         Some(sa) => {
             ensure(&w, ctx, &stores.service_accounts, ns, sa, &mut report).await?;
             None
@@ -197,19 +207,11 @@ pub(super) async fn apply_all(
             .get(&ObjectRef::new(&id.name).within(ns))
             .map(|a| (*a).clone()),
     };
-    ensure(
-        &w,
-        ctx,
-        &stores.config_maps,
-        ns,
-        children.config_map,
-        &mut report,
-    )
-    .await?;
+    ensure(&w, ctx, &stores.config_maps, ns, config_map, &mut report).await?;
     // The autoscaler goes before the Deployment gets its replica count back, and comes after the
     // Deployment it scales exists.
     let autoscaler_name = desired::autoscaler_name(&id.name);
-    if children.autoscaler.is_none() {
+    if autoscaler.is_none() {
         ensure_or_delete(
             &w,
             ctx,
@@ -221,29 +223,22 @@ pub(super) async fn apply_all(
         )
         .await?;
     }
-    hand_over_replicas(&w, ctx, ns, &children.deployment).await?;
-    let (deployment, hash) = ensure(
-        &w,
-        ctx,
-        &stores.deployments,
-        ns,
-        children.deployment,
-        &mut report,
-    )
-    .await?;
-    report.deployment = deployment;
+    hand_over_replicas(&w, ctx, ns, &deployment).await?;
+    let (applied_deployment, hash) =
+        ensure(&w, ctx, &stores.deployments, ns, deployment, &mut report).await?;
+    report.deployment = applied_deployment;
     report.deployment_hash = Some(hash);
     if let Some(sa) = unwanted_service_account {
         delete_service_account_once_unused(&w, ctx, id, sa, report.deployment.as_ref()).await?;
     }
-    if children.autoscaler.is_some() {
+    if autoscaler.is_some() {
         ensure_or_delete(
             &w,
             ctx,
             &stores.autoscalers,
             id,
             autoscaler_name,
-            children.autoscaler,
+            autoscaler,
             &mut report,
         )
         .await?;
@@ -254,12 +249,31 @@ pub(super) async fn apply_all(
         &stores.disruption_budgets,
         id,
         desired::disruption_budget_name(&id.name),
-        children.disruption_budget,
+        disruption_budget,
         &mut report,
     )
     .await?;
-    ensure(&w, ctx, &stores.services, ns, children.service, &mut report).await?;
+    ensure(&w, ctx, &stores.services, ns, service, &mut report).await?;
 
+    apply_ingress(&w, ctx, dw, id, discovered, ingress_plan, &mut report).await?;
+    delete_kopf_leftover(&w, ctx, id).await?;
+    Ok(report)
+}
+
+/// The Ingress and its allowlist object: the allowlist first (never expose the site without it),
+/// a refused plan keeps (unsupported class) or withdraws (allowlist API missing) the live Ingress,
+/// and allowlist objects the previous Ingress referenced go once no longer wanted.
+async fn apply_ingress(
+    w: &Writer<'_>,
+    ctx: &Context,
+    dw: &DemoWeb,
+    id: &Id,
+    discovered: &Discovered,
+    ingress_plan: IngressPlan,
+    report: &mut AppliedChildren,
+) -> Result<(), Error> {
+    let ns = id.namespace.as_str();
+    let stores = &ctx.stores;
     let ingress_api: Api<Ingress> = Api::namespaced(ctx.client.clone(), ns);
     let ingress_name = desired::ingress_name(&id.name);
     let live_ingress = stores
@@ -267,11 +281,11 @@ pub(super) async fn apply_all(
         .get(&ObjectRef::new(&ingress_name).within(ns))
         .map(|a| (*a).clone())
         .filter(|i| crate::apply::is_controlled_by(&i.metadata, &id.uid));
-    match children.ingress {
+    match ingress_plan {
         IngressPlan::Absent => {
             w.delete_if_ours(&ingress_api, "Ingress", live_ingress.clone())
                 .await?;
-            delete_stale_allowlists(&w, ctx, id, discovered, live_ingress.as_ref(), None).await?;
+            delete_stale_allowlists(w, ctx, id, discovered, live_ingress.as_ref(), None).await?;
         }
         IngressPlan::Blocked(refusal) => {
             report.problems.push(UserError {
@@ -284,7 +298,7 @@ pub(super) async fn apply_all(
                 ingress::Refusal::MissingApi(_) => {
                     w.delete_if_ours(&ingress_api, "Ingress", live_ingress.clone())
                         .await?;
-                    delete_stale_allowlists(&w, ctx, id, discovered, live_ingress.as_ref(), None)
+                    delete_stale_allowlists(w, ctx, id, discovered, live_ingress.as_ref(), None)
                         .await?;
                 }
                 // The Ingress from the last good spec, if any, stays (its class and allowlist
@@ -318,12 +332,11 @@ pub(super) async fn apply_all(
             }
             if extra_ok {
                 let spec_url = dw.spec.ingress.as_ref().map(ingress::url);
-                let (applied, _) =
-                    ensure(&w, ctx, &stores.ingresses, ns, *ingress, &mut report).await?;
+                let (applied, _) = ensure(w, ctx, &stores.ingresses, ns, *ingress, report).await?;
                 if applied.is_some() {
                     report.url = spec_url;
                     delete_stale_allowlists(
-                        &w,
+                        w,
                         ctx,
                         id,
                         discovered,
@@ -335,7 +348,12 @@ pub(super) async fn apply_all(
             }
         }
     }
+    Ok(())
+}
 
+/// Deletes the seed Kopf operator's leftover Deployment when this DemoWeb controls it.
+async fn delete_kopf_leftover(w: &Writer<'_>, ctx: &Context, id: &Id) -> Result<(), Error> {
+    let ns = id.namespace.as_str();
     // The seed's Kopf operator named its Deployment `<name>-deployment` and adopted it. It only
     // created one when the DemoWeb was created, so one look per DemoWeb and process is enough.
     let checked = |ctx: &Context| {
@@ -354,7 +372,7 @@ pub(super) async fn apply_all(
             .unwrap_or_else(|e| e.into_inner())
             .insert(id.uid.clone());
     }
-    Ok(report)
+    Ok(())
 }
 
 /// Deletes the ServiceAccount this DemoWeb no longer wants, but only once the live Deployment no

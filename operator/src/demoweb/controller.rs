@@ -33,6 +33,7 @@ use crate::error::chain;
 use crate::identity;
 use crate::vocabulary;
 
+/// A reflector over one child kind, limited to what this operator manages; its stream triggers
 /// reconciles of the owner, its store serves "compare before you write".
 fn child_reflector<K>(
     client: &Client,

@@ -15,7 +15,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 use tracing::Instrument;
 
-use super::apply::{Report, apply_all};
+use super::apply::{AppliedChildren, apply_all};
 use super::children::{Children, Valid, build};
 use super::context::Context;
 use super::desired;
@@ -50,36 +50,41 @@ async fn update_status(
     dw: &DemoWeb,
     id: &Id,
     ctx: &Context,
-    report: Report,
+    applied: AppliedChildren,
 ) -> Result<bool, Error> {
-    let problem = report.problems.first().map(|first| UserError {
+    let AppliedChildren {
+        deployment,
+        deployment_hash,
+        problems,
+        url,
+        identity,
+    } = applied;
+    let problem = problems.first().map(|first| UserError {
         reason: first.reason,
-        message: report
-            .problems
+        message: problems
             .iter()
             .map(|p| p.message.as_str())
             .collect::<Vec<_>>()
             .join("; "),
     });
-    let rollout = report.deployment_hash.as_deref().map(|hash| {
+    let rollout = deployment_hash.as_deref().map(|hash| {
         let wanted = match &dw.spec.autoscaling {
             // The autoscaler's choice, as the live Deployment carries it.
-            Some(_) => report
-                .deployment
+            Some(_) => deployment
                 .as_ref()
                 .and_then(|d| d.spec.as_ref()?.replicas)
                 .unwrap_or(1),
             None => dw.spec.replicas,
         };
-        status::rollout(report.deployment.as_ref(), hash, wanted)
+        status::rollout(deployment.as_ref(), hash, wanted)
     });
     let new = status::compute_status(StatusInput {
         dw,
-        deployment: report.deployment.as_ref(),
+        deployment: deployment.as_ref(),
         rollout,
         problem: problem.clone(),
-        url: report.url,
-        identity: report.identity,
+        url,
+        identity,
         now: Time(jiff::Timestamp::now()),
     });
     if let Some(problem) = &problem
@@ -140,7 +145,7 @@ async fn reconcile_inner(dw: &DemoWeb, ctx: &Context) -> Result<bool, Error> {
             report
         }
         // Keep the last good children: nothing is applied or deleted.
-        Err(problem) => Report {
+        Err(problem) => AppliedChildren {
             deployment: ctx
                 .stores
                 .deployments
@@ -149,7 +154,7 @@ async fn reconcile_inner(dw: &DemoWeb, ctx: &Context) -> Result<bool, Error> {
             problems: std::iter::once(problem).chain(refused).collect(),
             url: dw.status.as_ref().and_then(|s| s.url.clone()),
             identity: dw.status.as_ref().and_then(|s| s.identity.clone()),
-            ..Report::default()
+            ..AppliedChildren::default()
         },
     };
     update_status(dw, &id, ctx, report).await
@@ -217,8 +222,6 @@ pub fn error_policy(dw: Arc<DemoWeb>, err: &Error, ctx: Arc<Context>) -> Action 
     });
     Action::requeue(delay)
 }
-
-/// A reflector over one child kind, limited to what this operator manages; its stream triggers
 
 #[cfg(test)]
 mod tests {
