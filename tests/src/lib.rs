@@ -3,5 +3,6 @@
 
 pub use demoweb_emulator as emulator;
 pub mod harness;
+pub mod operator;
 pub mod operator_process;
 mod project_crds;

@@ -6,7 +6,7 @@ use std::future::Future;
 use demoweb_tests::harness::{KubectlOutput, TestEnv};
 use serde_json::Value;
 
-use crate::operator_support::{DEADLINE, Operator, install_crds, wait};
+use demoweb_tests::operator::{DEADLINE, Operator, install_crds, wait};
 
 /// An Event as `kubectl get events` shows it.
 #[derive(Clone, Debug)]

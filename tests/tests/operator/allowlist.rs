@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::*;
 use demoweb_tests::harness::TestEnv;
+use demoweb_tests::operator::*;
 
 /// How soon a change of a referenced object must be acted on.
 const PROMPT: Duration = Duration::from_secs(10);

@@ -5,11 +5,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::{
+use demoweb_tests::harness::TestEnv;
+use demoweb_tests::operator::{
     DEADLINE, Operator, SEED, container, controlled_by, get, install_crds, merge_patch, setup,
     wait, wait_condition, wait_gone, wait_object,
 };
-use demoweb_tests::harness::TestEnv;
 
 fn replicas(d: &Value) -> Option<i64> {
     d["spec"]["replicas"].as_i64()
@@ -358,7 +358,7 @@ spec:
     let before = get(&env, "pdb", "demoweb1").await.expect("foreign budget");
     env.apply_yaml(SEED).await.expect_ok();
     let dw = wait_condition(&env, &op, "demoweb1", "Stalled", "True", "NameConflict").await;
-    let (_, _, message) = crate::support::condition(&dw, "Stalled").expect("Stalled");
+    let (_, _, message) = demoweb_tests::operator::condition(&dw, "Stalled").expect("Stalled");
     assert!(
         message.contains("PodDisruptionBudget demoweb1"),
         "{message}"
@@ -379,7 +379,8 @@ spec:
 #[tokio::test(flavor = "multi_thread")]
 async fn the_highly_available_example_starts_at_min_replicas() {
     let (env, op) = setup("ha_example").await;
-    let example = crate::support::repo_root().join("examples/demoweb-highly-available.yaml");
+    let example =
+        demoweb_tests::operator::repo_root().join("examples/demoweb-highly-available.yaml");
     env.kubectl(&["apply", "-f", example.to_str().expect("utf-8 path")])
         .await
         .expect_ok();

@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::support::*;
+use demoweb_tests::operator::*;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn seed_example_gets_its_children_and_a_ready_status() {

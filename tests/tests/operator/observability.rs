@@ -5,7 +5,7 @@ use demoweb_operator::kstatus::{KStatus, compute};
 use demoweb_tests::emulator::ErrorRule;
 use demoweb_tests::harness::TestEnv;
 
-use crate::support::*;
+use demoweb_tests::operator::*;
 
 /// Waits until kstatus, computed from the DemoWeb as `kubectl get -o json` returns it, is `want`.
 async fn wait_kstatus(

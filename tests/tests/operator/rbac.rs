@@ -7,11 +7,11 @@ use std::collections::BTreeSet;
 use serde_json::Value;
 
 use crate::lifecycle::MIDDLEWARE_CRD;
-use crate::support::{
-    Operator, install_crds, merge_patch, repo_root, wait_condition, wait_gone, wait_object,
-};
 use demoweb_tests::emulator::Access;
 use demoweb_tests::harness::TestEnv;
+use demoweb_tests::operator::{
+    Operator, install_crds, merge_patch, repo_root, wait_condition, wait_gone, wait_object,
+};
 
 /// Where a chart rule applies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -5,7 +5,7 @@ use std::time::Duration;
 use demoweb_tests::emulator::ErrorRule;
 use demoweb_tests::harness::TestEnv;
 
-use crate::support::*;
+use demoweb_tests::operator::*;
 
 const WRITE_VERBS: &[&str] = &[
     "create",

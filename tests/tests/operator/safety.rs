@@ -3,7 +3,7 @@
 
 use demoweb_tests::harness::TestEnv;
 
-use crate::support::*;
+use demoweb_tests::operator::*;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn hand_edits_and_deletes_are_repaired() {

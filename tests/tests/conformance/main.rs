@@ -1,29 +1,17 @@
 //! The emulator's conformance suite: each behaviour of kube-apiserver the project relies on, pinned the
 //! way a user observes it (kubectl, kube-rs). Runs against a real cluster when DEMOWEB_TEST_KUBECONFIG is set.
 
-#[path = "conformance/alerts.rs"]
 mod alerts;
-#[path = "conformance/api.rs"]
 mod api;
-#[path = "conformance/builtins.rs"]
 mod builtins;
-#[path = "conformance/chart.rs"]
 mod chart;
-#[path = "conformance/crd.rs"]
 mod crd;
-#[path = "conformance/delete.rs"]
 mod delete;
-#[path = "conformance/faults.rs"]
 mod faults;
-#[path = "conformance/helm.rs"]
 mod helm;
-#[path = "conformance/kubectl.rs"]
 mod kubectl;
-#[path = "conformance/rbac.rs"]
 mod rbac;
-#[path = "conformance/ssa.rs"]
 mod ssa;
-#[path = "conformance/watch.rs"]
 mod watch;
 
 use std::time::Duration;

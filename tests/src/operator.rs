@@ -1,12 +1,12 @@
-//! Support for the operator tests: the real operator binary as a child process, CRD
-//! installation, and reads of what a user would look at.
+//! Support for the integration tests: the real operator binary as a child process, CRD
+//! installation, polls with a deadline, and reads of what a user would look at.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use demoweb_tests::harness::TestEnv;
+use crate::harness::TestEnv;
 use serde_json::Value;
 
 /// The seed's DemoWeb (gbaeke/kopf-example), unchanged.
@@ -27,7 +27,8 @@ pub fn repo_root() -> PathBuf {
 }
 
 /// The operator binary next to this test executable (`target/<profile>/demoweb-operator`), or
-/// `DEMOWEB_OPERATOR_BIN`.
+/// `DEMOWEB_OPERATOR_BIN`. `cargo test -p demoweb-tests` does not rebuild it, so a binary older
+/// than the operator's sources fails here with the command to run, instead of testing old code.
 pub fn operator_binary() -> PathBuf {
     if let Some(path) = std::env::var_os("DEMOWEB_OPERATOR_BIN") {
         return PathBuf::from(path);
@@ -39,12 +40,49 @@ pub fn operator_binary() -> PathBuf {
         .and_then(|deps| deps.parent())
         .expect("test executable lives in target/<profile>/deps");
     let bin = profile_dir.join(format!("demoweb-operator{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        bin.exists(),
-        "the operator binary {} is missing: build it with `cargo build -p demoweb-operator` (`cargo test --workspace` builds it), or point DEMOWEB_OPERATOR_BIN at it",
-        bin.display()
-    );
+    let build = "cargo build -p demoweb-operator";
+    let built = std::fs::metadata(&bin)
+        .and_then(|m| m.modified())
+        .unwrap_or_else(|_| {
+            panic!(
+                "the operator binary {} is missing: run `{build}` (`cargo test --workspace` builds it), or point DEMOWEB_OPERATOR_BIN at it",
+                bin.display()
+            )
+        });
+    if let Some(newer) = newer_source(built) {
+        panic!(
+            "the operator binary {} is older than {}: run `{build}` (`cargo test --workspace` builds it) so the tests run the current operator",
+            bin.display(),
+            newer.display()
+        );
+    }
     bin
+}
+
+/// A source of the operator binary (its crate or the CRD crate) changed after `built`.
+fn newer_source(built: std::time::SystemTime) -> Option<PathBuf> {
+    let root = repo_root();
+    let mut pending: Vec<PathBuf> = [
+        "operator/src",
+        "operator/Cargo.toml",
+        "crd/src",
+        "crd/Cargo.toml",
+    ]
+    .iter()
+    .map(|p| root.join(p))
+    .collect();
+    while let Some(path) = pending.pop() {
+        let Ok(meta) = std::fs::metadata(&path) else {
+            continue;
+        };
+        if meta.is_dir() {
+            let entries = std::fs::read_dir(&path).into_iter().flatten().flatten();
+            pending.extend(entries.map(|e| e.path()));
+        } else if meta.modified().is_ok_and(|m| m > built) {
+            return Some(path);
+        }
+    }
+    None
 }
 
 /// A running `demoweb-operator run`, killed when dropped.

@@ -1,0 +1,10 @@
+//! Integration tests of the real `demoweb-operator` binary against the API emulator (or a real
+//! cluster through `DEMOWEB_TEST_KUBECONFIG`), driven with kubectl the way a user would.
+
+mod allowlist;
+mod availability;
+mod lifecycle;
+mod observability;
+mod rbac;
+mod reliability;
+mod safety;
