@@ -24,6 +24,62 @@ use tokio::io::AsyncWriteExt;
 
 use crate::emulator::{Emulator, EmulatorHandle, EmulatorOptions};
 
+/// The one poll loop of the test support: calls `check` until it returns `Some`, backing off from
+/// 20ms to 250ms between calls; `None` once `timeout` has passed.
+pub async fn poll<T, F, Fut>(timeout: Duration, mut check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    let mut delay = Duration::from_millis(20);
+    loop {
+        if let Some(v) = check().await {
+            return Some(v);
+        }
+        if start.elapsed() > timeout {
+            return None;
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_millis(250));
+    }
+}
+
+/// Server-side applies CRDs under `field_manager` (forced: the suite's copy is the one wanted) and
+/// waits until each is Established. The one CRD installation of the tests, the playground and the
+/// benchmark.
+pub async fn install_crds(
+    client: &kube::Client,
+    crds: &[CustomResourceDefinition],
+    field_manager: &str,
+    timeout: Duration,
+) -> Result<(), String> {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let pp = PatchParams::apply(field_manager).force();
+    for crd in crds {
+        let name = crd.metadata.name.clone().unwrap_or_default();
+        api.patch(&name, &pp, &Patch::Apply(crd))
+            .await
+            .map_err(|e| format!("applying CRD {name}: {e}"))?;
+    }
+    for crd in crds {
+        let name = crd.metadata.name.clone().unwrap_or_default();
+        let established = poll(timeout, || async {
+            let live = api.get(&name).await.ok()?;
+            live.status?
+                .conditions?
+                .iter()
+                .any(|c| c.type_ == "Established" && c.status == "True")
+                .then_some(())
+        })
+        .await;
+        if established.is_none() {
+            return Err(format!("CRD {name} not Established within {timeout:?}"));
+        }
+    }
+    Ok(())
+}
+
 /// The environment variable naming a real cluster's kubeconfig to run the tests against.
 pub const KUBECONFIG_ENV: &str = "DEMOWEB_TEST_KUBECONFIG";
 
@@ -179,28 +235,9 @@ impl TestEnv {
     /// Server-side applies CRDs (e.g. `demoweb_crd::all_crds()`) and waits until each is Established.
     /// Idempotent, so tests sharing a real cluster may all call it.
     pub async fn install_crds(&self, crds: &[CustomResourceDefinition]) {
-        let api: Api<CustomResourceDefinition> = Api::all(self.client.clone());
-        let pp = PatchParams::apply("demoweb-tests").force();
-        for crd in crds {
-            let name = crd.metadata.name.clone().expect("CRD has a name");
-            api.patch(&name, &pp, &Patch::Apply(crd))
-                .await
-                .unwrap_or_else(|e| panic!("install CRD {name}: {e}"));
-            self.wait_for(
-                &format!("CRD {name} to be established"),
-                Duration::from_secs(60),
-                || async {
-                    let c = api.get(&name).await.ok()?;
-                    let established = c
-                        .status?
-                        .conditions?
-                        .iter()
-                        .any(|c| c.type_ == "Established" && c.status == "True");
-                    established.then_some(())
-                },
-            )
-            .await;
-        }
+        install_crds(&self.client, crds, "demoweb-tests", Duration::from_secs(60))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
     }
 
     /// Runs the real kubectl with this test's kubeconfig and namespace.
@@ -254,26 +291,20 @@ impl TestEnv {
     }
 
     /// Polls `check` until it returns `Some`, or panics after `timeout` with what the namespace holds.
-    pub async fn wait_for<T, F, Fut>(&self, description: &str, timeout: Duration, mut check: F) -> T
+    pub async fn wait_for<T, F, Fut>(&self, description: &str, timeout: Duration, check: F) -> T
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Option<T>>,
     {
-        let start = Instant::now();
-        let mut delay = Duration::from_millis(20);
-        loop {
-            if let Some(v) = check().await {
-                return v;
-            }
-            if start.elapsed() > timeout {
+        match poll(timeout, check).await {
+            Some(v) => v,
+            None => {
                 let dump = self.dump().await;
                 panic!(
                     "timed out after {timeout:?} waiting for {description}\n--- namespace {} ---\n{dump}",
                     self.namespace
                 );
             }
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_millis(250));
         }
     }
 

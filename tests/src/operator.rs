@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::harness::TestEnv;
+use crate::harness::{TestEnv, poll};
+use crate::operator_process::{http_get, metrics_addr_in_log};
 use serde_json::Value;
 
 /// The seed's DemoWeb (gbaeke/kopf-example), unchanged.
@@ -205,14 +206,7 @@ impl Operator {
     }
 
     fn logged_addr(&self) -> Option<SocketAddr> {
-        self.logs().lines().find_map(|line| {
-            let v: Value = serde_json::from_str(line).ok()?;
-            let msg = v["fields"]["message"].as_str()?;
-            if !msg.starts_with("serving /metrics") {
-                return None;
-            }
-            v["fields"]["addr"].as_str()?.parse().ok()
-        })
+        metrics_addr_in_log(&self.logs())
     }
 
     pub fn logs(&self) -> String {
@@ -248,41 +242,16 @@ impl Operator {
 
     /// GET on the operator's HTTP endpoint: (status code, body).
     pub async fn http_get(&self, path: &str) -> (u16, String) {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut stream = tokio::net::TcpStream::connect(self.metrics_addr)
+        http_get(self.metrics_addr, path)
             .await
-            .expect("connect to the operator's metrics port");
-        stream
-            .write_all(
-                format!("GET {path} HTTP/1.1\r\nHost: operator\r\nConnection: close\r\n\r\n")
-                    .as_bytes(),
-            )
-            .await
-            .expect("send request");
-        let mut out = String::new();
-        stream
-            .read_to_string(&mut out)
-            .await
-            .expect("read response");
-        let code = out
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        let body = out
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_owned())
-            .unwrap_or_default();
-        (code, body)
+            .unwrap_or_else(|e| panic!("GET {path} on the operator's endpoint: {e}"))
     }
 }
 
-/// Installs the chart's CRDs the way a user does, and waits until DemoWebs are served.
+/// Installs the project's CRDs (the chart's `crds/` are generated from the same types) and waits
+/// until kubectl can list DemoWebs.
 pub async fn install_crds(env: &TestEnv) {
-    let dir = repo_root().join("charts/demoweb-operator/crds");
-    env.kubectl(&["apply", "-f", dir.to_str().expect("utf-8 path")])
-        .await
-        .expect_ok();
+    env.install_crds(&demoweb_crd::all_crds()).await;
     wait(
         env,
         None,
@@ -312,32 +281,24 @@ pub async fn wait<T, F, Fut>(
     op: Option<&Operator>,
     what: &str,
     timeout: Duration,
-    mut check: F,
+    check: F,
 ) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    let start = Instant::now();
-    let mut delay = Duration::from_millis(50);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        if start.elapsed() > timeout {
-            let logs = op.map(Operator::logs).unwrap_or_default();
-            let tail: Vec<&str> = logs.lines().rev().take(60).collect();
-            let tail: Vec<&str> = tail.into_iter().rev().collect();
-            panic!(
-                "timed out after {timeout:?} waiting for {what}\n--- namespace {} ---\n{}\n--- operator log (tail) ---\n{}",
-                env.namespace,
-                env.dump().await,
-                tail.join("\n")
-            );
-        }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_millis(300));
+    if let Some(v) = poll(timeout, check).await {
+        return v;
     }
+    let logs = op.map(Operator::logs).unwrap_or_default();
+    let tail: Vec<&str> = logs.lines().rev().take(60).collect();
+    let tail: Vec<&str> = tail.into_iter().rev().collect();
+    panic!(
+        "timed out after {timeout:?} waiting for {what}\n--- namespace {} ---\n{}\n--- operator log (tail) ---\n{}",
+        env.namespace,
+        env.dump().await,
+        tail.join("\n")
+    );
 }
 
 /// `kubectl get <kind> <name> -o json`, `None` when it does not exist.

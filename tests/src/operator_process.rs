@@ -1,5 +1,5 @@
 //! The real operator as a child process of the playground and the benchmark (so it is measured and
-//! behaves like the shipped binary), and the CRD installation both need before starting it.
+//! behaves like the shipped binary), and the one HTTP GET of its endpoints.
 
 use std::io;
 use std::net::SocketAddr;
@@ -9,9 +9,6 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use demoweb_operator::cli::{Cli, Command as OperatorCommand};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::Api;
-use kube::api::{Patch, PatchParams};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The hidden first argument that turns a playground or benchmark executable into the operator.
@@ -292,50 +289,6 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> io::Result<(u16, String)>
         .map(|(_, b)| b.to_owned())
         .unwrap_or_default();
     Ok((code, body))
-}
-
-/// Installs (server-side applies) the project's CRDs and waits until each is Established.
-pub async fn install_crds(
-    client: &kube::Client,
-    field_manager: &str,
-    timeout: Duration,
-) -> Result<(), String> {
-    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let crds = demoweb_crd::all_crds();
-    for crd in &crds {
-        let name = crd.metadata.name.clone().unwrap_or_default();
-        api.patch(
-            &name,
-            &PatchParams::apply(field_manager),
-            &Patch::Apply(crd),
-        )
-        .await
-        .map_err(|e| format!("applying CRD {name}: {e}"))?;
-    }
-    let start = Instant::now();
-    for crd in &crds {
-        let name = crd.metadata.name.clone().unwrap_or_default();
-        loop {
-            let live = api
-                .get(&name)
-                .await
-                .map_err(|e| format!("reading CRD {name}: {e}"))?;
-            let established = live
-                .status
-                .and_then(|s| s.conditions)
-                .unwrap_or_default()
-                .iter()
-                .any(|c| c.type_ == "Established" && c.status == "True");
-            if established {
-                break;
-            }
-            if start.elapsed() > timeout {
-                return Err(format!("CRD {name} not Established within {timeout:?}"));
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

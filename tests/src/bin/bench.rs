@@ -712,7 +712,13 @@ async fn ensure_crds(cluster: &Cluster) -> Result<&'static str, String> {
     if served && cluster.emulator.is_none() {
         return Ok("already installed");
     }
-    operator_process::install_crds(&cluster.client, FIELD_MANAGER, Duration::from_secs(60)).await?;
+    demoweb_tests::harness::install_crds(
+        &cluster.client,
+        &demoweb_crd::all_crds(),
+        FIELD_MANAGER,
+        Duration::from_secs(60),
+    )
+    .await?;
     Ok("installed")
 }
 

@@ -73,7 +73,13 @@ async fn playground(args: Args) -> Result<ExitCode, String> {
     println!("kubeconfig: {}", kubeconfig.display());
     let client = emulator.client();
 
-    operator_process::install_crds(&client, FIELD_MANAGER, Duration::from_secs(30)).await?;
+    demoweb_tests::harness::install_crds(
+        &client,
+        &demoweb_crd::all_crds(),
+        FIELD_MANAGER,
+        Duration::from_secs(30),
+    )
+    .await?;
     println!("CRDs installed: {}", crd_names().join(", "));
     create_namespace(&client).await?;
 
