@@ -3,11 +3,10 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crate::harness::{TestEnv, poll};
-use crate::operator_process::{http_get, metrics_addr_in_log};
+use crate::operator_process::{OperatorProcess, http_get, metrics_addr_in_log, run_args};
 use serde_json::Value;
 
 /// The seed's DemoWeb (gbaeke/kopf-example), unchanged.
@@ -88,8 +87,7 @@ fn newer_source(built: std::time::SystemTime) -> Option<PathBuf> {
 
 /// A running `demoweb-operator run`, killed when dropped.
 pub struct Operator {
-    child: tokio::process::Child,
-    log: PathBuf,
+    process: OperatorProcess,
     pub metrics_addr: SocketAddr,
 }
 
@@ -122,7 +120,7 @@ impl Operator {
             if code == 200 {
                 return op;
             }
-            if let Ok(Some(status)) = op.child.try_wait() {
+            if let Some(status) = op.process.exited() {
                 panic!("the operator exited with {status}:\n{}", op.logs());
             }
             assert!(
@@ -142,7 +140,7 @@ impl Operator {
                 op.metrics_addr = addr;
                 return op;
             }
-            if let Ok(Some(status)) = op.child.try_wait() {
+            if let Some(status) = op.process.exited() {
                 panic!(
                     "the operator exited with {status} before serving:\n{}",
                     op.logs()
@@ -164,18 +162,7 @@ impl Operator {
 
     fn spawn_in(env: &TestEnv, name: &str, namespace: Option<&str>, extra: &[&str]) -> Operator {
         let log = env.dir().join(format!("{name}.log"));
-        let file = std::fs::File::create(&log).expect("operator log file");
-        let mut args = vec![
-            "run".to_owned(),
-            "--metrics-addr=127.0.0.1:0".to_owned(),
-            "--log-format=json".to_owned(),
-        ];
-        if let Some(namespace) = namespace {
-            args.push(format!("--namespace={namespace}"));
-        }
-        if !extra.iter().any(|a| a.starts_with("--leader-election")) {
-            args.push("--leader-election=false".to_owned());
-        }
+        let mut extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
         // Short intervals, so that what the operator does "eventually" happens within a test;
         // the defaults (30s, 60s) are pinned by the operator's CLI tests.
         for (flag, value) in [
@@ -183,24 +170,22 @@ impl Operator {
             ("--identity-api-poll-period", "1s"),
         ] {
             if !extra.iter().any(|a| a.starts_with(flag)) {
-                args.push(format!("{flag}={value}"));
+                extra.push(format!("{flag}={value}"));
             }
         }
-        args.extend(extra.iter().map(|s| s.to_string()));
-        let child = tokio::process::Command::new(operator_binary())
-            .args(&args)
-            .env("KUBECONFIG", &env.kubeconfig_path)
-            .env("RUST_LOG", "info,demoweb_operator=debug")
-            .env("POD_NAME", name)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(file)
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start the operator binary");
+        let process = OperatorProcess::start(
+            &operator_binary(),
+            &run_args(namespace, &extra),
+            &env.kubeconfig_path,
+            &[
+                ("RUST_LOG", "info,demoweb_operator=debug"),
+                ("POD_NAME", name),
+            ],
+            &log,
+        )
+        .expect("start the operator binary");
         Operator {
-            child,
-            log,
+            process,
             metrics_addr: "127.0.0.1:0".parse().expect("addr"),
         }
     }
@@ -210,34 +195,28 @@ impl Operator {
     }
 
     pub fn logs(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        self.process.logs()
     }
 
     /// Whether the process has exited, and how.
     pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
-        self.child.try_wait().ok().flatten()
+        self.process.exited()
     }
 
     /// Waits for the process to exit by itself.
     pub async fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
-        tokio::time::timeout(timeout, self.child.wait())
-            .await
-            .ok()
-            .and_then(Result::ok)
+        let process = &mut self.process;
+        poll(timeout, || std::future::ready(process.exited())).await
     }
 
     /// SIGKILL: a crash, with no chance to hand anything back.
     pub async fn crash(&mut self) {
-        self.child.kill().await.expect("kill the operator");
+        self.process.kill();
     }
 
     /// SIGTERM, as Kubernetes stops a pod.
     pub fn terminate(&self) {
-        if let Some(pid) = self.child.id() {
-            let _ = std::process::Command::new("kill")
-                .args(["-TERM", &pid.to_string()])
-                .status();
-        }
+        self.process.terminate();
     }
 
     /// GET on the operator's HTTP endpoint: (status code, body).

@@ -95,6 +95,9 @@ fn exit_with_parent() {
 }
 
 /// A running operator child process; killed when dropped (also on panic or an early return).
+/// The one launcher: the playground and the benchmark run their own executable as the operator
+/// ([`OperatorProcess::spawn`]), the integration tests run the operator binary
+/// ([`OperatorProcess::start`] with its path).
 pub struct OperatorProcess {
     child: Child,
     log: PathBuf,
@@ -109,25 +112,28 @@ impl OperatorProcess {
         log: &Path,
         extra: &[String],
     ) -> io::Result<OperatorProcess> {
-        let exe = std::env::current_exe()?;
+        let mut args = vec![SUBCOMMAND.to_owned()];
+        args.extend(run_args(Some(namespace), extra));
+        Self::start(&std::env::current_exe()?, &args, kubeconfig, &[], log)
+    }
+
+    /// Starts `program` with `args` against `kubeconfig` and the environment `env`, its standard
+    /// error (the operator's log) going to `log`.
+    pub fn start(
+        program: &Path,
+        args: &[String],
+        kubeconfig: &Path,
+        env: &[(&str, &str)],
+        log: &Path,
+    ) -> io::Result<OperatorProcess> {
         if let Some(dir) = log.parent() {
             std::fs::create_dir_all(dir)?;
         }
         let file = std::fs::File::create(log)?;
-        let mut args = vec![
-            SUBCOMMAND.to_owned(),
-            "run".to_owned(),
-            format!("--namespace={namespace}"),
-            "--metrics-addr=127.0.0.1:0".to_owned(),
-            "--log-format=json".to_owned(),
-        ];
-        if !extra.iter().any(|a| a.starts_with("--leader-election")) {
-            args.push("--leader-election=false".to_owned());
-        }
-        args.extend(extra.iter().cloned());
-        let child = Command::new(exe)
-            .args(&args)
+        let child = Command::new(program)
+            .args(args)
             .env("KUBECONFIG", kubeconfig)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(file)
@@ -198,16 +204,21 @@ impl OperatorProcess {
         self.child.try_wait().ok().flatten()
     }
 
-    /// SIGTERM (a graceful shutdown, as Kubernetes stops a pod), then SIGKILL after `grace`.
-    pub async fn stop(&mut self, grace: Duration) {
-        if self.exited().is_some() {
-            return;
-        }
+    /// SIGTERM, as Kubernetes stops a pod; does not wait.
+    pub fn terminate(&self) {
         let _ = Command::new("kill")
             .args(["-TERM", &self.pid().to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
+    }
+
+    /// SIGTERM (a graceful shutdown, as Kubernetes stops a pod), then SIGKILL after `grace`.
+    pub async fn stop(&mut self, grace: Duration) {
+        if self.exited().is_some() {
+            return;
+        }
+        self.terminate();
         let start = Instant::now();
         while self.exited().is_none() && start.elapsed() < grace {
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -215,7 +226,8 @@ impl OperatorProcess {
         self.kill();
     }
 
-    fn kill(&mut self) {
+    /// SIGKILL: a crash, with no chance to hand anything back.
+    pub fn kill(&mut self) {
         if self.exited().is_none() {
             let _ = self.child.kill();
             let _ = self.child.wait();
@@ -227,6 +239,24 @@ impl Drop for OperatorProcess {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// The arguments of `demoweb-operator run` as the tests, the playground and the benchmark use it:
+/// JSON logs, a free port for the endpoints, no leader election unless `extra` asks for it.
+pub fn run_args(namespace: Option<&str>, extra: &[String]) -> Vec<String> {
+    let mut args = vec![
+        "run".to_owned(),
+        "--metrics-addr=127.0.0.1:0".to_owned(),
+        "--log-format=json".to_owned(),
+    ];
+    if let Some(namespace) = namespace {
+        args.push(format!("--namespace={namespace}"));
+    }
+    if !extra.iter().any(|a| a.starts_with("--leader-election")) {
+        args.push("--leader-election=false".to_owned());
+    }
+    args.extend(extra.iter().cloned());
+    args
 }
 
 /// The `addr` of the operator's "serving /metrics" JSON log line.
