@@ -1,4 +1,5 @@
-//! The operator's errors: each names the operation that failed and the object it failed on.
+//! The operator's errors, each naming the operation that failed and the object it failed on, and
+//! `UserError`, the problem only the user can fix.
 
 /// A problem only the user can fix: it becomes a condition and a Warning Event, never a retry.
 #[derive(Debug, Clone, PartialEq, Eq)]

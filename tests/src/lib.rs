@@ -1,5 +1,5 @@
 //! Test support for demoweb-operator: the Kubernetes API emulator, the integration-test harness,
-//! the benchmark and the playground.
+//! the operator launcher and what the operator tests read, for the tests, the benchmark and the playground.
 
 pub use demoweb_emulator as emulator;
 pub mod harness;

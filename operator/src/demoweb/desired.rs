@@ -1,4 +1,5 @@
-//! Pure builders for a DemoWeb's children: deterministic names, labels, owner reference; no I/O.
+//! Pure builders for a DemoWeb's Deployment, ConfigMap, Service, PodDisruptionBudget and
+//! HorizontalPodAutoscaler: deterministic names, the shared labels and owner reference; no I/O.
 
 use std::collections::{BTreeMap, BTreeSet};
 

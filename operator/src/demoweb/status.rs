@@ -1,4 +1,5 @@
-//! Pure status: kstatus conditions from what reconcile found, keeping timestamps that did not change.
+//! Pure status: kstatus conditions from what reconcile applied, keeping timestamps that did not
+//! change, and the status patch (old, new → Option<patch>) that the writer sends.
 
 use demoweb_crd::conditions::{READY, RECONCILING, STALLED, reason};
 use demoweb_crd::demoweb::IdentityStatus;
