@@ -15,3 +15,6 @@ mod reliability;
 
 #[path = "operator/rbac.rs"]
 mod rbac;
+
+#[path = "operator/incluster.rs"]
+mod incluster;
