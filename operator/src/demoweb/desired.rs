@@ -486,7 +486,8 @@ pub fn desired_deployment(dw: &DemoWeb, auth: &GitAuth, identity: &PodIdentity) 
                     ..ObjectMeta::default()
                 }),
                 spec: Some(PodSpec {
-                    service_account_name: identity.service_account_name.clone(),
+                    // Stated in every mode; `pod_service_account` says why leaving it out strands pods.
+                    service_account_name: Some(identity.pod_service_account()),
                     automount_service_account_token: Some(identity.service_account_name.is_some()),
                     security_context: Some(PodSecurityContext {
                         run_as_non_root: Some(true),
@@ -770,6 +771,12 @@ pub(crate) mod tests {
         );
         let pod = template.spec.unwrap();
         assert_eq!(pod.service_account_name.as_deref(), Some("demoweb1"));
+
+        // Without an account of its own, the template still names one: the namespace's default.
+        let plain = desired_deployment(&seed(), &GitAuth::None, &PodIdentity::default());
+        let plain = plain.spec.unwrap().template.spec.unwrap();
+        assert_eq!(plain.service_account_name.as_deref(), Some("default"));
+        assert_eq!(plain.automount_service_account_token, Some(false));
         assert_eq!(
             pod.containers[0].env.as_ref().unwrap()[0].name,
             "AZURE_CLIENT_ID"

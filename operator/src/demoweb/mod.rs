@@ -10,7 +10,8 @@
 //!   (UnsupportedIngressClass); an invalid spec, a missing Secret or an unresolvable identity
 //!   applies nothing at all, so the last good children keep serving;
 //! - children this DemoWeb controls but no longer wants are deleted, including the seed Kopf
-//!   operator's `<name>-deployment`;
+//!   operator's `<name>-deployment`; a ServiceAccount only once the live Deployment's pods no
+//!   longer use it, so no order of writes can leave a rollout on a deleted account;
 //! - status is computed from what was applied and written only when it differs.
 //!
 //! API errors are returned to the runtime, which backs off per object (`error_policy`).
@@ -301,19 +302,18 @@ async fn apply_all(
         ..Report::default()
     };
 
-    let sa_api: Api<ServiceAccount> = Api::namespaced(ctx.client.clone(), ns);
-    match children.service_account {
+    // A wanted ServiceAccount exists before the Deployment that names it; an unwanted one is
+    // deleted only after the Deployment (below).
+    let unwanted_service_account = match children.service_account {
         Some(sa) => {
             ensure(&w, ctx, &stores.service_accounts, ns, sa, &mut report).await?;
+            None
         }
-        None => {
-            let current = stores
-                .service_accounts
-                .get(&ObjectRef::new(&id.name).within(ns))
-                .map(|a| (*a).clone());
-            w.delete_if_ours(&sa_api, "ServiceAccount", current).await?;
-        }
-    }
+        None => stores
+            .service_accounts
+            .get(&ObjectRef::new(&id.name).within(ns))
+            .map(|a| (*a).clone()),
+    };
     ensure(
         &w,
         ctx,
@@ -334,6 +334,9 @@ async fn apply_all(
     .await?;
     report.deployment = deployment;
     report.deployment_hash = Some(hash);
+    if let Some(sa) = unwanted_service_account {
+        delete_service_account_once_unused(&w, ctx, id, sa, report.deployment.as_ref()).await?;
+    }
     ensure(&w, ctx, &stores.services, ns, children.service, &mut report).await?;
 
     let ingress_api: Api<Ingress> = Api::namespaced(ctx.client.clone(), ns);
@@ -417,6 +420,40 @@ async fn apply_all(
             .insert(id.uid.clone());
     }
     Ok(report)
+}
+
+/// Deletes the ServiceAccount this DemoWeb no longer wants, but only once the live Deployment no
+/// longer uses it (`identity::deployment_uses_service_account` states the rule). `applied` is the
+/// Deployment as our apply returned it; without one (a name clash), whatever Deployment of that
+/// name is live decides. While the account is still in use it stays; the Deployment's next status
+/// change (its rollout progressing) triggers the reconcile that deletes it.
+async fn delete_service_account_once_unused(
+    w: &Writer<'_>,
+    ctx: &Context,
+    id: &Id,
+    sa: ServiceAccount,
+    applied: Option<&Deployment>,
+) -> Result<(), Error> {
+    let ns = id.namespace.as_str();
+    let live_deployment = match applied {
+        Some(d) => Some(d.clone()),
+        None => {
+            let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), ns);
+            let name = desired::deployment_name(&id.name);
+            live(&ctx.stores.deployments, &api, "Deployment", &name, ns).await?
+        }
+    };
+    let name = sa.name_any();
+    if identity::deployment_uses_service_account(live_deployment.as_ref(), &name) {
+        tracing::debug!(
+            service_account = name,
+            "keeping the ServiceAccount until the Deployment's pods no longer use it"
+        );
+        return Ok(());
+    }
+    let api: Api<ServiceAccount> = Api::namespaced(ctx.client.clone(), ns);
+    w.delete_if_ours(&api, "ServiceAccount", Some(sa)).await?;
+    Ok(())
 }
 
 /// Deletes the Middleware / KongPlugin the previous Ingress referenced, unless still wanted.

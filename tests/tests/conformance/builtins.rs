@@ -292,3 +292,99 @@ async fn node_port_services_get_a_port_from_the_range() {
     assert_eq!(spec.external_traffic_policy.as_deref(), Some("Cluster"));
     env.finish().await;
 }
+
+/// `serviceAccount` is the pod spec's deprecated alias of `serviceAccountName`: the API server
+/// serves both with one value, and a write that leaves `serviceAccountName` out keeps the account
+/// the alias still names. A user sees that through any verb.
+#[tokio::test]
+async fn deprecated_service_account_alias_follows_service_account_name() {
+    let env = TestEnv::new("sa_alias").await;
+    let deployment = |pod_extra: &str| {
+        format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: d}}\nspec:\n  selector: {{matchLabels: {{app: d}}}}\n  template:\n    metadata: {{labels: {{app: d}}}}\n    spec:\n      containers: [{{name: c, image: registry.k8s.io/pause:3.10}}]\n{pod_extra}"
+        )
+    };
+    // Created with the deprecated field only: both come back.
+    ssa(&env, &deployment("      serviceAccount: legacy\n")).await;
+    assert_eq!(accounts(&env).await, "legacy/legacy");
+
+    // The current field wins over a stale alias.
+    ssa(&env, &deployment("      serviceAccountName: web\n")).await;
+    assert_eq!(accounts(&env).await, "web/web");
+
+    // Applying without serviceAccountName does not clear it: the alias, owned by nobody, keeps it.
+    ssa(&env, &deployment("")).await;
+    assert_eq!(accounts(&env).await, "web/web");
+
+    // Stating another account replaces both.
+    ssa(&env, &deployment("      serviceAccountName: default\n")).await;
+    assert_eq!(accounts(&env).await, "default/default");
+
+    // A merge patch nulling only serviceAccountName keeps the account; nulling both clears it.
+    env.kubectl(&[
+        "patch",
+        "deployment",
+        "d",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"template":{"spec":{"serviceAccountName":null}}}}"#,
+    ])
+    .await
+    .expect_ok();
+    assert_eq!(accounts(&env).await, "default/default");
+    env.kubectl(&[
+        "patch",
+        "deployment",
+        "d",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"template":{"spec":{"serviceAccountName":null,"serviceAccount":null}}}}"#,
+    ])
+    .await
+    .expect_ok();
+    assert_eq!(accounts(&env).await, "/");
+
+    // A JSON patch that sets only the alias: the alias becomes the account.
+    env.kubectl(&[
+        "patch",
+        "deployment",
+        "d",
+        "--type=json",
+        "-p",
+        r#"[{"op":"add","path":"/spec/template/spec/serviceAccount","value":"legacy"}]"#,
+    ])
+    .await
+    .expect_ok();
+    assert_eq!(accounts(&env).await, "legacy/legacy");
+    env.finish().await;
+}
+
+/// The pod template's `serviceAccountName/serviceAccount`, as kubectl shows them.
+async fn accounts(env: &TestEnv) -> String {
+    env.kubectl(&[
+        "get",
+        "deployment",
+        "d",
+        "-o",
+        "jsonpath={.spec.template.spec.serviceAccountName}/{.spec.template.spec.serviceAccount}",
+    ])
+    .await
+    .expect_ok()
+    .trim()
+    .to_owned()
+}
+
+async fn ssa(env: &TestEnv, yaml: &str) {
+    env.kubectl_with_stdin(
+        &[
+            "apply",
+            "--server-side",
+            "--field-manager=sa-test",
+            "-f",
+            "-",
+        ],
+        Some(yaml),
+    )
+    .await
+    .expect_ok();
+}

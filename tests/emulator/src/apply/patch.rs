@@ -316,7 +316,7 @@ fn normalize_order(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::emulator::apply::builtin_schema;
+    use crate::apply::builtin_schema;
     use serde_json::json;
 
     #[test]

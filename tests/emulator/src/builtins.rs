@@ -65,7 +65,75 @@ pub fn decode(kind: &str, group: &str, obj: &Value) -> Result<(Value, Vec<String
     })?;
     let mut unknown = vec![];
     removed_paths(obj, &out, "", &mut unknown);
+    let mut out = out;
+    convert(group, kind, &mut out);
     Ok((out, unknown))
+}
+
+/// Where a kind holds pod templates (`metadata` + `spec`): every one of them gets [`convert_pod_template`].
+fn pod_template_paths(group: &str, kind: &str) -> &'static [&'static [&'static str]] {
+    match (group, kind) {
+        ("apps", "Deployment") => &[&["spec", "template"]],
+        _ => &[],
+    }
+}
+
+/// What kube-apiserver's round trip through its internal version (decode from v1, encode back to v1)
+/// does to an object on every write, whatever the verb: deprecated aliases come out in step.
+fn convert(group: &str, kind: &str, obj: &mut Value) {
+    for path in pod_template_paths(group, kind) {
+        let mut template = Some(&mut *obj);
+        for key in *path {
+            template = template.and_then(|v| v.get_mut(*key));
+        }
+        if let Some(template) = template.filter(|t| t.is_object()) {
+            convert_pod_template(template);
+        }
+    }
+}
+
+/// The v1 ↔ internal PodTemplateSpec and PodSpec conversions:
+/// - `serviceAccount` is the deprecated alias of `serviceAccountName`. Decoding takes
+///   `serviceAccountName`, or `serviceAccount` when the name is empty (the name wins when both are
+///   set); encoding writes the one value back to both. So omitting `serviceAccountName` from a
+///   write (or nulling it in a patch) while the stored `serviceAccount` still names an account
+///   keeps that account, and an empty value drops both (Go's `omitempty`).
+/// - The alpha/beta init-container annotations are dropped from the template's annotations.
+fn convert_pod_template(template: &mut Value) {
+    const INIT_CONTAINER_ANNOTATIONS: [&str; 4] = [
+        "pod.beta.kubernetes.io/init-containers",
+        "pod.alpha.kubernetes.io/init-containers",
+        "pod.beta.kubernetes.io/init-container-statuses",
+        "pod.alpha.kubernetes.io/init-container-statuses",
+    ];
+    if let Some(annotations) = template
+        .pointer_mut("/metadata/annotations")
+        .and_then(Value::as_object_mut)
+    {
+        for key in INIT_CONTAINER_ANNOTATIONS {
+            annotations.remove(key);
+        }
+    }
+    let Some(spec) = template.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let non_empty = |v: Option<&Value>| {
+        v.and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+    };
+    let account =
+        non_empty(spec.get("serviceAccountName")).or_else(|| non_empty(spec.get("serviceAccount")));
+    match account {
+        Some(account) => {
+            spec.insert("serviceAccountName".into(), json!(account));
+            spec.insert("serviceAccount".into(), json!(account));
+        }
+        None => {
+            spec.remove("serviceAccountName");
+            spec.remove("serviceAccount");
+        }
+    }
 }
 
 /// Paths present (non-null) in `before` but missing from `after`: the unknown fields a decode dropped.
@@ -776,6 +844,55 @@ mod tests {
         );
         assert_eq!(p["volumes"][0]["configMap"]["defaultMode"], 420);
         assert_eq!(p["volumes"][1]["emptyDir"], json!({}));
+    }
+
+    #[test]
+    fn service_account_alias_is_kept_in_step_like_the_v1_conversion() {
+        let deployment = |pod: Value| {
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+                "spec": {"template": {"metadata": {"annotations": {"a": "b", "pod.beta.kubernetes.io/init-containers": "[]"}},
+                    "spec": pod}}})
+        };
+        let pod = |pod: Value| {
+            let (out, unknown) = decode("Deployment", "apps", &deployment(pod)).unwrap();
+            assert!(unknown.is_empty(), "{unknown:?}");
+            assert_eq!(
+                out["spec"]["template"]["metadata"]["annotations"],
+                json!({"a": "b"})
+            );
+            let spec = &out["spec"]["template"]["spec"];
+            (
+                spec.get("serviceAccountName").cloned(),
+                spec.get("serviceAccount").cloned(),
+            )
+        };
+        let both = |name: &str| (Some(json!(name)), Some(json!(name)));
+        let c = json!([{"name": "c", "image": "i"}]);
+        assert_eq!(
+            pod(json!({"containers": c, "serviceAccountName": "a"})),
+            both("a")
+        );
+        assert_eq!(
+            pod(json!({"containers": c, "serviceAccount": "old"})),
+            both("old")
+        );
+        assert_eq!(
+            pod(json!({"containers": c, "serviceAccountName": "a", "serviceAccount": "old"})),
+            both("a")
+        );
+        assert_eq!(
+            pod(json!({"containers": c, "serviceAccountName": "", "serviceAccount": "old"})),
+            both("old")
+        );
+        assert_eq!(
+            pod(json!({"containers": c, "serviceAccountName": null, "serviceAccount": "old"})),
+            both("old")
+        );
+        assert_eq!(
+            pod(json!({"containers": c, "serviceAccountName": "", "serviceAccount": ""})),
+            (None, None)
+        );
+        assert_eq!(pod(json!({"containers": c})), (None, None));
     }
 
     #[test]

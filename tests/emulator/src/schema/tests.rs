@@ -1049,89 +1049,14 @@ fn status_message_and_causes() {
     );
 }
 
-const DEMOWEB_CRD: &str = r#"
-apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata:
-  name: demowebs.baeke.info
-spec:
-  group: baeke.info
-  names:
-    kind: DemoWeb
-    listKind: DemoWebList
-    plural: demowebs
-    singular: demoweb
-    shortNames: [dweb]
-  scope: Namespaced
-  versions:
-  - name: v1
-    served: true
-    storage: true
-    subresources:
-      status: {}
-    additionalPrinterColumns:
-    - {name: Replicas, type: integer, jsonPath: .spec.replicas}
-    - {name: Ready, type: integer, jsonPath: .status.readyReplicas}
-    - {name: GitRepo, type: string, jsonPath: .spec.gitrepo}
-    - {name: URL, type: string, jsonPath: .status.url, priority: 1}
-    - {name: Age, type: date, jsonPath: .metadata.creationTimestamp}
-    schema:
-      openAPIV3Schema:
-        type: object
-        required: [spec]
-        x-kubernetes-validations:
-        - rule: "self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$') && self.metadata.name.size() <= 63"
-          message: metadata.name must be a DNS-1035 label of at most 63 characters
-        properties:
-          apiVersion: {type: string}
-          kind: {type: string}
-          metadata: {type: object}
-          spec:
-            type: object
-            required: [gitrepo]
-            properties:
-              replicas: {type: integer, format: int32, default: 1, minimum: 0, maximum: 1000}
-              gitrepo:
-                type: string
-                maxLength: 2048
-                x-kubernetes-validations:
-                - rule: "self.startsWith('https://') || self.startsWith('http://') || self.startsWith('ssh://') || self.startsWith('git@')"
-                  message: gitrepo must be an https://, http://, ssh:// or git@host:path URL
-              ingress:
-                type: object
-                required: [host]
-                properties:
-                  host: {type: string}
-                  path: {type: string, default: /}
-                  allowedSourceRanges:
-                    type: array
-                    items: {type: string, format: cidr}
-              identity:
-                type: object
-                properties:
-                  binding: {type: string}
-                  mode: {type: string, enum: [PodIdentity, WorkloadIdentity], default: PodIdentity}
-          status:
-            type: object
-            properties:
-              observedGeneration: {type: integer, format: int64}
-              readyReplicas: {type: integer}
-              url: {type: string}
-              conditions:
-                type: array
-                x-kubernetes-list-type: map
-                x-kubernetes-list-map-keys: [type]
-                items:
-                  type: object
-                  required: [type, status]
-                  properties:
-                    type: {type: string}
-                    status: {type: string, enum: ["True", "False", "Unknown"]}
-                    lastTransitionTime: {type: string, format: date-time}
-"#;
-
+/// The project's DemoWeb CRD as generated from its Rust types (read at run time, so the emulator
+/// does not depend on the project's crates).
 fn demoweb_crd() -> Value {
-    serde_yaml::from_str(DEMOWEB_CRD).expect("test CRD parses")
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../charts/demoweb-operator/crds/demowebs.baeke.info.yaml");
+    let text =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    serde_yaml::from_str(&text).expect("the DemoWeb CRD parses")
 }
 
 #[test]
@@ -1146,7 +1071,8 @@ fn realistic_crd_end_to_end() {
         "metadata": {"name": "web", "namespace": "default", "annotations": {"a": "b"}},
         "spec": {"gitrepo": "https://github.com/gbaeke/static-web", "ingress": {"host": "web.example.com",
             "allowedSourceRanges": ["10.0.0.0/8", "2001:db8::/48"]}, "unknownField": true},
-        "status": {"conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": "2024-01-01T00:00:00Z"}]},
+        "status": {"conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": "2024-01-01T00:00:00Z",
+            "reason": "Ready", "message": "serving"}]},
     });
     s.prune(&mut good);
     s.apply_defaults(&mut good);
@@ -1162,7 +1088,7 @@ fn realistic_crd_end_to_end() {
         "apiVersion": "baeke.info/v1", "kind": "DemoWeb",
         "metadata": {"name": "Web"},
         "spec": {"gitrepo": "file:///etc/passwd", "replicas": 2000, "ingress": {"allowedSourceRanges": ["10.0.0.0/33"]},
-            "identity": {"mode": "Magic"}},
+            "identity": {"binding": "web", "mode": "Magic"}},
     });
     s.prune(&mut bad);
     s.apply_defaults(&mut bad);
@@ -1189,12 +1115,19 @@ fn realistic_crd_end_to_end() {
     });
     s.prune(&mut cel_only);
     s.apply_defaults(&mut cel_only);
+    let root = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
+    let rule_message = |node: &Value| node["x-kubernetes-validations"][0]["message"].clone();
+    let name_message = rule_message(root);
+    let gitrepo_message = rule_message(&root["properties"]["spec"]["properties"]["gitrepo"]);
     assert_eq!(
         messages(&s.validate(&cel_only, None)),
         vec![
-            "spec.replicas: Invalid value: 2000: spec.replicas in body should be less than or equal to 1000",
-            "<nil>: Invalid value: metadata.name must be a DNS-1035 label of at most 63 characters",
-            r#"spec.gitrepo: Invalid value: "file:///etc/passwd": gitrepo must be an https://, http://, ssh:// or git@host:path URL"#,
+            "spec.replicas: Invalid value: 2000: spec.replicas in body should be less than or equal to 1000".to_string(),
+            format!("<nil>: Invalid value: {}", name_message.as_str().unwrap()),
+            format!(
+                r#"spec.gitrepo: Invalid value: "file:///etc/passwd": {}"#,
+                gitrepo_message.as_str().unwrap()
+            ),
         ]
     );
 }
@@ -1224,7 +1157,11 @@ fn crd_validation_failures() {
             |c| {
                 c["spec"]["names"].as_object_mut().unwrap().remove("kind");
             },
-            vec!["spec.names.kind: Required value"],
+            // listKind defaults from kind, so it is missing too.
+            vec![
+                "spec.names.kind: Required value",
+                "spec.names.listKind: Required value",
+            ],
         ),
         (
             "bad short name",
@@ -1893,7 +1830,7 @@ fn merge_topology_for_server_side_apply() {
         (vec!["spec"], Some(Topology::Granular)),
         (
             vec!["spec", "ingress", "allowedSourceRanges"],
-            Some(Topology::Atomic),
+            Some(Topology::Set),
         ),
         (vec!["spec", "replicas"], Some(Topology::Atomic)),
         (vec!["spec", "nothing"], None),
