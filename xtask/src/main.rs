@@ -103,7 +103,7 @@ fn image(args: &[String]) -> Result<(), String> {
     }
     let tag = format!("localhost/{IMAGE_NAME}:{VERSION}");
     let storage = ["--storage-driver", "vfs"];
-    run(Command::new(&buildah)
+    run(Command::new(buildah)
         .current_dir(&root)
         .args(storage)
         .args([
@@ -126,7 +126,7 @@ fn image(args: &[String]) -> Result<(), String> {
     // 3. The archive: gzip-compressed layers, as a registry would store them.
     let archive = image_dir.join(format!("{IMAGE_NAME}.oci.tar"));
     let _ = std::fs::remove_file(&archive);
-    run(Command::new(&buildah)
+    run(Command::new(buildah)
         .args(storage)
         .args(["push", "--quiet", "--compression-format", "gzip", &tag])
         .arg(format!("oci-archive:{}:{tag}", archive.display())))?;
