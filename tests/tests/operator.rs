@@ -13,8 +13,16 @@ mod safety;
 #[path = "operator/reliability.rs"]
 mod reliability;
 
+#[path = "operator/observability.rs"]
+mod observability;
+
 #[path = "operator/rbac.rs"]
 mod rbac;
+
+#[path = "operator/allowlist.rs"]
+mod allowlist;
+#[path = "operator/availability.rs"]
+mod availability;
 
 #[path = "operator/incluster.rs"]
 mod incluster;
