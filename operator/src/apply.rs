@@ -18,6 +18,38 @@ use crate::metrics::Metrics;
 
 /// The field manager of every write this operator makes.
 pub const FIELD_MANAGER: &str = "demoweb-operator";
+/// The field manager that co-owns a Deployment's `spec.replicas` while the count is handed over
+/// to the HorizontalPodAutoscaler (see [`Writer::hand_over`]).
+pub const HANDOVER_MANAGER: &str = "demoweb-operator-handover";
+
+/// Whether `path` (e.g. `["spec", "replicas"]`) is owned by our own apply and by no one else.
+/// Server-side apply removes a field that the applier stops sending only when no other manager
+/// owns it; that is the case where a hand-over is needed to keep the field's value.
+pub fn owned_only_by_us(meta: &ObjectMeta, path: &[&str]) -> bool {
+    let owns = |fields: &Value| {
+        path.iter()
+            .try_fold(fields, |v, seg| v.get(format!("f:{seg}")))
+            .is_some()
+    };
+    let mut ours = false;
+    for entry in meta.managed_fields.iter().flatten() {
+        let Some(fields) = entry.fields_v1.as_ref().map(|f| &f.0) else {
+            continue;
+        };
+        if !owns(fields) {
+            continue;
+        }
+        let is_us = entry.manager.as_deref() == Some(FIELD_MANAGER)
+            && entry.operation.as_deref() == Some("Apply")
+            && entry.subresource.as_deref().unwrap_or_default().is_empty();
+        if is_us {
+            ours = true;
+        } else {
+            return false;
+        }
+    }
+    ours
+}
 
 /// What happened to one child.
 #[derive(Debug)]
@@ -237,6 +269,35 @@ impl Writer<'_> {
         Ok(applied)
     }
 
+    /// Makes [`HANDOVER_MANAGER`] co-own the fields of `body` with their current values, so the
+    /// next apply of ours can leave them out without the API server removing them (it removes a
+    /// field the applier stops sending only when nobody else owns it). Not forced: a value that
+    /// changed since it was read is a conflict, and reconcile retries with the new one.
+    pub async fn hand_over<K>(
+        &self,
+        api: &Api<K>,
+        kind: &str,
+        name: &str,
+        body: &Value,
+    ) -> Result<(), Error>
+    where
+        K: Resource + Clone + DeserializeOwned + Debug,
+    {
+        api.patch(
+            name,
+            &PatchParams::apply(HANDOVER_MANAGER),
+            &Patch::Apply(body),
+        )
+        .await
+        .map_err(|source| Error::Apply {
+            kind: kind.to_owned(),
+            name: name.to_owned(),
+            source,
+        })?;
+        self.metrics.count_write("apply_update", kind);
+        Ok(())
+    }
+
     /// Deletes `live` if this DemoWeb controls it; objects of others are never touched.
     pub async fn delete_if_ours<K>(
         &self,
@@ -446,6 +507,75 @@ mod tests {
         ];
         for (name, live, want, expected) in cases {
             assert_eq!(contains(&live, &want), expected, "{name}");
+        }
+    }
+
+    #[test]
+    fn sole_ownership_of_a_field() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::FieldsV1;
+        let entry =
+            |manager: &str, operation: &str, sub: Option<&str>, fields: Value| ManagedFieldsEntry {
+                manager: Some(manager.into()),
+                operation: Some(operation.into()),
+                subresource: sub.map(Into::into),
+                fields_v1: Some(FieldsV1(fields)),
+                ..Default::default()
+            };
+        let replicas = json!({"f:spec": {"f:replicas": {}, "f:template": {}}});
+        let template = json!({"f:spec": {"f:template": {}}});
+        let cases = [
+            (
+                "only our apply",
+                vec![entry(FIELD_MANAGER, "Apply", None, replicas.clone())],
+                true,
+            ),
+            (
+                "co-owned by the hand-over manager",
+                vec![
+                    entry(FIELD_MANAGER, "Apply", None, replicas.clone()),
+                    entry(
+                        HANDOVER_MANAGER,
+                        "Apply",
+                        None,
+                        json!({"f:spec": {"f:replicas": {}}}),
+                    ),
+                ],
+                false,
+            ),
+            (
+                "taken by a scale",
+                vec![
+                    entry(FIELD_MANAGER, "Apply", None, template.clone()),
+                    entry(
+                        "kube-controller-manager",
+                        "Update",
+                        Some("scale"),
+                        json!({"f:spec": {"f:replicas": {}}}),
+                    ),
+                ],
+                false,
+            ),
+            (
+                "owned by nobody",
+                vec![entry(FIELD_MANAGER, "Apply", None, template)],
+                false,
+            ),
+            (
+                "our name, but an update",
+                vec![entry(FIELD_MANAGER, "Update", None, replicas)],
+                false,
+            ),
+        ];
+        for (name, entries, want) in cases {
+            let meta = ObjectMeta {
+                managed_fields: Some(entries),
+                ..ObjectMeta::default()
+            };
+            assert_eq!(
+                owned_only_by_us(&meta, &["spec", "replicas"]),
+                want,
+                "{name}"
+            );
         }
     }
 

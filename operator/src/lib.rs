@@ -7,6 +7,7 @@ pub mod context;
 pub mod demoweb;
 pub mod error;
 pub mod identity;
+pub mod kstatus;
 pub mod leader;
 pub mod metrics;
 pub mod server;
@@ -15,6 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use demoweb_crd::DemoWeb;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::ListParams;
 use kube::runtime::events::Reporter;
 use kube::{Api, Client};
@@ -29,8 +31,51 @@ async fn flipped(mut rx: watch::Receiver<bool>, want: bool) {
     let _ = rx.wait_for(|v| *v == want).await;
 }
 
-/// How often the operator looks for the aad-pod-identity API when it is not served.
+/// How often the operator looks for the aad-pod-identity API when it is not served, besides
+/// watching its CRD (the fallback when that watch is not allowed).
 const IDENTITY_API_POLL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The CRD whose arrival means the aad-pod-identity API may be served now.
+pub const IDENTITY_BINDING_CRD: &str = "azureidentitybindings.aadpodidentity.k8s.io";
+
+async fn identity_served(client: &Client) -> bool {
+    serves(client, "aadpodidentity.k8s.io/v1", "azureidentitybindings").await
+        && serves(client, "aadpodidentity.k8s.io/v1", "azureidentities").await
+}
+
+/// Resolves once the aad-pod-identity API is served: woken by a watch on the binding CRD (so a
+/// `helm upgrade` that installs it is acted on in seconds), and by a slow poll.
+async fn identity_api_appeared(client: Client) {
+    use futures::StreamExt;
+    use kube::runtime::{WatchStreamExt, watcher};
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let config =
+        watcher::Config::default().fields(&format!("metadata.name={IDENTITY_BINDING_CRD}"));
+    let mut crd_events = watcher(api, config)
+        .default_backoff()
+        .touched_objects()
+        .boxed();
+    let mut poll = tokio::time::interval(IDENTITY_API_POLL);
+    poll.tick().await;
+    loop {
+        tokio::select! {
+            Some(_) = crd_events.next() => {
+                // Discovery follows the CRD's Established condition by a moment.
+                for _ in 0..10 {
+                    if identity_served(&client).await {
+                        return;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                }
+            }
+            _ = poll.tick() => {
+                if identity_served(&client).await {
+                    return;
+                }
+            }
+        }
+    }
+}
 
 /// Runs the DemoWeb controller until shutdown (or loss of the Lease). Without the aad-pod-identity
 /// API it runs without identity watches and restarts with them once the API is served, so
@@ -44,8 +89,7 @@ async fn run_demoweb(
     lost: Option<watch::Receiver<bool>>,
 ) {
     loop {
-        let served = serves(client, "aadpodidentity.k8s.io/v1", "azureidentitybindings").await
-            && serves(client, "aadpodidentity.k8s.io/v1", "azureidentities").await;
+        let served = identity_served(client).await;
         let (appeared_tx, appeared_rx) = watch::channel(false);
         let poller = (!served).then(|| {
             tracing::info!(
@@ -53,15 +97,8 @@ async fn run_demoweb(
             );
             let client = client.clone();
             tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(IDENTITY_API_POLL).await;
-                    if serves(&client, "aadpodidentity.k8s.io/v1", "azureidentitybindings").await
-                        && serves(&client, "aadpodidentity.k8s.io/v1", "azureidentities").await
-                    {
-                        let _ = appeared_tx.send(true);
-                        return;
-                    }
-                }
+                identity_api_appeared(client).await;
+                let _ = appeared_tx.send(true);
             })
         });
         let (s, l, a) = (stop.clone(), lost.clone(), appeared_rx.clone());

@@ -22,7 +22,11 @@
 //!
 //! Switching modes swaps the label set, the environment and the ServiceAccount: [`pod_identity`]
 //! returns only the current mode's labels, and [`desired_service_account`] returns None in
-//! PodIdentity mode so the DemoWeb controller deletes the ServiceAccount it owned.
+//! PodIdentity mode so the DemoWeb controller deletes the ServiceAccount it owned — once
+//! [`deployment_uses_service_account`] says the Deployment's pods have left it. The pod template
+//! always names its account (`default` outside WorkloadIdentity mode);
+//! [`PodIdentity::pod_service_account`] explains why leaving the field out would keep the old
+//! account on a real API server.
 //!
 //! # Capitalised keys and the two CRD variants
 //!
@@ -44,7 +48,9 @@ pub use controller::{crd_variant, run};
 pub use findings::CrdVariant;
 pub use relations::{demowebs_for_binding, demowebs_for_identity};
 pub use resolve::{ResolveError, ResolvedIdentity, resolve};
-pub use workload::{PodIdentity, desired_service_account, pod_identity};
+pub use workload::{
+    PodIdentity, deployment_uses_service_account, desired_service_account, pod_identity,
+};
 
 #[cfg(test)]
 mod tests;

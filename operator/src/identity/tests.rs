@@ -425,6 +425,83 @@ fn pod_identity_cases() {
             .collect();
         assert_eq!(got_env, env, "{id:?}");
         assert_eq!(got.service_account_name.as_deref(), sa, "{id:?}");
+        // The template always names its account; outside WorkloadIdentity mode, the default.
+        assert_eq!(got.pod_service_account(), sa.unwrap_or("default"), "{id:?}");
+    }
+    assert_eq!(PodIdentity::default().pod_service_account(), "default");
+}
+
+#[test]
+fn a_service_account_is_in_use_until_the_deployment_has_rolled_off_it() {
+    use k8s_openapi::api::apps::v1::Deployment;
+    let deployment = |yaml: &str| -> Deployment { serde_yaml::from_str(yaml).unwrap() };
+    // (case, Deployment, in use)
+    let cases = [
+        ("no Deployment", None, false),
+        (
+            "template names another account, rollout done",
+            Some(
+                "metadata: {generation: 3}\nspec: {selector: {}, template: {spec: {containers: [], serviceAccountName: default, serviceAccount: default}}}\nstatus: {observedGeneration: 3, replicas: 2, updatedReplicas: 2}",
+            ),
+            false,
+        ),
+        (
+            "scaled to zero, rollout done",
+            Some(
+                "metadata: {generation: 3}\nspec: {selector: {}, template: {spec: {containers: []}}}\nstatus: {observedGeneration: 3}",
+            ),
+            false,
+        ),
+        (
+            "template names it",
+            Some(
+                "metadata: {generation: 3}\nspec: {selector: {}, template: {spec: {containers: [], serviceAccountName: site}}}\nstatus: {observedGeneration: 3, replicas: 1, updatedReplicas: 1}",
+            ),
+            true,
+        ),
+        (
+            "only the deprecated alias names it",
+            Some(
+                "metadata: {generation: 3}\nspec: {selector: {}, template: {spec: {containers: [], serviceAccount: site}}}\nstatus: {observedGeneration: 3, replicas: 1, updatedReplicas: 1}",
+            ),
+            true,
+        ),
+        (
+            "new template not yet observed by the Deployment controller",
+            Some(
+                "metadata: {generation: 4}\nspec: {selector: {}, template: {spec: {containers: [], serviceAccountName: default}}}\nstatus: {observedGeneration: 3, replicas: 1, updatedReplicas: 1}",
+            ),
+            true,
+        ),
+        (
+            "no status yet",
+            Some(
+                "metadata: {generation: 1}\nspec: {selector: {}, template: {spec: {containers: [], serviceAccountName: default}}}",
+            ),
+            true,
+        ),
+        (
+            "old pods still terminating",
+            Some(
+                "metadata: {generation: 4}\nspec: {selector: {}, template: {spec: {containers: [], serviceAccountName: default}}}\nstatus: {observedGeneration: 4, replicas: 1, updatedReplicas: 1, terminatingReplicas: 1}",
+            ),
+            true,
+        ),
+        (
+            "rollout in progress: old ReplicaSets still have pods",
+            Some(
+                "metadata: {generation: 4}\nspec: {selector: {}, template: {spec: {containers: [], serviceAccountName: default}}}\nstatus: {observedGeneration: 4, replicas: 3, updatedReplicas: 1}",
+            ),
+            true,
+        ),
+    ];
+    for (case, yaml, in_use) in cases {
+        let d = yaml.map(deployment);
+        assert_eq!(
+            deployment_uses_service_account(d.as_ref(), "site"),
+            in_use,
+            "{case}"
+        );
     }
 }
 

@@ -292,3 +292,301 @@ async fn node_port_services_get_a_port_from_the_range() {
     assert_eq!(spec.external_traffic_policy.as_deref(), Some("Cluster"));
     env.finish().await;
 }
+
+#[tokio::test]
+async fn disruption_budgets_and_autoscalers_as_kubectl_shows_them() {
+    let env = TestEnv::new("pdb_hpa").await;
+    env.apply_yaml(
+        r#"apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata:
+  name: web
+spec:
+  maxUnavailable: 1
+  selector:
+    matchLabels:
+      app: web
+---
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata:
+  name: web
+spec:
+  scaleTargetRef:
+    apiVersion: apps/v1
+    kind: Deployment
+    name: web
+  maxReplicas: 5
+"#,
+    )
+    .await
+    .expect_ok();
+
+    // Defaults: one replica at least, CPU at 80% when no metric is named.
+    let hpa: serde_json::Value = serde_json::from_str(
+        &env.kubectl(&["get", "hpa", "web", "-o", "json"])
+            .await
+            .expect_ok(),
+    )
+    .unwrap();
+    assert_eq!(hpa["spec"]["minReplicas"], 1);
+    assert_eq!(
+        hpa["spec"]["metrics"],
+        json!([{"type": "Resource", "resource": {"name": "cpu",
+            "target": {"type": "Utilization", "averageUtilization": 80}}}])
+    );
+
+    let table = env.kubectl(&["get", "pdb,hpa"]).await.expect_ok();
+    let lines: Vec<Vec<&str>> = table
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert!(
+        lines.iter().any(|l| l[..]
+            == [
+                "NAME",
+                "MIN",
+                "AVAILABLE",
+                "MAX",
+                "UNAVAILABLE",
+                "ALLOWED",
+                "DISRUPTIONS",
+                "AGE"
+            ]),
+        "{table}"
+    );
+    assert!(
+        lines.iter().any(|l| l.len() >= 4
+            && l[0] == "poddisruptionbudget.policy/web"
+            && l[1..4] == ["N/A", "1", "0"]),
+        "{table}"
+    );
+    assert!(
+        lines.iter().any(|l| l[..]
+            == [
+                "NAME",
+                "REFERENCE",
+                "TARGETS",
+                "MINPODS",
+                "MAXPODS",
+                "REPLICAS",
+                "AGE"
+            ]),
+        "{table}"
+    );
+    assert!(
+        lines.iter().any(|l| l.len() >= 2
+            && l[0] == "horizontalpodautoscaler.autoscaling/web"
+            && l[1] == "Deployment/web"),
+        "{table}"
+    );
+
+    // The validation that matters.
+    let err = env
+        .apply_yaml(
+            r#"apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata:
+  name: upside-down
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: web}
+  minReplicas: 4
+  maxReplicas: 2
+"#,
+        )
+        .await
+        .expect_err();
+    assert!(
+        err.contains(
+            "spec.maxReplicas: Invalid value: 2: must be greater than or equal to `minReplicas`"
+        ),
+        "{err}"
+    );
+    let err = env
+        .apply_yaml(
+            r#"apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata:
+  name: both
+spec:
+  minAvailable: 1
+  maxUnavailable: 1
+"#,
+        )
+        .await
+        .expect_err();
+    assert!(
+        err.contains("minAvailable and maxUnavailable cannot be both set"),
+        "{err}"
+    );
+    env.finish().await;
+}
+
+/// `serviceAccount` is the pod spec's deprecated alias of `serviceAccountName`: the API server
+/// serves both with one value, and a write that leaves `serviceAccountName` out keeps the account
+/// the alias still names. A user sees that through any verb.
+#[tokio::test]
+async fn deprecated_service_account_alias_follows_service_account_name() {
+    let env = TestEnv::new("sa_alias").await;
+    let deployment = |pod_extra: &str| {
+        format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: d}}\nspec:\n  selector: {{matchLabels: {{app: d}}}}\n  template:\n    metadata: {{labels: {{app: d}}}}\n    spec:\n      containers: [{{name: c, image: registry.k8s.io/pause:3.10}}]\n{pod_extra}"
+        )
+    };
+    // Created with the deprecated field only: both come back.
+    ssa(&env, &deployment("      serviceAccount: legacy\n")).await;
+    assert_eq!(accounts(&env).await, "legacy/legacy");
+
+    // The current field wins over a stale alias.
+    ssa(&env, &deployment("      serviceAccountName: web\n")).await;
+    assert_eq!(accounts(&env).await, "web/web");
+
+    // Applying without serviceAccountName does not clear it: the alias, owned by nobody, keeps it.
+    ssa(&env, &deployment("")).await;
+    assert_eq!(accounts(&env).await, "web/web");
+
+    // Stating another account replaces both.
+    ssa(&env, &deployment("      serviceAccountName: default\n")).await;
+    assert_eq!(accounts(&env).await, "default/default");
+
+    // A merge patch nulling only serviceAccountName keeps the account; nulling both clears it.
+    env.kubectl(&[
+        "patch",
+        "deployment",
+        "d",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"template":{"spec":{"serviceAccountName":null}}}}"#,
+    ])
+    .await
+    .expect_ok();
+    assert_eq!(accounts(&env).await, "default/default");
+    env.kubectl(&[
+        "patch",
+        "deployment",
+        "d",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"template":{"spec":{"serviceAccountName":null,"serviceAccount":null}}}}"#,
+    ])
+    .await
+    .expect_ok();
+    assert_eq!(accounts(&env).await, "/");
+
+    // A JSON patch that sets only the alias: the alias becomes the account.
+    env.kubectl(&[
+        "patch",
+        "deployment",
+        "d",
+        "--type=json",
+        "-p",
+        r#"[{"op":"add","path":"/spec/template/spec/serviceAccount","value":"legacy"}]"#,
+    ])
+    .await
+    .expect_ok();
+    assert_eq!(accounts(&env).await, "legacy/legacy");
+    env.finish().await;
+}
+
+/// The pod template's `serviceAccountName/serviceAccount`, as kubectl shows them.
+async fn accounts(env: &TestEnv) -> String {
+    env.kubectl(&[
+        "get",
+        "deployment",
+        "d",
+        "-o",
+        "jsonpath={.spec.template.spec.serviceAccountName}/{.spec.template.spec.serviceAccount}",
+    ])
+    .await
+    .expect_ok()
+    .trim()
+    .to_owned()
+}
+
+async fn ssa(env: &TestEnv, yaml: &str) {
+    env.kubectl_with_stdin(
+        &[
+            "apply",
+            "--server-side",
+            "--field-manager=sa-test",
+            "-f",
+            "-",
+        ],
+        Some(yaml),
+    )
+    .await
+    .expect_ok();
+}
+
+/// The HorizontalPodAutoscaler keeps its target within its bounds even without metrics, writing
+/// the count through the scale subresource as kube-controller-manager.
+#[tokio::test]
+async fn autoscaler_brings_its_target_into_bounds() {
+    let env = TestEnv::new("hpa_bounds").await;
+    env.apply_yaml(
+        r#"apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers: [{name: web, image: "nginx:1.27", resources: {requests: {cpu: 50m}}}]
+---
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata:
+  name: web
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: web}
+  minReplicas: 3
+  maxReplicas: 5
+"#,
+    )
+    .await
+    .expect_ok();
+    let deployments = env.api::<Deployment>();
+    let scaled = env
+        .wait_for(
+            "the autoscaler to raise the Deployment to minReplicas",
+            DEADLINE,
+            || async {
+                let d = deployments.get("web").await.ok()?;
+                (d.spec.as_ref()?.replicas == Some(3)).then_some(d)
+            },
+        )
+        .await;
+    let owner = scaled
+        .metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .find(|e| {
+            e.fields_v1
+                .as_ref()
+                .is_some_and(|f| f.0["f:spec"].get("f:replicas").is_some())
+        })
+        .expect("an owner of spec.replicas");
+    assert_eq!(
+        (owner.operation.as_deref(), owner.subresource.as_deref()),
+        (Some("Update"), Some("scale")),
+        "{owner:?}"
+    );
+    env.wait_for("the autoscaler's status", DEADLINE, || async {
+        let out = env
+            .kubectl(&[
+                "get",
+                "hpa",
+                "web",
+                "-o",
+                "jsonpath={.status.desiredReplicas}",
+            ])
+            .await;
+        (out.stdout.trim() == "3").then_some(())
+    })
+    .await;
+    env.finish().await;
+}

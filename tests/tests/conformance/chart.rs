@@ -33,6 +33,62 @@ except Exception as e:
     sys.exit(1)
 "#;
 
+/// Renders the chart as `helm template` does (Helm's Go SDK; nothing is sent to a cluster):
+/// `kubeconfig chart release namespace values-json`, printing {template path: manifest}.
+const RENDER: &str = r#"
+import json, sys
+import helm_python
+kubeconfig, chart, release, namespace, values = sys.argv[1:6]
+try:
+    with helm_python.Chart.load(chart) as c, helm_python.Config(kubeconfig_path=kubeconfig, namespace=namespace) as cfg:
+        print(json.dumps(cfg.render(c, json.loads(values), name=release, namespace=namespace)))
+except Exception as e:
+    print(f"{type(e).__name__}: {e}", file=sys.stderr)
+    sys.exit(1)
+"#;
+
+/// The chart's objects rendered with `values` for `release` in `namespace`, or Helm's error.
+/// None when helm-python-sdk is not installed (the caller says it skipped).
+pub fn render(
+    release: &str,
+    namespace: &str,
+    values: &Value,
+) -> Option<Result<Vec<Value>, String>> {
+    if !helm_python_importable() {
+        return None;
+    }
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    // Rendering contacts no server unless a template calls `lookup`; Helm still wants a kubeconfig.
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        "apiVersion: v1\nkind: Config\nclusters: [{name: none, cluster: {server: \"http://127.0.0.1:9\"}}]\ncontexts: [{name: none, context: {cluster: none}}]\ncurrent-context: none\n",
+    )
+    .expect("kubeconfig written");
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(RENDER)
+        .arg(&kubeconfig)
+        .arg(chart_dir())
+        .arg(release)
+        .arg(namespace)
+        .arg(values.to_string())
+        .output()
+        .expect("python3 runs");
+    if !out.status.success() {
+        return Some(Err(String::from_utf8_lossy(&out.stderr).into_owned()));
+    }
+    let manifests: std::collections::BTreeMap<String, String> =
+        serde_json::from_slice(&out.stdout).expect("helm answers JSON");
+    let mut objects = Vec::new();
+    for (path, text) in manifests {
+        let docs = demoweb_crd::yaml::documents(&text)
+            .unwrap_or_else(|e| panic!("{path} renders invalid YAML: {e}\n{text}"));
+        objects.extend(docs.into_iter().filter(|d| d.is_object()));
+    }
+    Some(Ok(objects))
+}
+
 fn chart_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../charts/demoweb-operator")
 }
@@ -292,4 +348,180 @@ async fn the_chart_installs_upgrades_and_uninstalls() {
         .await
         .expect_ok();
     env.finish().await;
+}
+
+fn of_kind<'a>(objects: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    objects.iter().filter(|o| o["kind"] == kind).collect()
+}
+
+#[test]
+fn monitoring_objects_render_only_when_asked_and_fit_together() {
+    let Some(defaults) = render("demoweb", "demoweb-system", &json!({})) else {
+        eprintln!(
+            "SKIPPED: the Python package helm-python-sdk is not installed (pip install helm-python-sdk)"
+        );
+        return;
+    };
+    let defaults = defaults.expect("the chart renders with its defaults");
+    for kind in ["ServiceMonitor", "PrometheusRule"] {
+        assert!(
+            of_kind(&defaults, kind).is_empty(),
+            "{kind} is off by default"
+        );
+    }
+    assert!(
+        !defaults.iter().any(|o| o["kind"] == "ConfigMap"
+            && o["metadata"]["labels"]["grafana_dashboard"].is_string()),
+        "no dashboard by default"
+    );
+
+    let objects = render(
+        "demoweb",
+        "demoweb-system",
+        &json!({"metrics": {
+            "serviceMonitor": {"enabled": true, "labels": {"release": "kube-prometheus-stack"}},
+            "prometheusRule": {"enabled": true, "labels": {"release": "kube-prometheus-stack"},
+                               "alertLabels": {"team": "platform"}},
+            "grafanaDashboard": {"enabled": true},
+        }}),
+    )
+    .expect("helm-python-sdk is installed")
+    .expect("the chart renders with monitoring enabled");
+
+    // The ServiceMonitor selects the metrics Service, in its namespace, on the named port.
+    let monitor = of_kind(&objects, "ServiceMonitor");
+    assert_eq!(monitor.len(), 1, "{objects:?}");
+    let monitor = monitor[0];
+    assert_eq!(monitor["apiVersion"], "monitoring.coreos.com/v1");
+    assert_eq!(
+        monitor["metadata"]["labels"]["release"],
+        "kube-prometheus-stack"
+    );
+    let services = of_kind(&objects, "Service");
+    let selected: Vec<&&Value> = services
+        .iter()
+        .filter(|svc| {
+            monitor["spec"]["selector"]["matchLabels"]
+                .as_object()
+                .expect("matchLabels")
+                .iter()
+                .all(|(k, v)| svc["metadata"]["labels"][k] == *v)
+        })
+        .collect();
+    assert_eq!(
+        selected.len(),
+        1,
+        "exactly the metrics Service: {services:?}"
+    );
+    let service = selected[0];
+    assert_eq!(
+        monitor["spec"]["namespaceSelector"]["matchNames"],
+        json!([service["metadata"]["namespace"]])
+    );
+    let endpoint = &monitor["spec"]["endpoints"][0];
+    assert!(
+        service["spec"]["ports"]
+            .as_array()
+            .expect("ports")
+            .iter()
+            .any(|p| p["name"] == endpoint["port"]),
+        "endpoint port {} is a port of {service}",
+        endpoint["port"]
+    );
+    assert_eq!(endpoint["path"], "/metrics");
+    assert_eq!(
+        endpoint["honorLabels"], true,
+        "per-site series keep the DemoWeb's namespace"
+    );
+
+    // The alerts, on the job the ServiceMonitor produces (the Service's name).
+    let rule = of_kind(&objects, "PrometheusRule");
+    assert_eq!(rule.len(), 1);
+    let job = format!(
+        "job=\"{}\"",
+        service["metadata"]["name"].as_str().expect("name")
+    );
+    let alerts: Vec<Value> = rule[0]["spec"]["groups"]
+        .as_array()
+        .expect("groups")
+        .iter()
+        .flat_map(|g| g["rules"].as_array().cloned().unwrap_or_default())
+        .collect();
+    let names: Vec<&str> = alerts.iter().filter_map(|r| r["alert"].as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "DemoWebStalled",
+            "DemoWebNotReady",
+            "DemoWebReconcileErrors",
+            "DemoWebOperatorDown",
+            "DemoWebOperatorNoLeader"
+        ]
+    );
+    for alert in &alerts {
+        let expr = alert["expr"].as_str().expect("expr");
+        assert!(
+            expr.contains(&job),
+            "{} selects {job}: {expr}",
+            alert["alert"]
+        );
+        assert_eq!(alert["labels"]["team"], "platform", "{alert}");
+    }
+
+    // The dashboard, for Grafana's sidecar.
+    let dashboard = objects
+        .iter()
+        .find(|o| o["kind"] == "ConfigMap" && o["metadata"]["labels"]["grafana_dashboard"] == "1")
+        .expect("a dashboard ConfigMap");
+    let data = dashboard["data"].as_object().expect("data");
+    let (file, json_text) = data.iter().next().expect("one file");
+    assert!(file.ends_with(".json"), "{file}");
+    let board: Value = serde_json::from_str(json_text.as_str().expect("text"))
+        .unwrap_or_else(|e| panic!("{file} is not JSON: {e}"));
+    let text = board.to_string();
+    for metric in [
+        "demoweb_status_condition",
+        "demoweb_status_ready_replicas",
+        "demoweb_reconcile_errors_total",
+        "demoweb_leader",
+    ] {
+        assert!(text.contains(metric), "the dashboard graphs {metric}");
+    }
+
+    // values.schema.json refuses what the templates cannot use.
+    for (values, pointer) in [
+        (
+            json!({"metrics": {"serviceMonitor": {"enabled": "yes"}}}),
+            "/metrics/serviceMonitor/enabled",
+        ),
+        (
+            json!({"metrics": {"serviceMonitor": {"interval": "soon"}}}),
+            "/metrics/serviceMonitor/interval",
+        ),
+        (
+            json!({"metrics": {"prometheusRule": {"stalledFor": "15 minutes"}}}),
+            "/metrics/prometheusRule/stalledFor",
+        ),
+        (
+            json!({"metrics": {"prometheusRule": {"alertLabels": {"team": 7}}}}),
+            "/metrics/prometheusRule/alertLabels/team",
+        ),
+        (
+            json!({"metrics": {"prometheusRule": {"pagerduty": true}}}),
+            "/metrics/prometheusRule",
+        ),
+        (
+            json!({"metrics": {"grafanaDashboard": {"labels": []}}}),
+            "/metrics/grafanaDashboard/labels",
+        ),
+    ] {
+        let err = render("demoweb", "demoweb-system", &values)
+            .expect("helm-python-sdk is installed")
+            .expect_err(&format!("{values} is refused"));
+        assert!(
+            err.contains("values don't meet the specifications of the schema")
+                && err.contains(pointer),
+            "{values}: {err}"
+        );
+    }
 }

@@ -154,3 +154,117 @@ async fn the_project_crds_are_accepted_and_served() {
     );
     env.finish().await;
 }
+
+/// Owners of `spec.replicas`, by manager name.
+fn replicas_owners(d: &Deployment) -> Vec<String> {
+    let mut owners: Vec<String> = d
+        .metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .filter(|e| {
+            e.fields_v1
+                .as_ref()
+                .is_some_and(|f| f.0["f:spec"].get("f:replicas").is_some())
+        })
+        .filter_map(|e| e.manager.clone())
+        .collect();
+    owners.sort();
+    owners
+}
+
+#[tokio::test]
+async fn scale_subresource_writes_track_replicas_ownership() {
+    let env = TestEnv::new("ssa_scale").await;
+    let deployments = env.api::<Deployment>();
+    let applier = PatchParams::apply("apply-test");
+    deployments
+        .patch("web", &applier, &Patch::Apply(deployment()))
+        .await
+        .unwrap();
+    let scale_path = format!(
+        "/apis/apps/v1/namespaces/{}/deployments/web/scale",
+        env.namespace
+    );
+
+    // An update through /scale (what `kubectl scale` and the autoscaler do) takes the field.
+    deployments
+        .patch_scale(
+            "web",
+            &PatchParams {
+                field_manager: Some("scaler".into()),
+                ..PatchParams::default()
+            },
+            &Patch::Merge(json!({"spec": {"replicas": 5}})),
+        )
+        .await
+        .unwrap();
+    let d = deployments.get("web").await.unwrap();
+    assert_eq!(d.spec.as_ref().unwrap().replicas, Some(5));
+    assert_eq!(replicas_owners(&d), ["scaler"]);
+    let entry = d
+        .metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .find(|e| e.manager.as_deref() == Some("scaler"))
+        .unwrap();
+    assert_eq!(
+        (
+            entry.operation.as_deref(),
+            entry.api_version.as_deref(),
+            entry.subresource.as_deref()
+        ),
+        (Some("Update"), Some("apps/v1"), Some("scale"))
+    );
+
+    // The original applier now conflicts on replicas; forcing takes it back.
+    let err = deployments
+        .patch("web", &applier, &Patch::Apply(deployment()))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, kube::Error::Api(s) if s.code == 409 && s.message.contains("scaler")),
+        "{err}"
+    );
+    let d = deployments
+        .patch("web", &applier.clone().force(), &Patch::Apply(deployment()))
+        .await
+        .unwrap();
+    assert_eq!(d.spec.as_ref().unwrap().replicas, Some(2));
+    assert_eq!(replicas_owners(&d), ["apply-test"]);
+
+    // Applying the same count through /scale shares the field; a different one conflicts.
+    let scale_apply = |n: i64| {
+        json!({"apiVersion": "autoscaling/v1", "kind": "Scale",
+            "metadata": {"name": "web", "namespace": env.namespace}, "spec": {"replicas": n}})
+    };
+    let sharer = PatchParams::apply("co-owner");
+    let client = env.client.clone();
+    let apply_scale = |body: serde_json::Value, pp: PatchParams| {
+        let client = client.clone();
+        let path = scale_path.clone();
+        async move {
+            let req = http::Request::patch(format!(
+                "{path}?fieldManager={}{}",
+                pp.field_manager.unwrap_or_default(),
+                if pp.force { "&force=true" } else { "" }
+            ))
+            .header("Content-Type", "application/apply-patch+yaml")
+            .body(serde_json::to_vec(&body).unwrap())
+            .unwrap();
+            client.request::<serde_json::Value>(req).await
+        }
+    };
+    apply_scale(scale_apply(2), sharer.clone()).await.unwrap();
+    let d = deployments.get("web").await.unwrap();
+    assert_eq!(replicas_owners(&d), ["apply-test", "co-owner"]);
+    let err = apply_scale(scale_apply(7), PatchParams::apply("other"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, kube::Error::Api(s) if s.code == 409),
+        "{err}"
+    );
+    env.finish().await;
+}

@@ -20,59 +20,78 @@ async fn switching_modes_switches_cleanly() {
     site.apply(&binding_yaml("demo-binding", "demo-pod-id", "demo"))
         .await;
 
-    // Workload identity: owned ServiceAccount, pods labelled and running under it.
-    site.apply(&demoweb_yaml("site", "demo-binding", "WorkloadIdentity"))
-        .await;
-    let sa = site
-        .object_where(
-            "serviceaccount",
+    // Back and forth twice: what one switch leaves behind shows on the next.
+    for round in 1..=2 {
+        // Workload identity: owned ServiceAccount, pods labelled and running under it.
+        site.apply(&demoweb_yaml("site", "demo-binding", "WorkloadIdentity"))
+            .await;
+        let sa = site
+            .object_where(
+                "serviceaccount",
+                "site",
+                "the workload identity ServiceAccount",
+                |_| true,
+            )
+            .await;
+        assert_eq!(sa["metadata"]["annotations"][CLIENT_ANNOTATION], CLIENT);
+        assert_eq!(sa["metadata"]["annotations"][TENANT_ANNOTATION], TENANT);
+        assert!(
+            sa["metadata"]["labels"][USE_LABEL].is_null(),
+            "the use label belongs on the pods"
+        );
+        let owner = &sa["metadata"]["ownerReferences"][0];
+        assert_eq!(owner["kind"], "DemoWeb");
+        assert_eq!(owner["name"], "site");
+        assert_eq!(owner["controller"], true);
+        let template = site
+            .template_where("site", "pods under the ServiceAccount", |t| {
+                service_account(t) == Some("site")
+            })
+            .await;
+        assert_accounts_agree(&template, round);
+        assert_eq!(label(&template, USE_LABEL), Some("true"), "round {round}");
+        assert_eq!(label(&template, "aadpodidbinding"), None, "round {round}");
+        assert_eq!(env(&template, "AZURE_CLIENT_ID"), Some(CLIENT));
+        site.object_where(
+            "demoweb",
             "site",
-            "the workload identity ServiceAccount",
-            |_| true,
+            "status.identity with the client id",
+            |dw| {
+                dw["status"]["identity"]["clientId"] == CLIENT
+                    && dw["status"]["identity"]["mode"] == "WorkloadIdentity"
+            },
         )
         .await;
-    assert_eq!(sa["metadata"]["annotations"][CLIENT_ANNOTATION], CLIENT);
-    assert_eq!(sa["metadata"]["annotations"][TENANT_ANNOTATION], TENANT);
-    assert!(
-        sa["metadata"]["labels"][USE_LABEL].is_null(),
-        "the use label belongs on the pods"
-    );
-    let owner = &sa["metadata"]["ownerReferences"][0];
-    assert_eq!(owner["kind"], "DemoWeb");
-    assert_eq!(owner["name"], "site");
-    assert_eq!(owner["controller"], true);
-    let template = site
-        .template_where("site", "pods under the ServiceAccount", |t| {
-            service_account(t) == Some("site")
-        })
-        .await;
-    assert_eq!(label(&template, USE_LABEL), Some("true"));
-    assert_eq!(label(&template, "aadpodidbinding"), None);
-    assert_eq!(env(&template, "AZURE_CLIENT_ID"), Some(CLIENT));
-    site.object_where(
-        "demoweb",
-        "site",
-        "status.identity with the client id",
-        |dw| dw["status"]["identity"]["clientId"] == CLIENT,
-    )
-    .await;
 
-    // Pod identity: label and env, the ServiceAccount deleted, pods back on the default account.
-    site.apply(&demoweb_yaml("site", "demo-binding", "PodIdentity"))
-        .await;
-    let template = site
-        .template_where("site", "pods labelled for aad-pod-identity", |t| {
-            label(t, "aadpodidbinding") == Some("demo")
-        })
-        .await;
-    assert_eq!(
-        label(&template, USE_LABEL),
-        None,
-        "stale workload identity label"
-    );
-    assert_eq!(service_account(&template), None, "stale serviceAccountName");
-    assert_eq!(env(&template, "AZURE_CLIENT_ID"), Some(CLIENT));
-    site.gone("serviceaccount", "site").await;
+        // Pod identity: label and env, pods back on the namespace's default account (under either
+        // spelling of the field), and only then the ServiceAccount deleted.
+        site.apply(&demoweb_yaml("site", "demo-binding", "PodIdentity"))
+            .await;
+        let template = site
+            .template_where("site", "pods labelled for aad-pod-identity", |t| {
+                label(t, "aadpodidbinding") == Some("demo")
+            })
+            .await;
+        assert_eq!(
+            label(&template, USE_LABEL),
+            None,
+            "stale workload identity label (round {round})"
+        );
+        assert_eq!(
+            service_account(&template),
+            None,
+            "stale ServiceAccount reference (round {round}): {}",
+            template["spec"]
+        );
+        assert_accounts_agree(&template, round);
+        assert_eq!(env(&template, "AZURE_CLIENT_ID"), Some(CLIENT));
+        site.gone("serviceaccount", "site").await;
+        assert_eq!(
+            service_account(&site.template("site").await),
+            None,
+            "the ServiceAccount went while the pods still used it (round {round})"
+        );
+    }
 
     // And back, with a changed client id on the way: the annotation and env follow it.
     site.apply(&identity_yaml("demo-pod-id", OTHER_CLIENT, None))
@@ -102,7 +121,18 @@ async fn switching_modes_switches_cleanly() {
         "stale aad-pod-identity label"
     );
     assert_eq!(service_account(&template), Some("site"));
+    assert_accounts_agree(&template, 3);
     site.finish().await;
+}
+
+/// kube-apiserver keeps the deprecated `serviceAccount` equal to `serviceAccountName` in what it
+/// serves; pods run under that one account.
+fn assert_accounts_agree(template: &serde_json::Value, round: u32) {
+    assert_eq!(
+        template["spec"]["serviceAccount"], template["spec"]["serviceAccountName"],
+        "serviceAccount and serviceAccountName disagree (round {round}): {}",
+        template["spec"]
+    );
 }
 
 #[tokio::test]

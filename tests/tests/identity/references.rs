@@ -5,6 +5,9 @@ use crate::support::{
     CLIENT, Crds, OTHER_CLIENT, Site, binding_yaml, demoweb_yaml, env, identity_yaml, label,
 };
 
+/// How soon an object that arrives after the DemoWeb naming it must be acted on.
+const PROMPT: std::time::Duration = std::time::Duration::from_secs(10);
+
 #[tokio::test]
 async fn missing_references_then_created() {
     let Some(site) = Site::start("identity-missing", Crds::Ours).await else {
@@ -18,10 +21,17 @@ async fn missing_references_then_created() {
         "{message}"
     );
 
-    // The binding arrives, naming an identity that does not exist yet.
+    // The binding arrives, naming an identity that does not exist yet: acted on within seconds
+    // (GitOps applies in no fixed order; the stalled requeue alone would take 30 s).
     site.apply(&binding_yaml("demo-binding", "demo-pod-id", "demo"))
         .await;
+    let arrived = std::time::Instant::now();
     let message = site.stalled("site", "IdentityNotFound").await;
+    assert!(
+        arrived.elapsed() < PROMPT,
+        "the new binding was acted on only after {:?}",
+        arrived.elapsed()
+    );
     assert!(
         message.contains("\"demo-pod-id\"") && message.contains("\"demo-binding\""),
         "{message}"
@@ -34,11 +44,17 @@ async fn missing_references_then_created() {
     // The identity arrives: everything resolves without touching the DemoWeb.
     site.apply(&identity_yaml("demo-pod-id", CLIENT, None))
         .await;
+    let arrived = std::time::Instant::now();
     let template = site
         .template_where("site", "pods labelled aadpodidbinding: demo", |t| {
             label(t, "aadpodidbinding") == Some("demo")
         })
         .await;
+    assert!(
+        arrived.elapsed() < PROMPT,
+        "the new identity was acted on only after {:?}",
+        arrived.elapsed()
+    );
     assert_eq!(env(&template, "AZURE_CLIENT_ID"), Some(CLIENT));
     site.not_stalled("site").await;
     site.event("AzureIdentityBinding", "demo-binding", "Normal", "Valid")

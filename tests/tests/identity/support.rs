@@ -356,9 +356,11 @@ pub fn env<'a>(template: &'a Value, name: &str) -> Option<&'a str> {
         .and_then(|e| e["value"].as_str())
 }
 
-/// The pod template's ServiceAccount, None for the namespace's default.
+/// The ServiceAccount the template's pods run under, None for the namespace's default. Read as
+/// kube-apiserver reads a pod spec: `serviceAccountName`, else its deprecated alias `serviceAccount`.
 pub fn service_account(template: &Value) -> Option<&str> {
-    template["spec"]["serviceAccountName"]
-        .as_str()
+    let field = |key: &str| template["spec"][key].as_str().filter(|sa| !sa.is_empty());
+    field("serviceAccountName")
+        .or_else(|| field("serviceAccount"))
         .filter(|sa| *sa != "default")
 }

@@ -363,7 +363,7 @@ async fn allowlists_follow_the_ingress_controller() {
     let op = Operator::start(&env, &[]).await;
     let ns = env.namespace.clone();
 
-    // Traefik v3: a Middleware, referenced after the user's own middlewares.
+    // Traefik v3: a Middleware, referenced before the user's own middlewares.
     env.apply_yaml(
         "apiVersion: baeke.info/v1
 kind: DemoWeb
@@ -393,7 +393,8 @@ spec:
         &mw,
         dw["metadata"]["uid"].as_str().unwrap_or_default()
     ));
-    let expected = format!("other-auth@kubernetescrd,{ns}-edge-allowlist@kubernetescrd");
+    // The allowlist runs first: nothing the user chains can answer before it.
+    let expected = format!("{ns}-edge-allowlist@kubernetescrd,other-auth@kubernetescrd");
     wait_object(
         &env,
         &op,

@@ -1,6 +1,6 @@
 //! The chart's RBAC grants every request the operator makes: the operator runs through every kind
-//! of child (allowlist objects of two dialects, a ServiceAccount, a credentials Secret, leader
-//! election) and the emulator's per-client request counters are checked against the chart's rules.
+//! of child (allowlist objects of two dialects, a ServiceAccount, a credentials Secret, an
+//! autoscaler and a disruption budget, leader election) and the emulator's per-client request counters are checked against the chart's rules.
 
 use std::collections::BTreeSet;
 
@@ -106,6 +106,7 @@ spec:
   gitrepo: https://github.com/gbaeke/static-web.git
   ingress: {host: b.example.com, className: kong, allowedSourceRanges: [10.0.0.0/8]}
   identity: {binding: site-binding, mode: WorkloadIdentity}
+  autoscaling: {minReplicas: 2, maxReplicas: 4}
 ",
     )
     .await
@@ -123,14 +124,23 @@ spec:
     )
     .await;
 
+    for (kind, what) in [
+        ("horizontalpodautoscalers", "the HorizontalPodAutoscaler"),
+        ("poddisruptionbudgets", "the PodDisruptionBudget"),
+    ] {
+        wait_object(&env, &op, kind, "kong-site", what, |_| true).await;
+    }
+
     // Children the DemoWeb stops wanting are deleted by the operator itself.
     merge_patch(
         &env,
         "demoweb",
         "kong-site",
-        r#"{"spec":{"ingress":null,"identity":{"mode":"PodIdentity"}}}"#,
+        r#"{"spec":{"ingress":null,"identity":{"mode":"PodIdentity"},"autoscaling":null}}"#,
     )
     .await;
+    wait_gone(&env, &op, "horizontalpodautoscaler", "kong-site").await;
+    wait_gone(&env, &op, "poddisruptionbudget", "kong-site").await;
     wait_gone(&env, &op, "serviceaccount", "kong-site").await;
     wait_gone(&env, &op, "kongplugins", "kong-site-allowlist").await;
     wait_gone(&env, &op, "ingress", "kong-site").await;
@@ -148,6 +158,8 @@ spec:
         ("deployments", "apply"),
         ("leases", "create"),
         ("serviceaccounts", "delete"),
+        ("horizontalpodautoscalers", "delete"),
+        ("poddisruptionbudgets", "delete"),
     ] {
         assert!(
             used.contains(&(expected.0.to_owned(), expected.1.to_owned())),

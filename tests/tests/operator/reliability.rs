@@ -277,12 +277,12 @@ async fn identity_api_installed_later_is_picked_up() {
     )
     .await;
     env.apply_yaml(IDENTITY).await.expect_ok();
-    // The operator looks for the API once a minute.
+    // The operator watches the binding CRD: the API is picked up within seconds.
     let d = wait(
         &env,
         Some(&op),
-        "the Deployment with the pod identity label",
-        Duration::from_secs(150),
+        "the Deployment with the pod identity label (within 10s)",
+        Duration::from_secs(10),
         || async {
             get(&env, "deployment", "secure")
                 .await

@@ -327,7 +327,7 @@ fn permissive_crd() -> String {
 
 /// A fresh environment whose DemoWeb CRD validates nothing (emulator only: on a real cluster the
 /// shared CRD must not be replaced, so this returns None after saying why).
-async fn env_with_permissive_crd(test: &str) -> Option<demoweb_tests::harness::TestEnv> {
+pub async fn env_with_permissive_crd(test: &str) -> Option<demoweb_tests::harness::TestEnv> {
     let env = demoweb_tests::harness::TestEnv::new(test).await;
     if env
         .emulator_or_skip("replacing the DemoWeb CRD with one that validates nothing")
@@ -436,5 +436,86 @@ spec: {replicas: two, gitrepo: https://github.com/gbaeke/static-web.git}
     .await;
     assert!(!events.is_empty());
     assert!(get(&env, "deployment", "broken").await.is_none());
+    env.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refused_annotations_past_the_schema_are_left_off_the_ingress() {
+    let Some(env) = env_with_permissive_crd("refused-past-the-schema").await else {
+        return;
+    };
+    let op = Operator::start(&env, &[]).await;
+    env.apply_yaml(
+        "apiVersion: baeke.info/v1
+kind: DemoWeb
+metadata: {name: apim}
+spec:
+  gitrepo: https://github.com/gbaeke/static-web.git
+  ingress:
+    host: apim.example.com
+    className: nginx
+    allowedSourceRanges: [203.0.113.7/32]
+    annotations:
+      nginx.ingress.kubernetes.io/server-snippet: 'location /open { return 200; }'
+      nginx.ingress.kubernetes.io/auth-url: http://elsewhere.example.com/
+      nginx.ingress.kubernetes.io/proxy-body-size: 1m
+",
+    )
+    .await
+    .expect_ok();
+    let dw = wait_condition(&env, &op, "apim", "Stalled", "True", "AnnotationsRefused").await;
+    let (_, _, message) = condition(&dw, "Stalled").expect("Stalled");
+    for key in [
+        "nginx.ingress.kubernetes.io/server-snippet",
+        "nginx.ingress.kubernetes.io/auth-url",
+    ] {
+        assert!(message.contains(key), "{message}");
+    }
+    // The site keeps serving, with its allowlist and without the dangerous part.
+    let ing = wait_object(&env, &op, "ingress", "apim", "applied", |_| true).await;
+    let annotations = &ing["metadata"]["annotations"];
+    assert_eq!(
+        annotations["nginx.ingress.kubernetes.io/whitelist-source-range"],
+        "203.0.113.7/32"
+    );
+    assert_eq!(
+        annotations["nginx.ingress.kubernetes.io/proxy-body-size"],
+        "1m"
+    );
+    assert!(annotations["nginx.ingress.kubernetes.io/server-snippet"].is_null());
+    assert!(annotations["nginx.ingress.kubernetes.io/auth-url"].is_null());
+    wait_object(&env, &op, "deployment", "apim", "created", |_| true).await;
+    wait(
+        &env,
+        Some(&op),
+        "a Warning Event naming the refused annotations",
+        DEADLINE,
+        || async {
+            events_for(&env, "apim")
+                .await
+                .iter()
+                .any(|(t, r, m)| {
+                    t == "Warning"
+                        && r == "AnnotationsRefused"
+                        && m.contains("nginx.ingress.kubernetes.io/server-snippet")
+                })
+                .then_some(())
+        },
+    )
+    .await;
+
+    // Removing them clears the condition.
+    merge_patch(
+        &env,
+        "demoweb",
+        "apim",
+        r#"{"spec":{"ingress":{"annotations":{"nginx.ingress.kubernetes.io/server-snippet":null,"nginx.ingress.kubernetes.io/auth-url":null}}}}"#,
+    )
+    .await;
+    wait_object(&env, &op, "demoweb", "apim", "no longer stalled", |dw| {
+        condition(dw, "Stalled").is_some_and(|(s, _, _)| s == "False")
+            && dw["status"]["observedGeneration"] == dw["metadata"]["generation"]
+    })
+    .await;
     env.finish().await;
 }
