@@ -1,7 +1,7 @@
 //! What every reconcile shares: the client, the reflector stores, metrics, Events, backoff and
 //! the cached discovery of ingress-controller APIs.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,6 +19,10 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use crate::demoweb::ingress::{IngressCapabilities, capabilities_from};
 use crate::error::Error;
 use crate::metrics::Metrics;
+use crate::server::Readiness;
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
 
 /// Reflector stores: what reconcile reads instead of asking the API.
 #[derive(Clone)]
@@ -92,16 +96,95 @@ impl Stores {
             return true;
         }
         let all = async {
-            let _ = self.ingress_classes.wait_until_ready().await;
-            let _ = self.bindings.wait_until_ready().await;
-            let _ = self.identities.wait_until_ready().await;
+            until_ready(&self.ingress_classes).await;
+            until_ready(&self.bindings).await;
+            until_ready(&self.identities).await;
             for (_, store) in self.allowlist_apis.stores() {
-                let _ = store.wait_until_ready().await;
+                until_ready(store).await;
             }
         };
         let ready = tokio::time::timeout(timeout, all).await.is_ok();
         self.references_waited.store(true, Ordering::Relaxed);
         ready
+    }
+
+    /// Keeps `readiness` naming the caches still waiting for their first full list, and turns it
+    /// ready once none is. A cache that never fills (e.g. no permission to list its kind) keeps
+    /// the process unready, and `/readyz` says which.
+    pub fn track_sync(
+        &self,
+        identity_served: bool,
+        readiness: Readiness,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut caches = vec![
+            synced("demowebs", &self.demowebs),
+            synced("deployments", &self.deployments),
+            synced("configmaps", &self.config_maps),
+            synced("services", &self.services),
+            synced("ingresses", &self.ingresses),
+            synced("serviceaccounts", &self.service_accounts),
+            synced("ingressclasses", &self.ingress_classes),
+        ];
+        for (name, store) in self.allowlist_apis.stores() {
+            caches.push(synced(name, store));
+        }
+        if identity_served {
+            caches.push(synced("azureidentitybindings", &self.bindings));
+            caches.push(synced("azureidentities", &self.identities));
+        }
+        let mut waiting: BTreeSet<&'static str> = caches.iter().map(|(name, _)| *name).collect();
+        let mut pending: FuturesUnordered<_> = caches.into_iter().map(|(_, f)| f).collect();
+        async move {
+            let say = |waiting: &BTreeSet<&str>| {
+                let names: Vec<&str> = waiting.iter().copied().collect();
+                readiness.waiting(format!("waiting for caches to sync: {}", names.join(", ")));
+            };
+            say(&waiting);
+            while let Some(name) = pending.next().await {
+                waiting.remove(name);
+                if waiting.is_empty() {
+                    readiness.ready("caches synced");
+                } else {
+                    say(&waiting);
+                }
+            }
+        }
+    }
+}
+
+/// A store's name and a future that resolves with it once the store has its first full list (or
+/// its writer is gone: the kind is not watched).
+fn synced<K>(
+    name: &'static str,
+    store: &Store<K>,
+) -> (&'static str, BoxFuture<'static, &'static str>)
+where
+    K: kube::Resource + Clone + Send + Sync + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone + Send + Sync,
+{
+    let store = store.clone();
+    let wait = async move {
+        until_ready(&store).await;
+        name
+    };
+    (name, Box::pin(wait))
+}
+
+/// `Store::wait_until_ready`, safe to call while others wait on the same store: the store wakes
+/// only the last of concurrent waiters (kube-runtime's ready signal is a one-shot channel with a
+/// single waker), so each waiter looks again every 100ms instead of relying on being woken.
+/// False when the store's writer is gone before it filled (its kind is not watched).
+pub async fn until_ready<K>(store: &Store<K>) -> bool
+where
+    K: kube::Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    loop {
+        if let Ok(ready) =
+            tokio::time::timeout(Duration::from_millis(100), store.wait_until_ready()).await
+        {
+            return ready.is_ok();
+        }
     }
 }
 

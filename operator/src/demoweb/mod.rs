@@ -1053,6 +1053,10 @@ pub struct ControllerConfig {
     pub reporter: kube::runtime::events::Reporter,
     /// Requeue after a successful reconcile.
     pub resync_period: Duration,
+    /// Requeue while stalled (capped at `resync_period`).
+    pub stalled_requeue_period: Duration,
+    /// Set to not ready until every store below has its first full list.
+    pub readiness: crate::server::Readiness,
 }
 
 /// Runs the DemoWeb controller until `shutdown` resolves.
@@ -1152,9 +1156,11 @@ pub async fn run(
         identities,
         allowlist_apis,
     };
+    let sync_tracker =
+        tokio::spawn(stores.track_sync(config.identity_served, config.readiness.clone()));
     let mut ctx = Context::new(client, recorder, metrics, stores);
     ctx.requeue = config.resync_period;
-    ctx.stalled_requeue = ctx.stalled_requeue.min(config.resync_period);
+    ctx.stalled_requeue = config.stalled_requeue_period.min(config.resync_period);
     let ctx = Arc::new(ctx);
     let class_store = demoweb_store.clone();
     // Per-site series are read from this store: it sees every deletion, re-list and tombstone.
@@ -1196,6 +1202,7 @@ pub async fn run(
             }
         })
         .await;
+    sync_tracker.abort();
     ctx.metrics.forget_sites();
 }
 

@@ -375,6 +375,15 @@ pub async fn handle(State(sh): State<Arc<Shared>>, req: Request) -> Response {
         .and_then(|ua| ua.split('/').next())
         .unwrap_or_default();
     sh.counts.add(agent, verb, &resource);
+    if let Ok(Route::Resource(t)) = &routed {
+        sh.counts.add_access(super::faults::Access {
+            agent: agent.to_owned(),
+            group: t.info.group.clone(),
+            resource: resource.clone(),
+            verb: verb.to_owned(),
+            namespace: (!t.ns.is_empty()).then(|| t.ns.clone()),
+        });
+    }
     let decision = sh.faults.decide(verb, &resource, &ns, &name);
     if !decision.latency.is_zero() {
         tokio::time::sleep(decision.latency).await;

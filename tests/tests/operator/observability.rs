@@ -185,13 +185,20 @@ async fn per_site_series_appear_and_disappear_with_the_demoweb() {
     })
     .await;
     assert!(metrics.contains("demoweb_reconciles_total"), "{metrics}");
+    env.finish().await;
+}
 
+#[cfg_attr(
+    real_cluster,
+    ignore = "needs the emulator: cutting the operator's watch"
+)]
+#[tokio::test(flavor = "multi_thread")]
+async fn series_of_a_demoweb_deleted_while_the_watch_was_down_go() {
     // Deleted while the operator's DemoWeb watch was down: the re-list after `410 Gone` has no
     // DELETED event to give, and the series still go.
-    let Some(emulator) = env.emulator_or_skip("cutting the operator's watch") else {
-        env.finish().await;
-        return;
-    };
+    let (env, op) = setup("site-metrics-relist").await;
+    let ns = env.namespace.clone();
+    let emulator = env.emulator();
     env.apply_yaml(&SEED.replace("demoweb1", "second"))
         .await
         .expect_ok();
@@ -226,11 +233,13 @@ async fn per_site_series_appear_and_disappear_with_the_demoweb() {
     env.finish().await;
 }
 
+#[cfg_attr(
+    real_cluster,
+    ignore = "needs the emulator: replacing the cluster-wide DemoWeb CRD with one that validates nothing"
+)]
 #[tokio::test(flavor = "multi_thread")]
 async fn series_of_a_demoweb_this_version_cannot_read_go() {
-    let Some(env) = crate::safety::env_with_permissive_crd("site-metrics-unreadable").await else {
-        return;
-    };
+    let env = crate::safety::env_with_permissive_crd("site-metrics-unreadable").await;
     let op = Operator::start(&env, &[]).await;
     env.apply_yaml(SEED).await.expect_ok();
     wait_condition(&env, &op, "demoweb1", "Ready", "True", "Reconciled").await;
