@@ -43,7 +43,9 @@ pub struct EmulatorOptions {
     pub token: Option<String>,
     /// Whether Deployments report their pods ready (see [`EmulatorHandle::set_deployments_ready`]).
     pub deployments_ready: bool,
-    /// How many changes the watch history keeps; older resourceVersions get 410 Gone.
+    /// How many changes the watch history keeps; older resourceVersions get 410 Gone. The default,
+    /// 100,000, is about kube-apiserver's largest watch cache (102,400 events per resource), so a
+    /// watch cut during a burst of writes resumes instead of relisting, as it does on a cluster.
     pub watch_window: usize,
     /// How often watches that asked for bookmarks get one.
     pub bookmark_interval: Duration,
@@ -58,7 +60,7 @@ impl Default for EmulatorOptions {
             port: 0,
             token: None,
             deployments_ready: true,
-            watch_window: 10_000,
+            watch_window: 100_000,
             bookmark_interval: Duration::from_secs(5),
             tls: false,
         }
@@ -71,6 +73,8 @@ pub(crate) struct Shared {
     pub(crate) counts: RequestCounts,
     pub(crate) token: Option<String>,
     deployments_ready: AtomicBool,
+    /// Set when the readiness switch changed: every Deployment's status needs a fresh look.
+    recheck_deployments: AtomicBool,
     pub(crate) wake: Notify,
     pub(crate) bookmark_interval: Duration,
     pub(crate) addr: String,
@@ -121,6 +125,7 @@ impl Emulator {
             counts: RequestCounts::default(),
             token: opts.token.clone(),
             deployments_ready: AtomicBool::new(opts.deployments_ready),
+            recheck_deployments: AtomicBool::new(false),
             wake: Notify::new(),
             bookmark_interval: opts.bookmark_interval,
             addr: addr.to_string(),
@@ -157,7 +162,8 @@ impl Emulator {
             loop {
                 ctl.wake.notified().await;
                 let ready = ctl.deployments_ready.load(Ordering::SeqCst);
-                controllers::reconcile(&mut ctl.store(), ready);
+                let all = ctl.recheck_deployments.swap(false, Ordering::SeqCst);
+                controllers::reconcile(&mut ctl.store(), ready, all);
             }
         });
         Ok(EmulatorHandle {
@@ -253,6 +259,9 @@ impl EmulatorHandle {
     /// (MinimumReplicasUnavailable) and `Progressing=True` (ReplicaSetUpdated); no ready replicas.
     pub fn set_deployments_ready(&self, ready: bool) {
         self.shared.deployments_ready.store(ready, Ordering::SeqCst);
+        self.shared
+            .recheck_deployments
+            .store(true, Ordering::SeqCst);
         self.shared.wake.notify_one();
     }
 
