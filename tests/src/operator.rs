@@ -132,24 +132,44 @@ impl Operator {
         }
     }
 
+    /// Starts the operator from a command prepared by the caller (environment, arguments, a wrapper
+    /// such as unshare), logging to `name.log`, and waits until `/readyz` says it is ready.
+    pub async fn start_command(
+        env: &TestEnv,
+        name: &str,
+        command: std::process::Command,
+    ) -> Operator {
+        let log = env.dir().join(format!("{name}.log"));
+        let process = OperatorProcess::from_command(command, &log).expect("start the operator");
+        Self::wait_started(Operator {
+            process,
+            metrics_addr: "127.0.0.1:0".parse().expect("addr"),
+        })
+        .await
+    }
+
     /// Waits until the operator logs the address of its endpoints.
-    pub async fn wait_serving(mut op: Operator) -> Operator {
+    pub async fn wait_serving(op: Operator) -> Operator {
+        op.serving().await
+    }
+
+    async fn serving(mut self) -> Operator {
         let start = Instant::now();
         loop {
-            if let Some(addr) = op.logged_addr() {
-                op.metrics_addr = addr;
-                return op;
+            if let Some(addr) = self.logged_addr() {
+                self.metrics_addr = addr;
+                return self;
             }
-            if let Some(status) = op.process.exited() {
+            if let Some(status) = self.process.exited() {
                 panic!(
                     "the operator exited with {status} before serving:\n{}",
-                    op.logs()
+                    self.logs()
                 );
             }
             assert!(
                 start.elapsed() < Duration::from_secs(30),
                 "the operator did not start serving in 30s:\n{}",
-                op.logs()
+                self.logs()
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

@@ -126,14 +126,22 @@ impl OperatorProcess {
         env: &[(&str, &str)],
         log: &Path,
     ) -> io::Result<OperatorProcess> {
+        let mut command = Command::new(program);
+        command
+            .args(args)
+            .env("KUBECONFIG", kubeconfig)
+            .envs(env.iter().copied());
+        Self::from_command(command, log)
+    }
+
+    /// Starts a command prepared by the caller (a wrapper such as unshare, its own environment),
+    /// its standard error going to `log`.
+    pub fn from_command(mut command: Command, log: &Path) -> io::Result<OperatorProcess> {
         if let Some(dir) = log.parent() {
             std::fs::create_dir_all(dir)?;
         }
         let file = std::fs::File::create(log)?;
-        let child = Command::new(program)
-            .args(args)
-            .env("KUBECONFIG", kubeconfig)
-            .envs(env.iter().copied())
+        let child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(file)
@@ -196,7 +204,7 @@ impl OperatorProcess {
     /// CPU time (user + system) the process has used so far (Linux only).
     pub fn cpu_time(&self) -> Option<Duration> {
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).ok()?;
-        cpu_ticks(&stat).map(|ticks| Duration::from_millis(ticks * 1000 / USER_HZ))
+        cpu_ticks(&stat).map(ticks_to_duration)
     }
 
     /// Whether the process has exited, and how.
@@ -283,6 +291,11 @@ pub fn cpu_ticks(proc_stat: &str) -> Option<u64> {
     let utime: u64 = fields.get(11)?.parse().ok()?;
     let stime: u64 = fields.get(12)?.parse().ok()?;
     Some(utime + stime)
+}
+
+/// Clock ticks of /proc's CPU times as a duration.
+pub fn ticks_to_duration(ticks: u64) -> Duration {
+    Duration::from_millis(ticks * 1000 / USER_HZ)
 }
 
 /// `VmHWM` from the text of `/proc/<pid>/status`, in KiB.

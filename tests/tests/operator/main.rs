@@ -3,6 +3,7 @@
 
 mod allowlist;
 mod availability;
+mod incluster;
 mod lifecycle;
 mod observability;
 mod rbac;
