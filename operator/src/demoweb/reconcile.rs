@@ -135,14 +135,14 @@ async fn reconcile_inner(dw: &DemoWeb, ctx: &Context) -> Result<bool, Error> {
         reason: reason::ANNOTATIONS_REFUSED,
         message,
     });
-    let report = match validate(dw, &found) {
+    let applied = match validate(dw, &found) {
         Ok(valid) => {
             let children = build(dw, &valid, &found);
             let identity = identity_status(&valid, &children, &id);
-            let mut report = apply_all(dw, &id, ctx, children, &found.discovered).await?;
-            report.identity = identity;
-            report.problems.splice(0..0, refused);
-            report
+            let mut applied = apply_all(dw, &id, ctx, children, &found.discovered).await?;
+            applied.identity = identity;
+            applied.problems.splice(0..0, refused);
+            applied
         }
         // Keep the last good children: nothing is applied or deleted.
         Err(problem) => AppliedChildren {
@@ -157,7 +157,7 @@ async fn reconcile_inner(dw: &DemoWeb, ctx: &Context) -> Result<bool, Error> {
             ..AppliedChildren::default()
         },
     };
-    update_status(dw, &id, ctx, report).await
+    update_status(dw, &id, ctx, applied).await
 }
 
 /// Entry point for the controller runtime.
