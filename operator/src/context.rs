@@ -17,15 +17,19 @@ use kube::{Api, Client};
 use crate::demoweb::ingress::{
     IngressCapabilities, TRAEFIK_V2, TRAEFIK_V2_LEGACY, TRAEFIK_V3, TraefikMiddlewareApi,
 };
+use crate::apply::Verified;
 use crate::error::Error;
 use crate::metrics::Metrics;
 
-/// Reflector stores: what reconcile reads instead of asking the API.
+/// Reflector stores: what reconcile reads instead of asking the API. Child stores hold trimmed
+/// copies: metadata without managed fields, and the Deployment's status (see `apply::Child`).
 #[derive(Clone)]
 pub struct Stores {
     /// Set once the reference stores were waited for: a store that never fills (e.g. no RBAC to
     /// list IngressClasses) must delay only the first reconciles, not every one.
     pub references_waited: Arc<std::sync::atomic::AtomicBool>,
+    /// The children last known to hold what we want (the child stores keep no specs).
+    pub verified: Arc<Verified>,
     pub demowebs: Store<DemoWeb>,
     pub deployments: Store<Deployment>,
     pub config_maps: Store<ConfigMap>,

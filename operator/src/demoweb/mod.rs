@@ -30,7 +30,7 @@ use demoweb_crd::conditions::{STALLED, reason};
 use demoweb_crd::demoweb::IdentityStatus;
 use demoweb_crd::validation::summarize;
 use demoweb_crd::{AzureIdentity, AzureIdentityBinding, DemoWeb, DemoWebStatus, IdentityMode};
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Secret, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
@@ -40,13 +40,16 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
+use kube::core::PartialObjectMeta;
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tracing::Instrument;
 
-use crate::apply::{Applied, FIELD_MANAGER, Writer, get_opt, publish, stamp_hash};
+use crate::apply::{
+    Applied, Child, FIELD_MANAGER, Verified, Writer, get_opt, publish, stamp_hash, trim_meta,
+};
 use crate::context::{Context, Stores};
 use crate::error::{Error, chain};
 use crate::identity::{self, ResolvedIdentity};
@@ -212,10 +215,12 @@ struct Report {
     problems: Vec<UserError>,
     url: Option<String>,
     identity: Option<IdentityStatus>,
+    /// A watched child was created or changed: its watch event reconciles this DemoWeb again.
+    changed_children: bool,
 }
 
-/// The live child: from the store when it is there, else from the API (it may exist without
-/// our labels — someone else's object, or ours with the labels edited away).
+/// The live child: the store's trimmed copy when it is there, else the whole object from the API
+/// (it may exist without our labels — someone else's object, or ours with the labels edited away).
 async fn live<K>(
     store: &Store<K>,
     api: &Api<K>,
@@ -261,7 +266,10 @@ where
             });
             (None, hash)
         }
-        applied => (applied.object().cloned(), hash),
+        applied => {
+            report.changed_children |= matches!(applied, Applied::Created(_) | Applied::Updated(_));
+            (applied.object().cloned(), hash)
+        }
     })
 }
 
@@ -273,7 +281,8 @@ fn dynamic_api(ctx: &Context, ns: &str, obj: &DynamicObject) -> (Api<DynamicObje
     )
 }
 
-/// Step 5: apply in dependency order, then delete what this DemoWeb controls but no longer wants.
+/// Step 5: apply in dependency order, then delete what this DemoWeb controls but no longer wants;
+/// one Event tells what changed, also when a write failed midway.
 async fn apply_all(
     dw: &DemoWeb,
     id: &Id,
@@ -282,12 +291,26 @@ async fn apply_all(
     valid: &Valid,
 ) -> Result<Report, Error> {
     let owner_ref = dw.object_ref(&());
-    let w = Writer {
-        owner_uid: &id.uid,
-        recorder: &ctx.recorder,
-        owner_ref: &owner_ref,
-        metrics: &ctx.metrics,
-    };
+    let w = Writer::new(
+        &id.uid,
+        &owner_ref,
+        &ctx.recorder,
+        &ctx.metrics,
+        &ctx.stores.verified,
+    );
+    let result = apply_children(dw, id, ctx, children, valid, &w).await;
+    w.publish_changes().await;
+    result
+}
+
+async fn apply_children(
+    dw: &DemoWeb,
+    id: &Id,
+    ctx: &Context,
+    children: Children,
+    valid: &Valid,
+    w: &Writer<'_>,
+) -> Result<Report, Error> {
     let ns = id.namespace.as_str();
     let stores = &ctx.stores;
     let mut report = Report {
@@ -306,7 +329,7 @@ async fn apply_all(
     // deleted only after the Deployment (below).
     let unwanted_service_account = match children.service_account {
         Some(sa) => {
-            ensure(&w, ctx, &stores.service_accounts, ns, sa, &mut report).await?;
+            ensure(w, ctx, &stores.service_accounts, ns, sa, &mut report).await?;
             None
         }
         None => stores
@@ -315,7 +338,7 @@ async fn apply_all(
             .map(|a| (*a).clone()),
     };
     ensure(
-        &w,
+        w,
         ctx,
         &stores.config_maps,
         ns,
@@ -324,7 +347,7 @@ async fn apply_all(
     )
     .await?;
     let (deployment, hash) = ensure(
-        &w,
+        w,
         ctx,
         &stores.deployments,
         ns,
@@ -335,9 +358,9 @@ async fn apply_all(
     report.deployment = deployment;
     report.deployment_hash = Some(hash);
     if let Some(sa) = unwanted_service_account {
-        delete_service_account_once_unused(&w, ctx, id, sa, report.deployment.as_ref()).await?;
+        delete_service_account_once_unused(w, ctx, id, sa, report.deployment.as_ref()).await?;
     }
-    ensure(&w, ctx, &stores.services, ns, children.service, &mut report).await?;
+    ensure(w, ctx, &stores.services, ns, children.service, &mut report).await?;
 
     let ingress_api: Api<Ingress> = Api::namespaced(ctx.client.clone(), ns);
     let ingress_name = desired::ingress_name(&id.name);
@@ -350,7 +373,7 @@ async fn apply_all(
         IngressPlan::Absent => {
             w.delete_if_ours(&ingress_api, "Ingress", live_ingress.clone())
                 .await?;
-            delete_stale_allowlists(&w, ctx, id, live_ingress.as_ref(), None).await?;
+            delete_stale_allowlists(w, ctx, id, live_ingress.as_ref(), None).await?;
         }
         IngressPlan::Blocked(message) => {
             report.problems.push(UserError {
@@ -385,11 +408,11 @@ async fn apply_all(
             if extra_ok {
                 let spec_url = dw.spec.ingress.as_ref().map(ingress::url);
                 let (applied, _) =
-                    ensure(&w, ctx, &stores.ingresses, ns, *ingress, &mut report).await?;
+                    ensure(w, ctx, &stores.ingresses, ns, *ingress, &mut report).await?;
                 if applied.is_some() {
                     report.url = spec_url;
                     delete_stale_allowlists(
-                        &w,
+                        w,
                         ctx,
                         id,
                         live_ingress.as_ref(),
@@ -435,12 +458,13 @@ async fn delete_service_account_once_unused(
     applied: Option<&Deployment>,
 ) -> Result<(), Error> {
     let ns = id.namespace.as_str();
+    // The pod template decides; the store's copy has none, so read the Deployment unless our
+    // apply just returned it whole.
     let live_deployment = match applied {
-        Some(d) => Some(d.clone()),
-        None => {
+        Some(d) if d.spec.is_some() => Some(d.clone()),
+        _ => {
             let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), ns);
-            let name = desired::deployment_name(&id.name);
-            live(&ctx.stores.deployments, &api, "Deployment", &name, ns).await?
+            get_opt(&api, "Deployment", &desired::deployment_name(&id.name)).await?
         }
     };
     let name = sa.name_any();
@@ -581,7 +605,14 @@ async fn reconcile_inner(dw: &DemoWeb, ctx: &Context) -> Result<bool, Error> {
     let report = match validate(dw, &found) {
         Ok(valid) => {
             let children = build(dw, &valid, &found);
-            apply_all(dw, &id, ctx, children, &valid).await?
+            let report = apply_all(dw, &id, ctx, children, &valid).await?;
+            if report.changed_children {
+                // Their watch events reconcile this DemoWeb again, and that pass writes the
+                // status once, from the children as they are by then — rather than a status
+                // write now and another as soon as they settle.
+                return Ok(false);
+            }
+            report
         }
         // Keep the last good children: nothing is applied or deleted.
         Err(problem) => Report {
@@ -663,34 +694,71 @@ pub fn error_policy(dw: Arc<DemoWeb>, err: &Error, ctx: Arc<Context>) -> Action 
 }
 
 /// A reflector over one child kind, limited to what this operator manages; its stream triggers
-/// reconciles of the owner, its store serves "compare before you write".
-fn child_reflector<K>(
+/// reconciles of the owner, its store serves "compare before you write". The store keeps only
+/// what [`Child`] says reconcile reads (metadata, and the Deployment's status); a deleted child's
+/// entry in `verified` is dropped with it.
+fn child_reflector<K: Child>(
     client: &Client,
     namespace: Option<&str>,
+    verified: &Arc<Verified>,
 ) -> (
     Store<K>,
     impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
-)
-where
-    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + DeserializeOwned
-        + Debug
-        + Send
-        + Sync
-        + 'static,
-{
-    let api: Api<K> = match namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    };
+) {
     let (reader, writer) = reflector::store();
     let config = watcher::Config::default().labels(&desired::managed_selector());
-    let stream = watcher(api, config)
+    let events = if K::KEEPS_STATUS {
+        let api: Api<K> = match namespace {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        };
+        watcher(api, config)
+            .map_ok(|event| {
+                event.modify(|obj| {
+                    obj.trim();
+                    trim_meta(obj.meta_mut());
+                })
+            })
+            .left_stream()
+    } else {
+        let api: Api<PartialObjectMeta<K>> = match namespace {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        };
+        watcher(api, config)
+            .map_ok(|event| {
+                map_event(event, |partial| {
+                    let mut obj = K::default();
+                    *obj.meta_mut() = partial.metadata;
+                    trim_meta(obj.meta_mut());
+                    obj
+                })
+            })
+            .right_stream()
+    };
+    let verified = verified.clone();
+    let stream = events
+        .inspect_ok(move |event| {
+            if let watcher::Event::Delete(obj) = event {
+                verified.forget(obj.meta());
+            }
+        })
         .default_backoff()
         .reflect(writer)
         .touched_objects();
     (reader, stream)
+}
+
+/// A watch event with its object converted.
+fn map_event<A, B>(event: watcher::Event<A>, f: impl FnOnce(A) -> B) -> watcher::Event<B> {
+    use watcher::Event as E;
+    match event {
+        E::Init => E::Init,
+        E::InitDone => E::InitDone,
+        E::InitApply(obj) => E::InitApply(f(obj)),
+        E::Apply(obj) => E::Apply(f(obj)),
+        E::Delete(obj) => E::Delete(f(obj)),
+    }
 }
 
 /// A reflector over a referenced kind: all objects, in scope.
@@ -730,7 +798,9 @@ fn demowebs_for_class(class: &IngressClass, demowebs: &Store<DemoWeb>) -> Vec<Ob
 /// Decodes one watched DemoWeb; `Err` carries why it is not a DemoWeb this version understands.
 fn decode_demoweb(obj: &DynamicObject) -> Result<DemoWeb, String> {
     let value = serde_json::to_value(obj).map_err(|err| err.to_string())?;
-    serde_json::from_value(value).map_err(|err| err.to_string())
+    let mut dw: DemoWeb = serde_json::from_value(value).map_err(|err| err.to_string())?;
+    trim_meta(&mut dw.metadata);
+    Ok(dw)
 }
 
 /// A stand-in that removes an undecodable DemoWeb from the store (its children stay as they are).
@@ -857,6 +927,22 @@ pub struct ControllerConfig {
     pub resync_period: Duration,
 }
 
+/// How many reconciles run at once. Each holds its desired children and the API's answers in
+/// memory, so a burst of N new DemoWebs costs memory in proportion to this, not to N; the API
+/// server gets a steady stream of requests instead of N at once.
+const CONCURRENT_RECONCILES: u16 = 16;
+
+/// Triggers for one DemoWeb that arrive within this window are served by one reconcile: the watch
+/// events of the children one reconcile wrote (and of the Deployment controller's first status
+/// update) lead to one more pass, which writes the status once.
+const DEBOUNCE: Duration = Duration::from_millis(100);
+
+fn runtime_config() -> kube::runtime::controller::Config {
+    kube::runtime::controller::Config::default()
+        .concurrency(CONCURRENT_RECONCILES)
+        .debounce(DEBOUNCE)
+}
+
 /// Runs the DemoWeb controller until `shutdown` resolves.
 pub async fn run(
     client: Client,
@@ -868,15 +954,18 @@ pub async fn run(
     let recorder = kube::runtime::events::Recorder::new(client.clone(), config.reporter.clone());
     let (demoweb_store, demoweb_events) =
         tolerant_demoweb_reflector(&client, ns, recorder.clone(), metrics.clone());
-    let (deployments, deployment_events) = child_reflector::<Deployment>(&client, ns);
-    let (config_maps, config_map_events) = child_reflector::<ConfigMap>(&client, ns);
-    let (services, service_events) = child_reflector::<Service>(&client, ns);
-    let (ingresses, ingress_events) = child_reflector::<Ingress>(&client, ns);
-    let (service_accounts, service_account_events) = child_reflector::<ServiceAccount>(&client, ns);
+    let verified = Arc::new(Verified::default());
+    let (deployments, deployment_events) = child_reflector::<Deployment>(&client, ns, &verified);
+    let (config_maps, config_map_events) = child_reflector::<ConfigMap>(&client, ns, &verified);
+    let (services, service_events) = child_reflector::<Service>(&client, ns, &verified);
+    let (ingresses, ingress_events) = child_reflector::<Ingress>(&client, ns, &verified);
+    let (service_accounts, service_account_events) =
+        child_reflector::<ServiceAccount>(&client, ns, &verified);
     let (ingress_classes, class_events) =
         reference_reflector::<IngressClass>(Api::all(client.clone()));
 
-    let controller = Controller::for_stream(demoweb_events, demoweb_store.clone());
+    let controller = Controller::for_stream(demoweb_events, demoweb_store.clone())
+        .with_config(runtime_config());
 
     let (bindings, identities, controller) = if config.identity_served {
         let (binding_api, identity_api): (Api<AzureIdentityBinding>, Api<AzureIdentity>) = match ns
@@ -911,6 +1000,7 @@ pub async fn run(
 
     let stores = Stores {
         references_waited: Default::default(),
+        verified,
         demowebs: demoweb_store.clone(),
         deployments,
         config_maps,
@@ -940,6 +1030,11 @@ pub async fn run(
                 Ok((obj, _)) => tracing::debug!(object = %obj, "reconciled"),
                 Err(kube::runtime::controller::Error::ReconcilerFailed(err, obj)) => {
                     tracing::debug!(object = %obj, error = %chain(&err), "reconcile failed")
+                }
+                // A child's event for a DemoWeb that is gone (deleted with its namespace, or
+                // its children being collected): nothing to do, and nothing to warn about.
+                Err(kube::runtime::controller::Error::ObjectNotFound(obj)) => {
+                    tracing::debug!(object = %obj, "not reconciled: the DemoWeb is gone")
                 }
                 Err(err) => tracing::warn!(error = %err, "controller"),
             }
