@@ -16,6 +16,10 @@ pub mod reason {
     pub const NAME_CONFLICT: &str = "NameConflict";
     pub const CREDENTIALS_NOT_FOUND: &str = "CredentialsNotFound";
     pub const UNSUPPORTED_INGRESS_CLASS: &str = "UnsupportedIngressClass";
+    /// The ingress controller's allowlist needs an API the cluster does not serve.
+    pub const ALLOWLIST_API_MISSING: &str = "AllowlistApiMissing";
+    /// The DemoWeb carries refused Ingress annotations; the Ingress was applied without them.
+    pub const ANNOTATIONS_REFUSED: &str = "AnnotationsRefused";
     pub const IDENTITY_BINDING_NOT_FOUND: &str = "IdentityBindingNotFound";
     pub const IDENTITY_NOT_FOUND: &str = "IdentityNotFound";
     pub const INVALID_IDENTITY: &str = "InvalidIdentity";

@@ -4,8 +4,20 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::ResourceRequirements;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::core::cel::Rule;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
+
+use crate::annotations::{Family, annotations_rule, ingress_rule};
+
+/// A CEL rule for one family of refused annotations (see `annotations.rs`).
+fn refuse_always(family: Family) -> Rule {
+    Rule::new(annotations_rule(family)).message(family.message())
+}
+
+fn refuse_with_allowlist(family: Family) -> Rule {
+    Rule::new(ingress_rule(family)).message(family.message())
+}
 
 // CEL rules and patterns shared with `validation.rs`, which mirrors them in Rust for objects that
 // reached the cluster without passing this schema (e.g. an older CRD version).
@@ -28,10 +40,19 @@ pub(crate) const HOST_MESSAGE: &str = "host must be a DNS name such as www.examp
 pub(crate) const INGRESS_PATH_RULE: &str = "self.matches('^/[A-Za-z0-9._~/-]*$')";
 pub(crate) const INGRESS_PATH_MESSAGE: &str =
     "ingress.path must start with '/' and contain only letters, digits and . _ ~ / -";
-pub(crate) const ANNOTATIONS_RULE: &str = "!self.exists(k, k in ['traefik.ingress.kubernetes.io/whitelist-source-range', 'nginx.ingress.kubernetes.io/whitelist-source-range', 'nginx.ingress.kubernetes.io/allowlist-source-range', 'haproxy.org/allow-list', 'haproxy.org/whitelist'])";
-pub(crate) const ANNOTATIONS_MESSAGE: &str = "ingress.annotations must not set an IP allowlist annotation: use ingress.allowedSourceRanges, which the operator writes in the ingress controller's own dialect";
 pub(crate) const IMAGE_RULE: &str = "self.matches('^[^[:space:][:cntrl:]]+$')";
 pub(crate) const IMAGE_MESSAGE: &str = "image must be an image reference without whitespace";
+pub(crate) const AUTOSCALING_RULE: &str = "self.minReplicas <= self.maxReplicas";
+pub(crate) const AUTOSCALING_MESSAGE: &str =
+    "autoscaling.minReplicas must not be greater than autoscaling.maxReplicas";
+pub(crate) const MIN_REPLICAS_MESSAGE: &str = "autoscaling.minReplicas must be between 1 and 1000";
+pub(crate) const MAX_REPLICAS_MESSAGE: &str = "autoscaling.maxReplicas must be between 1 and 1000";
+pub(crate) const CPU_TARGET_MESSAGE: &str =
+    "autoscaling.targetCPUUtilizationPercentage must be between 1 and 100";
+/// Upper bound of every replica count.
+pub const MAX_REPLICAS: i32 = 1000;
+/// CPU utilisation the autoscaler aims at when `targetCPUUtilizationPercentage` is not set.
+pub const DEFAULT_CPU_TARGET: i32 = 80;
 
 /// A static website, served by nginx from a git repository.
 ///
@@ -49,7 +70,7 @@ pub(crate) const IMAGE_MESSAGE: &str = "image must be an image reference without
     status = "DemoWebStatus",
     derive = "PartialEq",
     doc = "A static website served by nginx from a git repository.",
-    printcolumn(name = "Replicas", type_ = "integer", json_path = ".spec.replicas", description = "Desired number of web server pods"),
+    printcolumn(name = "Replicas", type_ = "integer", json_path = ".status.replicas", description = "Web server pods the site runs now (with autoscaling, as many as the autoscaler chose)"),
     printcolumn(name = "Ready", type_ = "integer", json_path = ".status.readyReplicas", description = "Web server pods ready to serve"),
     printcolumn(name = "GitRepo", type_ = "string", json_path = ".spec.gitrepo", description = "Git repository with web content"),
     printcolumn(name = "URL", type_ = "string", json_path = ".status.url", priority = "1", description = "Where the site is exposed"),
@@ -58,7 +79,8 @@ pub(crate) const IMAGE_MESSAGE: &str = "image must be an image reference without
 )]
 #[serde(rename_all = "camelCase")]
 pub struct DemoWebSpec {
-    /// Number of nginx pods serving the site.
+    /// Number of nginx pods serving the site. Ignored while `autoscaling` is set. With 2 or more,
+    /// a PodDisruptionBudget keeps all but one serving during node drains.
     #[serde(default = "default_replicas")]
     #[schemars(range(min = 0, max = 1000))]
     pub replicas: i32,
@@ -106,6 +128,45 @@ pub struct DemoWebSpec {
     /// Run the pods under an Azure identity named by an AzureIdentityBinding.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity: Option<IdentitySpec>,
+
+    /// Scale the site with its CPU load through a HorizontalPodAutoscaler. While set, `replicas`
+    /// is ignored and the autoscaler owns the Deployment's replica count; removing it hands the
+    /// count back to `replicas`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaling: Option<AutoscalingSpec>,
+}
+
+/// Bounds and target of the HorizontalPodAutoscaler.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new(AUTOSCALING_RULE).message(AUTOSCALING_MESSAGE))]
+pub struct AutoscalingSpec {
+    /// Fewest pods. With 2 or more, a PodDisruptionBudget keeps all but one serving during node
+    /// drains.
+    #[serde(default = "default_min_replicas")]
+    #[schemars(range(min = 1, max = 1000))]
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 1000").message(MIN_REPLICAS_MESSAGE))]
+    pub min_replicas: i32,
+
+    /// Most pods.
+    #[schemars(range(min = 1, max = 1000))]
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 1000").message(MAX_REPLICAS_MESSAGE))]
+    pub max_replicas: i32,
+
+    /// Average CPU use the autoscaler aims at, in percent of the web server's CPU request
+    /// (default 80). When `resources` sets no CPU request or limit, the web server requests 50m.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        rename = "targetCPUUtilizationPercentage"
+    )]
+    #[schemars(range(min = 1, max = 100))]
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 100").message(CPU_TARGET_MESSAGE))]
+    pub target_cpu_utilization_percentage: Option<i32>,
+}
+
+fn default_min_replicas() -> i32 {
+    1
 }
 
 fn default_replicas() -> i32 {
@@ -135,6 +196,12 @@ pub struct CredentialsSpec {
 /// How the site is exposed outside the cluster.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = refuse_with_allowlist(Family::Authentication),
+    validation = refuse_with_allowlist(Family::ClientAddress),
+    validation = refuse_with_allowlist(Family::Redirect),
+    validation = refuse_with_allowlist(Family::Bypass)
+)]
 pub struct IngressSpec {
     /// Host name the site answers to, e.g. www.example.com.
     #[schemars(length(min = 1, max = 253))]
@@ -165,11 +232,16 @@ pub struct IngressSpec {
     #[x_kube(merge_strategy = ListMerge::Set)]
     pub allowed_source_ranges: Vec<String>,
 
-    /// Extra annotations for the Ingress. They cannot set the allowlist.
+    /// Extra annotations for the Ingress. Refused: annotations that inject controller
+    /// configuration (`*-snippet`) or set source ranges; with `allowedSourceRanges`, also those
+    /// that authenticate, redirect, trust a client-sent address or route around the allowlist.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    // Bounded so the API server's CEL cost estimate for the rule below stays within budget.
+    // Bounded so the API server's CEL cost estimate for the rules stays within budget.
     #[schemars(extend("maxProperties" = 64))]
-    #[x_kube(validation = Rule::new(ANNOTATIONS_RULE).message(ANNOTATIONS_MESSAGE))]
+    #[x_kube(
+        validation = refuse_always(Family::Snippet),
+        validation = refuse_always(Family::SourceRanges)
+    )]
     pub annotations: BTreeMap<String, String>,
 }
 
@@ -214,14 +286,18 @@ pub enum IdentityMode {
 }
 
 /// What the operator observed and did.
+// The default `observedGeneration: -1` is what a DemoWeb the operator has not seen yet reads
+// back as (kube-apiserver defaults on every read): generation 1 is then visibly unobserved, so
+// kstatus (Flux's `wait`/`healthChecks`) says InProgress instead of Current for a new site.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("default" = {"observedGeneration": -1}))]
 pub struct DemoWebStatus {
     /// The generation of the spec this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
 
-    /// Pods of the Deployment.
+    /// Pods the Deployment runs now; with autoscaling, as many as the autoscaler chose.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replicas: Option<i32>,
 

@@ -2,6 +2,7 @@
 //! `AzureIdentity` and `AzureIdentityBinding`, their CRDs, and the validation the operator shares
 //! with the CRD schemas.
 
+pub mod annotations;
 pub mod azure_identity;
 pub mod conditions;
 pub mod demoweb;

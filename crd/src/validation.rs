@@ -4,6 +4,7 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
+use crate::annotations::refused_keys;
 use crate::azure_identity::{AzureIdentityBindingSpec, AzureIdentitySpec, IdentityType};
 use crate::demoweb::{self as d, DemoWeb};
 
@@ -40,15 +41,6 @@ pub fn summarize(errors: &[FieldError]) -> String {
         .join("; ")
 }
 
-/// Annotation keys that would bypass `allowedSourceRanges`.
-pub const ALLOWLIST_ANNOTATIONS: &[&str] = &[
-    "traefik.ingress.kubernetes.io/whitelist-source-range",
-    "nginx.ingress.kubernetes.io/whitelist-source-range",
-    "nginx.ingress.kubernetes.io/allowlist-source-range",
-    "haproxy.org/allow-list",
-    "haproxy.org/whitelist",
-];
-
 impl DemoWeb {
     /// Every rule of the CRD schema, checked in Rust. Returns all problems, not just the first.
     pub fn validate(&self) -> Result<(), Vec<FieldError>> {
@@ -63,6 +55,31 @@ impl DemoWeb {
                 "spec.replicas",
                 "replicas must be between 0 and 1000",
             ));
+        }
+        if let Some(a) = &spec.autoscaling {
+            if !(1..=d::MAX_REPLICAS).contains(&a.min_replicas) {
+                errors.push(FieldError::new(
+                    "spec.autoscaling.minReplicas",
+                    d::MIN_REPLICAS_MESSAGE,
+                ));
+            }
+            if !(1..=d::MAX_REPLICAS).contains(&a.max_replicas) {
+                errors.push(FieldError::new(
+                    "spec.autoscaling.maxReplicas",
+                    d::MAX_REPLICAS_MESSAGE,
+                ));
+            }
+            if a.min_replicas > a.max_replicas {
+                errors.push(FieldError::new("spec.autoscaling", d::AUTOSCALING_MESSAGE));
+            }
+            if a.target_cpu_utilization_percentage
+                .is_some_and(|t| !(1..=100).contains(&t))
+            {
+                errors.push(FieldError::new(
+                    "spec.autoscaling.targetCPUUtilizationPercentage",
+                    d::CPU_TARGET_MESSAGE,
+                ));
+            }
         }
         if !is_valid_gitrepo(&spec.gitrepo) {
             errors.push(FieldError::new("spec.gitrepo", d::GITREPO_MESSAGE));
@@ -127,14 +144,13 @@ impl DemoWeb {
                     "secretName must be the name of a Secret (a DNS-1123 subdomain)",
                 ));
             }
-            if ingress
-                .annotations
-                .keys()
-                .any(|k| ALLOWLIST_ANNOTATIONS.contains(&k.as_str()))
-            {
+            for (key, rule) in refused_keys(
+                &ingress.annotations,
+                !ingress.allowed_source_ranges.is_empty(),
+            ) {
                 errors.push(FieldError::new(
-                    "spec.ingress.annotations",
-                    d::ANNOTATIONS_MESSAGE,
+                    format!("spec.ingress.annotations[{key}]"),
+                    rule.family.message(),
                 ));
             }
             let mut seen = BTreeSet::new();

@@ -1,5 +1,9 @@
 //! Every file under `examples/` parses into the Rust types without losing a field, and validates
 //! as intended: files under `examples/invalid/` fail with the message their `# expect:` line names.
+//! The GitOps files (`examples/flux/`, Flux's kinds, and `kustomization.yaml` files, kustomize's)
+//! are not ours to parse into types: they are checked for what makes them work together — the API
+//! versions Flux serves, references that resolve, paths that exist, and the chart ordered before
+//! the DemoWebs.
 
 use std::path::{Path, PathBuf};
 
@@ -48,6 +52,12 @@ fn round_trip<T: DeserializeOwned + Serialize>(
     validate(&typed)
 }
 
+/// Flux's and kustomize's files, checked by `flux_examples_deploy_the_chart_before_the_sites`.
+fn is_gitops_file(root: &Path, path: &Path) -> bool {
+    path.starts_with(root.join("flux"))
+        || path.file_name().is_some_and(|n| n == "kustomization.yaml")
+}
+
 #[test]
 fn every_example_parses_round_trips_and_validates() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples");
@@ -58,6 +68,9 @@ fn every_example_parses_round_trips_and_validates() {
         "expected the examples to be found, got {files:?}"
     );
     for path in files {
+        if is_gitops_file(&root, &path) {
+            continue;
+        }
         let text = std::fs::read_to_string(&path).expect("readable");
         let expect = text
             .lines()
@@ -95,4 +108,223 @@ fn every_example_parses_round_trips_and_validates() {
             None => assert!(errors.is_empty(), "{}: {message}", path.display()),
         }
     }
+}
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A path as Flux reads it: relative to the root of the repository the GitRepository fetches.
+fn in_repo(path: &str) -> PathBuf {
+    repo_root().join(path.trim_start_matches("./"))
+}
+
+/// Every document of the GitOps files, with the file it came from.
+fn gitops_documents() -> Vec<(PathBuf, Value)> {
+    let root = repo_root().join("examples");
+    let mut files = Vec::new();
+    example_files(&root, &mut files);
+    files.sort();
+    let mut docs = Vec::new();
+    for path in files.into_iter().filter(|p| is_gitops_file(&root, p)) {
+        let text = std::fs::read_to_string(&path).expect("readable");
+        for doc in yaml::documents(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display())) {
+            docs.push((path.clone(), doc));
+        }
+    }
+    docs
+}
+
+/// The kinds the GitOps files may use, at the API versions current Flux (v2.3 and later) serves.
+const GITOPS_KINDS: &[(&str, &str)] = &[
+    ("source.toolkit.fluxcd.io/v1", "GitRepository"),
+    ("kustomize.toolkit.fluxcd.io/v1", "Kustomization"),
+    ("helm.toolkit.fluxcd.io/v2", "HelmRelease"),
+    ("kustomize.config.k8s.io/v1beta1", "Kustomization"),
+    ("v1", "Namespace"),
+];
+
+/// What kustomize builds from `dir`: its kustomization.yaml's resources, or (as Flux does when
+/// there is none) every manifest in the directory tree. Returns the documents.
+fn build(dir: &Path) -> Vec<Value> {
+    let config = dir.join("kustomization.yaml");
+    let mut files = Vec::new();
+    if config.exists() {
+        let text = std::fs::read_to_string(&config).expect("readable");
+        let k: Value = yaml::from_str(&text).expect("kustomization.yaml parses");
+        for resource in k["resources"].as_array().expect("resources listed") {
+            let file = dir.join(resource.as_str().expect("a path"));
+            assert!(
+                file.starts_with(dir) && !resource.as_str().unwrap_or_default().contains(".."),
+                "{}: {resource} is outside the kustomization's directory (kustomize refuses it)",
+                config.display()
+            );
+            assert!(
+                file.is_file(),
+                "{}: {resource} does not exist",
+                config.display()
+            );
+            files.push(file);
+        }
+    } else {
+        example_files(dir, &mut files);
+    }
+    files
+        .iter()
+        .flat_map(|f| {
+            yaml::documents(&std::fs::read_to_string(f).expect("readable")).expect("YAML")
+        })
+        .collect()
+}
+
+#[test]
+fn flux_examples_deploy_the_chart_before_the_sites() {
+    let docs = gitops_documents();
+    let named = |api: &str, kind: &str| -> Vec<&Value> {
+        docs.iter()
+            .map(|(_, d)| d)
+            .filter(|d| d["apiVersion"] == api && d["kind"] == kind)
+            .collect()
+    };
+    for (path, doc) in &docs {
+        let key = (
+            doc["apiVersion"].as_str().unwrap_or_default(),
+            doc["kind"].as_str().unwrap_or_default(),
+        );
+        assert!(
+            GITOPS_KINDS.contains(&key),
+            "{}: {key:?} is not a kind/version the GitOps examples use",
+            path.display()
+        );
+        if key.0.ends_with(".toolkit.fluxcd.io/v1") || key.0.ends_with(".toolkit.fluxcd.io/v2") {
+            assert!(
+                doc["metadata"]["name"].is_string() && doc["metadata"]["namespace"].is_string(),
+                "{}: Flux objects are named and namespaced",
+                path.display()
+            );
+            assert!(
+                doc["spec"]["interval"].is_string(),
+                "{}: {} needs spec.interval",
+                path.display(),
+                key.1
+            );
+        }
+    }
+
+    let sources = named("source.toolkit.fluxcd.io/v1", "GitRepository");
+    assert_eq!(sources.len(), 1, "one GitRepository");
+    let source = sources[0];
+    assert!(source["spec"]["url"].is_string() && source["spec"]["ref"]["branch"].is_string());
+    let kustomizations = named("kustomize.toolkit.fluxcd.io/v1", "Kustomization");
+    let by_name = |name: &str| {
+        kustomizations
+            .iter()
+            .find(|k| k["metadata"]["name"] == name)
+            .copied()
+    };
+    let releases = named("helm.toolkit.fluxcd.io/v2", "HelmRelease");
+    assert_eq!(releases.len(), 1, "one HelmRelease for the operator");
+    let release = releases[0];
+
+    // The HelmRelease installs this repository's chart, CRDs included and kept up to date.
+    let chart = &release["spec"]["chart"]["spec"];
+    assert_eq!(chart["sourceRef"]["kind"], "GitRepository");
+    assert_eq!(chart["sourceRef"]["name"], source["metadata"]["name"]);
+    let chart_dir = in_repo(chart["chart"].as_str().expect("chart path"));
+    assert!(
+        chart_dir.join("Chart.yaml").is_file(),
+        "{}",
+        chart_dir.display()
+    );
+    assert_eq!(
+        chart["reconcileStrategy"], "Revision",
+        "a chart change in git is a new release"
+    );
+    for action in ["install", "upgrade"] {
+        assert_eq!(
+            release["spec"][action]["crds"], "CreateReplace",
+            "{action} manages the CRDs"
+        );
+    }
+
+    // Every Kustomization syncs from the GitRepository, a path that exists, and waits on health.
+    let mut applies = std::collections::BTreeMap::new();
+    for k in &kustomizations {
+        let name = k["metadata"]["name"].as_str().expect("name");
+        assert_eq!(k["spec"]["sourceRef"]["kind"], "GitRepository", "{name}");
+        assert_eq!(
+            k["spec"]["sourceRef"]["name"], source["metadata"]["name"],
+            "{name}"
+        );
+        let dir = in_repo(k["spec"]["path"].as_str().expect("path"));
+        assert!(dir.is_dir(), "{name}: {} is not a directory", dir.display());
+        assert!(
+            k["spec"]["wait"] == true || k["spec"]["healthChecks"].is_array(),
+            "{name}: without wait or healthChecks Flux reports Ready before the objects are"
+        );
+        assert_eq!(
+            k["spec"]["prune"], true,
+            "{name}: removing a file removes the object"
+        );
+        for dependency in k["spec"]["dependsOn"].as_array().into_iter().flatten() {
+            let other = dependency["name"].as_str().expect("dependsOn name");
+            assert!(
+                by_name(other).is_some(),
+                "{name} depends on unknown {other}"
+            );
+        }
+        applies.insert(name.to_owned(), (k, build(&dir)));
+    }
+
+    // The sites: DemoWebs that are valid examples, applied after (dependsOn, transitively) the
+    // Kustomization that installs the chart, into a namespace that Kustomization creates.
+    let installs_chart = |docs: &[Value]| {
+        docs.iter().any(|d| {
+            d["kind"] == "HelmRelease" && d["metadata"]["name"] == release["metadata"]["name"]
+        })
+    };
+    let mut sites = 0;
+    for (name, (k, objects)) in &applies {
+        let demowebs: Vec<&Value> = objects.iter().filter(|d| d["kind"] == "DemoWeb").collect();
+        if demowebs.is_empty() {
+            continue;
+        }
+        sites += demowebs.len();
+        for dw in &demowebs {
+            let dw: DemoWeb = serde_json::from_value((*dw).clone()).expect("a DemoWeb");
+            assert!(dw.validate().is_ok(), "{name} deploys an invalid DemoWeb");
+        }
+        let mut before = Vec::new();
+        let mut queue: Vec<String> = k["spec"]["dependsOn"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|d| d["name"].as_str().map(str::to_owned))
+            .collect();
+        while let Some(dep) = queue.pop() {
+            let dk = by_name(&dep).expect("known");
+            queue.extend(
+                dk["spec"]["dependsOn"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|d| d["name"].as_str().map(str::to_owned)),
+            );
+            before.push(dep);
+        }
+        assert!(
+            before.iter().any(|dep| installs_chart(&applies[dep].1)),
+            "{name} applies DemoWebs without depending on the Kustomization that installs the chart"
+        );
+        if let Some(target) = k["spec"]["targetNamespace"].as_str() {
+            assert!(
+                before.iter().any(|dep| applies[dep]
+                    .1
+                    .iter()
+                    .any(|d| d["kind"] == "Namespace" && d["metadata"]["name"] == target)),
+                "{name}: targetNamespace {target} is created by a Kustomization it depends on"
+            );
+        }
+    }
+    assert!(sites > 0, "the Flux examples deploy at least one site");
 }

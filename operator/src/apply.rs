@@ -16,8 +16,10 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Mutex;
 
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{DeleteParams, Patch, PatchParams, Preconditions, PropagationPolicy};
 use kube::runtime::events::{Event, EventType, Recorder};
@@ -32,6 +34,38 @@ use crate::metrics::Metrics;
 
 /// The field manager of every write this operator makes.
 pub const FIELD_MANAGER: &str = "demoweb-operator";
+/// The field manager that co-owns a Deployment's `spec.replicas` while the count is handed over
+/// to the HorizontalPodAutoscaler (see [`Writer::hand_over`]).
+pub const HANDOVER_MANAGER: &str = "demoweb-operator-handover";
+
+/// Whether `path` (e.g. `["spec", "replicas"]`) is owned by our own apply and by no one else.
+/// Server-side apply removes a field that the applier stops sending only when no other manager
+/// owns it; that is the case where a hand-over is needed to keep the field's value.
+pub fn owned_only_by_us(meta: &ObjectMeta, path: &[&str]) -> bool {
+    let owns = |fields: &Value| {
+        path.iter()
+            .try_fold(fields, |v, seg| v.get(format!("f:{seg}")))
+            .is_some()
+    };
+    let mut ours = false;
+    for entry in meta.managed_fields.iter().flatten() {
+        let Some(fields) = entry.fields_v1.as_ref().map(|f| &f.0) else {
+            continue;
+        };
+        if !owns(fields) {
+            continue;
+        }
+        let is_us = entry.manager.as_deref() == Some(FIELD_MANAGER)
+            && entry.operation.as_deref() == Some("Apply")
+            && entry.subresource.as_deref().unwrap_or_default().is_empty();
+        if is_us {
+            ours = true;
+        } else {
+            return false;
+        }
+    }
+    ours
+}
 
 /// What happened to one child.
 #[derive(Debug)]
@@ -74,6 +108,11 @@ pub trait Child:
     /// Whether reconcile reads this kind's status (the Deployment's, for readiness).
     const KEEPS_STATUS: bool = false;
 
+    /// What moves when someone changes the object: the generation for kinds whose status
+    /// reports an `observedGeneration` (their generation counts spec changes, and their status
+    /// updates do not move it), else the resourceVersion.
+    const MARKER: Marker = Marker::ResourceVersion;
+
     /// Drops what reconcile does not read from a whole object, keeping metadata and status.
     fn trim(&mut self) {}
 }
@@ -84,9 +123,26 @@ impl Child for ServiceAccount {}
 impl Child for Ingress {}
 impl Child for Deployment {
     const KEEPS_STATUS: bool = true;
+    const MARKER: Marker = Marker::Generation;
     fn trim(&mut self) {
         self.spec = None;
     }
+}
+impl Child for PodDisruptionBudget {
+    const MARKER: Marker = Marker::Generation;
+}
+impl Child for HorizontalPodAutoscaler {
+    const MARKER: Marker = Marker::Generation;
+}
+
+/// What tells that an object changed since we last knew it to hold what we want.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Marker {
+    /// `metadata.generation`, which kube-apiserver moves on every spec change of kinds that
+    /// report an `observedGeneration`; metadata is compared on every reconcile anyway.
+    Generation,
+    /// `metadata.resourceVersion`, which moves on every change.
+    ResourceVersion,
 }
 
 /// What no store needs of an object's metadata: managed fields (often the largest part of an
@@ -98,9 +154,8 @@ pub fn trim_meta(meta: &mut ObjectMeta) {
     }
 }
 
-/// Per child (by uid): the generation — or, for kinds with fields outside `spec`, the
-/// resourceVersion — at which the child was last known to hold what we want, after our own apply
-/// or after a full read that compared equal. A child whose marker has not moved since needs no
+/// Per child (by uid): the [`Marker`] at which the child was last known to hold what we want,
+/// after our own apply or after a full read that compared equal. A child whose marker has not moved since needs no
 /// read; the child reflectors drop the entries of deleted children. Keys and markers are kept as
 /// 64-bit hashes: a few dozen bytes per child.
 #[derive(Debug, Default)]
@@ -115,9 +170,9 @@ fn hash_of(value: impl Hash) -> u64 {
 }
 
 impl Verified {
-    fn marker(meta: &ObjectMeta, by_generation: bool) -> Option<u64> {
-        match (by_generation, meta.generation, &meta.resource_version) {
-            (true, Some(generation), _) => Some(hash_of(("generation", generation))),
+    fn marker(meta: &ObjectMeta, marker: Marker) -> Option<u64> {
+        match (marker, meta.generation, &meta.resource_version) {
+            (Marker::Generation, Some(generation), _) => Some(hash_of(("generation", generation))),
             (_, _, Some(version)) => Some(hash_of(("resourceVersion", version))),
             _ => None,
         }
@@ -128,16 +183,16 @@ impl Verified {
     }
 
     /// Whether the child with this metadata is unchanged since it was last known to be current.
-    pub fn is_current(&self, meta: &ObjectMeta, by_generation: bool) -> bool {
-        let (Some(uid), Some(marker)) = (&meta.uid, Self::marker(meta, by_generation)) else {
+    pub fn is_current(&self, meta: &ObjectMeta, marker: Marker) -> bool {
+        let (Some(uid), Some(marker)) = (&meta.uid, Self::marker(meta, marker)) else {
             return false;
         };
         self.entries().get(&hash_of(uid)) == Some(&marker)
     }
 
     /// Records that the child with this metadata holds what we want.
-    pub fn remember(&self, meta: &ObjectMeta, by_generation: bool) {
-        if let (Some(uid), Some(marker)) = (&meta.uid, Self::marker(meta, by_generation)) {
+    pub fn remember(&self, meta: &ObjectMeta, marker: Marker) {
+        if let (Some(uid), Some(marker)) = (&meta.uid, Self::marker(meta, marker)) {
             self.entries().insert(hash_of(uid), marker);
         }
     }
@@ -156,15 +211,6 @@ impl Verified {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-}
-
-/// Whether everything we write of an object, besides its metadata, is under `spec` — then its
-/// generation moves with every change to what we want, and status updates do not count.
-fn writes_only_spec(want: &Value) -> bool {
-    want.as_object().is_some_and(|o| {
-        o.keys()
-            .all(|k| matches!(k.as_str(), "apiVersion" | "kind" | "metadata" | "spec"))
-    })
 }
 
 /// One change a reconcile made, for the Event that sums them up.
@@ -302,7 +348,8 @@ pub fn stamp_hash<K: Resource + Serialize>(kind: &str, desired: &mut K) -> Resul
     Ok(hash)
 }
 
-fn applied_hash(meta: &ObjectMeta) -> Option<&str> {
+/// The applied-hash annotation of an object we applied.
+pub fn applied_hash(meta: &ObjectMeta) -> Option<&str> {
     meta.annotations
         .as_ref()
         .and_then(|a| a.get(APPLIED_HASH_ANNOTATION))
@@ -341,13 +388,15 @@ impl<'a> Writer<'a> {
 
     /// Applies `desired` (already hash-stamped) unless `live` shows it is not ours or already
     /// current. `live` may be a store's trimmed copy: its metadata is compared directly, the rest
-    /// through [`Verified`] or, when that does not know the object's current version, one read.
+    /// through [`Verified`] (by `marker`) or, when that does not know the object's current
+    /// version, one read.
     pub async fn apply<K>(
         &self,
         api: &Api<K>,
         kind: &str,
         live: Option<K>,
         desired: &K,
+        marker: Marker,
     ) -> Result<Applied<K>, Error>
     where
         K: Resource + Clone + Serialize + DeserializeOwned + Debug,
@@ -359,7 +408,6 @@ impl<'a> Writer<'a> {
             source,
         };
         let want = serde_json::to_value(desired).map_err(serialize)?;
-        let by_generation = writes_only_spec(&want);
         let holds = |live: &K| -> Result<bool, Error> {
             Ok(applied_hash(live.meta()) == applied_hash(desired.meta())
                 && contains(&serde_json::to_value(live).map_err(serialize)?, &want))
@@ -375,8 +423,8 @@ impl<'a> Writer<'a> {
             let meta_current = applied_hash(current.meta()) == applied_hash(desired.meta())
                 && contains(&meta, &want["metadata"]);
             if meta_current {
-                if self.verified.is_current(current.meta(), by_generation) || holds(current)? {
-                    self.verified.remember(current.meta(), by_generation);
+                if self.verified.is_current(current.meta(), marker) || holds(current)? {
+                    self.verified.remember(current.meta(), marker);
                     return Ok(Applied::Unchanged(current.clone()));
                 }
                 // A trimmed copy, changed since we last knew it current: read it whole.
@@ -388,7 +436,7 @@ impl<'a> Writer<'a> {
                         ));
                     }
                     if holds(full)? {
-                        self.verified.remember(full.meta(), by_generation);
+                        self.verified.remember(full.meta(), marker);
                         return Ok(Applied::Unchanged(full.clone()));
                     }
                 }
@@ -414,7 +462,7 @@ impl<'a> Writer<'a> {
             },
             kind,
         );
-        self.verified.remember(written.meta(), by_generation);
+        self.verified.remember(written.meta(), marker);
         let applied = match &live {
             None => Applied::Created(written),
             // The server found nothing to change (what differed was only how we compared).
@@ -447,6 +495,35 @@ impl<'a> Writer<'a> {
             "{kind} {name} already exists and is {}; it is left alone: rename or delete it",
             describe_owner(meta)
         )
+    }
+
+    /// Makes [`HANDOVER_MANAGER`] co-own the fields of `body` with their current values, so the
+    /// next apply of ours can leave them out without the API server removing them (it removes a
+    /// field the applier stops sending only when nobody else owns it). Not forced: a value that
+    /// changed since it was read is a conflict, and reconcile retries with the new one.
+    pub async fn hand_over<K>(
+        &self,
+        api: &Api<K>,
+        kind: &str,
+        name: &str,
+        body: &Value,
+    ) -> Result<(), Error>
+    where
+        K: Resource + Clone + DeserializeOwned + Debug,
+    {
+        api.patch(
+            name,
+            &PatchParams::apply(HANDOVER_MANAGER),
+            &Patch::Apply(body),
+        )
+        .await
+        .map_err(|source| Error::Apply {
+            kind: kind.to_owned(),
+            name: name.to_owned(),
+            source,
+        })?;
+        self.metrics.count_write("apply_update", kind);
+        Ok(())
     }
 
     /// Deletes `live` if this DemoWeb controls it; objects of others are never touched.
@@ -690,6 +767,75 @@ mod tests {
     }
 
     #[test]
+    fn sole_ownership_of_a_field() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::FieldsV1;
+        let entry =
+            |manager: &str, operation: &str, sub: Option<&str>, fields: Value| ManagedFieldsEntry {
+                manager: Some(manager.into()),
+                operation: Some(operation.into()),
+                subresource: sub.map(Into::into),
+                fields_v1: Some(FieldsV1(fields)),
+                ..Default::default()
+            };
+        let replicas = json!({"f:spec": {"f:replicas": {}, "f:template": {}}});
+        let template = json!({"f:spec": {"f:template": {}}});
+        let cases = [
+            (
+                "only our apply",
+                vec![entry(FIELD_MANAGER, "Apply", None, replicas.clone())],
+                true,
+            ),
+            (
+                "co-owned by the hand-over manager",
+                vec![
+                    entry(FIELD_MANAGER, "Apply", None, replicas.clone()),
+                    entry(
+                        HANDOVER_MANAGER,
+                        "Apply",
+                        None,
+                        json!({"f:spec": {"f:replicas": {}}}),
+                    ),
+                ],
+                false,
+            ),
+            (
+                "taken by a scale",
+                vec![
+                    entry(FIELD_MANAGER, "Apply", None, template.clone()),
+                    entry(
+                        "kube-controller-manager",
+                        "Update",
+                        Some("scale"),
+                        json!({"f:spec": {"f:replicas": {}}}),
+                    ),
+                ],
+                false,
+            ),
+            (
+                "owned by nobody",
+                vec![entry(FIELD_MANAGER, "Apply", None, template)],
+                false,
+            ),
+            (
+                "our name, but an update",
+                vec![entry(FIELD_MANAGER, "Update", None, replicas)],
+                false,
+            ),
+        ];
+        for (name, entries, want) in cases {
+            let meta = ObjectMeta {
+                managed_fields: Some(entries),
+                ..ObjectMeta::default()
+            };
+            assert_eq!(
+                owned_only_by_us(&meta, &["spec", "replicas"]),
+                want,
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
     fn ownership() {
         let ours = OwnerReference {
             api_version: "baeke.info/v1".into(),
@@ -774,7 +920,10 @@ mod tests {
 
         let (reason, note, related) =
             summarize_changes(vec![change("Updated", "Deployment", "web")]).expect("an Event");
-        assert_eq!((reason, note.as_str()), ("Updated", "Updated Deployment web"));
+        assert_eq!(
+            (reason, note.as_str()),
+            ("Updated", "Updated Deployment web")
+        );
         assert_eq!(
             related.and_then(|r| r.name),
             Some("web".to_owned()),
@@ -791,7 +940,8 @@ mod tests {
             note,
             "Created Ingress web; deleted Middleware web-allowlist, which this DemoWeb no longer needs"
         );
-        let (reason, _, _) = summarize_changes(vec![change("Deleted", "Ingress", "web")]).expect("an Event");
+        let (reason, _, _) =
+            summarize_changes(vec![change("Deleted", "Ingress", "web")]).expect("an Event");
         assert_eq!(reason, "Deleted");
     }
 
@@ -804,39 +954,31 @@ mod tests {
             ..ObjectMeta::default()
         };
         let v = Verified::default();
-        assert!(!v.is_current(&meta(Some(1), "10"), true), "unknown child");
-        v.remember(&meta(Some(1), "10"), true);
+        let (gen_, rv) = (Marker::Generation, Marker::ResourceVersion);
+        assert!(!v.is_current(&meta(Some(1), "10"), gen_), "unknown child");
+        v.remember(&meta(Some(1), "10"), gen_);
         assert!(
-            v.is_current(&meta(Some(1), "11"), true),
+            v.is_current(&meta(Some(1), "11"), gen_),
             "a status update moves the resourceVersion, not the generation"
         );
-        assert!(!v.is_current(&meta(Some(2), "12"), true), "a spec edit");
+        assert!(!v.is_current(&meta(Some(2), "12"), gen_), "a spec edit");
         assert!(
-            !v.is_current(&meta(Some(1), "11"), false),
-            "kinds with fields outside spec follow the resourceVersion"
+            !v.is_current(&meta(Some(1), "11"), rv),
+            "other kinds follow the resourceVersion"
         );
-        v.remember(&meta(None, "20"), true);
-        assert!(v.is_current(&meta(None, "20"), true), "no generation: resourceVersion");
-        assert!(!v.is_current(&meta(None, "21"), true));
+        v.remember(&meta(None, "20"), gen_);
         assert!(
-            !v.is_current(
-                &ObjectMeta {
-                    uid: Some("c2".into()),
-                    ..meta(None, "20")
-                },
-                true
-            ),
-            "per child"
+            v.is_current(&meta(None, "20"), gen_),
+            "no generation: the resourceVersion"
         );
+        assert!(!v.is_current(&meta(None, "21"), gen_));
+        let other = ObjectMeta {
+            uid: Some("c2".into()),
+            ..meta(None, "20")
+        };
+        assert!(!v.is_current(&other, gen_), "per child");
         v.forget(&meta(None, "20"));
         assert!(v.is_empty());
-    }
-
-    #[test]
-    fn generation_only_for_objects_written_as_spec() {
-        assert!(writes_only_spec(&json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {}, "spec": {}})));
-        assert!(!writes_only_spec(&json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {}, "data": {}})));
-        assert!(!writes_only_spec(&json!({"metadata": {}, "secrets": []})));
     }
 
     #[test]
@@ -862,7 +1004,9 @@ mod tests {
         assert!(d.spec.is_none() && d.status.is_some());
         assert!(d.metadata.managed_fields.is_none());
         assert_eq!(
-            d.metadata.annotations.map(|a| a.into_keys().collect::<Vec<_>>()),
+            d.metadata
+                .annotations
+                .map(|a| a.into_keys().collect::<Vec<_>>()),
             Some(vec![APPLIED_HASH_ANNOTATION.to_owned()])
         );
     }

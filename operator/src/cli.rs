@@ -64,6 +64,18 @@ pub struct RunArgs {
     /// operator was not told about (e.g. `30s`, `5m`, `1h`).
     #[arg(long, default_value = "5m", value_parser = parse_period, env = "DEMOWEB_RESYNC_PERIOD")]
     pub resync_period: Duration,
+
+    /// How often a stalled DemoWeb (one that needs a change by the user, e.g. a missing Secret or
+    /// a name clash) is looked at again, since the fix may be in an object the operator does not
+    /// watch. Capped at --resync-period.
+    #[arg(long, default_value = "30s", value_parser = parse_period, env = "DEMOWEB_STALLED_REQUEUE_PERIOD")]
+    pub stalled_requeue_period: Duration,
+
+    /// While the aad-pod-identity API (AzureIdentity and AzureIdentityBinding) is not served, how
+    /// often the operator looks for it besides watching its CRD (the fallback when that watch is
+    /// not allowed), to start using it without a restart.
+    #[arg(long, default_value = "60s", value_parser = parse_period, env = "DEMOWEB_IDENTITY_API_POLL_PERIOD")]
+    pub identity_api_poll_period: Duration,
 }
 
 fn parse_period(s: &str) -> Result<Duration, String> {
@@ -151,6 +163,8 @@ mod tests {
         assert_eq!(args.metrics_addr.to_string(), "0.0.0.0:8080");
         assert_eq!(args.log_format, LogFormat::Text);
         assert_eq!(args.resync_period.as_secs(), 300);
+        assert_eq!(args.stalled_requeue_period.as_secs(), 30);
+        assert_eq!(args.identity_api_poll_period.as_secs(), 60);
         let cli = Cli::parse_from([
             "demoweb-operator",
             "run",
@@ -160,6 +174,8 @@ mod tests {
             "--leader-election=false",
             "--lease-namespace=ops",
             "--resync-period=1m30s",
+            "--stalled-requeue-period=2s",
+            "--identity-api-poll-period=1s",
         ]);
         let Command::Run(args) = cli.command else {
             panic!("run")
@@ -169,6 +185,8 @@ mod tests {
         assert_eq!(args.log_format, LogFormat::Json);
         assert_eq!(args.lease_namespace.as_deref(), Some("ops"));
         assert_eq!(args.resync_period.as_secs(), 90);
+        assert_eq!(args.stalled_requeue_period.as_secs(), 2);
+        assert_eq!(args.identity_api_poll_period.as_secs(), 1);
         assert!(Cli::try_parse_from(["demoweb-operator", "run", "--resync-period=10"]).is_err());
     }
 

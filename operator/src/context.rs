@@ -1,25 +1,29 @@
 //! What every reconcile shares: the client, the reflector stores, metrics, Events, backoff and
 //! the cached discovery of ingress-controller APIs.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use demoweb_crd::{AzureIdentity, AzureIdentityBinding, DemoWeb};
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::Client;
 use kube::runtime::events::Recorder;
-use kube::runtime::reflector::Store;
-use kube::{Api, Client};
+use kube::runtime::reflector::{ObjectRef, Store};
 
-use crate::demoweb::ingress::{
-    IngressCapabilities, TRAEFIK_V2, TRAEFIK_V2_LEGACY, TRAEFIK_V3, TraefikMiddlewareApi,
-};
 use crate::apply::Verified;
+use crate::demoweb::ingress::{IngressCapabilities, capabilities_from};
 use crate::error::Error;
 use crate::metrics::Metrics;
+use crate::server::Readiness;
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
 
 /// Reflector stores: what reconcile reads instead of asking the API. Child stores hold trimmed
 /// copies: metadata without managed fields, and the Deployment's status (see `apply::Child`).
@@ -36,9 +40,54 @@ pub struct Stores {
     pub services: Store<Service>,
     pub ingresses: Store<Ingress>,
     pub service_accounts: Store<ServiceAccount>,
+    pub disruption_budgets: Store<PodDisruptionBudget>,
+    pub autoscalers: Store<HorizontalPodAutoscaler>,
     pub ingress_classes: Store<IngressClass>,
     pub bindings: Store<AzureIdentityBinding>,
     pub identities: Store<AzureIdentity>,
+    /// The CRDs that decide an allowlist dialect, each watched by name.
+    pub allowlist_apis: AllowlistApis,
+}
+
+/// One store per CRD that decides an allowlist dialect (Traefik's two Middleware groups and
+/// Kong's KongPlugin), each fed by a watch on that one name.
+#[derive(Clone)]
+pub struct AllowlistApis {
+    pub traefik: Store<CustomResourceDefinition>,
+    pub traefik_legacy: Store<CustomResourceDefinition>,
+    pub kong: Store<CustomResourceDefinition>,
+}
+
+impl AllowlistApis {
+    pub const TRAEFIK: &'static str = "middlewares.traefik.io";
+    pub const TRAEFIK_LEGACY: &'static str = "middlewares.traefik.containo.us";
+    pub const KONG: &'static str = "kongplugins.configuration.konghq.com";
+
+    fn stores(&self) -> [(&'static str, &Store<CustomResourceDefinition>); 3] {
+        [
+            (Self::TRAEFIK, &self.traefik),
+            (Self::TRAEFIK_LEGACY, &self.traefik_legacy),
+            (Self::KONG, &self.kong),
+        ]
+    }
+
+    /// What the cluster serves now, or an error when a watch has not listed its CRD yet (no
+    /// guess: an unknown answer is retried, never taken for "served" or "Traefik v3").
+    pub fn capabilities(&self) -> Result<IngressCapabilities, Error> {
+        use futures::FutureExt;
+        let mut found = Vec::with_capacity(3);
+        for (name, store) in self.stores() {
+            if store.wait_until_ready().now_or_never().is_none() {
+                return Err(Error::CapabilitiesUnknown { crd: name });
+            }
+            found.push(store.get(&ObjectRef::new(name)));
+        }
+        Ok(capabilities_from(
+            found[0].as_deref(),
+            found[1].as_deref(),
+            found[2].as_deref(),
+        ))
+    }
 }
 
 impl Stores {
@@ -51,13 +100,95 @@ impl Stores {
             return true;
         }
         let all = async {
-            let _ = self.ingress_classes.wait_until_ready().await;
-            let _ = self.bindings.wait_until_ready().await;
-            let _ = self.identities.wait_until_ready().await;
+            until_ready(&self.ingress_classes).await;
+            until_ready(&self.bindings).await;
+            until_ready(&self.identities).await;
+            for (_, store) in self.allowlist_apis.stores() {
+                until_ready(store).await;
+            }
         };
         let ready = tokio::time::timeout(timeout, all).await.is_ok();
         self.references_waited.store(true, Ordering::Relaxed);
         ready
+    }
+
+    /// Keeps `readiness` naming the caches still waiting for their first full list, and turns it
+    /// ready once none is. A cache that never fills (e.g. no permission to list its kind) keeps
+    /// the process unready, and `/readyz` says which.
+    pub fn track_sync(
+        &self,
+        identity_served: bool,
+        readiness: Readiness,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut caches = vec![
+            synced("demowebs", &self.demowebs),
+            synced("deployments", &self.deployments),
+            synced("configmaps", &self.config_maps),
+            synced("services", &self.services),
+            synced("ingresses", &self.ingresses),
+            synced("serviceaccounts", &self.service_accounts),
+            synced("ingressclasses", &self.ingress_classes),
+        ];
+        for (name, store) in self.allowlist_apis.stores() {
+            caches.push(synced(name, store));
+        }
+        if identity_served {
+            caches.push(synced("azureidentitybindings", &self.bindings));
+            caches.push(synced("azureidentities", &self.identities));
+        }
+        let mut waiting: BTreeSet<&'static str> = caches.iter().map(|(name, _)| *name).collect();
+        let mut pending: FuturesUnordered<_> = caches.into_iter().map(|(_, f)| f).collect();
+        async move {
+            let say = |waiting: &BTreeSet<&str>| {
+                let names: Vec<&str> = waiting.iter().copied().collect();
+                readiness.waiting(format!("waiting for caches to sync: {}", names.join(", ")));
+            };
+            say(&waiting);
+            while let Some(name) = pending.next().await {
+                waiting.remove(name);
+                if waiting.is_empty() {
+                    readiness.ready("caches synced");
+                } else {
+                    say(&waiting);
+                }
+            }
+        }
+    }
+}
+
+/// A store's name and a future that resolves with it once the store has its first full list (or
+/// its writer is gone: the kind is not watched).
+fn synced<K>(
+    name: &'static str,
+    store: &Store<K>,
+) -> (&'static str, BoxFuture<'static, &'static str>)
+where
+    K: kube::Resource + Clone + Send + Sync + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone + Send + Sync,
+{
+    let store = store.clone();
+    let wait = async move {
+        until_ready(&store).await;
+        name
+    };
+    (name, Box::pin(wait))
+}
+
+/// `Store::wait_until_ready`, safe to call while others wait on the same store: the store wakes
+/// only the last of concurrent waiters (kube-runtime's ready signal is a one-shot channel with a
+/// single waker), so each waiter looks again every 100ms instead of relying on being woken.
+/// False when the store's writer is gone before it filled (its kind is not watched).
+pub async fn until_ready<K>(store: &Store<K>) -> bool
+where
+    K: kube::Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    loop {
+        if let Ok(ready) =
+            tokio::time::timeout(Duration::from_millis(100), store.wait_until_ready()).await
+        {
+            return ready.is_ok();
+        }
     }
 }
 
@@ -90,9 +221,6 @@ impl Backoff {
     }
 }
 
-/// How long discovery answers are trusted: CRDs of ingress controllers come and go rarely.
-const DISCOVERY_TTL: Duration = Duration::from_secs(60);
-
 pub struct Context {
     pub client: Client,
     pub recorder: Recorder,
@@ -101,10 +229,10 @@ pub struct Context {
     pub backoff: Backoff,
     /// Requeue after success or a user-action problem, to heal drift nobody told us about.
     pub requeue: Duration,
-    /// Requeue while stalled: the fix is often in an object the operator does not watch (a
-    /// Secret, someone else's Deployment), so look again sooner. Reads only.
+    /// Requeue while stalled: the fix may be in an object the operator does not watch
+    /// (someone else's Deployment, a Secret's keys read on reconcile), so look again sooner.
+    /// Reads only.
     pub stalled_requeue: Duration,
-    capabilities: tokio::sync::Mutex<Option<(Instant, IngressCapabilities)>>,
     /// DemoWebs (by uid) already checked for the Kopf operator's leftover Deployment.
     pub legacy_checked: std::sync::Mutex<std::collections::HashSet<String>>,
 }
@@ -119,72 +247,14 @@ impl Context {
             backoff: Backoff::default(),
             requeue: Duration::from_secs(300),
             stalled_requeue: Duration::from_secs(30),
-            capabilities: tokio::sync::Mutex::new(None),
             legacy_checked: std::sync::Mutex::new(std::collections::HashSet::new()),
         }
     }
 
-    /// Which allowlist APIs the cluster serves (Traefik Middleware, Kong KongPlugin), cached.
-    pub async fn capabilities(&self) -> Result<IngressCapabilities, Error> {
-        let mut cached = self.capabilities.lock().await;
-        if let Some((at, caps)) = cached.as_ref()
-            && at.elapsed() < DISCOVERY_TTL
-        {
-            return Ok(caps.clone());
-        }
-        let caps = self.discover().await?;
-        *cached = Some((Instant::now(), caps.clone()));
-        Ok(caps)
-    }
-
-    async fn discover(&self) -> Result<IngressCapabilities, Error> {
-        let traefik_middleware = if self.serves("traefik.io/v1alpha1", "middlewares").await? {
-            Some(self.traefik_flavour().await)
-        } else if self
-            .serves("traefik.containo.us/v1alpha1", "middlewares")
-            .await?
-        {
-            Some(TRAEFIK_V2_LEGACY)
-        } else {
-            None
-        };
-        let kong_plugin = self
-            .serves("configuration.konghq.com/v1", "kongplugins")
-            .await?;
-        Ok(IngressCapabilities {
-            traefik_middleware,
-            kong_plugin,
-        })
-    }
-
-    /// Whether `group_version` serves `plural`.
-    pub async fn serves(&self, group_version: &str, plural: &str) -> Result<bool, Error> {
-        match self.client.list_api_group_resources(group_version).await {
-            Ok(list) => Ok(list.resources.iter().any(|r| r.name == plural)),
-            Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
-            Err(source) => Err(Error::Discovery {
-                group_version: group_version.to_owned(),
-                source,
-            }),
-        }
-    }
-
-    /// Traefik v3 renamed `ipWhiteList` to `ipAllowList` in the same API group; the CRD's schema
-    /// tells which one this cluster has. When the CRD cannot be read, v3 is assumed: the write
-    /// uses strict field validation, so a wrong guess fails instead of exposing the site.
-    async fn traefik_flavour(&self) -> TraefikMiddlewareApi {
-        let crds: Api<CustomResourceDefinition> = Api::all(self.client.clone());
-        match crds.get_opt("middlewares.traefik.io").await {
-            Ok(Some(crd)) => {
-                let schema = serde_json::to_string(&crd.spec).unwrap_or_default();
-                if schema.contains("\"ipAllowList\"") {
-                    TRAEFIK_V3
-                } else {
-                    TRAEFIK_V2
-                }
-            }
-            _ => TRAEFIK_V3,
-        }
+    /// Which allowlist APIs the cluster serves (Traefik Middleware, Kong KongPlugin), from the
+    /// watched CRDs: a CRD that appears, changes or goes is seen within seconds.
+    pub fn capabilities(&self) -> Result<IngressCapabilities, Error> {
+        self.stores.allowlist_apis.capabilities()
     }
 }
 

@@ -37,12 +37,10 @@ pub enum Error {
         source: kube::Error,
     },
 
-    #[error("discovering whether {group_version} is served")]
-    Discovery {
-        group_version: String,
-        #[source]
-        source: kube::Error,
-    },
+    #[error(
+        "the watch of CustomResourceDefinition {crd} has not listed it yet (is the operator allowed to list and watch it?), so whether its allowlist API is served is unknown"
+    )]
+    CapabilitiesUnknown { crd: &'static str },
 
     #[error("serialising {kind} {name}")]
     Serialize {
@@ -59,11 +57,11 @@ impl Error {
     pub fn is_transient(&self) -> bool {
         match self {
             Self::MissingMetadata(_) | Self::Serialize { .. } => false,
+            Self::CapabilitiesUnknown { .. } => true,
             Self::Read { source, .. }
             | Self::Apply { source, .. }
             | Self::Delete { source, .. }
-            | Self::PatchStatus { source, .. }
-            | Self::Discovery { source, .. } => is_transient_kube(source),
+            | Self::PatchStatus { source, .. } => is_transient_kube(source),
         }
     }
 
@@ -75,7 +73,7 @@ impl Error {
             Self::Apply { .. } => "apply",
             Self::Delete { .. } => "delete",
             Self::PatchStatus { .. } => "patch_status",
-            Self::Discovery { .. } => "discovery",
+            Self::CapabilitiesUnknown { .. } => "capabilities_unknown",
             Self::Serialize { .. } => "serialize",
         }
     }

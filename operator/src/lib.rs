@@ -7,14 +7,16 @@ pub mod context;
 pub mod demoweb;
 pub mod error;
 pub mod identity;
+pub mod kstatus;
 pub mod leader;
 pub mod metrics;
 pub mod server;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use demoweb_crd::DemoWeb;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::ListParams;
 use kube::runtime::events::Reporter;
 use kube::{Api, Client};
@@ -29,23 +31,63 @@ async fn flipped(mut rx: watch::Receiver<bool>, want: bool) {
     let _ = rx.wait_for(|v| *v == want).await;
 }
 
-/// How often the operator looks for the aad-pod-identity API when it is not served.
-const IDENTITY_API_POLL: std::time::Duration = std::time::Duration::from_secs(60);
+/// The CRD whose arrival means the aad-pod-identity API may be served now.
+pub const IDENTITY_BINDING_CRD: &str = "azureidentitybindings.aadpodidentity.k8s.io";
+
+async fn identity_served(client: &Client) -> bool {
+    serves(client, "aadpodidentity.k8s.io/v1", "azureidentitybindings").await
+        && serves(client, "aadpodidentity.k8s.io/v1", "azureidentities").await
+}
+
+/// Resolves once the aad-pod-identity API is served: woken by a watch on the binding CRD (so a
+/// `helm upgrade` that installs it is acted on in seconds), and by a poll every `poll` (the
+/// fallback when that watch is not allowed).
+async fn identity_api_appeared(client: Client, poll: Duration) {
+    use futures::StreamExt;
+    use kube::runtime::{WatchStreamExt, watcher};
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let config =
+        watcher::Config::default().fields(&format!("metadata.name={IDENTITY_BINDING_CRD}"));
+    let mut crd_events = watcher(api, config)
+        .default_backoff()
+        .touched_objects()
+        .boxed();
+    let mut poll = tokio::time::interval(poll);
+    poll.tick().await;
+    loop {
+        tokio::select! {
+            Some(_) = crd_events.next() => {
+                // Discovery follows the CRD's Established condition by a moment.
+                for _ in 0..10 {
+                    if identity_served(&client).await {
+                        return;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                }
+            }
+            _ = poll.tick() => {
+                if identity_served(&client).await {
+                    return;
+                }
+            }
+        }
+    }
+}
 
 /// Runs the DemoWeb controller until shutdown (or loss of the Lease). Without the aad-pod-identity
 /// API it runs without identity watches and restarts with them once the API is served, so
 /// installing those CRDs later (e.g. `helm upgrade` with the identity CRDs enabled) needs no
-/// restart of the pod.
+/// restart of the pod. `poll` is how often the API is looked for while it is not served.
 async fn run_demoweb(
     client: &Client,
     config: impl Fn(bool) -> demoweb::ControllerConfig,
+    poll: Duration,
     metrics: &Arc<Metrics>,
     stop: watch::Receiver<bool>,
     lost: Option<watch::Receiver<bool>>,
 ) {
     loop {
-        let served = serves(client, "aadpodidentity.k8s.io/v1", "azureidentitybindings").await
-            && serves(client, "aadpodidentity.k8s.io/v1", "azureidentities").await;
+        let served = identity_served(client).await;
         let (appeared_tx, appeared_rx) = watch::channel(false);
         let poller = (!served).then(|| {
             tracing::info!(
@@ -53,15 +95,8 @@ async fn run_demoweb(
             );
             let client = client.clone();
             tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(IDENTITY_API_POLL).await;
-                    if serves(&client, "aadpodidentity.k8s.io/v1", "azureidentitybindings").await
-                        && serves(&client, "aadpodidentity.k8s.io/v1", "azureidentities").await
-                    {
-                        let _ = appeared_tx.send(true);
-                        return;
-                    }
-                }
+                identity_api_appeared(client, poll).await;
+                let _ = appeared_tx.send(true);
             })
         });
         let (s, l, a) = (stop.clone(), lost.clone(), appeared_rx.clone());
@@ -110,11 +145,12 @@ async fn stopped_or_lost(stop: watch::Receiver<bool>, lost: Option<watch::Receiv
 fn spawn_identity(
     client: &Client,
     namespace: Option<String>,
+    poll: Duration,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> tokio::task::JoinHandle<()> {
     let client = client.clone();
     tokio::spawn(async move {
-        if let Err(err) = identity::run(client, namespace, shutdown).await {
+        if let Err(err) = identity::run(client, namespace, poll, shutdown).await {
             tracing::error!(error = %err, "the identity controller stopped");
         }
     })
@@ -204,7 +240,7 @@ pub async fn run(args: RunArgs) -> Result<(), StartupError> {
     check_crd(&client, args.namespace.as_deref()).await?;
 
     let metrics = Arc::new(Metrics::default());
-    let ready = Arc::new(AtomicBool::new(false));
+    let readiness = server::Readiness::not_ready("starting");
     let (stop_tx, stop_rx) = watch::channel(false);
     spawn_signal_handler(stop_tx);
 
@@ -218,7 +254,7 @@ pub async fn run(args: RunArgs) -> Result<(), StartupError> {
     tracing::info!(addr = %bound, "serving /metrics, /healthz and /readyz");
     let state = server::ServerState {
         metrics: metrics.clone(),
-        ready: ready.clone(),
+        readiness: readiness.clone(),
     };
     let server = tokio::spawn(server::serve(
         listener,
@@ -235,7 +271,10 @@ pub async fn run(args: RunArgs) -> Result<(), StartupError> {
             instance: Some(identity.clone()),
         },
         resync_period: args.resync_period,
+        stalled_requeue_period: args.stalled_requeue_period,
+        readiness: readiness.clone(),
     };
+    let poll = args.identity_api_poll_period;
 
     let result = if args.leader_election {
         let cfg = leader::LeaderConfig::new(
@@ -251,7 +290,12 @@ pub async fn run(args: RunArgs) -> Result<(), StartupError> {
             metrics.clone(),
             stop_rx.clone(),
         ));
-        ready.store(true, Ordering::Relaxed);
+        // A replica standing by is ready: it serves its endpoints and would take over, and a
+        // rollout must not wait for it to lead. Leading, it is ready once its caches synced.
+        readiness.ready(format!(
+            "standing by for the Lease {}/{}",
+            cfg.namespace, cfg.name
+        ));
         tracing::info!(lease = %format!("{}/{}", cfg.namespace, cfg.name), %identity, "waiting for leadership");
         tokio::select! {
             _ = flipped(lead_rx.clone(), true) => {}
@@ -270,11 +314,13 @@ pub async fn run(args: RunArgs) -> Result<(), StartupError> {
             let identity_task = spawn_identity(
                 &client,
                 args.namespace.clone(),
+                poll,
                 stopped_or_lost(stop_rx.clone(), Some(lost_rx.clone())),
             );
             run_demoweb(
                 &client,
                 controller_config,
+                poll,
                 &metrics,
                 stop_rx.clone(),
                 Some(lost_rx),
@@ -292,13 +338,21 @@ pub async fn run(args: RunArgs) -> Result<(), StartupError> {
             }
         }
     } else {
-        ready.store(true, Ordering::Relaxed);
         let identity_task = spawn_identity(
             &client,
             args.namespace.clone(),
+            poll,
             stopped_or_lost(stop_rx.clone(), None),
         );
-        run_demoweb(&client, controller_config, &metrics, stop_rx.clone(), None).await;
+        run_demoweb(
+            &client,
+            controller_config,
+            poll,
+            &metrics,
+            stop_rx.clone(),
+            None,
+        )
+        .await;
         let _ = identity_task.await;
         Ok(())
     };

@@ -1,6 +1,21 @@
-//! Prometheus metrics: reconciles, their errors and durations, and every write to the API.
+//! Prometheus metrics: reconciles, their errors and durations, every write to the API, and one set
+//! of series per DemoWeb in kube-state-metrics' style.
+//!
+//! The per-site series are read at scrape time from the controller's DemoWeb store, as
+//! kube-state-metrics reads its informer cache: the store follows every watch event (status writes,
+//! deletions, re-lists after the operator was down or a watch expired, tombstones of DemoWebs this
+//! version cannot decode), so a deleted DemoWeb's series disappear with it and no bookkeeping can
+//! drift from the API. Only a replica running the controller (the leader) has a store, so only the
+//! leader exports them.
 
+use std::sync::{Arc, Mutex};
+
+use demoweb_crd::DemoWeb;
+use kube::ResourceExt;
+use kube::runtime::reflector::Store;
+use prometheus_client::collector::Collector;
 use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -17,6 +32,108 @@ pub struct Metrics {
     duration: Histogram,
     writes: Family<Labels, Counter>,
     leader: Gauge,
+    sites: SiteCollector,
+}
+
+/// The DemoWeb store the per-site series are read from, while a controller runs.
+#[derive(Debug, Clone, Default)]
+struct SiteCollector {
+    store: Arc<Mutex<Option<Store<DemoWeb>>>>,
+}
+
+/// Each value a condition's `status` can take; one series per value, as kube-state-metrics does.
+const CONDITION_STATUSES: [&str; 3] = ["True", "False", "Unknown"];
+
+fn site_labels(dw: &DemoWeb) -> Labels {
+    vec![
+        ("namespace".to_owned(), dw.namespace().unwrap_or_default()),
+        ("name".to_owned(), dw.name_any()),
+    ]
+}
+
+fn with(mut labels: Labels, extra: &[(&str, &str)]) -> Labels {
+    labels.extend(
+        extra
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    );
+    labels
+}
+
+impl SiteCollector {
+    fn sites(&self) -> Vec<Arc<DemoWeb>> {
+        let store = self.store.lock().unwrap_or_else(|e| e.into_inner());
+        let mut sites = store.as_ref().map(Store::state).unwrap_or_default();
+        sites.sort_by_key(|dw| (dw.namespace(), dw.name_any()));
+        sites
+    }
+}
+
+impl Collector for SiteCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let info = Family::<Labels, Gauge>::default();
+        let spec_replicas = Family::<Labels, Gauge>::default();
+        let ready_replicas = Family::<Labels, Gauge>::default();
+        let conditions = Family::<Labels, Gauge>::default();
+        for dw in self.sites() {
+            let site = site_labels(&dw);
+            info.get_or_create(&with(
+                site.clone(),
+                &[
+                    ("gitrepo", &dw.spec.gitrepo),
+                    ("ref", dw.spec.git_ref.as_deref().unwrap_or_default()),
+                ],
+            ))
+            .set(1);
+            // An autoscaled site ignores spec.replicas; the fewest pods it asks for is its floor.
+            let asked = dw
+                .spec
+                .autoscaling
+                .as_ref()
+                .map_or(dw.spec.replicas, |a| a.min_replicas);
+            spec_replicas.get_or_create(&site).set(i64::from(asked));
+            let status = dw.status.clone().unwrap_or_default();
+            ready_replicas
+                .get_or_create(&site)
+                .set(i64::from(status.ready_replicas.unwrap_or_default()));
+            for c in &status.conditions {
+                for value in CONDITION_STATUSES {
+                    conditions
+                        .get_or_create(&with(
+                            site.clone(),
+                            &[("type", &c.type_), ("status", value)],
+                        ))
+                        .set(i64::from(c.status == value));
+                }
+            }
+        }
+        for (name, help, family) in [
+            (
+                "info",
+                "Information about a DemoWeb: its git repository and ref",
+                &info,
+            ),
+            (
+                "spec_replicas",
+                "Replicas a DemoWeb asks for (spec.replicas, or autoscaling.minReplicas when it autoscales)",
+                &spec_replicas,
+            ),
+            (
+                "status_ready_replicas",
+                "Ready replicas of a DemoWeb (status.readyReplicas)",
+                &ready_replicas,
+            ),
+            (
+                "status_condition",
+                "The current status of each DemoWeb condition: 1 for the status it has, 0 for the others",
+                &conditions,
+            ),
+        ] {
+            let metric = encoder.encode_descriptor(name, help, None, family.metric_type())?;
+            family.encode(metric)?;
+        }
+        Ok(())
+    }
 }
 
 impl Default for Metrics {
@@ -27,6 +144,8 @@ impl Default for Metrics {
         let duration = Histogram::new(exponential_buckets(0.005, 2.0, 14));
         let writes = Family::<Labels, Counter>::default();
         let leader = Gauge::default();
+        let sites = SiteCollector::default();
+        registry.register_collector(Box::new(sites.clone()));
         registry.register(
             "reconciles",
             "DemoWeb reconciliations, by result (ok, stalled, error)",
@@ -59,6 +178,7 @@ impl Default for Metrics {
             duration,
             writes,
             leader,
+            sites,
         }
     }
 }
@@ -88,6 +208,16 @@ impl Metrics {
 
     pub fn set_leader(&self, leader: bool) {
         self.leader.set(i64::from(leader));
+    }
+
+    /// Exports one set of series per DemoWeb in `store` (the controller's), until `forget_sites`.
+    pub fn watch_sites(&self, store: Store<DemoWeb>) {
+        *self.sites.store.lock().unwrap_or_else(|e| e.into_inner()) = Some(store);
+    }
+
+    /// Stops exporting per-site series (the controller stopped, e.g. leadership was lost).
+    pub fn forget_sites(&self) {
+        *self.sites.store.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
     /// The Prometheus text exposition of every metric.
@@ -121,5 +251,81 @@ mod tests {
             text.contains("demoweb_reconcile_duration_seconds_count 1"),
             "{text}"
         );
+    }
+
+    fn site(name: &str, ready: &str) -> DemoWeb {
+        let mut dw: DemoWeb = serde_json::from_value(serde_json::json!({
+            "apiVersion": "baeke.info/v1",
+            "kind": "DemoWeb",
+            "metadata": {"name": name, "namespace": "web", "uid": format!("uid-{name}")},
+            "spec": {"replicas": 2, "gitrepo": "https://github.com/gbaeke/static-web.git"},
+        }))
+        .expect("a DemoWeb");
+        dw.status = Some(demoweb_crd::DemoWebStatus {
+            ready_replicas: Some(1),
+            conditions: vec![k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+                type_: "Ready".into(),
+                status: ready.into(),
+                reason: "WaitingForReplicas".into(),
+                message: String::new(),
+                observed_generation: Some(1),
+                last_transition_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                    jiff::Timestamp::UNIX_EPOCH,
+                ),
+            }],
+            ..Default::default()
+        });
+        dw
+    }
+
+    #[test]
+    fn per_site_series_follow_the_store() {
+        use kube::runtime::watcher::Event;
+        let m = Metrics::default();
+        let (reader, mut writer) = kube::runtime::reflector::store::<DemoWeb>();
+        m.watch_sites(reader);
+        writer.apply_watcher_event(&Event::Apply(site("a", "False")));
+        writer.apply_watcher_event(&Event::Apply(site("b", "True")));
+        let mut scaled = site("s", "True");
+        scaled.spec.autoscaling = Some(demoweb_crd::demoweb::AutoscalingSpec {
+            min_replicas: 3,
+            max_replicas: 9,
+            target_cpu_utilization_percentage: None,
+        });
+        writer.apply_watcher_event(&Event::Apply(scaled));
+        let text = m.render();
+        for line in [
+            r#"demoweb_spec_replicas{namespace="web",name="s"} 3"#,
+            r#"demoweb_info{namespace="web",name="a",gitrepo="https://github.com/gbaeke/static-web.git",ref=""} 1"#,
+            r#"demoweb_spec_replicas{namespace="web",name="a"} 2"#,
+            r#"demoweb_status_ready_replicas{namespace="web",name="a"} 1"#,
+            r#"demoweb_status_condition{namespace="web",name="a",type="Ready",status="True"} 0"#,
+            r#"demoweb_status_condition{namespace="web",name="a",type="Ready",status="False"} 1"#,
+            r#"demoweb_status_condition{namespace="web",name="a",type="Ready",status="Unknown"} 0"#,
+            r#"demoweb_status_condition{namespace="web",name="b",type="Ready",status="True"} 1"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line}:\n{text}");
+        }
+        assert!(
+            text.contains("# TYPE demoweb_status_condition gauge"),
+            "{text}"
+        );
+
+        // Deleted while watched.
+        writer.apply_watcher_event(&Event::Delete(site("a", "False")));
+        let text = m.render();
+        assert!(!text.contains(r#"name="a""#), "{text}");
+        assert!(text.contains(r#"name="b""#), "{text}");
+
+        // Deleted while the watch was down: the re-list no longer has it.
+        writer.apply_watcher_event(&Event::Init);
+        writer.apply_watcher_event(&Event::InitDone);
+        assert!(!m.render().contains(r#"name="b""#));
+
+        // The controller stopped (leadership lost): no per-site series at all.
+        writer.apply_watcher_event(&Event::Apply(site("c", "True")));
+        assert!(m.render().contains(r#"name="c""#));
+        m.forget_sites();
+        assert!(!m.render().contains("demoweb_info{"));
     }
 }

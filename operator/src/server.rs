@@ -1,8 +1,8 @@
-//! The HTTP endpoints of the process: `/metrics` (Prometheus), `/healthz` and `/readyz`.
+//! The HTTP endpoints of the process: `/metrics` (Prometheus), `/healthz` (liveness: the process
+//! serves) and `/readyz` (readiness: the caches the controllers read have synced).
 
 use std::future::Future;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::extract::State;
@@ -13,11 +13,46 @@ use tokio::net::TcpListener;
 
 use crate::metrics::Metrics;
 
+/// Whether the process is ready, and the text `/readyz` answers with either way (e.g. which
+/// caches are still filling). Shared by the controllers, which set it, and the server.
+#[derive(Clone, Debug)]
+pub struct Readiness(Arc<Mutex<(bool, String)>>);
+
+impl Default for Readiness {
+    fn default() -> Self {
+        Self::not_ready("starting")
+    }
+}
+
+impl Readiness {
+    pub fn not_ready(why: impl Into<String>) -> Self {
+        Readiness(Arc::new(Mutex::new((false, why.into()))))
+    }
+
+    fn set(&self, ready: bool, text: String) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = (ready, text);
+    }
+
+    /// Ready; `what` says in what state (e.g. "standing by for the Lease").
+    pub fn ready(&self, what: impl Into<String>) {
+        self.set(true, what.into());
+    }
+
+    /// Not ready, and why.
+    pub fn waiting(&self, why: impl Into<String>) {
+        self.set(false, why.into());
+    }
+
+    /// (ready, text).
+    pub fn get(&self) -> (bool, String) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
 #[derive(Clone)]
 pub struct ServerState {
     pub metrics: Arc<Metrics>,
-    /// Set once the process has started its work (leading or standing by).
-    pub ready: Arc<AtomicBool>,
+    pub readiness: Readiness,
 }
 
 pub fn router(state: ServerState) -> Router {
@@ -39,10 +74,14 @@ async fn metrics(State(state): State<ServerState>) -> impl IntoResponse {
 }
 
 async fn readyz(State(state): State<ServerState>) -> impl IntoResponse {
-    if state.ready.load(Ordering::Relaxed) {
-        (StatusCode::OK, "ok\n")
+    let (ready, text) = state.readiness.get();
+    if ready {
+        (StatusCode::OK, format!("ok: {text}\n"))
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "starting\n")
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {text}\n"),
+        )
     }
 }
 
@@ -65,11 +104,11 @@ mod tests {
     async fn endpoints_answer() {
         let state = ServerState {
             metrics: Arc::new(Metrics::default()),
-            ready: Arc::new(AtomicBool::new(false)),
+            readiness: Readiness::not_ready("waiting for caches to sync: demowebs"),
         };
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let ready = state.ready.clone();
+        let readiness = state.readiness.clone();
         tokio::spawn(serve(listener, state, std::future::pending()));
         let get = |path: &'static str| async move {
             let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -86,9 +125,17 @@ mod tests {
             out
         };
         assert!(get("/healthz").await.starts_with("HTTP/1.1 200"));
-        assert!(get("/readyz").await.starts_with("HTTP/1.1 503"));
-        ready.store(true, Ordering::Relaxed);
-        assert!(get("/readyz").await.starts_with("HTTP/1.1 200"));
+        let not_ready = get("/readyz").await;
+        assert!(not_ready.starts_with("HTTP/1.1 503"), "{not_ready}");
+        assert!(
+            not_ready.ends_with("not ready: waiting for caches to sync: demowebs\n"),
+            "{not_ready}"
+        );
+        readiness.ready("caches synced");
+        let ready = get("/readyz").await;
+        assert!(ready.starts_with("HTTP/1.1 200"), "{ready}");
+        assert!(ready.ends_with("ok: caches synced\n"), "{ready}");
+        assert!(get("/healthz").await.starts_with("HTTP/1.1 200"));
         let body = get("/metrics").await;
         assert!(
             body.contains("demoweb_reconcile_duration_seconds"),

@@ -1,6 +1,8 @@
 //! The emulator's conformance suite: each behaviour of kube-apiserver the project relies on, pinned the
 //! way a user observes it (kubectl, kube-rs). Runs against a real cluster when DEMOWEB_TEST_KUBECONFIG is set.
 
+#[path = "conformance/alerts.rs"]
+mod alerts;
 #[path = "conformance/api.rs"]
 mod api;
 #[path = "conformance/builtins.rs"]

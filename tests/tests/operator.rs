@@ -13,5 +13,13 @@ mod safety;
 #[path = "operator/reliability.rs"]
 mod reliability;
 
+#[path = "operator/observability.rs"]
+mod observability;
+
 #[path = "operator/rbac.rs"]
 mod rbac;
+
+#[path = "operator/allowlist.rs"]
+mod allowlist;
+#[path = "operator/availability.rs"]
+mod availability;

@@ -5,13 +5,23 @@ use std::collections::{BTreeMap, BTreeSet};
 use demoweb_crd::conditions::reason;
 
 use demoweb_crd::DemoWeb;
-use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
+use demoweb_crd::demoweb::DEFAULT_CPU_TARGET;
+use k8s_openapi::api::apps::v1::{
+    Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
+};
+use k8s_openapi::api::autoscaling::v2::{
+    CrossVersionObjectReference, HorizontalPodAutoscaler, HorizontalPodAutoscalerSpec, MetricSpec,
+    MetricTarget, ResourceMetricSource,
+};
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
-    EnvVar, EnvVarSource, HTTPGetAction, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
-    SeccompProfile, SecretKeySelector, SecretVolumeSource, SecurityContext, Service, ServicePort,
-    ServiceSpec, Volume, VolumeMount,
+    EnvVar, EnvVarSource, ExecAction, HTTPGetAction, Lifecycle, LifecycleHandler,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile,
+    SecretKeySelector, SecretVolumeSource, SecurityContext, Service, ServicePort, ServiceSpec,
+    TopologySpreadConstraint, Volume, VolumeMount,
 };
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{Resource, ResourceExt};
@@ -32,6 +42,18 @@ pub const HEALTH_PORT: i32 = 8081;
 pub const HEALTH_PATH: &str = "/healthz";
 /// Name of the Service's and the container's port.
 pub const PORT_NAME: &str = "http";
+
+/// CPU the web container requests when the site autoscales and the user set no CPU in
+/// `resources`: the autoscaler measures utilisation against the request, so one must exist.
+/// Serving static files costs little; 50m lets a node hold many sites.
+pub const DEFAULT_CPU_REQUEST: &str = "50m";
+/// How long nginx keeps serving after it was told to stop, so that the endpoint controller,
+/// kube-proxy and the ingress controllers stop sending it traffic first.
+pub const PRE_STOP_SECONDS: i64 = 10;
+/// Covers the pause above plus nginx's graceful quit for the requests still in flight.
+pub const TERMINATION_GRACE_SECONDS: i64 = 30;
+/// Topology keys the pods spread over, most specific first.
+pub const SPREAD_KEYS: [&str; 2] = ["kubernetes.io/hostname", "topology.kubernetes.io/zone"];
 
 const GIT_ROOT: &str = "/git";
 const GIT_LINK: &str = "current";
@@ -64,6 +86,12 @@ pub fn service_name(dw: &str) -> String {
     dw.to_owned()
 }
 pub fn ingress_name(dw: &str) -> String {
+    dw.to_owned()
+}
+pub fn disruption_budget_name(dw: &str) -> String {
+    dw.to_owned()
+}
+pub fn autoscaler_name(dw: &str) -> String {
     dw.to_owned()
 }
 pub fn allowlist_name(dw: &str) -> String {
@@ -383,6 +411,50 @@ fn http_probe(period: i32) -> Probe {
     }
 }
 
+/// The user's `resources`; with autoscaling, plus a CPU request when the user set no CPU at all
+/// (a CPU limit alone makes the API server default the request to it).
+fn web_resources(dw: &DemoWeb) -> Option<ResourceRequirements> {
+    let user = dw.spec.resources.clone();
+    if dw.spec.autoscaling.is_none() {
+        return user;
+    }
+    let mut resources = user.unwrap_or_default();
+    let has_cpu =
+        |m: &Option<BTreeMap<String, Quantity>>| m.as_ref().is_some_and(|m| m.contains_key("cpu"));
+    if !has_cpu(&resources.requests) && !has_cpu(&resources.limits) {
+        resources
+            .requests
+            .get_or_insert_with(BTreeMap::new)
+            .insert("cpu".to_owned(), Quantity(DEFAULT_CPU_REQUEST.to_owned()));
+    }
+    Some(resources)
+}
+
+/// Whether the site keeps 2 or more pods (with autoscaling: at least `minReplicas`).
+pub fn is_replicated(dw: &DemoWeb) -> bool {
+    match &dw.spec.autoscaling {
+        Some(a) => a.min_replicas >= 2,
+        None => dw.spec.replicas >= 2,
+    }
+}
+
+/// Spread the pods over nodes, then zones; a preference, so a small cluster still runs them.
+fn topology_spread(name: &str) -> Vec<TopologySpreadConstraint> {
+    SPREAD_KEYS
+        .iter()
+        .map(|key| TopologySpreadConstraint {
+            max_skew: 1,
+            topology_key: (*key).to_owned(),
+            when_unsatisfiable: "ScheduleAnyway".to_owned(),
+            label_selector: Some(LabelSelector {
+                match_labels: Some(selector_labels(name)),
+                ..LabelSelector::default()
+            }),
+            ..TopologySpreadConstraint::default()
+        })
+        .collect()
+}
+
 fn web_container(dw: &DemoWeb, identity_env: &[EnvVar]) -> Container {
     Container {
         name: "web".to_owned(),
@@ -415,7 +487,24 @@ fn web_container(dw: &DemoWeb, identity_env: &[EnvVar]) -> Container {
         env: (!identity_env.is_empty()).then(|| identity_env.to_vec()),
         readiness_probe: Some(http_probe(5)),
         liveness_probe: Some(http_probe(10)),
-        resources: dw.spec.resources.clone(),
+        // On deletion the pod leaves the Service's endpoints while its containers get the stop
+        // signal; proxies and ingress controllers learn of it a few seconds later. nginx keeps
+        // serving meanwhile, then the image's STOPSIGNAL (SIGQUIT) lets it finish what is in
+        // flight. The pause is an exec of `sleep`, which the default nginx-unprivileged image
+        // (Alpine, busybox) ships; the native `sleep` handler would also work for images without
+        // a shell, but it is on by default only from Kubernetes 1.30 (beta; GA in 1.34) and we
+        // support 1.27. With an image that lacks `sleep` the hook fails, which the kubelet
+        // reports as an Event and then stops the container as if there were no hook.
+        lifecycle: Some(Lifecycle {
+            pre_stop: Some(LifecycleHandler {
+                exec: Some(ExecAction {
+                    command: Some(vec!["sleep".to_owned(), PRE_STOP_SECONDS.to_string()]),
+                }),
+                ..LifecycleHandler::default()
+            }),
+            ..Lifecycle::default()
+        }),
+        resources: web_resources(dw),
         volume_mounts: Some(vec![
             mount("content", GIT_ROOT, true),
             mount("nginx-config", NGINX_CONFIG_DIR, true),
@@ -471,7 +560,18 @@ pub fn desired_deployment(dw: &DemoWeb, auth: &GitAuth, identity: &PodIdentity) 
     Deployment {
         metadata: child_meta(dw, deployment_name(&name), "web"),
         spec: Some(DeploymentSpec {
-            replicas: Some(dw.spec.replicas),
+            // With autoscaling the count is the autoscaler's: leaving the field out of our apply
+            // gives up our ownership of it (see `mod.rs` for the hand-over).
+            replicas: dw.spec.autoscaling.is_none().then_some(dw.spec.replicas),
+            // A new pod is ready before an old one goes, whatever the replica count; the
+            // strategy and the template do not depend on the count, so scaling never rolls pods.
+            strategy: Some(DeploymentStrategy {
+                type_: Some("RollingUpdate".to_owned()),
+                rolling_update: Some(RollingUpdateDeployment {
+                    max_unavailable: Some(IntOrString::Int(0)),
+                    max_surge: Some(IntOrString::String("25%".to_owned())),
+                }),
+            }),
             selector: LabelSelector {
                 match_labels: Some(selector_labels(&name)),
                 ..LabelSelector::default()
@@ -500,6 +600,8 @@ pub fn desired_deployment(dw: &DemoWeb, auth: &GitAuth, identity: &PodIdentity) 
                     }),
                     init_containers: Some(vec![git_sync_container(dw, auth, true)]),
                     containers,
+                    termination_grace_period_seconds: Some(TERMINATION_GRACE_SECONDS),
+                    topology_spread_constraints: Some(topology_spread(&name)),
                     volumes: Some(volumes),
                     ..PodSpec::default()
                 }),
@@ -508,6 +610,64 @@ pub fn desired_deployment(dw: &DemoWeb, auth: &GitAuth, identity: &PodIdentity) 
         }),
         ..Deployment::default()
     }
+}
+
+/// At most one pod of a replicated site may be evicted at a time. `maxUnavailable` (not
+/// `minAvailable`) so that the budget never blocks every eviction, whatever the replica count.
+/// `None` for a site of fewer than 2 pods: a budget there would either block drains or mean
+/// nothing.
+pub fn desired_disruption_budget(dw: &DemoWeb) -> Option<PodDisruptionBudget> {
+    if !is_replicated(dw) {
+        return None;
+    }
+    let name = dw.name_any();
+    Some(PodDisruptionBudget {
+        metadata: child_meta(dw, disruption_budget_name(&name), "web"),
+        spec: Some(PodDisruptionBudgetSpec {
+            max_unavailable: Some(IntOrString::Int(1)),
+            selector: Some(LabelSelector {
+                match_labels: Some(selector_labels(&name)),
+                ..LabelSelector::default()
+            }),
+            ..PodDisruptionBudgetSpec::default()
+        }),
+        ..PodDisruptionBudget::default()
+    })
+}
+
+/// The HorizontalPodAutoscaler of an autoscaled site, scaling the Deployment on CPU.
+pub fn desired_autoscaler(dw: &DemoWeb) -> Option<HorizontalPodAutoscaler> {
+    let a = dw.spec.autoscaling.as_ref()?;
+    let name = dw.name_any();
+    Some(HorizontalPodAutoscaler {
+        metadata: child_meta(dw, autoscaler_name(&name), "web"),
+        spec: Some(HorizontalPodAutoscalerSpec {
+            scale_target_ref: CrossVersionObjectReference {
+                api_version: Some("apps/v1".to_owned()),
+                kind: "Deployment".to_owned(),
+                name: deployment_name(&name),
+            },
+            min_replicas: Some(a.min_replicas),
+            max_replicas: a.max_replicas,
+            metrics: Some(vec![MetricSpec {
+                type_: "Resource".to_owned(),
+                resource: Some(ResourceMetricSource {
+                    name: "cpu".to_owned(),
+                    target: MetricTarget {
+                        type_: "Utilization".to_owned(),
+                        average_utilization: Some(
+                            a.target_cpu_utilization_percentage
+                                .unwrap_or(DEFAULT_CPU_TARGET),
+                        ),
+                        ..MetricTarget::default()
+                    },
+                }),
+                ..MetricSpec::default()
+            }]),
+            ..HorizontalPodAutoscalerSpec::default()
+        }),
+        ..HorizontalPodAutoscaler::default()
+    })
 }
 
 pub fn desired_service(dw: &DemoWeb) -> Service {
@@ -533,7 +693,7 @@ pub fn desired_service(dw: &DemoWeb) -> Service {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use demoweb_crd::demoweb::{CredentialsSpec, IngressSpec, SyncSpec};
+    use demoweb_crd::demoweb::{AutoscalingSpec, CredentialsSpec, IngressSpec, SyncSpec};
     use demoweb_crd::{DemoWeb, DemoWebSpec};
 
     /// The seed's DemoWeb, as the API server returns it (with a uid).
@@ -793,6 +953,163 @@ pub(crate) mod tests {
         let web = container(&d, "web").unwrap();
         assert_eq!(web.image.as_deref(), Some("nginx:1.27"));
         assert!(web.resources.is_some());
+    }
+
+    fn autoscaled(min: i32, max: i32) -> DemoWeb {
+        with(|s| {
+            s.autoscaling = Some(AutoscalingSpec {
+                min_replicas: min,
+                max_replicas: max,
+                target_cpu_utilization_percentage: None,
+            })
+        })
+    }
+
+    #[test]
+    fn disruption_budget_only_for_replicated_sites() {
+        let cases = [
+            ("one replica", with(|s| s.replicas = 1), false),
+            ("no replicas", with(|s| s.replicas = 0), false),
+            ("two replicas", with(|s| s.replicas = 2), true),
+            ("autoscaled from one", autoscaled(1, 5), false),
+            (
+                "autoscaled from two, replicas ignored",
+                {
+                    let mut dw = autoscaled(2, 5);
+                    dw.spec.replicas = 1;
+                    dw
+                },
+                true,
+            ),
+        ];
+        for (name, dw, want) in cases {
+            let pdb = desired_disruption_budget(&dw);
+            assert_eq!(pdb.is_some(), want, "{name}");
+            if let Some(pdb) = pdb {
+                let spec = pdb.spec.unwrap();
+                assert_eq!(spec.max_unavailable, Some(IntOrString::Int(1)), "{name}");
+                assert_eq!(
+                    spec.min_available, None,
+                    "{name}: never a budget that blocks every eviction"
+                );
+                assert_eq!(
+                    spec.selector.unwrap().match_labels,
+                    Some(selector_labels("demoweb1")),
+                    "{name}: exactly the site's pods"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn autoscaling_leaves_replicas_to_the_autoscaler() {
+        let plain = desired_deployment(&seed(), &GitAuth::None, &PodIdentity::default());
+        assert_eq!(plain.spec.unwrap().replicas, Some(2));
+        assert!(desired_autoscaler(&seed()).is_none());
+
+        let dw = autoscaled(2, 6);
+        let d = desired_deployment(&dw, &GitAuth::None, &PodIdentity::default());
+        assert_eq!(d.spec.as_ref().unwrap().replicas, None);
+        let hpa = desired_autoscaler(&dw).unwrap().spec.unwrap();
+        assert_eq!((hpa.min_replicas, hpa.max_replicas), (Some(2), 6));
+        assert_eq!(hpa.scale_target_ref.kind, "Deployment");
+        assert_eq!(hpa.scale_target_ref.name, "demoweb1");
+        let target = &hpa.metrics.unwrap()[0].resource.clone().unwrap();
+        assert_eq!(target.name, "cpu");
+        assert_eq!(target.target.average_utilization, Some(DEFAULT_CPU_TARGET));
+    }
+
+    #[test]
+    fn autoscaled_web_container_requests_cpu() {
+        let requests = |dw: &DemoWeb| {
+            let d = desired_deployment(dw, &GitAuth::None, &PodIdentity::default());
+            container(&d, "web").unwrap().resources.clone()
+        };
+        let cpu = |r: Option<ResourceRequirements>, which: &str| {
+            let r = r.unwrap_or_default();
+            let m = if which == "requests" {
+                r.requests
+            } else {
+                r.limits
+            };
+            m.and_then(|m| m.get("cpu").map(|q| q.0.clone()))
+        };
+        assert_eq!(requests(&seed()), None, "no autoscaling, no default");
+        assert_eq!(
+            cpu(requests(&autoscaled(1, 3)), "requests").as_deref(),
+            Some(DEFAULT_CPU_REQUEST)
+        );
+        let mut users = autoscaled(1, 3);
+        users.spec.resources = Some(ResourceRequirements {
+            requests: Some(BTreeMap::from([
+                ("cpu".into(), Quantity("200m".into())),
+                ("memory".into(), Quantity("64Mi".into())),
+            ])),
+            ..ResourceRequirements::default()
+        });
+        let got = requests(&users);
+        assert_eq!(cpu(got.clone(), "requests").as_deref(), Some("200m"));
+        assert!(got.unwrap().requests.unwrap().contains_key("memory"));
+        let mut limited = autoscaled(1, 3);
+        limited.spec.resources = Some(ResourceRequirements {
+            limits: Some(BTreeMap::from([("cpu".into(), Quantity("1".into()))])),
+            ..ResourceRequirements::default()
+        });
+        assert_eq!(
+            cpu(requests(&limited), "requests"),
+            None,
+            "the API server defaults the request to the limit"
+        );
+    }
+
+    #[test]
+    fn pods_spread_and_roll_without_losing_capacity() {
+        for dw in [with(|s| s.replicas = 1), seed(), autoscaled(2, 4)] {
+            let d = desired_deployment(&dw, &GitAuth::None, &PodIdentity::default());
+            let spec = d.spec.as_ref().unwrap();
+            let rolling = spec
+                .strategy
+                .as_ref()
+                .unwrap()
+                .rolling_update
+                .as_ref()
+                .unwrap();
+            assert_eq!(rolling.max_unavailable, Some(IntOrString::Int(0)));
+            assert!(rolling.max_surge.is_some());
+            let pod = spec.template.spec.as_ref().unwrap();
+            let keys: Vec<&str> = pod
+                .topology_spread_constraints
+                .iter()
+                .flatten()
+                .map(|c| {
+                    assert_eq!(c.when_unsatisfiable, "ScheduleAnyway");
+                    assert_eq!(
+                        c.label_selector.as_ref().unwrap().match_labels,
+                        Some(selector_labels("demoweb1"))
+                    );
+                    c.topology_key.as_str()
+                })
+                .collect();
+            assert_eq!(keys, SPREAD_KEYS);
+            let web = container(&d, "web").unwrap();
+            let pre_stop = web.lifecycle.as_ref().unwrap().pre_stop.as_ref().unwrap();
+            assert_eq!(
+                pre_stop.exec.as_ref().unwrap().command,
+                Some(vec!["sleep".to_owned(), PRE_STOP_SECONDS.to_string()])
+            );
+            assert!(pod.termination_grace_period_seconds.unwrap() > PRE_STOP_SECONDS);
+        }
+        // Scaling must not roll the pods: the template is the same at any count.
+        let template = |dw: &DemoWeb| {
+            desired_deployment(dw, &GitAuth::None, &PodIdentity::default())
+                .spec
+                .unwrap()
+                .template
+        };
+        assert_eq!(
+            template(&with(|s| s.replicas = 1)),
+            template(&with(|s| s.replicas = 5))
+        );
     }
 
     #[test]

@@ -4,14 +4,20 @@
 use std::collections::BTreeMap;
 
 use demoweb_crd::DemoWeb;
+use demoweb_crd::annotations::{self, refused_keys};
 use demoweb_crd::demoweb::IngressSpec;
 use k8s_openapi::api::networking::v1::{
     HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressClass, IngressRule,
     IngressServiceBackend, IngressSpec as K8sIngressSpec, IngressTLS, ServiceBackendPort,
 };
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
+    CustomResourceDefinition, CustomResourceDefinitionVersion,
+};
 use kube::ResourceExt;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
 use serde_json::json;
+
+use demoweb_crd::conditions::reason;
 
 use super::desired::{PORT_NAME, allowlist_name, child_meta, ingress_name, service_name};
 
@@ -57,6 +63,56 @@ pub const TRAEFIK_V2_LEGACY: TraefikMiddlewareApi = TraefikMiddlewareApi {
 pub struct IngressCapabilities {
     pub traefik_middleware: Option<TraefikMiddlewareApi>,
     pub kong_plugin: bool,
+}
+
+/// Whether a CRD serves `version` now: established, not being deleted, the version served.
+fn served_version<'a>(
+    crd: &'a CustomResourceDefinition,
+    version: &str,
+) -> Option<&'a CustomResourceDefinitionVersion> {
+    let established = crd
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c.type_ == "Established" && c.status == "True")
+        });
+    if !established || crd.metadata.deletion_timestamp.is_some() {
+        return None;
+    }
+    crd.spec
+        .versions
+        .iter()
+        .find(|v| v.name == version && v.served)
+}
+
+/// The allowlist APIs the cluster serves, from the CRDs of Traefik's two Middleware groups and
+/// Kong's KongPlugin (`None` when absent). Traefik v3 renamed `ipWhiteList` to `ipAllowList`
+/// in the same group: the served version's schema tells which one this cluster has, and
+/// without `ipAllowList` in it the older field, which v3 still reads, is written.
+pub fn capabilities_from(
+    traefik: Option<&CustomResourceDefinition>,
+    traefik_legacy: Option<&CustomResourceDefinition>,
+    kong: Option<&CustomResourceDefinition>,
+) -> IngressCapabilities {
+    let traefik_middleware = match traefik.and_then(|c| served_version(c, "v1alpha1")) {
+        Some(version) => {
+            let schema = serde_json::to_string(&version.schema).unwrap_or_default();
+            Some(if schema.contains("\"ipAllowList\"") {
+                TRAEFIK_V3
+            } else {
+                TRAEFIK_V2
+            })
+        }
+        None => traefik_legacy
+            .and_then(|c| served_version(c, "v1alpha1"))
+            .map(|_| TRAEFIK_V2_LEGACY),
+    };
+    IngressCapabilities {
+        traefik_middleware,
+        kong_plugin: kong.and_then(|c| served_version(c, "v1")).is_some(),
+    }
 }
 
 /// How an allowlist is written for one ingress controller.
@@ -105,37 +161,80 @@ pub fn resolve_class(class_name: Option<&str>, classes: &[IngressClass]) -> Reso
 
 /// Which kind of controller a class is, from its `spec.controller` or else its well-known name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Family {
+pub enum ControllerKind {
+    /// An IngressClass with Traefik's controller name: Traefik 2.3 or later.
     Traefik,
+    /// The class name `traefik` without an IngressClass object: Traefik 1.x (which predates
+    /// IngressClass objects), or a later Traefik that nobody gave a class object.
+    TraefikByName,
     Nginx,
     Kong,
     Haproxy,
 }
 
-fn family(class: &ResolvedClass) -> Option<Family> {
+/// The controller family of a class, when we know it.
+pub fn family(class: &ResolvedClass) -> Option<ControllerKind> {
     if let Some(controller) = &class.controller {
         return match controller.as_str() {
-            CONTROLLER_TRAEFIK => Some(Family::Traefik),
-            CONTROLLER_NGINX | CONTROLLER_AKS_APP_ROUTING => Some(Family::Nginx),
-            CONTROLLER_KONG => Some(Family::Kong),
-            c if c.starts_with(CONTROLLER_HAPROXY_PREFIX) => Some(Family::Haproxy),
+            CONTROLLER_TRAEFIK => Some(ControllerKind::Traefik),
+            CONTROLLER_NGINX | CONTROLLER_AKS_APP_ROUTING => Some(ControllerKind::Nginx),
+            CONTROLLER_KONG => Some(ControllerKind::Kong),
+            c if c.starts_with(CONTROLLER_HAPROXY_PREFIX) => Some(ControllerKind::Haproxy),
             _ => None,
         };
     }
     match class.name.as_deref()? {
-        "traefik" => Some(Family::Traefik),
-        "nginx" => Some(Family::Nginx),
-        "kong" => Some(Family::Kong),
-        "haproxy" => Some(Family::Haproxy),
+        "traefik" => Some(ControllerKind::TraefikByName),
+        "nginx" => Some(ControllerKind::Nginx),
+        "kong" => Some(ControllerKind::Kong),
+        "haproxy" => Some(ControllerKind::Haproxy),
         _ => None,
     }
 }
 
-/// Picks the dialect, or explains (for the condition) why no allowlist can be written.
+/// Why no allowlist can be written; each kind is its own condition reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// The controller is unknown: nothing is created, the last good Ingress (whose class and
+    /// allowlist are unchanged) stays.
+    UnsupportedClass(String),
+    /// The controller's allowlist needs an API the cluster does not serve: our Ingress is
+    /// withdrawn, since whatever allowlist it carried can no longer be enforced.
+    MissingApi(String),
+}
+
+impl Refusal {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Refusal::UnsupportedClass(_) => reason::UNSUPPORTED_INGRESS_CLASS,
+            Refusal::MissingApi(_) => reason::ALLOWLIST_API_MISSING,
+        }
+    }
+
+    pub fn message(&self) -> &str {
+        match self {
+            Refusal::UnsupportedClass(m) | Refusal::MissingApi(m) => m,
+        }
+    }
+}
+
+/// The decision table: controller family × APIs served → dialect or refusal.
+///
+/// | class                                   | APIs served                          | allowlist                        |
+/// |-----------------------------------------|--------------------------------------|----------------------------------|
+/// | controller `traefik.io/ingress-controller` | a Traefik Middleware API           | Middleware (`ipAllowList` or `ipWhiteList`) |
+/// | controller `traefik.io/ingress-controller` | none                               | refused: Middleware API missing  |
+/// | name `traefik`, no IngressClass object  | a Traefik Middleware API             | Middleware                       |
+/// | name `traefik`, no IngressClass object  | none                                 | Traefik v1 annotation            |
+/// | ingress-nginx, AKS app routing, `nginx` | any                                  | ingress-nginx annotation         |
+/// | HAProxy (`haproxy.org/...`), `haproxy`  | any                                  | `haproxy.org/allow-list`         |
+/// | Kong, `kong`                            | KongPlugin API                       | KongPlugin                       |
+/// | Kong, `kong`                            | none                                 | refused: KongPlugin API missing  |
+/// | anything else, or no class              | any                                  | refused: unsupported class       |
 pub fn choose_dialect(
     class: &ResolvedClass,
     caps: &IngressCapabilities,
-) -> Result<Dialect, String> {
+) -> Result<Dialect, Refusal> {
     let describe = || match (&class.name, &class.controller) {
         (Some(n), Some(c)) => format!("ingress class {n:?} (controller {c:?})"),
         (Some(n), None) => format!("ingress class {n:?}"),
@@ -144,23 +243,36 @@ pub fn choose_dialect(
                 .to_owned()
         }
     };
-    match family(class) {
-        Some(Family::Traefik) => Ok(match caps.traefik_middleware {
-            Some(api) => Dialect::TraefikMiddleware(api),
-            None => Dialect::TraefikV1Annotation,
-        }),
-        Some(Family::Nginx) => Ok(Dialect::IngressNginx),
-        Some(Family::Haproxy) => Ok(Dialect::Haproxy),
-        Some(Family::Kong) if caps.kong_plugin => Ok(Dialect::Kong),
-        Some(Family::Kong) => Err(format!(
-            "{} is Kong, but the KongPlugin API (configuration.konghq.com/v1) is not served, so the allowlist cannot be written; the site is not exposed",
+    match (family(class), caps.traefik_middleware) {
+        (Some(ControllerKind::Traefik | ControllerKind::TraefikByName), Some(api)) => {
+            Ok(Dialect::TraefikMiddleware(api))
+        }
+        (Some(ControllerKind::TraefikByName), None) => Ok(Dialect::TraefikV1Annotation),
+        (Some(ControllerKind::Traefik), None) => Err(Refusal::MissingApi(format!(
+            "{} is Traefik 2 or later, which ignores the Traefik 1 allowlist annotation, and the cluster serves no Middleware API (middlewares.traefik.io or middlewares.traefik.containo.us), so the allowlist cannot be written and the site is not exposed; install Traefik's CRDs (the Traefik Helm chart installs them, or kubectl apply the kubernetes-crd-definition-v1.yml of your Traefik version)",
             describe()
-        )),
-        None => Err(format!(
+        ))),
+        (Some(ControllerKind::Nginx), _) => Ok(Dialect::IngressNginx),
+        (Some(ControllerKind::Haproxy), _) => Ok(Dialect::Haproxy),
+        (Some(ControllerKind::Kong), _) if caps.kong_plugin => Ok(Dialect::Kong),
+        (Some(ControllerKind::Kong), _) => Err(Refusal::MissingApi(format!(
+            "{} is Kong, but the cluster does not serve the KongPlugin API (kongplugins.configuration.konghq.com), so the allowlist cannot be written and the site is not exposed; install Kong's CRDs (the Kong Ingress Controller Helm chart installs them)",
+            describe()
+        ))),
+        (None, _) => Err(Refusal::UnsupportedClass(format!(
             "{}: no known way to write allowedSourceRanges, so the site is not exposed; supported: {SUPPORTED}",
             describe()
-        )),
+        ))),
     }
+}
+
+/// The controller family whose APIs decide this DemoWeb's allowlist, if it has one.
+pub fn allowlist_family(dw: &DemoWeb, classes: &[IngressClass]) -> Option<ControllerKind> {
+    let spec = dw.spec.ingress.as_ref()?;
+    if spec.allowed_source_ranges.is_empty() {
+        return None;
+    }
+    family(&resolve_class(spec.class_name.as_deref(), classes))
 }
 
 /// An allowlist in one dialect: annotations for the Ingress and possibly an extra object.
@@ -202,20 +314,18 @@ pub fn allowlist_resource(obj: &DynamicObject) -> (ApiResource, String) {
     (resource, types.kind)
 }
 
-/// Appends `ours` to a comma-separated annotation value the user may already have set.
-fn append_list(existing: Option<&String>, ours: &str) -> String {
-    let mut items: Vec<&str> = existing
-        .map(|v| {
-            v.split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .collect()
-        })
-        .unwrap_or_default();
-    if !items.contains(&ours) {
-        items.push(ours);
-    }
-    items.join(",")
+/// Puts `ours` first in a comma-separated annotation value the user may already have set: a
+/// chain runs in order, so nothing the user adds runs before the allowlist.
+fn prepend_list(existing: Option<&String>, ours: &str) -> String {
+    let others = existing
+        .into_iter()
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|s| !s.is_empty() && *s != ours);
+    std::iter::once(ours)
+        .chain(others)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// The allowlist for `ranges` in `dialect`, merged with the user's annotations.
@@ -248,7 +358,7 @@ pub fn allowlist(dw: &DemoWeb, dialect: Dialect, ranges: &[String]) -> Allowlist
             );
             annotations.insert(
                 TRAEFIK_MIDDLEWARES_ANNOTATION.to_owned(),
-                append_list(user.get(TRAEFIK_MIDDLEWARES_ANNOTATION), &reference),
+                prepend_list(user.get(TRAEFIK_MIDDLEWARES_ANNOTATION), &reference),
             );
             let mut obj = DynamicObject::new(&name, &middleware_resource(api));
             obj.metadata = child_meta(dw, name.clone(), "allowlist");
@@ -256,10 +366,8 @@ pub fn allowlist(dw: &DemoWeb, dialect: Dialect, ranges: &[String]) -> Allowlist
             extra = Some(obj);
         }
         Dialect::Kong => {
-            annotations.insert(
-                KONG_PLUGINS_ANNOTATION.to_owned(),
-                append_list(user.get(KONG_PLUGINS_ANNOTATION), &name),
-            );
+            // The user's own plugins are refused next to an allowlist (annotations.rs).
+            annotations.insert(KONG_PLUGINS_ANNOTATION.to_owned(), name.clone());
             let mut obj = DynamicObject::new(&name, &kong_plugin_resource());
             obj.metadata = child_meta(dw, name.clone(), "allowlist");
             obj.data = json!({ "plugin": "ip-restriction", "config": { "allow": ranges } });
@@ -267,6 +375,40 @@ pub fn allowlist(dw: &DemoWeb, dialect: Dialect, ranges: &[String]) -> Allowlist
         }
     }
     Allowlist { annotations, extra }
+}
+
+/// The DemoWeb without the Ingress annotations it may not carry (objects stored before the schema
+/// refused them, or under a CRD that does not), and a message naming what was left out.
+pub fn strip_refused_annotations(dw: &DemoWeb) -> (DemoWeb, Option<String>) {
+    let Some(spec) = &dw.spec.ingress else {
+        return (dw.clone(), None);
+    };
+    let refused = refused_keys(&spec.annotations, !spec.allowed_source_ranges.is_empty());
+    if refused.is_empty() {
+        return (dw.clone(), None);
+    }
+    let mut clean = dw.clone();
+    if let Some(ingress) = clean.spec.ingress.as_mut() {
+        for (key, _) in &refused {
+            ingress.annotations.remove(key);
+        }
+    }
+    let mut by_family: BTreeMap<annotations::Family, Vec<&str>> = BTreeMap::new();
+    for (key, rule) in &refused {
+        by_family.entry(rule.family).or_default().push(key);
+    }
+    let message = by_family
+        .iter()
+        .map(|(family, keys)| {
+            format!(
+                "the Ingress is applied without {}: {}",
+                keys.join(", "),
+                family.message()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    (clean, Some(message))
 }
 
 /// The site's URL as users reach it through the Ingress.
@@ -326,8 +468,8 @@ pub enum IngressPlan {
         ingress: Box<Ingress>,
         extra: Option<Box<DynamicObject>>,
     },
-    /// Fail closed: leave whatever exists, create nothing, say why.
-    Blocked(String),
+    /// Fail closed: create nothing, say why (and withdraw our Ingress when the refusal says so).
+    Blocked(Refusal),
 }
 
 pub fn plan_ingress(
@@ -344,7 +486,7 @@ pub fn plan_ingress(
         let class = resolve_class(spec.class_name.as_deref(), classes);
         match choose_dialect(&class, caps) {
             Ok(dialect) => allowlist(dw, dialect, &spec.allowed_source_ranges),
-            Err(message) => return IngressPlan::Blocked(message),
+            Err(refusal) => return IngressPlan::Blocked(refusal),
         }
     };
     IngressPlan::Present {
@@ -390,8 +532,9 @@ mod tests {
         dw
     }
 
+    /// One row per line of `choose_dialect`'s decision table.
     #[test]
-    fn dialect_per_controller() {
+    fn decision_table() {
         let classes = vec![
             class("public", CONTROLLER_NGINX, false),
             class("edge", CONTROLLER_TRAEFIK, true),
@@ -400,48 +543,313 @@ mod tests {
             class("aks", CONTROLLER_AKS_APP_ROUTING, false),
             class("nginx-inc", "nginx.org/ingress-controller", false),
         ];
-        let none = IngressCapabilities::default();
-        let v3 = IngressCapabilities {
-            traefik_middleware: Some(TRAEFIK_V3),
-            kong_plugin: true,
+        let caps = |traefik: Option<TraefikMiddlewareApi>, kong: bool| IngressCapabilities {
+            traefik_middleware: traefik,
+            kong_plugin: kong,
         };
-        let cases: Vec<(Option<&str>, &IngressCapabilities, Result<Dialect, &str>)> = vec![
-            (Some("public"), &none, Ok(Dialect::IngressNginx)),
-            (Some("aks"), &none, Ok(Dialect::IngressNginx)),
-            (Some("ha"), &none, Ok(Dialect::Haproxy)),
-            (Some("edge"), &none, Ok(Dialect::TraefikV1Annotation)),
+        let none = caps(None, false);
+        let all = caps(Some(TRAEFIK_V3), true);
+        type Row<'a> = (
+            Option<&'a str>,
+            IngressCapabilities,
+            Result<Dialect, (&'a str, &'a str)>,
+        );
+        let rows: Vec<Row> = vec![
+            // Traefik's controller name: Traefik >= 2.3, which only knows Middlewares.
             (
                 Some("edge"),
-                &v3,
+                caps(Some(TRAEFIK_V3), false),
                 Ok(Dialect::TraefikMiddleware(TRAEFIK_V3)),
             ),
-            (None, &v3, Ok(Dialect::TraefikMiddleware(TRAEFIK_V3))),
-            (Some("kong-ext"), &v3, Ok(Dialect::Kong)),
-            (Some("kong-ext"), &none, Err("KongPlugin API")),
-            (Some("nginx-inc"), &v3, Err("nginx.org/ingress-controller")),
-            // Well-known names when no IngressClass object exists.
-            (Some("traefik"), &none, Ok(Dialect::TraefikV1Annotation)),
-            (Some("nginx"), &none, Ok(Dialect::IngressNginx)),
-            (Some("haproxy"), &none, Ok(Dialect::Haproxy)),
-            (Some("kong"), &v3, Ok(Dialect::Kong)),
-            (Some("mystery"), &v3, Err("ingress class \"mystery\"")),
+            (
+                Some("edge"),
+                caps(Some(TRAEFIK_V2), false),
+                Ok(Dialect::TraefikMiddleware(TRAEFIK_V2)),
+            ),
+            (
+                Some("edge"),
+                caps(Some(TRAEFIK_V2_LEGACY), false),
+                Ok(Dialect::TraefikMiddleware(TRAEFIK_V2_LEGACY)),
+            ),
+            (
+                Some("edge"),
+                caps(None, true),
+                Err((reason::ALLOWLIST_API_MISSING, "middlewares.traefik.io")),
+            ),
+            // The default class is Traefik's too.
+            (
+                None,
+                caps(None, false),
+                Err((reason::ALLOWLIST_API_MISSING, "Traefik 2 or later")),
+            ),
+            (
+                None,
+                all.clone(),
+                Ok(Dialect::TraefikMiddleware(TRAEFIK_V3)),
+            ),
+            // The name "traefik" without a class object: v1 unless a Middleware API is served.
+            (
+                Some("traefik"),
+                none.clone(),
+                Ok(Dialect::TraefikV1Annotation),
+            ),
+            (
+                Some("traefik"),
+                all.clone(),
+                Ok(Dialect::TraefikMiddleware(TRAEFIK_V3)),
+            ),
+            // ingress-nginx and AKS application routing, whatever is served.
+            (Some("public"), none.clone(), Ok(Dialect::IngressNginx)),
+            (Some("aks"), all.clone(), Ok(Dialect::IngressNginx)),
+            (Some("nginx"), none.clone(), Ok(Dialect::IngressNginx)),
+            // HAProxy.
+            (Some("ha"), none.clone(), Ok(Dialect::Haproxy)),
+            (Some("haproxy"), all.clone(), Ok(Dialect::Haproxy)),
+            // Kong needs the KongPlugin API.
+            (Some("kong-ext"), caps(None, true), Ok(Dialect::Kong)),
+            (Some("kong"), caps(None, true), Ok(Dialect::Kong)),
+            (
+                Some("kong-ext"),
+                caps(Some(TRAEFIK_V3), false),
+                Err((reason::ALLOWLIST_API_MISSING, "KongPlugin API")),
+            ),
+            // Anything else.
+            (
+                Some("nginx-inc"),
+                all.clone(),
+                Err((
+                    reason::UNSUPPORTED_INGRESS_CLASS,
+                    "nginx.org/ingress-controller",
+                )),
+            ),
+            (
+                Some("mystery"),
+                all.clone(),
+                Err((
+                    reason::UNSUPPORTED_INGRESS_CLASS,
+                    "ingress class \"mystery\"",
+                )),
+            ),
         ];
-        for (name, caps, expected) in cases {
+        for (name, caps, expected) in rows {
             let resolved = resolve_class(name, &classes);
-            let got = choose_dialect(&resolved, caps);
-            match (got, expected) {
-                (Ok(g), Ok(e)) => assert_eq!(g, e, "{name:?}"),
-                (Err(msg), Err(needle)) => {
-                    assert!(msg.contains(needle), "{name:?}: {msg}");
-                    assert!(msg.contains("not exposed"), "{msg}");
+            match (choose_dialect(&resolved, &caps), expected) {
+                (Ok(got), Ok(want)) => assert_eq!(got, want, "{name:?} with {caps:?}"),
+                (Err(refusal), Err((reason, needle))) => {
+                    assert_eq!(refusal.reason(), reason, "{name:?} with {caps:?}");
+                    assert!(refusal.message().contains(needle), "{name:?}: {refusal:?}");
+                    assert!(refusal.message().contains("not exposed"), "{refusal:?}");
                 }
-                (got, expected) => panic!("{name:?}: got {got:?}, expected {expected:?}"),
+                (got, want) => panic!("{name:?} with {caps:?}: got {got:?}, expected {want:?}"),
             }
         }
         // No class and no default class: fail closed.
         let resolved = resolve_class(None, &classes[..1]);
         assert_eq!(resolved, ResolvedClass::default());
-        assert!(choose_dialect(&resolved, &v3).is_err());
+        assert!(matches!(
+            choose_dialect(&resolved, &all),
+            Err(Refusal::UnsupportedClass(_))
+        ));
+    }
+
+    #[test]
+    fn refused_annotations_are_left_off_the_ingress() {
+        let mut dw = dw_with_ingress(Some("nginx"), &["10.0.0.0/8"]);
+        let annotations = &mut dw.spec.ingress.as_mut().unwrap().annotations;
+        annotations.insert(
+            "nginx.ingress.kubernetes.io/server-snippet".into(),
+            "x".into(),
+        );
+        annotations.insert(
+            "nginx.ingress.kubernetes.io/auth-url".into(),
+            "http://e/".into(),
+        );
+        annotations.insert(
+            "nginx.ingress.kubernetes.io/proxy-body-size".into(),
+            "1m".into(),
+        );
+        let (clean, message) = strip_refused_annotations(&dw);
+        let message = message.expect("refused");
+        assert!(
+            message.contains("nginx.ingress.kubernetes.io/server-snippet"),
+            "{message}"
+        );
+        assert!(
+            message.contains("nginx.ingress.kubernetes.io/auth-url"),
+            "{message}"
+        );
+        assert!(clean.validate().is_ok(), "{:?}", clean.validate());
+        let IngressPlan::Present { ingress, .. } =
+            plan_ingress(&clean, &[], &IngressCapabilities::default())
+        else {
+            panic!("expected an Ingress")
+        };
+        let ann = ingress.metadata.annotations.unwrap();
+        assert!(!ann.contains_key("nginx.ingress.kubernetes.io/server-snippet"));
+        assert!(!ann.contains_key("nginx.ingress.kubernetes.io/auth-url"));
+        assert_eq!(ann["nginx.ingress.kubernetes.io/proxy-body-size"], "1m");
+        assert_eq!(ann[NGINX_ANNOTATION], "10.0.0.0/8");
+
+        // Without an allowlist only the always-refused ones go.
+        dw.spec
+            .ingress
+            .as_mut()
+            .unwrap()
+            .allowed_source_ranges
+            .clear();
+        let (clean, message) = strip_refused_annotations(&dw);
+        let kept = &clean.spec.ingress.as_ref().unwrap().annotations;
+        assert!(kept.contains_key("nginx.ingress.kubernetes.io/auth-url"));
+        assert!(!kept.contains_key("nginx.ingress.kubernetes.io/server-snippet"));
+        assert!(!message.unwrap().contains("auth-url"));
+
+        let (same, none) = strip_refused_annotations(&clean);
+        assert_eq!(same, clean);
+        assert!(none.is_none());
+    }
+
+    /// Every dialect × every refused annotation: the Ingress never carries the refused key, and
+    /// always carries the dialect's own allowlist.
+    #[test]
+    fn every_dialect_leaves_every_refused_annotation_out() {
+        use demoweb_crd::annotations::{Pattern, REFUSED};
+        let kong_and_traefik = IngressCapabilities {
+            traefik_middleware: Some(TRAEFIK_V3),
+            kong_plugin: true,
+        };
+        let dialects: [(&str, &IngressCapabilities, &str); 5] = [
+            ("nginx", &kong_and_traefik, NGINX_ANNOTATION),
+            ("haproxy", &kong_and_traefik, HAPROXY_ANNOTATION),
+            (
+                "traefik",
+                &IngressCapabilities::default(),
+                TRAEFIK_V1_ANNOTATION,
+            ),
+            ("traefik", &kong_and_traefik, TRAEFIK_MIDDLEWARES_ANNOTATION),
+            ("kong", &kong_and_traefik, KONG_PLUGINS_ANNOTATION),
+        ];
+        for (class, caps, allowlist_key) in dialects {
+            for rule in REFUSED {
+                let key = match rule.pattern {
+                    Pattern::Exact(k) => k.to_owned(),
+                    Pattern::Prefix(p) => format!("{p}x"),
+                    Pattern::Suffix(s) => format!("example.com/x{s}"),
+                };
+                let mut dw = dw_with_ingress(Some(class), &["10.0.0.0/8"]);
+                let annotations = &mut dw.spec.ingress.as_mut().unwrap().annotations;
+                annotations.insert(key.clone(), "0.0.0.0/0".into());
+                let (clean, message) = strip_refused_annotations(&dw);
+                assert!(message.is_some_and(|m| m.contains(&key)), "{class}: {key}");
+                let IngressPlan::Present { ingress, .. } = plan_ingress(&clean, &[], caps) else {
+                    panic!("{class}: expected an Ingress")
+                };
+                let ann = ingress.metadata.annotations.unwrap();
+                // The operator's own key may coincide with a refused one: it carries our value.
+                if key == allowlist_key {
+                    assert_ne!(ann[&key], "0.0.0.0/0", "{class}: {key}");
+                } else {
+                    assert!(
+                        !ann.contains_key(&key),
+                        "{class}: {key} reached the Ingress"
+                    );
+                }
+                assert!(ann.contains_key(allowlist_key), "{class}: {key}");
+            }
+        }
+    }
+
+    #[test]
+    fn capabilities_from_the_watched_crds() {
+        use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+        let crd = |name: &str, version: &str, field: &str, established: bool| {
+            serde_json::from_value::<CustomResourceDefinition>(json!({
+                "metadata": {"name": name},
+                "spec": {"group": "g", "scope": "Namespaced",
+                    "names": {"kind": "K", "plural": "ks"},
+                    "versions": [{"name": version, "served": true, "storage": true,
+                        "schema": {"openAPIV3Schema": {"type": "object", "properties": {"spec":
+                            {"type": "object", "properties": {field: {"type": "object"}}}}}}}]},
+                "status": {"conditions": [{"type": "Established",
+                    "status": if established { "True" } else { "False" }}]}
+            }))
+            .unwrap()
+        };
+        let v3 = crd("middlewares.traefik.io", "v1alpha1", "ipAllowList", true);
+        let v2 = crd("middlewares.traefik.io", "v1alpha1", "ipWhiteList", true);
+        let legacy = crd(
+            "middlewares.traefik.containo.us",
+            "v1alpha1",
+            "ipWhiteList",
+            true,
+        );
+        let kong = crd("kongplugins.configuration.konghq.com", "v1", "config", true);
+        let pending = crd("middlewares.traefik.io", "v1alpha1", "ipAllowList", false);
+        let mut deleting = v3.clone();
+        deleting.metadata.deletion_timestamp = Some(
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::UNIX_EPOCH),
+        );
+        let caps = |t, l, k| capabilities_from(t, l, k);
+        assert_eq!(caps(None, None, None), IngressCapabilities::default());
+        assert_eq!(
+            caps(Some(&v3), Some(&legacy), None).traefik_middleware,
+            Some(TRAEFIK_V3)
+        );
+        assert_eq!(
+            caps(Some(&v2), None, None).traefik_middleware,
+            Some(TRAEFIK_V2)
+        );
+        assert_eq!(
+            caps(None, Some(&legacy), None).traefik_middleware,
+            Some(TRAEFIK_V2_LEGACY)
+        );
+        assert_eq!(caps(Some(&pending), None, None).traefik_middleware, None);
+        assert_eq!(caps(Some(&deleting), None, None).traefik_middleware, None);
+        assert!(caps(None, None, Some(&kong)).kong_plugin);
+        let kong_v2 = crd("kongplugins.configuration.konghq.com", "v2", "config", true);
+        assert!(!caps(None, None, Some(&kong_v2)).kong_plugin);
+    }
+
+    /// The README shows the refused annotations as the code has them.
+    /// `DEMOWEB_UPDATE_GENERATED=1 cargo test -p demoweb-operator generated` rewrites the table.
+    #[test]
+    fn generated_readme_annotation_table_is_up_to_date() {
+        const BEGIN: &str = "<!-- refused-annotations:begin (generated) -->\n";
+        const END: &str = "<!-- refused-annotations:end -->";
+        let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../README.md");
+        let readme = std::fs::read_to_string(&path).expect("README.md");
+        let (Some(start), Some(end)) = (readme.find(BEGIN), readme.find(END)) else {
+            panic!("README.md lacks the {BEGIN:?} … {END:?} markers")
+        };
+        let table = demoweb_crd::annotations::readme_table();
+        let current = &readme[start + BEGIN.len()..end];
+        if std::env::var_os("DEMOWEB_UPDATE_GENERATED").is_some() {
+            let updated = format!("{}{BEGIN}{table}{}", &readme[..start], &readme[end..]);
+            std::fs::write(&path, updated).expect("write README.md");
+            return;
+        }
+        assert!(
+            current == table,
+            "README.md's refused-annotations table is stale: run `DEMOWEB_UPDATE_GENERATED=1 cargo test -p demoweb-operator generated` and commit the result"
+        );
+    }
+
+    #[test]
+    fn allowlist_families_follow_the_class() {
+        let classes = vec![class("edge", CONTROLLER_TRAEFIK, false)];
+        let dw = dw_with_ingress(Some("edge"), &["10.0.0.0/8"]);
+        assert_eq!(
+            allowlist_family(&dw, &classes),
+            Some(ControllerKind::Traefik)
+        );
+        assert_eq!(allowlist_family(&dw, &[]), None);
+        let dw = dw_with_ingress(Some("kong"), &["10.0.0.0/8"]);
+        assert_eq!(allowlist_family(&dw, &classes), Some(ControllerKind::Kong));
+        let dw = dw_with_ingress(Some("kong"), &[]);
+        assert_eq!(
+            allowlist_family(&dw, &classes),
+            None,
+            "no allowlist, no dependency"
+        );
     }
 
     #[test]
@@ -472,7 +880,7 @@ mod tests {
             let a = allowlist(&dw, Dialect::TraefikMiddleware(api), &ranges);
             assert_eq!(
                 a.annotations[TRAEFIK_MIDDLEWARES_ANNOTATION],
-                "default-auth@kubernetescrd,default-demoweb1-allowlist@kubernetescrd"
+                "default-demoweb1-allowlist@kubernetescrd,default-auth@kubernetescrd"
             );
             let mw = a.extra.unwrap();
             assert_eq!(
@@ -508,10 +916,7 @@ mod tests {
             .annotations
             .insert(KONG_PLUGINS_ANNOTATION.into(), "http-auth".into());
         let a = allowlist(&dw, Dialect::Kong, &["52.0.0.0/8".to_owned()]);
-        assert_eq!(
-            a.annotations[KONG_PLUGINS_ANNOTATION],
-            "http-auth,demoweb1-allowlist"
-        );
+        assert_eq!(a.annotations[KONG_PLUGINS_ANNOTATION], "demoweb1-allowlist");
         let plugin = a.extra.unwrap();
         assert_eq!(
             plugin.types.as_ref().unwrap().api_version,
@@ -553,7 +958,9 @@ mod tests {
             &[],
             &caps,
         );
-        assert!(matches!(plan, IngressPlan::Blocked(m) if m.contains("mystery")));
+        assert!(
+            matches!(plan, IngressPlan::Blocked(Refusal::UnsupportedClass(m)) if m.contains("mystery"))
+        );
 
         // Allowlist with ingress-nginx: the annotation is there, user annotations kept.
         let plan = plan_ingress(&dw_with_ingress(Some("nginx"), &["10.0.0.0/8"]), &[], &caps);

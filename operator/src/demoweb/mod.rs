@@ -2,16 +2,24 @@
 //! identify → gather → validate → build → apply → status → requeue.
 //!
 //! What a reconcile guarantees, whatever triggered it:
-//! - children (ServiceAccount for WorkloadIdentity, ConfigMap, Deployment, Service, allowlist
-//!   object, Ingress) are server-side applied in that order, each only when the live object lacks
+//! - children (ServiceAccount for WorkloadIdentity, ConfigMap, Deployment, HorizontalPodAutoscaler,
+//!   PodDisruptionBudget, Service, allowlist object, Ingress) are server-side applied in that order, each only when the live object lacks
 //!   a wanted field or carries an older applied-hash — so an unchanged DemoWeb costs no writes;
 //! - an object of a child's name that this DemoWeb does not control is never written, adopted or
 //!   deleted (NameConflict); an allowlist that cannot be expressed creates no Ingress
-//!   (UnsupportedIngressClass); an invalid spec, a missing Secret or an unresolvable identity
-//!   applies nothing at all, so the last good children keep serving;
+//!   (UnsupportedIngressClass), and one whose API is missing also withdraws the existing one
+//!   (AllowlistApiMissing); refused annotations never reach the Ingress (AnnotationsRefused);
+//!   an invalid spec, a missing Secret or an unresolvable identity applies nothing at all, so
+//!   the last good children keep serving;
+//! - what decides a plan is watched: IngressClasses, the CRDs of the allowlist APIs, credentials
+//!   Secrets (metadata only), identity bindings and identities re-queue exactly the DemoWebs
+//!   that use them;
 //! - children this DemoWeb controls but no longer wants are deleted, including the seed Kopf
 //!   operator's `<name>-deployment`; a ServiceAccount only once the live Deployment's pods no
 //!   longer use it, so no order of writes can leave a rollout on a deleted account;
+//! - while the site autoscales, the Deployment's replica count is the autoscaler's: our apply
+//!   leaves `spec.replicas` out, after handing the field over (see `hand_over_replicas`), so
+//!   neither a reconcile nor a resync resets a scaled Deployment;
 //! - status is computed from what was applied and written only when it differs.
 //!
 //! API errors are returned to the runtime, which backs off per object (`error_policy`).
@@ -32,25 +40,28 @@ use demoweb_crd::validation::summarize;
 use demoweb_crd::{AzureIdentity, AzureIdentityBinding, DemoWeb, DemoWebStatus, IdentityMode};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Secret, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{DynamicObject, Patch, PatchParams};
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::core::PartialObjectMeta;
 use kube::{Api, Client, Resource, ResourceExt};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tracing::Instrument;
 
 use crate::apply::{
-    Applied, Child, FIELD_MANAGER, Verified, Writer, get_opt, publish, stamp_hash, trim_meta,
+    Applied, Child, FIELD_MANAGER, Marker, Verified, Writer, applied_hash, get_opt,
+    owned_only_by_us, publish, stamp_hash, trim_meta,
 };
-use crate::context::{Context, Stores};
+use crate::context::{AllowlistApis, Context, Stores};
 use crate::error::{Error, chain};
 use crate::identity::{self, ResolvedIdentity};
 use desired::GitAuth;
@@ -127,7 +138,7 @@ async fn gather(dw: &DemoWeb, id: &Id, ctx: &Context) -> Result<Gathered, Error>
         .as_ref()
         .is_some_and(|i| !i.allowed_source_ranges.is_empty());
     let capabilities = if wants_allowlist {
-        ctx.capabilities().await?
+        ctx.capabilities()?
     } else {
         IngressCapabilities::default()
     };
@@ -176,6 +187,8 @@ struct Children {
     service_account: Option<ServiceAccount>,
     config_map: ConfigMap,
     deployment: Deployment,
+    autoscaler: Option<HorizontalPodAutoscaler>,
+    disruption_budget: Option<PodDisruptionBudget>,
     service: Service,
     ingress: IngressPlan,
 }
@@ -202,6 +215,8 @@ fn build(dw: &DemoWeb, valid: &Valid, found: &Gathered) -> Children {
         service_account,
         config_map: desired::desired_config_map(dw),
         deployment: desired::desired_deployment(dw, &valid.auth, &pod_identity),
+        autoscaler: desired::desired_autoscaler(dw),
+        disruption_budget: desired::desired_disruption_budget(dw),
         service: desired::desired_service(dw),
         ingress: ingress::plan_ingress(dw, &found.classes, &found.capabilities),
     }
@@ -247,30 +262,107 @@ async fn ensure<K>(
     report: &mut Report,
 ) -> Result<(Option<K>, String), Error>
 where
-    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + Serialize
-        + DeserializeOwned
-        + Debug,
+    K: Child,
 {
     let kind = K::kind(&()).to_string();
     let hash = stamp_hash(&kind, &mut desired)?;
     let name = desired.meta().name.clone().unwrap_or_default();
     let api: Api<K> = Api::namespaced(ctx.client.clone(), ns);
     let current = live(store, &api, &kind, &name, ns).await?;
-    Ok(match w.apply(&api, &kind, current, &desired).await? {
-        Applied::Conflict(message) => {
-            report.problems.push(UserError {
-                reason: reason::NAME_CONFLICT,
-                message,
-            });
-            (None, hash)
+    Ok(
+        match w.apply(&api, &kind, current, &desired, K::MARKER).await? {
+            Applied::Conflict(message) => {
+                report.problems.push(UserError {
+                    reason: reason::NAME_CONFLICT,
+                    message,
+                });
+                (None, hash)
+            }
+            applied => {
+                report.changed_children |=
+                    matches!(applied, Applied::Created(_) | Applied::Updated(_));
+                (applied.object().cloned(), hash)
+            }
+        },
+    )
+}
+
+/// Applies an optional child, or deletes the one this DemoWeb controls when it is not wanted.
+async fn ensure_or_delete<K>(
+    w: &Writer<'_>,
+    ctx: &Context,
+    store: &Store<K>,
+    id: &Id,
+    name: String,
+    desired: Option<K>,
+    report: &mut Report,
+) -> Result<(), Error>
+where
+    K: Child,
+{
+    let ns = id.namespace.as_str();
+    match desired {
+        Some(desired) => {
+            ensure(w, ctx, store, ns, desired, report).await?;
         }
-        applied => {
-            report.changed_children |= matches!(applied, Applied::Created(_) | Applied::Updated(_));
-            (applied.object().cloned(), hash)
+        None => {
+            let api: Api<K> = Api::namespaced(ctx.client.clone(), ns);
+            let current = store
+                .get(&ObjectRef::new(&name).within(ns))
+                .map(|o| (*o).clone());
+            w.delete_if_ours(&api, &K::kind(&()), current).await?;
         }
-    })
+    }
+    Ok(())
+}
+
+/// Before our apply stops sending the Deployment's `spec.replicas` (autoscaling switched on), a
+/// second field manager co-owns it at its current value: server-side apply removes a field the
+/// applier no longer sends when nobody else owns it, and the Deployment would fall back to the
+/// default of 1 replica until the autoscaler caught up. Once the autoscaler (or `kubectl
+/// scale`) writes the count through the scale subresource it owns the field alone. Switching
+/// autoscaling off, our forced apply takes the field back with `spec.replicas`. Ownership is read
+/// from the Deployment's `managedFields`, which the store does not keep: the Deployment is read
+/// whole, but only when our apply is about to change it — when the applied-hash of the store's
+/// copy already matches, our last apply left `spec.replicas` out and there is nothing to hand over.
+async fn hand_over_replicas(
+    w: &Writer<'_>,
+    ctx: &Context,
+    ns: &str,
+    desired: &Deployment,
+) -> Result<(), Error> {
+    let wants_replicas = desired.spec.as_ref().is_some_and(|s| s.replicas.is_some());
+    let name = desired.metadata.name.clone().unwrap_or_default();
+    let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), ns);
+    if wants_replicas {
+        return Ok(());
+    }
+    let hash = stamp_hash("Deployment", &mut desired.clone())?;
+    let stored = ctx
+        .stores
+        .deployments
+        .get(&ObjectRef::new(&name).within(ns));
+    if stored.is_some_and(|d| applied_hash(&d.metadata) == Some(hash.as_str())) {
+        return Ok(());
+    }
+    let Some(live) = get_opt(&api, "Deployment", &name).await? else {
+        return Ok(());
+    };
+    if !crate::apply::is_controlled_by(&live.metadata, w.owner_uid)
+        || !owned_only_by_us(&live.metadata, &["spec", "replicas"])
+    {
+        return Ok(());
+    }
+    let Some(replicas) = live.spec.as_ref().and_then(|s| s.replicas) else {
+        return Ok(());
+    };
+    let body = json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {"replicas": replicas},
+    });
+    w.hand_over(&api, "Deployment", &name, &body).await
 }
 
 fn dynamic_api(ctx: &Context, ns: &str, obj: &DynamicObject) -> (Api<DynamicObject>, String) {
@@ -346,6 +438,22 @@ async fn apply_children(
         &mut report,
     )
     .await?;
+    // The autoscaler goes before the Deployment gets its replica count back, and comes after the
+    // Deployment it scales exists.
+    let autoscaler_name = desired::autoscaler_name(&id.name);
+    if children.autoscaler.is_none() {
+        ensure_or_delete(
+            w,
+            ctx,
+            &stores.autoscalers,
+            id,
+            autoscaler_name.clone(),
+            None,
+            &mut report,
+        )
+        .await?;
+    }
+    hand_over_replicas(w, ctx, ns, &children.deployment).await?;
     let (deployment, hash) = ensure(
         w,
         ctx,
@@ -360,6 +468,28 @@ async fn apply_children(
     if let Some(sa) = unwanted_service_account {
         delete_service_account_once_unused(w, ctx, id, sa, report.deployment.as_ref()).await?;
     }
+    if children.autoscaler.is_some() {
+        ensure_or_delete(
+            w,
+            ctx,
+            &stores.autoscalers,
+            id,
+            autoscaler_name,
+            children.autoscaler,
+            &mut report,
+        )
+        .await?;
+    }
+    ensure_or_delete(
+        w,
+        ctx,
+        &stores.disruption_budgets,
+        id,
+        desired::disruption_budget_name(&id.name),
+        children.disruption_budget,
+        &mut report,
+    )
+    .await?;
     ensure(w, ctx, &stores.services, ns, children.service, &mut report).await?;
 
     let ingress_api: Api<Ingress> = Api::namespaced(ctx.client.clone(), ns);
@@ -375,14 +505,26 @@ async fn apply_children(
                 .await?;
             delete_stale_allowlists(w, ctx, id, live_ingress.as_ref(), None).await?;
         }
-        IngressPlan::Blocked(message) => {
+        IngressPlan::Blocked(refusal) => {
             report.problems.push(UserError {
-                reason: reason::UNSUPPORTED_INGRESS_CLASS,
-                message,
+                reason: refusal.reason(),
+                message: refusal.message().to_owned(),
             });
-            // The Ingress from the last good spec, if any, stays — and so does its URL.
-            if live_ingress.is_some() {
-                report.url = dw.status.as_ref().and_then(|s| s.url.clone());
+            match refusal {
+                // The allowlist API is gone: whatever our Ingress referenced is no longer
+                // enforced, so the Ingress goes too (fail closed).
+                ingress::Refusal::MissingApi(_) => {
+                    w.delete_if_ours(&ingress_api, "Ingress", live_ingress.clone())
+                        .await?;
+                    delete_stale_allowlists(w, ctx, id, live_ingress.as_ref(), None).await?;
+                }
+                // The Ingress from the last good spec, if any, stays (its class and allowlist
+                // are unchanged) — and so does its URL.
+                ingress::Refusal::UnsupportedClass(_) => {
+                    if live_ingress.is_some() {
+                        report.url = dw.status.as_ref().and_then(|s| s.url.clone());
+                    }
+                }
             }
         }
         IngressPlan::Present { ingress, extra } => {
@@ -396,7 +538,10 @@ async fn apply_children(
                 stamp_hash(&kind, &mut obj)?;
                 let name = obj.metadata.name.clone().unwrap_or_default();
                 let current = get_opt(&api, &kind, &name).await?;
-                if let Applied::Conflict(message) = w.apply(&api, &kind, current, &obj).await? {
+                let applied = w
+                    .apply(&api, &kind, current, &obj, Marker::ResourceVersion)
+                    .await?;
+                if let Applied::Conflict(message) = applied {
                     // Never expose the site without its allowlist.
                     extra_ok = false;
                     report.problems.push(UserError {
@@ -501,14 +646,17 @@ async fn delete_stale_allowlists(
     let middleware_ref = format!("{}-{name}@kubernetescrd", id.namespace);
     if keep_kind != Some("Middleware")
         && references(ingress::TRAEFIK_MIDDLEWARES_ANNOTATION, &middleware_ref)
-        && let Some(api) = ctx.capabilities().await?.traefik_middleware
+        && let Some(api) = ctx.capabilities()?.traefik_middleware
     {
         let ar = ingress::middleware_resource(api);
         let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &id.namespace, &ar);
         let current = get_opt(&api, "Middleware", &name).await?;
         w.delete_if_ours(&api, "Middleware", current).await?;
     }
-    if keep_kind != Some("KongPlugin") && references(ingress::KONG_PLUGINS_ANNOTATION, &name) {
+    if keep_kind != Some("KongPlugin")
+        && references(ingress::KONG_PLUGINS_ANNOTATION, &name)
+        && ctx.capabilities()?.kong_plugin
+    {
         let ar = ingress::kong_plugin_resource();
         let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &id.namespace, &ar);
         let current = get_opt(&api, "KongPlugin", &name).await?;
@@ -533,10 +681,18 @@ async fn update_status(
             .collect::<Vec<_>>()
             .join("; "),
     });
-    let rollout = report
-        .deployment_hash
-        .as_deref()
-        .map(|hash| status::rollout(report.deployment.as_ref(), hash, dw.spec.replicas));
+    let rollout = report.deployment_hash.as_deref().map(|hash| {
+        let wanted = match &dw.spec.autoscaling {
+            // The autoscaler's choice, as the live Deployment carries it.
+            Some(_) => report
+                .deployment
+                .as_ref()
+                .and_then(|d| d.spec.as_ref()?.replicas)
+                .unwrap_or(1),
+            None => dw.spec.replicas,
+        };
+        status::rollout(report.deployment.as_ref(), hash, wanted)
+    });
     let new = status::compute_status(StatusInput {
         dw,
         deployment: report.deployment.as_ref(),
@@ -602,16 +758,25 @@ async fn reconcile_inner(dw: &DemoWeb, ctx: &Context) -> Result<bool, Error> {
         return Ok(false);
     }
     let found = gather(dw, &id, ctx).await?;
+    // Refused annotations are left off the Ingress, and the rest of the spec applies: the site
+    // keeps serving, without the part that could weaken its allowlist.
+    let (clean, refused) = ingress::strip_refused_annotations(dw);
+    let dw = &clean;
+    let refused = refused.map(|message| UserError {
+        reason: reason::ANNOTATIONS_REFUSED,
+        message,
+    });
     let report = match validate(dw, &found) {
         Ok(valid) => {
             let children = build(dw, &valid, &found);
-            let report = apply_all(dw, &id, ctx, children, &valid).await?;
+            let mut report = apply_all(dw, &id, ctx, children, &valid).await?;
             if report.changed_children {
                 // Their watch events reconcile this DemoWeb again, and that pass writes the
                 // status once, from the children as they are by then — rather than a status
                 // write now and another as soon as they settle.
                 return Ok(false);
             }
+            report.problems.splice(0..0, refused);
             report
         }
         // Keep the last good children: nothing is applied or deleted.
@@ -621,7 +786,7 @@ async fn reconcile_inner(dw: &DemoWeb, ctx: &Context) -> Result<bool, Error> {
                 .deployments
                 .get(&ObjectRef::new(&desired::deployment_name(&id.name)).within(&id.namespace))
                 .map(|d| (*d).clone()),
-            problems: vec![problem],
+            problems: std::iter::once(problem).chain(refused).collect(),
             url: dw.status.as_ref().and_then(|s| s.url.clone()),
             identity: dw.status.as_ref().and_then(|s| s.identity.clone()),
             ..Report::default()
@@ -774,6 +939,7 @@ where
     let (reader, writer) = reflector::store();
     let stream = watcher(api, watcher::Config::default())
         .default_backoff()
+        .modify(|obj| trim_meta(obj.meta_mut()))
         .reflect(writer)
         .touched_objects();
     (reader, stream)
@@ -790,6 +956,42 @@ fn demowebs_for_class(class: &IngressClass, demowebs: &Store<DemoWeb>) -> Vec<Ob
                 !i.allowed_source_ranges.is_empty()
                     && (i.class_name.is_none() || i.class_name.as_deref() == name)
             })
+        })
+        .map(|dw| ObjectRef::from_obj(&**dw))
+        .collect()
+}
+
+/// DemoWebs whose allowlist is written by one of these controller families: the ones whose plan
+/// a change of that family's CRD can change.
+fn demowebs_for_families(
+    families: &[ingress::ControllerKind],
+    demowebs: &Store<DemoWeb>,
+    classes: &Store<IngressClass>,
+) -> Vec<ObjectRef<DemoWeb>> {
+    let classes: Vec<IngressClass> = classes.state().iter().map(|c| (**c).clone()).collect();
+    demowebs
+        .state()
+        .iter()
+        .filter(|dw| ingress::allowlist_family(dw, &classes).is_some_and(|f| families.contains(&f)))
+        .map(|dw| ObjectRef::from_obj(&**dw))
+        .collect()
+}
+
+/// DemoWebs whose credentials name this Secret.
+fn demowebs_for_secret(
+    secret: &PartialObjectMeta<Secret>,
+    demowebs: &Store<DemoWeb>,
+) -> Vec<ObjectRef<DemoWeb>> {
+    let (ns, name) = (
+        secret.metadata.namespace.as_deref(),
+        secret.metadata.name.as_deref(),
+    );
+    demowebs
+        .state()
+        .iter()
+        .filter(|dw| {
+            dw.metadata.namespace.as_deref() == ns
+                && dw.spec.credentials.as_ref().map(|c| c.secret_name.as_str()) == name
         })
         .map(|dw| ObjectRef::from_obj(&**dw))
         .collect()
@@ -818,6 +1020,7 @@ fn tombstone(obj: &DynamicObject) -> DemoWeb {
             resources: None,
             ingress: None,
             identity: None,
+            autoscaling: None,
         },
     );
     dw.metadata.namespace = obj.metadata.namespace.clone();
@@ -925,6 +1128,10 @@ pub struct ControllerConfig {
     pub reporter: kube::runtime::events::Reporter,
     /// Requeue after a successful reconcile.
     pub resync_period: Duration,
+    /// Requeue while stalled (capped at `resync_period`).
+    pub stalled_requeue_period: Duration,
+    /// Set to not ready until every store below has its first full list.
+    pub readiness: crate::server::Readiness,
 }
 
 /// How many reconciles run at once. Each holds its desired children and the API's answers in
@@ -961,11 +1168,42 @@ pub async fn run(
     let (ingresses, ingress_events) = child_reflector::<Ingress>(&client, ns, &verified);
     let (service_accounts, service_account_events) =
         child_reflector::<ServiceAccount>(&client, ns, &verified);
+    let (disruption_budgets, disruption_budget_events) =
+        child_reflector::<PodDisruptionBudget>(&client, ns, &verified);
+    let (autoscalers, autoscaler_events) =
+        child_reflector::<HorizontalPodAutoscaler>(&client, ns, &verified);
     let (ingress_classes, class_events) =
         reference_reflector::<IngressClass>(Api::all(client.clone()));
+    let crd = |name: &str| {
+        let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+        let (reader, writer) = reflector::store();
+        let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+        let stream = watcher(api, config)
+            .default_backoff()
+            .reflect(writer)
+            .touched_objects();
+        (reader, stream)
+    };
+    let (traefik_crd, traefik_crd_events) = crd(AllowlistApis::TRAEFIK);
+    let (traefik_legacy_crd, traefik_legacy_crd_events) = crd(AllowlistApis::TRAEFIK_LEGACY);
+    let (kong_crd, kong_crd_events) = crd(AllowlistApis::KONG);
+    let allowlist_apis = AllowlistApis {
+        traefik: traefik_crd,
+        traefik_legacy: traefik_legacy_crd,
+        kong: kong_crd,
+    };
+    // Secrets are watched as metadata only: a credentials Secret that appears or changes
+    // re-queues the DemoWebs naming it, and no Secret content is held in memory.
+    let secret_api: Api<PartialObjectMeta<Secret>> = match ns {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let secret_events = watcher(secret_api, watcher::Config::default())
+        .default_backoff()
+        .touched_objects();
 
-    let controller = Controller::for_stream(demoweb_events, demoweb_store.clone())
-        .with_config(runtime_config());
+    let controller =
+        Controller::for_stream(demoweb_events, demoweb_store.clone()).with_config(runtime_config());
 
     let (bindings, identities, controller) = if config.identity_served {
         let (binding_api, identity_api): (Api<AzureIdentityBinding>, Api<AzureIdentity>) = match ns
@@ -1007,24 +1245,49 @@ pub async fn run(
         services,
         ingresses,
         service_accounts,
+        disruption_budgets,
+        autoscalers,
         ingress_classes,
         bindings,
         identities,
+        allowlist_apis,
     };
+    let sync_tracker =
+        tokio::spawn(stores.track_sync(config.identity_served, config.readiness.clone()));
     let mut ctx = Context::new(client, recorder, metrics, stores);
     ctx.requeue = config.resync_period;
-    ctx.stalled_requeue = ctx.stalled_requeue.min(config.resync_period);
+    ctx.stalled_requeue = config.stalled_requeue_period.min(config.resync_period);
     let ctx = Arc::new(ctx);
     let class_store = demoweb_store.clone();
+    // Per-site series are read from this store: it sees every deletion, re-list and tombstone.
+    ctx.metrics.watch_sites(demoweb_store.clone());
+    let api_mapper = |families: &'static [ingress::ControllerKind]| {
+        let (dws, classes) = (demoweb_store.clone(), ctx.stores.ingress_classes.clone());
+        move |_: CustomResourceDefinition| demowebs_for_families(families, &dws, &classes)
+    };
+    const TRAEFIK: &[ingress::ControllerKind] = &[
+        ingress::ControllerKind::Traefik,
+        ingress::ControllerKind::TraefikByName,
+    ];
+    const KONG: &[ingress::ControllerKind] = &[ingress::ControllerKind::Kong];
+    let secret_store = demoweb_store.clone();
     controller
         .owns_stream(deployment_events)
         .owns_stream(config_map_events)
         .owns_stream(service_events)
         .owns_stream(ingress_events)
         .owns_stream(service_account_events)
+        .owns_stream(disruption_budget_events)
+        .owns_stream(autoscaler_events)
         .watches_stream(class_events, move |c| demowebs_for_class(&c, &class_store))
+        .watches_stream(traefik_crd_events, api_mapper(TRAEFIK))
+        .watches_stream(traefik_legacy_crd_events, api_mapper(TRAEFIK))
+        .watches_stream(kong_crd_events, api_mapper(KONG))
+        .watches_stream(secret_events, move |s| {
+            demowebs_for_secret(&s, &secret_store)
+        })
         .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, ctx)
+        .run(reconcile, error_policy, ctx.clone())
         .for_each(|result| async move {
             match result {
                 Ok((obj, _)) => tracing::debug!(object = %obj, "reconciled"),
@@ -1040,6 +1303,8 @@ pub async fn run(
             }
         })
         .await;
+    sync_tracker.abort();
+    ctx.metrics.forget_sites();
 }
 
 /// Field manager re-exported for tests and the chart's documentation.
@@ -1104,6 +1369,62 @@ mod tests {
         let patch = status_patch(&old, &new);
         assert_eq!(patch["status"]["url"], Value::Null);
         assert_eq!(patch["status"]["replicas"], json!(2));
+    }
+
+    #[test]
+    fn secrets_and_allowlist_apis_map_to_the_demowebs_that_use_them() {
+        let (reader, mut writer) = reflector::store::<DemoWeb>();
+        let mut with_creds = seed();
+        with_creds.metadata.name = Some("private".into());
+        with_creds.spec.credentials = Some(demoweb_crd::demoweb::CredentialsSpec {
+            secret_name: "git-creds".into(),
+        });
+        let mut traefik = seed();
+        traefik.metadata.name = Some("edge".into());
+        traefik.spec.ingress = Some(demoweb_crd::demoweb::IngressSpec {
+            host: "a.example.com".into(),
+            path: "/".into(),
+            class_name: Some("traefik".into()),
+            tls: None,
+            allowed_source_ranges: vec!["10.0.0.0/8".into()],
+            annotations: Default::default(),
+        });
+        for dw in [seed(), with_creds, traefik] {
+            writer.apply_watcher_event(&watcher::Event::Apply(dw));
+        }
+        let secret = |ns: &str, name: &str| PartialObjectMeta::<Secret> {
+            metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some(ns.into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let names = |refs: Vec<ObjectRef<DemoWeb>>| -> Vec<String> {
+            refs.into_iter().map(|r| r.name).collect()
+        };
+        assert_eq!(
+            names(demowebs_for_secret(
+                &secret("default", "git-creds"),
+                &reader
+            )),
+            ["private"]
+        );
+        assert!(demowebs_for_secret(&secret("other", "git-creds"), &reader).is_empty());
+        assert!(demowebs_for_secret(&secret("default", "tls"), &reader).is_empty());
+
+        let (classes, _) = reflector::store::<IngressClass>();
+        let traefik_kinds = [
+            ingress::ControllerKind::Traefik,
+            ingress::ControllerKind::TraefikByName,
+        ];
+        assert_eq!(
+            names(demowebs_for_families(&traefik_kinds, &reader, &classes)),
+            ["edge"]
+        );
+        assert!(
+            demowebs_for_families(&[ingress::ControllerKind::Kong], &reader, &classes).is_empty()
+        );
     }
 
     #[test]

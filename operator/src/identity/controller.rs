@@ -22,8 +22,6 @@ use super::findings::{
 
 /// Name this controller reports Events under.
 const REPORTER: &str = "demoweb-operator";
-/// How often to look again for CRDs that are not served yet.
-const CRD_POLL: Duration = Duration::from_secs(60);
 /// Retry delay after a failed Event write.
 const RETRY: Duration = Duration::from_secs(30);
 
@@ -86,15 +84,19 @@ const FORGET_SLACK: usize = 256;
 /// identity CRDs are not served, so a cluster without aad-pod-identity's kinds runs the operator
 /// fine. `namespace` limits the watches like the DemoWeb controller's `--namespace`. Pass the
 /// same shutdown future as the DemoWeb controller's, so that losing the leader Lease stops both.
+/// `crd_poll` is how often discovery is asked again while the CRDs are not served.
 ///
 /// Status is not written: our CRDs' status (upstream's fields) has no conditions, and upstream's
 /// CRDs have no status subresource, so findings go to Events and to the DemoWebs' conditions.
 pub async fn run(
     client: Client,
     namespace: Option<String>,
+    crd_poll: Duration,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
     let shutdown = shutdown.boxed().shared();
+    // Said once, not on every poll.
+    let mut said_not_served = false;
     let (identity_variant, binding_variant) = loop {
         let served = async {
             Ok::<_, Error>((
@@ -104,11 +106,13 @@ pub async fn run(
         };
         let delay = match served.await {
             Ok((Some(identity), Some(binding))) => break (identity, binding),
+            Ok(_) if said_not_served => crd_poll,
             Ok(_) => {
+                said_not_served = true;
                 tracing::info!(
                     "the AzureIdentity and AzureIdentityBinding CRDs are not served; identity validation waits for them (install them with `demoweb-operator crd --only identity`, the chart, or aad-pod-identity)"
                 );
-                CRD_POLL
+                crd_poll
             }
             // The API server may be briefly unreachable at start-up; that is no reason to stop.
             Err(error) => {
@@ -214,7 +218,7 @@ async fn reconcile_binding(
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
     // Before the first list completes an existing identity would look missing.
-    if ctx.identities.wait_until_ready().await.is_err() {
+    if !crate::context::until_ready(&ctx.identities).await {
         return Ok(Action::requeue(RETRY));
     }
     let namespace = binding.namespace().unwrap_or_default();

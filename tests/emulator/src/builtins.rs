@@ -39,6 +39,10 @@ pub fn decode(kind: &str, group: &str, obj: &Value) -> Result<(Value, Vec<String
         ("events.k8s.io", "Event") => roundtrip::<k8s::events::v1::Event>(obj),
         ("apps", "Deployment") => roundtrip::<k8s::apps::v1::Deployment>(obj),
         ("networking.k8s.io", "Ingress") => roundtrip::<k8s::networking::v1::Ingress>(obj),
+        ("policy", "PodDisruptionBudget") => roundtrip::<k8s::policy::v1::PodDisruptionBudget>(obj),
+        ("autoscaling", "HorizontalPodAutoscaler") => {
+            roundtrip::<k8s::autoscaling::v2::HorizontalPodAutoscaler>(obj)
+        }
         ("networking.k8s.io", "IngressClass") => {
             roundtrip::<k8s::networking::v1::IngressClass>(obj)
         }
@@ -197,9 +201,54 @@ pub fn apply_defaults(group: &str, kind: &str, obj: &mut Value) {
         ("networking.k8s.io", "Ingress") => {
             default(obj_mut(obj, "status"), "loadBalancer", json!({}));
         }
+        ("policy", "PodDisruptionBudget") => {
+            // The status counters are not omitempty in the Go type: a new budget shows zeros.
+            let st = obj_mut(obj, "status");
+            for key in [
+                "disruptionsAllowed",
+                "currentHealthy",
+                "desiredHealthy",
+                "expectedPods",
+            ] {
+                default(st, key, json!(0));
+            }
+        }
+        ("autoscaling", "HorizontalPodAutoscaler") => default_autoscaler(obj),
         (rbac::GROUP, _) => rbac::apply_defaults(kind, obj),
         _ => {}
     }
+}
+
+/// autoscaling/v2 defaulting: one replica at least, CPU at 80% when no metric is named, and the
+/// documented scale-up/scale-down rules for whatever part of `behavior` is given.
+fn default_autoscaler(obj: &mut Value) {
+    let spec = obj_mut(obj, "spec");
+    default(spec, "minReplicas", json!(1));
+    if spec["metrics"].as_array().is_none_or(Vec::is_empty) {
+        spec["metrics"] = json!([{"type": "Resource", "resource": {"name": "cpu",
+            "target": {"type": "Utilization", "averageUtilization": 80}}}]);
+    }
+    if let Some(behavior) = spec.get_mut("behavior").filter(|b| b.is_object()) {
+        let up = obj_mut(behavior, "scaleUp");
+        default(up, "stabilizationWindowSeconds", json!(0));
+        default(up, "selectPolicy", json!("Max"));
+        default(
+            up,
+            "policies",
+            json!([{"type": "Pods", "value": 4, "periodSeconds": 15},
+                   {"type": "Percent", "value": 100, "periodSeconds": 15}]),
+        );
+        let down = obj_mut(behavior, "scaleDown");
+        default(down, "stabilizationWindowSeconds", json!(300));
+        default(down, "selectPolicy", json!("Max"));
+        default(
+            down,
+            "policies",
+            json!([{"type": "Percent", "value": 100, "periodSeconds": 15}]),
+        );
+    }
+    // desiredReplicas is not omitempty in the Go type.
+    default(obj_mut(obj, "status"), "desiredReplicas", json!(0));
 }
 
 fn default_deployment(obj: &mut Value) {
@@ -554,6 +603,145 @@ fn validate_containers(spec: &Value, path: &str, errs: &mut Vec<FieldError>) {
     }
 }
 
+/// A PodDisruptionBudget's bound: a non-negative count or a percentage of at most 100%.
+fn validate_int_or_percent(v: &Value, field: &str, errs: &mut Vec<FieldError>) {
+    match v {
+        Value::Number(n) if n.as_i64().is_some_and(|n| n < 0) => errs.push(FieldError::invalid(
+            field,
+            v.clone(),
+            "must be greater than or equal to 0",
+        )),
+        Value::String(s) => match s.strip_suffix('%').and_then(|p| p.parse::<i64>().ok()) {
+            Some(p) if p > 100 => errs.push(FieldError::invalid(
+                field,
+                v.clone(),
+                "must not be greater than 100%",
+            )),
+            Some(p) if p < 0 => errs.push(FieldError::invalid(
+                field,
+                v.clone(),
+                "must be greater than or equal to 0",
+            )),
+            Some(_) => {}
+            None => errs.push(FieldError::invalid(
+                field,
+                v.clone(),
+                "a valid percent string must be a numeric string followed by an ending '%' (e.g. '1%',  or '93%', regex used for validation is '[0-9]+%')",
+            )),
+        },
+        _ => {}
+    }
+}
+
+fn validate_disruption_budget(obj: &Value, errs: &mut Vec<FieldError>) {
+    let spec = &obj["spec"];
+    let min = spec.get("minAvailable").filter(|v| !v.is_null());
+    let max = spec.get("maxUnavailable").filter(|v| !v.is_null());
+    if min.is_some() && max.is_some() {
+        errs.push(FieldError::invalid(
+            "spec",
+            json!(spec),
+            "minAvailable and maxUnavailable cannot be both set",
+        ));
+    }
+    if let Some(v) = min {
+        validate_int_or_percent(v, "spec.minAvailable", errs);
+    }
+    if let Some(v) = max {
+        validate_int_or_percent(v, "spec.maxUnavailable", errs);
+    }
+    if let Some(p) = spec["unhealthyPodEvictionPolicy"].as_str()
+        && !matches!(p, "IfHealthyBudget" | "AlwaysAllow")
+    {
+        errs.push(FieldError {
+            field: "spec.unhealthyPodEvictionPolicy".into(),
+            kind: super::errors::FieldErrorKind::Unsupported(
+                json!(p),
+                vec!["AlwaysAllow".into(), "IfHealthyBudget".into()],
+            ),
+        });
+    }
+}
+
+fn validate_autoscaler(obj: &Value, errs: &mut Vec<FieldError>) {
+    let spec = &obj["spec"];
+    let target = &spec["scaleTargetRef"];
+    if target["kind"].as_str().is_none_or(str::is_empty) {
+        errs.push(FieldError::required("spec.scaleTargetRef.kind", ""));
+    }
+    if target["name"].as_str().is_none_or(str::is_empty) {
+        errs.push(FieldError::required("spec.scaleTargetRef.name", ""));
+    }
+    let min = spec["minReplicas"].as_i64().unwrap_or(1);
+    if min < 1 {
+        errs.push(FieldError::invalid(
+            "spec.minReplicas",
+            json!(min),
+            "must be greater than or equal to 1",
+        ));
+    }
+    let max = spec["maxReplicas"].as_i64().unwrap_or(0);
+    if max < 1 {
+        errs.push(FieldError::invalid(
+            "spec.maxReplicas",
+            json!(max),
+            "must be greater than 0",
+        ));
+    } else if max < min {
+        errs.push(FieldError::invalid(
+            "spec.maxReplicas",
+            json!(max),
+            "must be greater than or equal to `minReplicas`",
+        ));
+    }
+    for (i, m) in spec["metrics"].as_array().into_iter().flatten().enumerate() {
+        let p = format!("spec.metrics[{i}]");
+        match m["type"].as_str() {
+            Some("Resource") => {
+                let r = &m["resource"];
+                if r["name"].as_str().is_none_or(str::is_empty) {
+                    errs.push(FieldError::required(format!("{p}.resource.name"), ""));
+                }
+                let t = &r["target"];
+                match t["type"].as_str() {
+                    Some("Utilization") => match t["averageUtilization"].as_i64() {
+                        Some(u) if u <= 0 => errs.push(FieldError::invalid(
+                            format!("{p}.resource.target.averageUtilization"),
+                            json!(u),
+                            "must be greater than 0",
+                        )),
+                        Some(_) => {}
+                        None => errs.push(FieldError::required(
+                            format!("{p}.resource.target.averageUtilization"),
+                            "",
+                        )),
+                    },
+                    Some("AverageValue") => {}
+                    _ => errs.push(FieldError::required(
+                        format!("{p}.resource.target.type"),
+                        "",
+                    )),
+                }
+            }
+            Some("Object" | "Pods" | "External" | "ContainerResource") => {}
+            None | Some("") => errs.push(FieldError::required(format!("{p}.type"), "")),
+            Some(other) => errs.push(FieldError {
+                field: format!("{p}.type"),
+                kind: super::errors::FieldErrorKind::Unsupported(
+                    json!(other),
+                    vec![
+                        "ContainerResource".into(),
+                        "External".into(),
+                        "Object".into(),
+                        "Pods".into(),
+                        "Resource".into(),
+                    ],
+                ),
+            }),
+        }
+    }
+}
+
 /// The validation that matters for the objects users and the operator write.
 pub fn validate(group: &str, kind: &str, obj: &Value) -> Vec<FieldError> {
     let mut errs = vec![];
@@ -640,6 +828,8 @@ pub fn validate(group: &str, kind: &str, obj: &Value) -> Vec<FieldError> {
                 }
             }
         }
+        ("policy", "PodDisruptionBudget") => validate_disruption_budget(obj, &mut errs),
+        ("autoscaling", "HorizontalPodAutoscaler") => validate_autoscaler(obj, &mut errs),
         (rbac::GROUP, _) => errs.extend(rbac::validate(kind, obj)),
         ("coordination.k8s.io", "Lease") | ("", "ConfigMap") | ("", "Secret") => {}
         _ => {}

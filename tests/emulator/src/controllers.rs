@@ -1,5 +1,6 @@
 //! What kube-controller-manager would do: garbage collection by owner references, namespace
-//! termination, and Deployment status as if the pods became ready.
+//! termination, Deployment status as if the pods became ready, and the bounds of
+//! HorizontalPodAutoscalers.
 
 use std::collections::{HashMap, HashSet};
 
@@ -29,7 +30,8 @@ pub fn reconcile(st: &mut Store, deployments_ready: bool) -> bool {
     for _ in 0..100 {
         let changed = garbage_collect(st)
             | terminate_namespaces(st)
-            | deployment_status(st, deployments_ready);
+            | deployment_status(st, deployments_ready)
+            | autoscale(st);
         if !changed {
             break;
         }
@@ -406,6 +408,101 @@ fn deployment_status(st: &mut Store, ready: bool) -> bool {
         )
         .is_ok()
         {
+            changed = true;
+        }
+    }
+    changed
+}
+
+const CONTROLLER_MANAGER: &str = "kube-controller-manager";
+
+/// The HorizontalPodAutoscaler controller without a metrics server (none is emulated): like
+/// kube-controller-manager's, it brings a Deployment below `minReplicas` or above `maxReplicas`
+/// into range through the scale subresource (leaving a Deployment scaled to zero alone), and
+/// reports the counts in the autoscaler's status. Metric-driven scaling is not emulated.
+fn autoscale(st: &mut Store) -> bool {
+    let (Some(hpa_info), Some(dep_info)) = (
+        info_for(st, "autoscaling/horizontalpodautoscalers"),
+        info_for(st, "apps/deployments"),
+    ) else {
+        return false;
+    };
+    let hpas: Vec<Value> = st
+        .iter_key(&hpa_info.storage_key())
+        .filter(|h| {
+            let t = &h["spec"]["scaleTargetRef"];
+            !h["metadata"]["deletionTimestamp"].is_string()
+                && t["kind"] == "Deployment"
+                && matches!(t["apiVersion"].as_str(), None | Some("apps/v1"))
+        })
+        .cloned()
+        .collect();
+    let now = ops::now();
+    let mut changed = false;
+    for h in hpas {
+        let ns = meta(&h, "namespace");
+        let target = h["spec"]["scaleTargetRef"]["name"]
+            .as_str()
+            .unwrap_or_default();
+        let Some(d) = st.get(&dep_info.storage_key(), ns, target).cloned() else {
+            continue;
+        };
+        let current = d["spec"]["replicas"].as_i64().unwrap_or(1);
+        let min = h["spec"]["minReplicas"].as_i64().unwrap_or(1);
+        let max = h["spec"]["maxReplicas"].as_i64().unwrap_or(min).max(min);
+        let desired = if current == 0 {
+            0
+        } else {
+            current.clamp(min, max)
+        };
+        let mut status = h["status"].clone();
+        if desired != current {
+            let scale = ops::scale_with_owners(&dep_info, &d);
+            let mut next = scale.clone();
+            next["spec"]["replicas"] = json!(desired);
+            let m = Manager {
+                name: CONTROLLER_MANAGER,
+                operation: Operation::Update,
+                subresource: Some("scale"),
+                api_version: "autoscaling/v1",
+                time: &now,
+            };
+            let new_scale = engines::track_update(Some(&scale), next, &m, &ops::scale_schema());
+            let opts = WriteOpts {
+                subresource: Some("scale".into()),
+                ..WriteOpts::internal(CONTROLLER_MANAGER)
+            };
+            if ops::store_scale(st, &dep_info, ns, target, &d, &new_scale, &opts).is_ok() {
+                changed = true;
+                status["lastScaleTime"] = json!(now);
+            }
+        }
+        match d["status"]["replicas"].as_i64().filter(|n| *n != 0) {
+            Some(n) => status["currentReplicas"] = json!(n),
+            None => {
+                status.as_object_mut().map(|s| s.remove("currentReplicas"));
+            }
+        }
+        status["desiredReplicas"] = json!(desired);
+        if status == h["status"] {
+            continue;
+        }
+        let mut o = h.clone();
+        o["status"] = status;
+        let opts = WriteOpts {
+            subresource: Some("status".into()),
+            ..WriteOpts::internal(CONTROLLER_MANAGER)
+        };
+        let av = hpa_info.api_version();
+        let m = Manager {
+            name: CONTROLLER_MANAGER,
+            operation: Operation::Update,
+            subresource: Some("status"),
+            api_version: &av,
+            time: &now,
+        };
+        let o = engines::track_update(Some(&h), o, &m, &ops::merge_schema(&hpa_info));
+        if ops::update(st, &hpa_info, ns, meta(&h, "name"), o, &opts, true).is_ok() {
             changed = true;
         }
     }

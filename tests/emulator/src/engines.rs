@@ -58,6 +58,21 @@ pub fn track_update(
     apply::track_update(live, new, manager, schema)
 }
 
+/// The owners of a scalable object's replicas as its Scale subresource sees them.
+pub fn scale_entries(parent: &Value, parent_version: &str, replicas: &[&str]) -> Value {
+    apply::scale_entries(parent, parent_version, replicas)
+}
+
+/// The parent's managedFields after a write through its Scale subresource.
+pub fn scale_to_parent(
+    parent: &Value,
+    scale: &Value,
+    parent_version: &str,
+    replicas: &[&str],
+) -> Value {
+    apply::scale_to_parent(parent, scale, parent_version, replicas)
+}
+
 /// Merge information for a built-in kind, as the patch engines need it.
 pub fn builtin_schema(group: &str, version: &str, kind: &str) -> Option<Value> {
     apply::builtin_schema(group, version, kind)

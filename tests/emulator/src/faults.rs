@@ -203,10 +203,25 @@ impl Faults {
 /// Requests served, by client, verb and resource (`list` / `watch` / `get` counted apart;
 /// non-resource paths by path). The client is the User-Agent's product (`kubectl`, `demoweb-operator`).
 #[derive(Clone, Default)]
-pub struct RequestCounts(pub(crate) Arc<Mutex<BTreeMap<ClientRequest, u64>>>);
+pub struct RequestCounts(
+    pub(crate) Arc<Mutex<BTreeMap<ClientRequest, u64>>>,
+    pub(crate) Arc<Mutex<std::collections::BTreeSet<Access>>>,
+);
 
 /// (client, verb, resource).
 pub type ClientRequest = (String, String, String);
+
+/// A resource request as RBAC authorizes it: who asked, the API group, the resource (with its
+/// subresource, e.g. `demowebs/status`), the verb, and the namespace it was made in — `None` for
+/// a cluster-scoped kind or a request across all namespaces, which only a ClusterRole can grant.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Access {
+    pub agent: String,
+    pub group: String,
+    pub resource: String,
+    pub verb: String,
+    pub namespace: Option<String>,
+}
 
 impl RequestCounts {
     pub(crate) fn add(&self, agent: &str, verb: &str, resource: &str) {
@@ -216,6 +231,18 @@ impl RequestCounts {
             .unwrap_or_else(|e| e.into_inner())
             .entry((agent.into(), verb.into(), resource.into()))
             .or_default() += 1;
+    }
+
+    pub(crate) fn add_access(&self, access: Access) {
+        self.1
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(access);
+    }
+
+    /// Every distinct resource request served, as RBAC would see it.
+    pub fn accesses(&self) -> std::collections::BTreeSet<Access> {
+        self.1.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// A copy of the counters, all clients together: (verb, resource) → requests.
@@ -243,5 +270,6 @@ impl RequestCounts {
 
     pub fn reset(&self) {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.1.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 }

@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
-pub use faults::{ErrorRule, Faults, Matcher, RequestCounts};
+pub use faults::{Access, ErrorRule, Faults, Matcher, RequestCounts};
 
 /// How to start an emulator.
 #[derive(Debug, Clone)]

@@ -738,3 +738,81 @@ pub fn remove_finalizer(
         false,
     );
 }
+
+/// The `autoscaling/v1` Scale view of a Deployment.
+pub fn scale_of(d: &Value) -> Value {
+    let m = &d["metadata"];
+    let selector = d["spec"]["selector"]["matchLabels"]
+        .as_object()
+        .map(|l| {
+            l.iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default();
+    json!({
+        "kind": "Scale", "apiVersion": "autoscaling/v1",
+        "metadata": {"name": m["name"], "namespace": m["namespace"], "uid": m["uid"],
+            "resourceVersion": m["resourceVersion"], "creationTimestamp": m["creationTimestamp"]},
+        "spec": {"replicas": d["spec"]["replicas"]},
+        "status": {"replicas": d["status"]["replicas"].as_i64().unwrap_or(0), "selector": selector},
+    })
+}
+
+/// Where a scalable kind keeps its replica count.
+pub const REPLICAS_PATH: [&str; 2] = ["spec", "replicas"];
+
+/// Merge information of `autoscaling/v1` Scale: plain structs, no lists.
+pub fn scale_schema() -> Value {
+    json!({"type": "object", "properties": {
+        "metadata": {"type": "object"},
+        "spec": {"type": "object"},
+        "status": {"type": "object"},
+    }})
+}
+
+/// The Scale of a live object with the owners of its replicas carried over, as the scale
+/// subresource's writes see it (kube-apiserver's `ScaleHandler.ToSubresource`).
+pub fn scale_with_owners(info: &ResourceInfo, live: &Value) -> Value {
+    let mut scale = scale_of(live);
+    scale["metadata"]["managedFields"] = engines::scale_entries(
+        &live["metadata"]["managedFields"],
+        &info.api_version(),
+        &REPLICAS_PATH,
+    );
+    scale
+}
+
+/// Stores a write through the scale subresource: the new Scale's replicas, and the parent's
+/// managedFields with the Scale's owners of `spec.replicas` folded back
+/// (`ScaleHandler.ToParent`).
+pub fn store_scale(
+    st: &mut Store,
+    info: &ResourceInfo,
+    ns: &str,
+    name: &str,
+    live: &Value,
+    new_scale: &Value,
+    opts: &WriteOpts,
+) -> Result<Written, ApiError> {
+    let replicas = &new_scale["spec"]["replicas"];
+    if replicas.as_i64().is_none_or(|r| r < 0) {
+        return Err(ApiError::new(
+            422,
+            "Invalid",
+            format!(
+                "Scale.autoscaling \"{name}\" is invalid: spec.replicas: Invalid value: {replicas}: must be greater than or equal to 0"
+            ),
+        ));
+    }
+    let mut d = live.clone();
+    d["spec"]["replicas"] = replicas.clone();
+    d["metadata"]["managedFields"] = engines::scale_to_parent(
+        &live["metadata"]["managedFields"],
+        &new_scale["metadata"]["managedFields"],
+        &info.api_version(),
+        &REPLICAS_PATH,
+    );
+    update(st, info, ns, name, d, opts, true)
+}

@@ -1,5 +1,6 @@
 //! Decoding of the Kubernetes protobuf wire format for the kinds whose typed clients send it
-//! (Helm's release Secrets, `kubectl create configmap|secret|namespace|serviceaccount|deployment`).
+//! (Helm's release Secrets, `kubectl create configmap|secret|namespace|serviceaccount|deployment|
+//! poddisruptionbudget`).
 //!
 //! Responses stay JSON: those clients accept `application/json` as well.
 
@@ -23,6 +24,8 @@ enum Ty {
     /// An embedded struct whose fields JSON inlines into the parent (IngressRule's value).
     Inline(&'static str),
     IntOrString,
+    /// A `*IntOrString`: present means set, so an int 0 is kept (PodDisruptionBudget bounds).
+    IntOrStringPtr,
 }
 
 /// (field number, JSON name, type) per message, from k8s.io/api's generated.proto.
@@ -91,7 +94,26 @@ fn fields(message: &str) -> &'static [(u64, &'static str, Ty)] {
             (9, "progressDeadlineSeconds", Int),
         ],
         "DeploymentStrategy" => &[(1, "type", Str)],
-        "LabelSelector" => &[(1, "matchLabels", StrMap)],
+        "LabelSelector" => &[
+            (1, "matchLabels", StrMap),
+            (2, "matchExpressions", MsgList("LabelSelectorRequirement")),
+        ],
+        "LabelSelectorRequirement" => &[
+            (1, "key", Str),
+            (2, "operator", Str),
+            (3, "values", StrList),
+        ],
+        // policy/v1, as `kubectl create poddisruptionbudget` sends it.
+        "PodDisruptionBudget" => &[
+            (1, "metadata", Msg("ObjectMeta")),
+            (2, "spec", Msg("PodDisruptionBudgetSpec")),
+        ],
+        "PodDisruptionBudgetSpec" => &[
+            (1, "minAvailable", IntOrStringPtr),
+            (2, "selector", Msg("LabelSelector")),
+            (3, "maxUnavailable", IntOrStringPtr),
+            (4, "unhealthyPodEvictionPolicy", Str),
+        ],
         "PodTemplateSpec" => &[
             (1, "metadata", Msg("ObjectMeta")),
             (2, "spec", Msg("PodSpec")),
@@ -318,6 +340,13 @@ fn message(b: &[u8], name: &str) -> Option<Value> {
                     }
                     _ => {}
                 }
+            }
+            (Ty::IntOrStringPtr, Wire::Len(s)) => {
+                let v = message(s, "IntOrString")?;
+                match (v["type"].as_i64(), v["strVal"].as_str()) {
+                    (Some(1), Some(text)) => out.insert(key, json!(text)),
+                    _ => out.insert(key, json!(v["intVal"].as_i64().unwrap_or(0))),
+                };
             }
             (Ty::MsgList(m), Wire::Len(s)) => {
                 let item = message(s, m)?;

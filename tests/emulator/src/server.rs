@@ -353,6 +353,15 @@ pub async fn handle(State(sh): State<Arc<Shared>>, req: Request) -> Response {
         .and_then(|ua| ua.split('/').next())
         .unwrap_or_default();
     sh.counts.add(agent, verb, &resource);
+    if let Ok(Route::Resource(t)) = &routed {
+        sh.counts.add_access(super::faults::Access {
+            agent: agent.to_owned(),
+            group: t.info.group.clone(),
+            resource: resource.clone(),
+            verb: verb.to_owned(),
+            namespace: (!t.ns.is_empty()).then(|| t.ns.clone()),
+        });
+    }
     let decision = sh.faults.decide(verb, &resource, &ns, &name);
     if !decision.latency.is_zero() {
         tokio::time::sleep(decision.latency).await;
@@ -1082,28 +1091,10 @@ fn has_scale(info: &ResourceInfo) -> bool {
     info.group == "apps" && info.kind == "Deployment"
 }
 
-/// The `autoscaling/v1` Scale view of a Deployment.
-fn scale_of(d: &Value) -> Value {
-    let m = &d["metadata"];
-    let selector = d["spec"]["selector"]["matchLabels"]
-        .as_object()
-        .map(|l| {
-            l.iter()
-                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
-                .collect::<Vec<_>>()
-                .join(",")
-        })
-        .unwrap_or_default();
-    json!({
-        "kind": "Scale", "apiVersion": "autoscaling/v1",
-        "metadata": {"name": m["name"], "namespace": m["namespace"], "uid": m["uid"],
-            "resourceVersion": m["resourceVersion"], "creationTimestamp": m["creationTimestamp"]},
-        "spec": {"replicas": d["spec"]["replicas"]},
-        "status": {"replicas": d["status"]["replicas"].as_i64().unwrap_or(0), "selector": selector},
-    })
-}
-
-/// `/scale`: read or change a Deployment's replicas, as `kubectl scale` does.
+/// `/scale`: read or change a Deployment's replicas, as `kubectl scale` and the
+/// HorizontalPodAutoscaler do. Writes go through the Scale object with the owners of
+/// `spec.replicas` carried over, so updates, patches and server-side apply record ownership
+/// (and apply conflicts) the way kube-apiserver's scale handler does.
 fn scale(
     sh: &Shared,
     t: &Target,
@@ -1124,41 +1115,68 @@ fn scale(
             &name,
         )
     })?;
-    let current = scale_of(&live);
-    let wanted = match verb {
-        "get" => return Ok(json_response(200, &current, &[])),
-        "update" => parse_body(body, content_type)?,
-        "patch" => match content_type {
-            "application/json-patch+json" => {
-                engines::json_patch(&current, &parse_body(body, "application/json")?)?
-            }
-            _ => engines::merge_patch(&current, &parse_body(body, "application/json")?)?,
-        },
+    let current = ops::scale_of(&live);
+    if verb == "get" {
+        return Ok(json_response(200, &current, &[]));
+    }
+    let live_scale = ops::scale_with_owners(&t.info, &live);
+    let opts = write_opts(q, t, verb, user_agent)?;
+    let time = ops::now();
+    let manager = |operation| Manager {
+        name: &opts.manager,
+        operation,
+        subresource: Some("scale"),
+        api_version: "autoscaling/v1",
+        time: &time,
+    };
+    let updated = |wanted: Value| -> Result<Value, ApiError> {
+        let want_rv = wanted["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap_or_default();
+        if !want_rv.is_empty() && want_rv != live["metadata"]["resourceVersion"] {
+            return Err(ApiError::stale(
+                &t.info.group_resource(),
+                &t.info.group,
+                &t.info.plural,
+                &name,
+            ));
+        }
+        let mut next = live_scale.clone();
+        next["spec"]["replicas"] = wanted["spec"]["replicas"].clone();
+        Ok(engines::track_update(
+            Some(&live_scale),
+            next,
+            &manager(Operation::Update),
+            &ops::scale_schema(),
+        ))
+    };
+    let new_scale = match verb {
+        "update" => updated(parse_body(body, content_type)?)?,
+        "patch" => {
+            let patch = parse_body(body, "application/json")?;
+            updated(match content_type {
+                "application/json-patch+json" => engines::json_patch(&current, &patch)?,
+                _ => engines::merge_patch(&current, &patch)?,
+            })?
+        }
+        "apply" => {
+            let config = parse_body(body, "application/apply-patch+yaml")?;
+            let force = q.get("force").is_some_and(|f| f == "true" || f == "1");
+            engines::server_side_apply(
+                Some(&live_scale),
+                &config,
+                &manager(Operation::Apply),
+                force,
+                &ops::scale_schema(),
+            )?
+        }
         _ => return Err(ApiError::method_not_allowed(verb, &t.info.group_resource())),
     };
-    let want_rv = wanted["metadata"]["resourceVersion"]
-        .as_str()
-        .unwrap_or_default();
-    if !want_rv.is_empty() && want_rv != live["metadata"]["resourceVersion"] {
-        return Err(ApiError::stale(
-            &t.info.group_resource(),
-            &t.info.group,
-            &t.info.plural,
-            &name,
-        ));
-    }
-    let mut d = live.clone();
-    d["spec"]["replicas"] = wanted["spec"]["replicas"].clone();
-    let target = Target {
-        info: t.info.clone(),
-        ns: t.ns.clone(),
-        name: t.name.clone(),
-        sub: None,
-    };
-    let mut opts = write_opts(q, &target, "update", user_agent)?;
-    opts.subresource = Some("scale".into());
-    let (stored, warnings) = ops::update(&mut st, &t.info, &t.ns, &name, d, &opts, false)?;
+    // `opts` names the scale subresource, so the Deployment write keeps its managedFields as
+    // folded back above and leaves defaults alone.
+    let (stored, warnings) =
+        ops::store_scale(&mut st, &t.info, &t.ns, &name, &live, &new_scale, &opts)?;
     drop(st);
     sh.wake.notify_one();
-    Ok(json_response(200, &scale_of(&stored), &warnings))
+    Ok(json_response(200, &ops::scale_of(&stored), &warnings))
 }

@@ -192,6 +192,22 @@ fn columns(info: &ResourceInfo) -> Vec<Col> {
             ("Holder", "string", 0),
             ("Age", "string", 0),
         ],
+        ("policy", "PodDisruptionBudget") => &[
+            ("Name", "string", 0),
+            ("Min Available", "string", 0),
+            ("Max Unavailable", "string", 0),
+            ("Allowed Disruptions", "integer", 0),
+            ("Age", "string", 0),
+        ],
+        ("autoscaling", "HorizontalPodAutoscaler") => &[
+            ("Name", "string", 0),
+            ("Reference", "string", 0),
+            ("Targets", "string", 0),
+            ("MinPods", "string", 0),
+            ("MaxPods", "integer", 0),
+            ("Replicas", "integer", 0),
+            ("Age", "string", 0),
+        ],
         ("", "Event") => &[
             ("Last Seen", "string", 0),
             ("Type", "string", 0),
@@ -366,6 +382,36 @@ fn builtin_cells(info: &ResourceInfo, o: &Value) -> Vec<Value> {
         ("coordination.k8s.io", "Lease") => {
             vec![name, or_none(s(&spec["holderIdentity"])), age(created)]
         }
+        ("policy", "PodDisruptionBudget") => {
+            let bound = |v: &Value| match v {
+                Value::Null => json!("N/A"),
+                Value::String(s) => json!(s),
+                other => json!(other.to_string()),
+            };
+            vec![
+                name,
+                bound(&spec["minAvailable"]),
+                bound(&spec["maxUnavailable"]),
+                json!(st["disruptionsAllowed"].as_i64().unwrap_or(0)),
+                age(created),
+            ]
+        }
+        ("autoscaling", "HorizontalPodAutoscaler") => {
+            let target = &spec["scaleTargetRef"];
+            vec![
+                name,
+                json!(format!("{}/{}", s(&target["kind"]), s(&target["name"]))),
+                json!(autoscaler_targets(spec, st)),
+                json!(
+                    spec["minReplicas"]
+                        .as_i64()
+                        .map_or("<unset>".to_string(), |n| n.to_string())
+                ),
+                json!(spec["maxReplicas"].as_i64().unwrap_or(0)),
+                json!(st["currentReplicas"].as_i64().unwrap_or(0)),
+                age(created),
+            ]
+        }
         ("", "Event") => {
             let last = [&o["lastTimestamp"], &o["eventTime"], created]
                 .into_iter()
@@ -387,6 +433,48 @@ fn builtin_cells(info: &ResourceInfo, o: &Value) -> Vec<Value> {
         ("apiextensions.k8s.io", _) => vec![name, created.clone()],
         _ => vec![name, age(created)],
     }
+}
+
+/// The Targets column of an autoscaler: `cpu: <current>/<target>` per metric, as kubectl prints
+/// resource metrics; `<unknown>` until the controller measured something.
+fn autoscaler_targets(spec: &Value, st: &Value) -> String {
+    let metrics = spec["metrics"].as_array().cloned().unwrap_or_default();
+    if metrics.is_empty() {
+        return "<none>".into();
+    }
+    let current = st["currentMetrics"].as_array().cloned().unwrap_or_default();
+    metrics
+        .iter()
+        .enumerate()
+        .map(|(i, m)| match m["type"].as_str() {
+            Some("Resource") => {
+                let r = &m["resource"];
+                let now = &current
+                    .get(i)
+                    .map_or(Value::Null, |c| c["resource"]["current"].clone());
+                let (have, want) = match r["target"]["type"].as_str() {
+                    Some("Utilization") => (
+                        now["averageUtilization"]
+                            .as_i64()
+                            .map_or("<unknown>".to_string(), |u| format!("{u}%")),
+                        format!(
+                            "{}%",
+                            r["target"]["averageUtilization"].as_i64().unwrap_or(0)
+                        ),
+                    ),
+                    _ => (
+                        now["averageValue"]
+                            .as_str()
+                            .map_or("<unknown>".to_string(), str::to_owned),
+                        s(&r["target"]["averageValue"]),
+                    ),
+                };
+                format!("{}: {have}/{want}", s(&r["name"]))
+            }
+            _ => "<unknown>/<unknown>".to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn cell_for(ty: &str, v: &Value) -> Value {

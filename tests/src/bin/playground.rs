@@ -39,7 +39,7 @@ struct Args {
     /// Port of the emulator on 127.0.0.1 (0: any free port).
     #[arg(long, default_value_t = 0)]
     port: u16,
-    /// The examples directory (its `invalid/` sub-directory is skipped).
+    /// The examples directory (its `invalid/` and `flux/` sub-directories are skipped).
     #[arg(long)]
     examples: Option<PathBuf>,
 }
@@ -178,8 +178,9 @@ async fn create_namespace(client: &Client) -> Result<(), String> {
     Ok(())
 }
 
-/// Every document of every YAML file under `dir` except `invalid/`, as (file, object): identities
-/// first so the DemoWebs that use them resolve on their first reconcile.
+/// Every document of every YAML file under `dir` except `invalid/`, `flux/` and kustomization.yaml
+/// files, as (file, object): identities first so the DemoWebs that use them resolve on their first
+/// reconcile.
 fn load_examples(dir: &Path) -> Result<Vec<(String, Value)>, String> {
     let mut files = Vec::new();
     collect_yaml(dir, &mut files)?;
@@ -210,10 +211,16 @@ fn collect_yaml(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), String> {
     for entry in entries {
         let path = entry.map_err(|e| e.to_string())?.path();
         if path.is_dir() {
-            if path.file_name().is_some_and(|n| n != "invalid") {
+            // invalid/ is refused by design; flux/ holds Flux's kinds, which the emulator does not serve.
+            if path
+                .file_name()
+                .is_some_and(|n| n != "invalid" && n != "flux")
+            {
                 collect_yaml(&path, out)?;
             }
-        } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+        } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml")
+            && path.file_stem().is_some_and(|s| s != "kustomization")
+        {
             out.push(path);
         }
     }
@@ -352,7 +359,7 @@ async fn print_state(client: &Client) -> Result<(), String> {
             .unwrap_or_else(|| "<unknown>".to_owned());
         rows.push(vec![
             dw.name_any(),
-            dw.spec.replicas.to_string(),
+            none_or(status.replicas.map(|r| r.to_string())),
             none_or(status.ready_replicas.map(|r| r.to_string())),
             dw.spec.gitrepo.clone(),
             none_or(status.url),

@@ -217,12 +217,11 @@ async fn deployment_status_reports_ready_replicas() {
     env.finish().await;
 }
 
+#[cfg_attr(real_cluster, ignore = "needs the emulator: switching pod readiness")]
 #[tokio::test]
 async fn deployment_status_stays_unready_when_pods_are_not_ready() {
     let env = TestEnv::new("deployment_unready").await;
-    let Some(emu) = env.emulator_or_skip("switching pod readiness") else {
-        return;
-    };
+    let emu = env.emulator();
     emu.set_deployments_ready(false);
     env.apply_yaml("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\nspec:\n  selector: {matchLabels: {app: d}}\n  template:\n    metadata: {labels: {app: d}}\n    spec: {containers: [{name: c, image: nginx}]}\n")
         .await
@@ -263,14 +262,17 @@ async fn ingress_paths_need_a_path_type() {
         ),
         "{stderr}"
     );
-    let fixed = ingress.replace(
-        "      - path: /\n",
-        "      - path: /\n        pathType: Prefix\n",
-    );
+    // With a class named (a cluster's default IngressClass would otherwise fill it in).
+    let fixed = ingress
+        .replace(
+            "      - path: /\n",
+            "      - path: /\n        pathType: Prefix\n",
+        )
+        .replace("spec:\n", "spec:\n  ingressClassName: conformance\n");
     env.apply_yaml(&fixed).await.expect_ok();
     let out = env.kubectl(&["get", "ingress", "web"]).await.expect_ok();
     let row: Vec<&str> = out.lines().nth(1).unwrap().split_whitespace().collect();
-    assert_eq!(&row[..2], &["web", "<none>"], "{out}");
+    assert_eq!(&row[..2], &["web", "conformance"], "{out}");
     assert!(row.contains(&"web.example.com"), "{out}");
     env.finish().await;
 }
@@ -290,6 +292,135 @@ async fn node_port_services_get_a_port_from_the_range() {
     let port = spec.ports.unwrap()[0].node_port.unwrap();
     assert!((30000..=32767).contains(&port), "{port}");
     assert_eq!(spec.external_traffic_policy.as_deref(), Some("Cluster"));
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn disruption_budgets_and_autoscalers_as_kubectl_shows_them() {
+    let env = TestEnv::new("pdb_hpa").await;
+    env.apply_yaml(
+        r#"apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata:
+  name: web
+spec:
+  maxUnavailable: 1
+  selector:
+    matchLabels:
+      app: web
+---
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata:
+  name: web
+spec:
+  scaleTargetRef:
+    apiVersion: apps/v1
+    kind: Deployment
+    name: web
+  maxReplicas: 5
+"#,
+    )
+    .await
+    .expect_ok();
+
+    // Defaults: one replica at least, CPU at 80% when no metric is named.
+    let hpa: serde_json::Value = serde_json::from_str(
+        &env.kubectl(&["get", "hpa", "web", "-o", "json"])
+            .await
+            .expect_ok(),
+    )
+    .unwrap();
+    assert_eq!(hpa["spec"]["minReplicas"], 1);
+    assert_eq!(
+        hpa["spec"]["metrics"],
+        json!([{"type": "Resource", "resource": {"name": "cpu",
+            "target": {"type": "Utilization", "averageUtilization": 80}}}])
+    );
+
+    let table = env.kubectl(&["get", "pdb,hpa"]).await.expect_ok();
+    let lines: Vec<Vec<&str>> = table
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert!(
+        lines.iter().any(|l| l[..]
+            == [
+                "NAME",
+                "MIN",
+                "AVAILABLE",
+                "MAX",
+                "UNAVAILABLE",
+                "ALLOWED",
+                "DISRUPTIONS",
+                "AGE"
+            ]),
+        "{table}"
+    );
+    assert!(
+        lines.iter().any(|l| l.len() >= 4
+            && l[0] == "poddisruptionbudget.policy/web"
+            && l[1..4] == ["N/A", "1", "0"]),
+        "{table}"
+    );
+    assert!(
+        lines.iter().any(|l| l[..]
+            == [
+                "NAME",
+                "REFERENCE",
+                "TARGETS",
+                "MINPODS",
+                "MAXPODS",
+                "REPLICAS",
+                "AGE"
+            ]),
+        "{table}"
+    );
+    assert!(
+        lines.iter().any(|l| l.len() >= 2
+            && l[0] == "horizontalpodautoscaler.autoscaling/web"
+            && l[1] == "Deployment/web"),
+        "{table}"
+    );
+
+    // The validation that matters.
+    let err = env
+        .apply_yaml(
+            r#"apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata:
+  name: upside-down
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: web}
+  minReplicas: 4
+  maxReplicas: 2
+"#,
+        )
+        .await
+        .expect_err();
+    assert!(
+        err.contains(
+            "spec.maxReplicas: Invalid value: 2: must be greater than or equal to `minReplicas`"
+        ),
+        "{err}"
+    );
+    let err = env
+        .apply_yaml(
+            r#"apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata:
+  name: both
+spec:
+  minAvailable: 1
+  maxUnavailable: 1
+"#,
+        )
+        .await
+        .expect_err();
+    assert!(
+        err.contains("minAvailable and maxUnavailable cannot be both set"),
+        "{err}"
+    );
     env.finish().await;
 }
 
@@ -387,4 +518,77 @@ async fn ssa(env: &TestEnv, yaml: &str) {
     )
     .await
     .expect_ok();
+}
+
+/// The HorizontalPodAutoscaler keeps its target within its bounds even without metrics, writing
+/// the count through the scale subresource as kube-controller-manager.
+#[tokio::test]
+async fn autoscaler_brings_its_target_into_bounds() {
+    let env = TestEnv::new("hpa_bounds").await;
+    env.apply_yaml(
+        r#"apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers: [{name: web, image: "nginx:1.27", resources: {requests: {cpu: 50m}}}]
+---
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata:
+  name: web
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: web}
+  minReplicas: 3
+  maxReplicas: 5
+"#,
+    )
+    .await
+    .expect_ok();
+    let deployments = env.api::<Deployment>();
+    let scaled = env
+        .wait_for(
+            "the autoscaler to raise the Deployment to minReplicas",
+            DEADLINE,
+            || async {
+                let d = deployments.get("web").await.ok()?;
+                (d.spec.as_ref()?.replicas == Some(3)).then_some(d)
+            },
+        )
+        .await;
+    let owner = scaled
+        .metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .find(|e| {
+            e.fields_v1
+                .as_ref()
+                .is_some_and(|f| f.0["f:spec"].get("f:replicas").is_some())
+        })
+        .expect("an owner of spec.replicas");
+    assert_eq!(
+        (owner.operation.as_deref(), owner.subresource.as_deref()),
+        (Some("Update"), Some("scale")),
+        "{owner:?}"
+    );
+    env.wait_for("the autoscaler's status", DEADLINE, || async {
+        let out = env
+            .kubectl(&[
+                "get",
+                "hpa",
+                "web",
+                "-o",
+                "jsonpath={.status.desiredReplicas}",
+            ])
+            .await;
+        (out.stdout.trim() == "3").then_some(())
+    })
+    .await;
+    env.finish().await;
 }

@@ -130,14 +130,73 @@ async fn kubectl_foreground_delete_waits_for_dependents() {
     let env = TestEnv::new("kubectl_foreground").await;
     let api = env.api::<ConfigMap>();
     owner_and_dependents(&env, true).await;
-    env.kubectl(&["delete", "configmap", "owner", "--cascade=foreground"])
-        .await
-        .expect_ok();
-    assert!(!exists(&api, "owner").await);
-    env.wait_for("dependents gone", DEADLINE, || async {
-        (!exists(&api, "dep-a").await && !exists(&api, "dep-b").await).then_some(())
-    })
+    // dep-a is held by a finalizer, so a foreground deletion cannot finish until it is released.
+    api.patch(
+        "dep-a",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": ["demoweb.test/hold"]}})),
+    )
+    .await
+    .unwrap();
+    let delete = {
+        let kubeconfig = env.kubeconfig_path.clone();
+        let namespace = env.namespace.clone();
+        let kubectl = std::env::var("KUBECTL").unwrap_or_else(|_| "kubectl".into());
+        tokio::process::Command::new(kubectl)
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args(["-n", &namespace, "delete", "configmap", "owner"])
+            .args(["--cascade=foreground", "--timeout=120s"])
+            .kill_on_drop(true)
+            .output()
+    };
+    let mut delete = Box::pin(delete);
+    // The free dependent goes first, the held one is marked for deletion...
+    env.wait_for(
+        "dep-b gone and dep-a marked for deletion",
+        DEADLINE,
+        || async {
+            let held = api.get_opt("dep-a").await.unwrap()?;
+            (held.metadata.deletion_timestamp.is_some() && !exists(&api, "dep-b").await)
+                .then_some(())
+        },
+    )
     .await;
+    // ...and the owner waits for it, in foreground deletion, with kubectl still waiting.
+    let owner = api.get("owner").await.expect("the owner waits for dep-a");
+    assert!(owner.metadata.deletion_timestamp.is_some());
+    assert!(
+        owner
+            .metadata
+            .finalizers
+            .iter()
+            .flatten()
+            .any(|f| f == "foregroundDeletion"),
+        "{:?}",
+        owner.metadata.finalizers
+    );
+    assert!(
+        futures::poll!(delete.as_mut()).is_pending(),
+        "kubectl returned before the dependents were gone"
+    );
+    api.patch(
+        "dep-a",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .unwrap();
+    let out = tokio::time::timeout(DEADLINE, delete)
+        .await
+        .expect("kubectl finishes once the dependents are gone")
+        .expect("kubectl ran");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!exists(&api, "owner").await);
+    assert!(!exists(&api, "dep-a").await);
     env.finish().await;
 }
 
@@ -199,6 +258,11 @@ async fn deleting_a_namespace_deletes_its_contents() {
     let api: Api<ConfigMap> = Api::namespaced(env.client.clone(), &name);
     let c: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "inside"}})).unwrap();
     api.create(&PostParams::default(), &c).await.unwrap();
+    let held: ConfigMap = serde_json::from_value(
+        json!({"metadata": {"name": "held", "finalizers": ["demoweb.test/hold"]}}),
+    )
+    .unwrap();
+    api.create(&PostParams::default(), &held).await.unwrap();
     Api::<Namespace>::all(env.client.clone())
         .delete(&name, &DeleteParams::default())
         .await
@@ -207,17 +271,43 @@ async fn deleting_a_namespace_deletes_its_contents() {
         .get_opt(&name)
         .await
         .unwrap();
-    if let Some(ns) = ns {
-        assert_eq!(
-            ns.status.and_then(|s| s.phase).as_deref(),
-            Some("Terminating")
-        );
-        // Nothing new may be created in a terminating namespace.
-        let c2: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "late"}})).unwrap();
-        if let Err(e) = api.create(&PostParams::default(), &c2).await {
-            assert_eq!(api_code(&e), Some(403));
-        }
-    }
+    let ns = ns.expect("a finalizer holds the namespace in Terminating");
+    assert_eq!(
+        ns.status.and_then(|s| s.phase).as_deref(),
+        Some("Terminating")
+    );
+    // Nothing new may be created in a terminating namespace.
+    let c2: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "late"}})).unwrap();
+    let refused = api
+        .create(&PostParams::default(), &c2)
+        .await
+        .expect_err("created in a terminating namespace");
+    assert_eq!(api_code(&refused), Some(403), "{refused}");
+    assert!(
+        refused
+            .to_string()
+            .contains("because it is being terminated"),
+        "{refused}"
+    );
+    // Its contents go; the held object is marked and waits for its finalizer.
+    env.wait_for(
+        "the namespace's contents to be deleted",
+        DEADLINE,
+        || async {
+            let held = api.get_opt("held").await.unwrap()?;
+            (held.metadata.deletion_timestamp.is_some()
+                && api.get_opt("inside").await.unwrap().is_none())
+            .then_some(())
+        },
+    )
+    .await;
+    api.patch(
+        "held",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .unwrap();
     env.wait_for("namespace gone", DEADLINE, || async {
         Api::<Namespace>::all(env.client.clone())
             .get_opt(&name)

@@ -5,7 +5,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{ListParams, PostParams};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::watcher;
 use serde_json::json;
 
 use super::{DEADLINE, api_code};
@@ -23,12 +23,11 @@ fn cm(name: &str) -> ConfigMap {
     serde_json::from_value(json!({"metadata": {"name": name}})).unwrap()
 }
 
+#[cfg_attr(real_cluster, ignore = "needs the emulator: error injection")]
 #[tokio::test]
 async fn injected_errors_match_verb_and_resource() {
     let env = TestEnv::new("fault_errors").await;
-    let Some(emu) = env.emulator_or_skip("error injection") else {
-        return;
-    };
+    let emu = env.emulator();
     let api: kube::Api<ConfigMap> = kube::Api::namespaced(raw_client(emu), &env.namespace);
     emu.faults().inject(
         ErrorRule::new(503)
@@ -64,12 +63,11 @@ async fn injected_errors_match_verb_and_resource() {
     env.finish().await;
 }
 
+#[cfg_attr(real_cluster, ignore = "needs the emulator: outages")]
 #[tokio::test]
 async fn outage_and_recovery() {
     let env = TestEnv::new("fault_outage").await;
-    let Some(emu) = env.emulator_or_skip("outages") else {
-        return;
-    };
+    let emu = env.emulator();
     let api: kube::Api<ConfigMap> = kube::Api::namespaced(raw_client(emu), &env.namespace);
     emu.faults().set_outage(true);
     assert_eq!(api_code(&api.get("x").await.unwrap_err()), Some(503));
@@ -78,12 +76,11 @@ async fn outage_and_recovery() {
     env.finish().await;
 }
 
+#[cfg_attr(real_cluster, ignore = "needs the emulator: latency")]
 #[tokio::test]
 async fn latency_is_added_to_requests() {
     let env = TestEnv::new("fault_latency").await;
-    let Some(emu) = env.emulator_or_skip("latency") else {
-        return;
-    };
+    let emu = env.emulator();
     emu.faults().set_latency(Duration::from_millis(300));
     let start = std::time::Instant::now();
     env.api::<ConfigMap>()
@@ -94,20 +91,30 @@ async fn latency_is_added_to_requests() {
     env.finish().await;
 }
 
+#[cfg_attr(real_cluster, ignore = "needs the emulator: cutting watches")]
 #[tokio::test]
 async fn watchers_recover_from_cut_streams_and_forced_410() {
     let env = TestEnv::new("fault_watch").await;
-    let Some(emu) = env.emulator_or_skip("cutting watches") else {
-        return;
-    };
+    let emu = env.emulator();
     let api = env.api::<ConfigMap>();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
-    let stream = watcher(api.clone(), watcher::Config::default()).applied_objects();
-    let task = tokio::spawn(stream.for_each(move |o| {
-        if let Ok(o) = o {
-            let _ = tx.send(o.metadata.name.unwrap_or_default());
+    // Counts the watcher's (re)lists: each starts with an Init event.
+    let lists = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let stream = watcher(api.clone(), watcher::Config::default());
+    let task = tokio::spawn(stream.for_each({
+        let lists = lists.clone();
+        move |event| {
+            match event {
+                Ok(watcher::Event::Init) => {
+                    lists.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+                Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => {
+                    let _ = tx.send(o.metadata.name.unwrap_or_default());
+                }
+                _ => {}
+            }
+            async {}
         }
-        async {}
     }));
     let mut wait_name = async |name: &str| {
         tokio::time::timeout(DEADLINE, async {
@@ -124,18 +131,24 @@ async fn watchers_recover_from_cut_streams_and_forced_410() {
         .await
         .unwrap();
     wait_name("before").await;
-    let count = || {
+    let counted = |verb: &str| {
         emu.request_counts()
             .snapshot()
-            .get(&("watch".into(), "configmaps".into()))
+            .get(&(verb.into(), "configmaps".into()))
             .copied()
             .unwrap_or(0)
     };
+    let count = || counted("watch");
     env.wait_for("the watcher to watch", DEADLINE, || async {
         (count() > 0).then_some(())
     })
     .await;
     let watches = count();
+    let (server_lists, client_lists) = (
+        counted("list"),
+        lists.load(std::sync::atomic::Ordering::SeqCst),
+    );
+    assert_eq!(client_lists, 1, "one initial list");
     emu.faults().expire_next_watch();
     emu.faults().cut_watches();
     api.create(&PostParams::default(), &cm("after"))
@@ -145,6 +158,13 @@ async fn watchers_recover_from_cut_streams_and_forced_410() {
     // "after" may arrive through a relist (after the forced 410) before the next watch starts.
     env.wait_for("the watcher to watch again", DEADLINE, || async {
         (count() > watches).then_some(())
+    })
+    .await;
+    // The 410 made the watcher list again (a cut alone only resumes the watch).
+    env.wait_for("the watcher to relist after 410 Gone", DEADLINE, || async {
+        (lists.load(std::sync::atomic::Ordering::SeqCst) > client_lists
+            && counted("list") > server_lists)
+            .then_some(())
     })
     .await;
     task.abort();
@@ -173,12 +193,11 @@ async fn bearer_token_is_required_when_configured() {
     emu.shutdown().await;
 }
 
+#[cfg_attr(real_cluster, ignore = "needs the emulator: request counters")]
 #[tokio::test]
 async fn requests_are_counted_by_verb_and_resource() {
     let env = TestEnv::new("request_counts").await;
-    let Some(emu) = env.emulator_or_skip("request counters") else {
-        return;
-    };
+    let emu = env.emulator();
     emu.request_counts().reset();
     let api = env.api::<ConfigMap>();
     api.create(&PostParams::default(), &cm("a")).await.unwrap();

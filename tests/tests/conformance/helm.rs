@@ -13,21 +13,12 @@ with helm_python.Config(kubeconfig_path=kubeconfig, namespace=namespace) as cfg:
     print(json.dumps(cfg.list()))
 "#;
 
-fn helm_available() -> bool {
-    std::process::Command::new("python3")
-        .args(["-c", "import helm_python"])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
+#[cfg_attr(
+    no_helm,
+    ignore = "python3 could not import helm-python-sdk when the tests were built (pip install helm-python-sdk==0.2.2)"
+)]
 #[tokio::test]
 async fn helm_installs_and_lists_a_release() {
-    if !helm_available() {
-        eprintln!(
-            "SKIPPED: the Python package helm-python-sdk is not installed (pip install helm-python-sdk)"
-        );
-        return;
-    }
     let env = TestEnv::new("helm").await;
     let chart = env.dir().join("tiny");
     std::fs::create_dir_all(chart.join("templates")).unwrap();

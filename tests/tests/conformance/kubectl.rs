@@ -354,3 +354,52 @@ async fn imperative_create_commands_work() {
     assert_eq!(cm, "1");
     env.finish().await;
 }
+
+#[tokio::test]
+async fn kubectl_creates_disruption_budgets() {
+    let env = TestEnv::new("kubectl_pdb_hpa").await;
+    env.apply_yaml(DEPLOYMENT).await.expect_ok();
+    env.kubectl(&[
+        "create",
+        "poddisruptionbudget",
+        "web",
+        "--selector=app=web",
+        "--max-unavailable=1",
+    ])
+    .await
+    .expect_ok();
+    env.kubectl(&[
+        "create",
+        "pdb",
+        "strict",
+        "--selector=app=web,tier notin (db)",
+        "--min-available=50%",
+    ])
+    .await
+    .expect_ok();
+    let get = |kind: &'static str, name: &'static str| {
+        let env = &env;
+        async move {
+            let out = env
+                .kubectl(&["get", kind, name, "-o", "json"])
+                .await
+                .expect_ok();
+            serde_json::from_str::<serde_json::Value>(&out).unwrap()
+        }
+    };
+    let pdb = get("pdb", "web").await;
+    assert_eq!(pdb["spec"]["maxUnavailable"], 1, "{pdb:#}");
+    assert_eq!(
+        pdb["spec"]["selector"],
+        serde_json::json!({"matchLabels": {"app": "web"}}),
+        "{pdb:#}"
+    );
+    let strict = get("pdb", "strict").await;
+    assert_eq!(strict["spec"]["minAvailable"], "50%", "{strict:#}");
+    assert_eq!(
+        strict["spec"]["selector"]["matchExpressions"],
+        serde_json::json!([{"key": "tier", "operator": "NotIn", "values": ["db"]}]),
+        "{strict:#}"
+    );
+    env.finish().await;
+}

@@ -59,6 +59,9 @@ async fn watch_resumes_from_a_resource_version() {
             .unwrap()
             .unwrap()
         {
+            // A real cluster also publishes its own ConfigMaps (kube-root-ca.crt) in every namespace.
+            Some(WatchEvent::Added(c) | WatchEvent::Deleted(c))
+                if !matches!(c.metadata.name.as_deref(), Some("a" | "b")) => {}
             Some(WatchEvent::Added(c)) => got.push(format!("ADDED {}", c.metadata.name.unwrap())),
             Some(WatchEvent::Deleted(c)) => {
                 assert_eq!(
@@ -132,6 +135,7 @@ async fn streaming_lists_end_with_the_initial_events_bookmark() {
     env.finish().await;
 }
 
+#[cfg_attr(real_cluster, ignore = "needs the emulator: a short bookmark interval")]
 #[tokio::test]
 async fn watches_that_ask_get_periodic_bookmarks() {
     let opts = demoweb_tests::emulator::EmulatorOptions {
@@ -139,9 +143,6 @@ async fn watches_that_ask_get_periodic_bookmarks() {
         ..Default::default()
     };
     let env = TestEnv::with_options("bookmarks", opts).await;
-    if env.emulator_or_skip("a short bookmark interval").is_none() {
-        return;
-    }
     let api = env.api::<ConfigMap>();
     let c = api.create(&PostParams::default(), &cm("b")).await.unwrap();
     let rv = c.metadata.resource_version.unwrap();

@@ -10,11 +10,13 @@ const USE_LABEL: &str = "azure.workload.identity/use";
 const CLIENT_ANNOTATION: &str = "azure.workload.identity/client-id";
 const TENANT_ANNOTATION: &str = "azure.workload.identity/tenant-id";
 
+#[cfg_attr(
+    all(real_cluster, not(identity_crds = "ours")),
+    ignore = "needs the cluster to serve this project's identity CRDs (declare them with DEMOWEB_TEST_IDENTITY_CRDS=ours)"
+)]
 #[tokio::test]
 async fn switching_modes_switches_cleanly() {
-    let Some(site) = Site::start("identity-modes", Crds::Ours).await else {
-        return;
-    };
+    let site = Site::start("identity-modes", Crds::Ours).await;
     site.apply(&identity_yaml("demo-pod-id", CLIENT, Some(TENANT)))
         .await;
     site.apply(&binding_yaml("demo-binding", "demo-pod-id", "demo"))
@@ -135,11 +137,13 @@ fn assert_accounts_agree(template: &serde_json::Value, round: u32) {
     );
 }
 
+#[cfg_attr(
+    all(real_cluster, not(identity_crds = "ours")),
+    ignore = "needs the cluster to serve this project's identity CRDs (declare them with DEMOWEB_TEST_IDENTITY_CRDS=ours)"
+)]
 #[tokio::test]
 async fn pod_identity_is_the_default_mode() {
-    let Some(site) = Site::start("identity-default-mode", Crds::Ours).await else {
-        return;
-    };
+    let site = Site::start("identity-default-mode", Crds::Ours).await;
     site.apply(&identity_yaml("demo-pod-id", CLIENT, None))
         .await;
     site.apply(&binding_yaml("demo-binding", "demo-pod-id", "demo"))
@@ -159,11 +163,13 @@ async fn pod_identity_is_the_default_mode() {
     site.finish().await;
 }
 
+#[cfg_attr(
+    all(real_cluster, not(identity_crds = "ours")),
+    ignore = "needs the cluster to serve this project's identity CRDs (declare them with DEMOWEB_TEST_IDENTITY_CRDS=ours)"
+)]
 #[tokio::test]
 async fn workload_identity_keeps_its_service_account_while_the_identity_is_missing() {
-    let Some(site) = Site::start("identity-wi-missing", Crds::Ours).await else {
-        return;
-    };
+    let site = Site::start("identity-wi-missing", Crds::Ours).await;
     site.apply(&identity_yaml("demo-pod-id", CLIENT, None))
         .await;
     site.apply(&binding_yaml("demo-binding", "demo-pod-id", "demo"))

@@ -26,6 +26,22 @@ pub enum Crds {
     Upstream,
 }
 
+impl Crds {
+    /// The manifest that installs this variant (on the emulator).
+    pub fn manifest(self) -> &'static str {
+        match self {
+            Crds::Ours => concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../charts/demoweb-operator/files/aadpodidentity-crds.yaml"
+            ),
+            Crds::Upstream => concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/fixtures/upstream-aadpodidentity-crds.yaml"
+            ),
+        }
+    }
+}
+
 pub const CLIENT: &str = "c35040d0-f73c-4c4e-a376-9bb1c5532fda";
 pub const OTHER_CLIENT: &str = "2b1d6a3c-7e4f-4a8b-9c0d-1e2f3a4b5c6d";
 pub const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
@@ -83,56 +99,51 @@ pub struct Site {
 }
 
 impl Site {
-    /// Starts the environment with the chosen identity CRDs served, then the operator. On a real
-    /// cluster the CRDs are the cluster's: this project's are installed when none are served, and
-    /// a test needing the other variant returns None after saying why (replacing cluster-wide
-    /// CRDs under other users, aad-pod-identity among them, is not a test's business).
-    pub async fn start(name: &str, crds: Crds) -> Option<Site> {
+    /// Starts the environment with the chosen identity CRDs served, then the operator. The
+    /// emulator gets them installed; a real cluster's are its own (cluster-wide objects that
+    /// aad-pod-identity may own), never installed or replaced by a test: tests needing a variant
+    /// are compiled as ignored unless `DEMOWEB_TEST_IDENTITY_CRDS` declares it served, and fail
+    /// here if the declaration is wrong.
+    pub async fn start(name: &str, crds: Crds) -> Site {
         let env = TestEnv::new(name).await;
         let mut site = Site {
             env,
             operator: None,
         };
         install_crds(&site.env).await;
-        match (site.served_variant().await, site.env.is_emulator()) {
-            (Some(served), false) if served != crds => {
-                eprintln!(
-                    "SKIPPED: {name} needs the {crds:?} identity CRDs; the cluster serves {served:?}"
-                );
-                return None;
-            }
-            (Some(_), false) => {}
-            // Installing upstream's variant would race with the tests installing ours.
-            (None, false) if crds == Crds::Upstream => {
-                eprintln!(
-                    "SKIPPED: {name} runs on a real cluster only when it already serves upstream's identity CRDs"
-                );
-                return None;
-            }
-            _ => {
-                let path = match crds {
-                    Crds::Ours => concat!(
-                        env!("CARGO_MANIFEST_DIR"),
-                        "/../charts/demoweb-operator/files/aadpodidentity-crds.yaml"
-                    ),
-                    Crds::Upstream => concat!(
-                        env!("CARGO_MANIFEST_DIR"),
-                        "/fixtures/upstream-aadpodidentity-crds.yaml"
-                    ),
-                };
-                site.kubectl(&["apply", "-f", path]).await.expect_ok();
-            }
+        if site.env.is_emulator() {
+            site.kubectl(&["apply", "-f", crds.manifest()])
+                .await
+                .expect_ok();
+        } else {
+            let served = site.served_variant().await;
+            assert_eq!(
+                served,
+                Some(crds),
+                "DEMOWEB_TEST_IDENTITY_CRDS says the cluster serves the {crds:?} identity CRDs; discovery says {served:?}"
+            );
         }
         site.wait("the identity CRDs to be served", || async {
             (site.served_variant().await == Some(crds)).then_some(())
         })
         .await;
-        site.operator = Some(Operator::start(&site.env, &[]).await);
-        Some(site)
+        // The default stalled requeue and identity-API poll: a reference that arrives late must
+        // be acted on through the watches, well before either would look again.
+        site.operator = Some(
+            Operator::start(
+                &site.env,
+                &[
+                    "--stalled-requeue-period=30s",
+                    "--identity-api-poll-period=60s",
+                ],
+            )
+            .await,
+        );
+        site
     }
 
     /// The identity CRD variant the cluster serves, from discovery (status subresource or not).
-    async fn served_variant(&self) -> Option<Crds> {
+    pub async fn served_variant(&self) -> Option<Crds> {
         let out = self
             .kubectl(&["get", "--raw", "/apis/aadpodidentity.k8s.io/v1"])
             .await;

@@ -124,6 +124,13 @@ async fn spec_changes_propagate() {
     .await;
     let dw = wait_condition(&env, &op, "demoweb1", "Ready", "True", "Reconciled").await;
     assert_eq!(dw["status"]["readyReplicas"], 3);
+    let events = events_for(&env, "demoweb1").await;
+    assert!(
+        events
+            .iter()
+            .any(|(t, r, m)| t == "Normal" && r == "Updated" && m.contains("Deployment demoweb1")),
+        "{events:?}"
+    );
 
     // Repository, ref and path.
     let before = get(&env, "deployment", "demoweb1")
@@ -168,6 +175,34 @@ async fn spec_changes_propagate() {
             .contains("root /git/current/public;")
     );
 
+    // Back to a repository that exists (the seed's, pinned to a commit), so that the site becomes
+    // ready again on a real cluster too, where pods of a missing repository never would.
+    merge_patch(
+        &env,
+        "demoweb",
+        "demoweb1",
+        r#"{"spec":{"gitrepo":"https://github.com/gbaeke/static-web.git","ref":"52dd35ff7d7f5830c5aa4bd3cf2dff9c96a846b6","path":null,"sync":null}}"#,
+    )
+    .await;
+    let d = wait_object(
+        &env,
+        &op,
+        "deployment",
+        "demoweb1",
+        "the pinned commit",
+        |d| {
+            args(d, "git-clone")
+                .iter()
+                .any(|a| a == "--ref=52dd35ff7d7f5830c5aa4bd3cf2dff9c96a846b6")
+        },
+    )
+    .await;
+    assert!(
+        container(&d, "git-sync").is_none(),
+        "no sidecar without sync"
+    );
+    wait_condition(&env, &op, "demoweb1", "Ready", "True", "Reconciled").await;
+
     // Add an ingress with an allowlist for ingress-nginx.
     merge_patch(
         &env,
@@ -190,11 +225,8 @@ async fn spec_changes_propagate() {
         ingress_annotation(&ing, "example.com/team").as_deref(),
         Some("web")
     );
-    let dw = wait_object(&env, &op, "demoweb", "demoweb1", "the URL", |dw| {
-        dw["status"]["url"] == "http://www.example.com/"
-    })
-    .await;
-    assert_eq!(condition(&dw, "Ready").map(|c| c.0), Some("True".into()));
+    let dw = wait_condition(&env, &op, "demoweb1", "Ready", "True", "Reconciled").await;
+    assert_eq!(dw["status"]["url"], "http://www.example.com/");
 
     // Change, then drop the allowlist.
     merge_patch(
@@ -224,6 +256,20 @@ async fn spec_changes_propagate() {
     // Remove the ingress.
     merge_patch(&env, "demoweb", "demoweb1", r#"{"spec":{"ingress":null}}"#).await;
     wait_gone(&env, &op, "ingress", "demoweb1").await;
+    wait(
+        &env,
+        Some(&op),
+        "a Deleted Event for the Ingress",
+        DEADLINE,
+        || async {
+            events_for(&env, "demoweb1")
+                .await
+                .iter()
+                .any(|(t, r, m)| t == "Normal" && r == "Deleted" && m.contains("Ingress demoweb1"))
+                .then_some(())
+        },
+    )
+    .await;
     wait_object(&env, &op, "demoweb", "demoweb1", "no URL", |dw| {
         dw["status"]["url"].is_null()
     })
@@ -257,13 +303,14 @@ async fn deleting_the_demoweb_removes_its_children() {
     env.finish().await;
 }
 
+#[cfg_attr(
+    real_cluster,
+    ignore = "needs the emulator: holding pods back from becoming ready"
+)]
 #[tokio::test(flavor = "multi_thread")]
 async fn status_follows_the_rollout() {
     let (env, op) = setup("rollout").await;
-    let Some(emulator) = env.emulator_or_skip("holding pods back from becoming ready") else {
-        env.finish().await;
-        return;
-    };
+    let emulator = env.emulator();
     emulator.set_deployments_ready(false);
     env.apply_yaml(SEED).await.expect_ok();
     // First the Deployment controller has to observe the Deployment, then its pods count.
@@ -348,22 +395,19 @@ metadata:
 spec: {controller: k8s.io/ingress-nginx}
 ";
 
+#[cfg_attr(
+    real_cluster,
+    ignore = "needs the emulator: installing Traefik's and Kong's CRDs and a default IngressClass"
+)]
 #[tokio::test(flavor = "multi_thread")]
 async fn allowlists_follow_the_ingress_controller() {
     let env = demoweb_tests::harness::TestEnv::new("dialects").await;
-    if env
-        .emulator_or_skip("installing Traefik's and Kong's CRDs and a default IngressClass")
-        .is_none()
-    {
-        env.finish().await;
-        return;
-    }
     install_crds(&env).await;
     env.apply_yaml(MIDDLEWARE_CRD).await.expect_ok();
     let op = Operator::start(&env, &[]).await;
     let ns = env.namespace.clone();
 
-    // Traefik v3: a Middleware, referenced after the user's own middlewares.
+    // Traefik v3: a Middleware, referenced before the user's own middlewares.
     env.apply_yaml(
         "apiVersion: baeke.info/v1
 kind: DemoWeb
@@ -393,7 +437,8 @@ spec:
         &mw,
         dw["metadata"]["uid"].as_str().unwrap_or_default()
     ));
-    let expected = format!("other-auth@kubernetescrd,{ns}-edge-allowlist@kubernetescrd");
+    // The allowlist runs first: nothing the user chains can answer before it.
+    let expected = format!("{ns}-edge-allowlist@kubernetescrd,other-auth@kubernetescrd");
     wait_object(
         &env,
         &op,
@@ -455,5 +500,53 @@ spec:
 
     merge_patch(&env, "demoweb", "edge", r#"{"spec":{"ingress":null}}"#).await;
     wait_gone(&env, &op, "ingress", "edge").await;
+    env.finish().await;
+}
+
+#[cfg_attr(
+    real_cluster,
+    ignore = "needs the emulator: an operator watching every namespace of a shared cluster would reconcile other tests' and users' DemoWebs"
+)]
+#[tokio::test(flavor = "multi_thread")]
+async fn watching_all_namespaces_as_the_chart_does() {
+    let env = demoweb_tests::harness::TestEnv::new("all-namespaces").await;
+    install_crds(&env).await;
+    let other = format!("{}-b", env.namespace);
+    env.kubectl(&["create", "namespace", &other])
+        .await
+        .expect_ok();
+    let op = Operator::start_all_namespaces(&env, &[]).await;
+    env.apply_yaml(SEED).await.expect_ok();
+    env.kubectl_with_stdin(&["apply", "-n", &other, "-f", "-"], Some(SEED))
+        .await
+        .expect_ok();
+    wait_condition(&env, &op, "demoweb1", "Ready", "True", "Reconciled").await;
+    let dw = wait(
+        &env,
+        Some(&op),
+        "the DemoWeb of the other namespace to be Ready",
+        DEADLINE,
+        || async {
+            let out = env
+                .kubectl(&["get", "demoweb", "demoweb1", "-n", &other, "-o", "json"])
+                .await;
+            let dw: Value = serde_json::from_str(&out.stdout).ok()?;
+            condition(&dw, "Ready")
+                .is_some_and(|(s, _, _)| s == "True")
+                .then_some(dw)
+        },
+    )
+    .await;
+    assert_eq!(dw["metadata"]["namespace"], other.as_str());
+    let uid = dw["metadata"]["uid"].as_str().expect("uid");
+    let out = env
+        .kubectl(&["get", "deployment", "demoweb1", "-n", &other, "-o", "json"])
+        .await
+        .expect_ok();
+    let d: Value = serde_json::from_str(&out).expect("JSON");
+    assert!(controlled_by(&d, uid), "{d}");
+    env.kubectl(&["delete", "namespace", &other, "--wait=false"])
+        .await
+        .expect_ok();
     env.finish().await;
 }

@@ -1,6 +1,6 @@
 //! The chart's RBAC grants every request the operator makes: the operator runs through every kind
-//! of child (allowlist objects of two dialects, a ServiceAccount, a credentials Secret, leader
-//! election) and the emulator's per-client request counters are checked against the chart's rules.
+//! of child (allowlist objects of two dialects, a ServiceAccount, a credentials Secret, an
+//! autoscaler and a disruption budget, leader election) and the emulator's per-client request counters are checked against the chart's rules.
 
 use std::collections::BTreeSet;
 
@@ -10,37 +10,76 @@ use crate::lifecycle::MIDDLEWARE_CRD;
 use crate::support::{
     Operator, install_crds, merge_patch, repo_root, wait_condition, wait_gone, wait_object,
 };
+use demoweb_tests::emulator::Access;
 use demoweb_tests::harness::TestEnv;
 
-/// (resource, verb) pairs the chart's Role/ClusterRole grants.
-fn granted() -> BTreeSet<(String, String)> {
+/// Where a chart rule applies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Scope {
+    /// A ClusterRole: every namespace and cluster-scoped kinds.
+    Cluster,
+    /// A Role: requests inside its namespace only.
+    Namespace,
+}
+
+/// One (group, resource, verb) a chart role grants, and where.
+#[derive(Debug, PartialEq, Eq)]
+struct Grant {
+    scope: Scope,
+    group: String,
+    resource: String,
+    verb: String,
+}
+
+/// What the chart's roles grant when the operator watches one namespace (`watchNamespace` set:
+/// the main role is then a Role in that namespace, as the template says). The test's operator
+/// watches one namespace and holds its Lease there, so every Role's namespace is that one.
+fn granted() -> Vec<Grant> {
     let path = repo_root().join("charts/demoweb-operator/templates/rbac.yaml");
     let text = std::fs::read_to_string(&path).expect("the chart's rbac.yaml");
-    // Template directives stand only in metadata; each Role's rules block is plain YAML.
-    let rules: Vec<Value> = text
-        .split("\n---")
-        .filter_map(|doc| doc.split_once("\nrules:\n").map(|(_, rules)| rules))
-        .flat_map(|rules| {
-            demoweb_crd::yaml::from_str::<Vec<Value>>(rules).expect("rules parse as YAML")
-        })
-        .collect();
-    assert!(!rules.is_empty(), "no rules found in {}", path.display());
-    let mut out = BTreeSet::new();
-    for rule in rules {
-        let strings = |key: &str| -> Vec<String> {
-            rule[key]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|v| v.as_str().map(str::to_owned))
-                .collect()
+    let mut out = Vec::new();
+    // Template directives stand only in metadata; each role's rules block is plain YAML.
+    for doc in text.split("\n---") {
+        let Some((head, rules)) = doc.split_once("\nrules:\n") else {
+            continue;
         };
-        for resource in strings("resources") {
-            for verb in strings("verbs") {
-                out.insert((resource.clone(), verb));
+        let kind = head
+            .lines()
+            .find_map(|l| l.strip_prefix("kind: "))
+            .expect("a role has a kind")
+            .trim();
+        let scope = match kind {
+            "ClusterRole" => Scope::Cluster,
+            "Role" => Scope::Namespace,
+            // `ternary "Role" "ClusterRole" (ne .Values.watchNamespace "")`, with a watchNamespace.
+            "{{ $kind }}" => Scope::Namespace,
+            other => panic!("unexpected role kind {other:?} in {}", path.display()),
+        };
+        let rules: Vec<Value> = demoweb_crd::yaml::from_str(rules).expect("rules parse as YAML");
+        for rule in rules {
+            let strings = |key: &str| -> Vec<String> {
+                rule[key]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            };
+            for group in strings("apiGroups") {
+                for resource in strings("resources") {
+                    for verb in strings("verbs") {
+                        out.push(Grant {
+                            scope,
+                            group: group.clone(),
+                            resource: resource.clone(),
+                            verb,
+                        });
+                    }
+                }
             }
         }
     }
+    assert!(!out.is_empty(), "no rules found in {}", path.display());
     out
 }
 
@@ -52,13 +91,23 @@ fn rbac_verbs(verb: &str) -> Vec<&str> {
     }
 }
 
+/// Whether a rule grants the request: same group, resource and verb, and a scope that covers it
+/// (a request without a namespace — cluster-scoped kind or across namespaces — needs a ClusterRole).
+fn grants(grant: &Grant, access: &Access, verb: &str) -> bool {
+    grant.group == access.group
+        && grant.resource == access.resource
+        && grant.verb == verb
+        && (grant.scope == Scope::Cluster || access.namespace.is_some())
+}
+
+#[cfg_attr(
+    real_cluster,
+    ignore = "needs the emulator: counting the operator's requests per client"
+)]
 #[tokio::test(flavor = "multi_thread")]
 async fn chart_rbac_covers_every_request_the_operator_makes() {
     let env = TestEnv::new("rbac").await;
-    let Some(emulator) = env.emulator_or_skip("counting the operator's requests per client") else {
-        env.finish().await;
-        return;
-    };
+    let emulator = env.emulator();
     install_crds(&env).await;
     let identity_crds = repo_root().join("charts/demoweb-operator/files/aadpodidentity-crds.yaml");
     env.kubectl(&["apply", "-f", identity_crds.to_str().expect("utf-8 path")])
@@ -106,6 +155,7 @@ spec:
   gitrepo: https://github.com/gbaeke/static-web.git
   ingress: {host: b.example.com, className: kong, allowedSourceRanges: [10.0.0.0/8]}
   identity: {binding: site-binding, mode: WorkloadIdentity}
+  autoscaling: {minReplicas: 2, maxReplicas: 4}
 ",
     )
     .await
@@ -123,51 +173,96 @@ spec:
     )
     .await;
 
+    for (kind, what) in [
+        ("horizontalpodautoscalers", "the HorizontalPodAutoscaler"),
+        ("poddisruptionbudgets", "the PodDisruptionBudget"),
+    ] {
+        wait_object(&env, &op, kind, "kong-site", what, |_| true).await;
+    }
+
     // Children the DemoWeb stops wanting are deleted by the operator itself.
     merge_patch(
         &env,
         "demoweb",
         "kong-site",
-        r#"{"spec":{"ingress":null,"identity":{"mode":"PodIdentity"}}}"#,
+        r#"{"spec":{"ingress":null,"identity":{"mode":"PodIdentity"},"autoscaling":null}}"#,
     )
     .await;
+    wait_gone(&env, &op, "horizontalpodautoscaler", "kong-site").await;
+    wait_gone(&env, &op, "poddisruptionbudget", "kong-site").await;
     wait_gone(&env, &op, "serviceaccount", "kong-site").await;
     wait_gone(&env, &op, "kongplugins", "kong-site-allowlist").await;
     wait_gone(&env, &op, "ingress", "kong-site").await;
 
-    let used: BTreeSet<(String, String)> = emulator
+    let used: BTreeSet<Access> = emulator
         .request_counts()
-        .by_agent()
-        .into_keys()
-        .filter(|(agent, _, _)| agent == "demoweb-operator")
-        // Discovery paths (`/apis/...`) are open to every authenticated user (system:discovery).
-        .filter(|(_, _, resource)| !resource.starts_with('/'))
-        .map(|(_, verb, resource)| (resource, verb))
+        .accesses()
+        .into_iter()
+        .filter(|a| a.agent == "demoweb-operator")
         .collect();
     for expected in [
-        ("deployments", "apply"),
-        ("leases", "create"),
-        ("serviceaccounts", "delete"),
+        ("apps", "deployments", "apply"),
+        ("coordination.k8s.io", "leases", "create"),
+        ("", "serviceaccounts", "delete"),
+        ("networking.k8s.io", "ingressclasses", "list"),
+        ("autoscaling", "horizontalpodautoscalers", "delete"),
+        ("policy", "poddisruptionbudgets", "delete"),
     ] {
         assert!(
-            used.contains(&(expected.0.to_owned(), expected.1.to_owned())),
+            used.iter()
+                .any(|a| (a.group.as_str(), a.resource.as_str(), a.verb.as_str()) == expected),
             "the operator's requests were not told apart by User-Agent (expected {expected:?} among {used:?})"
         );
     }
     let granted = granted();
     let missing: Vec<String> = used
         .iter()
-        .flat_map(|(resource, verb)| {
-            rbac_verbs(verb)
+        .flat_map(|access| {
+            rbac_verbs(&access.verb)
                 .into_iter()
-                .filter(|v| !granted.contains(&(resource.clone(), (*v).to_owned())))
-                .map(move |v| format!("{v} {resource}"))
+                .filter(|verb| !granted.iter().any(|g| grants(g, access, verb)))
+                .map(move |verb| {
+                    format!(
+                        "{verb} {}.{} {}",
+                        access.resource,
+                        if access.group.is_empty() {
+                            "core"
+                        } else {
+                            &access.group
+                        },
+                        match &access.namespace {
+                            Some(ns) => format!("in namespace {ns}"),
+                            None => "cluster-wide".to_owned(),
+                        }
+                    )
+                })
         })
         .collect();
     assert!(
         missing.is_empty(),
         "charts/demoweb-operator/templates/rbac.yaml does not grant what the operator used: {missing:?}"
     );
+    // The check itself tells group and scope apart.
+    let list_classes = Access {
+        agent: "demoweb-operator".into(),
+        group: "networking.k8s.io".into(),
+        resource: "ingressclasses".into(),
+        verb: "list".into(),
+        namespace: None,
+    };
+    let as_role = Grant {
+        scope: Scope::Namespace,
+        group: "networking.k8s.io".into(),
+        resource: "ingressclasses".into(),
+        verb: "list".into(),
+    };
+    assert!(!grants(&as_role, &list_classes, "list"));
+    let other_group = Grant {
+        scope: Scope::Cluster,
+        group: "extensions".into(),
+        ..as_role
+    };
+    assert!(!grants(&other_group, &list_classes, "list"));
     drop(op);
     env.finish().await;
 }

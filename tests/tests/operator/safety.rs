@@ -1,6 +1,8 @@
 //! Safety: drift is repaired, other people's objects are never touched, bad input keeps the last
 //! good children and says why.
 
+use demoweb_tests::harness::TestEnv;
+
 use crate::support::*;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -152,6 +154,13 @@ spec:
     assert!(
         get(&env, "ingress", "closed").await.is_none(),
         "never exposed without its allowlist"
+    );
+    let events = events_for(&env, "closed").await;
+    assert!(
+        events.iter().any(|(t, r, m)| t == "Warning"
+            && r == "UnsupportedIngressClass"
+            && m.contains("mystery")),
+        "a Warning Event says why: {events:?}"
     );
     // The site itself still runs.
     wait_object(&env, &op, "deployment", "closed", "created", |_| true).await;
@@ -326,16 +335,10 @@ fn permissive_crd() -> String {
 }
 
 /// A fresh environment whose DemoWeb CRD validates nothing (emulator only: on a real cluster the
-/// shared CRD must not be replaced, so this returns None after saying why).
-async fn env_with_permissive_crd(test: &str) -> Option<demoweb_tests::harness::TestEnv> {
-    let env = demoweb_tests::harness::TestEnv::new(test).await;
-    if env
-        .emulator_or_skip("replacing the DemoWeb CRD with one that validates nothing")
-        .is_none()
-    {
-        env.finish().await;
-        return None;
-    }
+/// shared CRD must not be replaced).
+pub async fn env_with_permissive_crd(test: &str) -> TestEnv {
+    let env = TestEnv::new(test).await;
+    env.emulator();
     env.apply_yaml(&permissive_crd()).await.expect_ok();
     wait(
         &env,
@@ -350,14 +353,16 @@ async fn env_with_permissive_crd(test: &str) -> Option<demoweb_tests::harness::T
         },
     )
     .await;
-    Some(env)
+    env
 }
 
+#[cfg_attr(
+    real_cluster,
+    ignore = "needs the emulator: replacing the cluster-wide DemoWeb CRD with one that validates nothing"
+)]
 #[tokio::test(flavor = "multi_thread")]
 async fn invalid_spec_past_the_schema_keeps_the_last_good_children() {
-    let Some(env) = env_with_permissive_crd("past-the-schema").await else {
-        return;
-    };
+    let env = env_with_permissive_crd("past-the-schema").await;
     let op = Operator::start(&env, &[]).await;
     env.apply_yaml(SEED).await.expect_ok();
     wait_condition(&env, &op, "demoweb1", "Ready", "True", "Reconciled").await;
@@ -403,11 +408,13 @@ async fn invalid_spec_past_the_schema_keeps_the_last_good_children() {
     env.finish().await;
 }
 
+#[cfg_attr(
+    real_cluster,
+    ignore = "needs the emulator: replacing the cluster-wide DemoWeb CRD with one that validates nothing"
+)]
 #[tokio::test(flavor = "multi_thread")]
 async fn unreadable_demoweb_does_not_stall_the_others() {
-    let Some(env) = env_with_permissive_crd("unreadable").await else {
-        return;
-    };
+    let env = env_with_permissive_crd("unreadable").await;
     env.apply_yaml(
         "apiVersion: baeke.info/v1
 kind: DemoWeb
@@ -436,5 +443,336 @@ spec: {replicas: two, gitrepo: https://github.com/gbaeke/static-web.git}
     .await;
     assert!(!events.is_empty());
     assert!(get(&env, "deployment", "broken").await.is_none());
+    env.finish().await;
+}
+
+/// A DemoWeb whose child `kind`/`name` is already taken by an object created with kubectl.
+struct Clash {
+    demoweb: &'static str,
+    /// The kind as kubectl and the operator's messages spell it.
+    kind: &'static str,
+    name: String,
+    foreign: String,
+    spec: &'static str,
+}
+
+fn clash(
+    demoweb: &'static str,
+    kind: &'static str,
+    name: &str,
+    body: &str,
+    spec: &'static str,
+) -> Clash {
+    let api_version = match kind {
+        "Ingress" => "networking.k8s.io/v1",
+        "Middleware" => "traefik.io/v1alpha1",
+        _ => "v1",
+    };
+    Clash {
+        demoweb,
+        kind,
+        name: name.to_owned(),
+        foreign: format!(
+            "apiVersion: {api_version}\nkind: {kind}\nmetadata: {{name: {name}, labels: {{owner: someone-else}}}}\n{body}"
+        ),
+        spec,
+    }
+}
+
+/// Applies each foreign object, then its DemoWeb, and checks that the operator stalls with
+/// NameConflict, says which object and who manages it, leaves the object exactly as it was, and
+/// takes the name once the user deletes the object.
+async fn check_clashes(env: &TestEnv, op: &Operator, clashes: &[Clash]) {
+    for c in clashes {
+        env.apply_yaml(&c.foreign).await.expect_ok();
+    }
+    let mut before = Vec::new();
+    for c in clashes {
+        before.push(get(env, c.kind, &c.name).await.expect("foreign object"));
+        env.apply_yaml(&format!(
+            "apiVersion: baeke.info/v1\nkind: DemoWeb\nmetadata: {{name: {}}}\nspec:\n  gitrepo: https://github.com/gbaeke/static-web.git\n{}",
+            c.demoweb, c.spec
+        ))
+        .await
+        .expect_ok();
+    }
+    for (c, before) in clashes.iter().zip(&before) {
+        let dw = wait_condition(env, op, c.demoweb, "Stalled", "True", "NameConflict").await;
+        let (_, _, message) = condition(&dw, "Stalled").expect("Stalled");
+        assert!(
+            message.contains(&format!("{} {}", c.kind, c.name)) && message.contains("kubectl"),
+            "names the object and its manager: {message}"
+        );
+        assert_eq!(condition(&dw, "Ready").map(|c| c.0), Some("False".into()));
+        let after = get(env, c.kind, &c.name).await.expect("still there");
+        assert_eq!(
+            after["metadata"]["resourceVersion"], before["metadata"]["resourceVersion"],
+            "{} {} untouched: {after}",
+            c.kind, c.name
+        );
+        assert!(
+            after["metadata"]["ownerReferences"].is_null(),
+            "not adopted: {after}"
+        );
+        if c.kind == "Middleware" {
+            // Never exposed without its allowlist: no Ingress while the allowlist is not ours.
+            assert!(get(env, "ingress", c.demoweb).await.is_none());
+        }
+        let events = events_for(env, c.demoweb).await;
+        assert!(
+            events
+                .iter()
+                .any(|(t, r, m)| t == "Warning" && r == "NameConflict" && m.contains(&c.name)),
+            "{events:?}"
+        );
+    }
+    for c in clashes {
+        env.kubectl(&["delete", c.kind, &c.name]).await.expect_ok();
+    }
+    for c in clashes {
+        wait_condition(env, op, c.demoweb, "Ready", "True", "Reconciled").await;
+        let ours = get(env, c.kind, &c.name).await.expect("the operator's own");
+        let uid = get(env, "demoweb", c.demoweb).await.expect("DemoWeb")["metadata"]["uid"]
+            .as_str()
+            .expect("uid")
+            .to_owned();
+        assert!(controlled_by(&ours, &uid), "{ours}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn foreign_config_map_service_and_ingress_are_never_touched() {
+    let (env, op) = setup("name-clash-kinds").await;
+    let clashes = [
+        clash(
+            "cm-clash",
+            "ConfigMap",
+            "cm-clash-nginx",
+            "data: {mine: \"yes\"}\n",
+            "",
+        ),
+        clash(
+            "svc-clash",
+            "Service",
+            "svc-clash",
+            "spec: {selector: {app: mine}, ports: [{port: 8080}]}\n",
+            "",
+        ),
+        clash(
+            "ing-clash",
+            "Ingress",
+            "ing-clash",
+            "spec: {rules: [{host: mine.example.com}]}\n",
+            "  ingress: {host: ing-clash.example.com}\n",
+        ),
+    ];
+    check_clashes(&env, &op, &clashes).await;
+    env.finish().await;
+}
+
+#[cfg_attr(
+    real_cluster,
+    ignore = "needs the emulator: installs Traefik's Middleware CRD and a default IngressClass, cluster-wide"
+)]
+#[tokio::test(flavor = "multi_thread")]
+async fn foreign_allowlist_object_is_never_touched() {
+    let env = TestEnv::new("name-clash-allowlist").await;
+    install_crds(&env).await;
+    env.apply_yaml(crate::lifecycle::MIDDLEWARE_CRD)
+        .await
+        .expect_ok();
+    wait(&env, None, "Middlewares to be served", DEADLINE, || async {
+        env.kubectl(&["get", "middlewares"])
+            .await
+            .success()
+            .then_some(())
+    })
+    .await;
+    let op = Operator::start(&env, &[]).await;
+    let clashes = [clash(
+        "mw-clash",
+        "Middleware",
+        "mw-clash-allowlist",
+        "spec: {ipAllowList: {sourceRange: [0.0.0.0/0]}}\n",
+        "  ingress: {host: mw.example.com, className: traefik, allowedSourceRanges: [10.0.0.0/8]}\n",
+    )];
+    env.apply_yaml(
+        "apiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata: {name: traefik}\nspec: {controller: traefik.io/ingress-controller}\n",
+    )
+    .await
+    .expect_ok();
+    check_clashes(&env, &op, &clashes).await;
+    wait_object(
+        &env,
+        &op,
+        "ingress",
+        "mw-clash",
+        "exposed with its allowlist",
+        |_| true,
+    )
+    .await;
+    env.finish().await;
+}
+
+#[cfg_attr(
+    all(
+        real_cluster,
+        not(any(identity_crds = "ours", identity_crds = "upstream"))
+    ),
+    ignore = "needs the cluster to serve the aad-pod-identity CRDs (declare which with DEMOWEB_TEST_IDENTITY_CRDS=ours|upstream)"
+)]
+#[tokio::test(flavor = "multi_thread")]
+async fn foreign_service_account_is_never_touched() {
+    let env = TestEnv::new("name-clash-sa").await;
+    install_crds(&env).await;
+    if env.is_emulator() {
+        let crds = repo_root().join("charts/demoweb-operator/files/aadpodidentity-crds.yaml");
+        env.kubectl(&["apply", "-f", crds.to_str().expect("utf-8 path")])
+            .await
+            .expect_ok();
+    }
+    wait(
+        &env,
+        None,
+        "the identity CRDs to be served",
+        DEADLINE,
+        || async {
+            env.kubectl(&["get", "azureidentitybindings"])
+                .await
+                .success()
+                .then_some(())
+        },
+    )
+    .await;
+    env.apply_yaml(
+        "apiVersion: aadpodidentity.k8s.io/v1
+kind: AzureIdentity
+metadata: {name: sa-id}
+spec:
+  type: 0
+  resourceID: /subscriptions/6f1c2a4e-0d3b-4e8f-9a51-2b7c8d9e0f11/resourcegroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/sa-id
+  clientID: c35040d0-f73c-4c4e-a376-9bb1c5532fda
+---
+apiVersion: aadpodidentity.k8s.io/v1
+kind: AzureIdentityBinding
+metadata: {name: sa-binding}
+spec: {azureIdentity: sa-id, selector: sa}
+",
+    )
+    .await
+    .expect_ok();
+    let op = Operator::start(&env, &[]).await;
+    let clashes = [clash(
+        "sa-clash",
+        "ServiceAccount",
+        "sa-clash",
+        "",
+        "  identity: {binding: sa-binding, mode: WorkloadIdentity}\n",
+    )];
+    check_clashes(&env, &op, &clashes).await;
+    // Once the name is ours, the status names the ServiceAccount the pods run under.
+    let dw = wait_object(
+        &env,
+        &op,
+        "demoweb",
+        "sa-clash",
+        "the ServiceAccount in the status",
+        |dw| dw["status"]["identity"]["serviceAccountName"] == "sa-clash",
+    )
+    .await;
+    assert_eq!(
+        dw["status"]["identity"]["clientId"], "c35040d0-f73c-4c4e-a376-9bb1c5532fda",
+        "{dw}"
+    );
+    let d = get(&env, "deployment", "sa-clash")
+        .await
+        .expect("Deployment");
+    assert_eq!(
+        d["spec"]["template"]["spec"]["serviceAccountName"],
+        "sa-clash"
+    );
+    env.finish().await;
+}
+
+#[cfg_attr(
+    real_cluster,
+    ignore = "needs the emulator: replacing the cluster-wide DemoWeb CRD with one that validates nothing"
+)]
+#[tokio::test(flavor = "multi_thread")]
+async fn refused_annotations_past_the_schema_are_left_off_the_ingress() {
+    let env = env_with_permissive_crd("refused-past-the-schema").await;
+    let op = Operator::start(&env, &[]).await;
+    env.apply_yaml(
+        "apiVersion: baeke.info/v1
+kind: DemoWeb
+metadata: {name: apim}
+spec:
+  gitrepo: https://github.com/gbaeke/static-web.git
+  ingress:
+    host: apim.example.com
+    className: nginx
+    allowedSourceRanges: [203.0.113.7/32]
+    annotations:
+      nginx.ingress.kubernetes.io/server-snippet: 'location /open { return 200; }'
+      nginx.ingress.kubernetes.io/auth-url: http://elsewhere.example.com/
+      nginx.ingress.kubernetes.io/proxy-body-size: 1m
+",
+    )
+    .await
+    .expect_ok();
+    let dw = wait_condition(&env, &op, "apim", "Stalled", "True", "AnnotationsRefused").await;
+    let (_, _, message) = condition(&dw, "Stalled").expect("Stalled");
+    for key in [
+        "nginx.ingress.kubernetes.io/server-snippet",
+        "nginx.ingress.kubernetes.io/auth-url",
+    ] {
+        assert!(message.contains(key), "{message}");
+    }
+    // The site keeps serving, with its allowlist and without the dangerous part.
+    let ing = wait_object(&env, &op, "ingress", "apim", "applied", |_| true).await;
+    let annotations = &ing["metadata"]["annotations"];
+    assert_eq!(
+        annotations["nginx.ingress.kubernetes.io/whitelist-source-range"],
+        "203.0.113.7/32"
+    );
+    assert_eq!(
+        annotations["nginx.ingress.kubernetes.io/proxy-body-size"],
+        "1m"
+    );
+    assert!(annotations["nginx.ingress.kubernetes.io/server-snippet"].is_null());
+    assert!(annotations["nginx.ingress.kubernetes.io/auth-url"].is_null());
+    wait_object(&env, &op, "deployment", "apim", "created", |_| true).await;
+    wait(
+        &env,
+        Some(&op),
+        "a Warning Event naming the refused annotations",
+        DEADLINE,
+        || async {
+            events_for(&env, "apim")
+                .await
+                .iter()
+                .any(|(t, r, m)| {
+                    t == "Warning"
+                        && r == "AnnotationsRefused"
+                        && m.contains("nginx.ingress.kubernetes.io/server-snippet")
+                })
+                .then_some(())
+        },
+    )
+    .await;
+
+    // Removing them clears the condition.
+    merge_patch(
+        &env,
+        "demoweb",
+        "apim",
+        r#"{"spec":{"ingress":{"annotations":{"nginx.ingress.kubernetes.io/server-snippet":null,"nginx.ingress.kubernetes.io/auth-url":null}}}}"#,
+    )
+    .await;
+    wait_object(&env, &op, "demoweb", "apim", "no longer stalled", |dw| {
+        condition(dw, "Stalled").is_some_and(|(s, _, _)| s == "False")
+            && dw["status"]["observedGeneration"] == dw["metadata"]["generation"]
+    })
+    .await;
     env.finish().await;
 }

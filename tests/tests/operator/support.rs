@@ -66,7 +66,37 @@ impl Operator {
     }
 
     pub async fn start_named(env: &TestEnv, name: &str, extra: &[&str]) -> Operator {
-        let mut op = Self::spawn(env, name, extra);
+        Self::wait_started(Self::spawn(env, name, extra)).await
+    }
+
+    /// Starts the operator as the chart runs it: watching every namespace.
+    pub async fn start_all_namespaces(env: &TestEnv, extra: &[&str]) -> Operator {
+        Self::wait_started(Self::spawn_in(env, "operator", None, extra)).await
+    }
+
+    /// Waits until the operator serves its endpoints and `/readyz` says it is ready.
+    pub async fn wait_started(op: Operator) -> Operator {
+        let mut op = Self::wait_serving(op).await;
+        let start = Instant::now();
+        loop {
+            let (code, body) = op.http_get("/readyz").await;
+            if code == 200 {
+                return op;
+            }
+            if let Ok(Some(status)) = op.child.try_wait() {
+                panic!("the operator exited with {status}:\n{}", op.logs());
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "the operator was not ready in 30s ({code} {body}):\n{}",
+                op.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until the operator logs the address of its endpoints.
+    pub async fn wait_serving(mut op: Operator) -> Operator {
         let start = Instant::now();
         loop {
             if let Some(addr) = op.logged_addr() {
@@ -88,17 +118,34 @@ impl Operator {
         }
     }
 
-    fn spawn(env: &TestEnv, name: &str, extra: &[&str]) -> Operator {
+    /// Starts the process on the test's namespace without waiting for anything.
+    pub fn spawn(env: &TestEnv, name: &str, extra: &[&str]) -> Operator {
+        Self::spawn_in(env, name, Some(&env.namespace), extra)
+    }
+
+    fn spawn_in(env: &TestEnv, name: &str, namespace: Option<&str>, extra: &[&str]) -> Operator {
         let log = env.dir().join(format!("{name}.log"));
         let file = std::fs::File::create(&log).expect("operator log file");
         let mut args = vec![
             "run".to_owned(),
-            format!("--namespace={}", env.namespace),
             "--metrics-addr=127.0.0.1:0".to_owned(),
             "--log-format=json".to_owned(),
         ];
+        if let Some(namespace) = namespace {
+            args.push(format!("--namespace={namespace}"));
+        }
         if !extra.iter().any(|a| a.starts_with("--leader-election")) {
             args.push("--leader-election=false".to_owned());
+        }
+        // Short intervals, so that what the operator does "eventually" happens within a test;
+        // the defaults (30s, 60s) are pinned by the operator's CLI tests.
+        for (flag, value) in [
+            ("--stalled-requeue-period", "1s"),
+            ("--identity-api-poll-period", "1s"),
+        ] {
+            if !extra.iter().any(|a| a.starts_with(flag)) {
+                args.push(format!("{flag}={value}"));
+            }
         }
         args.extend(extra.iter().map(|s| s.to_string()));
         let child = tokio::process::Command::new(operator_binary())
@@ -145,6 +192,11 @@ impl Operator {
             .await
             .ok()
             .and_then(Result::ok)
+    }
+
+    /// SIGKILL: a crash, with no chance to hand anything back.
+    pub async fn crash(&mut self) {
+        self.child.kill().await.expect("kill the operator");
     }
 
     /// SIGTERM, as Kubernetes stops a pod.

@@ -111,7 +111,6 @@ impl FieldSet {
         node.member = true;
     }
 
-    #[cfg(test)]
     pub fn contains(&self, path: &[PathElement]) -> bool {
         let mut node = self;
         for pe in path {

@@ -471,3 +471,118 @@ fn cap_update_managers(managed: &mut Managed) {
         remaining -= 1;
     }
 }
+
+/// The owners of a scalable object's replicas field, as the `autoscaling/v1` Scale sees them
+/// (kube-apiserver's `ScaleHandler.ToSubresource`): every entry of `parent_version` that owns
+/// `replicas` becomes an entry owning the Scale's `spec.replicas`, keeping its manager,
+/// operation, subresource and time; entries of other versions are not carried over.
+pub fn scale_entries(parent: &Value, parent_version: &str, replicas: &[&str]) -> Value {
+    let path = field_path(replicas);
+    let scale_path = field_path(&["spec", "replicas"]);
+    let managed = decode(parent).unwrap_or_default();
+    let mut out = Managed::new();
+    for (key, entry) in managed {
+        if entry.api_version != parent_version || !entry.set.contains(&path) {
+            continue;
+        }
+        let mut set = FieldSet::new();
+        set.insert(&scale_path);
+        let key = Key {
+            api_version: match key.operation {
+                Operation::Apply => String::new(),
+                Operation::Update => SCALE_VERSION.to_owned(),
+            },
+            ..key
+        };
+        out.insert(
+            key,
+            Entry {
+                api_version: SCALE_VERSION.to_owned(),
+                time: entry.time,
+                set,
+            },
+        );
+    }
+    Value::Array(encode(&out))
+}
+
+const SCALE_VERSION: &str = "autoscaling/v1";
+
+fn field_path(segments: &[&str]) -> Vec<PathElement> {
+    segments
+        .iter()
+        .map(|s| PathElement::Field((*s).to_owned()))
+        .collect()
+}
+
+/// Folds the Scale's managedFields after a write back into the parent's
+/// (`ScaleHandler.ToParent`). A parent entry that owned `replicas` keeps it only when the same
+/// manager (by name, operation, subresource and, for updates, apiVersion) still owns the Scale's
+/// `spec.replicas`; otherwise the field is taken from it. Scale owners not matched that way get
+/// an entry of their own in `parent_version` owning only `replicas`, with the time the parent
+/// had recorded under that identity (none for a new one). Entries of other versions are dropped.
+pub fn scale_to_parent(
+    parent: &Value,
+    scale: &Value,
+    parent_version: &str,
+    replicas: &[&str],
+) -> Value {
+    let path = field_path(replicas);
+    let scale_path = field_path(&["spec", "replicas"]);
+    let parent = decode(parent).unwrap_or_default();
+    let mut scale = decode(scale).unwrap_or_default();
+    let mut out = Managed::new();
+    for (key, entry) in &parent {
+        if entry.api_version != parent_version {
+            continue;
+        }
+        if !entry.set.contains(&path) {
+            out.insert(key.clone(), entry.clone());
+            continue;
+        }
+        if scale.remove(key).is_some() {
+            out.insert(key.clone(), entry.clone());
+            continue;
+        }
+        let mut only = FieldSet::new();
+        only.insert(&path);
+        let rest = entry.set.difference(&only);
+        if !rest.is_empty() {
+            out.insert(
+                key.clone(),
+                Entry {
+                    set: rest,
+                    ..entry.clone()
+                },
+            );
+        }
+    }
+    for (key, entry) in scale {
+        if !entry.set.contains(&scale_path) {
+            continue;
+        }
+        let mut set = FieldSet::new();
+        set.insert(&path);
+        let time = parent.get(&key).and_then(|e| e.time.clone());
+        let key = Key {
+            api_version: match key.operation {
+                Operation::Apply => String::new(),
+                Operation::Update => parent_version.to_owned(),
+            },
+            ..key
+        };
+        let set = match out.remove(&key) {
+            Some(prev) => prev.set.union(&set),
+            None => set,
+        };
+        out.insert(
+            key,
+            Entry {
+                api_version: parent_version.to_owned(),
+                time,
+                set,
+            },
+        );
+    }
+    Value::Array(encode(&out))
+}

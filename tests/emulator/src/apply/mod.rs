@@ -38,7 +38,7 @@ mod tests;
 
 use serde_json::{Value, json};
 
-pub use managed::{server_side_apply, track_update};
+pub use managed::{scale_entries, scale_to_parent, server_side_apply, track_update};
 pub use patch::{json_patch, merge_patch, strategic_merge_patch};
 pub use schema::{builtin_schema, crd_schema};
 

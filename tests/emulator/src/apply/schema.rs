@@ -300,6 +300,23 @@ fn kind_schema(group: &str, version: &str, kind: &str) -> Option<Value> {
             object(json!({"rules": atomic_list(), "tls": atomic_list()})),
             object(json!({"loadBalancer": present(object(json!({"ingress": atomic_list()})))})),
         ),
+        // policy/v1: the selector is an atomic LabelSelector (`patchStrategy=replace`).
+        ("policy", "v1", "PodDisruptionBudget") => spec_status(
+            object(json!({"selector": atomic_map()})),
+            object(json!({"conditions": conditions(), "disruptedPods": string_map()})),
+        ),
+        // autoscaling/v2: metrics, policies and current metrics are `+listType=atomic`.
+        ("autoscaling", "v2", "HorizontalPodAutoscaler") => spec_status(
+            object(json!({
+                "scaleTargetRef": present(object(json!({}))),
+                "metrics": atomic_list(),
+                "behavior": object(json!({
+                    "scaleUp": object(json!({"policies": atomic_list()})),
+                    "scaleDown": object(json!({"policies": atomic_list()})),
+                })),
+            })),
+            object(json!({"currentMetrics": atomic_list(), "conditions": conditions()})),
+        ),
         ("coordination.k8s.io", "v1", "Lease") => {
             object(json!({"spec": present(object(json!({})))}))
         }
@@ -354,6 +371,8 @@ mod tests {
             ("events.k8s.io", "v1", "Event"),
             ("apps", "v1", "Deployment"),
             ("networking.k8s.io", "v1", "Ingress"),
+            ("policy", "v1", "PodDisruptionBudget"),
+            ("autoscaling", "v2", "HorizontalPodAutoscaler"),
             ("coordination.k8s.io", "v1", "Lease"),
             ("rbac.authorization.k8s.io", "v1", "Role"),
             ("rbac.authorization.k8s.io", "v1", "ClusterRole"),

@@ -841,3 +841,120 @@ fn reapply_over_server_defaults_is_a_noop() {
         "unowned fields stay"
     );
 }
+
+/// `kube-apiserver`'s ScaleHandler cases: who owns a Deployment's replicas after a write through
+/// its Scale subresource.
+#[test]
+fn scale_writes_move_replicas_ownership_like_the_scale_handler() {
+    let e = |manager: &str, op: &str, av: &str, sub: Option<&str>, fields: Value| {
+        let mut v = json!({"manager": manager, "operation": op, "apiVersion": av,
+            "fieldsType": "FieldsV1", "fieldsV1": fields});
+        if let Some(s) = sub {
+            v["subresource"] = json!(s);
+        }
+        v
+    };
+    let both = json!({"f:spec": {"f:replicas": {}, "f:selector": {}}});
+    let selector = json!({"f:spec": {"f:selector": {}}});
+    let replicas = json!({"f:spec": {"f:replicas": {}}});
+    struct Case {
+        name: &'static str,
+        parent: Value,
+        scale: Value,
+        want: Value,
+    }
+    let cases = [
+        Case {
+            name: "an update through scale takes replicas from an applier",
+            parent: json!([e("test", "Apply", "apps/v1", None, both.clone())]),
+            scale: json!([e(
+                "scale",
+                "Update",
+                "autoscaling/v1",
+                Some("scale"),
+                replicas.clone()
+            )]),
+            want: json!([
+                e("test", "Apply", "apps/v1", None, selector.clone()),
+                e(
+                    "scale",
+                    "Update",
+                    "apps/v1",
+                    Some("scale"),
+                    replicas.clone()
+                ),
+            ]),
+        },
+        Case {
+            name: "an applier that still owns the Scale's replicas keeps them",
+            parent: json!([e("test", "Apply", "apps/v1", None, both.clone())]),
+            scale: json!([
+                e("test", "Apply", "autoscaling/v1", None, replicas.clone()),
+                e(
+                    "test",
+                    "Apply",
+                    "autoscaling/v1",
+                    Some("scale"),
+                    replicas.clone()
+                ),
+            ]),
+            want: json!([
+                e("test", "Apply", "apps/v1", None, both.clone()),
+                e("test", "Apply", "apps/v1", Some("scale"), replicas.clone()),
+            ]),
+        },
+        Case {
+            name: "an updater's entry is matched with its apiVersion",
+            parent: json!([e("test", "Update", "apps/v1", None, both)]),
+            scale: json!([e(
+                "test",
+                "Update",
+                "autoscaling/v1",
+                Some("scale"),
+                replicas.clone()
+            )]),
+            want: json!([
+                e("test", "Update", "apps/v1", None, selector.clone()),
+                e("test", "Update", "apps/v1", Some("scale"), replicas.clone()),
+            ]),
+        },
+        Case {
+            name: "status-only writes own nothing in the parent",
+            parent: json!([e("test", "Apply", "apps/v1", None, selector.clone())]),
+            scale: json!([e(
+                "scale",
+                "Update",
+                "autoscaling/v1",
+                Some("scale"),
+                json!({"f:status": {"f:replicas": {}}})
+            )]),
+            want: json!([e("test", "Apply", "apps/v1", None, selector)]),
+        },
+    ];
+    for case in cases {
+        let got = scale_to_parent(&case.parent, &case.scale, "apps/v1", &["spec", "replicas"]);
+        assert_eq!(got, case.want, "{}", case.name);
+    }
+    let parent = json!([
+        e(
+            "op",
+            "Apply",
+            "apps/v1",
+            None,
+            json!({"f:spec": {"f:replicas": {}, "f:template": {}}})
+        ),
+        e("old", "Apply", "apps/v2", None, replicas.clone()),
+        e(
+            "editor",
+            "Update",
+            "apps/v1",
+            None,
+            json!({"f:spec": {"f:paused": {}}})
+        ),
+    ]);
+    assert_eq!(
+        scale_entries(&parent, "apps/v1", &["spec", "replicas"]),
+        json!([e("op", "Apply", "autoscaling/v1", None, replicas)]),
+        "only the owners of replicas in the served version are carried to the Scale"
+    );
+}

@@ -53,8 +53,6 @@ fn node_size(n: &Node) -> Option<f64> {
 /// Functions whose cost grows with the length of the string they read.
 const TRAVERSING: &[&str] = &[
     "contains",
-    "startsWith",
-    "endsWith",
     "lowerAscii",
     "upperAscii",
     "trim",
@@ -219,6 +217,12 @@ impl<'a> Coster<'a> {
                     "_[_]" => {
                         cost += 1.0;
                         size_of(self, bound)
+                    }
+                    // cel-go charges a prefix or suffix test by the length of the prefix or
+                    // suffix, not of the string tested.
+                    "startsWith" | "endsWith" => {
+                        cost += traverse(args.first().and_then(|a| a.1));
+                        None
                     }
                     _ if REGEX.contains(&f) => {
                         let pattern = args.last().and_then(|a| a.1).unwrap_or(1.0);

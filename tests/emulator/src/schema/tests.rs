@@ -1529,6 +1529,31 @@ fn rule_cost_budget() {
 }
 
 #[test]
+fn prefix_and_suffix_tests_cost_the_length_of_the_prefix() {
+    // cel-go charges `startsWith`/`endsWith` by the argument's length, so a bounded map of
+    // unbounded keys may be tested against many constant prefixes; `contains` still reads the
+    // whole string and is refused.
+    let compile = |rule: &str| {
+        StructuralSchema::new(
+            &json!({"type": "object", "properties": {"spec": {"type": "object",
+            "properties": {"labels": {"type": "object", "maxProperties": 64,
+                "additionalProperties": {"type": "string"},
+                "x-kubernetes-validations": [{"rule": rule}]}}}}}),
+        )
+        .map(|_| ())
+        .map_err(|e| messages(&e))
+    };
+    let many: Vec<String> = (0..100)
+        .map(|i| format!("k.startsWith('example.com/p{i}-') || k.endsWith('-s{i}')"))
+        .collect();
+    assert_eq!(
+        compile(&format!("!self.exists(k, {})", many.join(" || "))),
+        Ok(())
+    );
+    assert!(compile("!self.exists(k, self[k].contains('x'))").is_err());
+}
+
+#[test]
 fn schemas_can_be_shared_between_request_handlers() {
     fn assert_send_sync<T: Send + Sync + 'static>() {}
     assert_send_sync::<StructuralSchema>();

@@ -1,0 +1,53 @@
+//! Decides at build time which substrate the integration tests run on, so that a test which cannot
+//! run there is compiled as ignored, with its reason, and counted as such in the test summary
+//! (instead of passing without checking anything).
+//!
+//! - `real_cluster`: `DEMOWEB_TEST_KUBECONFIG` names a real cluster's kubeconfig. Tests that need the
+//!   emulator (fault injection, request counters, replacing cluster-wide CRDs) are ignored.
+//! - `identity_crds = "ours" | "upstream"`: on a real cluster, `DEMOWEB_TEST_IDENTITY_CRDS` says
+//!   which aad-pod-identity CRDs the cluster serves (this project's or upstream's); tests never
+//!   install or replace those cluster-wide objects there, so those needing them are ignored
+//!   unless they are declared served (and fail if the declaration is wrong).
+//! - `no_helm`, `no_promtool`: python3 cannot import helm-python-sdk, or promtool is not on the PATH,
+//!   so the tests that need them are ignored.
+
+use std::process::Command;
+
+fn main() {
+    println!("cargo::rustc-check-cfg=cfg(real_cluster)");
+    println!("cargo::rustc-check-cfg=cfg(identity_crds, values(\"ours\", \"upstream\"))");
+    println!("cargo::rustc-check-cfg=cfg(no_helm)");
+    println!("cargo::rustc-check-cfg=cfg(no_promtool)");
+    println!("cargo::rerun-if-changed=build.rs");
+    println!("cargo::rerun-if-env-changed=DEMOWEB_TEST_KUBECONFIG");
+    println!("cargo::rerun-if-env-changed=DEMOWEB_TEST_IDENTITY_CRDS");
+    println!("cargo::rerun-if-env-changed=PYTHONPATH");
+
+    let set = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    if set("DEMOWEB_TEST_KUBECONFIG").is_some() {
+        println!("cargo::rustc-cfg=real_cluster");
+        match set("DEMOWEB_TEST_IDENTITY_CRDS").as_deref() {
+            Some(variant @ ("ours" | "upstream")) => {
+                println!("cargo::rustc-cfg=identity_crds=\"{variant}\"")
+            }
+            Some(other) => panic!(
+                "DEMOWEB_TEST_IDENTITY_CRDS={other:?}: say `ours` or `upstream` (the aad-pod-identity CRDs the cluster serves), or leave it unset when it serves none"
+            ),
+            None => {}
+        }
+    }
+    let helm = Command::new("python3")
+        .args(["-c", "import helm_python"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !helm {
+        println!("cargo::rustc-cfg=no_helm");
+    }
+    let promtool = Command::new("promtool")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !promtool {
+        println!("cargo::rustc-cfg=no_promtool");
+    }
+}

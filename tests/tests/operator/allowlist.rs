@@ -1,0 +1,354 @@
+//! The allowlist holds: refused annotations, dialects whose API is missing, and objects that
+//! arrive after the DemoWeb (a CRD, an IngressClass, a Secret) — as a user sees them through
+//! kubectl. Cluster-scoped objects these tests create (IngressClasses, the Middleware CRD) get
+//! names no other test uses, or are removed again by a guard, so the tests run against a shared
+//! real cluster in any order.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::support::*;
+use demoweb_tests::harness::TestEnv;
+
+/// How soon a change of a referenced object must be acted on.
+const PROMPT: Duration = Duration::from_secs(10);
+
+/// Deletes cluster-scoped objects a test created, also when the test fails.
+struct ClusterScoped {
+    kubeconfig: std::path::PathBuf,
+    objects: Vec<String>,
+}
+
+impl ClusterScoped {
+    fn new(env: &TestEnv) -> Self {
+        Self {
+            kubeconfig: env.kubeconfig_path.clone(),
+            objects: Vec::new(),
+        }
+    }
+
+    fn track(&mut self, kind_and_name: &str) {
+        self.objects.push(kind_and_name.to_owned());
+    }
+}
+
+impl Drop for ClusterScoped {
+    fn drop(&mut self) {
+        let kubectl = std::env::var("KUBECTL").unwrap_or_else(|_| "kubectl".into());
+        for object in &self.objects {
+            let _ = std::process::Command::new(&kubectl)
+                .arg("--kubeconfig")
+                .arg(&self.kubeconfig)
+                .args(["delete", object, "--ignore-not-found", "--wait=false"])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+    }
+}
+
+/// Traefik's Middleware CRD (group traefik.io, Traefik v3's `ipAllowList`).
+const TRAEFIK_MIDDLEWARE_CRD: &str = "apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: middlewares.traefik.io}
+spec:
+  group: traefik.io
+  names: {kind: Middleware, listKind: MiddlewareList, plural: middlewares, singular: middleware}
+  scope: Namespaced
+  versions:
+  - name: v1alpha1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            properties:
+              ipAllowList:
+                type: object
+                properties:
+                  sourceRange: {type: array, items: {type: string}}
+";
+
+fn annotation(obj: &Value, key: &str) -> Option<String> {
+    obj["metadata"]["annotations"][key]
+        .as_str()
+        .map(str::to_owned)
+}
+
+/// Waits, at most [`PROMPT`], for `check` to pass.
+async fn promptly<F, Fut>(env: &TestEnv, op: &Operator, what: &str, check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<()>>,
+{
+    wait(
+        env,
+        Some(op),
+        &format!("{what} (within {PROMPT:?})"),
+        PROMPT,
+        check,
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_refused_annotation_family_is_refused_with_its_message() {
+    let env = TestEnv::new("refused-annotations").await;
+    install_crds(&env).await;
+    let demoweb = |name: &str, ranges: &str, key: &str, value: &str| {
+        format!(
+            "apiVersion: baeke.info/v1
+kind: DemoWeb
+metadata: {{name: {name}}}
+spec:
+  gitrepo: https://github.com/gbaeke/static-web.git
+  ingress:
+    host: {name}.example.com
+    className: nginx
+    allowedSourceRanges: {ranges}
+    annotations: {{\"{key}\": \"{value}\"}}
+"
+        )
+    };
+    // (key, refused only next to an allowlist, what kubectl must say)
+    let families = [
+        (
+            "nginx.ingress.kubernetes.io/server-snippet",
+            false,
+            "must not inject ingress-controller configuration",
+        ),
+        (
+            "nginx.org/location-snippets",
+            false,
+            "must not inject ingress-controller configuration",
+        ),
+        ("haproxy.org/deny-list", false, "must not set source ranges"),
+        (
+            "nginx.ingress.kubernetes.io/auth-url",
+            true,
+            "must not configure authentication",
+        ),
+        (
+            "haproxy.org/src-ip-header",
+            true,
+            "must not take the client address from a request header",
+        ),
+        (
+            "nginx.ingress.kubernetes.io/permanent-redirect",
+            true,
+            "must not redirect requests",
+        ),
+        (
+            "nginx.ingress.kubernetes.io/canary",
+            true,
+            "must not route requests around the allowlist",
+        ),
+        (
+            "konghq.com/plugins",
+            true,
+            "must not route requests around the allowlist",
+        ),
+    ];
+    for (i, (key, only_with_allowlist, message)) in families.iter().enumerate() {
+        let name = format!("refused{i}");
+        let err = env
+            .apply_yaml(&demoweb(&name, "[203.0.113.7/32]", key, "x"))
+            .await
+            .expect_err();
+        assert!(err.contains(message), "{key}: {err}");
+        let without = env.apply_yaml(&demoweb(&name, "[]", key, "x")).await;
+        if *only_with_allowlist {
+            without.expect_ok();
+            env.kubectl(&["delete", "demoweb", &name]).await.expect_ok();
+        } else {
+            assert!(without.expect_err().contains(message), "{key}");
+        }
+    }
+    // Nothing of it was stored.
+    let out = env
+        .kubectl(&["get", "demowebs", "-o", "name"])
+        .await
+        .expect_ok();
+    assert_eq!(out.trim(), "", "refused DemoWebs were stored: {out}");
+    env.finish().await;
+}
+
+#[cfg_attr(
+    real_cluster,
+    ignore = "needs the emulator: installs and removes Traefik's cluster-wide Middleware CRDs, which a real cluster's Traefik may rely on"
+)]
+#[tokio::test(flavor = "multi_thread")]
+async fn traefik_without_its_middleware_api_fails_closed_and_follows_the_crd() {
+    let env = TestEnv::new("traefik-crd").await;
+    install_crds(&env).await;
+    let mut cleanup = ClusterScoped::new(&env);
+    let class = format!("traefik-{}", env.namespace);
+    cleanup.track(&format!("ingressclass/{class}"));
+    env.apply_yaml(&format!(
+        "apiVersion: networking.k8s.io/v1
+kind: IngressClass
+metadata: {{name: {class}}}
+spec: {{controller: traefik.io/ingress-controller}}
+---
+apiVersion: baeke.info/v1
+kind: DemoWeb
+metadata: {{name: edge}}
+spec:
+  gitrepo: https://github.com/gbaeke/static-web.git
+  ingress:
+    host: edge.example.com
+    className: {class}
+    allowedSourceRanges: [203.0.113.7/32]
+"
+    ))
+    .await
+    .expect_ok();
+    let op = Operator::start(&env, &[]).await;
+
+    // Traefik 2+ ignores the Traefik 1 annotation: without the Middleware API nothing is exposed.
+    let dw = wait_condition(&env, &op, "edge", "Stalled", "True", "AllowlistApiMissing").await;
+    let (_, _, message) = condition(&dw, "Stalled").expect("Stalled");
+    assert!(
+        message.contains("middlewares.traefik.io") && message.contains("install"),
+        "{message}"
+    );
+    assert!(
+        get(&env, "ingress", "edge").await.is_none(),
+        "exposed without an allowlist"
+    );
+    wait_object(
+        &env,
+        &op,
+        "deployment",
+        "edge",
+        "the site itself runs",
+        |_| true,
+    )
+    .await;
+
+    // The CRD arrives: Middleware and Ingress within seconds.
+    cleanup.track("crd/middlewares.traefik.io");
+    env.apply_yaml(TRAEFIK_MIDDLEWARE_CRD).await.expect_ok();
+    env.kubectl(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/middlewares.traefik.io",
+        "--timeout=60s",
+    ])
+    .await
+    .expect_ok();
+    let reference = format!("{}-edge-allowlist@kubernetescrd", env.namespace);
+    promptly(&env, &op, "the Middleware and the Ingress", || async {
+        let mw = get(&env, "middlewares.traefik.io", "edge-allowlist").await?;
+        let ing = get(&env, "ingress", "edge").await?;
+        (mw["spec"]["ipAllowList"]["sourceRange"][0] == "203.0.113.7/32"
+            && annotation(&ing, "traefik.ingress.kubernetes.io/router.middlewares").as_deref()
+                == Some(reference.as_str())
+            && annotation(&ing, "traefik.ingress.kubernetes.io/whitelist-source-range").is_none())
+        .then_some(())
+    })
+    .await;
+    wait_object(&env, &op, "demoweb", "edge", "no longer stalled", |dw| {
+        condition(dw, "Stalled").is_some_and(|(s, _, _)| s == "False")
+    })
+    .await;
+
+    // The CRD goes: the Ingress goes too, within seconds.
+    env.kubectl(&["delete", "crd", "middlewares.traefik.io", "--wait=false"])
+        .await
+        .expect_ok();
+    promptly(&env, &op, "the Ingress withdrawn", || async {
+        let dw = get(&env, "demoweb", "edge").await?;
+        let stalled = condition(&dw, "Stalled")
+            .is_some_and(|(s, r, _)| s == "True" && r == "AllowlistApiMissing");
+        (stalled && get(&env, "ingress", "edge").await.is_none()).then_some(())
+    })
+    .await;
+    drop(cleanup);
+    env.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn late_secret_and_ingress_class_are_acted_on_within_seconds() {
+    let env = TestEnv::new("late-references").await;
+    install_crds(&env).await;
+    let op = Operator::start(&env, &[]).await;
+    let mut cleanup = ClusterScoped::new(&env);
+    let class = format!("public-{}", env.namespace);
+    cleanup.track(&format!("ingressclass/{class}"));
+    env.apply_yaml(&format!(
+        "apiVersion: baeke.info/v1
+kind: DemoWeb
+metadata: {{name: private}}
+spec:
+  gitrepo: https://github.com/example/private.git
+  credentials: {{secretName: git-creds}}
+  ingress:
+    host: private.example.com
+    className: {class}
+    allowedSourceRanges: [203.0.113.7/32]
+"
+    ))
+    .await
+    .expect_ok();
+    wait_condition(
+        &env,
+        &op,
+        "private",
+        "Stalled",
+        "True",
+        "CredentialsNotFound",
+    )
+    .await;
+    assert!(get(&env, "deployment", "private").await.is_none());
+
+    // The Secret arrives (GitOps applies in no fixed order): children within seconds.
+    env.apply_yaml(
+        "apiVersion: v1
+kind: Secret
+metadata: {name: git-creds}
+stringData: {username: site, password: secret}
+",
+    )
+    .await
+    .expect_ok();
+    promptly(&env, &op, "the Deployment", || async {
+        get(&env, "deployment", "private").await.map(|_| ())
+    })
+    .await;
+    // The class is still unknown: the site runs, unexposed.
+    wait_condition(
+        &env,
+        &op,
+        "private",
+        "Stalled",
+        "True",
+        "UnsupportedIngressClass",
+    )
+    .await;
+    assert!(get(&env, "ingress", "private").await.is_none());
+
+    // The IngressClass arrives: the Ingress, with its allowlist, within seconds.
+    env.apply_yaml(&format!(
+        "apiVersion: networking.k8s.io/v1
+kind: IngressClass
+metadata: {{name: {class}}}
+spec: {{controller: k8s.io/ingress-nginx}}
+"
+    ))
+    .await
+    .expect_ok();
+    promptly(&env, &op, "the Ingress", || async {
+        let ing = get(&env, "ingress", "private").await?;
+        (annotation(&ing, "nginx.ingress.kubernetes.io/whitelist-source-range").as_deref()
+            == Some("203.0.113.7/32"))
+        .then_some(())
+    })
+    .await;
+    drop(cleanup);
+    env.finish().await;
+}
