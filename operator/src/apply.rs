@@ -105,7 +105,8 @@ pub trait Child:
     + Sync
     + 'static
 {
-    /// Whether reconcile reads this kind's status (the Deployment's, for readiness).
+    /// Whether reconcile reads more than metadata of this kind (the Deployment's status and
+    /// replica count): then it is watched whole and trimmed.
     const KEEPS_STATUS: bool = false;
 
     /// What moves when someone changes the object: the generation for kinds whose status
@@ -124,8 +125,16 @@ impl Child for Ingress {}
 impl Child for Deployment {
     const KEEPS_STATUS: bool = true;
     const MARKER: Marker = Marker::Generation;
+    /// Keeps `spec.replicas` (an autoscaled site's status reports the autoscaler's choice) and
+    /// drops the pod template.
     fn trim(&mut self) {
-        self.spec = None;
+        self.spec = self
+            .spec
+            .take()
+            .map(|spec| k8s_openapi::api::apps::v1::DeploymentSpec {
+                replicas: spec.replicas,
+                ..Default::default()
+            });
     }
 }
 impl Child for PodDisruptionBudget {
@@ -996,12 +1005,22 @@ mod tests {
                 managed_fields: Some(vec![ManagedFieldsEntry::default()]),
                 ..ObjectMeta::default()
             },
-            spec: Some(Default::default()),
+            spec: Some(k8s_openapi::api::apps::v1::DeploymentSpec {
+                replicas: Some(3),
+                template: k8s_openapi::api::core::v1::PodTemplateSpec {
+                    spec: Some(Default::default()),
+                    ..Default::default()
+                },
+                ..Default::default()
+            }),
             status: Some(Default::default()),
         };
         d.trim();
         trim_meta(&mut d.metadata);
-        assert!(d.spec.is_none() && d.status.is_some());
+        let spec = d.spec.expect("spec.replicas kept");
+        assert_eq!(spec.replicas, Some(3));
+        assert!(spec.template.spec.is_none(), "no pod template");
+        assert!(d.status.is_some());
         assert!(d.metadata.managed_fields.is_none());
         assert_eq!(
             d.metadata

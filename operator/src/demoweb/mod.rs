@@ -606,7 +606,7 @@ async fn delete_service_account_once_unused(
     // The pod template decides; the store's copy has none, so read the Deployment unless our
     // apply just returned it whole.
     let live_deployment = match applied {
-        Some(d) if d.spec.is_some() => Some(d.clone()),
+        Some(d) if d.spec.as_ref().is_some_and(|s| s.template.spec.is_some()) => Some(d.clone()),
         _ => {
             let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), ns);
             get_opt(&api, "Deployment", &desired::deployment_name(&id.name)).await?
