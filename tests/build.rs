@@ -8,8 +8,9 @@
 //!   which aad-pod-identity CRDs the cluster serves (this project's or upstream's); tests never
 //!   install or replace those cluster-wide objects there, so those needing them are ignored
 //!   unless they are declared served (and fail if the declaration is wrong).
-//! - `no_helm`, `no_promtool`: python3 cannot import helm-python-sdk, or promtool is not on the PATH,
-//!   so the tests that need them are ignored.
+//! - `no_helm`, `no_promtool`, `no_unshare`: python3 cannot import helm-python-sdk, promtool is not on
+//!   the PATH, or `unshare` cannot make a private mount namespace, so the tests that need them are
+//!   ignored.
 
 use std::process::Command;
 
@@ -18,6 +19,7 @@ fn main() {
     println!("cargo::rustc-check-cfg=cfg(identity_crds, values(\"ours\", \"upstream\"))");
     println!("cargo::rustc-check-cfg=cfg(no_helm)");
     println!("cargo::rustc-check-cfg=cfg(no_promtool)");
+    println!("cargo::rustc-check-cfg=cfg(no_unshare)");
     println!("cargo::rerun-if-changed=build.rs");
     println!("cargo::rerun-if-env-changed=DEMOWEB_TEST_KUBECONFIG");
     println!("cargo::rerun-if-env-changed=DEMOWEB_TEST_IDENTITY_CRDS");
@@ -49,5 +51,21 @@ fn main() {
         .is_ok_and(|o| o.status.success());
     if !promtool {
         println!("cargo::rustc-cfg=no_promtool");
+    }
+    // The in-cluster test mounts the ServiceAccount files in a private mount namespace (through a
+    // user namespace when not root).
+    let unshare = [
+        "--mount --propagation private true",
+        "--user --map-root-user --mount --propagation private true",
+    ]
+    .iter()
+    .any(|args| {
+        Command::new("unshare")
+            .args(args.split(' '))
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    if !unshare {
+        println!("cargo::rustc-cfg=no_unshare");
     }
 }

@@ -199,7 +199,7 @@ impl OperatorProcess {
     /// CPU time (user + system) the process has used so far (Linux only).
     pub fn cpu_time(&self) -> Option<Duration> {
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).ok()?;
-        cpu_ticks(&stat).map(|ticks| Duration::from_millis(ticks * 1000 / USER_HZ))
+        cpu_ticks(&stat).map(ticks_to_duration)
     }
 
     /// Whether the process has exited, and how.
@@ -262,6 +262,11 @@ pub fn cpu_ticks(proc_stat: &str) -> Option<u64> {
     let utime: u64 = fields.get(11)?.parse().ok()?;
     let stime: u64 = fields.get(12)?.parse().ok()?;
     Some(utime + stime)
+}
+
+/// Clock ticks of /proc's CPU times as a duration.
+pub fn ticks_to_duration(ticks: u64) -> Duration {
+    Duration::from_millis(ticks * 1000 / USER_HZ)
 }
 
 /// `VmHWM` from the text of `/proc/<pid>/status`, in KiB.

@@ -23,3 +23,6 @@ mod rbac;
 mod allowlist;
 #[path = "operator/availability.rs"]
 mod availability;
+
+#[path = "operator/incluster.rs"]
+mod incluster;

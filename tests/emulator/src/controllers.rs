@@ -1,8 +1,13 @@
 //! What kube-controller-manager would do: garbage collection by owner references, namespace
 //! termination, Deployment status as if the pods became ready, and the bounds of
 //! HorizontalPodAutoscalers.
+//!
+//! Like kube-controller-manager's controllers, these are driven by the changes the store records
+//! (its informers' events), not by scans: each round looks only at the objects that changed and at
+//! their owners and dependents, found through the store's indexes.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -11,7 +16,7 @@ use super::apply::{Manager, Operation};
 use super::engines;
 use super::ops::{self, DeleteOpts, Propagation, WriteOpts};
 use super::resources::ResourceInfo;
-use super::store::Store;
+use super::store::{Change, EventType, ObjectRef, Store};
 
 fn meta<'a>(o: &'a Value, k: &str) -> &'a str {
     o["metadata"][k].as_str().unwrap_or_default()
@@ -24,20 +29,126 @@ fn info_for(st: &Store, key: &str) -> Option<ResourceInfo> {
         .cloned()
 }
 
-/// Runs every controller until nothing changes. Returns whether anything was written.
-pub fn reconcile(st: &mut Store, deployments_ready: bool) -> bool {
+fn is_deleting(o: &Value) -> bool {
+    o["metadata"]["deletionTimestamp"].is_string()
+}
+
+fn owner_uids(o: &Value) -> impl Iterator<Item = &str> {
+    o["metadata"]["ownerReferences"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["uid"].as_str())
+}
+
+/// How many rounds one call runs at most; what is left stays pending for the next call.
+const ROUNDS: usize = 1000;
+
+/// Runs every controller on the changes recorded since the last call, and on the changes their own
+/// writes make, until nothing is left. `all_deployments` re-evaluates every Deployment (the pods'
+/// readiness switched). Returns whether anything was written.
+pub fn reconcile(st: &mut Store, deployments_ready: bool, all_deployments: bool) -> bool {
     let mut any = false;
-    for _ in 0..100 {
-        let changed = garbage_collect(st)
-            | terminate_namespaces(st)
-            | deployment_status(st, deployments_ready)
-            | autoscale(st);
-        if !changed {
+    let mut deployments: BTreeSet<(String, String)> = if all_deployments {
+        st.iter_key("apps/deployments")
+            .map(|d| {
+                (
+                    meta(d, "namespace").to_string(),
+                    meta(d, "name").to_string(),
+                )
+            })
+            .collect()
+    } else {
+        BTreeSet::new()
+    };
+    for _ in 0..ROUNDS {
+        let changes = st.take_pending();
+        if changes.is_empty() && deployments.is_empty() {
             break;
         }
-        any = true;
+        let mut work = Work::default();
+        for c in &changes {
+            work.add(st, c);
+        }
+        deployments.extend(work.deployments.iter().cloned());
+        let changed = garbage_collect(st, &work)
+            | terminate_namespaces(st, &work)
+            | deployment_status(st, deployments_ready, &std::mem::take(&mut deployments))
+            | autoscale(st, &work.autoscalers);
+        any |= changed;
     }
     any
+}
+
+/// What one round of changes asks the controllers to look at.
+#[derive(Default)]
+struct Work {
+    /// Objects whose owner references need checking (they changed, or an owner did).
+    dependents: BTreeSet<ObjectRef>,
+    /// UIDs of objects being deleted whose orphan/foregroundDeletion finalizer may be done.
+    owners: BTreeSet<String>,
+    /// Terminating namespaces whose every object must go (the namespace itself changed).
+    namespaces_all: BTreeSet<String>,
+    /// Objects that changed in a terminating namespace.
+    in_terminating: BTreeSet<ObjectRef>,
+    /// Terminating namespaces that may have become empty.
+    namespaces_check: BTreeSet<String>,
+    deployments: BTreeSet<(String, String)>,
+    /// HorizontalPodAutoscalers that changed or whose target Deployment did.
+    autoscalers: BTreeSet<(String, String)>,
+}
+
+impl Work {
+    fn add(&mut self, st: &Store, c: &Arc<Change>) {
+        let o = &c.object;
+        let r = ObjectRef {
+            key: c.key.clone(),
+            ns: meta(o, "namespace").to_string(),
+            name: meta(o, "name").to_string(),
+        };
+        let gone = c.kind == EventType::Deleted;
+        // The garbage collector: the object as a dependent, as an owner, and its owners.
+        if !gone {
+            self.dependents.insert(r.clone());
+        }
+        let uid = meta(o, "uid");
+        if gone || is_deleting(o) {
+            self.dependents.extend(st.dependents_of(uid));
+        }
+        if !gone && is_deleting(o) {
+            self.owners.insert(uid.to_string());
+        }
+        for owner in owner_uids(o).chain(c.old.iter().flat_map(|old| owner_uids(old))) {
+            self.owners.insert(owner.to_string());
+        }
+        // The namespace controller.
+        if c.key == "/namespaces" {
+            if !gone && is_deleting(o) {
+                self.namespaces_all.insert(r.name.clone());
+                self.namespaces_check.insert(r.name.clone());
+            }
+        } else if !r.ns.is_empty() && st.get("/namespaces", "", &r.ns).is_some_and(is_deleting) {
+            self.namespaces_check.insert(r.ns.clone());
+            if !gone {
+                self.in_terminating.insert(r.clone());
+            }
+        }
+        // The HorizontalPodAutoscaler controller: autoscalers of the namespace that target it.
+        if c.key == HPA_KEY && !gone {
+            self.autoscalers.insert((r.ns.clone(), r.name.clone()));
+        }
+        if c.key == "apps/deployments" {
+            self.autoscalers.extend(
+                st.iter(HPA_KEY, Some(&r.ns))
+                    .filter(|h| h["spec"]["scaleTargetRef"]["name"] == r.name.as_str())
+                    .map(|h| (r.ns.clone(), meta(h, "name").to_string())),
+            );
+        }
+        // The Deployment controller.
+        if c.key == "apps/deployments" && !gone {
+            self.deployments.insert((r.ns, r.name));
+        }
+    }
 }
 
 enum Action {
@@ -46,130 +157,140 @@ enum Action {
     RemoveFinalizer(ResourceInfo, String, String, &'static str),
 }
 
-fn garbage_collect(st: &mut Store) -> bool {
-    let all = st.all_refs();
-    // uid → (object, storage key) of everything that exists.
-    let by_uid: HashMap<&str, (&Value, &str)> = all
-        .iter()
-        .map(|(k, o)| (meta(o, "uid"), (*o, *k)))
-        .collect();
-    let mut actions = vec![];
-    // Owners whose dependents still block them (foreground) or still point at them (orphan).
-    let mut blocking: HashSet<String> = HashSet::new();
-    let mut referenced: HashSet<String> = HashSet::new();
-    for (key, o) in &all {
-        let Some(refs) = o["metadata"]["ownerReferences"]
-            .as_array()
-            .filter(|r| !r.is_empty())
-        else {
-            continue;
-        };
-        let Some(info) = info_for(st, key) else {
-            continue;
-        };
-        let ns = meta(o, "namespace").to_string();
-        let name = meta(o, "name").to_string();
-        let deleting = o["metadata"]["deletionTimestamp"].is_string();
-        let mut live_refs = vec![];
-        let mut absent = 0;
-        let mut foreground_owner = false;
-        let mut orphaned = false;
-        for r in refs {
-            let uid = r["uid"].as_str().unwrap_or_default();
-            let owner = by_uid.get(uid).filter(|(owner, okey)| {
-                let Some(oinfo) = st.find_kind(
-                    r["apiVersion"].as_str().unwrap_or_default(),
-                    r["kind"].as_str().unwrap_or_default(),
-                ) else {
-                    return false;
-                };
-                // A namespaced dependent's owner must live in its namespace; cluster-scoped owners anywhere.
-                oinfo.storage_key() == *okey
-                    && meta(owner, "name") == r["name"].as_str().unwrap_or_default()
-                    && (!oinfo.namespaced || meta(owner, "namespace") == ns)
-            });
-            match owner {
-                None => absent += 1,
-                Some((owner, _)) => {
-                    let fins = ops::finalizers(owner);
-                    let owner_deleting = owner["metadata"]["deletionTimestamp"].is_string();
-                    if owner_deleting && fins.iter().any(|f| f == "orphan") {
-                        orphaned = true;
-                        referenced.insert(uid.to_string());
-                        continue;
-                    }
-                    if owner_deleting && fins.iter().any(|f| f == "foregroundDeletion") {
-                        foreground_owner = true;
-                        if r["blockOwnerDeletion"] == true {
-                            blocking.insert(uid.to_string());
-                        }
-                    }
-                    live_refs.push(r.clone());
+/// The owner a reference names, when it exists as referenced: the same UID, kind and name, and for
+/// a namespaced owner the dependent's namespace (cluster-scoped owners may be anywhere).
+fn resolve_owner<'a>(st: &'a Store, r: &Value, dependent_ns: &str) -> Option<&'a Value> {
+    let (at, owner) = st.by_uid(r["uid"].as_str().unwrap_or_default())?;
+    let oinfo = st.find_kind(
+        r["apiVersion"].as_str().unwrap_or_default(),
+        r["kind"].as_str().unwrap_or_default(),
+    )?;
+    (oinfo.storage_key() == at.key
+        && meta(owner, "name") == r["name"].as_str().unwrap_or_default()
+        && (!oinfo.namespaced || meta(owner, "namespace") == dependent_ns))
+        .then_some(owner)
+}
+
+fn has_finalizer(o: &Value, f: &str) -> bool {
+    ops::finalizers(o).iter().any(|x| x == f)
+}
+
+/// What the garbage collector does to one dependent: delete it when its owners are gone (or all
+/// are being deleted in the foreground), drop the references to absent or orphaning owners.
+fn check_dependent(st: &Store, r: &ObjectRef) -> Option<Action> {
+    let o = st.get(&r.key, &r.ns, &r.name)?;
+    let refs = o["metadata"]["ownerReferences"]
+        .as_array()
+        .filter(|r| !r.is_empty())?;
+    let info = info_for(st, &r.key)?;
+    let ns = r.ns.clone();
+    let name = r.name.clone();
+    let mut live_refs = vec![];
+    let mut absent = 0;
+    let mut foreground_owner = false;
+    let mut orphaned = false;
+    for owner_ref in refs {
+        match resolve_owner(st, owner_ref, &ns) {
+            None => absent += 1,
+            Some(owner) => {
+                let owner_deleting = is_deleting(owner);
+                if owner_deleting && has_finalizer(owner, "orphan") {
+                    orphaned = true;
+                    continue;
                 }
+                if owner_deleting && has_finalizer(owner, "foregroundDeletion") {
+                    foreground_owner = true;
+                }
+                live_refs.push(owner_ref.clone());
             }
         }
-        if orphaned {
-            actions.push(Action::SetOwners(info, ns, name, live_refs));
-            continue;
-        }
-        if deleting {
-            continue;
-        }
-        if live_refs.is_empty()
-            || (foreground_owner
-                && live_refs.iter().all(|r| {
-                    by_uid
-                        .get(r["uid"].as_str().unwrap_or_default())
-                        .is_some_and(|(o, _)| {
-                            ops::finalizers(o).iter().any(|f| f == "foregroundDeletion")
-                        })
-                }))
-        {
-            let policy = if foreground_owner {
-                Some(Propagation::Foreground)
-            } else {
-                None
-            };
-            actions.push(Action::Delete(info, ns, name, policy));
-        } else if absent > 0 {
-            actions.push(Action::SetOwners(info, ns, name, live_refs));
-        }
     }
-    for (key, o) in &all {
-        if !o["metadata"]["deletionTimestamp"].is_string() {
-            continue;
-        }
-        if !ops::finalizers(o)
-            .iter()
-            .any(|f| f == "orphan" || f == "foregroundDeletion")
-        {
-            continue;
-        }
-        let uid = meta(o, "uid");
-        let fins = ops::finalizers(o);
-        let Some(info) = info_for(st, key) else {
+    if orphaned {
+        return Some(Action::SetOwners(info, ns, name, live_refs));
+    }
+    if is_deleting(o) {
+        return None;
+    }
+    if live_refs.is_empty()
+        || (foreground_owner
+            && live_refs.iter().all(|r| {
+                st.by_uid(r["uid"].as_str().unwrap_or_default())
+                    .is_some_and(|(_, o)| has_finalizer(o, "foregroundDeletion"))
+            }))
+    {
+        let policy = foreground_owner.then_some(Propagation::Foreground);
+        Some(Action::Delete(info, ns, name, policy))
+    } else if absent > 0 {
+        Some(Action::SetOwners(info, ns, name, live_refs))
+    } else {
+        None
+    }
+}
+
+/// Whether an owner being deleted may drop its `orphan` / `foregroundDeletion` finalizer: no
+/// dependent still references it (orphan), no dependent blocks it (foreground).
+fn check_owner(st: &Store, uid: &str, actions: &mut Vec<Action>) {
+    let Some((at, o)) = st.by_uid(uid) else {
+        return;
+    };
+    if !is_deleting(o) {
+        return;
+    }
+    let orphan = has_finalizer(o, "orphan");
+    let foreground = has_finalizer(o, "foregroundDeletion");
+    if !orphan && !foreground {
+        return;
+    }
+    let Some(info) = info_for(st, &at.key) else {
+        return;
+    };
+    let (mut referenced, mut blocking) = (false, false);
+    for d in st.dependents_of(uid) {
+        let Some(dep) = st.get(&d.key, &d.ns, &d.name) else {
             continue;
         };
-        let (ns, name) = (
-            meta(o, "namespace").to_string(),
-            meta(o, "name").to_string(),
-        );
-        if fins.iter().any(|f| f == "orphan") && !referenced.contains(uid) {
-            actions.push(Action::RemoveFinalizer(
-                info.clone(),
-                ns.clone(),
-                name.clone(),
-                "orphan",
-            ));
+        for r in dep["metadata"]["ownerReferences"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            if r["uid"] != uid || resolve_owner(st, r, &d.ns).is_none() {
+                continue;
+            }
+            if orphan {
+                referenced = true;
+            } else if r["blockOwnerDeletion"] == true {
+                blocking = true;
+            }
         }
-        if fins.iter().any(|f| f == "foregroundDeletion") && !blocking.contains(uid) {
-            actions.push(Action::RemoveFinalizer(
-                info,
-                ns,
-                name,
-                "foregroundDeletion",
-            ));
-        }
+    }
+    let (ns, name) = (at.ns.clone(), at.name.clone());
+    if orphan && !referenced {
+        actions.push(Action::RemoveFinalizer(
+            info.clone(),
+            ns.clone(),
+            name.clone(),
+            "orphan",
+        ));
+    }
+    if foreground && !blocking {
+        actions.push(Action::RemoveFinalizer(
+            info,
+            ns,
+            name,
+            "foregroundDeletion",
+        ));
+    }
+}
+
+fn garbage_collect(st: &mut Store, work: &Work) -> bool {
+    let mut actions: Vec<Action> = work
+        .dependents
+        .iter()
+        .filter_map(|r| check_dependent(st, r))
+        .collect();
+    for uid in &work.owners {
+        check_owner(st, uid, &mut actions);
     }
     let changed = !actions.is_empty();
     for a in actions {
@@ -214,36 +335,41 @@ fn garbage_collect(st: &mut Store) -> bool {
     changed
 }
 
-fn terminate_namespaces(st: &mut Store) -> bool {
+/// The namespace controller: every object of a terminating namespace is deleted; the namespace goes
+/// once it is empty and has no finalizers.
+fn terminate_namespaces(st: &mut Store, work: &Work) -> bool {
     let mut changed = false;
-    let terminating = st
-        .all_refs()
+    let mut infos: HashMap<String, Option<ResourceInfo>> = HashMap::new();
+    let mut targets: Vec<ObjectRef> = work
+        .namespaces_all
         .iter()
-        .any(|(k, o)| *k == "/namespaces" && o["metadata"]["deletionTimestamp"].is_string());
-    if !terminating {
-        return false;
-    }
-    for ns in st.list("/namespaces", None) {
-        if !ns["metadata"]["deletionTimestamp"].is_string() {
+        .flat_map(|ns| st.in_namespace(ns))
+        .collect();
+    targets.extend(
+        work.in_terminating
+            .iter()
+            .filter(|r| !work.namespaces_all.contains(&r.ns))
+            .cloned(),
+    );
+    for r in targets {
+        if st.get(&r.key, &r.ns, &r.name).is_none_or(is_deleting) {
             continue;
         }
-        let name = meta(&ns, "name").to_string();
-        let mut remaining = 0;
-        for (key, o) in st.all() {
-            if meta(&o, "namespace") != name {
-                continue;
-            }
-            remaining += 1;
-            if o["metadata"]["deletionTimestamp"].is_string() {
-                continue;
-            }
-            if let Some(info) = info_for(st, &key) {
-                let _ = ops::delete(st, &info, &name, meta(&o, "name"), &DeleteOpts::default());
-                changed = true;
-            }
+        let info = infos
+            .entry(r.key.clone())
+            .or_insert_with(|| info_for(st, &r.key))
+            .clone();
+        if let Some(info) = info {
+            let _ = ops::delete(st, &info, &r.ns, &r.name, &DeleteOpts::default());
+            changed = true;
         }
-        if remaining == 0 && ops::finalizers(&ns).is_empty() {
-            st.remove("/namespaces", "", &name);
+    }
+    for ns in &work.namespaces_check {
+        let Some(n) = st.get("/namespaces", "", ns) else {
+            continue;
+        };
+        if is_deleting(n) && ops::finalizers(n).is_empty() && !st.namespace_has_objects(ns) {
+            st.remove("/namespaces", "", ns);
             changed = true;
         }
     }
@@ -351,15 +477,19 @@ pub fn desired_deployment_status(d: &Value, ready: bool, now: &str) -> Value {
     s
 }
 
-fn deployment_status(st: &mut Store, ready: bool) -> bool {
+fn deployment_status(st: &mut Store, ready: bool, which: &BTreeSet<(String, String)>) -> bool {
+    if which.is_empty() {
+        return false;
+    }
     let Some(info) = info_for(st, "apps/deployments") else {
         return false;
     };
     let now = ops::now();
     let mut changed = false;
     // Cheap check first (observed this generation, readiness as the switch says); clone only the rest.
-    let todo: Vec<Value> = st
-        .iter_key("apps/deployments")
+    let todo: Vec<Value> = which
+        .iter()
+        .filter_map(|(ns, name)| st.get("apps/deployments", ns, name))
         .filter(|d| {
             let s = &d["status"];
             let replicas = d["spec"]["replicas"].as_i64().unwrap_or(1);
@@ -416,19 +546,24 @@ fn deployment_status(st: &mut Store, ready: bool) -> bool {
 
 const CONTROLLER_MANAGER: &str = "kube-controller-manager";
 
+const HPA_KEY: &str = "autoscaling/horizontalpodautoscalers";
+
 /// The HorizontalPodAutoscaler controller without a metrics server (none is emulated): like
 /// kube-controller-manager's, it brings a Deployment below `minReplicas` or above `maxReplicas`
 /// into range through the scale subresource (leaving a Deployment scaled to zero alone), and
 /// reports the counts in the autoscaler's status. Metric-driven scaling is not emulated.
-fn autoscale(st: &mut Store) -> bool {
-    let (Some(hpa_info), Some(dep_info)) = (
-        info_for(st, "autoscaling/horizontalpodautoscalers"),
-        info_for(st, "apps/deployments"),
-    ) else {
+fn autoscale(st: &mut Store, which: &BTreeSet<(String, String)>) -> bool {
+    if which.is_empty() {
+        return false;
+    }
+    let (Some(hpa_info), Some(dep_info)) =
+        (info_for(st, HPA_KEY), info_for(st, "apps/deployments"))
+    else {
         return false;
     };
-    let hpas: Vec<Value> = st
-        .iter_key(&hpa_info.storage_key())
+    let hpas: Vec<Value> = which
+        .iter()
+        .filter_map(|(ns, name)| st.get(HPA_KEY, ns, name))
         .filter(|h| {
             let t = &h["spec"]["scaleTargetRef"];
             !h["metadata"]["deletionTimestamp"].is_string()

@@ -21,6 +21,7 @@ mod selector;
 mod server;
 mod store;
 mod table;
+mod tls;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -38,14 +39,19 @@ pub struct EmulatorOptions {
     /// Port on 127.0.0.1; 0 picks a free one.
     pub port: u16,
     /// When set, every request must carry `Authorization: Bearer <token>` (401 otherwise).
-    /// kube-rs sends it over plain HTTP; kubectl does not send credentials over `http://`.
+    /// kube-rs sends it over plain HTTP; kubectl sends credentials only over HTTPS (`tls`).
     pub token: Option<String>,
     /// Whether Deployments report their pods ready (see [`EmulatorHandle::set_deployments_ready`]).
     pub deployments_ready: bool,
-    /// How many changes the watch history keeps; older resourceVersions get 410 Gone.
+    /// How many changes the watch history keeps; older resourceVersions get 410 Gone. The default,
+    /// 100,000, is about kube-apiserver's largest watch cache (102,400 events per resource), so a
+    /// watch cut during a burst of writes resumes instead of relisting, as it does on a cluster.
     pub watch_window: usize,
     /// How often watches that asked for bookmarks get one.
     pub bookmark_interval: Duration,
+    /// Serve HTTPS with a certificate from a CA generated at start-up
+    /// ([`EmulatorHandle::ca_pem`]); kubeconfigs and clients from the handle trust it.
+    pub tls: bool,
 }
 
 impl Default for EmulatorOptions {
@@ -54,8 +60,9 @@ impl Default for EmulatorOptions {
             port: 0,
             token: None,
             deployments_ready: true,
-            watch_window: 10_000,
+            watch_window: 100_000,
             bookmark_interval: Duration::from_secs(5),
+            tls: false,
         }
     }
 }
@@ -66,6 +73,8 @@ pub(crate) struct Shared {
     pub(crate) counts: RequestCounts,
     pub(crate) token: Option<String>,
     deployments_ready: AtomicBool,
+    /// Set when the readiness switch changed: every Deployment's status needs a fresh look.
+    recheck_deployments: AtomicBool,
     pub(crate) wake: Notify,
     pub(crate) bookmark_interval: Duration,
     pub(crate) addr: String,
@@ -84,6 +93,7 @@ pub struct Emulator;
 pub struct EmulatorHandle {
     shared: Arc<Shared>,
     addr: SocketAddr,
+    tls: Option<tls::ServerTls>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
     controllers: tokio::task::JoinHandle<()>,
@@ -115,6 +125,7 @@ impl Emulator {
             counts: RequestCounts::default(),
             token: opts.token.clone(),
             deployments_ready: AtomicBool::new(opts.deployments_ready),
+            recheck_deployments: AtomicBool::new(false),
             wake: Notify::new(),
             bookmark_interval: opts.bookmark_interval,
             addr: addr.to_string(),
@@ -123,24 +134,42 @@ impl Emulator {
             .fallback(server::handle)
             .with_state(shared.clone());
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = stop_rx.await;
+        let stopped = async {
+            let _ = stop_rx.await;
+        };
+        let tls = if opts.tls {
+            Some(tls::ServerTls::generate()?)
+        } else {
+            None
+        };
+        let server = match &tls {
+            Some(tls) => {
+                let listener = tls.listener(listener);
+                tokio::spawn(async move {
+                    let _ = axum::serve(listener, app)
+                        .with_graceful_shutdown(stopped)
+                        .await;
                 })
-                .await;
-        });
+            }
+            None => tokio::spawn(async move {
+                let _ = axum::serve(listener, app)
+                    .with_graceful_shutdown(stopped)
+                    .await;
+            }),
+        };
         let ctl = shared.clone();
         let controllers = tokio::spawn(async move {
             loop {
                 ctl.wake.notified().await;
                 let ready = ctl.deployments_ready.load(Ordering::SeqCst);
-                controllers::reconcile(&mut ctl.store(), ready);
+                let all = ctl.recheck_deployments.swap(false, Ordering::SeqCst);
+                controllers::reconcile(&mut ctl.store(), ready, all);
             }
         });
         Ok(EmulatorHandle {
             shared,
             addr,
+            tls,
             stop: Some(stop_tx),
             server: Some(server),
             controllers,
@@ -149,9 +178,16 @@ impl Emulator {
 }
 
 impl EmulatorHandle {
-    /// `http://127.0.0.1:<port>`.
+    /// `http://127.0.0.1:<port>`, or `https://` when serving TLS.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// With TLS, the CA certificate (PEM) that signed the serving certificate: what a pod's
+    /// `/var/run/secrets/kubernetes.io/serviceaccount/ca.crt` holds on a real cluster.
+    pub fn ca_pem(&self) -> Option<&str> {
+        self.tls.as_ref().map(|t| t.ca_pem.as_str())
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -164,8 +200,16 @@ impl EmulatorHandle {
             Some(t) => format!("    token: {t}\n"),
             None => "    {}\n".to_string(),
         };
+        let ca = match &self.tls {
+            Some(t) => {
+                use base64::Engine;
+                let data = base64::engine::general_purpose::STANDARD.encode(&t.ca_pem);
+                format!("    certificate-authority-data: {data}\n")
+            }
+            None => String::new(),
+        };
         format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: emulator\n  cluster:\n    server: {}\ncontexts:\n- name: emulator\n  context:\n    cluster: emulator\n    user: emulator\n    namespace: default\ncurrent-context: emulator\nusers:\n- name: emulator\n  user:\n{user}",
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: emulator\n  cluster:\n    server: {}\n{ca}contexts:\n- name: emulator\n  context:\n    cluster: emulator\n    user: emulator\n    namespace: default\ncurrent-context: emulator\nusers:\n- name: emulator\n  user:\n{user}",
             self.url()
         )
         .replace("  user:\n    {}\n", "  user: {}\n")
@@ -189,6 +233,9 @@ impl EmulatorHandle {
         let mut config =
             kube::Config::new(self.url().parse().expect("emulator url is a valid uri"));
         config.default_namespace = "default".into();
+        if let Some(t) = &self.tls {
+            config.root_cert = Some(vec![t.ca_der.clone()]);
+        }
         if let Some(t) = &self.shared.token {
             config.auth_info.token = Some(t.clone().into());
         }
@@ -212,6 +259,9 @@ impl EmulatorHandle {
     /// (MinimumReplicasUnavailable) and `Progressing=True` (ReplicaSetUpdated); no ready replicas.
     pub fn set_deployments_ready(&self, ready: bool) {
         self.shared.deployments_ready.store(ready, Ordering::SeqCst);
+        self.shared
+            .recheck_deployments
+            .store(true, Ordering::SeqCst);
         self.shared.wake.notify_one();
     }
 

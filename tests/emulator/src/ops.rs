@@ -1,6 +1,9 @@
 //! The semantics of writes, shared by the HTTP handlers and the in-process controllers: admission
 //! (decode, defaults, validation), metadata kube-apiserver owns, generation, finalizers and deletion.
 
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex};
+
 use serde_json::{Value, json};
 
 use super::apply::{Manager, Operation};
@@ -70,20 +73,48 @@ fn meta_str<'a>(o: &'a Value, key: &str) -> &'a str {
     o["metadata"][key].as_str().unwrap_or_default()
 }
 
-pub fn crd_schema(info: &ResourceInfo) -> Result<Option<CrdSchema>, ApiError> {
-    match info.crd.as_ref().and_then(|c| c.schema.as_ref()) {
-        Some(raw) => CrdSchema::new(raw).map(Some).map_err(ApiError::internal),
-        None => Ok(None),
-    }
+/// The CRD version's compiled schema (compiled once per CRD version).
+pub fn crd_schema(info: &ResourceInfo) -> Result<Option<Arc<CrdSchema>>, ApiError> {
+    let Some(c) = &info.crd else {
+        return Ok(None);
+    };
+    let Some(raw) = &c.schema else {
+        return Ok(None);
+    };
+    c.compiled
+        .get_or_init(|| CrdSchema::new(raw).map(Arc::new))
+        .clone()
+        .map(Some)
+        .map_err(ApiError::internal)
 }
 
-/// Merge information for the patch/apply engines: the CRD version's schema or the built-in one.
-pub fn merge_schema(info: &ResourceInfo) -> Value {
+/// Merge information for the patch/apply engines: the CRD version's schema or the built-in one,
+/// computed once per CRD version or built-in kind.
+pub fn merge_schema(info: &ResourceInfo) -> Arc<Value> {
+    static BUILTIN: LazyLock<Mutex<HashMap<String, Arc<Value>>>> = LazyLock::new(Mutex::default);
     match &info.crd {
-        Some(c) => engines::crd_merge_schema(c.schema.as_ref().unwrap_or(&json!({}))),
-        None => engines::builtin_schema(&info.group, &info.version, &info.kind).unwrap_or_else(
-            || json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}),
-        ),
+        Some(c) => c
+            .merge
+            .get_or_init(|| {
+                Arc::new(engines::crd_merge_schema(
+                    c.schema.as_ref().unwrap_or(&json!({})),
+                ))
+            })
+            .clone(),
+        None => {
+            let mut cache = BUILTIN.lock().unwrap_or_else(|e| e.into_inner());
+            cache
+                .entry(format!("{}/{}/{}", info.group, info.version, info.kind))
+                .or_insert_with(|| {
+                    Arc::new(
+                        engines::builtin_schema(&info.group, &info.version, &info.kind)
+                            .unwrap_or_else(|| {
+                                json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true})
+                            }),
+                    )
+                })
+                .clone()
+        }
     }
 }
 
@@ -325,7 +356,7 @@ pub fn create(
             "the namespace of the provided object does not match the namespace sent on the request",
         ));
     }
-    let (mut obj, warnings) = decode(info, obj, opts, schema.as_ref())?;
+    let (mut obj, warnings) = decode(info, obj, opts, schema.as_deref())?;
     let mut name = meta_str(&obj, "name").to_string();
     if name.is_empty() {
         let generate = meta_str(&obj, "generateName").to_string();
@@ -392,36 +423,27 @@ pub fn create(
     if info.status && info.kind != "Namespace" {
         obj.as_object_mut().map(|o| o.remove("status"));
     }
-    defaults(info, &mut obj, schema.as_ref());
+    defaults(info, &mut obj, schema.as_deref());
     if info.group.is_empty() && info.kind == "Service" {
-        let mut next_port = st.next_node_port;
-        let used: Vec<i64> = st
-            .list("/services", None)
-            .iter()
-            .flat_map(|s| s["spec"]["ports"].as_array().cloned().unwrap_or_default())
-            .filter_map(|p| p["nodePort"].as_i64())
-            .collect();
-        let mut ips = vec![];
-        let mut ip = || {
-            let ip = st.allocate_cluster_ip();
-            ips.push(ip.clone());
-            ip
-        };
-        let mut port = || loop {
-            let p = next_port;
-            next_port = if p >= 32767 { 30000 } else { p + 1 };
-            if !used.contains(&(p as i64)) {
-                return p;
+        let st = std::cell::RefCell::new(&mut *st);
+        let mut ip = || st.borrow_mut().allocate_cluster_ip();
+        let mut port = || {
+            let mut st = st.borrow_mut();
+            loop {
+                let p = st.next_node_port;
+                st.next_node_port = if p >= 32767 { 30000 } else { p + 1 };
+                if !st.node_port_used(i64::from(p)) {
+                    return p;
+                }
             }
         };
         builtins::allocate_service(&mut obj, &mut ip, &mut port);
-        st.next_node_port = next_port;
     }
     if info.kind == "CustomResourceDefinition" {
         crd_status(&mut obj);
     }
     let mut warnings = warnings;
-    warnings.extend(validate(info, &obj, None, schema.as_ref())?);
+    warnings.extend(validate(info, &obj, None, schema.as_deref())?);
     if !applied {
         let av = info.api_version();
         let m = manager(opts, Operation::Update, &av, &t);
@@ -484,7 +506,7 @@ pub fn update(
             name,
         ));
     }
-    let (decoded, warnings) = decode(info, candidate, opts, schema.as_ref())?;
+    let (decoded, warnings) = decode(info, candidate, opts, schema.as_deref())?;
     let stored_old = if info.group == "events.k8s.io" {
         builtins::event_to_core(&builtins::event_from_core(&old))
     } else {
@@ -536,7 +558,7 @@ pub fn update(
         );
     }
     if opts.subresource.is_none() {
-        defaults(info, &mut obj, schema.as_ref());
+        defaults(info, &mut obj, schema.as_deref());
         builtins::carry_allocated(&info.group, &info.kind, &old, &mut obj);
     }
     if info.kind == "CustomResourceDefinition" {
@@ -544,7 +566,7 @@ pub fn update(
         crd_status(&mut obj);
     }
     let mut warnings = warnings;
-    warnings.extend(validate(info, &obj, Some(&old), schema.as_ref())?);
+    warnings.extend(validate(info, &obj, Some(&old), schema.as_deref())?);
     if info.generation && spec_part(info, &obj) != spec_part(info, &old) {
         let g = old["metadata"]["generation"].as_i64().unwrap_or(0) + 1;
         obj["metadata"]["generation"] = json!(g);

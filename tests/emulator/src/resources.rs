@@ -1,8 +1,10 @@
 //! The registry of served resources: the built-in kinds and the ones CustomResourceDefinitions add.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use serde_json::Value;
+
+use super::engines::CrdSchema;
 
 /// What a CRD version adds to a served resource.
 #[derive(Debug, Clone)]
@@ -12,6 +14,38 @@ pub struct CrdVersion {
     /// `schema.openAPIV3Schema`, when given.
     pub schema: Option<Value>,
     pub printer_columns: Vec<Value>,
+    /// The schema compiled for validation, once, on first use (like kube-apiserver, which compiles
+    /// a CRD's schema when the CRD changes, not per request).
+    pub compiled: Derived<Result<Arc<CrdSchema>, String>>,
+    /// The merge information for the patch and apply engines, once, on first use.
+    pub merge: Derived<Arc<Value>>,
+}
+
+/// A value derived from a CRD version, computed on first use and shared by its clones.
+pub struct Derived<T>(Arc<OnceLock<T>>);
+
+impl<T> Derived<T> {
+    pub fn get_or_init(&self, f: impl FnOnce() -> T) -> &T {
+        self.0.get_or_init(f)
+    }
+}
+
+impl<T> Default for Derived<T> {
+    fn default() -> Self {
+        Derived(Arc::default())
+    }
+}
+
+impl<T> Clone for Derived<T> {
+    fn clone(&self) -> Self {
+        Derived(self.0.clone())
+    }
+}
+
+impl<T> std::fmt::Debug for Derived<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Derived")
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -345,6 +379,8 @@ pub fn from_crd(crd: &Value) -> Vec<ResourceInfo> {
                     .as_array()
                     .cloned()
                     .unwrap_or_default(),
+                compiled: Derived::default(),
+                merge: Derived::default(),
             })),
         });
     }

@@ -119,16 +119,38 @@ fn output(headers: &HeaderMap, q: &Query) -> Output {
 
 /// The object as the requested version presents it.
 fn present(info: &ResourceInfo, obj: &Value) -> Value {
-    let mut o = if info.group == "events.k8s.io" {
-        builtins::event_from_core(obj)
+    if info.group == "events.k8s.io" {
+        present_owned(info, builtins::event_from_core(obj))
     } else {
-        obj.clone()
+        present_owned(info, obj.clone())
+    }
+}
+
+/// [`present`] for an object the caller no longer needs.
+fn present_owned(info: &ResourceInfo, obj: Value) -> Value {
+    let mut o = if info.group == "events.k8s.io" {
+        builtins::event_from_core(&obj)
+    } else {
+        obj
     };
     if let Some(m) = o.as_object_mut() {
         m.insert("apiVersion".into(), json!(info.api_version()));
         m.insert("kind".into(), json!(info.kind));
     }
     o
+}
+
+/// Whether the stored object already reads as `info` presents it, so it can be serialised as it is.
+fn presents_as_stored(info: &ResourceInfo, obj: &Value) -> bool {
+    info.group != "events.k8s.io"
+        && obj["kind"] == info.kind.as_str()
+        && obj["apiVersion"].as_str().is_some_and(|av| {
+            if info.group.is_empty() {
+                av == info.version
+            } else {
+                av.split_once('/') == Some((info.group.as_str(), info.version.as_str()))
+            }
+        })
 }
 
 fn render_one(info: &ResourceInfo, obj: &Value, out: Output) -> Value {
@@ -447,6 +469,8 @@ fn get(sh: &Shared, t: &Target, out: Output) -> Result<Response, ApiError> {
 
 struct Filter {
     key: String,
+    info: ResourceInfo,
+    api_version: String,
     ns: Option<String>,
     labels: LabelSelector,
     fields: FieldSelector,
@@ -469,6 +493,8 @@ impl Filter {
         .map_err(ApiError::bad_request)?;
         Ok(Filter {
             key: t.info.storage_key(),
+            info: t.info.clone(),
+            api_version: t.info.api_version(),
             ns: (t.info.namespaced && !t.ns.is_empty()).then(|| t.ns.clone()),
             labels,
             fields,
@@ -491,7 +517,8 @@ fn list(sh: &Shared, t: &Target, q: &Query, out: Output) -> Result<Response, Api
         .and_then(|l| l.parse::<usize>().ok())
         .filter(|l| *l > 0);
     let mut st = sh.store();
-    let (rv, items, offset) = match q.get("continue").filter(|c| !c.is_empty()) {
+    // A page: the objects, where it ends, how many there are, and the snapshot later pages read.
+    let (rv, page, end, total, snapshot) = match q.get("continue").filter(|c| !c.is_empty()) {
         Some(token) => {
             let (id, offset) = decode_continue(token).ok_or_else(|| {
                 ApiError::bad_request("continue key is not valid: illegal base64 data")
@@ -499,33 +526,31 @@ fn list(sh: &Shared, t: &Target, q: &Query, out: Output) -> Result<Response, Api
             let snap = st.snapshots.get(&id).ok_or_else(|| {
                 ApiError::gone("The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.")
             })?;
-            (snap.rv, snap.items.clone(), offset)
+            let total = snap.items.len();
+            let end = limit.map_or(total, |l| (offset + l).min(total));
+            let page: Vec<Value> = snap.items[offset.min(total)..end]
+                .iter()
+                .map(|o| present(&t.info, o))
+                .collect();
+            (snap.rv, page, end, total, Some(id))
         }
         None => {
-            let items: Vec<Value> = st
-                .list(&filter.key, filter.ns.as_deref())
-                .into_iter()
+            let rv = st.current_rv();
+            let items: Vec<Arc<Value>> = st
+                .iter_shared(&filter.key, filter.ns.as_deref())
                 .filter(|o| filter.matches(o))
+                .cloned()
                 .collect();
-            (st.current_rv(), items, 0)
+            let total = items.len();
+            let end = limit.map_or(total, |l| l.min(total));
+            let page = items[..end].iter().map(|o| present(&t.info, o)).collect();
+            // Later pages read the same versions: the snapshot shares them with the store.
+            let id = (end < total).then(|| st.save_snapshot(Snapshot { rv, items }));
+            (rv, page, end, total, id)
         }
     };
-    let total = items.len();
-    let end = limit.map_or(total, |l| (offset + l).min(total));
-    let page: Vec<Value> = items[offset.min(total)..end]
-        .iter()
-        .map(|o| present(&t.info, o))
-        .collect();
     let mut meta = json!({"resourceVersion": rv.to_string()});
-    if end < total {
-        let id = match q
-            .get("continue")
-            .filter(|c| !c.is_empty())
-            .and_then(|c| decode_continue(c))
-        {
-            Some((id, _)) => id,
-            None => st.save_snapshot(Snapshot { rv, items }),
-        };
+    if let Some(id) = snapshot.filter(|_| end < total) {
         meta["continue"] = json!(encode_continue(id, end));
         meta["remainingItemCount"] = json!(total - end);
     }
@@ -873,9 +898,9 @@ fn delete_collection(
     let filter = Filter::new(t, q)?;
     let mut st = sh.store();
     let targets: Vec<Value> = st
-        .list(&filter.key, filter.ns.as_deref())
-        .into_iter()
+        .iter(&filter.key, filter.ns.as_deref())
         .filter(|o| filter.matches(o))
+        .cloned()
         .collect();
     let mut items = vec![];
     for o in targets {
@@ -979,11 +1004,10 @@ fn watch(sh: &Arc<Shared>, t: Target, q: &Query, out: Output, cut_generation: u6
         }
         if from_scratch {
             for o in st
-                .list(&filter.key, filter.ns.as_deref())
-                .into_iter()
+                .iter(&filter.key, filter.ns.as_deref())
                 .filter(|o| filter.matches(o))
             {
-                first_lines.push(event_line("ADDED", render(&o, &mut columns_sent)));
+                first_lines.push(event_line("ADDED", render(o, &mut columns_sent)));
             }
             if initial_events && bookmarks {
                 first_lines.push(bookmark(now, true));
@@ -991,7 +1015,7 @@ fn watch(sh: &Arc<Shared>, t: Target, q: &Query, out: Output, cut_generation: u6
         } else {
             let from = parsed.unwrap_or(now);
             for c in st.history_since(from) {
-                if let Some(line) = change_line(&c, &filter, &render, &mut columns_sent) {
+                if let Some(line) = change_line(&c, &filter, out, &render, &mut columns_sent) {
                     first_lines.push(line);
                 }
             }
@@ -1027,7 +1051,7 @@ fn watch(sh: &Arc<Shared>, t: Target, q: &Query, out: Output, cut_generation: u6
                     Ok(c) => {
                         if c.rv <= last_rv { continue; }
                         last_rv = c.rv;
-                        if let Some(line) = change_line(&c, &filter, &render, &mut columns_sent)
+                        if let Some(line) = change_line(&c, &filter, out, &render, &mut columns_sent)
                             && tx.send(line).await.is_err() {
                                 return;
                         }
@@ -1044,6 +1068,7 @@ fn watch(sh: &Arc<Shared>, t: Target, q: &Query, out: Output, cut_generation: u6
 fn change_line(
     c: &Change,
     filter: &Filter,
+    out: Output,
     render: &impl Fn(&Value, &mut bool) -> Value,
     columns_sent: &mut bool,
 ) -> Option<Bytes> {
@@ -1060,7 +1085,21 @@ fn change_line(
         (EventType::Modified, true, false) => "DELETED",
         _ => return None,
     };
-    Some(event_line(kind, render(&c.object, columns_sent)))
+    if out != Output::Json {
+        return Some(event_line(kind, render(&c.object, columns_sent)));
+    }
+    // Plain JSON is the same for every watcher of this resource and version: serialise it once.
+    let info = &filter.info;
+    Some(c.line(&filter.api_version, kind, || {
+        if presents_as_stored(info, &c.object) {
+            let mut s = format!("{{\"type\":\"{kind}\",\"object\":");
+            s.push_str(&c.object.to_string());
+            s.push_str("}\n");
+            Bytes::from(s)
+        } else {
+            event_line(kind, present(info, &c.object))
+        }
+    }))
 }
 
 fn stream_response(

@@ -1,10 +1,12 @@
-//! The benchmark: N DemoWebs applied at once in a fresh namespace, the real operator as a child
-//! process; prints figures and never asserts a timing. Only idle writes make it fail.
+//! The benchmark: N DemoWebs applied in one burst (a bounded number in flight) in a fresh
+//! namespace, the real operator as a child process; prints figures and never asserts a timing.
+//! Only idle writes make it fail.
 //!
 //! Two times are told apart: the operator's part (every DemoWeb has its children and a status for
 //! its generation) and the cluster's part (every DemoWeb Ready, which needs pods to run: skipped,
 //! with a note, on a cluster without nodes). Also: per-object latencies, API requests by verb,
-//! writes per DemoWeb, the operator's peak and steady RSS, and requests while idle.
+//! writes per DemoWeb, the operator's peak and steady RSS, the emulator's CPU, and requests while
+//! idle.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -34,6 +36,9 @@ const WRITE_VERBS: [&str; 6] = [
     "delete",
     "deletecollection",
 ];
+/// How many applies are in flight at once: all N are sent as fast as the API server takes them,
+/// through a bounded number of connections like any client's pool, not N connections at once.
+const APPLIES_IN_FLIGHT: usize = 64;
 /// The repository every benchmark DemoWeb serves (the seed's).
 const GITREPO: &str = "https://github.com/gbaeke/static-web.git";
 
@@ -72,11 +77,16 @@ fn main() -> ExitCode {
     operator_process::main(bench)
 }
 
+/// The name of the in-process emulator's threads (see [`emulator_cpu_time`]).
+const EMULATOR_THREAD: &str = "emulator";
+
 /// The cluster under test: the in-process emulator (with its request counters) or a real one.
 struct Cluster {
     client: Client,
     kubeconfig: PathBuf,
     emulator: Option<EmulatorHandle>,
+    /// The runtime the emulator serves on, apart from the benchmark's own client work.
+    emulator_runtime: Option<tokio::runtime::Runtime>,
 }
 
 impl Cluster {
@@ -104,11 +114,22 @@ async fn connect(args: &Args, dir: &std::path::Path) -> Result<Cluster, String> 
                 client,
                 kubeconfig,
                 emulator: None,
+                emulator_runtime: None,
             })
         }
         None => {
-            let emulator = Emulator::start(EmulatorOptions::default())
+            // The emulator gets a runtime of its own with named threads: everything it does (HTTP,
+            // watch streams, its controllers) runs there, so its CPU time can be read per thread and
+            // is not mixed with the benchmark's applies and watches on the main runtime.
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .thread_name(EMULATOR_THREAD)
+                .enable_all()
+                .build()
+                .map_err(|e| format!("starting the emulator's runtime: {e}"))?;
+            let emulator = runtime
+                .spawn(Emulator::start(EmulatorOptions::default()))
                 .await
+                .map_err(|e| format!("starting the emulator: {e}"))?
                 .map_err(|e| format!("starting the emulator: {e}"))?;
             let kubeconfig = dir.join("kubeconfig");
             emulator
@@ -118,6 +139,7 @@ async fn connect(args: &Args, dir: &std::path::Path) -> Result<Cluster, String> 
                 client: emulator.client(),
                 kubeconfig,
                 emulator: Some(emulator),
+                emulator_runtime: Some(runtime),
             })
         }
     }
@@ -200,6 +222,9 @@ async fn bench(args: Args) -> Result<ExitCode, String> {
     if let Some(e) = cluster.emulator {
         e.shutdown().await;
     }
+    if let Some(rt) = cluster.emulator_runtime {
+        rt.shutdown_background();
+    }
     let ok = match result {
         Ok(ok) => ok,
         Err(e) => {
@@ -271,6 +296,8 @@ async fn measure(
     let own_before = own.load(Ordering::SeqCst);
     let metrics_before = operator_writes(metrics_addr).await;
     let cpu_before = operator.cpu_time();
+    let emulator_cpu_before = emulator_cpu_time(cluster);
+    let process_cpu_before = process_cpu_time();
     let names: Vec<String> = (1..=args.count).map(|i| format!("bench-{i:04}")).collect();
     let api: Api<DemoWeb> = Api::namespaced(client.clone(), namespace);
     let start = Instant::now();
@@ -297,11 +324,11 @@ async fn measure(
             .map_err(|e| format!("applying DemoWeb {name}: {e}"))
         }
     });
-    let failures: Vec<String> = futures::future::join_all(applies)
-        .await
-        .into_iter()
-        .filter_map(Result::err)
-        .collect();
+    let failures: Vec<String> = futures::stream::iter(applies)
+        .buffer_unordered(APPLIES_IN_FLIGHT)
+        .filter_map(|r| async move { r.err() })
+        .collect()
+        .await;
     if let Some(first) = failures.first() {
         report.add("apply_failures", failures.len());
         eprintln!("{first}");
@@ -329,6 +356,8 @@ async fn measure(
     let own_during = own.load(Ordering::SeqCst) - own_before;
     let metrics_after = operator_writes(metrics_addr).await;
     let cpu_after = operator.cpu_time();
+    let emulator_cpu_after = emulator_cpu_time(cluster);
+    let process_cpu_after = process_cpu_time();
 
     let ms = |d: Option<Duration>| {
         d.map_or("n/a".to_owned(), |d| {
@@ -380,8 +409,10 @@ async fn measure(
         }
     }
 
+    let mut served = None;
     match (before, after) {
         (Some(before), Some(after)) => {
+            served = Some(deltas(&before, &after).values().sum::<u64>());
             let mut by_verb = requests_by_verb(&before, &after);
             // Our own applies, lists and watches went through the same server: take them out so
             // the figures are the operator's.
@@ -420,6 +451,12 @@ async fn measure(
         "operator_cpu_secs_during_run",
         cpu_secs(cpu_before, cpu_after),
     );
+    report_emulator_cpu(
+        report,
+        (emulator_cpu_before, emulator_cpu_after),
+        (process_cpu_before, process_cpu_after),
+        served,
+    );
     if !all_current || (readiness_skipped.is_none() && !all_ready) {
         report.add("not_done", tracker.not_done(&names).join(","));
         return Ok(false);
@@ -445,15 +482,23 @@ async fn measure(
     let idle_before = cluster.counts();
     let idle_metrics_before = operator_writes(metrics_addr).await;
     let idle_cpu_before = operator.cpu_time();
+    let idle_emulator_cpu_before = emulator_cpu_time(cluster);
     tokio::time::sleep(idle).await;
     let idle_after = cluster.counts();
     let idle_metrics_after = operator_writes(metrics_addr).await;
     let idle_cpu_after = operator.cpu_time();
+    let idle_emulator_cpu_after = emulator_cpu_time(cluster);
     report.add("idle_secs", args.idle_secs);
     report.add(
         "operator_cpu_secs_while_idle",
         cpu_secs(idle_cpu_before, idle_cpu_after),
     );
+    if cluster.emulator.is_some() {
+        report.add(
+            "emulator_cpu_secs_while_idle",
+            cpu_secs(idle_emulator_cpu_before, idle_emulator_cpu_after),
+        );
+    }
     let writes = match (&idle_before, &idle_after) {
         (Some(b), Some(a)) => {
             report.add("idle_writes_source", "API server request counters");
@@ -494,6 +539,66 @@ async fn measure(
         w.abort();
     }
     Ok(writes == Some(0))
+}
+
+/// The emulator's CPU time during the run, the rest of the benchmark process's (its own applies and
+/// watches), and the emulator's CPU per request it served (everyone's requests: the operator's and
+/// the benchmark's).
+fn report_emulator_cpu(
+    report: &mut Report,
+    emulator: (Option<Duration>, Option<Duration>),
+    process: (Option<Duration>, Option<Duration>),
+    served: Option<u64>,
+) {
+    let (Some(before), Some(after)) = emulator else {
+        return;
+    };
+    let used = after.saturating_sub(before);
+    report.add(
+        "emulator_cpu_secs_during_run",
+        format!("{:.2}", used.as_secs_f64()),
+    );
+    if let (Some(b), Some(a)) = process {
+        let client = a.saturating_sub(b).saturating_sub(used);
+        report.add(
+            "bench_client_cpu_secs_during_run",
+            format!("{:.2}", client.as_secs_f64()),
+        );
+    }
+    if let Some(n) = served.filter(|n| *n > 0) {
+        report.add("emulator_requests_during_run", n);
+        report.add(
+            "emulator_cpu_ms_per_request",
+            format!("{:.3}", used.as_secs_f64() * 1000.0 / n as f64),
+        );
+    }
+}
+
+/// CPU time (user + system) of the in-process emulator's threads (Linux only; `None` against a real
+/// cluster). A thread that has exited is no longer counted; the emulator's runtime keeps its
+/// worker threads for its whole life and it starts no blocking threads.
+fn emulator_cpu_time(cluster: &Cluster) -> Option<Duration> {
+    cluster.emulator.as_ref()?;
+    let mut ticks = 0;
+    for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        let name = stat
+            .split_once('(')
+            .and_then(|(_, rest)| rest.rsplit_once(')'))
+            .map(|(name, _)| name);
+        if name == Some(EMULATOR_THREAD) {
+            ticks += operator_process::cpu_ticks(&stat)?;
+        }
+    }
+    Some(operator_process::ticks_to_duration(ticks))
+}
+
+/// CPU time (user + system) of this whole process so far (Linux only).
+fn process_cpu_time() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    operator_process::cpu_ticks(&stat).map(operator_process::ticks_to_duration)
 }
 
 fn cpu_secs(before: Option<Duration>, after: Option<Duration>) -> String {

@@ -22,6 +22,13 @@ struct Args {
     /// Leave Deployments unready (their pods never become available).
     #[arg(long)]
     deployments_unready: bool,
+    /// Serve HTTPS with a certificate signed by a CA generated at start-up; the kubeconfig carries
+    /// the CA, and `--ca-cert` writes it to a file (a pod's `ca.crt`).
+    #[arg(long)]
+    tls: bool,
+    /// With `--tls`, where to write the CA certificate (PEM).
+    #[arg(long, requires = "tls")]
+    ca_cert: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -31,9 +38,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         port: args.port,
         token: args.token,
         deployments_ready: !args.deployments_unready,
+        tls: args.tls,
         ..EmulatorOptions::default()
     })
     .await?;
+    if let (Some(path), Some(pem)) = (&args.ca_cert, emulator.ca_pem()) {
+        std::fs::write(path, pem)?;
+    }
     if let Some(path) = &args.kubeconfig {
         emulator.write_kubeconfig(path)?;
         eprintln!(

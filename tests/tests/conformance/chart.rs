@@ -237,13 +237,23 @@ async fn the_chart_installs_upgrades_and_uninstalls() {
 
     let deployment = get_json(&env, &["get", "deployment", &rel]).await;
     let args = container_args(&deployment);
-    for want in [
-        "run".to_string(),
-        "--metrics-addr=0.0.0.0:8080".to_string(),
-        format!("--lease-namespace={ns}"),
-    ] {
-        assert!(args.contains(&want), "{want} missing from {args:?}");
+    for want in ["run", "--metrics-addr=0.0.0.0:8080"] {
+        assert!(
+            args.iter().any(|a| a == want),
+            "{want} missing from {args:?}"
+        );
     }
+    // The Lease's namespace is the pod's, from the downward API.
+    let env_vars = &deployment["spec"]["template"]["spec"]["containers"][0]["env"];
+    assert!(
+        env_vars
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|v| v["name"] == "POD_NAMESPACE"
+                && v["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"),
+        "POD_NAMESPACE from the downward API: {env_vars}"
+    );
     assert!(
         !args.iter().any(|a| a.starts_with("--namespace")),
         "watchNamespace unset: the operator watches every namespace, {args:?}"

@@ -95,24 +95,52 @@ impl Operator {
         }
     }
 
+    /// Starts the operator from a command prepared by the caller (environment, arguments, a wrapper
+    /// such as unshare), logging to `name.log`, and waits until `/readyz` says it is ready.
+    pub async fn start_command(
+        env: &TestEnv,
+        name: &str,
+        mut command: tokio::process::Command,
+    ) -> Operator {
+        let log = env.dir().join(format!("{name}.log"));
+        let file = std::fs::File::create(&log).expect("operator log file");
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(file)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start the operator");
+        Self::wait_started(Operator {
+            child,
+            log,
+            metrics_addr: "127.0.0.1:0".parse().expect("addr"),
+        })
+        .await
+    }
+
     /// Waits until the operator logs the address of its endpoints.
-    pub async fn wait_serving(mut op: Operator) -> Operator {
+    pub async fn wait_serving(op: Operator) -> Operator {
+        op.serving().await
+    }
+
+    async fn serving(mut self) -> Operator {
         let start = Instant::now();
         loop {
-            if let Some(addr) = op.logged_addr() {
-                op.metrics_addr = addr;
-                return op;
+            if let Some(addr) = self.logged_addr() {
+                self.metrics_addr = addr;
+                return self;
             }
-            if let Ok(Some(status)) = op.child.try_wait() {
+            if let Ok(Some(status)) = self.child.try_wait() {
                 panic!(
                     "the operator exited with {status} before serving:\n{}",
-                    op.logs()
+                    self.logs()
                 );
             }
             assert!(
                 start.elapsed() < Duration::from_secs(30),
                 "the operator did not start serving in 30s:\n{}",
-                op.logs()
+                self.logs()
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
