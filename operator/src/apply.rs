@@ -1,10 +1,26 @@
 //! The one place that writes to the API: children by server-side apply under one field manager
 //! (after checking that we control the object and that it actually differs from what we want),
 //! their deletion, the DemoWeb's status patch and Events.
+//!
+//! Child stores keep metadata only (and the Deployment's status, see [`Child`]), not specs: a
+//! thousand Deployments with their pod templates and managed fields would be most of the
+//! operator's memory. Whether a child still holds what we want is therefore decided in two steps:
+//! its metadata (owner, labels, annotations with the applied-hash) is compared with the store's
+//! copy on every reconcile; its spec is compared with a full read only when its generation (for
+//! kinds whose writes are all spec) or resourceVersion has moved since we last saw it hold what
+//! we want ([`Verified`]). An idle operator therefore neither reads nor writes, and an edit by
+//! someone else — which moves the generation or resourceVersion — is read and healed.
 
+use std::collections::HashMap;
 use std::fmt::Debug;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Mutex;
 
-use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{DeleteParams, Patch, PatchParams, Preconditions, PropagationPolicy};
 use kube::runtime::events::{Event, EventType, Recorder};
@@ -68,12 +84,158 @@ impl<K> Applied<K> {
     }
 }
 
-/// Writes on behalf of one DemoWeb, identified by its uid, and records Events on it.
+/// kubectl's client-side copy of the whole object: large, and never read by the operator.
+const LAST_APPLIED_ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// A child kind as the operator keeps it in memory. Kinds whose status reconcile does not read are
+/// watched as metadata only (`PartialObjectMeta`, stored as the kind with only its metadata);
+/// kinds whose status it reads are watched whole and [`trim`](Child::trim)med. Either way
+/// [`trim_meta`] drops managed fields before an object enters a store.
+pub trait Child:
+    Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+    + Clone
+    + Default
+    + Serialize
+    + DeserializeOwned
+    + Debug
+    + Send
+    + Sync
+    + 'static
+{
+    /// Whether reconcile reads more than metadata of this kind (the Deployment's status and
+    /// replica count): then it is watched whole and trimmed.
+    const KEEPS_STATUS: bool = false;
+
+    /// What moves when someone changes the object: the generation for kinds whose status
+    /// reports an `observedGeneration` (their generation counts spec changes, and their status
+    /// updates do not move it), else the resourceVersion.
+    const MARKER: Marker = Marker::ResourceVersion;
+
+    /// Drops what reconcile does not read from a whole object, keeping metadata and status.
+    fn trim(&mut self) {}
+}
+
+impl Child for ConfigMap {}
+impl Child for Service {}
+impl Child for ServiceAccount {}
+impl Child for Ingress {}
+impl Child for Deployment {
+    const KEEPS_STATUS: bool = true;
+    const MARKER: Marker = Marker::Generation;
+    /// Keeps `spec.replicas` (an autoscaled site's status reports the autoscaler's choice) and
+    /// drops the pod template.
+    fn trim(&mut self) {
+        self.spec = self
+            .spec
+            .take()
+            .map(|spec| k8s_openapi::api::apps::v1::DeploymentSpec {
+                replicas: spec.replicas,
+                ..Default::default()
+            });
+    }
+}
+impl Child for PodDisruptionBudget {
+    const MARKER: Marker = Marker::Generation;
+}
+impl Child for HorizontalPodAutoscaler {
+    const MARKER: Marker = Marker::Generation;
+}
+
+/// What tells that an object changed since we last knew it to hold what we want.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Marker {
+    /// `metadata.generation`, which kube-apiserver moves on every spec change of kinds that
+    /// report an `observedGeneration`; metadata is compared on every reconcile anyway.
+    Generation,
+    /// `metadata.resourceVersion`, which moves on every change.
+    ResourceVersion,
+}
+
+/// What no store needs of an object's metadata: managed fields (often the largest part of an
+/// object) and kubectl's last-applied copy.
+pub fn trim_meta(meta: &mut ObjectMeta) {
+    meta.managed_fields = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.remove(LAST_APPLIED_ANNOTATION);
+    }
+}
+
+/// Per child (by uid): the [`Marker`] at which the child was last known to hold what we want,
+/// after our own apply or after a full read that compared equal. A child whose marker has not moved since needs no
+/// read; the child reflectors drop the entries of deleted children. Keys and markers are kept as
+/// 64-bit hashes: a few dozen bytes per child.
+#[derive(Debug, Default)]
+pub struct Verified {
+    seen: Mutex<HashMap<u64, u64>>,
+}
+
+fn hash_of(value: impl Hash) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    value.hash(&mut hasher);
+    hasher.finish()
+}
+
+impl Verified {
+    fn marker(meta: &ObjectMeta, marker: Marker) -> Option<u64> {
+        match (marker, meta.generation, &meta.resource_version) {
+            (Marker::Generation, Some(generation), _) => Some(hash_of(("generation", generation))),
+            (_, _, Some(version)) => Some(hash_of(("resourceVersion", version))),
+            _ => None,
+        }
+    }
+
+    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<u64, u64>> {
+        self.seen.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether the child with this metadata is unchanged since it was last known to be current.
+    pub fn is_current(&self, meta: &ObjectMeta, marker: Marker) -> bool {
+        let (Some(uid), Some(marker)) = (&meta.uid, Self::marker(meta, marker)) else {
+            return false;
+        };
+        self.entries().get(&hash_of(uid)) == Some(&marker)
+    }
+
+    /// Records that the child with this metadata holds what we want.
+    pub fn remember(&self, meta: &ObjectMeta, marker: Marker) {
+        if let (Some(uid), Some(marker)) = (&meta.uid, Self::marker(meta, marker)) {
+            self.entries().insert(hash_of(uid), marker);
+        }
+    }
+
+    /// Forgets a deleted child.
+    pub fn forget(&self, meta: &ObjectMeta) {
+        if let Some(uid) = &meta.uid {
+            self.entries().remove(&hash_of(uid));
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// One change a reconcile made, for the Event that sums them up.
+struct Change {
+    verb: &'static str,
+    kind: String,
+    name: String,
+    related: Option<ObjectReference>,
+}
+
+/// Writes on behalf of one DemoWeb, identified by its uid. The changes it makes are told in one
+/// Event per reconcile ([`Writer::publish_changes`]), not one per child.
 pub struct Writer<'a> {
     pub owner_uid: &'a str,
     pub recorder: &'a Recorder,
     pub owner_ref: &'a ObjectReference,
     pub metrics: &'a Metrics,
+    pub verified: &'a Verified,
+    changes: Mutex<Vec<Change>>,
 }
 
 /// Whether `meta` carries a controller owner reference to the DemoWeb with `uid`.
@@ -192,21 +354,55 @@ pub fn stamp_hash<K: Resource + Serialize>(kind: &str, desired: &mut K) -> Resul
     Ok(hash)
 }
 
-fn applied_hash(meta: &ObjectMeta) -> Option<&str> {
+/// The applied-hash annotation of an object we applied.
+pub fn applied_hash(meta: &ObjectMeta) -> Option<&str> {
     meta.annotations
         .as_ref()
         .and_then(|a| a.get(APPLIED_HASH_ANNOTATION))
         .map(String::as_str)
 }
 
-impl Writer<'_> {
-    /// Applies `desired` (already hash-stamped) unless `live` shows it is not ours or already current.
+impl<'a> Writer<'a> {
+    pub fn new(
+        owner_uid: &'a str,
+        owner_ref: &'a ObjectReference,
+        recorder: &'a Recorder,
+        metrics: &'a Metrics,
+        verified: &'a Verified,
+    ) -> Self {
+        Writer {
+            owner_uid,
+            recorder,
+            owner_ref,
+            metrics,
+            verified,
+            changes: Mutex::default(),
+        }
+    }
+
+    fn record(&self, verb: &'static str, kind: &str, name: &str, related: Option<ObjectReference>) {
+        self.changes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Change {
+                verb,
+                kind: kind.to_owned(),
+                name: name.to_owned(),
+                related,
+            });
+    }
+
+    /// Applies `desired` (already hash-stamped) unless `live` shows it is not ours or already
+    /// current. `live` may be a store's trimmed copy: its metadata is compared directly, the rest
+    /// through [`Verified`] (by `marker`) or, when that does not know the object's current
+    /// version, one read.
     pub async fn apply<K>(
         &self,
         api: &Api<K>,
         kind: &str,
         live: Option<K>,
         desired: &K,
+        marker: Marker,
     ) -> Result<Applied<K>, Error>
     where
         K: Resource + Clone + Serialize + DeserializeOwned + Debug,
@@ -217,17 +413,39 @@ impl Writer<'_> {
             name: name.clone(),
             source,
         };
-        if let Some(live) = &live {
-            if !is_controlled_by(live.meta(), self.owner_uid) {
-                return Ok(Applied::Conflict(format!(
-                    "{kind} {name} already exists and is {}; it is left alone: rename or delete it",
-                    describe_owner(live.meta())
-                )));
+        let want = serde_json::to_value(desired).map_err(serialize)?;
+        let holds = |live: &K| -> Result<bool, Error> {
+            Ok(applied_hash(live.meta()) == applied_hash(desired.meta())
+                && contains(&serde_json::to_value(live).map_err(serialize)?, &want))
+        };
+        let mut live = live;
+        if let Some(current) = &live {
+            if !is_controlled_by(current.meta(), self.owner_uid) {
+                return Ok(Applied::Conflict(
+                    self.conflict(api, kind, &name, current).await,
+                ));
             }
-            let want = serde_json::to_value(desired).map_err(serialize)?;
-            let have = serde_json::to_value(live).map_err(serialize)?;
-            if applied_hash(live.meta()) == applied_hash(desired.meta()) && contains(&have, &want) {
-                return Ok(Applied::Unchanged(live.clone()));
+            let meta = serde_json::to_value(current.meta()).map_err(serialize)?;
+            let meta_current = applied_hash(current.meta()) == applied_hash(desired.meta())
+                && contains(&meta, &want["metadata"]);
+            if meta_current {
+                if self.verified.is_current(current.meta(), marker) || holds(current)? {
+                    self.verified.remember(current.meta(), marker);
+                    return Ok(Applied::Unchanged(current.clone()));
+                }
+                // A trimmed copy, changed since we last knew it current: read it whole.
+                live = get_opt(api, kind, &name).await?;
+                if let Some(full) = &live {
+                    if !is_controlled_by(full.meta(), self.owner_uid) {
+                        return Ok(Applied::Conflict(
+                            self.conflict(api, kind, &name, full).await,
+                        ));
+                    }
+                    if holds(full)? {
+                        self.verified.remember(full.meta(), marker);
+                        return Ok(Applied::Unchanged(full.clone()));
+                    }
+                }
             }
         }
         let mut params = PatchParams::apply(MANAGER).force();
@@ -250,20 +468,39 @@ impl Writer<'_> {
             },
             kind,
         );
-        let (reason, applied) = if live.is_some() {
-            ("Updated", Applied::Updated(written))
-        } else {
-            ("Created", Applied::Created(written))
+        self.verified.remember(written.meta(), marker);
+        let applied = match &live {
+            None => Applied::Created(written),
+            // The server found nothing to change (what differed was only how we compared).
+            Some(before) if before.meta().resource_version == written.meta().resource_version => {
+                return Ok(Applied::Unchanged(written));
+            }
+            Some(_) => Applied::Updated(written),
+        };
+        let verb = match applied {
+            Applied::Created(_) => "Created",
+            _ => "Updated",
         };
         let related = applied.object().and_then(reference_to);
-        self.event(
-            EventType::Normal,
-            reason,
-            format!("{reason} {kind} {name}"),
-            related,
-        )
-        .await;
+        self.record(verb, kind, &name, related);
         Ok(applied)
+    }
+
+    /// Why `live` is not ours: its controller, else its field managers (read whole when `live`
+    /// is a store's copy without them).
+    async fn conflict<K>(&self, api: &Api<K>, kind: &str, name: &str, live: &K) -> String
+    where
+        K: Resource + Clone + DeserializeOwned + Debug,
+    {
+        let full = match live.meta().managed_fields {
+            Some(_) => None,
+            None => api.get_opt(name).await.ok().flatten(),
+        };
+        let meta = full.as_ref().map_or(live.meta(), Resource::meta);
+        format!(
+            "{kind} {name} already exists and is {}; it is left alone: rename or delete it",
+            describe_owner(meta)
+        )
     }
 
     /// Makes [`HANDOVER_MANAGER`] co-own the fields of `body` with their current values, so the
@@ -332,35 +569,63 @@ impl Writer<'_> {
         }
         self.metrics.count_write("delete", kind);
         let related = reference_to(&live);
-        self.event(
-            EventType::Normal,
-            "Deleted",
-            format!("Deleted {kind} {name}, which this DemoWeb no longer needs"),
-            related,
-        )
-        .await;
+        self.record("Deleted", kind, &name, related);
         Ok(true)
     }
 
-    /// Records an Event on the DemoWeb about a child. Failing to record one never fails reconcile.
-    pub async fn event(
-        &self,
-        type_: EventType,
-        reason: &str,
-        note: String,
-        related: Option<ObjectReference>,
-    ) {
+    /// Publishes one Normal Event that tells every change this writer made (none when nothing
+    /// changed): reason `Created` when it only created, `Deleted` when it only deleted, else
+    /// `Updated`. Called once at the end of a reconcile's apply step, also when it failed midway.
+    pub async fn publish_changes(&self) {
+        let changes = std::mem::take(&mut *self.changes.lock().unwrap_or_else(|e| e.into_inner()));
+        let Some((reason, note, related)) = summarize_changes(changes) else {
+            return;
+        };
         publish_related(
             self.recorder,
             self.owner_ref,
             self.metrics,
-            type_,
+            EventType::Normal,
             reason,
             note,
             related,
         )
         .await;
     }
+}
+
+/// The reason, note and related object of the Event that tells `changes`.
+fn summarize_changes(
+    mut changes: Vec<Change>,
+) -> Option<(&'static str, String, Option<ObjectReference>)> {
+    let first = changes.first()?.verb;
+    let reason = if changes.iter().all(|c| c.verb == first) && first != "Updated" {
+        first
+    } else {
+        "Updated"
+    };
+    let note = changes
+        .iter()
+        .map(|c| match c.verb {
+            "Deleted" => format!(
+                "deleted {} {}, which this DemoWeb no longer needs",
+                c.kind, c.name
+            ),
+            verb => format!("{} {} {}", verb.to_lowercase(), c.kind, c.name),
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    let mut note = note;
+    if let Some(first) = note.get(..1) {
+        note = first.to_uppercase() + &note[1..];
+    }
+    // One child: name it in `related`, so Events about different children stay apart.
+    let related = if changes.len() == 1 {
+        changes.pop().and_then(|c| c.related)
+    } else {
+        None
+    };
+    Some((reason, note, related))
 }
 
 /// A reference to a child for an Event's `related` field. Events about different children must
@@ -654,6 +919,138 @@ mod tests {
         assert_eq!(
             describe_owner(&kubectl),
             "managed by kube-controller-manager, kubectl-client-side-apply"
+        );
+    }
+
+    fn change(verb: &'static str, kind: &str, name: &str) -> Change {
+        Change {
+            verb,
+            kind: kind.into(),
+            name: name.into(),
+            related: Some(ObjectReference {
+                kind: Some(kind.into()),
+                name: Some(name.into()),
+                ..ObjectReference::default()
+            }),
+        }
+    }
+
+    #[test]
+    fn one_event_tells_every_change() {
+        assert!(summarize_changes(vec![]).is_none(), "no change, no Event");
+        let (reason, note, related) = summarize_changes(vec![
+            change("Created", "ConfigMap", "web-nginx"),
+            change("Created", "Deployment", "web"),
+            change("Created", "Service", "web"),
+        ])
+        .expect("an Event");
+        assert_eq!(reason, "Created");
+        assert_eq!(
+            note,
+            "Created ConfigMap web-nginx; created Deployment web; created Service web"
+        );
+        assert_eq!(related, None, "several children: none is singled out");
+
+        let (reason, note, related) =
+            summarize_changes(vec![change("Updated", "Deployment", "web")]).expect("an Event");
+        assert_eq!(
+            (reason, note.as_str()),
+            ("Updated", "Updated Deployment web")
+        );
+        assert_eq!(
+            related.and_then(|r| r.name),
+            Some("web".to_owned()),
+            "one child is named, so Events about different children are not folded together"
+        );
+
+        let (reason, note, _) = summarize_changes(vec![
+            change("Created", "Ingress", "web"),
+            change("Deleted", "Middleware", "web-allowlist"),
+        ])
+        .expect("an Event");
+        assert_eq!(reason, "Updated", "a mix of changes updated the site");
+        assert_eq!(
+            note,
+            "Created Ingress web; deleted Middleware web-allowlist, which this DemoWeb no longer needs"
+        );
+        let (reason, _, _) =
+            summarize_changes(vec![change("Deleted", "Ingress", "web")]).expect("an Event");
+        assert_eq!(reason, "Deleted");
+    }
+
+    #[test]
+    fn verified_follows_generation_or_resource_version() {
+        let meta = |generation: Option<i64>, version: &str| ObjectMeta {
+            uid: Some("c1".into()),
+            generation,
+            resource_version: Some(version.into()),
+            ..ObjectMeta::default()
+        };
+        let v = Verified::default();
+        let (gen_, rv) = (Marker::Generation, Marker::ResourceVersion);
+        assert!(!v.is_current(&meta(Some(1), "10"), gen_), "unknown child");
+        v.remember(&meta(Some(1), "10"), gen_);
+        assert!(
+            v.is_current(&meta(Some(1), "11"), gen_),
+            "a status update moves the resourceVersion, not the generation"
+        );
+        assert!(!v.is_current(&meta(Some(2), "12"), gen_), "a spec edit");
+        assert!(
+            !v.is_current(&meta(Some(1), "11"), rv),
+            "other kinds follow the resourceVersion"
+        );
+        v.remember(&meta(None, "20"), gen_);
+        assert!(
+            v.is_current(&meta(None, "20"), gen_),
+            "no generation: the resourceVersion"
+        );
+        assert!(!v.is_current(&meta(None, "21"), gen_));
+        let other = ObjectMeta {
+            uid: Some("c2".into()),
+            ..meta(None, "20")
+        };
+        assert!(!v.is_current(&other, gen_), "per child");
+        v.forget(&meta(None, "20"));
+        assert!(v.is_empty());
+    }
+
+    #[test]
+    fn trimming_keeps_what_reconcile_reads() {
+        let mut d = Deployment {
+            metadata: ObjectMeta {
+                name: Some("web".into()),
+                annotations: Some(
+                    [
+                        (LAST_APPLIED_ANNOTATION.to_owned(), "{...}".to_owned()),
+                        (APPLIED_HASH_ANNOTATION.to_owned(), "abc".to_owned()),
+                    ]
+                    .into(),
+                ),
+                managed_fields: Some(vec![ManagedFieldsEntry::default()]),
+                ..ObjectMeta::default()
+            },
+            spec: Some(k8s_openapi::api::apps::v1::DeploymentSpec {
+                replicas: Some(3),
+                template: k8s_openapi::api::core::v1::PodTemplateSpec {
+                    spec: Some(Default::default()),
+                    ..Default::default()
+                },
+                ..Default::default()
+            }),
+            status: Some(Default::default()),
+        };
+        d.trim();
+        trim_meta(&mut d.metadata);
+        let spec = d.spec.expect("spec.replicas kept");
+        assert_eq!(spec.replicas, Some(3));
+        assert!(spec.template.spec.is_none(), "no pod template");
+        assert!(d.status.is_some());
+        assert!(d.metadata.managed_fields.is_none());
+        assert_eq!(
+            d.metadata
+                .annotations
+                .map(|a| a.into_keys().collect::<Vec<_>>()),
+            Some(vec![APPLIED_HASH_ANNOTATION.to_owned()])
         );
     }
 }

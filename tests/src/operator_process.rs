@@ -201,6 +201,12 @@ impl OperatorProcess {
         vm_hwm_kib(&status)
     }
 
+    /// The process's resident set size now (VmRSS) in KiB (Linux only).
+    pub fn rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
+        proc_status_kib(&status, "VmRSS:")
+    }
+
     /// CPU time (user + system) the process has used so far (Linux only).
     pub fn cpu_time(&self) -> Option<Duration> {
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).ok()?;
@@ -300,8 +306,13 @@ pub fn ticks_to_duration(ticks: u64) -> Duration {
 
 /// `VmHWM` from the text of `/proc/<pid>/status`, in KiB.
 pub fn vm_hwm_kib(proc_status: &str) -> Option<u64> {
+    proc_status_kib(proc_status, "VmHWM:")
+}
+
+/// The field `key` (e.g. `VmRSS:`) of `/proc/<pid>/status`, in KiB.
+fn proc_status_kib(proc_status: &str, key: &str) -> Option<u64> {
     proc_status.lines().find_map(|line| {
-        let rest = line.strip_prefix("VmHWM:")?;
+        let rest = line.strip_prefix(key)?;
         let mut parts = rest.split_whitespace();
         let value: u64 = parts.next()?.parse().ok()?;
         match parts.next() {

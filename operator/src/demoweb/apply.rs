@@ -12,7 +12,6 @@ use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::DynamicObject;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Resource, ResourceExt};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
@@ -21,7 +20,9 @@ use super::context::Context;
 use super::desired;
 use super::gather::{Discovered, Id, known};
 use super::ingress::{self, IngressPlan};
-use crate::apply::{Applied, Writer, get_opt, owned_only_by_us, stamp_hash};
+use crate::apply::{
+    Applied, Child, Marker, Writer, applied_hash, get_opt, owned_only_by_us, stamp_hash,
+};
 use crate::error::{Error, UserError};
 use crate::identity;
 
@@ -33,10 +34,12 @@ pub(super) struct AppliedChildren {
     pub(super) problems: Vec<UserError>,
     pub(super) url: Option<String>,
     pub(super) identity: Option<IdentityStatus>,
+    /// A watched child was created or changed: its watch event reconciles this DemoWeb again.
+    pub(super) changed_children: bool,
 }
 
-/// The live child: from the store when it is there, else from the API (it may exist without
-/// our labels — someone else's object, or ours with the labels edited away).
+/// The live child: the store's trimmed copy when it is there, else the whole object from the API
+/// (it may exist without our labels — someone else's object, or ours with the labels edited away).
 pub(super) async fn live<K>(
     store: &Store<K>,
     api: &Api<K>,
@@ -63,27 +66,29 @@ async fn ensure<K>(
     report: &mut AppliedChildren,
 ) -> Result<(Option<K>, String), Error>
 where
-    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + Serialize
-        + DeserializeOwned
-        + Debug,
+    K: Child,
 {
     let kind = K::kind(&()).to_string();
     let hash = stamp_hash(&kind, &mut desired)?;
     let name = desired.meta().name.clone().unwrap_or_default();
     let api: Api<K> = Api::namespaced(ctx.client.clone(), ns);
     let current = live(store, &api, &kind, &name, ns).await?;
-    Ok(match w.apply(&api, &kind, current, &desired).await? {
-        Applied::Conflict(message) => {
-            report.problems.push(UserError {
-                reason: reason::NAME_CONFLICT,
-                message,
-            });
-            (None, hash)
-        }
-        applied => (applied.object().cloned(), hash),
-    })
+    Ok(
+        match w.apply(&api, &kind, current, &desired, K::MARKER).await? {
+            Applied::Conflict(message) => {
+                report.problems.push(UserError {
+                    reason: reason::NAME_CONFLICT,
+                    message,
+                });
+                (None, hash)
+            }
+            applied => {
+                report.changed_children |=
+                    matches!(applied, Applied::Created(_) | Applied::Updated(_));
+                (applied.object().cloned(), hash)
+            }
+        },
+    )
 }
 
 /// Applies an optional child, or deletes the one this DemoWeb controls when it is not wanted.
@@ -97,11 +102,7 @@ async fn ensure_or_delete<K>(
     report: &mut AppliedChildren,
 ) -> Result<(), Error>
 where
-    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + Serialize
-        + DeserializeOwned
-        + Debug,
+    K: Child,
 {
     let ns = id.namespace.as_str();
     match desired {
@@ -125,7 +126,9 @@ where
 /// default of 1 replica until the autoscaler caught up. Once the autoscaler (or `kubectl
 /// scale`) writes the count through the scale subresource it owns the field alone. Switching
 /// autoscaling off, our forced apply takes the field back with `spec.replicas`. Ownership is read
-/// from the Deployment store's `managedFields`: a store that dropped them would skip the hand-over.
+/// from the Deployment's `managedFields`, which the store does not keep: the Deployment is read
+/// whole, but only when our apply is about to change it — when the applied-hash of the store's
+/// copy already matches, our last apply left `spec.replicas` out and there is nothing to hand over.
 async fn hand_over_replicas(
     w: &Writer<'_>,
     ctx: &Context,
@@ -138,7 +141,15 @@ async fn hand_over_replicas(
     if wants_replicas {
         return Ok(());
     }
-    let Some(live) = live(&ctx.stores.deployments, &api, "Deployment", &name, ns).await? else {
+    let hash = stamp_hash("Deployment", &mut desired.clone())?;
+    let stored = ctx
+        .stores
+        .deployments
+        .get(&ObjectRef::new(&name).within(ns));
+    if stored.is_some_and(|d| applied_hash(&d.metadata) == Some(hash.as_str())) {
+        return Ok(());
+    }
+    let Some(live) = get_opt(&api, "Deployment", &name).await? else {
         return Ok(());
     };
     if !crate::apply::is_controlled_by(&live.metadata, w.owner_uid)
@@ -166,7 +177,8 @@ fn dynamic_api(ctx: &Context, ns: &str, obj: &DynamicObject) -> (Api<DynamicObje
     )
 }
 
-/// Step 5: apply in dependency order, then delete what this DemoWeb controls but no longer wants.
+/// Step 5: apply in dependency order, then delete what this DemoWeb controls but no longer wants;
+/// one Event tells what changed, also when a write failed midway.
 pub(super) async fn apply_all(
     dw: &DemoWeb,
     id: &Id,
@@ -175,12 +187,26 @@ pub(super) async fn apply_all(
     discovered: &Discovered,
 ) -> Result<AppliedChildren, Error> {
     let owner_ref = dw.object_ref(&());
-    let w = Writer {
-        owner_uid: &id.uid,
-        recorder: &ctx.recorder,
-        owner_ref: &owner_ref,
-        metrics: &ctx.metrics,
-    };
+    let w = Writer::new(
+        &id.uid,
+        &owner_ref,
+        &ctx.recorder,
+        &ctx.metrics,
+        &ctx.stores.verified,
+    );
+    let result = apply_children(dw, id, ctx, children, discovered, &w).await;
+    w.publish_changes().await;
+    result
+}
+
+async fn apply_children(
+    dw: &DemoWeb,
+    id: &Id,
+    ctx: &Context,
+    children: Children,
+    discovered: &Discovered,
+    w: &Writer<'_>,
+) -> Result<AppliedChildren, Error> {
     let ns = id.namespace.as_str();
     let stores = &ctx.stores;
     let mut report = AppliedChildren::default();
@@ -199,7 +225,7 @@ pub(super) async fn apply_all(
     // deleted only after the Deployment (below).
     let unwanted_service_account = match service_account {
         Some(sa) => {
-            ensure(&w, ctx, &stores.service_accounts, ns, sa, &mut report).await?;
+            ensure(w, ctx, &stores.service_accounts, ns, sa, &mut report).await?;
             None
         }
         None => stores
@@ -207,13 +233,13 @@ pub(super) async fn apply_all(
             .get(&ObjectRef::new(&id.name).within(ns))
             .map(|a| (*a).clone()),
     };
-    ensure(&w, ctx, &stores.config_maps, ns, config_map, &mut report).await?;
+    ensure(w, ctx, &stores.config_maps, ns, config_map, &mut report).await?;
     // The autoscaler goes before the Deployment gets its replica count back, and comes after the
     // Deployment it scales exists.
     let autoscaler_name = desired::autoscaler_name(&id.name);
     if autoscaler.is_none() {
         ensure_or_delete(
-            &w,
+            w,
             ctx,
             &stores.autoscalers,
             id,
@@ -223,17 +249,17 @@ pub(super) async fn apply_all(
         )
         .await?;
     }
-    hand_over_replicas(&w, ctx, ns, &deployment).await?;
+    hand_over_replicas(w, ctx, ns, &deployment).await?;
     let (applied_deployment, hash) =
-        ensure(&w, ctx, &stores.deployments, ns, deployment, &mut report).await?;
+        ensure(w, ctx, &stores.deployments, ns, deployment, &mut report).await?;
     report.deployment = applied_deployment;
     report.deployment_hash = Some(hash);
     if let Some(sa) = unwanted_service_account {
-        delete_service_account_once_unused(&w, ctx, id, sa, report.deployment.as_ref()).await?;
+        delete_service_account_once_unused(w, ctx, id, sa, report.deployment.as_ref()).await?;
     }
     if autoscaler.is_some() {
         ensure_or_delete(
-            &w,
+            w,
             ctx,
             &stores.autoscalers,
             id,
@@ -244,7 +270,7 @@ pub(super) async fn apply_all(
         .await?;
     }
     ensure_or_delete(
-        &w,
+        w,
         ctx,
         &stores.disruption_budgets,
         id,
@@ -253,10 +279,10 @@ pub(super) async fn apply_all(
         &mut report,
     )
     .await?;
-    ensure(&w, ctx, &stores.services, ns, service, &mut report).await?;
+    ensure(w, ctx, &stores.services, ns, service, &mut report).await?;
 
-    apply_ingress(&w, ctx, dw, id, discovered, ingress_plan, &mut report).await?;
-    delete_kopf_leftover(&w, ctx, id).await?;
+    apply_ingress(w, ctx, dw, id, discovered, ingress_plan, &mut report).await?;
+    delete_kopf_leftover(w, ctx, id).await?;
     Ok(report)
 }
 
@@ -321,7 +347,10 @@ async fn apply_ingress(
                 stamp_hash(&kind, &mut obj)?;
                 let name = obj.metadata.name.clone().unwrap_or_default();
                 let current = get_opt(&api, &kind, &name).await?;
-                if let Applied::Conflict(message) = w.apply(&api, &kind, current, &obj).await? {
+                let applied = w
+                    .apply(&api, &kind, current, &obj, Marker::ResourceVersion)
+                    .await?;
+                if let Applied::Conflict(message) = applied {
                     // Never expose the site without its allowlist.
                     extra_ok = false;
                     report.problems.push(UserError {
@@ -388,12 +417,13 @@ async fn delete_service_account_once_unused(
     applied: Option<&Deployment>,
 ) -> Result<(), Error> {
     let ns = id.namespace.as_str();
+    // The pod template decides; the store's copy has none, so read the Deployment unless our
+    // apply just returned it whole.
     let live_deployment = match applied {
-        Some(d) => Some(d.clone()),
-        None => {
+        Some(d) if d.spec.as_ref().is_some_and(|s| s.template.spec.is_some()) => Some(d.clone()),
+        _ => {
             let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), ns);
-            let name = desired::deployment_name(&id.name);
-            live(&ctx.stores.deployments, &api, "Deployment", &name, ns).await?
+            get_opt(&api, "Deployment", &desired::deployment_name(&id.name)).await?
         }
     };
     let name = sa.name_any();

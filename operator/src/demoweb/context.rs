@@ -17,6 +17,7 @@ use kube::runtime::events::Recorder;
 use kube::runtime::reflector::{ObjectRef, Store};
 
 use super::ingress::{IngressCapabilities, capabilities_from};
+use crate::apply::Verified;
 use crate::metrics::Metrics;
 use crate::runtime::{Backoff, until_ready};
 use crate::server::Readiness;
@@ -24,12 +25,15 @@ use futures::StreamExt;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 
-/// Reflector stores: what reconcile reads instead of asking the API.
+/// Reflector stores: what reconcile reads instead of asking the API. Child stores hold trimmed
+/// copies: metadata without managed fields, and the Deployment's status (see `apply::Child`).
 #[derive(Clone)]
 pub struct Stores {
     /// Set once the reference stores were waited for: a store that never fills (e.g. no RBAC to
     /// list IngressClasses) must delay only the first reconciles, not every one.
     pub references_waited: Arc<std::sync::atomic::AtomicBool>,
+    /// The children last known to hold what we want (the child stores keep no specs).
+    pub verified: Arc<Verified>,
     pub demowebs: Store<DemoWeb>,
     pub deployments: Store<Deployment>,
     pub config_maps: Store<ConfigMap>,

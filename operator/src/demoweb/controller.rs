@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use demoweb_crd::conditions::reason;
 use demoweb_crd::{AzureIdentity, AzureIdentityBinding, DemoWeb};
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Secret, Service, ServiceAccount};
@@ -28,40 +28,77 @@ use serde::de::DeserializeOwned;
 use super::context::{AllowlistApis, Context, Stores};
 use super::ingress;
 use super::reconcile;
-use crate::apply::publish;
+use crate::apply::{Child, Verified, publish, trim_meta};
 use crate::error::chain;
 use crate::identity;
 use crate::vocabulary;
 
 /// A reflector over one child kind, limited to what this operator manages; its stream triggers
-/// reconciles of the owner, its store serves "compare before you write".
-fn child_reflector<K>(
+/// reconciles of the owner, its store serves "compare before you write". The store keeps only
+/// what [`Child`] says reconcile reads (metadata, and the Deployment's status); a deleted child's
+/// entry in `verified` is dropped with it.
+fn child_reflector<K: Child>(
     client: &Client,
     namespace: Option<&str>,
+    verified: &Arc<Verified>,
 ) -> (
     Store<K>,
     impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
-)
-where
-    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + DeserializeOwned
-        + Debug
-        + Send
-        + Sync
-        + 'static,
-{
-    let api: Api<K> = match namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    };
+) {
     let (reader, writer) = reflector::store();
     let config = watcher::Config::default().labels(&vocabulary::managed_selector());
-    let stream = watcher(api, config)
+    let events = if K::KEEPS_STATUS {
+        let api: Api<K> = match namespace {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        };
+        watcher(api, config)
+            .map_ok(|event| {
+                event.modify(|obj| {
+                    obj.trim();
+                    trim_meta(obj.meta_mut());
+                })
+            })
+            .left_stream()
+    } else {
+        let api: Api<PartialObjectMeta<K>> = match namespace {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        };
+        watcher(api, config)
+            .map_ok(|event| {
+                map_event(event, |partial| {
+                    let mut obj = K::default();
+                    *obj.meta_mut() = partial.metadata;
+                    trim_meta(obj.meta_mut());
+                    obj
+                })
+            })
+            .right_stream()
+    };
+    let verified = verified.clone();
+    let stream = events
+        .inspect_ok(move |event| {
+            if let watcher::Event::Delete(obj) = event {
+                verified.forget(obj.meta());
+            }
+        })
         .default_backoff()
         .reflect(writer)
         .touched_objects();
     (reader, stream)
+}
+
+/// A watch event with its object converted.
+fn map_event<A, B>(event: watcher::Event<A>, f: impl FnOnce(A) -> B) -> watcher::Event<B> {
+    use watcher::Event as E;
+    match event {
+        E::Init => E::Init,
+        E::InitDone => E::InitDone,
+        E::InitApply(obj) => E::InitApply(f(obj)),
+        E::Apply(obj) => E::Apply(f(obj)),
+        E::Delete(obj) => E::Delete(f(obj)),
+    }
 }
 
 /// A reflector over a referenced kind: all objects, in scope.
@@ -77,6 +114,7 @@ where
     let (reader, writer) = reflector::store();
     let stream = watcher(api, watcher::Config::default())
         .default_backoff()
+        .modify(|obj| trim_meta(obj.meta_mut()))
         .reflect(writer)
         .touched_objects();
     (reader, stream)
@@ -137,7 +175,9 @@ fn demowebs_for_secret(
 /// Decodes one watched DemoWeb; `Err` carries why it is not a DemoWeb this version understands.
 fn decode_demoweb(obj: &DynamicObject) -> Result<DemoWeb, String> {
     let value = serde_json::to_value(obj).map_err(|err| err.to_string())?;
-    serde_json::from_value(value).map_err(|err| err.to_string())
+    let mut dw: DemoWeb = serde_json::from_value(value).map_err(|err| err.to_string())?;
+    trim_meta(&mut dw.metadata);
+    Ok(dw)
 }
 
 /// A stand-in that removes an undecodable DemoWeb from the store (its children stay as they are).
@@ -269,6 +309,22 @@ pub struct ControllerConfig {
     pub readiness: crate::server::Readiness,
 }
 
+/// How many reconciles run at once. Each holds its desired children and the API's answers in
+/// memory, so a burst of N new DemoWebs costs memory in proportion to this, not to N; the API
+/// server gets a steady stream of requests instead of N at once.
+const CONCURRENT_RECONCILES: u16 = 16;
+
+/// Triggers for one DemoWeb that arrive within this window are served by one reconcile: the watch
+/// events of the children one reconcile wrote (and of the Deployment controller's first status
+/// update) lead to one more pass, which writes the status once.
+const DEBOUNCE: Duration = Duration::from_millis(100);
+
+fn runtime_config() -> kube::runtime::controller::Config {
+    kube::runtime::controller::Config::default()
+        .concurrency(CONCURRENT_RECONCILES)
+        .debounce(DEBOUNCE)
+}
+
 /// Runs the DemoWeb controller until `shutdown` resolves.
 pub async fn run(
     client: Client,
@@ -280,14 +336,17 @@ pub async fn run(
     let recorder = kube::runtime::events::Recorder::new(client.clone(), config.reporter.clone());
     let (demoweb_store, demoweb_events) =
         tolerant_demoweb_reflector(&client, ns, recorder.clone(), metrics.clone());
-    let (deployments, deployment_events) = child_reflector::<Deployment>(&client, ns);
-    let (config_maps, config_map_events) = child_reflector::<ConfigMap>(&client, ns);
-    let (services, service_events) = child_reflector::<Service>(&client, ns);
-    let (ingresses, ingress_events) = child_reflector::<Ingress>(&client, ns);
-    let (service_accounts, service_account_events) = child_reflector::<ServiceAccount>(&client, ns);
+    let verified = Arc::new(Verified::default());
+    let (deployments, deployment_events) = child_reflector::<Deployment>(&client, ns, &verified);
+    let (config_maps, config_map_events) = child_reflector::<ConfigMap>(&client, ns, &verified);
+    let (services, service_events) = child_reflector::<Service>(&client, ns, &verified);
+    let (ingresses, ingress_events) = child_reflector::<Ingress>(&client, ns, &verified);
+    let (service_accounts, service_account_events) =
+        child_reflector::<ServiceAccount>(&client, ns, &verified);
     let (disruption_budgets, disruption_budget_events) =
-        child_reflector::<PodDisruptionBudget>(&client, ns);
-    let (autoscalers, autoscaler_events) = child_reflector::<HorizontalPodAutoscaler>(&client, ns);
+        child_reflector::<PodDisruptionBudget>(&client, ns, &verified);
+    let (autoscalers, autoscaler_events) =
+        child_reflector::<HorizontalPodAutoscaler>(&client, ns, &verified);
     let (ingress_classes, class_events) =
         reference_reflector::<IngressClass>(Api::all(client.clone()));
     let crd = |name: &str| {
@@ -318,7 +377,8 @@ pub async fn run(
         .default_backoff()
         .touched_objects();
 
-    let controller = Controller::for_stream(demoweb_events, demoweb_store.clone());
+    let controller =
+        Controller::for_stream(demoweb_events, demoweb_store.clone()).with_config(runtime_config());
 
     let (bindings, identities, controller) = if config.identity_served {
         let (binding_api, identity_api): (Api<AzureIdentityBinding>, Api<AzureIdentity>) = match ns
@@ -353,6 +413,7 @@ pub async fn run(
 
     let stores = Stores {
         references_waited: Default::default(),
+        verified,
         demowebs: demoweb_store.clone(),
         deployments,
         config_maps,
@@ -407,6 +468,11 @@ pub async fn run(
                 Ok((obj, _)) => tracing::debug!(object = %obj, "reconciled"),
                 Err(kube::runtime::controller::Error::ReconcilerFailed(err, obj)) => {
                     tracing::debug!(object = %obj, error = %chain(&err), "reconcile failed")
+                }
+                // A child's event for a DemoWeb that is gone (deleted with its namespace, or
+                // its children being collected): nothing to do, and nothing to warn about.
+                Err(kube::runtime::controller::Error::ObjectNotFound(obj)) => {
+                    tracing::debug!(object = %obj, "not reconciled: the DemoWeb is gone")
                 }
                 Err(err) => tracing::warn!(error = %err, "controller"),
             }

@@ -58,6 +58,8 @@ async fn update_status(
         problems,
         url,
         identity,
+        // Not written when set: reconcile returned before the status step.
+        changed_children: _,
     } = applied;
     let problem = problems.first().map(|first| UserError {
         reason: first.reason,
@@ -140,6 +142,12 @@ async fn reconcile_inner(dw: &DemoWeb, ctx: &Context) -> Result<bool, Error> {
             let children = build(dw, &valid, &found);
             let identity = identity_status(&valid, &children, &id);
             let mut applied = apply_all(dw, &id, ctx, children, &found.discovered).await?;
+            if applied.changed_children {
+                // Their watch events reconcile this DemoWeb again, and that pass writes the
+                // status once, from the children as they are by then — rather than a status
+                // write now and another as soon as they settle.
+                return Ok(false);
+            }
             applied.identity = identity;
             applied.problems.splice(0..0, refused);
             applied

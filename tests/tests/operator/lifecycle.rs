@@ -303,6 +303,61 @@ async fn deleting_the_demoweb_removes_its_children() {
     env.finish().await;
 }
 
+/// Deleting many DemoWebs at once, or the namespace that holds them, is routine: the operator
+/// logs no warning per DemoWeb (their children's deletion events arrive after the DemoWebs are
+/// gone, which is expected, not an error).
+#[tokio::test(flavor = "multi_thread")]
+async fn mass_deletes_log_no_warning_per_demoweb() {
+    let (env, op) = setup("mass-delete").await;
+    let names: Vec<String> = (1..=6).map(|i| format!("site{i}")).collect();
+    for name in &names {
+        env.apply_yaml(&SEED.replace("demoweb1", name))
+            .await
+            .expect_ok();
+    }
+    for name in &names {
+        wait_condition(&env, &op, name, "Ready", "True", "Reconciled").await;
+    }
+    // Half of them with one command, then the namespace with the rest.
+    env.kubectl(&["delete", "demoweb", "site1", "site2", "site3"])
+        .await
+        .expect_ok();
+    for name in &names[..3] {
+        wait_gone(&env, &op, "deployment", name).await;
+    }
+    env.kubectl(&["delete", "namespace", &env.namespace, "--wait=false"])
+        .await
+        .expect_ok();
+    wait(
+        &env,
+        Some(&op),
+        "the namespace to be gone",
+        DEADLINE,
+        || async {
+            let out = env
+                .kubectl(&["get", "namespace", &env.namespace, "-o", "name"])
+                .await;
+            (!out.success()).then_some(())
+        },
+    )
+    .await;
+    let logs = op.logs();
+    let warnings: Vec<&str> = logs
+        .lines()
+        .filter(|line| line.contains("\"level\":\"WARN\""))
+        .filter(|line| {
+            line.contains("not found in local store")
+                || names.iter().any(|n| line.contains(n.as_str()))
+        })
+        .collect();
+    assert!(
+        warnings.is_empty(),
+        "warnings about deleted DemoWebs:\n{}",
+        warnings.join("\n")
+    );
+    env.finish().await;
+}
+
 #[cfg_attr(
     real_cluster,
     ignore = "needs the emulator: holding pods back from becoming ready"
