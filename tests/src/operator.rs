@@ -274,6 +274,31 @@ pub async fn setup(test: &str) -> (TestEnv, Operator) {
     (env, op)
 }
 
+/// Makes the aad-pod-identity CRDs served and waits until they are: on the emulator this project's are
+/// installed; a real cluster's are its own (declared with `DEMOWEB_TEST_IDENTITY_CRDS`), never replaced
+/// by a test.
+pub async fn serve_identity_crds(env: &TestEnv, op: Option<&Operator>) {
+    if env.is_emulator() {
+        let crds = repo_root().join("charts/demoweb-operator/files/aadpodidentity-crds.yaml");
+        env.kubectl(&["apply", "-f", crds.to_str().expect("utf-8 path")])
+            .await
+            .expect_ok();
+    }
+    wait(
+        env,
+        op,
+        "the identity CRDs to be served",
+        DEADLINE,
+        || async {
+            env.kubectl(&["get", "azureidentitybindings"])
+                .await
+                .success()
+                .then_some(())
+        },
+    )
+    .await;
+}
+
 /// Polls `check` until it returns `Some`; on timeout panics with the namespace and the operator's log.
 pub async fn wait<T, F, Fut>(
     env: &TestEnv,

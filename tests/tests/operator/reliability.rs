@@ -384,23 +384,7 @@ async fn identity_api_installed_later_is_picked_up() {
     apply_secure_and_wait_for_missing_binding(&env, &op).await;
     assert!(get(&env, "deployment", "secure").await.is_none());
 
-    let crds = repo_root().join("charts/demoweb-operator/files/aadpodidentity-crds.yaml");
-    env.kubectl(&["apply", "-f", crds.to_str().expect("utf-8 path")])
-        .await
-        .expect_ok();
-    wait(
-        &env,
-        Some(&op),
-        "the identity CRDs to be served",
-        DEADLINE,
-        || async {
-            env.kubectl(&["get", "azureidentitybindings"])
-                .await
-                .success()
-                .then_some(())
-        },
-    )
-    .await;
+    serve_identity_crds(&env, Some(&op)).await;
     env.apply_yaml(IDENTITY).await.expect_ok();
     // The operator watches the binding CRD: the API is picked up within seconds.
     let d = wait(
@@ -440,26 +424,7 @@ async fn identity_api_installed_later_is_picked_up() {
 async fn identity_api_served_at_start_is_watched() {
     let env = TestEnv::new("identity-at-start").await;
     install_crds(&env).await;
-    // The emulator gets them; a real cluster's are its own, never replaced by a test.
-    if env.is_emulator() {
-        let crds = repo_root().join("charts/demoweb-operator/files/aadpodidentity-crds.yaml");
-        env.kubectl(&["apply", "-f", crds.to_str().expect("utf-8 path")])
-            .await
-            .expect_ok();
-    }
-    wait(
-        &env,
-        None,
-        "the identity CRDs to be served",
-        DEADLINE,
-        || async {
-            env.kubectl(&["get", "azureidentitybindings"])
-                .await
-                .success()
-                .then_some(())
-        },
-    )
-    .await;
+    serve_identity_crds(&env, None).await;
     let op = Operator::start(&env, &[]).await;
     apply_secure_and_wait_for_missing_binding(&env, &op).await;
     // Creating the binding and identity re-reconciles the DemoWeb that names them.

@@ -625,25 +625,7 @@ async fn foreign_allowlist_object_is_never_touched() {
 async fn foreign_service_account_is_never_touched() {
     let env = TestEnv::new("name-clash-sa").await;
     install_crds(&env).await;
-    if env.is_emulator() {
-        let crds = repo_root().join("charts/demoweb-operator/files/aadpodidentity-crds.yaml");
-        env.kubectl(&["apply", "-f", crds.to_str().expect("utf-8 path")])
-            .await
-            .expect_ok();
-    }
-    wait(
-        &env,
-        None,
-        "the identity CRDs to be served",
-        DEADLINE,
-        || async {
-            env.kubectl(&["get", "azureidentitybindings"])
-                .await
-                .success()
-                .then_some(())
-        },
-    )
-    .await;
+    serve_identity_crds(&env, None).await;
     env.apply_yaml(
         "apiVersion: aadpodidentity.k8s.io/v1
 kind: AzureIdentity
