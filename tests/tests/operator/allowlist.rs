@@ -48,31 +48,6 @@ impl Drop for ClusterScoped {
     }
 }
 
-/// Traefik's Middleware CRD (group traefik.io, Traefik v3's `ipAllowList`).
-const TRAEFIK_MIDDLEWARE_CRD: &str = "apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata: {name: middlewares.traefik.io}
-spec:
-  group: traefik.io
-  names: {kind: Middleware, listKind: MiddlewareList, plural: middlewares, singular: middleware}
-  scope: Namespaced
-  versions:
-  - name: v1alpha1
-    served: true
-    storage: true
-    schema:
-      openAPIV3Schema:
-        type: object
-        properties:
-          spec:
-            type: object
-            properties:
-              ipAllowList:
-                type: object
-                properties:
-                  sourceRange: {type: array, items: {type: string}}
-";
-
 fn annotation(obj: &Value, key: &str) -> Option<String> {
     obj["metadata"]["annotations"][key]
         .as_str()
@@ -232,7 +207,9 @@ spec:
 
     // The CRD arrives: Middleware and Ingress within seconds.
     cleanup.track("crd/middlewares.traefik.io");
-    env.apply_yaml(TRAEFIK_MIDDLEWARE_CRD).await.expect_ok();
+    env.apply_yaml(crate::lifecycle::TRAEFIK_MIDDLEWARE_CRD)
+        .await
+        .expect_ok();
     env.kubectl(&[
         "wait",
         "--for=condition=Established",

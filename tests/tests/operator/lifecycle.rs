@@ -399,8 +399,8 @@ async fn status_follows_the_rollout() {
     env.finish().await;
 }
 
-/// Traefik's Middleware and Kong's KongPlugin CRDs, and a default IngressClass for ingress-nginx.
-pub const MIDDLEWARE_CRD: &str = "apiVersion: apiextensions.k8s.io/v1
+/// Traefik's Middleware CRD (group traefik.io, Traefik v3's `ipAllowList`).
+pub const TRAEFIK_MIDDLEWARE_CRD: &str = "apiVersion: apiextensions.k8s.io/v1
 kind: CustomResourceDefinition
 metadata: {name: middlewares.traefik.io}
 spec:
@@ -423,8 +423,10 @@ spec:
                 properties:
                   sourceRange: {type: array, items: {type: string}}
                   ipStrategy: {type: object, x-kubernetes-preserve-unknown-fields: true}
----
-apiVersion: apiextensions.k8s.io/v1
+";
+
+/// Kong's KongPlugin CRD and a default IngressClass for ingress-nginx.
+const KONG_PLUGIN_CRD_AND_DEFAULT_CLASS: &str = "apiVersion: apiextensions.k8s.io/v1
 kind: CustomResourceDefinition
 metadata: {name: kongplugins.configuration.konghq.com}
 spec:
@@ -450,6 +452,13 @@ metadata:
 spec: {controller: k8s.io/ingress-nginx}
 ";
 
+/// Installs Traefik's Middleware and Kong's KongPlugin CRDs, and a default IngressClass for ingress-nginx.
+pub async fn install_allowlist_apis(env: &demoweb_tests::harness::TestEnv) {
+    for yaml in [TRAEFIK_MIDDLEWARE_CRD, KONG_PLUGIN_CRD_AND_DEFAULT_CLASS] {
+        env.apply_yaml(yaml).await.expect_ok();
+    }
+}
+
 #[cfg_attr(
     real_cluster,
     ignore = "needs the emulator: installing Traefik's and Kong's CRDs and a default IngressClass"
@@ -458,7 +467,7 @@ spec: {controller: k8s.io/ingress-nginx}
 async fn allowlists_follow_the_ingress_controller() {
     let env = demoweb_tests::harness::TestEnv::new("dialects").await;
     install_crds(&env).await;
-    env.apply_yaml(MIDDLEWARE_CRD).await.expect_ok();
+    install_allowlist_apis(&env).await;
     let op = Operator::start(&env, &[]).await;
     let ns = env.namespace.clone();
 

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
-use crate::lifecycle::MIDDLEWARE_CRD;
+use crate::lifecycle::install_allowlist_apis;
 use demoweb_tests::emulator::Access;
 use demoweb_tests::harness::TestEnv;
 use demoweb_tests::operator::{
@@ -113,7 +113,7 @@ async fn chart_rbac_covers_every_request_the_operator_makes() {
     env.kubectl(&["apply", "-f", identity_crds.to_str().expect("utf-8 path")])
         .await
         .expect_ok();
-    env.apply_yaml(MIDDLEWARE_CRD).await.expect_ok();
+    install_allowlist_apis(&env).await;
     let ns = env.namespace.clone();
     let op = Operator::start(
         &env,

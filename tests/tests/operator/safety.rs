@@ -578,9 +578,7 @@ async fn foreign_config_map_service_and_ingress_are_never_touched() {
 async fn foreign_allowlist_object_is_never_touched() {
     let env = TestEnv::new("name-clash-allowlist").await;
     install_crds(&env).await;
-    env.apply_yaml(crate::lifecycle::MIDDLEWARE_CRD)
-        .await
-        .expect_ok();
+    crate::lifecycle::install_allowlist_apis(&env).await;
     wait(&env, None, "Middlewares to be served", DEADLINE, || async {
         env.kubectl(&["get", "middlewares"])
             .await
