@@ -1,6 +1,6 @@
 //! The one place that writes to the API: children by server-side apply under one field manager
 //! (after checking that we control the object and that it actually differs from what we want),
-//! their deletion, the DemoWeb's status patch and Events.
+//! their deletion, the DemoWeb's status patch and Events ([`Recorder`]).
 //!
 //! Child stores keep metadata only (and the Deployment's status, see [`Child`]), not specs: a
 //! thousand Deployments with their pod templates and managed fields would be most of the
@@ -15,16 +15,18 @@ use std::collections::HashMap;
 use std::fmt::Debug;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Service, ServiceAccount};
+use k8s_openapi::api::events::v1::{Event as K8sEvent, EventSeries};
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{DeleteParams, Patch, PatchParams, Preconditions, PropagationPolicy};
-use kube::runtime::events::{Event, EventType, Recorder};
-use kube::{Api, Resource};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions, PropagationPolicy};
+use kube::runtime::events::{Event, EventType, Reporter};
+use kube::{Api, Client, Resource};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -703,6 +705,188 @@ pub async fn record_event(
     recorder.publish(event, reference).await
 }
 
+/// How long a sent Event is remembered: the same Event again within this time (same type,
+/// reason, action, object and related object) becomes one more count of its series rather than a
+/// new Event, as kube-apiserver's own components do it.
+const SERIES_WINDOW: Duration = Duration::from_secs(6 * 60);
+
+/// At most this many sent Events are remembered; beyond it the oldest is forgotten (its next
+/// repetition starts a new Event instead of counting on the old one).
+const SERIES_REMEMBERED: usize = 2048;
+
+/// Writes `events.k8s.io/v1` Events. Like kube-runtime's recorder it folds a repeated Event into
+/// a series; unlike it, it remembers only what a repetition needs (the Event's name and count,
+/// not a copy of the Event) and at most [`SERIES_REMEMBERED`] of them, swept now and then rather
+/// than on every write: an operator that creates ten thousand DemoWebs does not hold ten
+/// thousand Events for six minutes.
+#[derive(Clone)]
+pub struct Recorder {
+    client: Client,
+    reporter: Reporter,
+    sent: std::sync::Arc<Mutex<SentEvents>>,
+}
+
+/// The Events sent within [`SERIES_WINDOW`], by a hash of what makes two Events the same.
+#[derive(Default)]
+struct SentEvents {
+    by_key: HashMap<u64, Sent>,
+    swept: Option<Instant>,
+}
+
+struct Sent {
+    name: String,
+    count: i32,
+    last: Instant,
+}
+
+impl SentEvents {
+    /// The name and next count of the series `key` continues, if it was sent within the window.
+    fn repeat_of(&mut self, key: u64, now: Instant) -> Option<(String, i32)> {
+        if self
+            .swept
+            .is_none_or(|swept| now.duration_since(swept) >= SERIES_WINDOW / 6)
+        {
+            self.by_key
+                .retain(|_, sent| now.duration_since(sent.last) < SERIES_WINDOW);
+            self.swept = Some(now);
+        }
+        self.by_key
+            .get(&key)
+            .filter(|sent| now.duration_since(sent.last) < SERIES_WINDOW)
+            .map(|sent| (sent.name.clone(), sent.count + 1))
+    }
+
+    fn remember(&mut self, key: u64, name: String, count: i32, now: Instant) {
+        if self.by_key.len() >= SERIES_REMEMBERED && !self.by_key.contains_key(&key) {
+            let oldest = self
+                .by_key
+                .iter()
+                .min_by_key(|(_, sent)| sent.last)
+                .map(|(k, _)| *k);
+            if let Some(oldest) = oldest {
+                self.by_key.remove(&oldest);
+            }
+        }
+        self.by_key.insert(
+            key,
+            Sent {
+                name,
+                count,
+                last: now,
+            },
+        );
+    }
+}
+
+/// What makes two Events the same for a series (the note is not part of it, as in client-go).
+fn series_key(event: &Event, regarding: &ObjectReference) -> u64 {
+    let reference = |r: &ObjectReference| {
+        (
+            r.api_version.clone(),
+            r.kind.clone(),
+            r.namespace.clone(),
+            r.name.clone(),
+            r.uid.clone(),
+        )
+    };
+    hash_of((
+        matches!(event.type_, EventType::Warning),
+        &event.action,
+        &event.reason,
+        reference(regarding),
+        event.secondary.as_ref().map(reference),
+    ))
+}
+
+impl Recorder {
+    pub fn new(client: Client, reporter: Reporter) -> Self {
+        Recorder {
+            client,
+            reporter,
+            sent: Default::default(),
+        }
+    }
+
+    fn sent(&self) -> std::sync::MutexGuard<'_, SentEvents> {
+        self.sent.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Creates the Event, or counts one more of the same Event sent within the window.
+    pub async fn publish(
+        &self,
+        event: &Event,
+        regarding: &ObjectReference,
+    ) -> Result<(), kube::Error> {
+        let key = series_key(event, regarding);
+        let now = jiff::Timestamp::now();
+        let namespace = regarding.namespace.as_deref().unwrap_or("default");
+        let api: Api<K8sEvent> = Api::namespaced(self.client.clone(), namespace);
+        let repeat = self.sent().repeat_of(key, Instant::now());
+        let (name, count) = match repeat {
+            Some((name, count)) => {
+                let patch = serde_json::json!({
+                    "series": EventSeries { count, last_observed_time: MicroTime(now) },
+                });
+                api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await?;
+                (name, count)
+            }
+            None => {
+                let created = api
+                    .create(
+                        &PostParams::default(),
+                        &self.new_event(event, regarding, now),
+                    )
+                    .await?;
+                (created.metadata.name.unwrap_or_default(), 1)
+            }
+        };
+        self.sent().remember(key, name, count, Instant::now());
+        Ok(())
+    }
+
+    fn new_event(
+        &self,
+        event: &Event,
+        regarding: &ObjectReference,
+        now: jiff::Timestamp,
+    ) -> K8sEvent {
+        let controller = &self.reporter.controller;
+        K8sEvent {
+            metadata: ObjectMeta {
+                namespace: regarding.namespace.clone(),
+                name: Some(format!(
+                    "{}.{:x}",
+                    regarding.name.as_ref().unwrap_or(controller),
+                    now.as_nanosecond()
+                )),
+                ..ObjectMeta::default()
+            },
+            action: Some(event.action.clone()),
+            reason: Some(event.reason.clone()),
+            note: event.note.clone(),
+            event_time: Some(MicroTime(now)),
+            regarding: Some(regarding.clone()),
+            related: event.secondary.clone(),
+            reporting_controller: Some(controller.clone()),
+            reporting_instance: Some(
+                self.reporter
+                    .instance
+                    .clone()
+                    .unwrap_or_else(|| controller.clone()),
+            ),
+            type_: Some(
+                match event.type_ {
+                    EventType::Normal => "Normal",
+                    EventType::Warning => "Warning",
+                }
+                .to_owned(),
+            ),
+            ..K8sEvent::default()
+        }
+    }
+}
+
 /// Reads one object, `None` when it does not exist.
 pub async fn get_opt<K>(api: &Api<K>, kind: &str, name: &str) -> Result<Option<K>, Error>
 where
@@ -933,6 +1117,67 @@ mod tests {
                 ..ObjectReference::default()
             }),
         }
+    }
+
+    #[test]
+    fn sent_events_fold_repeats_within_the_window_and_stay_bounded() {
+        let mut sent = SentEvents::default();
+        let start = Instant::now();
+        assert_eq!(sent.repeat_of(1, start), None);
+        sent.remember(1, "web.1".into(), 1, start);
+        assert_eq!(sent.repeat_of(1, start), Some(("web.1".into(), 2)));
+        sent.remember(1, "web.1".into(), 2, start);
+        let later = start + SERIES_WINDOW / 2;
+        assert_eq!(sent.repeat_of(1, later), Some(("web.1".into(), 3)));
+        assert_eq!(sent.repeat_of(1, later + SERIES_WINDOW), None, "expired");
+        assert!(sent.by_key.is_empty(), "swept");
+
+        for key in 0..SERIES_REMEMBERED as u64 + 10 {
+            sent.remember(
+                key,
+                format!("web.{key}"),
+                1,
+                start + Duration::from_millis(key),
+            );
+        }
+        assert_eq!(sent.by_key.len(), SERIES_REMEMBERED);
+        assert_eq!(
+            sent.repeat_of(0, start),
+            None,
+            "the oldest is forgotten first"
+        );
+        let newest = SERIES_REMEMBERED as u64 + 9;
+        assert!(sent.repeat_of(newest, start).is_some());
+    }
+
+    #[test]
+    fn series_key_tells_events_apart_by_reason_object_and_related() {
+        let web = |name: &str| ObjectReference {
+            api_version: Some("baeke.info/v1".into()),
+            kind: Some("DemoWeb".into()),
+            namespace: Some("default".into()),
+            name: Some(name.into()),
+            uid: Some(format!("uid-{name}")),
+            ..ObjectReference::default()
+        };
+        let event = |reason: &str, note: &str, related: Option<ObjectReference>| Event {
+            type_: EventType::Normal,
+            reason: reason.into(),
+            note: Some(note.into()),
+            action: "Reconcile".into(),
+            secondary: related,
+        };
+        let key = series_key(&event("Created", "a", None), &web("a"));
+        assert_eq!(
+            key,
+            series_key(&event("Created", "other note", None), &web("a"))
+        );
+        assert_ne!(key, series_key(&event("Updated", "a", None), &web("a")));
+        assert_ne!(key, series_key(&event("Created", "a", None), &web("b")));
+        assert_ne!(
+            key,
+            series_key(&event("Created", "a", Some(web("c"))), &web("a"))
+        );
     }
 
     #[test]

@@ -209,7 +209,7 @@ fn tombstone(obj: &DynamicObject) -> DemoWeb {
 fn tolerant_demoweb_reflector(
     client: &Client,
     namespace: Option<&str>,
-    recorder: kube::runtime::events::Recorder,
+    recorder: crate::apply::Recorder,
     metrics: Arc<crate::metrics::Metrics>,
 ) -> (
     Store<DemoWeb>,
@@ -333,7 +333,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let ns = config.namespace.as_deref();
-    let recorder = kube::runtime::events::Recorder::new(client.clone(), config.reporter.clone());
+    let recorder = crate::apply::Recorder::new(client.clone(), config.reporter.clone());
     let (demoweb_store, demoweb_events) =
         tolerant_demoweb_reflector(&client, ns, recorder.clone(), metrics.clone());
     let verified = Arc::new(Verified::default());

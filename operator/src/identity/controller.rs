@@ -10,12 +10,12 @@ use demoweb_crd::{AzureIdentity, AzureIdentityBinding};
 use futures::{FutureExt, StreamExt};
 use kube::api::{Api, GroupVersionKind};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{Event, EventType, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store, reflector};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt, discovery};
 
-use crate::apply::record_event;
+use crate::apply::{Recorder, record_event};
 use crate::vocabulary::MANAGER;
 
 use super::findings::{
