@@ -125,7 +125,8 @@ impl Child for Deployment {
     const KEEPS_STATUS: bool = true;
     const MARKER: Marker = Marker::Generation;
     /// Keeps `spec.replicas` (an autoscaled site's status reports the autoscaler's choice) and
-    /// drops the pod template.
+    /// the status' counts and observed generation; drops the pod template and the status'
+    /// conditions, which the DemoWeb's status is not computed from.
     fn trim(&mut self) {
         self.spec = self
             .spec
@@ -134,6 +135,9 @@ impl Child for Deployment {
                 replicas: spec.replicas,
                 ..Default::default()
             });
+        if let Some(status) = self.status.as_mut() {
+            status.conditions = None;
+        }
     }
 }
 impl Child for PodDisruptionBudget {
@@ -1282,14 +1286,20 @@ mod tests {
                 },
                 ..Default::default()
             }),
-            status: Some(Default::default()),
+            status: Some(k8s_openapi::api::apps::v1::DeploymentStatus {
+                ready_replicas: Some(2),
+                conditions: Some(vec![Default::default()]),
+                ..Default::default()
+            }),
         };
         d.trim();
         trim_meta(&mut d.metadata);
         let spec = d.spec.expect("spec.replicas kept");
         assert_eq!(spec.replicas, Some(3));
         assert!(spec.template.spec.is_none(), "no pod template");
-        assert!(d.status.is_some());
+        let status = d.status.expect("status kept");
+        assert_eq!(status.ready_replicas, Some(2));
+        assert!(status.conditions.is_none(), "no conditions");
         assert!(d.metadata.managed_fields.is_none());
         assert_eq!(
             d.metadata
