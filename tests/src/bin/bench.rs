@@ -73,6 +73,11 @@ struct Args {
     /// Fewer in flight spread the creations over more time, as fewer clients would.
     #[arg(long, default_value_t = 64)]
     applies_in_flight: usize,
+    /// Run this operator binary (e.g. target/release/demoweb-operator, as the image ships it)
+    /// instead of the benchmark's own copy of the operator, whose binary also holds the emulator
+    /// and so maps more code pages.
+    #[arg(long)]
+    operator: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -191,13 +196,24 @@ async fn bench(args: Args) -> Result<ExitCode, String> {
     report.add("resync_period", &args.resync_period);
 
     let log = dir.join("operator.log");
-    let mut operator = OperatorProcess::spawn(
-        &cluster.kubeconfig,
-        &namespace,
-        &log,
-        &[format!("--resync-period={}", args.resync_period)],
-    )
+    let extra = [format!("--resync-period={}", args.resync_period)];
+    let mut operator = match &args.operator {
+        Some(binary) => OperatorProcess::start(
+            binary,
+            &operator_process::run_args(Some(&namespace), &extra),
+            &cluster.kubeconfig,
+            &[],
+            &log,
+        ),
+        None => OperatorProcess::spawn(&cluster.kubeconfig, &namespace, &log, &extra),
+    }
     .map_err(|e| format!("starting the operator: {e}"))?;
+    report.add(
+        "operator_binary",
+        args.operator
+            .as_ref()
+            .map_or("the benchmark's own".to_owned(), |p| p.display().to_string()),
+    );
     let metrics_addr = operator.wait_serving(Duration::from_secs(60)).await?;
     eprintln!(
         "operator pid {} serving metrics on {metrics_addr}; log {}",
