@@ -1,6 +1,13 @@
 //! Decoding of the Kubernetes protobuf wire format for the kinds whose typed clients send it
 //! (Helm's release Secrets, `kubectl create configmap|secret|namespace|serviceaccount|deployment|
-//! poddisruptionbudget`).
+//! service|ingress|poddisruptionbudget`).
+//!
+//! What no table describes is refused with 415 and a message naming the kind and the field, never
+//! dropped. Go's encoder writes every non-pointer field whether set or not, so an unknown field
+//! holding its zero value (0, "", a message of zeros such as an empty `status`) is accepted as
+//! unset: that is all `kubectl create` sends beyond the tables (verified with the flags of the
+//! `kubectl_create_flags_reach_the_stored_object` conformance test). The one thing this cannot
+//! tell apart is a Go pointer field without a table entry explicitly set to 0 or false.
 //!
 //! Responses stay JSON: those clients accept `application/json` as well.
 
@@ -223,12 +230,18 @@ impl<'a> Reader<'a> {
 
     fn bytes(&mut self) -> Option<&'a [u8]> {
         let n = self.varint()? as usize;
-        let s = self.b.get(self.i..self.i + n)?;
+        let s = self.b.get(self.i..self.i.checked_add(n)?)?;
         self.i += n;
         Some(s)
     }
 
-    /// The next (field number, wire value); fixed-width values are skipped.
+    fn fixed(&mut self, n: usize) -> Option<u64> {
+        let s = self.b.get(self.i..self.i.checked_add(n)?)?;
+        self.i += n;
+        Some(s.iter().rev().fold(0, |v, b| (v << 8) | u64::from(*b)))
+    }
+
+    /// The next (field number, wire value); None when the bytes are not protobuf.
     fn next(&mut self) -> Option<Option<(u64, Wire<'a>)>> {
         if self.i >= self.b.len() {
             return Some(None);
@@ -238,14 +251,8 @@ impl<'a> Reader<'a> {
         let v = match wire {
             0 => Wire::Varint(self.varint()?),
             2 => Wire::Len(self.bytes()?),
-            1 => {
-                self.i += 8;
-                Wire::Skip
-            }
-            5 => {
-                self.i += 4;
-                Wire::Skip
-            }
+            1 => Wire::Fixed(self.fixed(8)?),
+            5 => Wire::Fixed(self.fixed(4)?),
             _ => return None,
         };
         Some(Some((field, v)))
@@ -255,13 +262,98 @@ impl<'a> Reader<'a> {
 enum Wire<'a> {
     Varint(u64),
     Len(&'a [u8]),
-    Skip,
+    Fixed(u64),
 }
 
-fn map_entry(b: &[u8], bytes_value: bool) -> Option<(String, Value)> {
+impl Wire<'_> {
+    /// Whether this is what Go writes for an unset non-pointer field: 0, "", or a message whose
+    /// fields are all such zeros (an empty `status`, `resources`, `strategy`).
+    fn is_zero(&self) -> bool {
+        match self {
+            Wire::Varint(v) | Wire::Fixed(v) => *v == 0,
+            Wire::Len(s) => {
+                let mut r = Reader { b: s, i: 0 };
+                loop {
+                    match r.next() {
+                        Some(None) => return true,
+                        Some(Some((_, w))) if w.is_zero() => {}
+                        _ => return false,
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Why a protobuf body could not be decoded.
+#[derive(Debug)]
+enum Undecodable {
+    /// The bytes are not a Kubernetes protobuf envelope.
+    Malformed,
+    /// The envelope holds a kind this emulator has no table for.
+    Kind(String),
+    /// A field with a value that no table entry describes; `path` is filled in on the way out.
+    Field {
+        message: String,
+        number: u64,
+        path: Vec<String>,
+    },
+}
+
+impl Undecodable {
+    fn field(message: &str, number: u64) -> Self {
+        Undecodable::Field {
+            message: message.to_string(),
+            number,
+            path: Vec::new(),
+        }
+    }
+
+    /// Prepends the JSON path segment of the enclosing field, for the message.
+    fn within(mut self, segment: impl FnOnce() -> String) -> Self {
+        if let Undecodable::Field { path, .. } = &mut self {
+            path.push(segment());
+        }
+        self
+    }
+
+    /// The message of the 415 Status: which kind and which field the emulator could not decode.
+    fn message(&self, kind: &str) -> String {
+        const ACCEPTED: &str = "accepted media types include: application/json, application/yaml";
+        match self {
+            Undecodable::Malformed => {
+                format!("the body of the request was in an unknown format - {ACCEPTED}")
+            }
+            Undecodable::Kind(k) => format!(
+                "the emulator cannot decode {k} from protobuf (it has no field table for the kind) - {ACCEPTED}"
+            ),
+            Undecodable::Field {
+                message,
+                number,
+                path,
+            } => {
+                let at: Vec<&str> = path.iter().rev().map(String::as_str).collect();
+                let at = if at.is_empty() {
+                    String::new()
+                } else {
+                    format!(" at {}", at.join("").trim_start_matches('.'))
+                };
+                format!(
+                    "the emulator cannot decode field {number} of protobuf message {message}{at} in this {kind}, so it refuses the object rather than drop the field - {ACCEPTED}"
+                )
+            }
+        }
+    }
+}
+
+fn malformed<T>(v: Option<T>) -> Result<T, Undecodable> {
+    v.ok_or(Undecodable::Malformed)
+}
+
+fn map_entry(b: &[u8], bytes_value: bool) -> Result<(String, Value), Undecodable> {
     let mut r = Reader { b, i: 0 };
     let (mut k, mut v) = (String::new(), json!(""));
-    while let Some((f, w)) = r.next()? {
+    while let Some((f, w)) = malformed(r.next())? {
         if let Wire::Len(s) = w {
             match f {
                 1 => k = String::from_utf8_lossy(s).into_owned(),
@@ -271,7 +363,7 @@ fn map_entry(b: &[u8], bytes_value: bool) -> Option<(String, Value)> {
             }
         }
     }
-    Some((k, v))
+    Ok((k, v))
 }
 
 /// Go pointer fields: present on the wire only when set, so their zero values are meant.
@@ -288,15 +380,21 @@ const KEEP_ZERO: &[&str] = &[
     "blockOwnerDeletion",
 ];
 
-fn message(b: &[u8], name: &str) -> Option<Value> {
+fn message(b: &[u8], name: &str) -> Result<Value, Undecodable> {
     let schema = fields(name);
     let mut out = Map::new();
     let mut r = Reader { b, i: 0 };
-    while let Some((f, w)) = r.next()? {
+    while let Some((f, w)) = malformed(r.next())? {
         let Some((_, key, ty)) = schema.iter().find(|(n, _, _)| *n == f) else {
-            continue;
+            // Go's encoder writes every non-pointer field, set or not: an unknown field carrying
+            // its zero value says nothing. Anything else would be lost, so it is refused.
+            if w.is_zero() {
+                continue;
+            }
+            return Err(Undecodable::field(name, f));
         };
         let key = key.to_string();
+        let within = |e: Undecodable| e.within(|| format!(".{key}"));
         match (ty, w) {
             (Ty::Str, Wire::Len(s)) if !s.is_empty() => {
                 out.insert(key, json!(String::from_utf8_lossy(s)));
@@ -308,7 +406,7 @@ fn message(b: &[u8], name: &str) -> Option<Value> {
                 out.insert(key, json!(v != 0));
             }
             (Ty::Time, Wire::Len(s)) => {
-                let t = message(s, "Time")?;
+                let t = message(s, "Time").map_err(within)?;
                 let secs = t["seconds"].as_i64().unwrap_or(0);
                 if secs != 0
                     && let Ok(ts) = jiff::Timestamp::from_second(secs)
@@ -317,7 +415,8 @@ fn message(b: &[u8], name: &str) -> Option<Value> {
                 }
             }
             (Ty::Msg(m), Wire::Len(s)) => {
-                out.insert(key, message(s, m)?);
+                let v = message(s, m).map_err(within)?;
+                out.insert(key, v);
             }
             (Ty::Inline(m), Wire::Len(s)) => {
                 if let Value::Object(inner) = message(s, m)? {
@@ -325,7 +424,7 @@ fn message(b: &[u8], name: &str) -> Option<Value> {
                 }
             }
             (Ty::IntOrString, Wire::Len(s)) => {
-                let v = message(s, "IntOrString")?;
+                let v = message(s, "IntOrString").map_err(within)?;
                 // The zero value (int 0) means unset, as defaulting reads it.
                 match (
                     v["type"].as_i64(),
@@ -342,63 +441,67 @@ fn message(b: &[u8], name: &str) -> Option<Value> {
                 }
             }
             (Ty::IntOrStringPtr, Wire::Len(s)) => {
-                let v = message(s, "IntOrString")?;
+                let v = message(s, "IntOrString").map_err(within)?;
                 match (v["type"].as_i64(), v["strVal"].as_str()) {
                     (Some(1), Some(text)) => out.insert(key, json!(text)),
                     _ => out.insert(key, json!(v["intVal"].as_i64().unwrap_or(0))),
                 };
             }
             (Ty::MsgList(m), Wire::Len(s)) => {
-                let item = message(s, m)?;
-                out.entry(key)
-                    .or_insert_with(|| json!([]))
-                    .as_array_mut()?
-                    .push(item);
+                let list = out.entry(key.clone()).or_insert_with(|| json!([]));
+                let index = list.as_array().map_or(0, Vec::len);
+                let item = message(s, m).map_err(|e| e.within(|| format!(".{key}[{index}]")))?;
+                if let Some(list) = list.as_array_mut() {
+                    list.push(item);
+                }
             }
             (Ty::StrList, Wire::Len(s)) => {
-                out.entry(key)
-                    .or_insert_with(|| json!([]))
-                    .as_array_mut()?
-                    .push(json!(String::from_utf8_lossy(s)));
+                if let Some(list) = out.entry(key).or_insert_with(|| json!([])).as_array_mut() {
+                    list.push(json!(String::from_utf8_lossy(s)));
+                }
             }
             (Ty::StrMap | Ty::BytesMap, Wire::Len(s)) => {
                 let (k, v) = map_entry(s, matches!(ty, Ty::BytesMap))?;
-                out.entry(key)
-                    .or_insert_with(|| json!({}))
-                    .as_object_mut()?
-                    .insert(k, v);
+                if let Some(map) = out.entry(key).or_insert_with(|| json!({})).as_object_mut() {
+                    map.insert(k, v);
+                }
             }
-            _ => {}
+            // A zero where the table expects it unset (an empty string, a false bool).
+            (_, w) if w.is_zero() => {}
+            // A wire type the table does not expect for this field.
+            _ => return Err(Undecodable::field(name, f)),
         }
     }
-    Some(Value::Object(out))
+    Ok(Value::Object(out))
 }
 
-/// Decodes a protobuf request body into the JSON object it stands for; None when it is not one
-/// this emulator understands.
-pub fn decode(body: &[u8]) -> Option<Value> {
-    let rest = body.strip_prefix(MAGIC)?;
+/// Decodes a protobuf request body into the JSON object it stands for, or gives the message of the
+/// 415 that refuses it: a kind or a field with a value that no table here describes is refused,
+/// never dropped.
+pub fn decode(body: &[u8]) -> Result<Value, String> {
+    let refuse = |e: Undecodable| e.message("object");
+    let rest = malformed(body.strip_prefix(MAGIC)).map_err(refuse)?;
     let mut r = Reader { b: rest, i: 0 };
     let (mut type_meta, mut raw) = (None, None);
-    while let Some((f, w)) = r.next()? {
+    while let Some((f, w)) = malformed(r.next()).map_err(refuse)? {
         match (f, w) {
-            (1, Wire::Len(s)) => type_meta = message(s, "TypeMeta"),
+            (1, Wire::Len(s)) => type_meta = Some(message(s, "TypeMeta").map_err(refuse)?),
             (2, Wire::Len(s)) => raw = Some(s),
             _ => {}
         }
     }
-    let tm = type_meta?;
-    let kind = tm["kind"].as_str()?.to_string();
+    let tm = malformed(type_meta).map_err(refuse)?;
+    let kind = malformed(tm["kind"].as_str()).map_err(refuse)?.to_string();
     if fields(&kind).is_empty() {
-        return None;
+        return Err(Undecodable::Kind(kind).message("object"));
     }
-    let mut obj = message(raw.unwrap_or_default(), &kind)?;
+    let mut obj = message(raw.unwrap_or_default(), &kind).map_err(|e| e.message(&kind))?;
     obj["apiVersion"] = tm["apiVersion"].clone();
     obj["kind"] = json!(kind);
     if obj.get("metadata").is_none() {
         obj["metadata"] = json!({});
     }
-    Some(obj)
+    Ok(obj)
 }
 
 #[cfg(test)]
@@ -406,7 +509,12 @@ mod tests {
     use super::*;
 
     fn field(n: u64, wire: u64, payload: &[u8]) -> Vec<u8> {
-        let mut out = vec![((n << 3) | wire) as u8];
+        let (mut out, mut key) = (Vec::new(), (n << 3) | wire);
+        while key >= 0x80 {
+            out.push((key as u8) | 0x80);
+            key >>= 7;
+        }
+        out.push(key as u8);
         if wire == 2 {
             out.push(payload.len() as u8);
         }
@@ -441,6 +549,53 @@ mod tests {
             decode(&body).unwrap(),
             json!({"apiVersion": "v1", "kind": "Secret", "type": "helm.sh/release.v1",
                 "metadata": {"name": "rel", "labels": {"owner": "helm"}}, "data": {"release": "AAE="}})
+        );
+    }
+
+    fn deployment(spec: &[u8], status: &[u8]) -> Vec<u8> {
+        let meta = field(1, 2, b"web");
+        let deployment = [field(1, 2, &meta), field(2, 2, spec), field(3, 2, status)].concat();
+        let tm = [field(1, 2, b"apps/v1"), field(2, 2, b"Deployment")].concat();
+        [MAGIC.to_vec(), field(1, 2, &tm), field(2, 2, &deployment)].concat()
+    }
+
+    #[test]
+    fn zero_values_of_unknown_fields_are_what_go_always_writes() {
+        // DeploymentSpec.strategy {}, an empty status with zero counters, PodSpec.hostNetwork false.
+        let pod = [field(11, 0, &[0]), field(9, 2, b"")].concat();
+        let template = field(2, 2, &pod);
+        let spec = [field(1, 0, &[0]), field(3, 2, &template), field(4, 2, b"")].concat();
+        let status = [field(1, 0, &[0]), field(2, 0, &[0])].concat();
+        assert_eq!(
+            decode(&deployment(&spec, &status)).unwrap(),
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+                "spec": {"replicas": 0, "strategy": {}, "template": {"spec": {}}}})
+        );
+    }
+
+    #[test]
+    fn an_unknown_field_with_a_value_is_refused_with_where_it_was() {
+        // A container with field 99 set: no table entry, so the object is refused, not thinned.
+        let container = [field(1, 2, b"web"), field(99, 2, b"surprise")].concat();
+        let pod = field(2, 2, &container);
+        let spec = field(3, 2, &field(2, 2, &pod));
+        let err = decode(&deployment(&spec, b"")).unwrap_err();
+        assert_eq!(
+            err,
+            "the emulator cannot decode field 99 of protobuf message Container at \
+             spec.template.spec.containers[0] in this Deployment, so it refuses the object rather \
+             than drop the field - accepted media types include: application/json, application/yaml"
+        );
+        let tm = [
+            field(1, 2, b"rbac.authorization.k8s.io/v1"),
+            field(2, 2, b"RoleBinding"),
+        ]
+        .concat();
+        let body = [MAGIC.to_vec(), field(1, 2, &tm)].concat();
+        assert!(
+            decode(&body)
+                .unwrap_err()
+                .starts_with("the emulator cannot decode RoleBinding from protobuf"),
         );
     }
 }

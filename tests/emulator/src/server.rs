@@ -586,11 +586,7 @@ fn decode_continue(token: &str) -> Option<(u64, usize)> {
 
 fn parse_body(body: &Bytes, content_type: &str) -> Result<Value, ApiError> {
     if content_type.contains("protobuf") {
-        return super::protobuf::decode(body).ok_or_else(|| {
-            ApiError::unsupported_media(
-                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml",
-            )
-        });
+        return super::protobuf::decode(body).map_err(ApiError::unsupported_media);
     }
     if content_type.contains("cbor") {
         return Err(ApiError::unsupported_media(
@@ -1218,4 +1214,31 @@ fn scale(
     drop(st);
     sh.wake.notify_one();
     Ok(json_response(200, &ops::scale_of(&stored), &warnings))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_protobuf_field_without_a_table_entry_is_refused_with_415() {
+        // A v1 ConfigMap named "c" with field 9 set to "x": ConfigMap has no field 9.
+        let type_meta = b"\x0a\x02v1\x12\x09ConfigMap";
+        let config_map = b"\x0a\x03\x0a\x01c\x4a\x01x";
+        let mut body = b"k8s\0".to_vec();
+        body.extend([0x0a, type_meta.len() as u8]);
+        body.extend(type_meta);
+        body.extend([0x12, config_map.len() as u8]);
+        body.extend(config_map);
+        let err =
+            parse_body(&Bytes::from(body), "application/vnd.kubernetes.protobuf").unwrap_err();
+        assert_eq!((err.code, err.reason), (415, "UnsupportedMediaType"));
+        assert!(
+            err.message.starts_with(
+                "the emulator cannot decode field 9 of protobuf message ConfigMap in this ConfigMap"
+            ),
+            "{}",
+            err.message
+        );
+    }
 }
