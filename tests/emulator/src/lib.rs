@@ -130,9 +130,7 @@ impl Emulator {
             bookmark_interval: opts.bookmark_interval,
             addr: addr.to_string(),
         });
-        let app = axum::Router::new()
-            .fallback(server::handle)
-            .with_state(shared.clone());
+        let app = server::router(shared.clone());
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let stopped = async {
             let _ = stop_rx.await;
