@@ -7,15 +7,14 @@
 pub mod apply;
 pub mod schema;
 
-mod builtins;
 mod controllers;
 mod discovery;
 mod engines;
 pub mod errors;
 pub mod faults;
+mod kinds;
 mod ops;
 mod protobuf;
-mod rbac;
 mod resources;
 mod selector;
 mod server;

@@ -7,9 +7,9 @@ use std::sync::{Arc, LazyLock, Mutex};
 use serde_json::{Value, json};
 
 use super::apply::{Manager, Operation};
-use super::builtins;
 use super::engines::{self, CrdSchema};
 use super::errors::{ApiError, FieldError};
+use super::kinds;
 use super::resources::{self, ResourceInfo};
 use super::store::Store;
 
@@ -158,7 +158,7 @@ fn decode(
     let (mut obj, unknown) = if info.crd.is_some() {
         // metadata is decoded like any ObjectMeta, whatever the CRD says.
         let meta_only = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": obj.get("metadata").cloned().unwrap_or(json!({}))});
-        builtins::decode("ConfigMap", "", &meta_only)?;
+        kinds::decode("ConfigMap", "", &meta_only)?;
         let mut pruned = obj.clone();
         let unknown = match schema {
             Some(s) => {
@@ -170,7 +170,7 @@ fn decode(
         };
         (pruned, unknown)
     } else {
-        builtins::decode(&info.kind, &info.group, &obj)?
+        kinds::decode(&info.kind, &info.group, &obj)?
     };
     let mut warnings = vec![];
     if !unknown.is_empty() {
@@ -192,7 +192,7 @@ fn decode(
         }
     }
     if info.group == "events.k8s.io" {
-        obj = builtins::event_to_core(&obj);
+        obj = kinds::event_to_core(&obj);
     }
     Ok((obj, warnings))
 }
@@ -203,7 +203,7 @@ fn defaults(info: &ResourceInfo, obj: &mut Value, schema: Option<&CrdSchema>) {
             s.apply_defaults(obj);
         }
     } else {
-        builtins::apply_defaults(&info.group, &info.kind, obj);
+        kinds::apply_defaults(&info.group, &info.kind, obj);
     }
 }
 
@@ -216,11 +216,11 @@ fn validate(
     let name = meta_str(obj, "name");
     let mut errs: Vec<FieldError> = vec![];
     if old.is_none()
-        && let Some(m) = builtins::check_name(&info.group, &info.kind, name)
+        && let Some(m) = kinds::check_name(&info.group, &info.kind, name)
     {
         errs.push(FieldError::invalid("metadata.name", json!(name), m));
     }
-    errs.extend(builtins::check_labels(
+    errs.extend(kinds::check_labels(
         &obj["metadata"]["labels"],
         "metadata.labels",
     ));
@@ -248,9 +248,9 @@ fn validate(
         }
     }
     if info.crd.is_none() {
-        errs.extend(builtins::validate(&info.group, &info.kind, obj));
+        errs.extend(kinds::validate(&info.group, &info.kind, obj));
         if let Some(old) = old {
-            errs.extend(builtins::validate_update(&info.group, &info.kind, old, obj));
+            errs.extend(kinds::validate_update(&info.group, &info.kind, old, obj));
         }
     }
     if !errs.is_empty() {
@@ -437,7 +437,7 @@ pub fn create(
                 }
             }
         };
-        builtins::allocate_service(&mut obj, &mut ip, &mut port);
+        kinds::allocate_service(&mut obj, &mut ip, &mut port);
     }
     if info.kind == "CustomResourceDefinition" {
         crd_status(&mut obj);
@@ -508,7 +508,7 @@ pub fn update(
     }
     let (decoded, warnings) = decode(info, candidate, opts, schema.as_deref())?;
     let stored_old = if info.group == "events.k8s.io" {
-        builtins::event_to_core(&builtins::event_from_core(&old))
+        kinds::event_to_core(&kinds::event_from_core(&old))
     } else {
         old.clone()
     };
@@ -559,7 +559,7 @@ pub fn update(
     }
     if opts.subresource.is_none() {
         defaults(info, &mut obj, schema.as_deref());
-        builtins::carry_allocated(&info.group, &info.kind, &old, &mut obj);
+        kinds::carry_allocated(&info.group, &info.kind, &old, &mut obj);
     }
     if info.kind == "CustomResourceDefinition" {
         obj["status"] = old["status"].clone();

@@ -14,30 +14,15 @@
 use base64::Engine;
 use serde_json::{Map, Value, json};
 
+use super::kinds::{self, Proto, ProtoField};
+
 /// The envelope every protobuf body starts with.
 const MAGIC: &[u8] = b"k8s\0";
 
-#[derive(Clone, Copy)]
-enum Ty {
-    Str,
-    Int,
-    Bool,
-    Time,
-    Msg(&'static str),
-    StrMap,
-    BytesMap,
-    StrList,
-    MsgList(&'static str),
-    /// An embedded struct whose fields JSON inlines into the parent (IngressRule's value).
-    Inline(&'static str),
-    IntOrString,
-    /// A `*IntOrString`: present means set, so an int 0 is kept (PodDisruptionBudget bounds).
-    IntOrStringPtr,
-}
-
-/// (field number, JSON name, type) per message, from k8s.io/api's generated.proto.
-fn fields(message: &str) -> &'static [(u64, &'static str, Ty)] {
-    use Ty::*;
+/// (field number, JSON name, type) per message, from k8s.io/api's generated.proto: the messages
+/// kinds share here, each kind's own in its file under `kinds/`.
+fn fields(message: &str) -> &'static [ProtoField] {
+    use Proto::*;
     match message {
         "ObjectMeta" => &[
             (1, "name", Str),
@@ -62,45 +47,6 @@ fn fields(message: &str) -> &'static [(u64, &'static str, Ty)] {
             (6, "controller", Bool),
             (7, "blockOwnerDeletion", Bool),
         ],
-        "Secret" => &[
-            (1, "metadata", Msg("ObjectMeta")),
-            (2, "data", BytesMap),
-            (3, "type", Str),
-            (4, "stringData", StrMap),
-            (5, "immutable", Bool),
-        ],
-        "ConfigMap" => &[
-            (1, "metadata", Msg("ObjectMeta")),
-            (2, "data", StrMap),
-            (3, "binaryData", BytesMap),
-            (4, "immutable", Bool),
-        ],
-        "Namespace" => &[
-            (1, "metadata", Msg("ObjectMeta")),
-            (2, "spec", Msg("NamespaceSpec")),
-        ],
-        "NamespaceSpec" => &[(1, "finalizers", StrList)],
-        "ServiceAccount" => &[
-            (1, "metadata", Msg("ObjectMeta")),
-            (2, "secrets", MsgList("ObjectReference")),
-            (3, "imagePullSecrets", MsgList("LocalObjectReference")),
-            (4, "automountServiceAccountToken", Bool),
-        ],
-        "Deployment" => &[
-            (1, "metadata", Msg("ObjectMeta")),
-            (2, "spec", Msg("DeploymentSpec")),
-        ],
-        "DeploymentSpec" => &[
-            (1, "replicas", Int),
-            (2, "selector", Msg("LabelSelector")),
-            (3, "template", Msg("PodTemplateSpec")),
-            (4, "strategy", Msg("DeploymentStrategy")),
-            (5, "minReadySeconds", Int),
-            (6, "revisionHistoryLimit", Int),
-            (7, "paused", Bool),
-            (9, "progressDeadlineSeconds", Int),
-        ],
-        "DeploymentStrategy" => &[(1, "type", Str)],
         "LabelSelector" => &[
             (1, "matchLabels", StrMap),
             (2, "matchExpressions", MsgList("LabelSelectorRequirement")),
@@ -109,17 +55,6 @@ fn fields(message: &str) -> &'static [(u64, &'static str, Ty)] {
             (1, "key", Str),
             (2, "operator", Str),
             (3, "values", StrList),
-        ],
-        // policy/v1, as `kubectl create poddisruptionbudget` sends it.
-        "PodDisruptionBudget" => &[
-            (1, "metadata", Msg("ObjectMeta")),
-            (2, "spec", Msg("PodDisruptionBudgetSpec")),
-        ],
-        "PodDisruptionBudgetSpec" => &[
-            (1, "minAvailable", IntOrStringPtr),
-            (2, "selector", Msg("LabelSelector")),
-            (3, "maxUnavailable", IntOrStringPtr),
-            (4, "unhealthyPodEvictionPolicy", Str),
         ],
         "PodTemplateSpec" => &[
             (1, "metadata", Msg("ObjectMeta")),
@@ -152,60 +87,10 @@ fn fields(message: &str) -> &'static [(u64, &'static str, Ty)] {
             (4, "protocol", Str),
         ],
         "EnvVar" => &[(1, "name", Str), (2, "value", Str)],
-        "Service" => &[
-            (1, "metadata", Msg("ObjectMeta")),
-            (2, "spec", Msg("ServiceSpec")),
-        ],
-        "ServiceSpec" => &[
-            (1, "ports", MsgList("ServicePort")),
-            (2, "selector", StrMap),
-            (3, "clusterIP", Str),
-            (4, "type", Str),
-            (5, "externalIPs", StrList),
-            (7, "sessionAffinity", Str),
-            (10, "externalName", Str),
-        ],
-        "ServicePort" => &[
-            (1, "name", Str),
-            (2, "protocol", Str),
-            (3, "port", Int),
-            (4, "targetPort", IntOrString),
-            (5, "nodePort", Int),
-            (6, "appProtocol", Str),
-        ],
-        "Ingress" => &[
-            (1, "metadata", Msg("ObjectMeta")),
-            (2, "spec", Msg("IngressSpec")),
-        ],
-        "IngressSpec" => &[
-            (1, "defaultBackend", Msg("IngressBackend")),
-            (2, "tls", MsgList("IngressTLS")),
-            (3, "rules", MsgList("IngressRule")),
-            (4, "ingressClassName", Str),
-        ],
-        "IngressTLS" => &[(1, "hosts", StrList), (2, "secretName", Str)],
-        "IngressRule" => &[(1, "host", Str), (2, "", Inline("IngressRuleValue"))],
-        "IngressRuleValue" => &[(1, "http", Msg("HTTPIngressRuleValue"))],
-        "HTTPIngressRuleValue" => &[(1, "paths", MsgList("HTTPIngressPath"))],
-        "HTTPIngressPath" => &[
-            (1, "path", Str),
-            (2, "backend", Msg("IngressBackend")),
-            (3, "pathType", Str),
-        ],
-        "IngressBackend" => &[(4, "service", Msg("IngressServiceBackend"))],
-        "IngressServiceBackend" => &[(1, "name", Str), (2, "port", Msg("ServiceBackendPort"))],
-        "ServiceBackendPort" => &[(1, "name", Str), (2, "number", Int)],
         "IntOrString" => &[(1, "type", Int), (2, "intVal", Int), (3, "strVal", Str)],
-        "ObjectReference" => &[
-            (1, "kind", Str),
-            (2, "namespace", Str),
-            (3, "name", Str),
-            (4, "uid", Str),
-        ],
-        "LocalObjectReference" => &[(1, "name", Str)],
         "Time" => &[(1, "seconds", Int), (2, "nanos", Int)],
         "TypeMeta" => &[(1, "apiVersion", Str), (2, "kind", Str)],
-        _ => &[],
+        _ => kinds::protobuf_message(message).unwrap_or(&[]),
     }
 }
 
@@ -396,16 +281,16 @@ fn message(b: &[u8], name: &str) -> Result<Value, Undecodable> {
         let key = key.to_string();
         let within = |e: Undecodable| e.within(|| format!(".{key}"));
         match (ty, w) {
-            (Ty::Str, Wire::Len(s)) if !s.is_empty() => {
+            (Proto::Str, Wire::Len(s)) if !s.is_empty() => {
                 out.insert(key, json!(String::from_utf8_lossy(s)));
             }
-            (Ty::Int, Wire::Varint(v)) if v != 0 || KEEP_ZERO.contains(&key.as_str()) => {
+            (Proto::Int, Wire::Varint(v)) if v != 0 || KEEP_ZERO.contains(&key.as_str()) => {
                 out.insert(key, json!(v as i64));
             }
-            (Ty::Bool, Wire::Varint(v)) if v != 0 || KEEP_ZERO.contains(&key.as_str()) => {
+            (Proto::Bool, Wire::Varint(v)) if v != 0 || KEEP_ZERO.contains(&key.as_str()) => {
                 out.insert(key, json!(v != 0));
             }
-            (Ty::Time, Wire::Len(s)) => {
+            (Proto::Time, Wire::Len(s)) => {
                 let t = message(s, "Time").map_err(within)?;
                 let secs = t["seconds"].as_i64().unwrap_or(0);
                 if secs != 0
@@ -414,16 +299,16 @@ fn message(b: &[u8], name: &str) -> Result<Value, Undecodable> {
                     out.insert(key, json!(ts.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()));
                 }
             }
-            (Ty::Msg(m), Wire::Len(s)) => {
+            (Proto::Msg(m), Wire::Len(s)) => {
                 let v = message(s, m).map_err(within)?;
                 out.insert(key, v);
             }
-            (Ty::Inline(m), Wire::Len(s)) => {
+            (Proto::Inline(m), Wire::Len(s)) => {
                 if let Value::Object(inner) = message(s, m)? {
                     out.extend(inner);
                 }
             }
-            (Ty::IntOrString, Wire::Len(s)) => {
+            (Proto::IntOrString, Wire::Len(s)) => {
                 let v = message(s, "IntOrString").map_err(within)?;
                 // The zero value (int 0) means unset, as defaulting reads it.
                 match (
@@ -440,14 +325,14 @@ fn message(b: &[u8], name: &str) -> Result<Value, Undecodable> {
                     _ => {}
                 }
             }
-            (Ty::IntOrStringPtr, Wire::Len(s)) => {
+            (Proto::IntOrStringPtr, Wire::Len(s)) => {
                 let v = message(s, "IntOrString").map_err(within)?;
                 match (v["type"].as_i64(), v["strVal"].as_str()) {
                     (Some(1), Some(text)) => out.insert(key, json!(text)),
                     _ => out.insert(key, json!(v["intVal"].as_i64().unwrap_or(0))),
                 };
             }
-            (Ty::MsgList(m), Wire::Len(s)) => {
+            (Proto::MsgList(m), Wire::Len(s)) => {
                 let list = out.entry(key.clone()).or_insert_with(|| json!([]));
                 let index = list.as_array().map_or(0, Vec::len);
                 let item = message(s, m).map_err(|e| e.within(|| format!(".{key}[{index}]")))?;
@@ -455,13 +340,13 @@ fn message(b: &[u8], name: &str) -> Result<Value, Undecodable> {
                     list.push(item);
                 }
             }
-            (Ty::StrList, Wire::Len(s)) => {
+            (Proto::StrList, Wire::Len(s)) => {
                 if let Some(list) = out.entry(key).or_insert_with(|| json!([])).as_array_mut() {
                     list.push(json!(String::from_utf8_lossy(s)));
                 }
             }
-            (Ty::StrMap | Ty::BytesMap, Wire::Len(s)) => {
-                let (k, v) = map_entry(s, matches!(ty, Ty::BytesMap))?;
+            (Proto::StrMap | Proto::BytesMap, Wire::Len(s)) => {
+                let (k, v) = map_entry(s, matches!(ty, Proto::BytesMap))?;
                 if let Some(map) = out.entry(key).or_insert_with(|| json!({})).as_object_mut() {
                     map.insert(k, v);
                 }

@@ -18,9 +18,9 @@ use tokio::sync::{broadcast, mpsc};
 
 use super::Shared;
 use super::apply::{Manager, Operation};
-use super::builtins;
 use super::engines;
 use super::errors::ApiError;
+use super::kinds;
 use super::ops::{self, DeleteOpts, FieldValidation, Propagation, WriteOpts};
 use super::resources::ResourceInfo;
 use super::selector::{FieldSelector, LabelSelector};
@@ -124,7 +124,7 @@ fn output(headers: &HeaderMap, q: &Query) -> Output {
 /// The object as the requested version presents it.
 fn present(info: &ResourceInfo, obj: &Value) -> Value {
     if info.group == "events.k8s.io" {
-        present_owned(info, builtins::event_from_core(obj))
+        present_owned(info, kinds::event_from_core(obj))
     } else {
         present_owned(info, obj.clone())
     }
@@ -133,7 +133,7 @@ fn present(info: &ResourceInfo, obj: &Value) -> Value {
 /// [`present`] for an object the caller no longer needs.
 fn present_owned(info: &ResourceInfo, obj: Value) -> Value {
     let mut o = if info.group == "events.k8s.io" {
-        builtins::event_from_core(&obj)
+        kinds::event_from_core(&obj)
     } else {
         obj
     };
@@ -269,7 +269,7 @@ impl Filter {
             q.get("fieldSelector")
                 .map(String::as_str)
                 .unwrap_or_default(),
-            &t.info.kind,
+            t.info.builtin.map_or(&[], |k| k.field_selectors),
         )
         .map_err(ApiError::bad_request)?;
         Ok(Filter {
@@ -903,8 +903,8 @@ fn stream_body(rx: mpsc::Receiver<Bytes>) -> Response {
         .unwrap_or_else(|_| ApiError::internal("stream").into_response())
 }
 
-pub(super) fn has_scale(info: &ResourceInfo) -> bool {
-    info.group == "apps" && info.kind == "Deployment"
+fn has_scale(info: &ResourceInfo) -> bool {
+    info.scale()
 }
 
 /// `/scale`: read or change a Deployment's replicas, as `kubectl scale` and the

@@ -1,0 +1,270 @@
+//! The built-in kinds: one file per kind, each holding one [`Kind`] value with everything the
+//! emulator knows about it (names, subresources, decoding, defaults, validation, `kubectl get`
+//! columns, merge schema, protobuf fields). The other modules consult [`find`] and [`KINDS`];
+//! adding or changing a built-in kind is one file here plus its line in [`KINDS`].
+
+mod cluster_role;
+mod cluster_role_binding;
+mod common;
+mod config_map;
+mod custom_resource_definition;
+pub mod deployment;
+mod event;
+mod horizontal_pod_autoscaler;
+mod ingress;
+mod ingress_class;
+mod lease;
+mod namespace;
+mod pod_disruption_budget;
+mod rbac;
+mod role;
+mod role_binding;
+mod secret;
+mod service;
+mod service_account;
+#[cfg(test)]
+mod tests;
+
+use serde_json::Value;
+
+use super::errors::{ApiError, FieldError};
+pub use common::{age, check_labels, event_from_core, event_to_core, removed_paths, s};
+
+/// A protobuf field: (field number, JSON name, how it is encoded), from k8s.io/api's
+/// generated.proto.
+pub type ProtoField = (u64, &'static str, Proto);
+
+/// How a protobuf field is encoded on the wire.
+#[derive(Clone, Copy)]
+pub enum Proto {
+    Str,
+    Int,
+    Bool,
+    Time,
+    Msg(&'static str),
+    StrMap,
+    BytesMap,
+    StrList,
+    MsgList(&'static str),
+    /// An embedded struct whose fields JSON inlines into the parent (IngressRule's value).
+    Inline(&'static str),
+    IntOrString,
+    /// A `*IntOrString`: present means set, so an int 0 is kept (PodDisruptionBudget bounds).
+    IntOrStringPtr,
+}
+
+/// A `kubectl get` column: name, type, priority (1: only with `-o wide`).
+pub type Column = (&'static str, &'static str, i64);
+
+/// Everything the emulator knows about one built-in kind.
+pub struct Kind {
+    pub group: &'static str,
+    pub version: &'static str,
+    pub kind: &'static str,
+    pub plural: &'static str,
+    pub namespaced: bool,
+    pub short_names: &'static [&'static str],
+    pub categories: &'static [&'static str],
+    /// Has a `status` subresource (status changes through the main endpoint are ignored).
+    pub status: bool,
+    /// Keeps `metadata.generation`.
+    pub generation: bool,
+    /// Has a `scale` subresource (autoscaling/v1 Scale over `spec.replicas`).
+    pub scale: bool,
+    /// The verbs discovery lists.
+    pub verbs: &'static [&'static str],
+    /// The Go type's JSON round trip: wrong types are an error, unknown fields are dropped.
+    pub decode: fn(&Value) -> Result<Value, String>,
+    /// kube-apiserver's round trip through the internal version, on every write.
+    pub convert: fn(&mut Value),
+    /// The defaulting functions, for create and update.
+    pub defaults: fn(&mut Value),
+    /// How `metadata.name` is validated: the message when invalid.
+    pub check_name: fn(&str) -> Option<String>,
+    pub validate: fn(&Value, &mut Vec<FieldError>),
+    /// What may not change on update: `(old, new, errors)`.
+    pub validate_update: fn(&Value, &Value, &mut Vec<FieldError>),
+    /// Fields the server allocates and keeps across updates that leave them empty: `(old, new)`.
+    pub carry_allocated: fn(&Value, &mut Value),
+    /// Field selectors beyond `metadata.name` and `metadata.namespace`.
+    pub field_selectors: &'static [&'static str],
+    /// `kubectl get` columns, and the cells of one object's row.
+    pub columns: &'static [Column],
+    pub cells: fn(&Value) -> Vec<Value>,
+    /// The merge schema fragment (list types, merge keys) without `metadata`; None: no patch or
+    /// apply support beyond JSON merge.
+    pub merge: Option<fn() -> Value>,
+    /// Protobuf messages this kind's typed clients send (the kind's own message first), beyond
+    /// the shared ones of [`super::protobuf`]; empty when it is never sent as protobuf.
+    pub protobuf: &'static [(&'static str, &'static [ProtoField])],
+}
+
+fn as_is(v: &Value) -> Result<Value, String> {
+    Ok(v.clone())
+}
+fn no_convert(_: &mut Value) {}
+fn no_defaults(_: &mut Value) {}
+fn no_validation(_: &Value, _: &mut Vec<FieldError>) {}
+fn no_update_validation(_: &Value, _: &Value, _: &mut Vec<FieldError>) {}
+fn nothing_allocated(_: &Value, _: &mut Value) {}
+
+/// A kind's name and age, the columns kubectl shows for a kind without its own.
+const NAME_AGE: &[Column] = &[("Name", "string", 0), ("Age", "string", 0)];
+
+fn name_age(o: &Value) -> Vec<Value> {
+    vec![
+        o["metadata"]["name"].clone(),
+        common::age(&o["metadata"]["creationTimestamp"]),
+    ]
+}
+
+impl std::fmt::Debug for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Kind({}/{} {})", self.group, self.version, self.kind)
+    }
+}
+
+impl Kind {
+    /// A kind with no behaviour of its own; kind files fill in what differs with `..Kind::BASE`.
+    pub const BASE: Kind = Kind {
+        group: "",
+        version: "v1",
+        kind: "",
+        plural: "",
+        namespaced: true,
+        short_names: &[],
+        categories: &[],
+        status: false,
+        generation: false,
+        scale: false,
+        verbs: &[
+            "create",
+            "delete",
+            "deletecollection",
+            "get",
+            "list",
+            "patch",
+            "update",
+            "watch",
+        ],
+        decode: as_is,
+        convert: no_convert,
+        defaults: no_defaults,
+        check_name: common::check_subdomain,
+        validate: no_validation,
+        validate_update: no_update_validation,
+        carry_allocated: nothing_allocated,
+        field_selectors: &[],
+        columns: NAME_AGE,
+        cells: name_age,
+        merge: None,
+        protobuf: &[],
+    };
+}
+
+/// The built-in kinds this emulator serves, in discovery order.
+pub static KINDS: &[&Kind] = &[
+    &namespace::KIND,
+    &config_map::KIND,
+    &secret::KIND,
+    &service::KIND,
+    &service_account::KIND,
+    &event::CORE,
+    &deployment::KIND,
+    &ingress::KIND,
+    &pod_disruption_budget::KIND,
+    &horizontal_pod_autoscaler::KIND,
+    &ingress_class::KIND,
+    &lease::KIND,
+    &cluster_role::KIND,
+    &cluster_role_binding::KIND,
+    &role::KIND,
+    &role_binding::KIND,
+    &event::EVENTS_V1,
+    &custom_resource_definition::KIND,
+];
+
+/// The built-in kind of this group and name, if the emulator has one.
+pub fn find(group: &str, kind: &str) -> Option<&'static Kind> {
+    KINDS
+        .iter()
+        .copied()
+        .find(|k| k.group == group && k.kind == kind)
+}
+
+/// The merge schema of a built-in kind's version, `metadata` included.
+pub fn merge_schema(group: &str, version: &str, kind: &str) -> Option<Value> {
+    let k = find(group, kind).filter(|k| k.version == version)?;
+    Some(super::apply::builtin_schema((k.merge?)()))
+}
+
+/// The protobuf fields of a message some built-in kind declares.
+pub fn protobuf_message(message: &str) -> Option<&'static [ProtoField]> {
+    KINDS
+        .iter()
+        .flat_map(|k| k.protobuf.iter())
+        .find(|(name, _)| *name == message)
+        .map(|(_, fields)| *fields)
+}
+
+/// Decodes a built-in object like the real server decodes into its Go type: wrong types are a 400,
+/// unknown fields are dropped and reported (for `fieldValidation`).
+pub fn decode(kind: &str, group: &str, obj: &Value) -> Result<(Value, Vec<String>), ApiError> {
+    let Some(k) = find(group, kind) else {
+        return Ok((obj.clone(), vec![]));
+    };
+    let mut out = (k.decode)(obj).map_err(|e| {
+        ApiError::bad_request(format!(
+            "{kind} in version \"{}\" cannot be handled as a {kind}: {e}",
+            obj["apiVersion"]
+                .as_str()
+                .unwrap_or("v1")
+                .rsplit('/')
+                .next()
+                .unwrap_or("v1")
+        ))
+    })?;
+    let mut unknown = vec![];
+    removed_paths(obj, &out, "", &mut unknown);
+    (k.convert)(&mut out);
+    Ok((out, unknown))
+}
+
+/// Fills in defaults the way kube-apiserver's defaulting functions do, for create and update.
+pub fn apply_defaults(group: &str, kind: &str, obj: &mut Value) {
+    if let Some(k) = find(group, kind) {
+        (k.defaults)(obj);
+    }
+}
+
+/// How each kind's `metadata.name` is validated.
+pub fn check_name(group: &str, kind: &str, name: &str) -> Option<String> {
+    find(group, kind).map_or(common::check_subdomain(name), |k| (k.check_name)(name))
+}
+
+/// The validation that matters for the objects users and the operator write.
+pub fn validate(group: &str, kind: &str, obj: &Value) -> Vec<FieldError> {
+    let mut errs = vec![];
+    if let Some(k) = find(group, kind) {
+        (k.validate)(obj, &mut errs);
+    }
+    errs
+}
+
+/// Fields kube-apiserver refuses to change once set.
+pub fn validate_update(group: &str, kind: &str, old: &Value, new: &Value) -> Vec<FieldError> {
+    let mut errs = vec![];
+    if let Some(k) = find(group, kind) {
+        (k.validate_update)(old, new, &mut errs);
+    }
+    errs
+}
+
+/// Fields the server allocates and keeps across updates that leave them empty.
+pub fn carry_allocated(group: &str, kind: &str, old: &Value, new: &mut Value) {
+    if let Some(k) = find(group, kind) {
+        (k.carry_allocated)(old, new);
+    }
+}
+
+pub use service::allocate as allocate_service;
