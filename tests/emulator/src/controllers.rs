@@ -25,7 +25,7 @@ fn meta<'a>(o: &'a Value, k: &str) -> &'a str {
 fn info_for(st: &Store, key: &str) -> Option<ResourceInfo> {
     st.resources
         .iter()
-        .find(|r| r.storage_key() == key && r.group != "events.k8s.io")
+        .find(|r| r.storage_key() == key && r.storage().is_none())
         .cloned()
 }
 

@@ -191,8 +191,8 @@ fn decode(
             FieldValidation::Ignore => {}
         }
     }
-    if info.group == "events.k8s.io" {
-        obj = kinds::event_to_core(&obj);
+    if let Some(s) = info.storage() {
+        obj = (s.to_stored)(&obj);
     }
     Ok((obj, warnings))
 }
@@ -507,10 +507,10 @@ pub fn update(
         ));
     }
     let (decoded, warnings) = decode(info, candidate, opts, schema.as_deref())?;
-    let stored_old = if info.group == "events.k8s.io" {
-        kinds::event_to_core(&kinds::event_from_core(&old))
-    } else {
-        old.clone()
+    // What the stored object keeps of what this version can say.
+    let stored_old = match info.storage() {
+        Some(s) => (s.to_stored)(&(s.from_stored)(&old)),
+        None => old.clone(),
     };
     let mut obj = if opts.subresource.as_deref() == Some("status") {
         let mut o = stored_old.clone();

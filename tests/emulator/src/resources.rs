@@ -5,7 +5,7 @@ use std::sync::{Arc, OnceLock};
 use serde_json::Value;
 
 use super::engines::CrdSchema;
-use super::kinds::{self, Kind};
+use super::kinds::{self, Kind, Storage};
 
 /// What a CRD version adds to a served resource.
 #[derive(Debug, Clone)]
@@ -87,13 +87,18 @@ impl ResourceInfo {
         }
     }
 
-    /// Where objects live; core and events.k8s.io Events share one store like on a real cluster.
+    /// Where objects live; versions stored as another's objects share its store, as on a real
+    /// cluster (core and events.k8s.io Events; autoscaling v1 and v2).
     pub fn storage_key(&self) -> String {
-        if self.group == "events.k8s.io" && self.plural == "events" {
-            "/events".to_string()
-        } else {
-            format!("{}/{}", self.group, self.plural)
+        match self.storage() {
+            Some(s) => s.key.to_string(),
+            None => format!("{}/{}", self.group, self.plural),
         }
+    }
+
+    /// How this version is converted to and from the storage version, when it is not that version.
+    pub fn storage(&self) -> Option<Storage> {
+        self.builtin.and_then(|k| k.storage)
     }
 
     pub fn verbs(&self) -> &'static [&'static str] {

@@ -1,6 +1,6 @@
 //! What the built-in kinds share: the Go types' JSON round trip, defaulting helpers, the pod
-//! template (defaults, conversion, validation), name and label checks, label selectors, the two
-//! Event versions, and the cells of `kubectl get` rows.
+//! template (defaults, conversion, validation), name and label checks, label selectors, and the
+//! cells of `kubectl get` rows.
 
 use serde_json::{Value, json};
 
@@ -349,66 +349,6 @@ pub fn selector_matches(sel: &Value, labels: &Value) -> bool {
             }
         });
     ml && me
-}
-
-/// events.k8s.io/v1 → core/v1 Event, the shared storage form.
-pub fn event_to_core(e: &Value) -> Value {
-    let mut out = json!({"apiVersion": "v1", "kind": "Event", "metadata": e["metadata"].clone()});
-    let map = [
-        ("regarding", "involvedObject"),
-        ("note", "message"),
-        ("reason", "reason"),
-        ("type", "type"),
-        ("action", "action"),
-        ("related", "related"),
-        ("series", "series"),
-        ("eventTime", "eventTime"),
-        ("reportingController", "reportingComponent"),
-        ("reportingInstance", "reportingInstance"),
-        ("deprecatedSource", "source"),
-        ("deprecatedFirstTimestamp", "firstTimestamp"),
-        ("deprecatedLastTimestamp", "lastTimestamp"),
-        ("deprecatedCount", "count"),
-    ];
-    for (from, to) in map {
-        if let Some(v) = e.get(from).filter(|v| !v.is_null()) {
-            out[to] = v.clone();
-        }
-    }
-    if out.get("involvedObject").is_none() {
-        out["involvedObject"] = json!({});
-    }
-    out
-}
-
-/// core/v1 → events.k8s.io/v1 Event.
-pub fn event_from_core(e: &Value) -> Value {
-    let mut out = json!({"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": e["metadata"].clone()});
-    let map = [
-        ("involvedObject", "regarding"),
-        ("message", "note"),
-        ("reason", "reason"),
-        ("type", "type"),
-        ("action", "action"),
-        ("related", "related"),
-        ("series", "series"),
-        ("eventTime", "eventTime"),
-        ("reportingComponent", "reportingController"),
-        ("reportingInstance", "reportingInstance"),
-        ("source", "deprecatedSource"),
-        ("firstTimestamp", "deprecatedFirstTimestamp"),
-        ("lastTimestamp", "deprecatedLastTimestamp"),
-        ("count", "deprecatedCount"),
-    ];
-    for (from, to) in map {
-        if let Some(v) = e.get(from).filter(|v| !v.is_null()) {
-            out[to] = v.clone();
-        }
-    }
-    if out.get("eventTime").is_none() {
-        out["eventTime"] = Value::Null;
-    }
-    out
 }
 
 /// Kubernetes' short human duration (`5s`, `3m10s`, `2d4h`), as in the AGE column.

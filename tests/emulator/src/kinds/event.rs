@@ -1,11 +1,11 @@
 //! Event, in its two versions over one store: core v1 (the storage form) and events.k8s.io/v1
-//! (converted on the way in and out, see [`super::event_to_core`]).
+//! (converted on the way in and out, see [`event_to_core`]).
 
 use serde_json::{Value, json};
 
 use super::super::apply::fragment::*;
-use super::Kind;
 use super::common::*;
+use super::{Kind, Storage};
 
 pub const CORE: Kind = Kind {
     kind: "Event",
@@ -33,6 +33,11 @@ pub const EVENTS_V1: Kind = Kind {
     decode: roundtrip::<k8s_openapi::api::events::v1::Event>,
     field_selectors: SELECTABLE,
     merge: Some(merge_events_v1),
+    storage: Some(Storage {
+        key: "/events",
+        to_stored: event_to_core,
+        from_stored: event_from_core,
+    }),
     ..Kind::BASE
 };
 
@@ -86,4 +91,64 @@ fn merge_events_v1() -> Value {
         "regarding": present(object(json!({}))),
         "deprecatedSource": present(object(json!({}))),
     }))
+}
+
+/// events.k8s.io/v1 → core/v1 Event, the shared storage form.
+fn event_to_core(e: &Value) -> Value {
+    let mut out = json!({"apiVersion": "v1", "kind": "Event", "metadata": e["metadata"].clone()});
+    let map = [
+        ("regarding", "involvedObject"),
+        ("note", "message"),
+        ("reason", "reason"),
+        ("type", "type"),
+        ("action", "action"),
+        ("related", "related"),
+        ("series", "series"),
+        ("eventTime", "eventTime"),
+        ("reportingController", "reportingComponent"),
+        ("reportingInstance", "reportingInstance"),
+        ("deprecatedSource", "source"),
+        ("deprecatedFirstTimestamp", "firstTimestamp"),
+        ("deprecatedLastTimestamp", "lastTimestamp"),
+        ("deprecatedCount", "count"),
+    ];
+    for (from, to) in map {
+        if let Some(v) = e.get(from).filter(|v| !v.is_null()) {
+            out[to] = v.clone();
+        }
+    }
+    if out.get("involvedObject").is_none() {
+        out["involvedObject"] = json!({});
+    }
+    out
+}
+
+/// core/v1 → events.k8s.io/v1 Event.
+fn event_from_core(e: &Value) -> Value {
+    let mut out = json!({"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": e["metadata"].clone()});
+    let map = [
+        ("involvedObject", "regarding"),
+        ("message", "note"),
+        ("reason", "reason"),
+        ("type", "type"),
+        ("action", "action"),
+        ("related", "related"),
+        ("series", "series"),
+        ("eventTime", "eventTime"),
+        ("reportingComponent", "reportingController"),
+        ("reportingInstance", "reportingInstance"),
+        ("source", "deprecatedSource"),
+        ("firstTimestamp", "deprecatedFirstTimestamp"),
+        ("lastTimestamp", "deprecatedLastTimestamp"),
+        ("count", "deprecatedCount"),
+    ];
+    for (from, to) in map {
+        if let Some(v) = e.get(from).filter(|v| !v.is_null()) {
+            out[to] = v.clone();
+        }
+    }
+    if out.get("eventTime").is_none() {
+        out["eventTime"] = Value::Null;
+    }
+    out
 }

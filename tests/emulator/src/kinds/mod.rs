@@ -28,7 +28,7 @@ mod tests;
 use serde_json::Value;
 
 use super::errors::{ApiError, FieldError};
-pub use common::{age, check_labels, event_from_core, event_to_core, removed_paths, s};
+pub use common::{age, check_labels, removed_paths, s};
 
 /// A protobuf field: (field number, JSON name, how it is encoded), from k8s.io/api's
 /// generated.proto.
@@ -51,6 +51,19 @@ pub enum Proto {
     IntOrString,
     /// A `*IntOrString`: present means set, so an int 0 is kept (PodDisruptionBudget bounds).
     IntOrStringPtr,
+}
+
+/// How a served version is kept as the objects of another (events.k8s.io Events as core Events,
+/// autoscaling/v1 HorizontalPodAutoscalers as v2 ones), as kube-apiserver keeps one storage version
+/// and converts on the way in and out.
+#[derive(Clone, Copy)]
+pub struct Storage {
+    /// The store of the storage version (`group/plural`, as `ResourceInfo::storage_key` names it).
+    pub key: &'static str,
+    /// This version's object → the storage version's, on every write.
+    pub to_stored: fn(&Value) -> Value,
+    /// The storage version's object → this version's, on every read.
+    pub from_stored: fn(&Value) -> Value,
 }
 
 /// A `kubectl get` column: name, type, priority (1: only with `-o wide`).
@@ -94,6 +107,8 @@ pub struct Kind {
     /// The merge schema fragment (list types, merge keys) without `metadata`; None: no patch or
     /// apply support beyond JSON merge.
     pub merge: Option<fn() -> Value>,
+    /// When this version is stored as another one's objects: the shared store and the conversions.
+    pub storage: Option<Storage>,
     /// Protobuf messages this kind's typed clients send (the kind's own message first), beyond
     /// the shared ones of [`super::protobuf`]; empty when it is never sent as protobuf.
     pub protobuf: &'static [(&'static str, &'static [ProtoField])],
@@ -158,6 +173,7 @@ impl Kind {
         columns: NAME_AGE,
         cells: name_age,
         merge: None,
+        storage: None,
         protobuf: &[],
     };
 }

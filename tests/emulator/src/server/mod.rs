@@ -20,7 +20,6 @@ use super::Shared;
 use super::apply::{Manager, Operation};
 use super::engines;
 use super::errors::ApiError;
-use super::kinds;
 use super::ops::{self, DeleteOpts, FieldValidation, Propagation, WriteOpts};
 use super::resources::ResourceInfo;
 use super::selector::{FieldSelector, LabelSelector};
@@ -123,19 +122,9 @@ fn output(headers: &HeaderMap, q: &Query) -> Output {
 
 /// The object as the requested version presents it.
 fn present(info: &ResourceInfo, obj: &Value) -> Value {
-    if info.group == "events.k8s.io" {
-        present_owned(info, kinds::event_from_core(obj))
-    } else {
-        present_owned(info, obj.clone())
-    }
-}
-
-/// [`present`] for an object the caller no longer needs.
-fn present_owned(info: &ResourceInfo, obj: Value) -> Value {
-    let mut o = if info.group == "events.k8s.io" {
-        kinds::event_from_core(&obj)
-    } else {
-        obj
+    let mut o = match info.storage() {
+        Some(s) => (s.from_stored)(obj),
+        None => obj.clone(),
     };
     if let Some(m) = o.as_object_mut() {
         m.insert("apiVersion".into(), json!(info.api_version()));
@@ -146,7 +135,7 @@ fn present_owned(info: &ResourceInfo, obj: Value) -> Value {
 
 /// Whether the stored object already reads as `info` presents it, so it can be serialised as it is.
 fn presents_as_stored(info: &ResourceInfo, obj: &Value) -> bool {
-    info.group != "events.k8s.io"
+    info.storage().is_none()
         && obj["kind"] == info.kind.as_str()
         && obj["apiVersion"].as_str().is_some_and(|av| {
             if info.group.is_empty() {
