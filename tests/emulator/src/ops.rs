@@ -157,8 +157,7 @@ fn decode(
 ) -> Result<(Value, Vec<String>), ApiError> {
     let (mut obj, unknown) = if info.crd.is_some() {
         // metadata is decoded like any ObjectMeta, whatever the CRD says.
-        let meta_only = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": obj.get("metadata").cloned().unwrap_or(json!({}))});
-        kinds::decode("ConfigMap", "", &meta_only)?;
+        kinds::decode_metadata(&obj)?;
         let mut pruned = obj.clone();
         let unknown = match schema {
             Some(s) => {
@@ -170,7 +169,10 @@ fn decode(
         };
         (pruned, unknown)
     } else {
-        kinds::decode(&info.kind, &info.group, &obj)?
+        match info.builtin {
+            Some(k) => kinds::decode(k, &obj)?,
+            None => (obj, vec![]),
+        }
     };
     let mut warnings = vec![];
     if !unknown.is_empty() {
@@ -202,8 +204,8 @@ fn defaults(info: &ResourceInfo, obj: &mut Value, schema: Option<&CrdSchema>) {
         if let Some(s) = schema {
             s.apply_defaults(obj);
         }
-    } else {
-        kinds::apply_defaults(&info.group, &info.kind, obj);
+    } else if let Some(k) = info.builtin {
+        (k.defaults)(obj);
     }
 }
 
@@ -216,7 +218,7 @@ fn validate(
     let name = meta_str(obj, "name");
     let mut errs: Vec<FieldError> = vec![];
     if old.is_none()
-        && let Some(m) = kinds::check_name(&info.group, &info.kind, name)
+        && let Some(m) = kinds::check_name(info.builtin, name)
     {
         errs.push(FieldError::invalid("metadata.name", json!(name), m));
     }
@@ -247,10 +249,10 @@ fn validate(
             ));
         }
     }
-    if info.crd.is_none() {
-        errs.extend(kinds::validate(&info.group, &info.kind, obj));
+    if let Some(k) = info.builtin {
+        (k.validate)(obj, &mut errs);
         if let Some(old) = old {
-            errs.extend(kinds::validate_update(&info.group, &info.kind, old, obj));
+            (k.validate_update)(old, obj, &mut errs);
         }
     }
     if !errs.is_empty() {
@@ -559,7 +561,9 @@ pub fn update(
     }
     if opts.subresource.is_none() {
         defaults(info, &mut obj, schema.as_deref());
-        kinds::carry_allocated(&info.group, &info.kind, &old, &mut obj);
+        if let Some(k) = info.builtin {
+            (k.carry_allocated)(&old, &mut obj);
+        }
     }
     if info.kind == "CustomResourceDefinition" {
         obj["status"] = old["status"].clone();

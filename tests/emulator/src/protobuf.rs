@@ -1,6 +1,6 @@
 //! Decoding of the Kubernetes protobuf wire format for the kinds whose typed clients send it
 //! (Helm's release Secrets, `kubectl create configmap|secret|namespace|serviceaccount|deployment|
-//! service|ingress|poddisruptionbudget`).
+//! service|ingress|poddisruptionbudget`, `kubectl autoscale`).
 //!
 //! What no table describes is refused with 415 and a message naming the kind and the field, never
 //! dropped. Go's encoder writes every non-pointer field whether set or not, so an unknown field
@@ -263,6 +263,8 @@ const KEEP_ZERO: &[&str] = &[
     "automountServiceAccountToken",
     "controller",
     "blockOwnerDeletion",
+    "minReplicas",
+    "targetCPUUtilizationPercentage",
 ];
 
 fn message(b: &[u8], name: &str) -> Result<Value, Undecodable> {

@@ -551,3 +551,49 @@ async fn kubectl_create_flags_reach_the_stored_object() {
         .expect_ok();
     env.finish().await;
 }
+
+/// `kubectl autoscale` writes autoscaling/v1; the same object reads as autoscaling/v2 (the version
+/// `kubectl get hpa` prefers), the CPU target as its Utilization metric.
+#[tokio::test]
+async fn kubectl_autoscale_serves_both_autoscaling_versions() {
+    let env = TestEnv::new("kubectl_autoscale").await;
+    env.apply_yaml(DEPLOYMENT).await.expect_ok();
+    env.kubectl(&[
+        "autoscale",
+        "deployment",
+        "web",
+        "--min=2",
+        "--max=5",
+        "--cpu-percent=60",
+    ])
+    .await
+    .expect_ok();
+    let v2 = env
+        .kubectl(&[
+            "get",
+            "horizontalpodautoscalers.v2.autoscaling",
+            "web",
+            "-o",
+            "jsonpath={.spec.minReplicas} {.spec.maxReplicas} {.spec.scaleTargetRef.name} {.spec.metrics[0].resource.name} {.spec.metrics[0].resource.target.averageUtilization}",
+        ])
+        .await
+        .expect_ok();
+    assert_eq!(v2, "2 5 web cpu 60");
+    let v1 = env
+        .kubectl(&[
+            "get",
+            "horizontalpodautoscalers.v1.autoscaling",
+            "web",
+            "-o",
+            "jsonpath={.apiVersion} {.spec.targetCPUUtilizationPercentage}",
+        ])
+        .await
+        .expect_ok();
+    assert_eq!(v1, "autoscaling/v1 60");
+    let table = env.kubectl(&["get", "hpa", "web"]).await.expect_ok();
+    assert!(
+        table.contains("Deployment/web") && table.contains("60%"),
+        "{table}"
+    );
+    env.finish().await;
+}

@@ -4,8 +4,8 @@ use serde_json::{Value, json};
 
 use super::super::apply::fragment::*;
 use super::super::errors::{FieldError, FieldErrorKind};
-use super::Kind;
 use super::common::*;
+use super::{Column, Kind};
 
 pub const KIND: Kind = Kind {
     group: "autoscaling",
@@ -20,23 +20,26 @@ pub const KIND: Kind = Kind {
     decode: roundtrip::<k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler>,
     defaults,
     validate,
-    columns: &[
-        ("Name", "string", 0),
-        ("Reference", "string", 0),
-        ("Targets", "string", 0),
-        ("MinPods", "string", 0),
-        ("MaxPods", "integer", 0),
-        ("Replicas", "integer", 0),
-        ("Age", "string", 0),
-    ],
+    columns: COLUMNS,
     cells,
     merge: Some(merge),
     ..Kind::BASE
 };
 
+/// The columns of `kubectl get hpa`, for both versions.
+pub(super) const COLUMNS: &[Column] = &[
+    ("Name", "string", 0),
+    ("Reference", "string", 0),
+    ("Targets", "string", 0),
+    ("MinPods", "string", 0),
+    ("MaxPods", "integer", 0),
+    ("Replicas", "integer", 0),
+    ("Age", "string", 0),
+];
+
 /// autoscaling/v2 defaulting: one replica at least, CPU at 80% when no metric is named, and the
 /// documented scale-up/scale-down rules for whatever part of `behavior` is given.
-fn defaults(obj: &mut Value) {
+pub(super) fn defaults(obj: &mut Value) {
     let spec = obj_mut(obj, "spec");
     default(spec, "minReplicas", json!(1));
     if spec["metrics"].as_array().is_none_or(Vec::is_empty) {
@@ -66,7 +69,7 @@ fn defaults(obj: &mut Value) {
     default(obj_mut(obj, "status"), "desiredReplicas", json!(0));
 }
 
-fn validate(obj: &Value, errs: &mut Vec<FieldError>) {
+pub(super) fn validate(obj: &Value, errs: &mut Vec<FieldError>) {
     let spec = &obj["spec"];
     let target = &spec["scaleTargetRef"];
     if target["kind"].as_str().is_none_or(str::is_empty) {
@@ -146,7 +149,7 @@ fn validate(obj: &Value, errs: &mut Vec<FieldError>) {
 }
 
 /// The cells of one row of `kubectl get`.
-fn cells(o: &Value) -> Vec<Value> {
+pub(super) fn cells(o: &Value) -> Vec<Value> {
     let name = o["metadata"]["name"].clone();
     let created = &o["metadata"]["creationTimestamp"];
     let st = &o["status"];

@@ -1,7 +1,8 @@
 //! The built-in kinds: one file per kind, each holding one [`Kind`] value with everything the
 //! emulator knows about it (names, subresources, decoding, defaults, validation, `kubectl get`
-//! columns, merge schema, protobuf fields). The other modules consult [`find`] and [`KINDS`];
-//! adding or changing a built-in kind is one file here plus its line in [`KINDS`].
+//! columns, merge schema, protobuf fields, storage version). The other modules consult [`KINDS`],
+//! mostly through `ResourceInfo::builtin`; adding or changing a built-in kind is one file here
+//! plus its line in [`KINDS`].
 
 mod cluster_role;
 mod cluster_role_binding;
@@ -11,6 +12,7 @@ mod custom_resource_definition;
 pub mod deployment;
 mod event;
 mod horizontal_pod_autoscaler;
+mod horizontal_pod_autoscaler_v1;
 mod ingress;
 mod ingress_class;
 mod lease;
@@ -190,6 +192,7 @@ pub static KINDS: &[&Kind] = &[
     &ingress::KIND,
     &pod_disruption_budget::KIND,
     &horizontal_pod_autoscaler::KIND,
+    &horizontal_pod_autoscaler_v1::KIND,
     &ingress_class::KIND,
     &lease::KIND,
     &cluster_role::KIND,
@@ -200,17 +203,11 @@ pub static KINDS: &[&Kind] = &[
     &custom_resource_definition::KIND,
 ];
 
-/// The built-in kind of this group and name, if the emulator has one.
-pub fn find(group: &str, kind: &str) -> Option<&'static Kind> {
-    KINDS
-        .iter()
-        .copied()
-        .find(|k| k.group == group && k.kind == kind)
-}
-
 /// The merge schema of a built-in kind's version, `metadata` included.
 pub fn merge_schema(group: &str, version: &str, kind: &str) -> Option<Value> {
-    let k = find(group, kind).filter(|k| k.version == version)?;
+    let k = KINDS
+        .iter()
+        .find(|k| k.group == group && k.version == version && k.kind == kind)?;
     Some(super::apply::builtin_schema((k.merge?)()))
 }
 
@@ -225,10 +222,7 @@ pub fn protobuf_message(message: &str) -> Option<&'static [ProtoField]> {
 
 /// Decodes a built-in object like the real server decodes into its Go type: wrong types are a 400,
 /// unknown fields are dropped and reported (for `fieldValidation`).
-pub fn decode(kind: &str, group: &str, obj: &Value) -> Result<(Value, Vec<String>), ApiError> {
-    let Some(k) = find(group, kind) else {
-        return Ok((obj.clone(), vec![]));
-    };
+pub fn decode(k: &Kind, obj: &Value) -> Result<(Value, Vec<String>), ApiError> {
     let mut out = (k.decode)(obj).map_err(|e| {
         ApiError::bad_request(format!(
             "{kind} in version \"{}\" cannot be handled as a {kind}: {e}",
@@ -237,7 +231,8 @@ pub fn decode(kind: &str, group: &str, obj: &Value) -> Result<(Value, Vec<String
                 .unwrap_or("v1")
                 .rsplit('/')
                 .next()
-                .unwrap_or("v1")
+                .unwrap_or("v1"),
+            kind = k.kind,
         ))
     })?;
     let mut unknown = vec![];
@@ -246,41 +241,16 @@ pub fn decode(kind: &str, group: &str, obj: &Value) -> Result<(Value, Vec<String
     Ok((out, unknown))
 }
 
-/// Fills in defaults the way kube-apiserver's defaulting functions do, for create and update.
-pub fn apply_defaults(group: &str, kind: &str, obj: &mut Value) {
-    if let Some(k) = find(group, kind) {
-        (k.defaults)(obj);
-    }
+/// Decodes an object's `metadata` as the ObjectMeta every kind has (a custom resource's too).
+pub fn decode_metadata(obj: &Value) -> Result<(), ApiError> {
+    let meta_only = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": obj.get("metadata").cloned().unwrap_or_else(|| serde_json::json!({}))});
+    decode(&config_map::KIND, &meta_only).map(|_| ())
 }
 
-/// How each kind's `metadata.name` is validated.
-pub fn check_name(group: &str, kind: &str, name: &str) -> Option<String> {
-    find(group, kind).map_or(common::check_subdomain(name), |k| (k.check_name)(name))
-}
-
-/// The validation that matters for the objects users and the operator write.
-pub fn validate(group: &str, kind: &str, obj: &Value) -> Vec<FieldError> {
-    let mut errs = vec![];
-    if let Some(k) = find(group, kind) {
-        (k.validate)(obj, &mut errs);
-    }
-    errs
-}
-
-/// Fields kube-apiserver refuses to change once set.
-pub fn validate_update(group: &str, kind: &str, old: &Value, new: &Value) -> Vec<FieldError> {
-    let mut errs = vec![];
-    if let Some(k) = find(group, kind) {
-        (k.validate_update)(old, new, &mut errs);
-    }
-    errs
-}
-
-/// Fields the server allocates and keeps across updates that leave them empty.
-pub fn carry_allocated(group: &str, kind: &str, old: &Value, new: &mut Value) {
-    if let Some(k) = find(group, kind) {
-        (k.carry_allocated)(old, new);
-    }
+/// How `metadata.name` is validated: by the kind's rule, a DNS subdomain for custom resources.
+pub fn check_name(k: Option<&Kind>, name: &str) -> Option<String> {
+    k.map_or_else(|| common::check_subdomain(name), |k| (k.check_name)(name))
 }
 
 pub use service::allocate as allocate_service;

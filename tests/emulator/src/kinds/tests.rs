@@ -11,7 +11,7 @@ fn deployment_defaults_match_a_real_cluster() {
         "spec": {"containers": [{"name": "web", "image": "nginx:1.27", "ports": [{"containerPort": 80}],
             "readinessProbe": {"httpGet": {"path": "/", "port": 80}}}],
             "volumes": [{"name": "c", "configMap": {"name": "x"}}, {"name": "e", "emptyDir": {}}]}}}});
-    apply_defaults("apps", "Deployment", &mut d);
+    (deployment::KIND.defaults)(&mut d);
     let s = &d["spec"];
     assert_eq!(s["replicas"], 1);
     assert_eq!(
@@ -47,7 +47,7 @@ fn service_account_alias_is_kept_in_step_like_the_v1_conversion() {
                 "spec": pod}}})
     };
     let pod = |pod: Value| {
-        let (out, unknown) = decode("Deployment", "apps", &deployment(pod)).unwrap();
+        let (out, unknown) = decode(&deployment::KIND, &deployment(pod)).unwrap();
         assert!(unknown.is_empty(), "{unknown:?}");
         assert_eq!(
             out["spec"]["template"]["metadata"]["annotations"],
@@ -107,7 +107,7 @@ fn image_pull_policy_follows_the_tag() {
 #[test]
 fn service_defaults_and_allocation() {
     let mut s = json!({"spec": {"ports": [{"port": 80}]}});
-    apply_defaults("", "Service", &mut s);
+    (service::KIND.defaults)(&mut s);
     allocate_service(&mut s, &mut || "10.96.0.10".into(), &mut || 30000);
     assert_eq!(
         s["spec"],
@@ -144,17 +144,17 @@ fn labels_are_checked_like_object_meta() {
 
 #[test]
 fn names_are_checked_per_kind() {
-    assert!(check_name("", "Service", "1web").is_some());
-    assert!(check_name("apps", "Deployment", "1web").is_none());
-    assert!(check_name("apps", "Deployment", "Web").is_some());
-    assert!(check_name("", "Namespace", "a.b").is_some());
+    assert!(check_name(Some(&service::KIND), "1web").is_some());
+    assert!(check_name(Some(&deployment::KIND), "1web").is_none());
+    assert!(check_name(Some(&deployment::KIND), "Web").is_some());
+    assert!(check_name(Some(&namespace::KIND), "a.b").is_some());
 }
 
 #[test]
 fn unknown_fields_are_reported_with_their_path() {
     let d = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "x"},
         "spec": {"foo": 1, "template": {"spec": {"containers": [{"name": "a", "image": "b", "bar": 2}]}}}});
-    let (_, unknown) = decode("Deployment", "apps", &d).unwrap();
+    let (_, unknown) = decode(&deployment::KIND, &d).unwrap();
     assert_eq!(
         unknown,
         vec!["spec.foo", "spec.template.spec.containers[0].bar"]
