@@ -426,7 +426,7 @@ pub fn create(
         obj.as_object_mut().map(|o| o.remove("status"));
     }
     defaults(info, &mut obj, schema.as_deref());
-    if info.group.is_empty() && info.kind == "Service" {
+    if let Some(allocate) = info.builtin.and_then(|k| k.allocate) {
         let st = std::cell::RefCell::new(&mut *st);
         let mut ip = || st.borrow_mut().allocate_cluster_ip();
         let mut port = || {
@@ -439,7 +439,7 @@ pub fn create(
                 }
             }
         };
-        kinds::allocate_service(&mut obj, &mut ip, &mut port);
+        allocate(&mut obj, &mut ip, &mut port);
     }
     if info.kind == "CustomResourceDefinition" {
         crd_status(&mut obj);

@@ -68,6 +68,9 @@ pub struct Storage {
     pub from_stored: fn(&Value) -> Value,
 }
 
+/// Allocation on create: `(object, next cluster IP, next node port)`.
+pub type Allocate = fn(&mut Value, &mut dyn FnMut() -> String, &mut dyn FnMut() -> u32);
+
 /// A `kubectl get` column: name, type, priority (1: only with `-o wide`).
 pub type Column = (&'static str, &'static str, i64);
 
@@ -99,6 +102,9 @@ pub struct Kind {
     pub validate: fn(&Value, &mut Vec<FieldError>),
     /// What may not change on update: `(old, new, errors)`.
     pub validate_update: fn(&Value, &Value, &mut Vec<FieldError>),
+    /// What the server allocates on create (a Service's cluster IP and node ports), given fresh
+    /// cluster IPs and node ports.
+    pub allocate: Option<Allocate>,
     /// Fields the server allocates and keeps across updates that leave them empty: `(old, new)`.
     pub carry_allocated: fn(&Value, &mut Value),
     /// Field selectors beyond `metadata.name` and `metadata.namespace`.
@@ -170,6 +176,7 @@ impl Kind {
         check_name: common::check_subdomain,
         validate: no_validation,
         validate_update: no_update_validation,
+        allocate: None,
         carry_allocated: nothing_allocated,
         field_selectors: &[],
         columns: NAME_AGE,
@@ -252,5 +259,3 @@ pub fn decode_metadata(obj: &Value) -> Result<(), ApiError> {
 pub fn check_name(k: Option<&Kind>, name: &str) -> Option<String> {
     k.map_or_else(|| common::check_subdomain(name), |k| (k.check_name)(name))
 }
-
-pub use service::allocate as allocate_service;

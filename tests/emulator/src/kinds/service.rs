@@ -19,6 +19,7 @@ pub const KIND: Kind = Kind {
     check_name: check_dns1035,
     validate,
     validate_update,
+    allocate: Some(allocate),
     carry_allocated,
     field_selectors: &["spec.clusterIP", "spec.type"],
     columns: &[
@@ -159,11 +160,7 @@ fn carry_allocated(old: &Value, new: &mut Value) {
 }
 
 /// Allocates a Service's cluster IP and node ports when missing; `ip` and `node_port` hand out fresh ones.
-pub fn allocate(
-    obj: &mut Value,
-    ip: &mut dyn FnMut() -> String,
-    node_port: &mut dyn FnMut() -> u32,
-) {
+fn allocate(obj: &mut Value, ip: &mut dyn FnMut() -> String, node_port: &mut dyn FnMut() -> u32) {
     let spec = obj_mut(obj, "spec");
     let ty = spec["type"].as_str().unwrap_or("ClusterIP").to_string();
     if ty == "ExternalName" {

@@ -108,7 +108,7 @@ fn image_pull_policy_follows_the_tag() {
 fn service_defaults_and_allocation() {
     let mut s = json!({"spec": {"ports": [{"port": 80}]}});
     (service::KIND.defaults)(&mut s);
-    allocate_service(&mut s, &mut || "10.96.0.10".into(), &mut || 30000);
+    (service::KIND.allocate.unwrap())(&mut s, &mut || "10.96.0.10".into(), &mut || 30000);
     assert_eq!(
         s["spec"],
         json!({"type": "ClusterIP", "sessionAffinity": "None", "internalTrafficPolicy": "Cluster",
