@@ -18,6 +18,7 @@ mod protobuf;
 mod resources;
 mod selector;
 mod server;
+mod shared;
 mod store;
 mod table;
 mod tls;
@@ -25,12 +26,13 @@ mod tls;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::Notify;
 
 pub use faults::{Access, ErrorRule, Faults, Matcher, RequestCounts};
+use shared::Shared;
 
 /// How to start an emulator.
 #[derive(Debug, Clone)]
@@ -63,25 +65,6 @@ impl Default for EmulatorOptions {
             bookmark_interval: Duration::from_secs(5),
             tls: false,
         }
-    }
-}
-
-pub(crate) struct Shared {
-    store: Mutex<store::Store>,
-    pub(crate) faults: Faults,
-    pub(crate) counts: RequestCounts,
-    pub(crate) token: Option<String>,
-    deployments_ready: AtomicBool,
-    /// Set when the readiness switch changed: every Deployment's status needs a fresh look.
-    recheck_deployments: AtomicBool,
-    pub(crate) wake: Notify,
-    pub(crate) bookmark_interval: Duration,
-    pub(crate) addr: String,
-}
-
-impl Shared {
-    pub(crate) fn store(&self) -> MutexGuard<'_, store::Store> {
-        self.store.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 

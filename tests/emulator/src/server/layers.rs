@@ -10,9 +10,9 @@ use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use tower::ServiceBuilder;
 
-use super::super::Shared;
 use super::super::errors::ApiError;
 use super::super::faults::Access;
+use super::super::shared::Shared;
 use super::route::RequestInfo;
 
 /// The largest request body accepted (kube-apiserver's limit is 3 MiB for most objects; Helm

@@ -16,13 +16,13 @@ use http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc};
 
-use super::Shared;
 use super::apply::{Manager, Operation};
 use super::engines;
 use super::errors::ApiError;
 use super::ops::{self, DeleteOpts, FieldValidation, Propagation, WriteOpts};
 use super::resources::ResourceInfo;
 use super::selector::{FieldSelector, LabelSelector};
+use super::shared::Shared;
 use super::store::{Change, EventType, Snapshot, Store};
 use super::table::{self, IncludeObject};
 use route::{RequestInfo, Route, Target};

@@ -7,10 +7,10 @@ use axum::response::{IntoResponse, Response};
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use super::super::Shared;
 use super::super::discovery;
 use super::super::errors::ApiError;
 use super::super::resources::ResourceInfo;
+use super::super::shared::Shared;
 use super::{Query, has_scale, json_response, parse_query};
 
 /// A parsed resource request.
