@@ -10,10 +10,10 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
 use super::apply::{Manager, Operation};
 use super::engines;
+use super::kinds;
 use super::ops::{self, DeleteOpts, Propagation, WriteOpts};
 use super::resources::ResourceInfo;
 use super::store::{Change, EventType, ObjectRef, Store};
@@ -25,7 +25,7 @@ fn meta<'a>(o: &'a Value, k: &str) -> &'a str {
 fn info_for(st: &Store, key: &str) -> Option<ResourceInfo> {
     st.resources
         .iter()
-        .find(|r| r.storage_key() == key && r.group != "events.k8s.io")
+        .find(|r| r.storage_key() == key && r.storage().is_none())
         .cloned()
 }
 
@@ -376,107 +376,6 @@ fn terminate_namespaces(st: &mut Store, work: &Work) -> bool {
     changed
 }
 
-/// The ReplicaSet name suffix a Deployment controller would derive from the pod template.
-fn template_hash(d: &Value) -> String {
-    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    let digest = Sha256::digest(d["spec"]["template"].to_string().as_bytes());
-    digest
-        .iter()
-        .take(10)
-        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
-        .collect()
-}
-
-fn condition(
-    old: &Value,
-    ty: &str,
-    status: &str,
-    reason: &str,
-    message: String,
-    now: &str,
-) -> Value {
-    let prev = old["status"]["conditions"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|c| c["type"] == ty);
-    let same = |k: &str, v: &str| prev.is_some_and(|p| p[k] == v);
-    let transition = if same("status", status) {
-        prev.map(|p| p["lastTransitionTime"].clone())
-            .unwrap_or(json!(now))
-    } else {
-        json!(now)
-    };
-    let update = if same("status", status)
-        && same("reason", reason)
-        && prev.is_some_and(|p| p["message"] == message)
-    {
-        prev.map(|p| p["lastUpdateTime"].clone())
-            .unwrap_or(json!(now))
-    } else {
-        json!(now)
-    };
-    json!({"type": ty, "status": status, "lastUpdateTime": update, "lastTransitionTime": transition, "reason": reason, "message": message})
-}
-
-/// The status a Deployment controller reports once its pods are (or are not) ready.
-pub fn desired_deployment_status(d: &Value, ready: bool, now: &str) -> Value {
-    let replicas = d["spec"]["replicas"].as_i64().unwrap_or(1);
-    let rs = format!("{}-{}", meta(d, "name"), template_hash(d));
-    let mut s = json!({"observedGeneration": d["metadata"]["generation"]});
-    if replicas > 0 {
-        s["replicas"] = json!(replicas);
-        s["updatedReplicas"] = json!(replicas);
-    }
-    let available = ready || replicas == 0;
-    if ready && replicas > 0 {
-        s["readyReplicas"] = json!(replicas);
-        s["availableReplicas"] = json!(replicas);
-    } else if replicas > 0 {
-        s["unavailableReplicas"] = json!(replicas);
-    }
-    let avail = if available {
-        condition(
-            d,
-            "Available",
-            "True",
-            "MinimumReplicasAvailable",
-            "Deployment has minimum availability.".into(),
-            now,
-        )
-    } else {
-        condition(
-            d,
-            "Available",
-            "False",
-            "MinimumReplicasUnavailable",
-            "Deployment does not have minimum availability.".into(),
-            now,
-        )
-    };
-    let progressing = if available {
-        condition(
-            d,
-            "Progressing",
-            "True",
-            "NewReplicaSetAvailable",
-            format!("ReplicaSet \"{rs}\" has successfully progressed."),
-            now,
-        )
-    } else {
-        condition(
-            d,
-            "Progressing",
-            "True",
-            "ReplicaSetUpdated",
-            format!("ReplicaSet \"{rs}\" is progressing."),
-            now,
-        )
-    };
-    s["conditions"] = json!([avail, progressing]);
-    s
-}
-
 fn deployment_status(st: &mut Store, ready: bool, which: &BTreeSet<(String, String)>) -> bool {
     if which.is_empty() {
         return false;
@@ -508,7 +407,7 @@ fn deployment_status(st: &mut Store, ready: bool, which: &BTreeSet<(String, Stri
         if d["metadata"]["deletionTimestamp"].is_string() {
             continue;
         }
-        let status = desired_deployment_status(&d, ready, &now);
+        let status = kinds::deployment::status(&d, ready, &now);
         if status == d["status"] {
             continue;
         }

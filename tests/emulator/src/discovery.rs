@@ -84,7 +84,7 @@ fn resource_entries(r: &ResourceInfo) -> Vec<Value> {
         out.push(json!({"name": format!("{}/status", r.plural), "singularName": "", "namespaced": r.namespaced,
             "kind": r.kind, "verbs": ["get", "patch", "update"]}));
     }
-    if r.group == "apps" && r.kind == "Deployment" {
+    if r.scale() {
         out.push(json!({"name": format!("{}/scale", r.plural), "singularName": "", "namespaced": true,
             "group": "autoscaling", "version": "v1", "kind": "Scale", "verbs": ["get", "patch", "update"]}));
     }
@@ -144,7 +144,7 @@ pub fn aggregated(resources: &[ResourceInfo], core: bool) -> Value {
                                 "responseKind": {"group": r.group, "version": r.version, "kind": r.kind},
                                 "verbs": ["get", "patch", "update"]}));
                         }
-                        if r.group == "apps" && r.kind == "Deployment" {
+                        if r.scale() {
                             subs.push(json!({"subresource": "scale",
                                 "responseKind": {"group": "autoscaling", "version": "v1", "kind": "Scale"},
                                 "verbs": ["get", "patch", "update"]}));

@@ -5,6 +5,7 @@ use serde_json::Value;
 
 use super::apply::{self, Manager};
 use super::errors::ApiError;
+use super::kinds;
 use super::schema;
 
 pub fn merge_patch(target: &Value, patch: &Value) -> Result<Value, ApiError> {
@@ -75,7 +76,7 @@ pub fn scale_to_parent(
 
 /// Merge information for a built-in kind, as the patch engines need it.
 pub fn builtin_schema(group: &str, version: &str, kind: &str) -> Option<Value> {
-    apply::builtin_schema(group, version, kind)
+    kinds::merge_schema(group, version, kind)
 }
 
 /// Merge information for a CRD version from its openAPIV3Schema.

@@ -7,18 +7,18 @@
 pub mod apply;
 pub mod schema;
 
-mod builtins;
 mod controllers;
 mod discovery;
 mod engines;
 pub mod errors;
 pub mod faults;
+mod kinds;
 mod ops;
 mod protobuf;
-mod rbac;
 mod resources;
 mod selector;
 mod server;
+mod shared;
 mod store;
 mod table;
 mod tls;
@@ -26,12 +26,13 @@ mod tls;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::Notify;
 
 pub use faults::{Access, ErrorRule, Faults, Matcher, RequestCounts};
+use shared::Shared;
 
 /// How to start an emulator.
 #[derive(Debug, Clone)]
@@ -64,25 +65,6 @@ impl Default for EmulatorOptions {
             bookmark_interval: Duration::from_secs(5),
             tls: false,
         }
-    }
-}
-
-pub(crate) struct Shared {
-    store: Mutex<store::Store>,
-    pub(crate) faults: Faults,
-    pub(crate) counts: RequestCounts,
-    pub(crate) token: Option<String>,
-    deployments_ready: AtomicBool,
-    /// Set when the readiness switch changed: every Deployment's status needs a fresh look.
-    recheck_deployments: AtomicBool,
-    pub(crate) wake: Notify,
-    pub(crate) bookmark_interval: Duration,
-    pub(crate) addr: String,
-}
-
-impl Shared {
-    pub(crate) fn store(&self) -> MutexGuard<'_, store::Store> {
-        self.store.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -130,9 +112,7 @@ impl Emulator {
             bookmark_interval: opts.bookmark_interval,
             addr: addr.to_string(),
         });
-        let app = axum::Router::new()
-            .fallback(server::handle)
-            .with_state(shared.clone());
+        let app = server::router(shared.clone());
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let stopped = async {
             let _ = stop_rx.await;

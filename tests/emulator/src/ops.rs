@@ -7,9 +7,9 @@ use std::sync::{Arc, LazyLock, Mutex};
 use serde_json::{Value, json};
 
 use super::apply::{Manager, Operation};
-use super::builtins;
 use super::engines::{self, CrdSchema};
 use super::errors::{ApiError, FieldError};
+use super::kinds;
 use super::resources::{self, ResourceInfo};
 use super::store::Store;
 
@@ -157,8 +157,7 @@ fn decode(
 ) -> Result<(Value, Vec<String>), ApiError> {
     let (mut obj, unknown) = if info.crd.is_some() {
         // metadata is decoded like any ObjectMeta, whatever the CRD says.
-        let meta_only = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": obj.get("metadata").cloned().unwrap_or(json!({}))});
-        builtins::decode("ConfigMap", "", &meta_only)?;
+        kinds::decode_metadata(&obj)?;
         let mut pruned = obj.clone();
         let unknown = match schema {
             Some(s) => {
@@ -170,7 +169,10 @@ fn decode(
         };
         (pruned, unknown)
     } else {
-        builtins::decode(&info.kind, &info.group, &obj)?
+        match info.builtin {
+            Some(k) => kinds::decode(k, &obj)?,
+            None => (obj, vec![]),
+        }
     };
     let mut warnings = vec![];
     if !unknown.is_empty() {
@@ -191,8 +193,8 @@ fn decode(
             FieldValidation::Ignore => {}
         }
     }
-    if info.group == "events.k8s.io" {
-        obj = builtins::event_to_core(&obj);
+    if let Some(s) = info.storage() {
+        obj = (s.to_stored)(&obj);
     }
     Ok((obj, warnings))
 }
@@ -202,8 +204,8 @@ fn defaults(info: &ResourceInfo, obj: &mut Value, schema: Option<&CrdSchema>) {
         if let Some(s) = schema {
             s.apply_defaults(obj);
         }
-    } else {
-        builtins::apply_defaults(&info.group, &info.kind, obj);
+    } else if let Some(k) = info.builtin {
+        (k.defaults)(obj);
     }
 }
 
@@ -216,11 +218,11 @@ fn validate(
     let name = meta_str(obj, "name");
     let mut errs: Vec<FieldError> = vec![];
     if old.is_none()
-        && let Some(m) = builtins::check_name(&info.group, &info.kind, name)
+        && let Some(m) = kinds::check_name(info.builtin, name)
     {
         errs.push(FieldError::invalid("metadata.name", json!(name), m));
     }
-    errs.extend(builtins::check_labels(
+    errs.extend(kinds::check_labels(
         &obj["metadata"]["labels"],
         "metadata.labels",
     ));
@@ -247,10 +249,10 @@ fn validate(
             ));
         }
     }
-    if info.crd.is_none() {
-        errs.extend(builtins::validate(&info.group, &info.kind, obj));
+    if let Some(k) = info.builtin {
+        (k.validate)(obj, &mut errs);
         if let Some(old) = old {
-            errs.extend(builtins::validate_update(&info.group, &info.kind, old, obj));
+            (k.validate_update)(old, obj, &mut errs);
         }
     }
     if !errs.is_empty() {
@@ -424,7 +426,7 @@ pub fn create(
         obj.as_object_mut().map(|o| o.remove("status"));
     }
     defaults(info, &mut obj, schema.as_deref());
-    if info.group.is_empty() && info.kind == "Service" {
+    if let Some(allocate) = info.builtin.and_then(|k| k.allocate) {
         let st = std::cell::RefCell::new(&mut *st);
         let mut ip = || st.borrow_mut().allocate_cluster_ip();
         let mut port = || {
@@ -437,7 +439,7 @@ pub fn create(
                 }
             }
         };
-        builtins::allocate_service(&mut obj, &mut ip, &mut port);
+        allocate(&mut obj, &mut ip, &mut port);
     }
     if info.kind == "CustomResourceDefinition" {
         crd_status(&mut obj);
@@ -507,10 +509,10 @@ pub fn update(
         ));
     }
     let (decoded, warnings) = decode(info, candidate, opts, schema.as_deref())?;
-    let stored_old = if info.group == "events.k8s.io" {
-        builtins::event_to_core(&builtins::event_from_core(&old))
-    } else {
-        old.clone()
+    // What the stored object keeps of what this version can say.
+    let stored_old = match info.storage() {
+        Some(s) => (s.to_stored)(&(s.from_stored)(&old)),
+        None => old.clone(),
     };
     let mut obj = if opts.subresource.as_deref() == Some("status") {
         let mut o = stored_old.clone();
@@ -559,7 +561,9 @@ pub fn update(
     }
     if opts.subresource.is_none() {
         defaults(info, &mut obj, schema.as_deref());
-        builtins::carry_allocated(&info.group, &info.kind, &old, &mut obj);
+        if let Some(k) = info.builtin {
+            (k.carry_allocated)(&old, &mut obj);
+        }
     }
     if info.kind == "CustomResourceDefinition" {
         obj["status"] = old["status"].clone();

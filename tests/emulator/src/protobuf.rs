@@ -1,36 +1,28 @@
 //! Decoding of the Kubernetes protobuf wire format for the kinds whose typed clients send it
 //! (Helm's release Secrets, `kubectl create configmap|secret|namespace|serviceaccount|deployment|
-//! poddisruptionbudget`).
+//! service|ingress|poddisruptionbudget`, `kubectl autoscale`).
+//!
+//! What no table describes is refused with 415 and a message naming the kind and the field, never
+//! dropped. Go's encoder writes every non-pointer field whether set or not, so an unknown field
+//! holding its zero value (0, "", a message of zeros such as an empty `status`) is accepted as
+//! unset: that is all `kubectl create` sends beyond the tables (verified with the flags of the
+//! `kubectl_create_flags_reach_the_stored_object` conformance test). The one thing this cannot
+//! tell apart is a Go pointer field without a table entry explicitly set to 0 or false.
 //!
 //! Responses stay JSON: those clients accept `application/json` as well.
 
 use base64::Engine;
 use serde_json::{Map, Value, json};
 
+use super::kinds::{self, Proto, ProtoField};
+
 /// The envelope every protobuf body starts with.
 const MAGIC: &[u8] = b"k8s\0";
 
-#[derive(Clone, Copy)]
-enum Ty {
-    Str,
-    Int,
-    Bool,
-    Time,
-    Msg(&'static str),
-    StrMap,
-    BytesMap,
-    StrList,
-    MsgList(&'static str),
-    /// An embedded struct whose fields JSON inlines into the parent (IngressRule's value).
-    Inline(&'static str),
-    IntOrString,
-    /// A `*IntOrString`: present means set, so an int 0 is kept (PodDisruptionBudget bounds).
-    IntOrStringPtr,
-}
-
-/// (field number, JSON name, type) per message, from k8s.io/api's generated.proto.
-fn fields(message: &str) -> &'static [(u64, &'static str, Ty)] {
-    use Ty::*;
+/// (field number, JSON name, type) per message, from k8s.io/api's generated.proto: the messages
+/// kinds share here, each kind's own in its file under `kinds/`.
+fn fields(message: &str) -> &'static [ProtoField] {
+    use Proto::*;
     match message {
         "ObjectMeta" => &[
             (1, "name", Str),
@@ -55,45 +47,6 @@ fn fields(message: &str) -> &'static [(u64, &'static str, Ty)] {
             (6, "controller", Bool),
             (7, "blockOwnerDeletion", Bool),
         ],
-        "Secret" => &[
-            (1, "metadata", Msg("ObjectMeta")),
-            (2, "data", BytesMap),
-            (3, "type", Str),
-            (4, "stringData", StrMap),
-            (5, "immutable", Bool),
-        ],
-        "ConfigMap" => &[
-            (1, "metadata", Msg("ObjectMeta")),
-            (2, "data", StrMap),
-            (3, "binaryData", BytesMap),
-            (4, "immutable", Bool),
-        ],
-        "Namespace" => &[
-            (1, "metadata", Msg("ObjectMeta")),
-            (2, "spec", Msg("NamespaceSpec")),
-        ],
-        "NamespaceSpec" => &[(1, "finalizers", StrList)],
-        "ServiceAccount" => &[
-            (1, "metadata", Msg("ObjectMeta")),
-            (2, "secrets", MsgList("ObjectReference")),
-            (3, "imagePullSecrets", MsgList("LocalObjectReference")),
-            (4, "automountServiceAccountToken", Bool),
-        ],
-        "Deployment" => &[
-            (1, "metadata", Msg("ObjectMeta")),
-            (2, "spec", Msg("DeploymentSpec")),
-        ],
-        "DeploymentSpec" => &[
-            (1, "replicas", Int),
-            (2, "selector", Msg("LabelSelector")),
-            (3, "template", Msg("PodTemplateSpec")),
-            (4, "strategy", Msg("DeploymentStrategy")),
-            (5, "minReadySeconds", Int),
-            (6, "revisionHistoryLimit", Int),
-            (7, "paused", Bool),
-            (9, "progressDeadlineSeconds", Int),
-        ],
-        "DeploymentStrategy" => &[(1, "type", Str)],
         "LabelSelector" => &[
             (1, "matchLabels", StrMap),
             (2, "matchExpressions", MsgList("LabelSelectorRequirement")),
@@ -102,17 +55,6 @@ fn fields(message: &str) -> &'static [(u64, &'static str, Ty)] {
             (1, "key", Str),
             (2, "operator", Str),
             (3, "values", StrList),
-        ],
-        // policy/v1, as `kubectl create poddisruptionbudget` sends it.
-        "PodDisruptionBudget" => &[
-            (1, "metadata", Msg("ObjectMeta")),
-            (2, "spec", Msg("PodDisruptionBudgetSpec")),
-        ],
-        "PodDisruptionBudgetSpec" => &[
-            (1, "minAvailable", IntOrStringPtr),
-            (2, "selector", Msg("LabelSelector")),
-            (3, "maxUnavailable", IntOrStringPtr),
-            (4, "unhealthyPodEvictionPolicy", Str),
         ],
         "PodTemplateSpec" => &[
             (1, "metadata", Msg("ObjectMeta")),
@@ -145,60 +87,10 @@ fn fields(message: &str) -> &'static [(u64, &'static str, Ty)] {
             (4, "protocol", Str),
         ],
         "EnvVar" => &[(1, "name", Str), (2, "value", Str)],
-        "Service" => &[
-            (1, "metadata", Msg("ObjectMeta")),
-            (2, "spec", Msg("ServiceSpec")),
-        ],
-        "ServiceSpec" => &[
-            (1, "ports", MsgList("ServicePort")),
-            (2, "selector", StrMap),
-            (3, "clusterIP", Str),
-            (4, "type", Str),
-            (5, "externalIPs", StrList),
-            (7, "sessionAffinity", Str),
-            (10, "externalName", Str),
-        ],
-        "ServicePort" => &[
-            (1, "name", Str),
-            (2, "protocol", Str),
-            (3, "port", Int),
-            (4, "targetPort", IntOrString),
-            (5, "nodePort", Int),
-            (6, "appProtocol", Str),
-        ],
-        "Ingress" => &[
-            (1, "metadata", Msg("ObjectMeta")),
-            (2, "spec", Msg("IngressSpec")),
-        ],
-        "IngressSpec" => &[
-            (1, "defaultBackend", Msg("IngressBackend")),
-            (2, "tls", MsgList("IngressTLS")),
-            (3, "rules", MsgList("IngressRule")),
-            (4, "ingressClassName", Str),
-        ],
-        "IngressTLS" => &[(1, "hosts", StrList), (2, "secretName", Str)],
-        "IngressRule" => &[(1, "host", Str), (2, "", Inline("IngressRuleValue"))],
-        "IngressRuleValue" => &[(1, "http", Msg("HTTPIngressRuleValue"))],
-        "HTTPIngressRuleValue" => &[(1, "paths", MsgList("HTTPIngressPath"))],
-        "HTTPIngressPath" => &[
-            (1, "path", Str),
-            (2, "backend", Msg("IngressBackend")),
-            (3, "pathType", Str),
-        ],
-        "IngressBackend" => &[(4, "service", Msg("IngressServiceBackend"))],
-        "IngressServiceBackend" => &[(1, "name", Str), (2, "port", Msg("ServiceBackendPort"))],
-        "ServiceBackendPort" => &[(1, "name", Str), (2, "number", Int)],
         "IntOrString" => &[(1, "type", Int), (2, "intVal", Int), (3, "strVal", Str)],
-        "ObjectReference" => &[
-            (1, "kind", Str),
-            (2, "namespace", Str),
-            (3, "name", Str),
-            (4, "uid", Str),
-        ],
-        "LocalObjectReference" => &[(1, "name", Str)],
         "Time" => &[(1, "seconds", Int), (2, "nanos", Int)],
         "TypeMeta" => &[(1, "apiVersion", Str), (2, "kind", Str)],
-        _ => &[],
+        _ => kinds::protobuf_message(message).unwrap_or(&[]),
     }
 }
 
@@ -223,12 +115,18 @@ impl<'a> Reader<'a> {
 
     fn bytes(&mut self) -> Option<&'a [u8]> {
         let n = self.varint()? as usize;
-        let s = self.b.get(self.i..self.i + n)?;
+        let s = self.b.get(self.i..self.i.checked_add(n)?)?;
         self.i += n;
         Some(s)
     }
 
-    /// The next (field number, wire value); fixed-width values are skipped.
+    fn fixed(&mut self, n: usize) -> Option<u64> {
+        let s = self.b.get(self.i..self.i.checked_add(n)?)?;
+        self.i += n;
+        Some(s.iter().rev().fold(0, |v, b| (v << 8) | u64::from(*b)))
+    }
+
+    /// The next (field number, wire value); None when the bytes are not protobuf.
     fn next(&mut self) -> Option<Option<(u64, Wire<'a>)>> {
         if self.i >= self.b.len() {
             return Some(None);
@@ -238,14 +136,8 @@ impl<'a> Reader<'a> {
         let v = match wire {
             0 => Wire::Varint(self.varint()?),
             2 => Wire::Len(self.bytes()?),
-            1 => {
-                self.i += 8;
-                Wire::Skip
-            }
-            5 => {
-                self.i += 4;
-                Wire::Skip
-            }
+            1 => Wire::Fixed(self.fixed(8)?),
+            5 => Wire::Fixed(self.fixed(4)?),
             _ => return None,
         };
         Some(Some((field, v)))
@@ -255,13 +147,98 @@ impl<'a> Reader<'a> {
 enum Wire<'a> {
     Varint(u64),
     Len(&'a [u8]),
-    Skip,
+    Fixed(u64),
 }
 
-fn map_entry(b: &[u8], bytes_value: bool) -> Option<(String, Value)> {
+impl Wire<'_> {
+    /// Whether this is what Go writes for an unset non-pointer field: 0, "", or a message whose
+    /// fields are all such zeros (an empty `status`, `resources`, `strategy`).
+    fn is_zero(&self) -> bool {
+        match self {
+            Wire::Varint(v) | Wire::Fixed(v) => *v == 0,
+            Wire::Len(s) => {
+                let mut r = Reader { b: s, i: 0 };
+                loop {
+                    match r.next() {
+                        Some(None) => return true,
+                        Some(Some((_, w))) if w.is_zero() => {}
+                        _ => return false,
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Why a protobuf body could not be decoded.
+#[derive(Debug)]
+enum Undecodable {
+    /// The bytes are not a Kubernetes protobuf envelope.
+    Malformed,
+    /// The envelope holds a kind this emulator has no table for.
+    Kind(String),
+    /// A field with a value that no table entry describes; `path` is filled in on the way out.
+    Field {
+        message: String,
+        number: u64,
+        path: Vec<String>,
+    },
+}
+
+impl Undecodable {
+    fn field(message: &str, number: u64) -> Self {
+        Undecodable::Field {
+            message: message.to_string(),
+            number,
+            path: Vec::new(),
+        }
+    }
+
+    /// Prepends the JSON path segment of the enclosing field, for the message.
+    fn within(mut self, segment: impl FnOnce() -> String) -> Self {
+        if let Undecodable::Field { path, .. } = &mut self {
+            path.push(segment());
+        }
+        self
+    }
+
+    /// The message of the 415 Status: which kind and which field the emulator could not decode.
+    fn message(&self, kind: &str) -> String {
+        const ACCEPTED: &str = "accepted media types include: application/json, application/yaml";
+        match self {
+            Undecodable::Malformed => {
+                format!("the body of the request was in an unknown format - {ACCEPTED}")
+            }
+            Undecodable::Kind(k) => format!(
+                "the emulator cannot decode {k} from protobuf (it has no field table for the kind) - {ACCEPTED}"
+            ),
+            Undecodable::Field {
+                message,
+                number,
+                path,
+            } => {
+                let at: Vec<&str> = path.iter().rev().map(String::as_str).collect();
+                let at = if at.is_empty() {
+                    String::new()
+                } else {
+                    format!(" at {}", at.join("").trim_start_matches('.'))
+                };
+                format!(
+                    "the emulator cannot decode field {number} of protobuf message {message}{at} in this {kind}, so it refuses the object rather than drop the field - {ACCEPTED}"
+                )
+            }
+        }
+    }
+}
+
+fn malformed<T>(v: Option<T>) -> Result<T, Undecodable> {
+    v.ok_or(Undecodable::Malformed)
+}
+
+fn map_entry(b: &[u8], bytes_value: bool) -> Result<(String, Value), Undecodable> {
     let mut r = Reader { b, i: 0 };
     let (mut k, mut v) = (String::new(), json!(""));
-    while let Some((f, w)) = r.next()? {
+    while let Some((f, w)) = malformed(r.next())? {
         if let Wire::Len(s) = w {
             match f {
                 1 => k = String::from_utf8_lossy(s).into_owned(),
@@ -271,7 +248,7 @@ fn map_entry(b: &[u8], bytes_value: bool) -> Option<(String, Value)> {
             }
         }
     }
-    Some((k, v))
+    Ok((k, v))
 }
 
 /// Go pointer fields: present on the wire only when set, so their zero values are meant.
@@ -286,29 +263,37 @@ const KEEP_ZERO: &[&str] = &[
     "automountServiceAccountToken",
     "controller",
     "blockOwnerDeletion",
+    "minReplicas",
+    "targetCPUUtilizationPercentage",
 ];
 
-fn message(b: &[u8], name: &str) -> Option<Value> {
+fn message(b: &[u8], name: &str) -> Result<Value, Undecodable> {
     let schema = fields(name);
     let mut out = Map::new();
     let mut r = Reader { b, i: 0 };
-    while let Some((f, w)) = r.next()? {
+    while let Some((f, w)) = malformed(r.next())? {
         let Some((_, key, ty)) = schema.iter().find(|(n, _, _)| *n == f) else {
-            continue;
+            // Go's encoder writes every non-pointer field, set or not: an unknown field carrying
+            // its zero value says nothing. Anything else would be lost, so it is refused.
+            if w.is_zero() {
+                continue;
+            }
+            return Err(Undecodable::field(name, f));
         };
         let key = key.to_string();
+        let within = |e: Undecodable| e.within(|| format!(".{key}"));
         match (ty, w) {
-            (Ty::Str, Wire::Len(s)) if !s.is_empty() => {
+            (Proto::Str, Wire::Len(s)) if !s.is_empty() => {
                 out.insert(key, json!(String::from_utf8_lossy(s)));
             }
-            (Ty::Int, Wire::Varint(v)) if v != 0 || KEEP_ZERO.contains(&key.as_str()) => {
+            (Proto::Int, Wire::Varint(v)) if v != 0 || KEEP_ZERO.contains(&key.as_str()) => {
                 out.insert(key, json!(v as i64));
             }
-            (Ty::Bool, Wire::Varint(v)) if v != 0 || KEEP_ZERO.contains(&key.as_str()) => {
+            (Proto::Bool, Wire::Varint(v)) if v != 0 || KEEP_ZERO.contains(&key.as_str()) => {
                 out.insert(key, json!(v != 0));
             }
-            (Ty::Time, Wire::Len(s)) => {
-                let t = message(s, "Time")?;
+            (Proto::Time, Wire::Len(s)) => {
+                let t = message(s, "Time").map_err(within)?;
                 let secs = t["seconds"].as_i64().unwrap_or(0);
                 if secs != 0
                     && let Ok(ts) = jiff::Timestamp::from_second(secs)
@@ -316,16 +301,17 @@ fn message(b: &[u8], name: &str) -> Option<Value> {
                     out.insert(key, json!(ts.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()));
                 }
             }
-            (Ty::Msg(m), Wire::Len(s)) => {
-                out.insert(key, message(s, m)?);
+            (Proto::Msg(m), Wire::Len(s)) => {
+                let v = message(s, m).map_err(within)?;
+                out.insert(key, v);
             }
-            (Ty::Inline(m), Wire::Len(s)) => {
+            (Proto::Inline(m), Wire::Len(s)) => {
                 if let Value::Object(inner) = message(s, m)? {
                     out.extend(inner);
                 }
             }
-            (Ty::IntOrString, Wire::Len(s)) => {
-                let v = message(s, "IntOrString")?;
+            (Proto::IntOrString, Wire::Len(s)) => {
+                let v = message(s, "IntOrString").map_err(within)?;
                 // The zero value (int 0) means unset, as defaulting reads it.
                 match (
                     v["type"].as_i64(),
@@ -341,64 +327,68 @@ fn message(b: &[u8], name: &str) -> Option<Value> {
                     _ => {}
                 }
             }
-            (Ty::IntOrStringPtr, Wire::Len(s)) => {
-                let v = message(s, "IntOrString")?;
+            (Proto::IntOrStringPtr, Wire::Len(s)) => {
+                let v = message(s, "IntOrString").map_err(within)?;
                 match (v["type"].as_i64(), v["strVal"].as_str()) {
                     (Some(1), Some(text)) => out.insert(key, json!(text)),
                     _ => out.insert(key, json!(v["intVal"].as_i64().unwrap_or(0))),
                 };
             }
-            (Ty::MsgList(m), Wire::Len(s)) => {
-                let item = message(s, m)?;
-                out.entry(key)
-                    .or_insert_with(|| json!([]))
-                    .as_array_mut()?
-                    .push(item);
+            (Proto::MsgList(m), Wire::Len(s)) => {
+                let list = out.entry(key.clone()).or_insert_with(|| json!([]));
+                let index = list.as_array().map_or(0, Vec::len);
+                let item = message(s, m).map_err(|e| e.within(|| format!(".{key}[{index}]")))?;
+                if let Some(list) = list.as_array_mut() {
+                    list.push(item);
+                }
             }
-            (Ty::StrList, Wire::Len(s)) => {
-                out.entry(key)
-                    .or_insert_with(|| json!([]))
-                    .as_array_mut()?
-                    .push(json!(String::from_utf8_lossy(s)));
+            (Proto::StrList, Wire::Len(s)) => {
+                if let Some(list) = out.entry(key).or_insert_with(|| json!([])).as_array_mut() {
+                    list.push(json!(String::from_utf8_lossy(s)));
+                }
             }
-            (Ty::StrMap | Ty::BytesMap, Wire::Len(s)) => {
-                let (k, v) = map_entry(s, matches!(ty, Ty::BytesMap))?;
-                out.entry(key)
-                    .or_insert_with(|| json!({}))
-                    .as_object_mut()?
-                    .insert(k, v);
+            (Proto::StrMap | Proto::BytesMap, Wire::Len(s)) => {
+                let (k, v) = map_entry(s, matches!(ty, Proto::BytesMap))?;
+                if let Some(map) = out.entry(key).or_insert_with(|| json!({})).as_object_mut() {
+                    map.insert(k, v);
+                }
             }
-            _ => {}
+            // A zero where the table expects it unset (an empty string, a false bool).
+            (_, w) if w.is_zero() => {}
+            // A wire type the table does not expect for this field.
+            _ => return Err(Undecodable::field(name, f)),
         }
     }
-    Some(Value::Object(out))
+    Ok(Value::Object(out))
 }
 
-/// Decodes a protobuf request body into the JSON object it stands for; None when it is not one
-/// this emulator understands.
-pub fn decode(body: &[u8]) -> Option<Value> {
-    let rest = body.strip_prefix(MAGIC)?;
+/// Decodes a protobuf request body into the JSON object it stands for, or gives the message of the
+/// 415 that refuses it: a kind or a field with a value that no table here describes is refused,
+/// never dropped.
+pub fn decode(body: &[u8]) -> Result<Value, String> {
+    let refuse = |e: Undecodable| e.message("object");
+    let rest = malformed(body.strip_prefix(MAGIC)).map_err(refuse)?;
     let mut r = Reader { b: rest, i: 0 };
     let (mut type_meta, mut raw) = (None, None);
-    while let Some((f, w)) = r.next()? {
+    while let Some((f, w)) = malformed(r.next()).map_err(refuse)? {
         match (f, w) {
-            (1, Wire::Len(s)) => type_meta = message(s, "TypeMeta"),
+            (1, Wire::Len(s)) => type_meta = Some(message(s, "TypeMeta").map_err(refuse)?),
             (2, Wire::Len(s)) => raw = Some(s),
             _ => {}
         }
     }
-    let tm = type_meta?;
-    let kind = tm["kind"].as_str()?.to_string();
+    let tm = malformed(type_meta).map_err(refuse)?;
+    let kind = malformed(tm["kind"].as_str()).map_err(refuse)?.to_string();
     if fields(&kind).is_empty() {
-        return None;
+        return Err(Undecodable::Kind(kind).message("object"));
     }
-    let mut obj = message(raw.unwrap_or_default(), &kind)?;
+    let mut obj = message(raw.unwrap_or_default(), &kind).map_err(|e| e.message(&kind))?;
     obj["apiVersion"] = tm["apiVersion"].clone();
     obj["kind"] = json!(kind);
     if obj.get("metadata").is_none() {
         obj["metadata"] = json!({});
     }
-    Some(obj)
+    Ok(obj)
 }
 
 #[cfg(test)]
@@ -406,7 +396,12 @@ mod tests {
     use super::*;
 
     fn field(n: u64, wire: u64, payload: &[u8]) -> Vec<u8> {
-        let mut out = vec![((n << 3) | wire) as u8];
+        let (mut out, mut key) = (Vec::new(), (n << 3) | wire);
+        while key >= 0x80 {
+            out.push((key as u8) | 0x80);
+            key >>= 7;
+        }
+        out.push(key as u8);
         if wire == 2 {
             out.push(payload.len() as u8);
         }
@@ -441,6 +436,53 @@ mod tests {
             decode(&body).unwrap(),
             json!({"apiVersion": "v1", "kind": "Secret", "type": "helm.sh/release.v1",
                 "metadata": {"name": "rel", "labels": {"owner": "helm"}}, "data": {"release": "AAE="}})
+        );
+    }
+
+    fn deployment(spec: &[u8], status: &[u8]) -> Vec<u8> {
+        let meta = field(1, 2, b"web");
+        let deployment = [field(1, 2, &meta), field(2, 2, spec), field(3, 2, status)].concat();
+        let tm = [field(1, 2, b"apps/v1"), field(2, 2, b"Deployment")].concat();
+        [MAGIC.to_vec(), field(1, 2, &tm), field(2, 2, &deployment)].concat()
+    }
+
+    #[test]
+    fn zero_values_of_unknown_fields_are_what_go_always_writes() {
+        // DeploymentSpec.strategy {}, an empty status with zero counters, PodSpec.hostNetwork false.
+        let pod = [field(11, 0, &[0]), field(9, 2, b"")].concat();
+        let template = field(2, 2, &pod);
+        let spec = [field(1, 0, &[0]), field(3, 2, &template), field(4, 2, b"")].concat();
+        let status = [field(1, 0, &[0]), field(2, 0, &[0])].concat();
+        assert_eq!(
+            decode(&deployment(&spec, &status)).unwrap(),
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+                "spec": {"replicas": 0, "strategy": {}, "template": {"spec": {}}}})
+        );
+    }
+
+    #[test]
+    fn an_unknown_field_with_a_value_is_refused_with_where_it_was() {
+        // A container with field 99 set: no table entry, so the object is refused, not thinned.
+        let container = [field(1, 2, b"web"), field(99, 2, b"surprise")].concat();
+        let pod = field(2, 2, &container);
+        let spec = field(3, 2, &field(2, 2, &pod));
+        let err = decode(&deployment(&spec, b"")).unwrap_err();
+        assert_eq!(
+            err,
+            "the emulator cannot decode field 99 of protobuf message Container at \
+             spec.template.spec.containers[0] in this Deployment, so it refuses the object rather \
+             than drop the field - accepted media types include: application/json, application/yaml"
+        );
+        let tm = [
+            field(1, 2, b"rbac.authorization.k8s.io/v1"),
+            field(2, 2, b"RoleBinding"),
+        ]
+        .concat();
+        let body = [MAGIC.to_vec(), field(1, 2, &tm)].concat();
+        assert!(
+            decode(&body)
+                .unwrap_err()
+                .starts_with("the emulator cannot decode RoleBinding from protobuf"),
         );
     }
 }

@@ -5,6 +5,7 @@ use std::sync::{Arc, OnceLock};
 use serde_json::Value;
 
 use super::engines::CrdSchema;
+use super::kinds::{self, Kind, Storage};
 
 /// What a CRD version adds to a served resource.
 #[derive(Debug, Clone)]
@@ -63,6 +64,8 @@ pub struct ResourceInfo {
     pub status: bool,
     /// Keeps `metadata.generation`.
     pub generation: bool,
+    /// A built-in kind's table (None for a CRD's resources).
+    pub builtin: Option<&'static Kind>,
     pub crd: Option<Arc<CrdVersion>>,
 }
 
@@ -84,254 +87,51 @@ impl ResourceInfo {
         }
     }
 
-    /// Where objects live; core and events.k8s.io Events share one store like on a real cluster.
+    /// Where objects live; versions stored as another's objects share its store, as on a real
+    /// cluster (core and events.k8s.io Events; autoscaling v1 and v2).
     pub fn storage_key(&self) -> String {
-        if self.group == "events.k8s.io" && self.plural == "events" {
-            "/events".to_string()
-        } else {
-            format!("{}/{}", self.group, self.plural)
+        match self.storage() {
+            Some(s) => s.key.to_string(),
+            None => format!("{}/{}", self.group, self.plural),
         }
     }
 
-    pub fn verbs(&self) -> Vec<&'static str> {
-        let mut v = vec![
-            "create",
-            "delete",
-            "deletecollection",
-            "get",
-            "list",
-            "patch",
-            "update",
-            "watch",
-        ];
-        if self.kind == "Namespace" {
-            v.retain(|x| *x != "deletecollection");
-        }
-        v
+    /// How this version is converted to and from the storage version, when it is not that version.
+    pub fn storage(&self) -> Option<Storage> {
+        self.builtin.and_then(|k| k.storage)
+    }
+
+    pub fn verbs(&self) -> &'static [&'static str] {
+        self.builtin.unwrap_or(&Kind::BASE).verbs
+    }
+
+    /// Has a `scale` subresource.
+    pub fn scale(&self) -> bool {
+        self.builtin.is_some_and(|k| k.scale)
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn builtin(
-    group: &str,
-    version: &str,
-    kind: &str,
-    plural: &str,
-    namespaced: bool,
-    short: &[&str],
-    categories: &[&str],
-    status: bool,
-    generation: bool,
-) -> ResourceInfo {
-    ResourceInfo {
-        group: group.into(),
-        version: version.into(),
-        kind: kind.into(),
-        list_kind: format!("{kind}List"),
-        plural: plural.into(),
-        singular: kind.to_lowercase(),
-        namespaced,
-        short_names: short.iter().map(|s| s.to_string()).collect(),
-        categories: categories.iter().map(|s| s.to_string()).collect(),
-        status,
-        generation,
-        crd: None,
-    }
-}
-
-/// The built-in kinds this emulator serves.
+/// The built-in kinds this emulator serves, from their tables under `kinds/`.
 pub fn builtins() -> Vec<ResourceInfo> {
-    vec![
-        builtin(
-            "",
-            "v1",
-            "Namespace",
-            "namespaces",
-            false,
-            &["ns"],
-            &[],
-            true,
-            false,
-        ),
-        builtin(
-            "",
-            "v1",
-            "ConfigMap",
-            "configmaps",
-            true,
-            &["cm"],
-            &[],
-            false,
-            false,
-        ),
-        builtin("", "v1", "Secret", "secrets", true, &[], &[], false, false),
-        builtin(
-            "",
-            "v1",
-            "Service",
-            "services",
-            true,
-            &["svc"],
-            &["all"],
-            true,
-            false,
-        ),
-        builtin(
-            "",
-            "v1",
-            "ServiceAccount",
-            "serviceaccounts",
-            true,
-            &["sa"],
-            &[],
-            false,
-            false,
-        ),
-        builtin(
-            "",
-            "v1",
-            "Event",
-            "events",
-            true,
-            &["ev"],
-            &[],
-            false,
-            false,
-        ),
-        builtin(
-            "apps",
-            "v1",
-            "Deployment",
-            "deployments",
-            true,
-            &["deploy"],
-            &["all"],
-            true,
-            true,
-        ),
-        builtin(
-            "networking.k8s.io",
-            "v1",
-            "Ingress",
-            "ingresses",
-            true,
-            &["ing"],
-            &[],
-            true,
-            true,
-        ),
-        builtin(
-            "policy",
-            "v1",
-            "PodDisruptionBudget",
-            "poddisruptionbudgets",
-            true,
-            &["pdb"],
-            &[],
-            true,
-            true,
-        ),
-        // kube-apiserver's HorizontalPodAutoscaler strategy does not track generation.
-        builtin(
-            "autoscaling",
-            "v2",
-            "HorizontalPodAutoscaler",
-            "horizontalpodautoscalers",
-            true,
-            &["hpa"],
-            &["all"],
-            true,
-            false,
-        ),
-        builtin(
-            "networking.k8s.io",
-            "v1",
-            "IngressClass",
-            "ingressclasses",
-            false,
-            &[],
-            &[],
-            false,
-            false,
-        ),
-        builtin(
-            "coordination.k8s.io",
-            "v1",
-            "Lease",
-            "leases",
-            true,
-            &[],
-            &[],
-            false,
-            false,
-        ),
-        builtin(
-            "rbac.authorization.k8s.io",
-            "v1",
-            "ClusterRole",
-            "clusterroles",
-            false,
-            &[],
-            &[],
-            false,
-            false,
-        ),
-        builtin(
-            "rbac.authorization.k8s.io",
-            "v1",
-            "ClusterRoleBinding",
-            "clusterrolebindings",
-            false,
-            &[],
-            &[],
-            false,
-            false,
-        ),
-        builtin(
-            "rbac.authorization.k8s.io",
-            "v1",
-            "Role",
-            "roles",
-            true,
-            &[],
-            &[],
-            false,
-            false,
-        ),
-        builtin(
-            "rbac.authorization.k8s.io",
-            "v1",
-            "RoleBinding",
-            "rolebindings",
-            true,
-            &[],
-            &[],
-            false,
-            false,
-        ),
-        builtin(
-            "events.k8s.io",
-            "v1",
-            "Event",
-            "events",
-            true,
-            &["ev"],
-            &[],
-            false,
-            false,
-        ),
-        builtin(
-            "apiextensions.k8s.io",
-            "v1",
-            "CustomResourceDefinition",
-            "customresourcedefinitions",
-            false,
-            &["crd", "crds"],
-            &["api-extensions"],
-            true,
-            true,
-        ),
-    ]
+    let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect();
+    kinds::KINDS
+        .iter()
+        .map(|k| ResourceInfo {
+            group: k.group.into(),
+            version: k.version.into(),
+            kind: k.kind.into(),
+            list_kind: format!("{}List", k.kind),
+            plural: k.plural.into(),
+            singular: k.kind.to_lowercase(),
+            namespaced: k.namespaced,
+            short_names: strings(k.short_names),
+            categories: strings(k.categories),
+            status: k.status,
+            generation: k.generation,
+            builtin: Some(*k),
+            crd: None,
+        })
+        .collect()
 }
 
 /// The resources a CRD serves, one per served version. Fails with the reason when it cannot be served.
@@ -372,6 +172,7 @@ pub fn from_crd(crd: &Value) -> Vec<ResourceInfo> {
             categories: strs(&names["categories"]),
             status: v["subresources"]["status"].is_object(),
             generation: true,
+            builtin: None,
             crd: Some(Arc::new(CrdVersion {
                 crd_name: crd["metadata"]["name"].as_str().unwrap_or_default().into(),
                 schema: v["schema"].get("openAPIV3Schema").cloned(),

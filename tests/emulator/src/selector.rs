@@ -114,31 +114,9 @@ impl LabelSelector {
 #[derive(Debug, Clone, Default)]
 pub struct FieldSelector(Vec<(String, bool, String)>);
 
-/// The fields each kind can be selected on, beyond metadata.name and metadata.namespace.
-fn extra_fields(kind: &str) -> &'static [&'static str] {
-    match kind {
-        "Event" => &[
-            "involvedObject.kind",
-            "involvedObject.namespace",
-            "involvedObject.name",
-            "involvedObject.uid",
-            "involvedObject.apiVersion",
-            "involvedObject.resourceVersion",
-            "involvedObject.fieldPath",
-            "reason",
-            "reportingComponent",
-            "source",
-            "type",
-        ],
-        "Namespace" => &["status.phase"],
-        "Secret" => &["type"],
-        "Service" => &["spec.clusterIP", "spec.type"],
-        _ => &[],
-    }
-}
-
 impl FieldSelector {
-    pub fn parse(s: &str, kind: &str) -> Result<Self, String> {
+    /// `selectable` are the fields beyond `metadata.name` and `metadata.namespace` the kind supports.
+    pub fn parse(s: &str, selectable: &[&str]) -> Result<Self, String> {
         let mut out = vec![];
         for part in split_top(s) {
             let (k, eq, v) = if let Some((k, v)) = part.split_once("!=") {
@@ -153,8 +131,7 @@ impl FieldSelector {
                 ));
             };
             let k = k.trim();
-            if k != "metadata.name" && k != "metadata.namespace" && !extra_fields(kind).contains(&k)
-            {
+            if k != "metadata.name" && k != "metadata.namespace" && !selectable.contains(&k) {
                 return Err(format!("field label not supported: {k}"));
             }
             out.push((k.to_string(), eq, v.trim().to_string()));
@@ -219,11 +196,10 @@ mod tests {
     #[test]
     fn field_selectors_reject_unknown_fields() {
         assert_eq!(
-            FieldSelector::parse("spec.replicas=1", "Deployment").unwrap_err(),
+            FieldSelector::parse("spec.replicas=1", &[]).unwrap_err(),
             "field label not supported: spec.replicas"
         );
-        let s =
-            FieldSelector::parse("metadata.name=web,metadata.namespace!=x", "Deployment").unwrap();
+        let s = FieldSelector::parse("metadata.name=web,metadata.namespace!=x", &[]).unwrap();
         assert!(s.matches(&json!({"metadata": {"name": "web", "namespace": "y"}})));
         assert!(!s.matches(&json!({"metadata": {"name": "web", "namespace": "x"}})));
     }

@@ -325,6 +325,17 @@ async fn events_from_events_k8s_io_show_in_kubectl_describe() {
         .unwrap();
     assert_eq!(core.message.as_deref(), Some("the emulator keeps events"));
     assert_eq!(core.involved_object.name.as_deref(), Some("described"));
+    // And back through events.k8s.io, as it was written.
+    let back = env
+        .api::<k8s_openapi::api::events::v1::Event>()
+        .get("described.1")
+        .await
+        .unwrap();
+    assert_eq!(back.note.as_deref(), Some("the emulator keeps events"));
+    assert_eq!(
+        back.regarding.and_then(|r| r.name).as_deref(),
+        Some("described")
+    );
     let out = env
         .kubectl(&["describe", "configmap", "described"])
         .await

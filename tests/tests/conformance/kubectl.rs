@@ -403,3 +403,197 @@ async fn kubectl_creates_disruption_budgets() {
     );
     env.finish().await;
 }
+
+/// `kubectl create` sends these kinds as protobuf; every flag must reach the stored object (a field
+/// the server cannot decode is refused with 415, never dropped).
+#[tokio::test]
+async fn kubectl_create_flags_reach_the_stored_object() {
+    let env = TestEnv::new("kubectl_create_flags").await;
+    let other = format!("{}-made", env.namespace);
+    let creates: &[&[&str]] = &[
+        &[
+            "deployment",
+            "web",
+            "--image=nginx:1.27",
+            "--port=8080",
+            "--replicas=0",
+        ],
+        &["deployment", "dry", "--image=nginx", "--dry-run=server"],
+        &["service", "clusterip", "web", "--tcp=80:8080"],
+        &["service", "loadbalancer", "lb", "--tcp=443:https"],
+        &[
+            "service",
+            "externalname",
+            "ext",
+            "--external-name=example.com",
+        ],
+        &[
+            "ingress",
+            "web",
+            "--class=nginx",
+            "--rule=web.example.com/app*=web:80,tls=web-tls",
+            "--default-backend=web:http",
+            "--annotation=team=blue",
+        ],
+        &[
+            "poddisruptionbudget",
+            "web",
+            "--selector=app=web",
+            "--min-available=0",
+        ],
+        &[
+            "configmap",
+            "cfg",
+            "--from-literal=a=1",
+            "--from-literal=b=",
+        ],
+        &[
+            "secret",
+            "generic",
+            "sec",
+            "--from-literal=user=admin",
+            "--type=custom/kind",
+        ],
+        &[
+            "secret",
+            "docker-registry",
+            "pull",
+            "--docker-server=registry.example.com",
+            "--docker-username=u",
+            "--docker-password=p",
+        ],
+        &["serviceaccount", "robot"],
+        &["namespace", &other],
+    ];
+    for args in creates {
+        let full: Vec<&str> = std::iter::once("create")
+            .chain(args.iter().copied())
+            .collect();
+        env.kubectl(&full).await.expect_ok();
+    }
+    let get = |what: &'static str, path: &'static str| {
+        let env = &env;
+        async move {
+            env.kubectl(&["get", what, "-o", &format!("jsonpath={path}")])
+                .await
+                .expect_ok()
+        }
+    };
+    let deploy = get(
+        "deployment/web",
+        "{.spec.replicas} {.spec.template.spec.containers[0].image} {.spec.template.spec.containers[0].ports[0].containerPort}",
+    );
+    assert_eq!(deploy.await, "0 nginx:1.27 8080");
+    let dry = env
+        .kubectl(&["get", "deployment", "dry"])
+        .await
+        .expect_err();
+    assert!(
+        dry.contains("NotFound") || dry.contains("not found"),
+        "{dry}"
+    );
+    assert_eq!(
+        get(
+            "service/web",
+            "{.spec.type} {.spec.ports[0].port} {.spec.ports[0].targetPort} {.spec.selector.app}"
+        )
+        .await,
+        "ClusterIP 80 8080 web"
+    );
+    assert_eq!(
+        get(
+            "service/lb",
+            "{.spec.type} {.spec.ports[0].port} {.spec.ports[0].targetPort}"
+        )
+        .await,
+        "LoadBalancer 443 https"
+    );
+    assert_eq!(
+        get("service/ext", "{.spec.type} {.spec.externalName}").await,
+        "ExternalName example.com"
+    );
+    assert_eq!(
+        get(
+            "ingress/web",
+            "{.spec.ingressClassName} {.metadata.annotations.team} {.spec.defaultBackend.service.port.name} {.spec.rules[0].host} {.spec.rules[0].http.paths[0].path} {.spec.rules[0].http.paths[0].pathType} {.spec.rules[0].http.paths[0].backend.service.port.number} {.spec.tls[0].secretName} {.spec.tls[0].hosts[0]}"
+        )
+        .await,
+        "nginx blue http web.example.com /app Prefix 80 web-tls web.example.com"
+    );
+    assert_eq!(
+        get(
+            "pdb/web",
+            "{.spec.minAvailable} {.spec.selector.matchLabels.app}"
+        )
+        .await,
+        "0 web"
+    );
+    assert_eq!(get("configmap/cfg", "{.data}").await, r#"{"a":"1","b":""}"#);
+    assert_eq!(
+        get("secret/sec", "{.type} {.data.user}").await,
+        "custom/kind YWRtaW4="
+    );
+    assert_eq!(
+        get("secret/pull", "{.type}").await,
+        "kubernetes.io/dockerconfigjson"
+    );
+    assert_eq!(
+        get("serviceaccount/robot", "{.metadata.name}").await,
+        "robot"
+    );
+    let ns = env
+        .kubectl(&["get", "namespace", &other, "-o", "jsonpath={.status.phase}"])
+        .await
+        .expect_ok();
+    assert_eq!(ns, "Active");
+    env.kubectl(&["delete", "namespace", &other, "--wait=false"])
+        .await
+        .expect_ok();
+    env.finish().await;
+}
+
+/// `kubectl autoscale` writes autoscaling/v1; the same object reads as autoscaling/v2 (the version
+/// `kubectl get hpa` prefers), the CPU target as its Utilization metric.
+#[tokio::test]
+async fn kubectl_autoscale_serves_both_autoscaling_versions() {
+    let env = TestEnv::new("kubectl_autoscale").await;
+    env.apply_yaml(DEPLOYMENT).await.expect_ok();
+    env.kubectl(&[
+        "autoscale",
+        "deployment",
+        "web",
+        "--min=2",
+        "--max=5",
+        "--cpu-percent=60",
+    ])
+    .await
+    .expect_ok();
+    let v2 = env
+        .kubectl(&[
+            "get",
+            "horizontalpodautoscalers.v2.autoscaling",
+            "web",
+            "-o",
+            "jsonpath={.spec.minReplicas} {.spec.maxReplicas} {.spec.scaleTargetRef.name} {.spec.metrics[0].resource.name} {.spec.metrics[0].resource.target.averageUtilization}",
+        ])
+        .await
+        .expect_ok();
+    assert_eq!(v2, "2 5 web cpu 60");
+    let v1 = env
+        .kubectl(&[
+            "get",
+            "horizontalpodautoscalers.v1.autoscaling",
+            "web",
+            "-o",
+            "jsonpath={.apiVersion} {.spec.targetCPUUtilizationPercentage}",
+        ])
+        .await
+        .expect_ok();
+    assert_eq!(v1, "autoscaling/v1 60");
+    let table = env.kubectl(&["get", "hpa", "web"]).await.expect_ok();
+    assert!(
+        table.contains("Deployment/web") && table.contains("60%"),
+        "{table}"
+    );
+    env.finish().await;
+}

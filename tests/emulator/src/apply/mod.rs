@@ -42,6 +42,14 @@ pub use managed::{scale_entries, scale_to_parent, server_side_apply, track_updat
 pub use patch::{json_patch, merge_patch, strategic_merge_patch};
 pub use schema::{builtin_schema, crd_schema};
 
+/// The pieces built-in kinds' merge schemas are made of (see `kinds`).
+pub mod fragment {
+    pub use super::schema::{
+        atomic_list, atomic_map, by_name, conditions, container, keyed_list, object, object_meta,
+        pod_spec, present, string_map,
+    };
+}
+
 /// A patch document that cannot be applied; the HTTP layer answers 422 (or 400 for undecodable input).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]

@@ -316,7 +316,7 @@ fn normalize_order(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::apply::builtin_schema;
+    use crate::kinds::merge_schema as builtin_schema;
     use serde_json::json;
 
     #[test]

@@ -132,20 +132,20 @@ impl<'a> Schema<'a> {
     }
 }
 
-fn string_map() -> Value {
+pub fn string_map() -> Value {
     json!({"type": "object", "additionalProperties": {"type": "string"}})
 }
 
-fn atomic_map() -> Value {
+pub fn atomic_map() -> Value {
     json!({"type": "object", "x-kubernetes-map-type": "atomic"})
 }
 
-fn atomic_list() -> Value {
+pub fn atomic_list() -> Value {
     json!({"type": "array", "x-kubernetes-list-type": "atomic"})
 }
 
 /// A list-type map list that strategic merge patch also merges (`patchStrategy: merge`).
-fn keyed_list(keys: &[&str], merge_key: &str, strategy: &str, items: Value) -> Value {
+pub fn keyed_list(keys: &[&str], merge_key: &str, strategy: &str, items: Value) -> Value {
     json!({
         "type": "array",
         "x-kubernetes-list-type": "map",
@@ -156,21 +156,21 @@ fn keyed_list(keys: &[&str], merge_key: &str, strategy: &str, items: Value) -> V
     })
 }
 
-fn by_name(items: Value) -> Value {
+pub fn by_name(items: Value) -> Value {
     keyed_list(&["name"], "name", "merge", items)
 }
 
-fn object(props: Value) -> Value {
+pub fn object(props: Value) -> Value {
     json!({"type": "object", "properties": props})
 }
 
 /// A struct the server always materialises (Go value, not pointer).
-fn present(mut v: Value) -> Value {
+pub fn present(mut v: Value) -> Value {
     v["x-emulator-always-present"] = json!(true);
     v
 }
 
-fn conditions() -> Value {
+pub fn conditions() -> Value {
     keyed_list(&["type"], "type", "merge", json!({"type": "object"}))
 }
 
@@ -190,7 +190,7 @@ pub fn object_meta() -> Value {
     }))
 }
 
-fn container() -> Value {
+pub fn container() -> Value {
     object(json!({
         "ports": {
             "type": "array",
@@ -220,7 +220,7 @@ fn container() -> Value {
     }))
 }
 
-fn pod_spec() -> Value {
+pub fn pod_spec() -> Value {
     object(json!({
         // `containers` has no omitempty: the server's view always has it, if only as null.
         "containers": present(by_name(container())),
@@ -239,106 +239,10 @@ fn pod_spec() -> Value {
     }))
 }
 
-fn kind_schema(group: &str, version: &str, kind: &str) -> Option<Value> {
-    let spec_status = |spec: Value, status: Value| {
-        object(json!({"spec": present(spec), "status": present(status)}))
-    };
-    Some(match (group, version, kind) {
-        ("", "v1", "Namespace") => spec_status(
-            object(json!({"finalizers": atomic_list()})),
-            object(json!({"conditions": conditions()})),
-        ),
-        ("", "v1", "ConfigMap") => {
-            object(json!({"data": string_map(), "binaryData": string_map()}))
-        }
-        ("", "v1", "Secret") => object(json!({"data": string_map(), "stringData": string_map()})),
-        ("", "v1", "ServiceAccount") => object(json!({
-            "secrets": by_name(json!({"type": "object"})),
-            "imagePullSecrets": atomic_list(),
-        })),
-        ("", "v1", "Service") => spec_status(
-            object(json!({
-                "ports": {
-                    "type": "array",
-                    "x-kubernetes-list-type": "map",
-                    "x-kubernetes-list-map-keys": ["port", "protocol"],
-                    "x-kubernetes-patch-merge-key": "port",
-                    "x-kubernetes-patch-strategy": "merge",
-                    "items": object(json!({"protocol": {"type": "string", "default": "TCP"}})),
-                },
-                "selector": atomic_map(),
-                "clusterIPs": atomic_list(),
-                "externalIPs": atomic_list(),
-                "ipFamilies": atomic_list(),
-                "loadBalancerSourceRanges": atomic_list(),
-            })),
-            object(json!({
-                "loadBalancer": present(object(json!({"ingress": atomic_list()}))),
-                "conditions": conditions(),
-            })),
-        ),
-        ("", "v1", "Event") => object(json!({
-            "involvedObject": present(object(json!({}))),
-            "source": present(object(json!({}))),
-        })),
-        ("events.k8s.io", "v1", "Event") => object(json!({
-            "regarding": present(object(json!({}))),
-            "deprecatedSource": present(object(json!({}))),
-        })),
-        ("apps", "v1", "Deployment") => spec_status(
-            object(json!({
-                "selector": atomic_map(),
-                "strategy": present(json!({"type": "object", "x-kubernetes-patch-strategy": "retainKeys"})),
-                "template": present(object(json!({
-                    "metadata": present(object_meta()),
-                    "spec": present(pod_spec()),
-                }))),
-            })),
-            object(json!({"conditions": conditions()})),
-        ),
-        ("networking.k8s.io", "v1", "Ingress") => spec_status(
-            object(json!({"rules": atomic_list(), "tls": atomic_list()})),
-            object(json!({"loadBalancer": present(object(json!({"ingress": atomic_list()})))})),
-        ),
-        // policy/v1: the selector is an atomic LabelSelector (`patchStrategy=replace`).
-        ("policy", "v1", "PodDisruptionBudget") => spec_status(
-            object(json!({"selector": atomic_map()})),
-            object(json!({"conditions": conditions(), "disruptedPods": string_map()})),
-        ),
-        // autoscaling/v2: metrics, policies and current metrics are `+listType=atomic`.
-        ("autoscaling", "v2", "HorizontalPodAutoscaler") => spec_status(
-            object(json!({
-                "scaleTargetRef": present(object(json!({}))),
-                "metrics": atomic_list(),
-                "behavior": object(json!({
-                    "scaleUp": object(json!({"policies": atomic_list()})),
-                    "scaleDown": object(json!({"policies": atomic_list()})),
-                })),
-            })),
-            object(json!({"currentMetrics": atomic_list(), "conditions": conditions()})),
-        ),
-        ("coordination.k8s.io", "v1", "Lease") => {
-            object(json!({"spec": present(object(json!({})))}))
-        }
-        // rbac/v1: every list is `+listType=atomic` without a patch strategy, down to a rule's verbs;
-        // `roleRef` is a required value struct.
-        ("rbac.authorization.k8s.io", "v1", "Role") => object(json!({"rules": atomic_list()})),
-        ("rbac.authorization.k8s.io", "v1", "ClusterRole") => object(json!({
-            "rules": atomic_list(),
-            "aggregationRule": object(json!({"clusterRoleSelectors": atomic_list()})),
-        })),
-        ("rbac.authorization.k8s.io", "v1", "RoleBinding" | "ClusterRoleBinding") => {
-            object(json!({"subjects": atomic_list(), "roleRef": present(object(json!({})))}))
-        }
-        _ => return None,
-    })
-}
-
-/// The merge schema of a built-in kind the emulator serves, `metadata` included.
-pub fn builtin_schema(group: &str, version: &str, kind: &str) -> Option<Value> {
-    let mut schema = kind_schema(group, version, kind)?;
+/// A built-in kind's merge schema (from its file under `kinds/`) with `metadata` added.
+pub fn builtin_schema(mut schema: Value) -> Value {
     schema["properties"]["metadata"] = present(object_meta());
-    Some(schema)
+    schema
 }
 
 /// A CRD version's `openAPIV3Schema` with `metadata` replaced by the full `ObjectMeta` fragment, as
@@ -358,6 +262,7 @@ pub fn crd_schema(open_api_v3_schema: &Value) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kinds::merge_schema as builtin_schema;
 
     #[test]
     fn every_served_builtin_has_a_schema_with_metadata() {

@@ -3,6 +3,7 @@
 use serde_json::{Value, json};
 
 use super::*;
+use crate::kinds::merge_schema as builtin_schema;
 
 const T1: &str = "2026-01-01T00:00:00Z";
 const T2: &str = "2026-01-01T00:01:00Z";

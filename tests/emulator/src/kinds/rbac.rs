@@ -1,12 +1,13 @@
 //! `rbac.authorization.k8s.io/v1` objects as kube-apiserver stores them: defaulting and validation.
 //!
-//! The emulator stores roles and bindings so that charts and operators can install them; it does not
+//! The emulator stores roles and bindings so that charts and operators can install them; it does
+//! not
 //! authorize requests with them.
 
 use serde_json::{Value, json};
 
-use super::builtins::check_subdomain;
-use super::errors::{FieldError, FieldErrorKind};
+use super::super::errors::{FieldError, FieldErrorKind};
+use super::common::check_subdomain;
 
 pub const GROUP: &str = "rbac.authorization.k8s.io";
 

@@ -1,4 +1,8 @@
-//! The HTTP layer: routing kube-apiserver's URL scheme to the verbs, content negotiation, watch streams.
+//! The HTTP layer: routing kube-apiserver's URL scheme to the verbs, content negotiation, watch
+//! streams. Authentication, request counts and injected faults are [`layers`] around it.
+
+mod layers;
+mod route;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -8,21 +12,20 @@ use std::time::Duration;
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
-use http::{HeaderMap, Method, StatusCode};
+use http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc};
 
-use super::Shared;
 use super::apply::{Manager, Operation};
-use super::builtins;
-use super::discovery;
 use super::engines;
 use super::errors::ApiError;
 use super::ops::{self, DeleteOpts, FieldValidation, Propagation, WriteOpts};
 use super::resources::ResourceInfo;
 use super::selector::{FieldSelector, LabelSelector};
+use super::shared::Shared;
 use super::store::{Change, EventType, Snapshot, Store};
 use super::table::{self, IncludeObject};
+use route::{RequestInfo, Route, Target};
 
 type Query = HashMap<String, String>;
 
@@ -119,19 +122,9 @@ fn output(headers: &HeaderMap, q: &Query) -> Output {
 
 /// The object as the requested version presents it.
 fn present(info: &ResourceInfo, obj: &Value) -> Value {
-    if info.group == "events.k8s.io" {
-        present_owned(info, builtins::event_from_core(obj))
-    } else {
-        present_owned(info, obj.clone())
-    }
-}
-
-/// [`present`] for an object the caller no longer needs.
-fn present_owned(info: &ResourceInfo, obj: Value) -> Value {
-    let mut o = if info.group == "events.k8s.io" {
-        builtins::event_from_core(&obj)
-    } else {
-        obj
+    let mut o = match info.storage() {
+        Some(s) => (s.from_stored)(obj),
+        None => obj.clone(),
     };
     if let Some(m) = o.as_object_mut() {
         m.insert("apiVersion".into(), json!(info.api_version()));
@@ -142,7 +135,7 @@ fn present_owned(info: &ResourceInfo, obj: Value) -> Value {
 
 /// Whether the stored object already reads as `info` presents it, so it can be serialised as it is.
 fn presents_as_stored(info: &ResourceInfo, obj: &Value) -> bool {
-    info.group != "events.k8s.io"
+    info.storage().is_none()
         && obj["kind"] == info.kind.as_str()
         && obj["apiVersion"].as_str().is_some_and(|av| {
             if info.group.is_empty() {
@@ -168,282 +161,59 @@ fn render_one(info: &ResourceInfo, obj: &Value, out: Output) -> Value {
     }
 }
 
-/// A parsed resource request.
-struct Target {
-    info: ResourceInfo,
-    ns: String,
-    name: Option<String>,
-    sub: Option<String>,
-}
-
-enum Route {
-    NonResource(Response),
-    Resource(Target),
-}
-
-fn route(sh: &Shared, path: &str, accept: &str) -> Result<Route, ApiError> {
-    let segs: Vec<&str> = path
-        .trim_matches('/')
-        .split('/')
-        .filter(|s| !s.is_empty())
-        .collect();
-    let st = sh.store();
-    let nr = |v: Value| Ok(Route::NonResource(json_response(200, &v, &[])));
-    let (group, version, rest): (&str, &str, &[&str]) = match segs.as_slice() {
-        [] => {
-            return nr(
-                json!({"paths": ["/api", "/api/v1", "/apis", "/healthz", "/livez", "/openapi/v2", "/openapi/v3", "/readyz", "/version"]}),
-            );
-        }
-        ["version"] => return nr(discovery::version()),
-        ["healthz" | "livez" | "readyz", ..] => {
-            return Ok(Route::NonResource(
-                (
-                    StatusCode::OK,
-                    [(http::header::CONTENT_TYPE, "text/plain")],
-                    "ok",
-                )
-                    .into_response(),
-            ));
-        }
-        ["api"] => {
-            if aggregated_wanted(accept) {
-                return Ok(Route::NonResource(aggregated_response(
-                    discovery::aggregated(&st.resources, true),
-                )));
-            }
-            return nr(discovery::core_versions(&sh.addr));
-        }
-        ["apis"] => {
-            if aggregated_wanted(accept) {
-                return Ok(Route::NonResource(aggregated_response(
-                    discovery::aggregated(&st.resources, false),
-                )));
-            }
-            return nr(discovery::group_list(&st.resources));
-        }
-        ["openapi", "v3"] => return nr(discovery::openapi_v3_root(&st.resources, st.current_rv())),
-        ["openapi", "v3", "api", v] => {
-            return discovery::openapi_v3_gv(&st.resources, "", v)
-                .map_or_else(|| Err(ApiError::path_not_found()), nr);
-        }
-        ["openapi", "v3", "apis", g, v] => {
-            return discovery::openapi_v3_gv(&st.resources, g, v)
-                .map_or_else(|| Err(ApiError::path_not_found()), nr);
-        }
-        ["api", v, rest @ ..] => ("", *v, rest),
-        ["apis", g] => {
-            return discovery::group(&st.resources, g)
-                .map_or_else(|| Err(ApiError::path_not_found()), nr);
-        }
-        ["apis", g, v, rest @ ..] => (*g, *v, rest),
-        _ => return Err(ApiError::path_not_found()),
-    };
-    if rest.is_empty() {
-        return discovery::resource_list(&st.resources, group, version)
-            .map_or_else(|| Err(ApiError::path_not_found()), nr);
-    }
-    let find = |plural: &str| st.find(group, version, plural).cloned();
-    let (ns, rest): (String, &[&str]) = match rest {
-        ["namespaces", ns, plural, tail @ ..] if find(plural).is_some_and(|r| r.namespaced) => {
-            let mut v = vec![*plural];
-            v.extend_from_slice(tail);
-            return finish(find(plural), ns.to_string(), &v);
-        }
-        _ => (String::new(), rest),
-    };
-    finish(find(rest[0]), ns, rest)
-}
-
-fn finish(info: Option<ResourceInfo>, ns: String, rest: &[&str]) -> Result<Route, ApiError> {
-    let info = info.ok_or_else(ApiError::path_not_found)?;
-    if rest.len() > 3 {
-        return Err(ApiError::path_not_found());
-    }
-    let sub = rest.get(2).map(|s| s.to_string());
-    if let Some(s) = &sub
-        && !(s == "status" && info.status)
-        && !(s == "scale" && has_scale(&info))
-    {
-        return Err(ApiError::path_not_found());
-    }
-    Ok(Route::Resource(Target {
-        info,
-        ns,
-        name: rest.get(1).map(|s| s.to_string()),
-        sub,
-    }))
-}
-
-fn aggregated_wanted(accept: &str) -> bool {
-    accept.split(',').next().is_some_and(|first| {
-        first.contains("as=APIGroupDiscoveryList")
-            && first.contains("v=v2")
-            && !first.contains("v=v2beta1")
-    })
-}
-
-fn aggregated_response(v: Value) -> Response {
-    (
-        StatusCode::OK,
-        [(
-            http::header::CONTENT_TYPE,
-            "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList",
-        )],
-        v.to_string(),
+/// The router: every path goes to [`handle`], inside the [`layers`].
+pub(crate) fn router(shared: Arc<Shared>) -> axum::Router {
+    layers::wrap(
+        axum::Router::new()
+            .fallback(handle)
+            .with_state(shared.clone()),
+        shared,
     )
-        .into_response()
 }
 
-fn verb_of(method: &Method, t: &Target, q: &Query, content_type: &str) -> &'static str {
-    let watch = q.get("watch").is_some_and(|v| v == "1" || v == "true");
-    match (method.as_str(), t.name.is_some()) {
-        ("GET", true) => "get",
-        ("GET", false) if watch => "watch",
-        ("GET", false) => "list",
-        ("POST", _) => "create",
-        ("PUT", _) => "update",
-        ("PATCH", _) if content_type == "application/apply-patch+yaml" => "apply",
-        ("PATCH", _) => "patch",
-        ("DELETE", true) => "delete",
-        ("DELETE", false) => "deletecollection",
-        _ => "unknown",
-    }
-}
-
-/// Entry point for every request.
-pub async fn handle(State(sh): State<Arc<Shared>>, req: Request) -> Response {
-    let method = req.method().clone();
-    let uri = req.uri().clone();
-    let headers = req.headers().clone();
-    let q = parse_query(uri.query());
-    let path = uri.path().to_string();
-    if let Some(token) = &sh.token {
-        let ok = headers
-            .get(http::header::AUTHORIZATION)
-            .and_then(|h| h.to_str().ok())
-            .is_some_and(|h| h == format!("Bearer {token}"));
-        if !ok && !matches!(path.as_str(), "/healthz" | "/livez" | "/readyz") {
-            sh.counts.add("", "unauthorized", &path);
-            return ApiError::new(401, "Unauthorized", "Unauthorized").into_response();
-        }
-    }
-    let body = match axum::body::to_bytes(req.into_body(), 64 << 20).await {
-        Ok(b) => b,
-        Err(e) => return ApiError::bad_request(e.to_string()).into_response(),
+/// Dispatches a request the layers have authenticated, classified, counted and let through.
+async fn handle(State(sh): State<Arc<Shared>>, req: Request) -> Response {
+    let (mut parts, body) = req.into_parts();
+    let Some(info) = parts.extensions.remove::<RequestInfo>() else {
+        return ApiError::new(500, "InternalError", "request not classified").into_response();
     };
-    let accept = headers
-        .get(http::header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
-    let content_type = headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("application/json")
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_string();
-    let routed = route(&sh, &path, &accept);
-    let (verb, resource, ns, name) = match &routed {
-        Ok(Route::Resource(t)) => {
-            let res = match &t.sub {
-                Some(s) => format!("{}/{s}", t.info.plural),
-                None => t.info.plural.clone(),
-            };
-            let verb = verb_of(&method, t, &q, &content_type);
-            // A create names its object in the body.
-            let name = match &t.name {
-                Some(n) => n.clone(),
-                None if verb == "create" => serde_json::from_slice::<Value>(&body)
-                    .ok()
-                    .and_then(|v| v["metadata"]["name"].as_str().map(String::from))
-                    .unwrap_or_default(),
-                None => String::new(),
-            };
-            (verb, res, t.ns.clone(), name)
-        }
-        _ => ("get", path.clone(), String::new(), String::new()),
-    };
-    // Watches cut from here on end, even if their stream is not set up yet.
-    let cut_generation = *sh.faults.cut_signal().borrow();
-    let agent = headers
-        .get(http::header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|ua| ua.split('/').next())
+    let body = axum::body::to_bytes(body, usize::MAX)
+        .await
         .unwrap_or_default();
-    sh.counts.add(agent, verb, &resource);
-    if let Ok(Route::Resource(t)) = &routed {
-        sh.counts.add_access(super::faults::Access {
-            agent: agent.to_owned(),
-            group: t.info.group.clone(),
-            resource: resource.clone(),
-            verb: verb.to_owned(),
-            namespace: (!t.ns.is_empty()).then(|| t.ns.clone()),
-        });
-    }
-    let decision = sh.faults.decide(verb, &resource, &ns, &name);
-    if !decision.latency.is_zero() {
-        tokio::time::sleep(decision.latency).await;
-    }
-    if let Some((code, retry)) = decision.error {
-        let (reason, msg) = match code {
-            429 => (
-                "TooManyRequests",
-                "the server has received too many requests and has asked us to try again later",
-            ),
-            503 => (
-                "ServiceUnavailable",
-                "the server is currently unable to handle the request",
-            ),
-            500 => (
-                "InternalError",
-                "an error on the server (\"injected fault\") has prevented the request from succeeding",
-            ),
-            504 => (
-                "Timeout",
-                "the server was unable to return a response in the time allotted, but may still be processing the request",
-            ),
-            _ => ("", "injected fault"),
-        };
-        let mut e = ApiError::new(code, reason, msg);
-        e.retry_after = retry.or(if code == 429 { Some(1) } else { None });
-        return e.into_response();
-    }
-    let target = match routed {
-        Ok(Route::NonResource(r)) => return r,
-        Ok(Route::Resource(t)) => t,
-        Err(e) => return e.into_response(),
+    let header = |name: http::header::HeaderName| {
+        parts
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
     };
-    let out = output(&headers, &q);
-    let user_agent = headers
-        .get(http::header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
+    let target = match info.route {
+        None => return ApiError::path_not_found().into_response(),
+        Some(Route::Page(page)) => {
+            return page
+                .render(&sh, &header(http::header::ACCEPT))
+                .unwrap_or_else(IntoResponse::into_response);
+        }
+        Some(Route::Resource(t)) => t,
+    };
+    let (q, content_type, verb) = (&info.query, info.content_type.as_str(), info.verb);
+    let out = output(&parts.headers, q);
+    let user_agent = header(http::header::USER_AGENT);
     let result = match verb {
         _ if target.sub.as_deref() == Some("scale") => {
-            scale(&sh, &target, verb, &q, &content_type, &body, &user_agent)
+            scale(&sh, &target, verb, q, content_type, &body, &user_agent)
         }
-        "watch" => return watch(&sh, target, &q, out, cut_generation),
+        "watch" => return watch(&sh, target, q, out, info.cut_generation),
         "get" => get(&sh, &target, out),
-        "list" => list(&sh, &target, &q, out),
-        "create" | "update" | "patch" | "apply" => write(
-            &sh,
-            &target,
-            verb,
-            &q,
-            &content_type,
-            &body,
-            &user_agent,
-            out,
-        ),
-        "delete" => delete(&sh, &target, &q, &body),
-        "deletecollection" => delete_collection(&sh, &target, &q, &body),
+        "list" => list(&sh, &target, q, out),
+        "create" | "update" | "patch" | "apply" => {
+            write(&sh, &target, verb, q, content_type, &body, &user_agent, out)
+        }
+        "delete" => delete(&sh, &target, q, &body),
+        "deletecollection" => delete_collection(&sh, &target, q, &body),
         _ => Err(ApiError::method_not_allowed(
-            method.as_str(),
+            parts.method.as_str(),
             &target.info.group_resource(),
         )),
     };
@@ -488,7 +258,7 @@ impl Filter {
             q.get("fieldSelector")
                 .map(String::as_str)
                 .unwrap_or_default(),
-            &t.info.kind,
+            t.info.builtin.map_or(&[], |k| k.field_selectors),
         )
         .map_err(ApiError::bad_request)?;
         Ok(Filter {
@@ -586,11 +356,7 @@ fn decode_continue(token: &str) -> Option<(u64, usize)> {
 
 fn parse_body(body: &Bytes, content_type: &str) -> Result<Value, ApiError> {
     if content_type.contains("protobuf") {
-        return super::protobuf::decode(body).ok_or_else(|| {
-            ApiError::unsupported_media(
-                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml",
-            )
-        });
+        return super::protobuf::decode(body).map_err(ApiError::unsupported_media);
     }
     if content_type.contains("cbor") {
         return Err(ApiError::unsupported_media(
@@ -1127,7 +893,7 @@ fn stream_body(rx: mpsc::Receiver<Bytes>) -> Response {
 }
 
 fn has_scale(info: &ResourceInfo) -> bool {
-    info.group == "apps" && info.kind == "Deployment"
+    info.scale()
 }
 
 /// `/scale`: read or change a Deployment's replicas, as `kubectl scale` and the
@@ -1218,4 +984,31 @@ fn scale(
     drop(st);
     sh.wake.notify_one();
     Ok(json_response(200, &ops::scale_of(&stored), &warnings))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_protobuf_field_without_a_table_entry_is_refused_with_415() {
+        // A v1 ConfigMap named "c" with field 9 set to "x": ConfigMap has no field 9.
+        let type_meta = b"\x0a\x02v1\x12\x09ConfigMap";
+        let config_map = b"\x0a\x03\x0a\x01c\x4a\x01x";
+        let mut body = b"k8s\0".to_vec();
+        body.extend([0x0a, type_meta.len() as u8]);
+        body.extend(type_meta);
+        body.extend([0x12, config_map.len() as u8]);
+        body.extend(config_map);
+        let err =
+            parse_body(&Bytes::from(body), "application/vnd.kubernetes.protobuf").unwrap_err();
+        assert_eq!((err.code, err.reason), (415, "UnsupportedMediaType"));
+        assert!(
+            err.message.starts_with(
+                "the emulator cannot decode field 9 of protobuf message ConfigMap in this ConfigMap"
+            ),
+            "{}",
+            err.message
+        );
+    }
 }

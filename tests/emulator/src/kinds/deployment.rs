@@ -1,0 +1,328 @@
+//! Deployment (apps/v1): pod template defaults and conversion, an immutable selector, a scale
+//! subresource, and the status a Deployment controller would report ([`status`], which the
+//! `controllers` module writes).
+
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+
+use super::super::apply::fragment::*;
+use super::super::errors::{FieldError, FieldErrorKind};
+use super::common::*;
+use super::{Kind, Proto::*};
+
+pub const KIND: Kind = Kind {
+    group: "apps",
+    kind: "Deployment",
+    plural: "deployments",
+    short_names: &["deploy"],
+    categories: &["all"],
+    status: true,
+    generation: true,
+    scale: true,
+    decode: roundtrip::<k8s_openapi::api::apps::v1::Deployment>,
+    convert,
+    defaults,
+    validate,
+    validate_update,
+    columns: &[
+        ("Name", "string", 0),
+        ("Ready", "string", 0),
+        ("Up-to-date", "integer", 0),
+        ("Available", "integer", 0),
+        ("Age", "string", 0),
+        ("Containers", "string", 1),
+        ("Images", "string", 1),
+        ("Selector", "string", 1),
+    ],
+    cells,
+    merge: Some(merge),
+    protobuf: &[
+        (
+            "Deployment",
+            &[
+                (1, "metadata", Msg("ObjectMeta")),
+                (2, "spec", Msg("DeploymentSpec")),
+            ],
+        ),
+        (
+            "DeploymentSpec",
+            &[
+                (1, "replicas", Int),
+                (2, "selector", Msg("LabelSelector")),
+                (3, "template", Msg("PodTemplateSpec")),
+                (4, "strategy", Msg("DeploymentStrategy")),
+                (5, "minReadySeconds", Int),
+                (6, "revisionHistoryLimit", Int),
+                (7, "paused", Bool),
+                (9, "progressDeadlineSeconds", Int),
+            ],
+        ),
+        ("DeploymentStrategy", &[(1, "type", Str)]),
+    ],
+    ..Kind::BASE
+};
+
+/// The pod template goes through the v1 ↔ internal PodTemplateSpec conversion on every write.
+fn convert(obj: &mut Value) {
+    if let Some(template) = obj.pointer_mut("/spec/template").filter(|t| t.is_object()) {
+        convert_pod_template(template);
+    }
+}
+
+fn defaults(obj: &mut Value) {
+    let spec = obj_mut(obj, "spec");
+    default(spec, "replicas", json!(1));
+    default(spec, "revisionHistoryLimit", json!(10));
+    default(spec, "progressDeadlineSeconds", json!(600));
+    let strategy = obj_mut(spec, "strategy");
+    default(strategy, "type", json!("RollingUpdate"));
+    if strategy["type"] == "RollingUpdate" {
+        let ru = obj_mut(strategy, "rollingUpdate");
+        default(ru, "maxUnavailable", json!("25%"));
+        default(ru, "maxSurge", json!("25%"));
+    }
+    let template = obj_mut(spec, "template");
+    default_pod_spec(obj_mut(template, "spec"));
+    if obj.get("status").is_none() {
+        obj["status"] = json!({});
+    }
+}
+
+fn validate(obj: &Value, errs: &mut Vec<FieldError>) {
+    let sel = &obj["spec"]["selector"];
+    let labels = &obj["spec"]["template"]["metadata"]["labels"];
+    if !sel.is_object() || sel.as_object().is_some_and(Map::is_empty) {
+        errs.push(FieldError::required("spec.selector", ""));
+    } else if !selector_matches(sel, labels) {
+        errs.push(FieldError {
+            field: "spec.template.metadata.labels".into(),
+            kind: FieldErrorKind::InvalidRaw(
+                go_map(labels),
+                "`selector` does not match template `labels`".into(),
+            ),
+        });
+    }
+    if obj["spec"]["replicas"].as_i64().is_some_and(|r| r < 0) {
+        errs.push(FieldError::invalid(
+            "spec.replicas",
+            obj["spec"]["replicas"].clone(),
+            "must be greater than or equal to 0",
+        ));
+    }
+    validate_containers(&obj["spec"]["template"]["spec"], "spec.template.spec", errs);
+}
+
+fn validate_update(old: &Value, new: &Value, errs: &mut Vec<FieldError>) {
+    if old["spec"]["selector"] != new["spec"]["selector"] {
+        errs.push(FieldError {
+            field: "spec.selector".into(),
+            kind: FieldErrorKind::InvalidRaw(
+                go_label_selector(&new["spec"]["selector"]),
+                "field is immutable".into(),
+            ),
+        });
+    }
+}
+
+fn go_label_selector(sel: &Value) -> String {
+    let exprs: Vec<String> = sel["matchExpressions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            let values: Vec<String> = e["values"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|v| format!("\"{}\"", v.as_str().unwrap_or_default()))
+                .collect();
+            format!(
+                "v1.LabelSelectorRequirement{{Key:\"{}\", Operator:\"{}\", Values:[]string{{{}}}}}",
+                e["key"].as_str().unwrap_or_default(),
+                e["operator"].as_str().unwrap_or_default(),
+                values.join(", ")
+            )
+        })
+        .collect();
+    let exprs = if exprs.is_empty() {
+        "[]v1.LabelSelectorRequirement(nil)".to_string()
+    } else {
+        format!("[]v1.LabelSelectorRequirement{{{}}}", exprs.join(", "))
+    };
+    let labels = if sel["matchLabels"].is_object() {
+        go_map(&sel["matchLabels"])
+    } else {
+        "map[string]string(nil)".into()
+    };
+    format!("v1.LabelSelector{{MatchLabels:{labels}, MatchExpressions:{exprs}}}")
+}
+
+/// The cells of one row of `kubectl get`.
+fn cells(o: &Value) -> Vec<Value> {
+    let name = o["metadata"]["name"].clone();
+    let created = &o["metadata"]["creationTimestamp"];
+    let st = &o["status"];
+    let spec = &o["spec"];
+    let containers = spec["template"]["spec"]["containers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let sel = spec["selector"]["matchLabels"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={}", s(v)))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default();
+    vec![
+        name,
+        json!(format!(
+            "{}/{}",
+            st["readyReplicas"].as_i64().unwrap_or(0),
+            spec["replicas"].as_i64().unwrap_or(0)
+        )),
+        json!(st["updatedReplicas"].as_i64().unwrap_or(0)),
+        json!(st["availableReplicas"].as_i64().unwrap_or(0)),
+        age(created),
+        json!(
+            containers
+                .iter()
+                .map(|c| s(&c["name"]))
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
+        json!(
+            containers
+                .iter()
+                .map(|c| s(&c["image"]))
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
+        or_none(sel),
+    ]
+}
+
+/// The merge schema (list types, merge keys, patch strategies) of the Go type.
+fn merge() -> Value {
+    let spec_status = |spec: Value, status: Value| {
+        object(json!({"spec": present(spec), "status": present(status)}))
+    };
+    spec_status(
+        object(json!({
+            "selector": atomic_map(),
+            "strategy": present(json!({"type": "object", "x-kubernetes-patch-strategy": "retainKeys"})),
+            "template": present(object(json!({
+                "metadata": present(object_meta()),
+                "spec": present(pod_spec()),
+            }))),
+        })),
+        object(json!({"conditions": conditions()})),
+    )
+}
+
+/// The status a Deployment controller reports once its pods are (or are not) ready.
+pub fn status(d: &Value, ready: bool, now: &str) -> Value {
+    let replicas = d["spec"]["replicas"].as_i64().unwrap_or(1);
+    let rs = format!(
+        "{}-{}",
+        d["metadata"]["name"].as_str().unwrap_or_default(),
+        template_hash(d)
+    );
+    let mut s = json!({"observedGeneration": d["metadata"]["generation"]});
+    if replicas > 0 {
+        s["replicas"] = json!(replicas);
+        s["updatedReplicas"] = json!(replicas);
+    }
+    let available = ready || replicas == 0;
+    if ready && replicas > 0 {
+        s["readyReplicas"] = json!(replicas);
+        s["availableReplicas"] = json!(replicas);
+    } else if replicas > 0 {
+        s["unavailableReplicas"] = json!(replicas);
+    }
+    let avail = if available {
+        condition(
+            d,
+            "Available",
+            "True",
+            "MinimumReplicasAvailable",
+            "Deployment has minimum availability.".into(),
+            now,
+        )
+    } else {
+        condition(
+            d,
+            "Available",
+            "False",
+            "MinimumReplicasUnavailable",
+            "Deployment does not have minimum availability.".into(),
+            now,
+        )
+    };
+    let progressing = if available {
+        condition(
+            d,
+            "Progressing",
+            "True",
+            "NewReplicaSetAvailable",
+            format!("ReplicaSet \"{rs}\" has successfully progressed."),
+            now,
+        )
+    } else {
+        condition(
+            d,
+            "Progressing",
+            "True",
+            "ReplicaSetUpdated",
+            format!("ReplicaSet \"{rs}\" is progressing."),
+            now,
+        )
+    };
+    s["conditions"] = json!([avail, progressing]);
+    s
+}
+
+/// The ReplicaSet name suffix a Deployment controller would derive from the pod template.
+fn template_hash(d: &Value) -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let digest = Sha256::digest(d["spec"]["template"].to_string().as_bytes());
+    digest
+        .iter()
+        .take(10)
+        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+        .collect()
+}
+
+fn condition(
+    old: &Value,
+    ty: &str,
+    status: &str,
+    reason: &str,
+    message: String,
+    now: &str,
+) -> Value {
+    let prev = old["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == ty);
+    let same = |k: &str, v: &str| prev.is_some_and(|p| p[k] == v);
+    let transition = if same("status", status) {
+        prev.map(|p| p["lastTransitionTime"].clone())
+            .unwrap_or(json!(now))
+    } else {
+        json!(now)
+    };
+    let update = if same("status", status)
+        && same("reason", reason)
+        && prev.is_some_and(|p| p["message"] == message)
+    {
+        prev.map(|p| p["lastUpdateTime"].clone())
+            .unwrap_or(json!(now))
+    } else {
+        json!(now)
+    };
+    json!({"type": ty, "status": status, "lastUpdateTime": update, "lastTransitionTime": transition, "reason": reason, "message": message})
+}
