@@ -212,7 +212,9 @@ async fn bench(args: Args) -> Result<ExitCode, String> {
         "operator_binary",
         args.operator
             .as_ref()
-            .map_or("the benchmark's own".to_owned(), |p| p.display().to_string()),
+            .map_or("the benchmark's own".to_owned(), |p| {
+                p.display().to_string()
+            }),
     );
     let metrics_addr = operator.wait_serving(Duration::from_secs(60)).await?;
     eprintln!(
