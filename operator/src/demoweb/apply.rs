@@ -282,7 +282,7 @@ async fn apply_children(
     ensure(w, ctx, &stores.services, ns, service, &mut report).await?;
 
     apply_ingress(w, ctx, dw, id, discovered, ingress_plan, &mut report).await?;
-    delete_kopf_leftover(w, ctx, id).await?;
+    delete_kopf_leftover(w, ctx, dw, id).await?;
     Ok(report)
 }
 
@@ -380,8 +380,26 @@ async fn apply_ingress(
     Ok(())
 }
 
+/// Whether the seed's Kopf operator handled this DemoWeb: after its create handler succeeds, Kopf
+/// records the spec it handled in the annotation `kopf.zalando.org/last-handled-configuration`
+/// (the prefix is configurable, the key is not). A DemoWeb without it never got a Kopf Deployment.
+pub(super) fn handled_by_kopf(dw: &DemoWeb) -> bool {
+    dw.annotations()
+        .keys()
+        .any(|k| k.ends_with("/last-handled-configuration"))
+}
+
 /// Deletes the seed Kopf operator's leftover Deployment when this DemoWeb controls it.
-async fn delete_kopf_leftover(w: &Writer<'_>, ctx: &Context, id: &Id) -> Result<(), Error> {
+async fn delete_kopf_leftover(
+    w: &Writer<'_>,
+    ctx: &Context,
+    dw: &DemoWeb,
+    id: &Id,
+) -> Result<(), Error> {
+    // Only a DemoWeb Kopf handled can have one: a new DemoWeb costs no lookup.
+    if !handled_by_kopf(dw) {
+        return Ok(());
+    }
     let ns = id.namespace.as_str();
     // The seed's Kopf operator named its Deployment `<name>-deployment` and adopted it. It only
     // created one when the DemoWeb was created, so one look per DemoWeb and process is enough.

@@ -306,6 +306,17 @@ spec:
         .expect_ok();
     let foreign = FOREIGN.replace("name: demoweb1\n", "name: demoweb2-deployment\n");
     env.apply_yaml(&foreign).await.expect_ok();
+    // What Kopf writes on every DemoWeb its create handler handled.
+    for dw in ["demoweb1", "demoweb2"] {
+        env.kubectl(&[
+            "annotate",
+            "demoweb",
+            dw,
+            r#"kopf.zalando.org/last-handled-configuration={"spec":{"replicas":2}}"#,
+        ])
+        .await
+        .expect_ok();
+    }
 
     let op = Operator::start(&env, &[]).await;
     wait_gone(&env, &op, "deployment", "demoweb1-deployment").await;
