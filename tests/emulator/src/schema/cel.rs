@@ -5,6 +5,7 @@
 use super::error::{ErrorKind, FieldError, go_quote};
 use super::library;
 use super::node::Node;
+use super::rule::{CompiledRule, PathSegment, escape_field};
 use base64::Engine;
 use cel::common::ast::{EntryExpr, Expr};
 use cel::common::types::CelOptional;
@@ -72,31 +73,6 @@ impl Scope {
             ..self.clone()
         }
     }
-}
-
-/// A compiled `x-kubernetes-validations` entry.
-#[derive(Debug)]
-pub(crate) struct CompiledRule {
-    pub rule: String,
-    program: Program,
-    message: Option<String>,
-    message_expression: Option<Program>,
-    /// `fieldPath` split into the segments appended to the error's field path.
-    field_path: Vec<PathSegment>,
-    reason: Option<String>,
-    /// The rule reads `oldSelf`: a transition rule, evaluated only on update.
-    transition: bool,
-    optional_old_self: bool,
-    root: bool,
-    /// The estimated cost of one evaluation.
-    pub cost: f64,
-}
-
-#[derive(Debug, Clone)]
-enum PathSegment {
-    Field(String),
-    Key(String),
-    Index(usize),
 }
 
 const REASONS: &[&str] = &[
@@ -951,55 +927,6 @@ fn child_for_field<'n>(parent: &'n Node, field: &str) -> Option<&'n Node> {
         .iter()
         .find(|(k, _)| escape_field(k).as_deref() == Some(field))
         .map(|(_, v)| v)
-}
-
-const RESERVED: &[&str] = &[
-    "true",
-    "false",
-    "null",
-    "in",
-    "as",
-    "break",
-    "const",
-    "continue",
-    "else",
-    "for",
-    "function",
-    "if",
-    "import",
-    "let",
-    "loop",
-    "package",
-    "namespace",
-    "return",
-    "var",
-    "void",
-    "while",
-];
-
-/// The name a property has in CEL (Kubernetes escapes keywords and `_ . - /`), or `None` when
-/// it cannot be accessed as a field.
-pub(crate) fn escape_field(name: &str) -> Option<String> {
-    if RESERVED.contains(&name) {
-        return Some(format!("__{name}__"));
-    }
-    let mut chars = name.chars();
-    let first = chars.next()?;
-    if !(first.is_ascii_alphabetic() || "_.-/".contains(first)) {
-        return None;
-    }
-    if !name
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || "_.-/".contains(c))
-    {
-        return None;
-    }
-    Some(
-        name.replace("__", "__underscores__")
-            .replace('.', "__dot__")
-            .replace('-', "__dash__")
-            .replace('/', "__slash__"),
-    )
 }
 
 fn parse_field_path(fp: &str) -> Result<Vec<PathSegment>, String> {

@@ -7,6 +7,7 @@
 //! the ones it refuses by orders of magnitude, not the borderline cases.
 
 use super::node::Node;
+use super::rule::escape_field;
 use cel::common::ast::{EntryExpr, Expr, LiteralValue};
 
 /// kube-apiserver's limit on the size of a request, which bounds unbounded lists and strings.
@@ -107,9 +108,7 @@ impl<'a> Coster<'a> {
                         parent
                             .properties
                             .iter()
-                            .find(|(k, _)| {
-                                super::cel::escape_field(k).as_deref() == Some(sel.field.as_str())
-                            })
+                            .find(|(k, _)| escape_field(k).as_deref() == Some(sel.field.as_str()))
                             .map(|(_, v)| v)
                     })
             }

@@ -33,6 +33,7 @@ mod format;
 mod library;
 mod node;
 mod prune;
+mod rule;
 mod validate;
 
 #[cfg(test)]

@@ -1,8 +1,9 @@
 //! The parsed form of an `openAPIV3Schema` node, and the structural checks the server makes
 //! before it serves a CRD version.
 
-use super::cel::{self, CompiledRule, Scope};
+use super::cel::{self, Scope};
 use super::error::FieldError;
+use super::rule::CompiledRule;
 use super::{prune, validate};
 use regex::Regex;
 use serde_json::{Map, Value};
