@@ -25,6 +25,7 @@
 //! ```
 
 mod cel;
+mod compile;
 mod cost;
 mod crd;
 mod default;
@@ -42,7 +43,8 @@ mod tests;
 pub use crd::{validate_crd, validate_crd_update};
 pub use error::{ErrorKind, FieldError, status_causes, status_message};
 
-use node::{Node, Parser};
+use compile::Parser;
+use node::Node;
 use serde_json::{Value, json};
 
 /// How server-side apply merges a value, from the schema's `x-kubernetes-list-type`,
@@ -87,7 +89,7 @@ impl StructuralSchema {
             openapi_v3_schema,
             path,
             &cel::Scope::root(),
-            node::Ctx::root(),
+            compile::Ctx::root(),
         );
         if root.nullable {
             parser.errors.push(FieldError::forbidden(
