@@ -7,7 +7,70 @@ use super::error::FieldError;
 use super::node::Node;
 use super::{cost, prune, validate};
 use regex::Regex;
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
+
+/// A whole `openAPIV3Schema`, compiled.
+pub(crate) struct CompiledSchema {
+    pub root: Node,
+    /// Whether any `x-kubernetes-validations` rule exists.
+    pub has_rules: bool,
+}
+
+/// Checks and compiles a whole `openAPIV3Schema`, reporting problems under `path`: every node,
+/// the root's own constraints (an object, not nullable) and the cost budget of all its rules.
+pub(crate) fn schema(
+    openapi_v3_schema: &Value,
+    path: &str,
+) -> Result<CompiledSchema, Vec<FieldError>> {
+    let mut parser = Parser {
+        errors: Vec::new(),
+        costs: Vec::new(),
+    };
+    let root = parser.parse(openapi_v3_schema, path, &Scope::root(), Ctx::root());
+    if root.nullable {
+        parser.errors.push(FieldError::forbidden(
+            &format!("{path}.nullable"),
+            "nullable cannot be true at the root",
+        ));
+    }
+    if let Some(ty) = &root.ty
+        && ty != "object"
+    {
+        parser.errors.push(FieldError::invalid(
+            &format!("{path}.type"),
+            json!(ty),
+            "must be object at the root",
+        ));
+    }
+    let total: f64 = parser.costs.iter().map(|(_, c)| c).sum();
+    if total > cost::SCHEMA_LIMIT {
+        // As kube-apiserver does, name the most expensive rules, then the overall overrun.
+        let mut costs = parser.costs.clone();
+        costs.sort_by(|a, b| b.1.total_cmp(&a.1));
+        for (rule_path, _) in costs.iter().take(4) {
+            parser.errors.push(FieldError::forbidden(
+                rule_path,
+                "contributed to estimated rule & messageExpression cost total exceeding cost limit for entire OpenAPIv3 schema",
+            ));
+        }
+        parser.errors.push(FieldError::forbidden(
+            path,
+            cost::exceeds_message(
+                "x-kubernetes-validations estimated rule & messageExpression cost total for entire OpenAPIv3 schema",
+                total,
+                cost::SCHEMA_LIMIT,
+            ),
+        ));
+    }
+    if parser.errors.is_empty() {
+        Ok(CompiledSchema {
+            root,
+            has_rules: !parser.costs.is_empty(),
+        })
+    } else {
+        Err(parser.errors)
+    }
+}
 
 /// Keywords a structural schema may not use.
 const FORBIDDEN_KEYWORDS: &[&str] = &[
@@ -22,7 +85,7 @@ const FORBIDDEN_KEYWORDS: &[&str] = &[
 
 /// Where a schema node sits, which decides how a missing `type` is reported.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub(crate) enum Level {
+enum Level {
     Root,
     Field,
     Item,
@@ -32,7 +95,7 @@ pub(crate) enum Level {
 /// (a value validation), and whether a `type` is tolerated there (the `integer`/`string`
 /// alternatives of an int-or-string).
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Ctx {
+struct Ctx {
     pub level: Level,
     pub vv: bool,
     pub allow_type: bool,
@@ -75,7 +138,7 @@ fn is_int_or_string_any_of(v: Option<&Value>) -> bool {
 }
 
 /// Compiles schema nodes, collecting every problem found rather than stopping at the first.
-pub(crate) struct Parser {
+struct Parser {
     pub errors: Vec<FieldError>,
     /// (rule path, estimated cost of the rule times how often it may run per object)
     pub costs: Vec<(String, f64)>,

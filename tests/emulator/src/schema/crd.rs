@@ -1,7 +1,7 @@
 //! Validation of a `CustomResourceDefinition` object (apiextensions.k8s.io/v1) as kube-apiserver
 //! validates it on create and update, schemas included.
 
-use super::StructuralSchema;
+use super::compile;
 use super::error::FieldError;
 use serde_json::{Value, json};
 
@@ -299,7 +299,7 @@ fn validate_versions(crd: &Value, errs: &mut Vec<FieldError>) {
                     if v.pointer("/subresources/status").is_some() {
                         status_root(schema, &prefix, errs);
                     }
-                    if let Err(mut e) = StructuralSchema::new_at(schema, &prefix) {
+                    if let Err(mut e) = compile::schema(schema, &prefix) {
                         errs.append(&mut e);
                     }
                 }

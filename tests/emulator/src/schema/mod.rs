@@ -43,9 +43,8 @@ mod tests;
 pub use crd::{validate_crd, validate_crd_update};
 pub use error::{ErrorKind, FieldError, status_causes, status_message};
 
-use compile::Parser;
 use node::Node;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 /// How server-side apply merges a value, from the schema's `x-kubernetes-list-type`,
 /// `x-kubernetes-list-map-keys` and `x-kubernetes-map-type` (structured-merge-diff's defaults:
@@ -81,59 +80,11 @@ impl StructuralSchema {
     /// As [`StructuralSchema::new`], reporting problems under `path`
     /// (e.g. `spec.versions[1].schema.openAPIV3Schema`).
     pub fn new_at(openapi_v3_schema: &Value, path: &str) -> Result<Self, Vec<FieldError>> {
-        let mut parser = Parser {
-            errors: Vec::new(),
-            costs: Vec::new(),
-        };
-        let root = parser.parse(
-            openapi_v3_schema,
-            path,
-            &cel::Scope::root(),
-            compile::Ctx::root(),
-        );
-        if root.nullable {
-            parser.errors.push(FieldError::forbidden(
-                &format!("{path}.nullable"),
-                "nullable cannot be true at the root",
-            ));
-        }
-        if let Some(ty) = &root.ty
-            && ty != "object"
-        {
-            parser.errors.push(FieldError::invalid(
-                &format!("{path}.type"),
-                json!(ty),
-                "must be object at the root",
-            ));
-        }
-        let total: f64 = parser.costs.iter().map(|(_, c)| c).sum();
-        if total > cost::SCHEMA_LIMIT {
-            // As kube-apiserver does, name the most expensive rules, then the overall overrun.
-            let mut costs = parser.costs.clone();
-            costs.sort_by(|a, b| b.1.total_cmp(&a.1));
-            for (rule_path, _) in costs.iter().take(4) {
-                parser.errors.push(FieldError::forbidden(
-                    rule_path,
-                    "contributed to estimated rule & messageExpression cost total exceeding cost limit for entire OpenAPIv3 schema",
-                ));
-            }
-            parser.errors.push(FieldError::forbidden(
-                path,
-                cost::exceeds_message(
-                    "x-kubernetes-validations estimated rule & messageExpression cost total for entire OpenAPIv3 schema",
-                    total,
-                    cost::SCHEMA_LIMIT,
-                ),
-            ));
-        }
-        if parser.errors.is_empty() {
-            Ok(StructuralSchema {
-                root,
-                has_rules: !parser.costs.is_empty(),
-            })
-        } else {
-            Err(parser.errors)
-        }
+        let compiled = compile::schema(openapi_v3_schema, path)?;
+        Ok(StructuralSchema {
+            root: compiled.root,
+            has_rules: compiled.has_rules,
+        })
     }
 
     /// The merge topology of the value at `path` (field names and map keys; any segment steps
