@@ -23,6 +23,16 @@
 //!     // 422: status_message("DemoWeb.baeke.info", name, &errors), status_causes(&errors)
 //! }
 //! ```
+//!
+//! The modules, from the bottom up (each imports only those below it):
+//! - vocabulary: `error` (field errors and their messages), `format` (string formats),
+//!   `library` (Kubernetes CEL functions), `rule` (a compiled CEL rule, CEL names of properties);
+//! - data: `node`, the compiled schema tree;
+//! - passes over a `&Node`: `prune`, `default`, `cost` (CEL cost estimate), `cel` (compiling and
+//!   evaluating rules), `validate` (OpenAPI keywords, list types, then `cel`);
+//! - building: `compile` turns an `openAPIV3Schema` into a `Node`, running `cel`, `cost`, `prune`
+//!   and `validate` on the way (defaults must survive them); `crd` checks a whole CRD;
+//! - entry points: this module.
 
 mod cel;
 mod compile;
