@@ -4,16 +4,40 @@
 //! not
 //! authorize requests with them.
 
+use k8s_openapi::Resource;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::super::errors::{FieldError, FieldErrorKind};
-use super::common::check_subdomain;
+use super::common::{check_subdomain, roundtrip};
 
 pub const GROUP: &str = "rbac.authorization.k8s.io";
 
+// The `Kind` hooks of the four RBAC kinds, one instance per Go type (`decode::<Role>`, …).
+
+/// The Go type's round trip, with the fields it holds as plain strings filled in first.
+pub fn decode<K: Resource + DeserializeOwned + Serialize>(obj: &Value) -> Result<Value, String> {
+    let mut obj = obj.clone();
+    fill_required(K::KIND, &mut obj);
+    roundtrip::<K>(&obj)
+}
+
+pub fn defaults<K: Resource>(obj: &mut Value) {
+    apply_defaults(K::KIND, obj);
+}
+
+pub fn validate<K: Resource>(obj: &Value, errs: &mut Vec<FieldError>) {
+    errs.extend(validate_object(K::KIND, obj));
+}
+
+pub fn validate_update<K: Resource>(old: &Value, new: &Value, errs: &mut Vec<FieldError>) {
+    errs.extend(validate_object_update(K::KIND, old, new));
+}
+
 /// Fields the Go types hold as plain strings and slices: a missing one decodes as empty and is then
 /// reported by validation (422), not by the decoder (400). The typed round trip needs them present.
-pub fn fill_required(kind: &str, obj: &mut Value) {
+fn fill_required(kind: &str, obj: &mut Value) {
     let fill = |v: &mut Value, key: &str, empty: Value| {
         if let Some(o) = v.as_object_mut()
             && o.get(key).is_none_or(Value::is_null)
@@ -51,7 +75,7 @@ pub fn fill_required(kind: &str, obj: &mut Value) {
 }
 
 /// `SetDefaults_*` of rbac/v1: the role reference's group and the group of User and Group subjects.
-pub fn apply_defaults(kind: &str, obj: &mut Value) {
+fn apply_defaults(kind: &str, obj: &mut Value) {
     if !matches!(kind, "RoleBinding" | "ClusterRoleBinding") {
         return;
     }
@@ -208,7 +232,7 @@ fn validate_subject(s: &Value, namespaced: bool, path: &str, errs: &mut Vec<Fiel
 }
 
 /// `ValidateRole`, `ValidateClusterRole`, `ValidateRoleBinding`, `ValidateClusterRoleBinding`.
-pub fn validate(kind: &str, obj: &Value) -> Vec<FieldError> {
+fn validate_object(kind: &str, obj: &Value) -> Vec<FieldError> {
     let mut errs = vec![];
     match kind {
         "Role" | "ClusterRole" => {
@@ -262,7 +286,7 @@ pub fn validate(kind: &str, obj: &Value) -> Vec<FieldError> {
 }
 
 /// A binding's role reference never changes: granting another role means a new binding.
-pub fn validate_update(kind: &str, old: &Value, new: &Value) -> Vec<FieldError> {
+fn validate_object_update(kind: &str, old: &Value, new: &Value) -> Vec<FieldError> {
     if !matches!(kind, "RoleBinding" | "ClusterRoleBinding") || old["roleRef"] == new["roleRef"] {
         return vec![];
     }
@@ -332,7 +356,7 @@ mod tests {
             ),
         ];
         for (kind, obj, want) in cases {
-            assert_eq!(texts(&validate(kind, &obj)), want, "{kind} {obj}");
+            assert_eq!(texts(&validate_object(kind, &obj)), want, "{kind} {obj}");
         }
     }
 
@@ -377,7 +401,7 @@ mod tests {
         for (kind, mut obj, want) in cases {
             fill_required(kind, &mut obj);
             apply_defaults(kind, &mut obj);
-            assert_eq!(texts(&validate(kind, &obj)), want, "{kind} {obj}");
+            assert_eq!(texts(&validate_object(kind, &obj)), want, "{kind} {obj}");
         }
     }
 
@@ -396,9 +420,9 @@ mod tests {
     fn role_ref_is_immutable_with_the_real_message() {
         let old = json!({"roleRef": {"apiGroup": GROUP, "kind": "Role", "name": "a"}});
         let new = json!({"roleRef": {"apiGroup": GROUP, "kind": "ClusterRole", "name": "view"}, "subjects": []});
-        assert!(validate_update("RoleBinding", &old, &old).is_empty());
+        assert!(validate_object_update("RoleBinding", &old, &old).is_empty());
         assert_eq!(
-            texts(&validate_update("RoleBinding", &old, &new)),
+            texts(&validate_object_update("RoleBinding", &old, &new)),
             [
                 "roleRef: Invalid value: rbac.RoleRef{APIGroup:\"rbac.authorization.k8s.io\", Kind:\"ClusterRole\", Name:\"view\"}: cannot change roleRef"
             ]

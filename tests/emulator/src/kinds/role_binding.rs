@@ -1,44 +1,24 @@
 //! RoleBinding (rbac.authorization.k8s.io/v1); what the four RBAC kinds share is in
 //! [`super::rbac`].
 
+use k8s_openapi::api::rbac::v1::RoleBinding;
 use serde_json::{Value, json};
 
 use super::super::apply::fragment::*;
-use super::super::errors::FieldError;
-use super::common::roundtrip;
 use super::{Kind, rbac};
 
 pub const KIND: Kind = Kind {
     group: rbac::GROUP,
     kind: "RoleBinding",
     plural: "rolebindings",
-    decode,
-    defaults,
+    decode: rbac::decode::<RoleBinding>,
+    defaults: rbac::defaults::<RoleBinding>,
     check_name: rbac::check_name,
-    validate,
-    validate_update,
+    validate: rbac::validate::<RoleBinding>,
+    validate_update: rbac::validate_update::<RoleBinding>,
     merge: Some(merge),
     ..Kind::BASE
 };
-
-/// The Go type's round trip, with the fields it holds as plain strings filled in first.
-fn decode(obj: &Value) -> Result<Value, String> {
-    let mut obj = obj.clone();
-    rbac::fill_required("RoleBinding", &mut obj);
-    roundtrip::<k8s_openapi::api::rbac::v1::RoleBinding>(&obj)
-}
-
-fn defaults(obj: &mut Value) {
-    rbac::apply_defaults("RoleBinding", obj);
-}
-
-fn validate(obj: &Value, errs: &mut Vec<FieldError>) {
-    errs.extend(rbac::validate("RoleBinding", obj));
-}
-
-fn validate_update(old: &Value, new: &Value, errs: &mut Vec<FieldError>) {
-    errs.extend(rbac::validate_update("RoleBinding", old, new));
-}
 
 /// The merge schema (list types, merge keys, patch strategies) of the Go type.
 fn merge() -> Value {
