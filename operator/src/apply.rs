@@ -826,15 +826,25 @@ impl Recorder {
         let namespace = regarding.namespace.as_deref().unwrap_or("default");
         let api: Api<K8sEvent> = Api::namespaced(self.client.clone(), namespace);
         let repeat = self.sent().repeat_of(key, Instant::now());
-        let (name, count) = match repeat {
+        let counted = match repeat {
             Some((name, count)) => {
                 let patch = serde_json::json!({
                     "series": EventSeries { count, last_observed_time: MicroTime(now) },
                 });
-                api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-                    .await?;
-                (name, count)
+                match api
+                    .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                {
+                    Ok(_) => Some((name, count)),
+                    // The Event is gone (deleted, or expired early): this one starts a new series.
+                    Err(kube::Error::Api(status)) if status.code == 404 => None,
+                    Err(err) => return Err(err),
+                }
             }
+            None => None,
+        };
+        let (name, count) = match counted {
+            Some(counted) => counted,
             None => {
                 let created = api
                     .create(

@@ -262,3 +262,109 @@ async fn series_of_a_demoweb_this_version_cannot_read_go() {
     .await;
     env.finish().await;
 }
+
+/// The `events.k8s.io` Events about `name` with `reason`, as (series count, note).
+async fn event_series(env: &TestEnv, name: &str, reason: &str) -> Vec<(i64, String)> {
+    let out = env
+        .kubectl(&["get", "events.events.k8s.io", "-o", "json"])
+        .await
+        .expect_ok();
+    let list: serde_json::Value = serde_json::from_str(&out).expect("events JSON");
+    list["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["regarding"]["name"] == name && e["reason"] == reason)
+        .map(|e| {
+            (
+                e["series"]["count"].as_i64().unwrap_or(1),
+                e["note"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_repeated_warning_counts_up_its_event_and_a_deleted_event_starts_again() {
+    let (env, op) = setup("event-series").await;
+    env.apply_yaml(
+        "apiVersion: v1
+kind: Secret
+metadata:
+  name: site-creds
+stringData:
+  username: me
+  password: token
+",
+    )
+    .await
+    .expect_ok();
+    env.apply_yaml(SEED).await.expect_ok();
+    wait_condition(&env, &op, "demoweb1", "Ready", "True", "Reconciled").await;
+
+    // The user names a Secret that does not exist, fixes it, and makes the same mistake again.
+    let stall = |secret: &'static str| {
+        let (env, op) = (&env, &op);
+        async move {
+            merge_patch(
+                env,
+                "demoweb",
+                "demoweb1",
+                &format!(r#"{{"spec":{{"credentials":{{"secretName":"{secret}"}}}}}}"#),
+            )
+            .await;
+            wait_condition(
+                env,
+                op,
+                "demoweb1",
+                "Stalled",
+                "True",
+                "CredentialsNotFound",
+            )
+            .await;
+            merge_patch(
+                env,
+                "demoweb",
+                "demoweb1",
+                r#"{"spec":{"credentials":{"secretName":"site-creds"}}}"#,
+            )
+            .await;
+            wait_condition(env, op, "demoweb1", "Ready", "True", "Reconciled").await;
+        }
+    };
+    stall("missing-creds").await;
+    stall("missing-creds").await;
+    let series = wait(
+        &env,
+        Some(&op),
+        "one CredentialsNotFound Event counted twice",
+        DEADLINE,
+        || async {
+            let series = event_series(&env, "demoweb1", "CredentialsNotFound").await;
+            (series.len() == 1 && series[0].0 == 2).then_some(series)
+        },
+    )
+    .await;
+    assert!(series[0].1.contains("missing-creds"), "{series:?}");
+
+    // Someone deletes the Events (or they expire): the next repetition is a new Event, not a
+    // count on one that is gone.
+    env.kubectl(&["delete", "events.events.k8s.io", "--all"])
+        .await
+        .expect_ok();
+    stall("other-creds").await;
+    let series = wait(
+        &env,
+        Some(&op),
+        "a new CredentialsNotFound Event",
+        DEADLINE,
+        || async {
+            let series = event_series(&env, "demoweb1", "CredentialsNotFound").await;
+            (series.len() == 1).then_some(series)
+        },
+    )
+    .await;
+    assert_eq!(series[0].0, 1, "{series:?}");
+    assert!(series[0].1.contains("other-creds"), "{series:?}");
+    env.finish().await;
+}
