@@ -19,6 +19,17 @@ spec:
   gitrepo: \"https://github.com/gbaeke/static-web.git\"
 ";
 
+/// A git credentials Secret `site-creds` (user name and token), as a DemoWeb's
+/// `spec.credentials.secretName` names it.
+pub const CREDENTIALS_SECRET: &str = "apiVersion: v1
+kind: Secret
+metadata:
+  name: site-creds
+stringData:
+  username: me
+  password: token
+";
+
 /// How long anything the operator should do may take.
 pub const DEADLINE: Duration = Duration::from_secs(90);
 

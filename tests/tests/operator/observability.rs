@@ -287,18 +287,7 @@ async fn event_series(env: &TestEnv, name: &str, reason: &str) -> Vec<(i64, Stri
 #[tokio::test(flavor = "multi_thread")]
 async fn a_repeated_warning_counts_up_its_event_and_a_deleted_event_starts_again() {
     let (env, op) = setup("event-series").await;
-    env.apply_yaml(
-        "apiVersion: v1
-kind: Secret
-metadata:
-  name: site-creds
-stringData:
-  username: me
-  password: token
-",
-    )
-    .await
-    .expect_ok();
+    env.apply_yaml(CREDENTIALS_SECRET).await.expect_ok();
     env.apply_yaml(SEED).await.expect_ok();
     wait_condition(&env, &op, "demoweb1", "Ready", "True", "Reconciled").await;
 

@@ -241,18 +241,7 @@ async fn missing_credentials_keep_the_last_good_children() {
     );
 
     // The user creates the Secret: the operator continues.
-    env.apply_yaml(
-        "apiVersion: v1
-kind: Secret
-metadata:
-  name: site-creds
-stringData:
-  username: me
-  password: token
-",
-    )
-    .await
-    .expect_ok();
+    env.apply_yaml(CREDENTIALS_SECRET).await.expect_ok();
     let d = wait_object(
         &env,
         &op,
