@@ -46,7 +46,7 @@ pub use schema::{builtin_schema, crd_schema};
 pub mod fragment {
     pub use super::schema::{
         atomic_list, atomic_map, by_name, conditions, container, keyed_list, object, object_meta,
-        pod_spec, present, string_map,
+        pod_spec, present, spec_status, string_map,
     };
 }
 

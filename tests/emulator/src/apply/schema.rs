@@ -170,6 +170,11 @@ pub fn present(mut v: Value) -> Value {
     v
 }
 
+/// A kind's top level: its `spec` and `status` structs, both always materialised.
+pub fn spec_status(spec: Value, status: Value) -> Value {
+    object(json!({"spec": present(spec), "status": present(status)}))
+}
+
 pub fn conditions() -> Value {
     keyed_list(&["type"], "type", "merge", json!({"type": "object"}))
 }

@@ -93,30 +93,42 @@ fn merge_events_v1() -> Value {
     }))
 }
 
-/// events.k8s.io/v1 → core/v1 Event, the shared storage form.
-fn event_to_core(e: &Value) -> Value {
-    let mut out = json!({"apiVersion": "v1", "kind": "Event", "metadata": e["metadata"].clone()});
-    let map = [
-        ("regarding", "involvedObject"),
-        ("note", "message"),
-        ("reason", "reason"),
-        ("type", "type"),
-        ("action", "action"),
-        ("related", "related"),
-        ("series", "series"),
-        ("eventTime", "eventTime"),
-        ("reportingController", "reportingComponent"),
-        ("reportingInstance", "reportingInstance"),
-        ("deprecatedSource", "source"),
-        ("deprecatedFirstTimestamp", "firstTimestamp"),
-        ("deprecatedLastTimestamp", "lastTimestamp"),
-        ("deprecatedCount", "count"),
-    ];
-    for (from, to) in map {
+/// The same field of an Event in events.k8s.io/v1 and in core/v1.
+type Pair = (&'static str, &'static str);
+
+/// Every field an Event has in both versions.
+const FIELDS: [Pair; 14] = [
+    ("regarding", "involvedObject"),
+    ("note", "message"),
+    ("reason", "reason"),
+    ("type", "type"),
+    ("action", "action"),
+    ("related", "related"),
+    ("series", "series"),
+    ("eventTime", "eventTime"),
+    ("reportingController", "reportingComponent"),
+    ("reportingInstance", "reportingInstance"),
+    ("deprecatedSource", "source"),
+    ("deprecatedFirstTimestamp", "firstTimestamp"),
+    ("deprecatedLastTimestamp", "lastTimestamp"),
+    ("deprecatedCount", "count"),
+];
+
+/// `e`'s metadata and the set fields of [`FIELDS`], each renamed by `rename`.
+fn convert(e: &Value, api_version: &str, rename: fn(Pair) -> Pair) -> Value {
+    let mut out =
+        json!({"apiVersion": api_version, "kind": "Event", "metadata": e["metadata"].clone()});
+    for (from, to) in FIELDS.map(rename) {
         if let Some(v) = e.get(from).filter(|v| !v.is_null()) {
             out[to] = v.clone();
         }
     }
+    out
+}
+
+/// events.k8s.io/v1 → core/v1 Event, the shared storage form.
+fn event_to_core(e: &Value) -> Value {
+    let mut out = convert(e, "v1", |pair| pair);
     if out.get("involvedObject").is_none() {
         out["involvedObject"] = json!({});
     }
@@ -125,28 +137,7 @@ fn event_to_core(e: &Value) -> Value {
 
 /// core/v1 → events.k8s.io/v1 Event.
 fn event_from_core(e: &Value) -> Value {
-    let mut out = json!({"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": e["metadata"].clone()});
-    let map = [
-        ("involvedObject", "regarding"),
-        ("message", "note"),
-        ("reason", "reason"),
-        ("type", "type"),
-        ("action", "action"),
-        ("related", "related"),
-        ("series", "series"),
-        ("eventTime", "eventTime"),
-        ("reportingComponent", "reportingController"),
-        ("reportingInstance", "reportingInstance"),
-        ("source", "deprecatedSource"),
-        ("firstTimestamp", "deprecatedFirstTimestamp"),
-        ("lastTimestamp", "deprecatedLastTimestamp"),
-        ("count", "deprecatedCount"),
-    ];
-    for (from, to) in map {
-        if let Some(v) = e.get(from).filter(|v| !v.is_null()) {
-            out[to] = v.clone();
-        }
-    }
+    let mut out = convert(e, "events.k8s.io/v1", |(events, core)| (core, events));
     if out.get("eventTime").is_none() {
         out["eventTime"] = Value::Null;
     }

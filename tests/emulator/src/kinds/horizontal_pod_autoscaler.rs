@@ -215,9 +215,6 @@ fn autoscaler_targets(spec: &Value, st: &Value) -> String {
 /// The merge schema (list types, merge keys, patch strategies) of the Go type.
 /// autoscaling/v2: metrics, policies and current metrics are `+listType=atomic`.
 fn merge() -> Value {
-    let spec_status = |spec: Value, status: Value| {
-        object(json!({"spec": present(spec), "status": present(status)}))
-    };
     spec_status(
         object(json!({
             "scaleTargetRef": present(object(json!({}))),

@@ -57,9 +57,6 @@ fn cells(o: &Value) -> Vec<Value> {
 
 /// The merge schema (list types, merge keys, patch strategies) of the Go type.
 fn merge() -> Value {
-    let spec_status = |spec: Value, status: Value| {
-        object(json!({"spec": present(spec), "status": present(status)}))
-    };
     spec_status(
         object(json!({"finalizers": atomic_list()})),
         object(json!({"conditions": conditions()})),

@@ -143,9 +143,6 @@ fn cells(o: &Value) -> Vec<Value> {
 /// The merge schema (list types, merge keys, patch strategies) of the Go type.
 /// policy/v1: the selector is an atomic LabelSelector (`patchStrategy=replace`).
 fn merge() -> Value {
-    let spec_status = |spec: Value, status: Value| {
-        object(json!({"spec": present(spec), "status": present(status)}))
-    };
     spec_status(
         object(json!({"selector": atomic_map()})),
         object(json!({"conditions": conditions(), "disruptedPods": string_map()})),

@@ -443,6 +443,25 @@ impl Parser {
         }
     }
 
+    /// What a value validation says at `vv_path` checked against `child`, the structural schema
+    /// at `path`: it must be declared there.
+    fn check_declared(
+        &mut self,
+        child: Option<&Node>,
+        sub: &Value,
+        path: &str,
+        vv_path: &str,
+        level: Level,
+    ) {
+        match child {
+            Some(child) => self.check_complete(child, sub, path, vv_path, level),
+            None => self.errors.push(FieldError::required(
+                path,
+                format!("because it is defined in {vv_path}"),
+            )),
+        }
+    }
+
     /// Every property and item a value validation mentions must be declared in the structural
     /// schema itself.
     fn check_complete(&mut self, n: &Node, vv: &Value, path: &str, vv_path: &str, level: Level) {
@@ -456,43 +475,25 @@ impl Parser {
                     ));
                     continue;
                 }
+                let child = n.properties.get(k);
+                if child.is_none() && n.preserve_unknown {
+                    continue;
+                }
                 let sub_path = format!("{path}.properties[{k}]");
-                match n.properties.get(k) {
-                    Some(child) => {
-                        self.check_complete(child, sub, &sub_path, &sub_vv_path, Level::Field)
-                    }
-                    None if n.preserve_unknown => {}
-                    None => self.errors.push(FieldError::required(
-                        &sub_path,
-                        format!("because it is defined in {sub_vv_path}"),
-                    )),
-                }
+                self.check_declared(child, sub, &sub_path, &sub_vv_path, Level::Field);
             }
         }
-        if let Some(sub) = vv.get("items").filter(|i| i.is_object()) {
-            let sub_vv_path = format!("{vv_path}.items");
-            let sub_path = format!("{path}.items");
-            match &n.items {
-                Some(child) => {
-                    self.check_complete(child, sub, &sub_path, &sub_vv_path, Level::Item)
-                }
-                None => self.errors.push(FieldError::required(
-                    &sub_path,
-                    format!("because it is defined in {sub_vv_path}"),
-                )),
-            }
-        }
-        if let Some(sub) = vv.get("additionalProperties").filter(|i| i.is_object()) {
-            let sub_vv_path = format!("{vv_path}.additionalProperties");
-            let sub_path = format!("{path}.additionalProperties");
-            match &n.additional {
-                Some(child) => {
-                    self.check_complete(child, sub, &sub_path, &sub_vv_path, Level::Field)
-                }
-                None => self.errors.push(FieldError::required(
-                    &sub_path,
-                    format!("because it is defined in {sub_vv_path}"),
-                )),
+        for (key, child, level) in [
+            ("items", n.items.as_deref(), Level::Item),
+            (
+                "additionalProperties",
+                n.additional.as_deref(),
+                Level::Field,
+            ),
+        ] {
+            if let Some(sub) = vv.get(key).filter(|i| i.is_object()) {
+                let (sub_path, sub_vv_path) = (format!("{path}.{key}"), format!("{vv_path}.{key}"));
+                self.check_declared(child, sub, &sub_path, &sub_vv_path, level);
             }
         }
         for kw in ["allOf", "anyOf", "oneOf"] {

@@ -180,26 +180,18 @@ async fn handle(State(sh): State<Arc<Shared>>, req: Request) -> Response {
     let body = axum::body::to_bytes(body, usize::MAX)
         .await
         .unwrap_or_default();
-    let header = |name: http::header::HeaderName| {
-        parts
-            .headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_string()
-    };
     let target = match info.route {
         None => return ApiError::path_not_found().into_response(),
         Some(Route::Page(page)) => {
             return page
-                .render(&sh, &header(http::header::ACCEPT))
+                .render(&sh, route::header(&parts.headers, http::header::ACCEPT))
                 .unwrap_or_else(IntoResponse::into_response);
         }
         Some(Route::Resource(t)) => t,
     };
     let (q, content_type, verb) = (&info.query, info.content_type.as_str(), info.verb);
     let out = output(&parts.headers, q);
-    let user_agent = header(http::header::USER_AGENT);
+    let user_agent = route::header(&parts.headers, http::header::USER_AGENT).to_string();
     let result = match verb {
         _ if target.sub.as_deref() == Some("scale") => {
             scale(&sh, &target, verb, q, content_type, &body, &user_agent)

@@ -66,15 +66,16 @@ pub(crate) struct RequestInfo {
     pub(super) cut_generation: u64,
 }
 
+/// A request header as text; empty when absent or not text.
+pub(super) fn header(headers: &http::HeaderMap, name: http::header::HeaderName) -> &str {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+}
+
 impl RequestInfo {
     pub(crate) fn new(sh: &Shared, parts: &http::request::Parts, body: &Bytes) -> RequestInfo {
-        let header = |name: http::header::HeaderName| {
-            parts
-                .headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default()
-        };
         let query = parse_query(parts.uri.query());
         let path = parts.uri.path();
         let content_type = parts
@@ -114,7 +115,7 @@ impl RequestInfo {
                 String::new(),
             ),
         };
-        let agent = header(http::header::USER_AGENT)
+        let agent = header(&parts.headers, http::header::USER_AGENT)
             .split('/')
             .next()
             .unwrap_or_default()
