@@ -676,7 +676,7 @@ async fn publish_related(
         action: "Reconcile".to_owned(),
         secondary: related,
     };
-    match record_event(recorder, reference, &event).await {
+    match recorder.publish(&event, reference).await {
         Ok(()) => metrics.count_write("event", "Event"),
         Err(err) => tracing::warn!(error = %err, reason, "could not record an Event"),
     }
@@ -697,16 +697,6 @@ pub async fn patch_status(
         })?;
     metrics.count_write("patch_status", "DemoWeb");
     Ok(())
-}
-
-/// Records one Event. The callers decide what a refusal means: a DemoWeb's reconcile logs it,
-/// the identity controller retries.
-pub async fn record_event(
-    recorder: &Recorder,
-    reference: &ObjectReference,
-    event: &Event,
-) -> Result<(), kube::Error> {
-    recorder.publish(event, reference).await
 }
 
 /// How long a sent Event is remembered: the same Event again within this time (same type,
@@ -815,7 +805,9 @@ impl Recorder {
         self.sent.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Creates the Event, or counts one more of the same Event sent within the window.
+    /// Creates the Event, or counts one more of the same Event sent within the window. The
+    /// callers decide what a refusal means: a DemoWeb's reconcile logs it, the identity
+    /// controller retries.
     pub async fn publish(
         &self,
         event: &Event,

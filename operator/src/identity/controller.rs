@@ -15,7 +15,7 @@ use kube::runtime::reflector::{self, ObjectRef, Store, reflector};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt, discovery};
 
-use crate::apply::{Recorder, record_event};
+use crate::apply::Recorder;
 use crate::vocabulary::MANAGER;
 
 use super::findings::{
@@ -271,7 +271,8 @@ where
             action: "Validate".to_owned(),
             secondary: None,
         };
-        record_event(&ctx.recorder, &reference, &event)
+        ctx.recorder
+            .publish(&event, &reference)
             .await
             .map_err(|source| Error::PublishEvent {
                 kind,
