@@ -1233,10 +1233,20 @@ fn string_to_cel(s: &str, node: &Node) -> CelValue {
 }
 
 /// Converts through CEL's own `timestamp()` / `duration()`, so that values compare and
-/// compute as in the real server without a date library of our own.
+/// compute as in the real server without a date library of our own. The two conversion
+/// programs are compiled once: every date-time field of every validated object goes through here.
 fn convert_with(func: &str, s: &str) -> Option<CelValue> {
+    static TIMESTAMP: OnceLock<Option<Program>> = OnceLock::new();
+    static DURATION: OnceLock<Option<Program>> = OnceLock::new();
+    let cell = match func {
+        "timestamp" => &TIMESTAMP,
+        "duration" => &DURATION,
+        _ => return None,
+    };
     let env = env();
-    let program = env.compile(&format!("{func}(x)")).ok()?;
+    let program = cell
+        .get_or_init(|| env.compile(&format!("{func}(x)")).ok())
+        .as_ref()?;
     let mut ctx = Context::with_env(env);
     ctx.add_variable_from_value("x", s.to_string());
     program.execute(&ctx).ok()

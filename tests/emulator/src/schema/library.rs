@@ -1,5 +1,6 @@
 //! The Kubernetes CEL libraries that cel-rust lacks: lists (`isSorted`, `sum`, `min`, `max`,
-//! `indexOf`, `lastIndexOf`), regex (`find`, `findAll`), sets, URLs, IPs, CIDRs and quantities.
+//! `indexOf`, `lastIndexOf`), regex (`find`, `findAll`), sets, URLs, IPs, CIDRs and quantities;
+//! and the standard `matches`, declared here to keep compiled patterns.
 
 use cel::common::types::{CelBool, CelInt, CelString, INT_TYPE, LIST_TYPE, STRING_TYPE, Type};
 use cel::common::value::{CowVal, StaticVal, Val};
@@ -10,7 +11,7 @@ use std::any::Any;
 use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 
 static IP_TYPE: Type = Type::new_unspecified_type("net.IP");
 static CIDR_TYPE: Type = Type::new_unspecified_type("net.CIDR");
@@ -185,6 +186,19 @@ pub(crate) fn register(env: &mut Env) -> Result<(), DeclarationError> {
         list_last_index_of,
     )?;
 
+    env.add_overload(
+        "matches",
+        "matches",
+        vec![STRING_TYPE, STRING_TYPE],
+        re_matches,
+    )?;
+    env.add_member_overload(
+        "matches",
+        "string_matches",
+        STRING_TYPE,
+        vec![STRING_TYPE],
+        re_matches,
+    )?;
     env.add_member_overload(
         "find",
         "string_find",
@@ -646,8 +660,44 @@ fn list_last_index_of<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Res<'b, 'v> {
         .map_or(-1, |i| i as i64))
 }
 
-fn regex_arg(args: &[CowVal<'_, '_>], f: &str) -> Result<regex::Regex, ExecutionError> {
-    regex::Regex::new(string_arg(args, 1, f)?).map_err(|e| err(f, e))
+/// The compiled regular expression of `pattern`. Rules write their patterns as literals, so the
+/// same few patterns come back on every evaluation, and compiling one costs far more than
+/// matching it: compiled patterns are kept, up to [`REGEXES_KEPT`] of them (a pattern may also
+/// come from the object validated, so the set is bounded; when full it starts afresh).
+fn compiled_regex(pattern: &str) -> Result<Arc<regex::Regex>, regex::Error> {
+    static REGEXES: LazyLock<Mutex<HashMap<String, Arc<regex::Regex>>>> =
+        LazyLock::new(Mutex::default);
+    let mut kept = REGEXES.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(re) = kept.get(pattern) {
+        return Ok(re.clone());
+    }
+    let re = Arc::new(regex::Regex::new(pattern)?);
+    if kept.len() >= REGEXES_KEPT {
+        kept.clear();
+    }
+    kept.insert(pattern.to_owned(), re.clone());
+    Ok(re)
+}
+
+/// How many compiled patterns [`compiled_regex`] keeps.
+const REGEXES_KEPT: usize = 256;
+
+fn regex_arg(args: &[CowVal<'_, '_>], f: &str) -> Result<Arc<regex::Regex>, ExecutionError> {
+    compiled_regex(string_arg(args, 1, f)?).map_err(|e| err(f, e))
+}
+
+/// The standard library's `matches` (as a function and as a method), with compiled patterns
+/// kept; the error of an invalid pattern is worded as the standard library's.
+fn re_matches<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Res<'b, 'v> {
+    let s = string_arg(&args, 0, "matches")?;
+    let pattern = string_arg(&args, 1, "matches")?;
+    match compiled_regex(pattern) {
+        Ok(re) => boolean(re.is_match(s)),
+        Err(e) => Err(err(
+            "matches",
+            format!("'{pattern}' not a valid regex:\n{e}"),
+        )),
+    }
 }
 
 fn re_find<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Res<'b, 'v> {
