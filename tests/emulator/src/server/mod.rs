@@ -356,8 +356,14 @@ fn parse_body(body: &Bytes, content_type: &str) -> Result<Value, ApiError> {
         ));
     }
     let v: Value = if content_type.contains("yaml") {
-        serde_yaml::from_slice(body)
-            .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?
+        // Clients (kubectl, kube-rs) send apply configurations as JSON text, which is YAML:
+        // the JSON parser reads it to the same value at a fraction of the YAML parser's cost.
+        // Anything else (and its errors) is the YAML parser's.
+        match serde_json::from_slice(body) {
+            Ok(v) => v,
+            Err(_) => serde_yaml::from_slice(body)
+                .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?,
+        }
     } else {
         serde_json::from_slice(body)
             .or_else(|_| serde_yaml::from_slice(body))
@@ -981,6 +987,28 @@ fn scale(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_apply_body_reads_the_same_as_json_text_or_yaml() {
+        const APPLY: &str = "application/apply-patch+yaml";
+        let json_text = r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"c","labels":{"a":"b"}},"data":{"n":"1","s":"x\ty"},"binaryData":null,"x":[1,2.5,-3,true]}"#;
+        let yaml_text = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n  labels: {a: b}\ndata:\n  n: \"1\"\n  s: \"x\\ty\"\nbinaryData: null\nx: [1, 2.5, -3, true]\n";
+        let from_json = parse_body(&Bytes::from(json_text), APPLY).unwrap();
+        let from_yaml = parse_body(&Bytes::from(yaml_text), APPLY).unwrap();
+        assert_eq!(from_json, from_yaml);
+        assert_eq!(
+            from_json,
+            serde_yaml::from_str::<Value>(json_text).unwrap(),
+            "JSON text reads as the YAML parser reads it"
+        );
+        let err = parse_body(&Bytes::from("a: [b"), APPLY).unwrap_err();
+        assert_eq!(err.code, 400);
+        assert!(
+            err.message.starts_with("error decoding YAML: "),
+            "{}",
+            err.message
+        );
+    }
 
     #[test]
     fn a_protobuf_field_without_a_table_entry_is_refused_with_415() {
