@@ -133,18 +133,19 @@ fn manager<'a>(
     }
 }
 
-/// Everything but metadata (and status, when it is a subresource): what bumps `generation`.
-fn spec_part(info: &ResourceInfo, o: &Value) -> Value {
-    let mut v = o.clone();
-    if let Some(m) = v.as_object_mut() {
-        m.remove("metadata");
-        m.remove("apiVersion");
-        m.remove("kind");
-        if info.status {
-            m.remove("status");
-        }
-    }
-    v
+/// Whether two versions of an object differ in anything but metadata (and status, when it is
+/// a subresource): what bumps `generation`.
+fn spec_changed(info: &ResourceInfo, a: &Value, b: &Value) -> bool {
+    let outside_spec = |k: &str| {
+        matches!(k, "metadata" | "apiVersion" | "kind") || (info.status && k == "status")
+    };
+    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
+        return a != b;
+    };
+    let spec_fields = |m: &serde_json::Map<String, Value>| m.keys().filter(|k| !outside_spec(k)).count();
+    spec_fields(a) != spec_fields(b)
+        || a.iter()
+            .any(|(k, v)| !outside_spec(k) && b.get(k) != Some(v))
 }
 
 /// Decodes and normalises what a client sent: unknown fields dropped (and reported per fieldValidation),
@@ -158,16 +159,16 @@ fn decode(
     let (mut obj, unknown) = if info.crd.is_some() {
         // metadata is decoded like any ObjectMeta, whatever the CRD says.
         kinds::decode_metadata(&obj)?;
-        let mut pruned = obj.clone();
+        let mut obj = obj;
         let unknown = match schema {
             Some(s) => {
                 let unknown = s.unknown_fields(&obj);
-                s.prune(&mut pruned);
+                s.prune(&mut obj);
                 unknown
             }
             None => vec![],
         };
-        (pruned, unknown)
+        (obj, unknown)
     } else {
         match info.builtin {
             Some(k) => kinds::decode(k, &obj)?,
@@ -337,7 +338,7 @@ fn check_namespace(st: &Store, info: &ResourceInfo, ns: &str, name: &str) -> Res
 }
 
 /// The result of a write: the stored object and warnings for the `Warning` header.
-pub type Written = (Value, Vec<String>);
+pub type Written = (Arc<Value>, Vec<String>);
 
 /// Creates an object. `applied` is set when server-side apply already computed managedFields.
 pub fn create(
@@ -452,7 +453,7 @@ pub fn create(
         obj = engines::track_update(None, obj, &m, &merge_schema(info));
     }
     if opts.dry_run {
-        return Ok((obj, warnings));
+        return Ok((Arc::new(obj), warnings));
     }
     let stored = st.put(&info.storage_key(), obj);
     if info.kind == "CustomResourceDefinition" {
@@ -490,9 +491,10 @@ pub fn update(
     let ns = if info.namespaced { ns } else { "" };
     let schema = crd_schema(info)?;
     let key = info.storage_key();
-    let old = st.get(&key, ns, name).cloned().ok_or_else(|| {
+    let live = st.get_shared(&key, ns, name).ok_or_else(|| {
         ApiError::not_found(&info.group_resource(), &info.group, &info.plural, name)
     })?;
+    let old: &Value = &live;
     let body_name = meta_str(&candidate, "name");
     if !body_name.is_empty() && body_name != name {
         return Err(ApiError::bad_request(format!(
@@ -509,13 +511,12 @@ pub fn update(
         ));
     }
     let (decoded, warnings) = decode(info, candidate, opts, schema.as_deref())?;
-    // What the stored object keeps of what this version can say.
-    let stored_old = match info.storage() {
-        Some(s) => (s.to_stored)(&(s.from_stored)(&old)),
-        None => old.clone(),
-    };
     let mut obj = if opts.subresource.as_deref() == Some("status") {
-        let mut o = stored_old.clone();
+        // What the stored object keeps of what this version can say.
+        let mut o = match info.storage() {
+            Some(s) => (s.to_stored)(&(s.from_stored)(&old)),
+            None => old.clone(),
+        };
         o["status"] = decoded.get("status").cloned().unwrap_or(Value::Null);
         if o["status"].is_null() {
             o.as_object_mut().map(|m| m.remove("status"));
@@ -571,7 +572,7 @@ pub fn update(
     }
     let mut warnings = warnings;
     warnings.extend(validate(info, &obj, Some(&old), schema.as_deref())?);
-    if info.generation && spec_part(info, &obj) != spec_part(info, &old) {
+    if info.generation && spec_changed(info, &obj, &old) {
         let g = old["metadata"]["generation"].as_i64().unwrap_or(0) + 1;
         obj["metadata"]["generation"] = json!(g);
     }
@@ -581,17 +582,17 @@ pub fn update(
         let m = manager(opts, Operation::Update, &av, &t);
         obj = engines::track_update(Some(&old), obj, &m, &merge_schema(info));
     }
-    if obj == old {
+    if obj == *old {
         // A no-op write stores nothing and keeps the resourceVersion, like kube-apiserver.
-        return Ok((old, warnings));
+        return Ok((live, warnings));
     }
     if opts.dry_run {
-        return Ok((obj, warnings));
+        return Ok((Arc::new(obj), warnings));
     }
     if old["metadata"]["deletionTimestamp"].is_string() && finalizers(&obj).is_empty() {
         let mut last = st.put(&key, obj);
         if let Some(o) = st.remove(&key, ns, name) {
-            last = o;
+            last = Arc::new(o);
         }
         after_remove(st, info, &last);
         return Ok((last, warnings));
@@ -689,7 +690,7 @@ pub fn delete(
             obj["metadata"]["deletionGracePeriodSeconds"] = json!(0);
             obj["status"]["phase"] = json!("Terminating");
             obj["metadata"]["finalizers"] = json!(fins);
-            obj = st.put(&key, obj);
+            obj = Arc::unwrap_or_clone(st.put(&key, obj));
         }
         return Ok((obj, true));
     }
@@ -704,7 +705,7 @@ pub fn delete(
                 obj["metadata"]["deletionGracePeriodSeconds"] = json!(0);
             }
             obj["metadata"]["finalizers"] = json!(fins);
-            obj = st.put(&key, obj);
+            obj = Arc::unwrap_or_clone(st.put(&key, obj));
         }
         return Ok((obj, true));
     }

@@ -161,6 +161,14 @@ impl Store {
             .map(|o| &**o)
     }
 
+    /// The stored object itself, shared: a snapshot that later writes do not change, without a copy.
+    pub fn get_shared(&self, key: &str, ns: &str, name: &str) -> Option<Arc<Value>> {
+        self.objects
+            .get(key)?
+            .get(&(ns.to_string(), name.to_string()))
+            .cloned()
+    }
+
     /// Every object of a resource, in a namespace or all namespaces, in name order.
     pub fn list(&self, key: &str, ns: Option<&str>) -> Vec<Value> {
         self.iter(key, ns).cloned().collect()
@@ -312,8 +320,9 @@ impl Store {
         let _ = self.tx.send(change);
     }
 
-    /// Stores an object (create or update), stamping a new resourceVersion; returns what was stored.
-    pub fn put(&mut self, key: &str, mut obj: Value) -> Value {
+    /// Stores an object (create or update), stamping a new resourceVersion; returns what was
+    /// stored, shared with the store (no copy).
+    pub fn put(&mut self, key: &str, mut obj: Value) -> Arc<Value> {
         self.rv += 1;
         obj["metadata"]["resourceVersion"] = json!(self.rv.to_string());
         let ns = obj["metadata"]["namespace"]
@@ -345,7 +354,7 @@ impl Store {
             EventType::Added
         };
         self.record(Change::new(self.rv, key, kind, stored.clone(), old));
-        Arc::unwrap_or_clone(stored)
+        stored
     }
 
     /// Removes an object for good; the DELETED event carries its last state at a new version.

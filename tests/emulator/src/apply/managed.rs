@@ -381,12 +381,17 @@ fn is_reset(v: &Value) -> bool {
 /// the live records.
 pub fn track_update(
     live: Option<&Value>,
-    new: Value,
+    mut new: Value,
     manager: &Manager<'_>,
     schema: &Value,
 ) -> Value {
     let from_live = || live_managed(live);
-    let mut managed = match (manager.subresource, managed_fields_of(&new)) {
+    let sent = new
+        .get_mut("metadata")
+        .and_then(Value::as_object_mut)
+        .and_then(|m| m.remove("managedFields"))
+        .filter(|v| !v.is_null());
+    let mut managed = match (manager.subresource, sent.as_ref()) {
         (None, Some(v)) if is_reset(v) => Managed::new(),
         (None, Some(v)) => match decode(v) {
             Ok(m) if !m.is_empty() => m,
@@ -395,9 +400,8 @@ pub fn track_update(
         _ => from_live(),
     };
     let s = Schema::new(schema);
-    let live_obj = live.map_or_else(|| json!({}), without_managed_fields);
-    let new_obj = without_managed_fields(&new);
-    let cmp = compare(&live_obj, &new_obj, s);
+    let nothing = json!({});
+    let cmp = compare(live.unwrap_or(&nothing), &new, s);
     let taken = strip_identity(&cmp.added.union(&cmp.modified));
     for e in managed.values_mut() {
         e.set = e.set.difference(&taken).difference(&cmp.removed);
@@ -420,7 +424,7 @@ pub fn track_update(
         );
     }
     cap_update_managers(&mut managed);
-    with_managed_fields(new_obj, &managed)
+    with_managed_fields(new, &managed)
 }
 
 /// kube-apiserver keeps at most this many `Update` entries; older ones are folded together.

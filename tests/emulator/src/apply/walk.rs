@@ -214,6 +214,8 @@ fn merge_list(live: &[Value], config: &[Value], s: Schema<'_>) -> Vec<Value> {
 
 /// Compares two objects the way structured-merge-diff does: leaves are added, modified or removed;
 /// a map, list or item that appears or disappears as a whole is recorded too.
+/// `metadata.managedFields`, the ownership records rather than a field anyone owns, is left out,
+/// so callers need not copy objects to strip it.
 pub fn compare(old: &Value, new: &Value, s: Schema<'_>) -> Comparison {
     let mut c = Comparison::default();
     let mut path = Vec::new();
@@ -238,8 +240,11 @@ fn compare_at(
     c: &mut Comparison,
 ) {
     let (l, r) = (non_null(l), non_null(r));
-    if l.is_none() && r.is_none() {
-        return;
+    match (l, r) {
+        (None, None) => return,
+        // Nothing below two equal values changed.
+        (Some(a), Some(b)) if a == b => return,
+        _ => {}
     }
     let silent = s.always_present() || path.is_empty();
     let both_empty = is_empty_container(l) && is_empty_container(r);
@@ -279,7 +284,11 @@ fn compare_at(
         let lm = l.and_then(Value::as_object).unwrap_or(&empty);
         let rm = r.and_then(Value::as_object).unwrap_or(&empty);
         let keys: std::collections::BTreeSet<&String> = lm.keys().chain(rm.keys()).collect();
+        let in_metadata = matches!(path.as_slice(), [PathElement::Field(f)] if f == "metadata");
         for k in keys {
+            if in_metadata && k == "managedFields" {
+                continue;
+            }
             path.push(PathElement::Field(k.clone()));
             compare_at(lm.get(k), rm.get(k), s.field(k).0, path, c);
             path.pop();

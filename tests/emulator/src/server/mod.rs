@@ -161,6 +161,21 @@ fn render_one(info: &ResourceInfo, obj: &Value, out: Output) -> Value {
     }
 }
 
+/// The response carrying one object as `out` renders it; a stored object that already reads as
+/// the requested version is serialised as it is, without a copy.
+fn object_response(
+    code: u16,
+    info: &ResourceInfo,
+    obj: &Value,
+    out: Output,
+    warnings: &[String],
+) -> Response {
+    if out == Output::Json && presents_as_stored(info, obj) {
+        return json_response(code, obj, warnings);
+    }
+    json_response(code, &render_one(info, obj, out), warnings)
+}
+
 /// The router: every path goes to [`handle`], inside the [`layers`].
 pub(crate) fn router(shared: Arc<Shared>) -> axum::Router {
     layers::wrap(
@@ -216,17 +231,19 @@ async fn handle(State(sh): State<Arc<Shared>>, req: Request) -> Response {
 }
 
 fn get(sh: &Shared, t: &Target, out: Output) -> Result<Response, ApiError> {
-    let st = sh.store();
     let name = t.name.as_deref().unwrap_or_default();
-    let obj = st.get(&t.info.storage_key(), &t.ns, name).ok_or_else(|| {
-        ApiError::not_found(
-            &t.info.group_resource(),
-            &t.info.group,
-            &t.info.plural,
-            name,
-        )
-    })?;
-    Ok(json_response(200, &render_one(&t.info, obj, out), &[]))
+    let obj = sh
+        .store()
+        .get_shared(&t.info.storage_key(), &t.ns, name)
+        .ok_or_else(|| {
+            ApiError::not_found(
+                &t.info.group_resource(),
+                &t.info.group,
+                &t.info.plural,
+                name,
+            )
+        })?;
+    Ok(object_response(200, &t.info, &obj, out, &[]))
 }
 
 struct Filter {
@@ -455,7 +472,7 @@ fn write(
     };
     let (code, (obj, warnings)) = result?;
     sh.wake.notify_one();
-    Ok(json_response(code, &render_one(info, &obj, out), &warnings))
+    Ok(object_response(code, info, &obj, out, &warnings))
 }
 
 fn check_kind(info: &ResourceInfo, mut obj: Value) -> Result<Value, ApiError> {
@@ -496,11 +513,10 @@ fn patch(
             if info.namespaced { &t.ns } else { "" },
             name,
         )
-        .cloned()
+        .map(|live| present(info, live))
         .ok_or_else(|| {
             ApiError::not_found(&info.group_resource(), &info.group, &info.plural, name)
         })?;
-    let live = present(info, &live);
     let patch: Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
     let accepted = if info.crd.is_some() {
@@ -560,7 +576,7 @@ fn apply(
             if info.namespaced { &t.ns } else { "" },
             name,
         )
-        .cloned();
+        .map(|live| present(info, live));
     let time = ops::now();
     let av = info.api_version();
     let mgr = Manager {
@@ -583,7 +599,6 @@ fn apply(
             ops::create(st, info, &t.ns, obj, opts, true).map(|w| (201, w))
         }
         Some(live) => {
-            let live = present(info, &live);
             let mut obj = engines::server_side_apply(Some(&live), &config, &mgr, force, &schema)?;
             if config["metadata"]["resourceVersion"].is_null() {
                 obj["metadata"]["resourceVersion"] = live["metadata"]["resourceVersion"].clone();
