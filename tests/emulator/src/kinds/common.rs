@@ -2,6 +2,8 @@
 //! template (defaults, conversion, validation), name and label checks, label selectors, and the
 //! cells of `kubectl get` rows.
 
+use std::fmt::Write;
+
 use serde_json::{Value, json};
 
 use super::super::errors::FieldError;
@@ -60,24 +62,34 @@ pub fn convert_pod_template(template: &mut Value) {
 
 /// Paths present (non-null) in `before` but missing from `after`: the unknown fields a decode dropped.
 pub fn removed_paths(before: &Value, after: &Value, prefix: &str, out: &mut Vec<String>) {
+    removed_below(before, after, &mut prefix.to_owned(), out);
+}
+
+/// [`removed_paths`] with the path so far in one buffer: most objects lose nothing, and a
+/// string per field visited would cost more than the walk.
+fn removed_below(before: &Value, after: &Value, path: &mut String, out: &mut Vec<String>) {
+    let len = path.len();
     match (before, after) {
         (Value::Object(b), Value::Object(a)) => {
             for (k, v) in b {
-                let path = if prefix.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{prefix}.{k}")
-                };
-                match a.get(k) {
-                    None if !v.is_null() => out.push(path),
-                    None => {}
-                    Some(av) => removed_paths(v, av, &path, out),
+                if !path.is_empty() {
+                    path.push('.');
                 }
+                path.push_str(k);
+                match a.get(k) {
+                    None if !v.is_null() => out.push(path.clone()),
+                    None => {}
+                    Some(av) => removed_below(v, av, path, out),
+                }
+                path.truncate(len);
             }
         }
         (Value::Array(b), Value::Array(a)) => {
             for (i, (bv, av)) in b.iter().zip(a).enumerate() {
-                removed_paths(bv, av, &format!("{prefix}[{i}]"), out);
+                // Writing to a String cannot fail.
+                let _ = write!(path, "[{i}]");
+                removed_below(bv, av, path, out);
+                path.truncate(len);
             }
         }
         _ => {}
