@@ -385,10 +385,11 @@ fn deployment_status(st: &mut Store, ready: bool, which: &BTreeSet<(String, Stri
     };
     let now = ops::now();
     let mut changed = false;
-    // Cheap check first (observed this generation, readiness as the switch says); clone only the rest.
-    let todo: Vec<Value> = which
+    // Cheap check first (observed this generation, readiness as the switch says); copy only
+    // the one whose status is written.
+    let todo: Vec<Arc<Value>> = which
         .iter()
-        .filter_map(|(ns, name)| st.get("apps/deployments", ns, name))
+        .filter_map(|(ns, name)| st.get_shared("apps/deployments", ns, name))
         .filter(|d| {
             let s = &d["status"];
             let replicas = d["spec"]["replicas"].as_i64().unwrap_or(1);
@@ -401,7 +402,6 @@ fn deployment_status(st: &mut Store, ready: bool, which: &BTreeSet<(String, Stri
                 && ready_now == (ready || replicas == 0)
                 && s["conditions"].is_array())
         })
-        .cloned()
         .collect();
     for d in todo {
         if d["metadata"]["deletionTimestamp"].is_string() {
@@ -411,7 +411,7 @@ fn deployment_status(st: &mut Store, ready: bool, which: &BTreeSet<(String, Stri
         if status == d["status"] {
             continue;
         }
-        let mut o = d.clone();
+        let mut o = Value::clone(&d);
         o["status"] = status;
         let opts = WriteOpts {
             subresource: Some("status".into()),
@@ -425,7 +425,7 @@ fn deployment_status(st: &mut Store, ready: bool, which: &BTreeSet<(String, Stri
             api_version: &av,
             time: &now,
         };
-        let o = engines::track_update(Some(&d), o, &m, &ops::merge_schema(&info));
+        let o = engines::track_update(Some(&*d), o, &m, &ops::merge_schema(&info));
         if ops::update(
             st,
             &info,

@@ -27,15 +27,22 @@ pub struct WriteOpts {
     pub validation: FieldValidation,
     pub dry_run: bool,
     pub subresource: Option<String>,
+    /// An update whose object is a stored one an in-process controller changed: it is already
+    /// decoded (typed round trip, conversion, unknown fields dropped), and decoding it again
+    /// would change nothing. Requests from clients are always decoded.
+    pub decoded: bool,
 }
 
 impl WriteOpts {
+    /// The options of an in-process write: a controller's update of an object it read from the
+    /// store, or an object the server creates itself.
     pub fn internal(manager: &str) -> Self {
         WriteOpts {
             manager: manager.into(),
             validation: FieldValidation::Ignore,
             dry_run: false,
             subresource: None,
+            decoded: true,
         }
     }
 }
@@ -510,19 +517,26 @@ pub fn update(
             name,
         ));
     }
-    let (decoded, warnings) = decode(info, candidate, opts, schema.as_deref())?;
+    let (mut decoded, warnings) = if opts.decoded {
+        (candidate, vec![])
+    } else {
+        decode(info, candidate, opts, schema.as_deref())?
+    };
     let mut obj = if opts.subresource.as_deref() == Some("status") {
         // What the stored object keeps of what this version can say.
         let mut o = match info.storage() {
             Some(s) => (s.to_stored)(&(s.from_stored)(&old)),
             None => old.clone(),
         };
-        o["status"] = decoded.get("status").cloned().unwrap_or(Value::Null);
+        o["status"] = decoded.get_mut("status").map(Value::take).unwrap_or_default();
         if o["status"].is_null() {
             o.as_object_mut().map(|m| m.remove("status"));
         }
         if applied {
-            o["metadata"]["managedFields"] = decoded["metadata"]["managedFields"].clone();
+            o["metadata"]["managedFields"] = decoded
+                .pointer_mut("/metadata/managedFields")
+                .map(Value::take)
+                .unwrap_or_default();
         }
         o
     } else {

@@ -435,6 +435,7 @@ fn write_opts(q: &Query, t: &Target, verb: &str, user_agent: &str) -> Result<Wri
         validation,
         dry_run,
         subresource: t.sub.clone(),
+        decoded: false,
     })
 }
 
