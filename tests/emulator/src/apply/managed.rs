@@ -6,7 +6,7 @@ use serde_json::{Map, Value, json};
 
 use super::fieldset::{FieldSet, PathElement};
 use super::schema::Schema;
-use super::walk::{compare, field_set, merge, prune};
+use super::walk::{Comparison, compare, field_set, merge, prune};
 use super::{ApplyError, Conflict, Manager, Operation, Outcome};
 
 /// Identifies a managedFields entry the way kube-apiserver does: appliers by name (and
@@ -158,14 +158,6 @@ fn managed_fields_of(obj: &Value) -> Option<&Value> {
         .filter(|v| !v.is_null())
 }
 
-fn without_managed_fields(obj: &Value) -> Value {
-    let mut out = obj.clone();
-    if let Some(m) = out.get_mut("metadata").and_then(Value::as_object_mut) {
-        m.remove("managedFields");
-    }
-    out
-}
-
 fn with_managed_fields(mut obj: Value, managed: &Managed) -> Value {
     let entries = encode(managed);
     if let Some(root) = obj.as_object_mut() {
@@ -235,7 +227,10 @@ pub fn server_side_apply(
     let applied = field_set(config, s, true).map_err(ApplyError::Invalid)?;
     let applied = strip_identity(&applied);
 
-    let live_obj = live.map_or_else(|| json!({}), without_managed_fields);
+    // managedFields is left as it is: `merge` carries the live records along (replaced below),
+    // `compare` leaves them out.
+    let nothing = json!({});
+    let live_obj = live.unwrap_or(&nothing);
     let mut managed = live_managed(live);
     let key = key_of(&Manager {
         operation: Operation::Apply,
@@ -243,7 +238,7 @@ pub fn server_side_apply(
     });
     let previous = managed.remove(&key);
 
-    let mut merged = merge(Some(&live_obj), Some(config), s).unwrap_or_else(|| json!({}));
+    let mut merged = merge(Some(live_obj), Some(config), s).unwrap_or_else(|| json!({}));
     let everyone = managed
         .values()
         .fold(applied.clone(), |acc, e| acc.union(&e.set));
@@ -251,7 +246,13 @@ pub fn server_side_apply(
         prune(&mut merged, s, &prev.set, Some(&everyone));
     }
 
-    let cmp = compare(&live_obj, &merged, s);
+    // With no other manager nothing can conflict and nobody loses a field: on a create, or
+    // when the applier is the only manager, the comparison would go unused.
+    let cmp = if managed.is_empty() {
+        Comparison::default()
+    } else {
+        compare(live_obj, &merged, s)
+    };
     let changed_fields = cmp.added.union(&cmp.modified);
     let mut conflicts: Vec<Conflict> = Vec::new();
     for (k, e) in &managed {
@@ -268,7 +269,7 @@ pub fn server_side_apply(
     if !conflicts.is_empty() && !force && manager.name == KUBECTL {
         // `kubectl apply --server-side` after client-side apply: fields whose live value is still
         // what the last-applied annotation says are taken over without conflict.
-        if let Some(allowed) = allowed_by_last_applied(&live_obj, manager.api_version, s) {
+        if let Some(allowed) = allowed_by_last_applied(live_obj, manager.api_version, s) {
             conflicts.retain(|c| !allowed.contains(&c.field));
         }
         if conflicts.is_empty() {
@@ -282,7 +283,7 @@ pub fn server_side_apply(
         e.set = e.set.difference(&changed_fields).difference(&cmp.removed);
     }
 
-    let object_changed = merged != live_obj;
+    let object_changed = merged != *live_obj;
     let time = if object_changed {
         Some(manager.time.to_owned())
     } else {
