@@ -487,7 +487,16 @@ impl<'a> Writer<'a> {
             Applied::Created(_) => "Created",
             _ => "Updated",
         };
-        let related = applied.object().and_then(reference_to);
+        // apiVersion and kind from what we sent: serialising the answer again only for them
+        // cost more than the rest of this function.
+        let related = applied.object().map(|obj| ObjectReference {
+            api_version: want["apiVersion"].as_str().map(str::to_owned),
+            kind: want["kind"].as_str().map(str::to_owned),
+            name: obj.meta().name.clone(),
+            namespace: obj.meta().namespace.clone(),
+            uid: obj.meta().uid.clone(),
+            ..ObjectReference::default()
+        });
         self.record(verb, kind, &name, related);
         Ok(applied)
     }

@@ -21,7 +21,7 @@ use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Controller;
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::{Predicate, PredicateConfig, WatchStreamExt, predicates, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
@@ -295,6 +295,16 @@ fn tolerant_demoweb_reflector(
     (reader, stream)
 }
 
+/// The changes to a DemoWeb that reconcile it: its spec (the generation), labels and annotations.
+/// Status writes — ours, after every reconcile that changed something — move none of them, so
+/// they do not come back as one more reconcile; the resync still looks at every DemoWeb.
+fn wanted_changes(dw: &DemoWeb) -> Option<u64> {
+    predicates::generation
+        .combine(predicates::labels)
+        .combine(predicates::annotations)
+        .hash_property(dw)
+}
+
 /// Settings of the controller that come from the command line.
 pub struct ControllerConfig {
     pub namespace: Option<String>,
@@ -377,8 +387,11 @@ pub async fn run(
         .default_backoff()
         .touched_objects();
 
-    let controller =
-        Controller::for_stream(demoweb_events, demoweb_store.clone()).with_config(runtime_config());
+    let controller = Controller::for_stream(
+        demoweb_events.predicate_filter(wanted_changes, PredicateConfig::default()),
+        demoweb_store.clone(),
+    )
+    .with_config(runtime_config());
 
     let (bindings, identities, controller) = if config.identity_served {
         let (binding_api, identity_api): (Api<AzureIdentityBinding>, Api<AzureIdentity>) = match ns
