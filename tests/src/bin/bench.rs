@@ -74,6 +74,11 @@ struct Args {
     /// Fewer in flight spread the creations over more time, as fewer clients would.
     #[arg(long, default_value_t = 64)]
     applies_in_flight: usize,
+    /// Start at most this many applies per second instead of all at once: a steady stream of new
+    /// DemoWebs, as many clients would send over time. The latencies then tell the operator's own
+    /// delay (watch, debounce, reconcile, status) apart from the time a burst takes to work off.
+    #[arg(long)]
+    rate: Option<f64>,
     /// Run this operator binary (e.g. target/release/demoweb-operator, as the image ships it)
     /// instead of the benchmark's own copy of the operator, whose binary also holds the emulator
     /// and so maps more code pages.
@@ -333,11 +338,18 @@ async fn measure(
     let names: Vec<String> = (1..=args.count).map(|i| format!("bench-{i:04}")).collect();
     let api: Api<DemoWeb> = Api::namespaced(client.clone(), namespace);
     let start = Instant::now();
-    let applies = names.iter().map(|name| {
+    let pace = args
+        .rate
+        .filter(|r| *r > 0.0)
+        .map(|r| Duration::from_secs_f64(1.0 / r));
+    let applies = names.iter().enumerate().map(|(i, name)| {
         let api = api.clone();
         let tracker = tracker.clone();
         let own = own.clone();
         async move {
+            if let Some(pace) = pace {
+                tokio::time::sleep_until((start + pace * i as u32).into()).await;
+            }
             let body = serde_json::json!({
                 "apiVersion": "baeke.info/v1",
                 "kind": "DemoWeb",
@@ -364,6 +376,11 @@ async fn measure(
     // When the last creation returned: the operator's part cannot end sooner, and a long
     // creation window means the API server, not the operator, set the pace.
     report.add("applies_in_flight", args.applies_in_flight.max(1));
+    report.add(
+        "rate_per_sec",
+        args.rate
+            .map_or("unlimited (one burst)".to_owned(), |r| r.to_string()),
+    );
     report.add(
         "created_all_secs",
         format!("{:.3}", start.elapsed().as_secs_f64()),
