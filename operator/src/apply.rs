@@ -2,7 +2,7 @@
 //! (after checking that we control the object and that it actually differs from what we want),
 //! their deletion, the DemoWeb's status patch and Events ([`Recorder`]).
 //!
-//! Child stores keep metadata only (and the Deployment's status, see [`Child`]), not specs: a
+//! Child stores keep metadata only (and the Deployment's status, see [`Stored`]), not specs: a
 //! thousand Deployments with their pod templates and managed fields would be most of the
 //! operator's memory. Whether a child still holds what we want is therefore decided in two steps:
 //! its metadata (owner, labels, annotations with the applied-hash) is compared with the store's
@@ -25,6 +25,7 @@ use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions, PropagationPolicy};
+use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Event, EventType, Reporter};
 use kube::{Api, Client, Resource};
 use serde::Serialize;
@@ -35,6 +36,7 @@ use demoweb_crd::DemoWeb;
 
 use crate::error::Error;
 use crate::metrics::Metrics;
+use crate::stored::{DeploymentSummary, Stored};
 use crate::vocabulary::{APPLIED_HASH_ANNOTATION, HANDOVER_MANAGER, MANAGER, short_hash};
 
 /// Whether `path` (e.g. `["spec", "replicas"]`) is owned by our own apply and by no one else.
@@ -89,10 +91,7 @@ impl<K> Applied<K> {
 /// kubectl's client-side copy of the whole object: large, and never read by the operator.
 const LAST_APPLIED_ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
-/// A child kind as the operator keeps it in memory. Kinds whose status reconcile does not read are
-/// watched as metadata only (`PartialObjectMeta`, stored as the kind with only its metadata);
-/// kinds whose status it reads are watched whole and [`trim`](Child::trim)med. Either way
-/// [`trim_meta`] drops managed fields before an object enters a store.
+/// A child kind: how the operator keeps it in memory ([`Stored`]) and what tells it changed.
 pub trait Child:
     Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
     + Clone
@@ -104,46 +103,37 @@ pub trait Child:
     + Sync
     + 'static
 {
-    /// Whether reconcile reads more than metadata of this kind (the Deployment's status and
-    /// replica count): then it is watched whole and trimmed.
-    const KEEPS_STATUS: bool = false;
+    /// What the kind's store keeps of each object.
+    type Stored: Stored<Self>;
 
     /// What moves when someone changes the object: the generation for kinds whose status
     /// reports an `observedGeneration` (their generation counts spec changes, and their status
     /// updates do not move it), else the resourceVersion.
     const MARKER: Marker = Marker::ResourceVersion;
-
-    /// Drops what reconcile does not read from a whole object, keeping metadata and status.
-    fn trim(&mut self) {}
 }
 
-impl Child for ConfigMap {}
-impl Child for Service {}
-impl Child for ServiceAccount {}
-impl Child for Ingress {}
+impl Child for ConfigMap {
+    type Stored = PartialObjectMeta<Self>;
+}
+impl Child for Service {
+    type Stored = PartialObjectMeta<Self>;
+}
+impl Child for ServiceAccount {
+    type Stored = PartialObjectMeta<Self>;
+}
+impl Child for Ingress {
+    type Stored = PartialObjectMeta<Self>;
+}
 impl Child for Deployment {
-    const KEEPS_STATUS: bool = true;
+    type Stored = DeploymentSummary;
     const MARKER: Marker = Marker::Generation;
-    /// Keeps `spec.replicas` (an autoscaled site's status reports the autoscaler's choice) and
-    /// the status' counts and observed generation; drops the pod template and the status'
-    /// conditions, which the DemoWeb's status is not computed from.
-    fn trim(&mut self) {
-        self.spec = self
-            .spec
-            .take()
-            .map(|spec| k8s_openapi::api::apps::v1::DeploymentSpec {
-                replicas: spec.replicas,
-                ..Default::default()
-            });
-        if let Some(status) = self.status.as_mut() {
-            status.conditions = None;
-        }
-    }
 }
 impl Child for PodDisruptionBudget {
+    type Stored = PartialObjectMeta<Self>;
     const MARKER: Marker = Marker::Generation;
 }
 impl Child for HorizontalPodAutoscaler {
+    type Stored = PartialObjectMeta<Self>;
     const MARKER: Marker = Marker::Generation;
 }
 
@@ -487,7 +477,16 @@ impl<'a> Writer<'a> {
             Applied::Created(_) => "Created",
             _ => "Updated",
         };
-        let related = applied.object().and_then(reference_to);
+        // apiVersion and kind from what we sent: serialising the answer again only for them
+        // cost more than the rest of this function.
+        let related = applied.object().map(|obj| ObjectReference {
+            api_version: want["apiVersion"].as_str().map(str::to_owned),
+            kind: want["kind"].as_str().map(str::to_owned),
+            name: obj.meta().name.clone(),
+            namespace: obj.meta().namespace.clone(),
+            uid: obj.meta().uid.clone(),
+            ..ObjectReference::default()
+        });
         self.record(verb, kind, &name, related);
         Ok(applied)
     }
@@ -1263,51 +1262,5 @@ mod tests {
         assert!(!v.is_current(&other, gen_), "per child");
         v.forget(&meta(None, "20"));
         assert!(v.is_empty());
-    }
-
-    #[test]
-    fn trimming_keeps_what_reconcile_reads() {
-        let mut d = Deployment {
-            metadata: ObjectMeta {
-                name: Some("web".into()),
-                annotations: Some(
-                    [
-                        (LAST_APPLIED_ANNOTATION.to_owned(), "{...}".to_owned()),
-                        (APPLIED_HASH_ANNOTATION.to_owned(), "abc".to_owned()),
-                    ]
-                    .into(),
-                ),
-                managed_fields: Some(vec![ManagedFieldsEntry::default()]),
-                ..ObjectMeta::default()
-            },
-            spec: Some(k8s_openapi::api::apps::v1::DeploymentSpec {
-                replicas: Some(3),
-                template: k8s_openapi::api::core::v1::PodTemplateSpec {
-                    spec: Some(Default::default()),
-                    ..Default::default()
-                },
-                ..Default::default()
-            }),
-            status: Some(k8s_openapi::api::apps::v1::DeploymentStatus {
-                ready_replicas: Some(2),
-                conditions: Some(vec![Default::default()]),
-                ..Default::default()
-            }),
-        };
-        d.trim();
-        trim_meta(&mut d.metadata);
-        let spec = d.spec.expect("spec.replicas kept");
-        assert_eq!(spec.replicas, Some(3));
-        assert!(spec.template.spec.is_none(), "no pod template");
-        let status = d.status.expect("status kept");
-        assert_eq!(status.ready_replicas, Some(2));
-        assert!(status.conditions.is_none(), "no conditions");
-        assert!(d.metadata.managed_fields.is_none());
-        assert_eq!(
-            d.metadata
-                .annotations
-                .map(|a| a.into_keys().collect::<Vec<_>>()),
-            Some(vec![APPLIED_HASH_ANNOTATION.to_owned()])
-        );
     }
 }

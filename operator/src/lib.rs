@@ -11,6 +11,7 @@ pub mod leader;
 pub mod metrics;
 pub mod runtime;
 pub mod server;
+pub mod stored;
 pub mod vocabulary;
 
 /// jemalloc instead of glibc's malloc, in every binary that runs the operator (the benchmark runs

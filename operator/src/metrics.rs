@@ -8,17 +8,18 @@
 //! drift from the API. Only a replica running the controller (the leader) has a store, so only the
 //! leader exports them.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use demoweb_crd::DemoWeb;
-use kube::ResourceExt;
 use kube::runtime::reflector::Store;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::text::encode;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, MetricEncoder};
+use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -33,6 +34,8 @@ pub struct Metrics {
     writes: Family<Labels, Counter>,
     leader: Gauge,
     sites: SiteCollector,
+    /// The length of the last scrape's text (see [`Metrics::render`]).
+    last_render_len: AtomicUsize,
 }
 
 /// The DemoWeb store the per-site series are read from, while a controller runs.
@@ -44,93 +47,95 @@ struct SiteCollector {
 /// Each value a condition's `status` can take; one series per value, as kube-state-metrics does.
 const CONDITION_STATUSES: [&str; 3] = ["True", "False", "Unknown"];
 
-fn site_labels(dw: &DemoWeb) -> Labels {
-    vec![
-        ("namespace".to_owned(), dw.namespace().unwrap_or_default()),
-        ("name".to_owned(), dw.name_any()),
-    ]
-}
-
-fn with(mut labels: Labels, extra: &[(&str, &str)]) -> Labels {
-    labels.extend(
-        extra
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
-    );
-    labels
-}
-
 impl SiteCollector {
     fn sites(&self) -> Vec<Arc<DemoWeb>> {
         let store = self.store.lock().unwrap_or_else(|e| e.into_inner());
         let mut sites = store.as_ref().map(Store::state).unwrap_or_default();
-        sites.sort_by_key(|dw| (dw.namespace(), dw.name_any()));
+        sites.sort_by(|a, b| {
+            (a.metadata.namespace.as_deref(), a.metadata.name.as_deref())
+                .cmp(&(b.metadata.namespace.as_deref(), b.metadata.name.as_deref()))
+        });
         sites
     }
 }
 
+/// One series: a site's labels, then the labels of the series, and its value.
+fn series(
+    family: &mut MetricEncoder<'_>,
+    dw: &DemoWeb,
+    extra: &[(&str, &str)],
+    value: i64,
+) -> Result<(), std::fmt::Error> {
+    let site = [
+        (
+            "namespace",
+            dw.metadata.namespace.as_deref().unwrap_or_default(),
+        ),
+        ("name", dw.metadata.name.as_deref().unwrap_or_default()),
+    ];
+    let labels = (site, extra);
+    ConstGauge::new(value).encode(family.encode_family(&labels)?)
+}
+
+/// The series are written straight into the scrape's text, site by site: a scrape costs the
+/// text and nothing in proportion to the number of sites besides it.
 impl Collector for SiteCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let info = Family::<Labels, Gauge>::default();
-        let spec_replicas = Family::<Labels, Gauge>::default();
-        let ready_replicas = Family::<Labels, Gauge>::default();
-        let conditions = Family::<Labels, Gauge>::default();
-        for dw in self.sites() {
-            let site = site_labels(&dw);
-            info.get_or_create(&with(
-                site.clone(),
-                &[
-                    ("gitrepo", &dw.spec.gitrepo),
-                    ("ref", dw.spec.git_ref.as_deref().unwrap_or_default()),
-                ],
-            ))
-            .set(1);
+        let sites = self.sites();
+        let mut family = encoder.encode_descriptor(
+            "info",
+            "Information about a DemoWeb: its git repository and ref",
+            None,
+            MetricType::Gauge,
+        )?;
+        for dw in &sites {
+            let git_ref = dw.spec.git_ref.as_deref().unwrap_or_default();
+            series(
+                &mut family,
+                dw,
+                &[("gitrepo", &dw.spec.gitrepo), ("ref", git_ref)],
+                1,
+            )?;
+        }
+        let mut family = encoder.encode_descriptor(
+            "spec_replicas",
+            "Replicas a DemoWeb asks for (spec.replicas, or autoscaling.minReplicas when it autoscales)",
+            None,
+            MetricType::Gauge,
+        )?;
+        for dw in &sites {
             // An autoscaled site ignores spec.replicas; the fewest pods it asks for is its floor.
             let asked = dw
                 .spec
                 .autoscaling
                 .as_ref()
                 .map_or(dw.spec.replicas, |a| a.min_replicas);
-            spec_replicas.get_or_create(&site).set(i64::from(asked));
-            let status = dw.status.clone().unwrap_or_default();
-            ready_replicas
-                .get_or_create(&site)
-                .set(i64::from(status.ready_replicas.unwrap_or_default()));
-            for c in &status.conditions {
+            series(&mut family, dw, &[], i64::from(asked))?;
+        }
+        let mut family = encoder.encode_descriptor(
+            "status_ready_replicas",
+            "Ready replicas of a DemoWeb (status.readyReplicas)",
+            None,
+            MetricType::Gauge,
+        )?;
+        for dw in &sites {
+            let ready = dw.status.as_ref().and_then(|s| s.ready_replicas);
+            series(&mut family, dw, &[], i64::from(ready.unwrap_or_default()))?;
+        }
+        let mut family = encoder.encode_descriptor(
+            "status_condition",
+            "The current status of each DemoWeb condition: 1 for the status it has, 0 for the others",
+            None,
+            MetricType::Gauge,
+        )?;
+        for dw in &sites {
+            let conditions = dw.status.as_ref().map(|s| s.conditions.as_slice());
+            for c in conditions.unwrap_or_default() {
                 for value in CONDITION_STATUSES {
-                    conditions
-                        .get_or_create(&with(
-                            site.clone(),
-                            &[("type", &c.type_), ("status", value)],
-                        ))
-                        .set(i64::from(c.status == value));
+                    let labels = [("type", c.type_.as_str()), ("status", value)];
+                    series(&mut family, dw, &labels, i64::from(c.status == value))?;
                 }
             }
-        }
-        for (name, help, family) in [
-            (
-                "info",
-                "Information about a DemoWeb: its git repository and ref",
-                &info,
-            ),
-            (
-                "spec_replicas",
-                "Replicas a DemoWeb asks for (spec.replicas, or autoscaling.minReplicas when it autoscales)",
-                &spec_replicas,
-            ),
-            (
-                "status_ready_replicas",
-                "Ready replicas of a DemoWeb (status.readyReplicas)",
-                &ready_replicas,
-            ),
-            (
-                "status_condition",
-                "The current status of each DemoWeb condition: 1 for the status it has, 0 for the others",
-                &conditions,
-            ),
-        ] {
-            let metric = encoder.encode_descriptor(name, help, None, family.metric_type())?;
-            family.encode(metric)?;
         }
         Ok(())
     }
@@ -179,6 +184,7 @@ impl Default for Metrics {
             writes,
             leader,
             sites,
+            last_render_len: AtomicUsize::new(0),
         }
     }
 }
@@ -220,11 +226,15 @@ impl Metrics {
         *self.sites.store.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
-    /// The Prometheus text exposition of every metric.
+    /// The Prometheus text exposition of every metric. With thousands of DemoWebs the text runs
+    /// to megabytes: it is written into room for the last scrape's length and a little more, not
+    /// grown by doubling (which would hold up to twice the text, and both copies while it grows).
     pub fn render(&self) -> String {
-        let mut out = String::new();
+        let last = self.last_render_len.load(Ordering::Relaxed);
+        let mut out = String::with_capacity(last + last / 16);
         // Writing into a String cannot fail.
         let _ = encode(&mut out, &self.registry);
+        self.last_render_len.store(out.len(), Ordering::Relaxed);
         out
     }
 }

@@ -1,18 +1,16 @@
 //! Step 5 of reconcile: apply the built children in dependency order and delete the ones this
 //! DemoWeb controls but no longer wants; returns what was applied, for status.
 
-use std::fmt::Debug;
-
 use demoweb_crd::DemoWeb;
 use demoweb_crd::conditions::reason;
 use demoweb_crd::demoweb::IdentityStatus;
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::DynamicObject;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Resource, ResourceExt};
-use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use super::children::Children;
@@ -25,6 +23,7 @@ use crate::apply::{
 };
 use crate::error::{Error, UserError};
 use crate::identity;
+use crate::stored::stored_child;
 
 /// Children in, applied children out: what apply did, which is all that status is computed from.
 #[derive(Default)]
@@ -40,18 +39,15 @@ pub(super) struct AppliedChildren {
 
 /// The live child: the store's trimmed copy when it is there, else the whole object from the API
 /// (it may exist without our labels — someone else's object, or ours with the labels edited away).
-pub(super) async fn live<K>(
-    store: &Store<K>,
+pub(super) async fn live<K: Child>(
+    store: &Store<K::Stored>,
     api: &Api<K>,
     kind: &str,
     name: &str,
     ns: &str,
-) -> Result<Option<K>, Error>
-where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
-{
-    match store.get(&ObjectRef::new(name).within(ns)) {
-        Some(obj) => Ok(Some((*obj).clone())),
+) -> Result<Option<K>, Error> {
+    match stored_child(store, name, ns) {
+        Some(obj) => Ok(Some(obj)),
         None => get_opt(api, kind, name).await,
     }
 }
@@ -60,7 +56,7 @@ where
 async fn ensure<K>(
     w: &Writer<'_>,
     ctx: &Context,
-    store: &Store<K>,
+    store: &Store<K::Stored>,
     ns: &str,
     mut desired: K,
     report: &mut AppliedChildren,
@@ -95,7 +91,7 @@ where
 async fn ensure_or_delete<K>(
     w: &Writer<'_>,
     ctx: &Context,
-    store: &Store<K>,
+    store: &Store<K::Stored>,
     id: &Id,
     name: String,
     desired: Option<K>,
@@ -111,9 +107,7 @@ where
         }
         None => {
             let api: Api<K> = Api::namespaced(ctx.client.clone(), ns);
-            let current = store
-                .get(&ObjectRef::new(&name).within(ns))
-                .map(|o| (*o).clone());
+            let current = stored_child(store, &name, ns);
             w.delete_if_ours(&api, &K::kind(&()), current).await?;
         }
     }
@@ -228,17 +222,14 @@ async fn apply_children(
             ensure(w, ctx, &stores.service_accounts, ns, sa, &mut report).await?;
             None
         }
-        None => stores
-            .service_accounts
-            .get(&ObjectRef::new(&id.name).within(ns))
-            .map(|a| (*a).clone()),
+        None => stored_child::<ServiceAccount>(&stores.service_accounts, &id.name, ns),
     };
     ensure(w, ctx, &stores.config_maps, ns, config_map, &mut report).await?;
     // The autoscaler goes before the Deployment gets its replica count back, and comes after the
     // Deployment it scales exists.
     let autoscaler_name = desired::autoscaler_name(&id.name);
     if autoscaler.is_none() {
-        ensure_or_delete(
+        ensure_or_delete::<HorizontalPodAutoscaler>(
             w,
             ctx,
             &stores.autoscalers,
@@ -302,10 +293,7 @@ async fn apply_ingress(
     let stores = &ctx.stores;
     let ingress_api: Api<Ingress> = Api::namespaced(ctx.client.clone(), ns);
     let ingress_name = desired::ingress_name(&id.name);
-    let live_ingress = stores
-        .ingresses
-        .get(&ObjectRef::new(&ingress_name).within(ns))
-        .map(|a| (*a).clone())
+    let live_ingress = stored_child::<Ingress>(&stores.ingresses, &ingress_name, ns)
         .filter(|i| crate::apply::is_controlled_by(&i.metadata, &id.uid));
     match ingress_plan {
         IngressPlan::Absent => {

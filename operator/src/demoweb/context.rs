@@ -7,13 +7,13 @@ use std::time::Duration;
 
 use crate::apply::Recorder;
 use demoweb_crd::{AzureIdentity, AzureIdentityBinding, DemoWeb};
-use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Client;
+use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{ObjectRef, Store};
 
 use super::ingress::{IngressCapabilities, capabilities_from};
@@ -21,6 +21,7 @@ use crate::apply::Verified;
 use crate::metrics::Metrics;
 use crate::runtime::{Backoff, until_ready};
 use crate::server::Readiness;
+use crate::stored::DeploymentSummary;
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
@@ -35,13 +36,13 @@ pub struct Stores {
     /// The children last known to hold what we want (the child stores keep no specs).
     pub verified: Arc<Verified>,
     pub demowebs: Store<DemoWeb>,
-    pub deployments: Store<Deployment>,
-    pub config_maps: Store<ConfigMap>,
-    pub services: Store<Service>,
-    pub ingresses: Store<Ingress>,
-    pub service_accounts: Store<ServiceAccount>,
-    pub disruption_budgets: Store<PodDisruptionBudget>,
-    pub autoscalers: Store<HorizontalPodAutoscaler>,
+    pub deployments: Store<DeploymentSummary>,
+    pub config_maps: Store<PartialObjectMeta<ConfigMap>>,
+    pub services: Store<PartialObjectMeta<Service>>,
+    pub ingresses: Store<PartialObjectMeta<Ingress>>,
+    pub service_accounts: Store<PartialObjectMeta<ServiceAccount>>,
+    pub disruption_budgets: Store<PartialObjectMeta<PodDisruptionBudget>>,
+    pub autoscalers: Store<PartialObjectMeta<HorizontalPodAutoscaler>>,
     pub ingress_classes: Store<IngressClass>,
     pub bindings: Store<AzureIdentityBinding>,
     pub identities: Store<AzureIdentity>,

@@ -21,7 +21,7 @@ use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Controller;
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::{Predicate, PredicateConfig, WatchStreamExt, predicates, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
@@ -31,53 +31,24 @@ use super::reconcile;
 use crate::apply::{Child, Verified, publish, trim_meta};
 use crate::error::chain;
 use crate::identity;
+use crate::stored::Stored;
 use crate::vocabulary;
 
 /// A reflector over one child kind, limited to what this operator manages; its stream triggers
 /// reconciles of the owner, its store serves "compare before you write". The store keeps only
-/// what [`Child`] says reconcile reads (metadata, and the Deployment's status); a deleted child's
-/// entry in `verified` is dropped with it.
+/// what reconcile reads ([`Stored`]); a deleted child's entry in `verified` is dropped with it.
 fn child_reflector<K: Child>(
     client: &Client,
     namespace: Option<&str>,
     verified: &Arc<Verified>,
 ) -> (
-    Store<K>,
-    impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+    Store<K::Stored>,
+    impl futures::Stream<Item = Result<K::Stored, watcher::Error>> + Send + 'static,
 ) {
     let (reader, writer) = reflector::store();
     let config = watcher::Config::default().labels(&vocabulary::managed_selector());
-    let events = if K::KEEPS_STATUS {
-        let api: Api<K> = match namespace {
-            Some(ns) => Api::namespaced(client.clone(), ns),
-            None => Api::all(client.clone()),
-        };
-        watcher(api, config)
-            .map_ok(|event| {
-                event.modify(|obj| {
-                    obj.trim();
-                    trim_meta(obj.meta_mut());
-                })
-            })
-            .left_stream()
-    } else {
-        let api: Api<PartialObjectMeta<K>> = match namespace {
-            Some(ns) => Api::namespaced(client.clone(), ns),
-            None => Api::all(client.clone()),
-        };
-        watcher(api, config)
-            .map_ok(|event| {
-                map_event(event, |partial| {
-                    let mut obj = K::default();
-                    *obj.meta_mut() = partial.metadata;
-                    trim_meta(obj.meta_mut());
-                    obj
-                })
-            })
-            .right_stream()
-    };
     let verified = verified.clone();
-    let stream = events
+    let stream = K::Stored::events(client, namespace, config)
         .inspect_ok(move |event| {
             if let watcher::Event::Delete(obj) = event {
                 verified.forget(obj.meta());
@@ -87,18 +58,6 @@ fn child_reflector<K: Child>(
         .reflect(writer)
         .touched_objects();
     (reader, stream)
-}
-
-/// A watch event with its object converted.
-fn map_event<A, B>(event: watcher::Event<A>, f: impl FnOnce(A) -> B) -> watcher::Event<B> {
-    use watcher::Event as E;
-    match event {
-        E::Init => E::Init,
-        E::InitDone => E::InitDone,
-        E::InitApply(obj) => E::InitApply(f(obj)),
-        E::Apply(obj) => E::Apply(f(obj)),
-        E::Delete(obj) => E::Delete(f(obj)),
-    }
 }
 
 /// A reflector over a referenced kind: all objects, in scope.
@@ -295,6 +254,16 @@ fn tolerant_demoweb_reflector(
     (reader, stream)
 }
 
+/// The changes to a DemoWeb that reconcile it: its spec (the generation), labels and annotations.
+/// Status writes — ours, after every reconcile that changed something — move none of them, so
+/// they do not come back as one more reconcile; the resync still looks at every DemoWeb.
+fn wanted_changes(dw: &DemoWeb) -> Option<u64> {
+    predicates::generation
+        .combine(predicates::labels)
+        .combine(predicates::annotations)
+        .hash_property(dw)
+}
+
 /// Settings of the controller that come from the command line.
 pub struct ControllerConfig {
     pub namespace: Option<String>,
@@ -377,8 +346,11 @@ pub async fn run(
         .default_backoff()
         .touched_objects();
 
-    let controller =
-        Controller::for_stream(demoweb_events, demoweb_store.clone()).with_config(runtime_config());
+    let controller = Controller::for_stream(
+        demoweb_events.predicate_filter(wanted_changes, PredicateConfig::default()),
+        demoweb_store.clone(),
+    )
+    .with_config(runtime_config());
 
     let (bindings, identities, controller) = if config.identity_served {
         let (binding_api, identity_api): (Api<AzureIdentityBinding>, Api<AzureIdentity>) = match ns

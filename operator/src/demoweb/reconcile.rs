@@ -11,7 +11,6 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
-use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 use tracing::Instrument;
 
@@ -24,6 +23,7 @@ use super::ingress;
 use super::status::{self, StatusInput};
 use crate::apply::{patch_status, publish};
 use crate::error::{Error, UserError, chain};
+use crate::stored::stored_child;
 
 /// Step 3: the schema's rules again (the object may predate them), credentials, identity.
 fn validate(dw: &DemoWeb, found: &Gathered) -> Result<Valid, UserError> {
@@ -154,11 +154,11 @@ async fn reconcile_inner(dw: &DemoWeb, ctx: &Context) -> Result<bool, Error> {
         }
         // Keep the last good children: nothing is applied or deleted.
         Err(problem) => AppliedChildren {
-            deployment: ctx
-                .stores
-                .deployments
-                .get(&ObjectRef::new(&desired::deployment_name(&id.name)).within(&id.namespace))
-                .map(|d| (*d).clone()),
+            deployment: stored_child(
+                &ctx.stores.deployments,
+                &desired::deployment_name(&id.name),
+                &id.namespace,
+            ),
             problems: std::iter::once(problem).chain(refused).collect(),
             url: dw.status.as_ref().and_then(|s| s.url.clone()),
             identity: dw.status.as_ref().and_then(|s| s.identity.clone()),
