@@ -143,13 +143,13 @@ fn manager<'a>(
 /// Whether two versions of an object differ in anything but metadata (and status, when it is
 /// a subresource): what bumps `generation`.
 fn spec_changed(info: &ResourceInfo, a: &Value, b: &Value) -> bool {
-    let outside_spec = |k: &str| {
-        matches!(k, "metadata" | "apiVersion" | "kind") || (info.status && k == "status")
-    };
+    let outside_spec =
+        |k: &str| matches!(k, "metadata" | "apiVersion" | "kind") || (info.status && k == "status");
     let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
         return a != b;
     };
-    let spec_fields = |m: &serde_json::Map<String, Value>| m.keys().filter(|k| !outside_spec(k)).count();
+    let spec_fields =
+        |m: &serde_json::Map<String, Value>| m.keys().filter(|k| !outside_spec(k)).count();
     spec_fields(a) != spec_fields(b)
         || a.iter()
             .any(|(k, v)| !outside_spec(k) && b.get(k) != Some(v))
@@ -509,7 +509,7 @@ pub fn update(
         )));
     }
     let want_rv = meta_str(&candidate, "resourceVersion").to_string();
-    if !want_rv.is_empty() && want_rv != meta_str(&old, "resourceVersion") {
+    if !want_rv.is_empty() && want_rv != meta_str(old, "resourceVersion") {
         return Err(ApiError::stale(
             &info.group_resource(),
             &info.group,
@@ -525,10 +525,13 @@ pub fn update(
     let mut obj = if opts.subresource.as_deref() == Some("status") {
         // What the stored object keeps of what this version can say.
         let mut o = match info.storage() {
-            Some(s) => (s.to_stored)(&(s.from_stored)(&old)),
+            Some(s) => (s.to_stored)(&(s.from_stored)(old)),
             None => old.clone(),
         };
-        o["status"] = decoded.get_mut("status").map(Value::take).unwrap_or_default();
+        o["status"] = decoded
+            .get_mut("status")
+            .map(Value::take)
+            .unwrap_or_default();
         if o["status"].is_null() {
             o.as_object_mut().map(|m| m.remove("status"));
         }
@@ -577,7 +580,7 @@ pub fn update(
     if opts.subresource.is_none() {
         defaults(info, &mut obj, schema.as_deref());
         if let Some(k) = info.builtin {
-            (k.carry_allocated)(&old, &mut obj);
+            (k.carry_allocated)(old, &mut obj);
         }
     }
     if info.kind == "CustomResourceDefinition" {
@@ -585,8 +588,8 @@ pub fn update(
         crd_status(&mut obj);
     }
     let mut warnings = warnings;
-    warnings.extend(validate(info, &obj, Some(&old), schema.as_deref())?);
-    if info.generation && spec_changed(info, &obj, &old) {
+    warnings.extend(validate(info, &obj, Some(old), schema.as_deref())?);
+    if info.generation && spec_changed(info, &obj, old) {
         let g = old["metadata"]["generation"].as_i64().unwrap_or(0) + 1;
         obj["metadata"]["generation"] = json!(g);
     }
@@ -594,7 +597,7 @@ pub fn update(
     if !applied {
         let av = info.api_version();
         let m = manager(opts, Operation::Update, &av, &t);
-        obj = engines::track_update(Some(&old), obj, &m, &merge_schema(info));
+        obj = engines::track_update(Some(old), obj, &m, &merge_schema(info));
     }
     if obj == *old {
         // A no-op write stores nothing and keeps the resourceVersion, like kube-apiserver.
