@@ -147,6 +147,11 @@ fn presents_as_stored(info: &ResourceInfo, obj: &Value) -> bool {
 }
 
 fn render_one(info: &ResourceInfo, obj: &Value, out: Output) -> Value {
+    // A kind stored as it is served has the same metadata in its presented form: no copy of
+    // the whole object to read it (metadata watches send one such event per change).
+    if out == Output::Metadata && info.storage().is_none() {
+        return table::partial_metadata(obj);
+    }
     let o = present(info, obj);
     match out {
         Output::Json => o,
@@ -845,6 +850,10 @@ fn watch(sh: &Arc<Shared>, t: Target, q: &Query, out: Output, cut_generation: u6
     stream_body(rx)
 }
 
+/// The kind of a metadata-only view, and the key of its watch lines among a change's lines
+/// (which are otherwise keyed by apiVersion).
+const PARTIAL_METADATA: &str = "PartialObjectMetadata";
+
 fn change_line(
     c: &Change,
     filter: &Filter,
@@ -865,6 +874,18 @@ fn change_line(
         (EventType::Modified, true, false) => "DELETED",
         _ => return None,
     };
+    if out == Output::Metadata && filter.info.storage().is_none() {
+        // Metadata watches of a kind stored as it is served get the same line: serialised once,
+        // straight from the stored metadata.
+        return Some(c.line(PARTIAL_METADATA, kind, || {
+            let mut s = format!(
+                "{{\"type\":\"{kind}\",\"object\":{{\"apiVersion\":\"meta.k8s.io/v1\",\"kind\":\"{PARTIAL_METADATA}\",\"metadata\":"
+            );
+            s.push_str(&c.object["metadata"].to_string());
+            s.push_str("}}\n");
+            Bytes::from(s)
+        }));
+    }
     if out != Output::Json {
         return Some(event_line(kind, render(&c.object, columns_sent)));
     }
