@@ -479,14 +479,7 @@ impl<'a> Writer<'a> {
         };
         // apiVersion and kind from what we sent: serialising the answer again only for them
         // cost more than the rest of this function.
-        let related = applied.object().map(|obj| ObjectReference {
-            api_version: want["apiVersion"].as_str().map(str::to_owned),
-            kind: want["kind"].as_str().map(str::to_owned),
-            name: obj.meta().name.clone(),
-            namespace: obj.meta().namespace.clone(),
-            uid: obj.meta().uid.clone(),
-            ..ObjectReference::default()
-        });
+        let related = applied.object().map(|obj| reference(&want, obj.meta()));
         self.record(verb, kind, &name, related);
         Ok(applied)
     }
@@ -636,15 +629,20 @@ fn summarize_changes(
 /// A reference to a child for an Event's `related` field. Events about different children must
 /// differ in it: the recorder folds Events with equal reason and references into one series.
 fn reference_to<K: Serialize + Resource>(obj: &K) -> Option<ObjectReference> {
-    let v = serde_json::to_value(obj).ok()?;
-    Some(ObjectReference {
-        api_version: v["apiVersion"].as_str().map(str::to_owned),
-        kind: v["kind"].as_str().map(str::to_owned),
-        name: obj.meta().name.clone(),
-        namespace: obj.meta().namespace.clone(),
-        uid: obj.meta().uid.clone(),
+    Some(reference(&serde_json::to_value(obj).ok()?, obj.meta()))
+}
+
+/// The reference to the object `meta` describes, of the apiVersion and kind `typed` (the object,
+/// or what was applied to it, serialised) names.
+fn reference(typed: &Value, meta: &ObjectMeta) -> ObjectReference {
+    ObjectReference {
+        api_version: typed["apiVersion"].as_str().map(str::to_owned),
+        kind: typed["kind"].as_str().map(str::to_owned),
+        name: meta.name.clone(),
+        namespace: meta.namespace.clone(),
+        uid: meta.uid.clone(),
         ..ObjectReference::default()
-    })
+    }
 }
 
 /// Publishes an Event, logging (not failing) when the API refuses it.

@@ -46,7 +46,7 @@ where
 }
 
 /// A watch event with its object converted.
-pub fn map_event<A, B>(event: watcher::Event<A>, f: impl FnOnce(A) -> B) -> watcher::Event<B> {
+fn map_event<A, B>(event: watcher::Event<A>, f: impl FnOnce(A) -> B) -> watcher::Event<B> {
     use watcher::Event as E;
     match event {
         E::Init => E::Init,

@@ -27,7 +27,7 @@ use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 
 /// Reflector stores: what reconcile reads instead of asking the API. Child stores hold trimmed
-/// copies: metadata without managed fields, and the Deployment's status (see `apply::Child`).
+/// copies: metadata without managed fields, and the Deployment's status (see `crate::stored`).
 #[derive(Clone)]
 pub struct Stores {
     /// Set once the reference stores were waited for: a store that never fills (e.g. no RBAC to
