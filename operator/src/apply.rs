@@ -2,7 +2,7 @@
 //! (after checking that we control the object and that it actually differs from what we want),
 //! their deletion, the DemoWeb's status patch and Events ([`Recorder`]).
 //!
-//! Child stores keep metadata only (and the Deployment's status, see [`Stored`]), not specs: a
+//! Child stores keep metadata only (and the Deployment's status, see `crate::stored`), not specs: a
 //! thousand Deployments with their pod templates and managed fields would be most of the
 //! operator's memory. Whether a child still holds what we want is therefore decided in two steps:
 //! its metadata (owner, labels, annotations with the applied-hash) is compared with the store's
@@ -17,15 +17,10 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::events::v1::{Event as K8sEvent, EventSeries};
-use k8s_openapi::api::networking::v1::Ingress;
-use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions, PropagationPolicy};
-use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Event, EventType, Reporter};
 use kube::{Api, Client, Resource};
 use serde::Serialize;
@@ -36,7 +31,6 @@ use demoweb_crd::DemoWeb;
 
 use crate::error::Error;
 use crate::metrics::Metrics;
-use crate::stored::{DeploymentSummary, Stored};
 use crate::vocabulary::{APPLIED_HASH_ANNOTATION, HANDOVER_MANAGER, MANAGER, short_hash};
 
 /// Whether `path` (e.g. `["spec", "replicas"]`) is owned by our own apply and by no one else.
@@ -88,55 +82,6 @@ impl<K> Applied<K> {
     }
 }
 
-/// kubectl's client-side copy of the whole object: large, and never read by the operator.
-const LAST_APPLIED_ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-configuration";
-
-/// A child kind: how the operator keeps it in memory ([`Stored`]) and what tells it changed.
-pub trait Child:
-    Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-    + Clone
-    + Default
-    + Serialize
-    + DeserializeOwned
-    + Debug
-    + Send
-    + Sync
-    + 'static
-{
-    /// What the kind's store keeps of each object.
-    type Stored: Stored<Self>;
-
-    /// What moves when someone changes the object: the generation for kinds whose status
-    /// reports an `observedGeneration` (their generation counts spec changes, and their status
-    /// updates do not move it), else the resourceVersion.
-    const MARKER: Marker = Marker::ResourceVersion;
-}
-
-impl Child for ConfigMap {
-    type Stored = PartialObjectMeta<Self>;
-}
-impl Child for Service {
-    type Stored = PartialObjectMeta<Self>;
-}
-impl Child for ServiceAccount {
-    type Stored = PartialObjectMeta<Self>;
-}
-impl Child for Ingress {
-    type Stored = PartialObjectMeta<Self>;
-}
-impl Child for Deployment {
-    type Stored = DeploymentSummary;
-    const MARKER: Marker = Marker::Generation;
-}
-impl Child for PodDisruptionBudget {
-    type Stored = PartialObjectMeta<Self>;
-    const MARKER: Marker = Marker::Generation;
-}
-impl Child for HorizontalPodAutoscaler {
-    type Stored = PartialObjectMeta<Self>;
-    const MARKER: Marker = Marker::Generation;
-}
-
 /// What tells that an object changed since we last knew it to hold what we want.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Marker {
@@ -145,15 +90,6 @@ pub enum Marker {
     Generation,
     /// `metadata.resourceVersion`, which moves on every change.
     ResourceVersion,
-}
-
-/// What no store needs of an object's metadata: managed fields (often the largest part of an
-/// object) and kubectl's last-applied copy.
-pub fn trim_meta(meta: &mut ObjectMeta) {
-    meta.managed_fields = None;
-    if let Some(annotations) = meta.annotations.as_mut() {
-        annotations.remove(LAST_APPLIED_ANNOTATION);
-    }
 }
 
 /// Per child (by uid): the [`Marker`] at which the child was last known to hold what we want,

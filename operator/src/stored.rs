@@ -14,13 +14,77 @@ use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStatus};
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
-use crate::apply::{Child, trim_meta};
+use crate::apply::Marker;
+
+/// kubectl's client-side copy of the whole object: large, and never read by the operator.
+const LAST_APPLIED_ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// A child kind: how the operator keeps it in memory ([`Stored`]) and what tells it changed.
+pub trait Child:
+    Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+    + Clone
+    + Default
+    + Serialize
+    + DeserializeOwned
+    + Debug
+    + Send
+    + Sync
+    + 'static
+{
+    /// What the kind's store keeps of each object.
+    type Stored: Stored<Self>;
+
+    /// What moves when someone changes the object: the generation for kinds whose status
+    /// reports an `observedGeneration` (their generation counts spec changes, and their status
+    /// updates do not move it), else the resourceVersion.
+    const MARKER: Marker = Marker::ResourceVersion;
+}
+
+impl Child for ConfigMap {
+    type Stored = PartialObjectMeta<Self>;
+}
+impl Child for Service {
+    type Stored = PartialObjectMeta<Self>;
+}
+impl Child for ServiceAccount {
+    type Stored = PartialObjectMeta<Self>;
+}
+impl Child for Ingress {
+    type Stored = PartialObjectMeta<Self>;
+}
+impl Child for Deployment {
+    type Stored = DeploymentSummary;
+    const MARKER: Marker = Marker::Generation;
+}
+impl Child for PodDisruptionBudget {
+    type Stored = PartialObjectMeta<Self>;
+    const MARKER: Marker = Marker::Generation;
+}
+impl Child for HorizontalPodAutoscaler {
+    type Stored = PartialObjectMeta<Self>;
+    const MARKER: Marker = Marker::Generation;
+}
+
+/// What no store needs of an object's metadata: managed fields (often the largest part of an
+/// object) and kubectl's last-applied copy.
+pub fn trim_meta(meta: &mut ObjectMeta) {
+    meta.managed_fields = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.remove(LAST_APPLIED_ANNOTATION);
+    }
+}
 
 /// One child kind's stored form.
 pub trait Stored<K>: Resource<DynamicType = ()> + Clone + Debug + Send + Sync + 'static {

@@ -18,12 +18,10 @@ use super::context::Context;
 use super::desired;
 use super::gather::{Discovered, Id, known};
 use super::ingress::{self, IngressPlan};
-use crate::apply::{
-    Applied, Child, Marker, Writer, applied_hash, get_opt, owned_only_by_us, stamp_hash,
-};
+use crate::apply::{Applied, Marker, Writer, applied_hash, get_opt, owned_only_by_us, stamp_hash};
 use crate::error::{Error, UserError};
 use crate::identity;
-use crate::stored::stored_child;
+use crate::stored::{Child, stored_child};
 
 /// Children in, applied children out: what apply did, which is all that status is computed from.
 #[derive(Default)]

@@ -28,10 +28,10 @@ use serde::de::DeserializeOwned;
 use super::context::{AllowlistApis, Context, Stores};
 use super::ingress;
 use super::reconcile;
-use crate::apply::{Child, Verified, publish, trim_meta};
+use crate::apply::{Verified, publish};
 use crate::error::chain;
 use crate::identity;
-use crate::stored::Stored;
+use crate::stored::{Child, Stored, trim_meta};
 use crate::vocabulary;
 
 /// A reflector over one child kind, limited to what this operator manages; its stream triggers
