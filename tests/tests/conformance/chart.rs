@@ -526,3 +526,30 @@ fn monitoring_objects_render_only_when_asked_and_fit_together() {
         );
     }
 }
+
+#[cfg_attr(
+    no_helm,
+    ignore = "python3 could not import helm-python-sdk when the tests were built (pip install helm-python-sdk==0.2.2)"
+)]
+#[test]
+fn extra_args_reach_the_operator_and_only_flags_are_taken() {
+    let flags = ["--resync-period=10m", "--worker-threads=2"];
+    let objects = render("demoweb", "demoweb-system", &json!({ "extraArgs": flags }))
+        .expect("the chart renders with extra flags");
+    let deployments = of_kind(&objects, "Deployment");
+    let args = container_args(deployments.first().expect("the operator's Deployment"));
+    for flag in flags {
+        assert!(
+            args.iter().any(|a| a == flag),
+            "{flag} missing from {args:?}"
+        );
+    }
+    assert_eq!(args.first().map(String::as_str), Some("run"), "{args:?}");
+
+    let err = render("demoweb", "demoweb-system", &json!({"extraArgs": ["10m"]}))
+        .expect_err("a value that is not a flag is refused");
+    assert!(
+        err.contains("extraArgs"),
+        "the error names the value: {err}"
+    );
+}
