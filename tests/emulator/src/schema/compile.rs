@@ -173,15 +173,7 @@ impl Parser {
         n.preserve_unknown = bool_of(obj, "x-kubernetes-preserve-unknown-fields");
         n.embedded = bool_of(obj, "x-kubernetes-embedded-resource");
         n.int_or_string = bool_of(obj, "x-kubernetes-int-or-string");
-        n.required = obj
-            .get("required")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(|s| s.as_str().map(String::from))
-                    .collect()
-            })
-            .unwrap_or_default();
+        n.required = strings_of(obj, "required");
         n.enumeration = obj.get("enum").and_then(Value::as_array).cloned();
         n.minimum = obj.get("minimum").and_then(Value::as_f64);
         n.maximum = obj.get("maximum").and_then(Value::as_f64);
@@ -198,15 +190,7 @@ impl Parser {
         n.default = obj.get("default").cloned();
         n.list_type = str_of(obj, "x-kubernetes-list-type");
         n.map_type = str_of(obj, "x-kubernetes-map-type");
-        n.list_map_keys = obj
-            .get("x-kubernetes-list-map-keys")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(|s| s.as_str().map(String::from))
-                    .collect()
-            })
-            .unwrap_or_default();
+        n.list_map_keys = strings_of(obj, "x-kubernetes-list-map-keys");
 
         if let Some(p) = str_of(obj, "pattern") {
             match Regex::new(&p) {
@@ -824,6 +808,16 @@ fn str_of(obj: &Map<String, Value>, k: &str) -> Option<String> {
 
 fn bool_of(obj: &Map<String, Value>, k: &str) -> bool {
     obj.get(k).and_then(Value::as_bool).unwrap_or(false)
+}
+
+/// The strings of a list of strings (`required`, `x-kubernetes-list-map-keys`).
+fn strings_of(obj: &Map<String, Value>, k: &str) -> Vec<String> {
+    obj.get(k)
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s.as_str().map(String::from))
+        .collect()
 }
 
 /// The cardinality of a list or map from its raw schema: its declared maximum, else what fits

@@ -377,23 +377,18 @@ fn parse_body(body: &Bytes, content_type: &str) -> Result<Value, ApiError> {
             "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml",
         ));
     }
-    let v: Value = if content_type.contains("yaml") {
-        // Clients (kubectl, kube-rs) send apply configurations as JSON text, which is YAML:
-        // the JSON parser reads it to the same value at a fraction of the YAML parser's cost.
-        // Anything else (and its errors) is the YAML parser's.
-        match serde_json::from_slice(body) {
-            Ok(v) => v,
-            Err(_) => serde_yaml::from_slice(body)
-                .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?,
-        }
-    } else {
-        serde_json::from_slice(body)
-            .or_else(|_| serde_yaml::from_slice(body))
-            .map_err(|e| {
-                ApiError::bad_request(format!("couldn't get version/kind; json parse error: {e}"))
-            })?
-    };
-    Ok(v)
+    // Clients send JSON text whatever the content type (kubectl's and kube-rs' apply
+    // configurations too: JSON is YAML), and the JSON parser reads it at a fraction of the YAML
+    // parser's cost; anything else, and its error, is the YAML parser's.
+    serde_json::from_slice(body)
+        .or_else(|_| serde_yaml::from_slice(body))
+        .map_err(|e| {
+            ApiError::bad_request(if content_type.contains("yaml") {
+                format!("error decoding YAML: {e}")
+            } else {
+                format!("couldn't get version/kind; json parse error: {e}")
+            })
+        })
 }
 
 fn write_opts(q: &Query, t: &Target, verb: &str, user_agent: &str) -> Result<WriteOpts, ApiError> {
@@ -850,8 +845,8 @@ fn watch(sh: &Arc<Shared>, t: Target, q: &Query, out: Output, cut_generation: u6
     stream_body(rx)
 }
 
-/// The kind of a metadata-only view, and the key of its watch lines among a change's lines
-/// (which are otherwise keyed by apiVersion).
+/// The key of metadata-only watch lines among a change's lines (which are otherwise keyed by
+/// apiVersion).
 const PARTIAL_METADATA: &str = "PartialObjectMetadata";
 
 fn change_line(
@@ -878,12 +873,7 @@ fn change_line(
         // Metadata watches of a kind stored as it is served get the same line: serialised once,
         // straight from the stored metadata.
         return Some(c.line(PARTIAL_METADATA, kind, || {
-            let mut s = format!(
-                "{{\"type\":\"{kind}\",\"object\":{{\"apiVersion\":\"meta.k8s.io/v1\",\"kind\":\"{PARTIAL_METADATA}\",\"metadata\":"
-            );
-            s.push_str(&c.object["metadata"].to_string());
-            s.push_str("}}\n");
-            Bytes::from(s)
+            event_line(kind, table::partial_metadata(&c.object))
         }));
     }
     if out != Output::Json {
