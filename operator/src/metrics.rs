@@ -77,67 +77,75 @@ fn series(
     ConstGauge::new(value).encode(family.encode_family(&labels)?)
 }
 
+/// One family of per-site gauges: its descriptor, then what `each` writes for every site.
+fn site_family(
+    encoder: &mut DescriptorEncoder,
+    name: &'static str,
+    help: &str,
+    sites: &[Arc<DemoWeb>],
+    each: impl Fn(&mut MetricEncoder<'_>, &DemoWeb) -> Result<(), std::fmt::Error>,
+) -> Result<(), std::fmt::Error> {
+    let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    sites.iter().try_for_each(|dw| each(&mut family, dw))
+}
+
 /// The series are written straight into the scrape's text, site by site: a scrape costs the
 /// text and nothing in proportion to the number of sites besides it.
 impl Collector for SiteCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let sites = self.sites();
-        let mut family = encoder.encode_descriptor(
+        site_family(
+            &mut encoder,
             "info",
             "Information about a DemoWeb: its git repository and ref",
-            None,
-            MetricType::Gauge,
+            &sites,
+            |family, dw| {
+                let git_ref = dw.spec.git_ref.as_deref().unwrap_or_default();
+                let labels = [("gitrepo", dw.spec.gitrepo.as_str()), ("ref", git_ref)];
+                series(family, dw, &labels, 1)
+            },
         )?;
-        for dw in &sites {
-            let git_ref = dw.spec.git_ref.as_deref().unwrap_or_default();
-            series(
-                &mut family,
-                dw,
-                &[("gitrepo", &dw.spec.gitrepo), ("ref", git_ref)],
-                1,
-            )?;
-        }
-        let mut family = encoder.encode_descriptor(
+        site_family(
+            &mut encoder,
             "spec_replicas",
             "Replicas a DemoWeb asks for (spec.replicas, or autoscaling.minReplicas when it autoscales)",
-            None,
-            MetricType::Gauge,
+            &sites,
+            |family, dw| {
+                // An autoscaled site ignores spec.replicas; the fewest pods it asks for is its floor.
+                let asked = dw
+                    .spec
+                    .autoscaling
+                    .as_ref()
+                    .map_or(dw.spec.replicas, |a| a.min_replicas);
+                series(family, dw, &[], i64::from(asked))
+            },
         )?;
-        for dw in &sites {
-            // An autoscaled site ignores spec.replicas; the fewest pods it asks for is its floor.
-            let asked = dw
-                .spec
-                .autoscaling
-                .as_ref()
-                .map_or(dw.spec.replicas, |a| a.min_replicas);
-            series(&mut family, dw, &[], i64::from(asked))?;
-        }
-        let mut family = encoder.encode_descriptor(
+        site_family(
+            &mut encoder,
             "status_ready_replicas",
             "Ready replicas of a DemoWeb (status.readyReplicas)",
-            None,
-            MetricType::Gauge,
+            &sites,
+            |family, dw| {
+                let ready = dw.status.as_ref().and_then(|s| s.ready_replicas);
+                series(family, dw, &[], i64::from(ready.unwrap_or_default()))
+            },
         )?;
-        for dw in &sites {
-            let ready = dw.status.as_ref().and_then(|s| s.ready_replicas);
-            series(&mut family, dw, &[], i64::from(ready.unwrap_or_default()))?;
-        }
-        let mut family = encoder.encode_descriptor(
+        site_family(
+            &mut encoder,
             "status_condition",
             "The current status of each DemoWeb condition: 1 for the status it has, 0 for the others",
-            None,
-            MetricType::Gauge,
-        )?;
-        for dw in &sites {
-            let conditions = dw.status.as_ref().map(|s| s.conditions.as_slice());
-            for c in conditions.unwrap_or_default() {
-                for value in CONDITION_STATUSES {
-                    let labels = [("type", c.type_.as_str()), ("status", value)];
-                    series(&mut family, dw, &labels, i64::from(c.status == value))?;
+            &sites,
+            |family, dw| {
+                let conditions = dw.status.as_ref().map(|s| s.conditions.as_slice());
+                for c in conditions.unwrap_or_default() {
+                    for value in CONDITION_STATUSES {
+                        let labels = [("type", c.type_.as_str()), ("status", value)];
+                        series(family, dw, &labels, i64::from(c.status == value))?;
+                    }
                 }
-            }
-        }
-        Ok(())
+                Ok(())
+            },
+        )
     }
 }
 
