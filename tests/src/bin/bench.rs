@@ -306,20 +306,11 @@ async fn measure(
     watch!(DemoWeb, |t: &Tracker, dw: &DemoWeb| t.demoweb(dw));
     // Of the children only their owners are read: metadata watches, so that the benchmark's own
     // decoding takes as little as it can of the CPU it shares with the operator.
-    watch!(PartialObjectMeta<Deployment>, |t: &Tracker,
-                                           o: &PartialObjectMeta<
-        Deployment,
-    >| t
+    watch!(PartialObjectMeta<Deployment>, |t: &Tracker, o: &_| t
         .child(Child::Deployment, o));
-    watch!(PartialObjectMeta<Service>, |t: &Tracker,
-                                        o: &PartialObjectMeta<
-        Service,
-    >| t
+    watch!(PartialObjectMeta<Service>, |t: &Tracker, o: &_| t
         .child(Child::Service, o));
-    watch!(PartialObjectMeta<ConfigMap>, |t: &Tracker,
-                                          o: &PartialObjectMeta<
-        ConfigMap,
-    >| t
+    watch!(PartialObjectMeta<ConfigMap>, |t: &Tracker, o: &_| t
         .child(Child::ConfigMap, o));
     for _ in 0..watchers.len() {
         tokio::time::timeout(Duration::from_secs(60), started_rx.recv())
@@ -338,10 +329,8 @@ async fn measure(
     let names: Vec<String> = (1..=args.count).map(|i| format!("bench-{i:04}")).collect();
     let api: Api<DemoWeb> = Api::namespaced(client.clone(), namespace);
     let start = Instant::now();
-    let pace = args
-        .rate
-        .filter(|r| *r > 0.0)
-        .map(|r| Duration::from_secs_f64(1.0 / r));
+    let rate = args.rate.filter(|r| *r > 0.0);
+    let pace = rate.map(|r| Duration::from_secs_f64(1.0 / r));
     let applies = names.iter().enumerate().map(|(i, name)| {
         let api = api.clone();
         let tracker = tracker.clone();
@@ -378,8 +367,7 @@ async fn measure(
     report.add("applies_in_flight", args.applies_in_flight.max(1));
     report.add(
         "rate_per_sec",
-        args.rate
-            .map_or("unlimited (one burst)".to_owned(), |r| r.to_string()),
+        rate.map_or("unlimited (one burst)".to_owned(), |r| r.to_string()),
     );
     report.add(
         "created_all_secs",
