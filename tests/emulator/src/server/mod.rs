@@ -712,6 +712,37 @@ fn event_line(kind: &str, object: Value) -> Bytes {
     Bytes::from(s)
 }
 
+/// The watch line of a metadata-only view ([`table::partial_metadata`]'s shape), serialised from
+/// the stored metadata itself: copying it first (managed fields and all) cost the emulator a
+/// fifteenth of its time in a burst of new objects.
+fn metadata_line(kind: &str, metadata: &Value) -> Bytes {
+    #[derive(serde::Serialize)]
+    struct Line<'a> {
+        #[serde(rename = "type")]
+        kind: &'a str,
+        object: Partial<'a>,
+    }
+    #[derive(serde::Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Partial<'a> {
+        api_version: &'static str,
+        kind: &'static str,
+        metadata: &'a Value,
+    }
+    let line = Line {
+        kind,
+        object: Partial {
+            api_version: "meta.k8s.io/v1",
+            kind: PARTIAL_METADATA,
+            metadata,
+        },
+    };
+    // Serialising borrowed JSON values cannot fail.
+    let mut s = serde_json::to_string(&line).unwrap_or_default();
+    s.push('\n');
+    Bytes::from(s)
+}
+
 fn expired_line(requested: u64, oldest: u64) -> Bytes {
     let e = ApiError::gone(format!("too old resource version: {requested} ({oldest})"));
     event_line("ERROR", e.to_status())
@@ -845,8 +876,8 @@ fn watch(sh: &Arc<Shared>, t: Target, q: &Query, out: Output, cut_generation: u6
     stream_body(rx)
 }
 
-/// The key of metadata-only watch lines among a change's lines (which are otherwise keyed by
-/// apiVersion).
+/// The kind of a metadata-only view, and the key of its watch lines among a change's lines
+/// (which are otherwise keyed by apiVersion).
 const PARTIAL_METADATA: &str = "PartialObjectMetadata";
 
 fn change_line(
@@ -873,7 +904,7 @@ fn change_line(
         // Metadata watches of a kind stored as it is served get the same line: serialised once,
         // straight from the stored metadata.
         return Some(c.line(PARTIAL_METADATA, kind, || {
-            event_line(kind, table::partial_metadata(&c.object))
+            metadata_line(kind, &c.object["metadata"])
         }));
     }
     if out != Output::Json {
