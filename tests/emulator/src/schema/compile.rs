@@ -572,6 +572,19 @@ impl Parser {
         }
     }
 
+    /// `type` must be `want` because of an extension (`why` says which): missing or empty is
+    /// Required, another type Invalid, as kube-apiserver words it.
+    fn require_type(&mut self, n: &Node, path: &str, want: &str, why: &str) {
+        let field = format!("{path}.type");
+        match n.ty.as_deref() {
+            Some(ty) if ty == want => {}
+            None | Some("") => self.errors.push(FieldError::required(&field, why)),
+            Some(other) => self
+                .errors
+                .push(FieldError::invalid(&field, Value::from(other), why)),
+        }
+    }
+
     fn check_structural(&mut self, obj: &Map<String, Value>, n: &Node, path: &str, level: Level) {
         match n.ty.as_deref() {
             None if !n.int_or_string && !n.preserve_unknown => {
@@ -633,18 +646,12 @@ impl Parser {
         let items = obj.get("items").and_then(Value::as_object);
         let items_ty = items.and_then(|i| i.get("type")).and_then(Value::as_str);
         if let Some(lt) = &n.list_type {
-            match n.ty.as_deref() {
-                Some("array") => {}
-                None | Some("") => self.errors.push(FieldError::required(
-                    &format!("{path}.type"),
-                    "must be array if x-kubernetes-list-type is specified",
-                )),
-                Some(other) => self.errors.push(FieldError::invalid(
-                    &format!("{path}.type"),
-                    Value::from(other),
-                    "must be array if x-kubernetes-list-type is specified",
-                )),
-            }
+            self.require_type(
+                n,
+                path,
+                "array",
+                "must be array if x-kubernetes-list-type is specified",
+            );
             if !["atomic", "set", "map"].contains(&lt.as_str()) {
                 self.errors.push(FieldError::not_supported(
                     &format!("{path}.x-kubernetes-list-type"),
@@ -715,18 +722,12 @@ impl Parser {
             }
         }
         if let Some(mt) = obj.get("x-kubernetes-map-type").and_then(Value::as_str) {
-            match n.ty.as_deref() {
-                Some("object") => {}
-                None | Some("") => self.errors.push(FieldError::required(
-                    &format!("{path}.type"),
-                    "must be object if x-kubernetes-map-type is specified",
-                )),
-                Some(other) => self.errors.push(FieldError::invalid(
-                    &format!("{path}.type"),
-                    Value::from(other),
-                    "must be object if x-kubernetes-map-type is specified",
-                )),
-            }
+            self.require_type(
+                n,
+                path,
+                "object",
+                "must be object if x-kubernetes-map-type is specified",
+            );
             if mt != "atomic" && mt != "granular" {
                 self.errors.push(FieldError::not_supported(
                     &format!("{path}.x-kubernetes-map-type"),
@@ -742,18 +743,12 @@ impl Parser {
             ));
         }
         if n.embedded {
-            match n.ty.as_deref() {
-                Some("object") => {}
-                None | Some("") => self.errors.push(FieldError::required(
-                    &format!("{path}.type"),
-                    "must be object if x-kubernetes-embedded-resource is true",
-                )),
-                Some(other) => self.errors.push(FieldError::invalid(
-                    &format!("{path}.type"),
-                    Value::from(other),
-                    "must be object if x-kubernetes-embedded-resource is true",
-                )),
-            }
+            self.require_type(
+                n,
+                path,
+                "object",
+                "must be object if x-kubernetes-embedded-resource is true",
+            );
             if !n.preserve_unknown && !obj.contains_key("properties") {
                 self.errors.push(FieldError::required(
                     &format!("{path}.properties"),
