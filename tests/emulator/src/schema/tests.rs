@@ -958,6 +958,17 @@ fn structural_schema_problems() {
             ],
         ),
         (
+            json!({"type": "object", "properties": {
+                "l": {"type": "object", "x-kubernetes-list-type": "atomic"},
+                "m": {"type": "string", "x-kubernetes-map-type": "atomic"},
+                "e": {"x-kubernetes-embedded-resource": true, "x-kubernetes-preserve-unknown-fields": true}}}),
+            vec![
+                "spec.validation.openAPIV3Schema.properties[e].type: Required value: must be object if x-kubernetes-embedded-resource is true",
+                r#"spec.validation.openAPIV3Schema.properties[l].type: Invalid value: "object": must be array if x-kubernetes-list-type is specified"#,
+                r#"spec.validation.openAPIV3Schema.properties[m].type: Invalid value: "string": must be object if x-kubernetes-map-type is specified"#,
+            ],
+        ),
+        (
             json!({"type": "object", "properties": {"l": {"type": "array", "items": {"type": "string"}, "uniqueItems": true}}}),
             vec![
                 "spec.validation.openAPIV3Schema.properties[l].uniqueItems: Forbidden: uniqueItems cannot be set to true since the runtime complexity becomes quadratic",
