@@ -63,14 +63,25 @@ pub fn router(state: ServerState) -> Router {
         .with_state(state)
 }
 
-async fn metrics(State(state): State<ServerState>) -> impl IntoResponse {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        state.metrics.render(),
-    )
+/// The text is rendered on a blocking thread: with thousands of DemoWebs it takes tens of
+/// milliseconds, which on the operator's one worker thread would hold up every reconcile.
+async fn metrics(State(state): State<ServerState>) -> axum::response::Response {
+    let metrics = state.metrics.clone();
+    match tokio::task::spawn_blocking(move || metrics.render()).await {
+        Ok(text) => (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(err) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("rendering the metrics failed: {err}\n"),
+        )
+            .into_response(),
+    }
 }
 
 async fn readyz(State(state): State<ServerState>) -> impl IntoResponse {
