@@ -622,7 +622,13 @@ pub async fn patch_status(
     patch: &Value,
     metrics: &Metrics,
 ) -> Result<(), Error> {
-    api.patch_status(name, &PatchParams::default(), &Patch::Merge(patch))
+    // Under the operator's own name, so that a status write by anyone else shows as theirs in
+    // the managed fields (see `demoweb::controller::wanted_changes`).
+    let params = PatchParams {
+        field_manager: Some(MANAGER.to_owned()),
+        ..PatchParams::default()
+    };
+    api.patch_status(name, &params, &Patch::Merge(patch))
         .await
         .map_err(|source| Error::PatchStatus {
             name: name.to_owned(),

@@ -4,6 +4,7 @@
 use std::collections::BTreeSet;
 use std::fmt::Debug;
 use std::future::Future;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,6 +17,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Secret, Service, Se
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, ObjectMeta};
 use kube::api::DynamicObject;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Controller;
@@ -135,8 +137,30 @@ fn demowebs_for_secret(
 fn decode_demoweb(obj: &DynamicObject) -> Result<DemoWeb, String> {
     let value = serde_json::to_value(obj).map_err(|err| err.to_string())?;
     let mut dw: DemoWeb = serde_json::from_value(value).map_err(|err| err.to_string())?;
-    trim_meta(&mut dw.metadata);
+    keep_other_status_writers(&mut dw.metadata);
     Ok(dw)
+}
+
+/// Trims a DemoWeb's metadata for the store ([`trim_meta`]), but keeps from its managed fields
+/// who else wrote its status and when (without the fields themselves): [`wanted_changes`]
+/// reconciles when that changes.
+fn keep_other_status_writers(meta: &mut ObjectMeta) {
+    let writers: Vec<ManagedFieldsEntry> = meta
+        .managed_fields
+        .take()
+        .into_iter()
+        .flatten()
+        .filter(|entry| {
+            entry.subresource.as_deref() == Some("status")
+                && entry.manager.as_deref() != Some(vocabulary::MANAGER)
+        })
+        .map(|entry| ManagedFieldsEntry {
+            fields_v1: None,
+            ..entry
+        })
+        .collect();
+    trim_meta(meta);
+    meta.managed_fields = (!writers.is_empty()).then_some(writers);
 }
 
 /// A stand-in that removes an undecodable DemoWeb from the store (its children stay as they are).
@@ -254,14 +278,28 @@ fn tolerant_demoweb_reflector(
     (reader, stream)
 }
 
-/// The changes to a DemoWeb that reconcile it: its spec (the generation), labels and annotations.
-/// Status writes — ours, after every reconcile that changed something — move none of them, so
-/// they do not come back as one more reconcile; the resync still looks at every DemoWeb.
+/// The changes to a DemoWeb that reconcile it: its spec (the generation), labels, annotations,
+/// and a status write by anyone but the operator (their managed-fields entries, which the store
+/// keeps: [`keep_other_status_writers`]). The operator's own status writes, after every
+/// reconcile that changed something, move none of these, so they do not come back as one more
+/// reconcile; a status someone else edited is put right at once, not at the next resync.
 fn wanted_changes(dw: &DemoWeb) -> Option<u64> {
     predicates::generation
         .combine(predicates::labels)
         .combine(predicates::annotations)
+        .combine(other_status_writes)
         .hash_property(dw)
+}
+
+/// Who else wrote the DemoWeb's status, and when.
+fn other_status_writes(dw: &DemoWeb) -> Option<u64> {
+    let writers = dw.metadata.managed_fields.as_ref()?;
+    let mut hasher = std::hash::DefaultHasher::new();
+    for entry in writers {
+        (&entry.manager, &entry.operation, &entry.api_version).hash(&mut hasher);
+        entry.time.as_ref().map(|t| t.0).hash(&mut hasher);
+    }
+    Some(hasher.finish())
 }
 
 /// Settings of the controller that come from the command line.
@@ -541,5 +579,50 @@ mod tests {
         let refs = demowebs_for_class(&class, &reader);
         assert_eq!(refs.len(), 1);
         assert_eq!(refs[0].name, "demoweb1");
+    }
+
+    #[test]
+    fn status_writes_reconcile_only_when_someone_else_made_them() {
+        let entry = |manager: &str, subresource: Option<&str>, second: i64| ManagedFieldsEntry {
+            manager: Some(manager.into()),
+            operation: Some("Update".into()),
+            subresource: subresource.map(Into::into),
+            api_version: Some("baeke.info/v1".into()),
+            time: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                jiff::Timestamp::from_second(second).unwrap(),
+            )),
+            fields_v1: Some(Default::default()),
+            fields_type: Some("FieldsV1".into()),
+        };
+        let stored = |entries: Vec<ManagedFieldsEntry>| {
+            let mut dw = seed();
+            dw.metadata.managed_fields = Some(entries);
+            keep_other_status_writers(&mut dw.metadata);
+            dw
+        };
+        let ours = stored(vec![
+            entry(vocabulary::MANAGER, None, 1),
+            entry("kubectl-client-side-apply", None, 1),
+            entry(vocabulary::MANAGER, Some("status"), 1),
+        ]);
+        assert!(ours.metadata.managed_fields.is_none(), "nothing to keep");
+        let ours_again = stored(vec![
+            entry(vocabulary::MANAGER, None, 1),
+            entry("kubectl-client-side-apply", None, 1),
+            entry(vocabulary::MANAGER, Some("status"), 9),
+        ]);
+        assert_eq!(wanted_changes(&ours), wanted_changes(&ours_again));
+
+        let edited = stored(vec![
+            entry(vocabulary::MANAGER, Some("status"), 1),
+            entry("kubectl-patch", Some("status"), 5),
+        ]);
+        let kept = edited.metadata.managed_fields.as_ref().expect("kept");
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].manager.as_deref(), Some("kubectl-patch"));
+        assert!(kept[0].fields_v1.is_none(), "without the fields");
+        assert_ne!(wanted_changes(&ours), wanted_changes(&edited));
+        let edited_again = stored(vec![entry("kubectl-patch", Some("status"), 6)]);
+        assert_ne!(wanted_changes(&edited), wanted_changes(&edited_again));
     }
 }

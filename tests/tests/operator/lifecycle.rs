@@ -399,6 +399,43 @@ async fn status_follows_the_rollout() {
     env.finish().await;
 }
 
+/// The status is the operator's to write: one edited by someone else is put right at once, well
+/// before the next full resync (five minutes by default).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_status_edited_by_someone_else_is_put_right() {
+    let (env, op) = setup("status-edit").await;
+    env.apply_yaml(SEED).await.expect_ok();
+    let before = wait_condition(&env, &op, "demoweb1", "Ready", "True", "Reconciled").await;
+
+    let edited = env
+        .kubectl(&[
+            "patch",
+            "demoweb",
+            "demoweb1",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            r#"{"status":{"readyReplicas":0,"conditions":[]}}"#,
+            "-o",
+            "json",
+        ])
+        .await
+        .expect_ok();
+    let edited: Value = serde_json::from_str(&edited).expect("kubectl printed JSON");
+    assert_eq!(
+        edited["status"]["readyReplicas"], 0,
+        "the edit took: {edited}"
+    );
+
+    let after = wait_condition(&env, &op, "demoweb1", "Ready", "True", "Reconciled").await;
+    assert_eq!(after["status"]["readyReplicas"], 2);
+    assert_eq!(
+        after["status"]["observedGeneration"],
+        before["status"]["observedGeneration"]
+    );
+    env.finish().await;
+}
+
 /// Traefik's Middleware CRD (group traefik.io, Traefik v3's `ipAllowList`).
 pub const TRAEFIK_MIDDLEWARE_CRD: &str = "apiVersion: apiextensions.k8s.io/v1
 kind: CustomResourceDefinition
