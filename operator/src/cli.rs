@@ -77,8 +77,9 @@ pub struct RunArgs {
     #[arg(long, default_value = "60s", value_parser = parse_period, env = "DEMOWEB_IDENTITY_API_POLL_PERIOD")]
     pub identity_api_poll_period: Duration,
 
-    /// Threads that run the operator's work. One keeps up with a thousand new DemoWebs a second
-    /// and spends less CPU than several, which hand work to each other; more only help when
+    /// Threads that run the operator's work. One (a current-thread runtime: the controllers, the
+    /// watches and the HTTP server share it) keeps up with a thousand new DemoWebs a second and
+    /// spends less CPU than several, which hand work to each other; more only help when
     /// reconciles, not the API server, are the bottleneck.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..), env = "DEMOWEB_WORKER_THREADS")]
     pub worker_threads: u16,
@@ -138,11 +139,15 @@ pub fn execute(cli: Cli) -> ExitCode {
         },
         Command::Run(args) => {
             init_tracing(args.log_format);
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(usize::from(args.worker_threads))
-                .enable_all()
-                .build()
-            {
+            let mut builder = match args.worker_threads {
+                1 => tokio::runtime::Builder::new_current_thread(),
+                n => {
+                    let mut b = tokio::runtime::Builder::new_multi_thread();
+                    b.worker_threads(usize::from(n));
+                    b
+                }
+            };
+            let runtime = match builder.enable_all().build() {
                 Ok(rt) => rt,
                 Err(err) => {
                     eprintln!("error: starting the async runtime: {err}");
