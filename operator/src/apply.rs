@@ -62,7 +62,9 @@ pub fn owned_only_by_us(meta: &ObjectMeta, path: &[&str]) -> bool {
     ours
 }
 
-/// What happened to one child.
+/// What happened to one child. A written object is what we applied under the metadata the API
+/// server answered with (no status, nothing the server filled in); an unchanged one is the live
+/// object as far as it was read (a store's copy keeps only what reconcile reads).
 #[derive(Debug)]
 pub enum Applied<K> {
     /// The live object already is what we want: nothing was written.
@@ -384,14 +386,19 @@ impl<'a> Writer<'a> {
         // Unknown fields must fail the write rather than be pruned silently: an allowlist
         // object with its rule pruned away would leave the site open.
         params.field_validation = Some(kube::api::ValidationDirective::Strict);
-        let written = api
-            .patch(&name, &params, &Patch::Apply(desired))
+        // The answer as metadata only (`as=PartialObjectMetadata`): the server sends, and we
+        // decode, no spec, status or pod template; the object is then what we applied under the
+        // metadata the server gave it.
+        let answer = api
+            .patch_metadata(&name, &params, &Patch::Apply(desired))
             .await
             .map_err(|source| Error::Apply {
                 kind: kind.to_owned(),
                 name: name.clone(),
                 source,
             })?;
+        let mut written = desired.clone();
+        *written.meta_mut() = answer.metadata;
         self.metrics.count_write(
             if live.is_some() {
                 "apply_update"

@@ -244,7 +244,7 @@ async fn apply_children(
     report.deployment = applied_deployment;
     report.deployment_hash = Some(hash);
     if let Some(sa) = unwanted_service_account {
-        delete_service_account_once_unused(w, ctx, id, sa, report.deployment.as_ref()).await?;
+        delete_service_account_once_unused(w, ctx, id, sa).await?;
     }
     if autoscaler.is_some() {
         ensure_or_delete(
@@ -409,27 +409,22 @@ async fn delete_kopf_leftover(
 }
 
 /// Deletes the ServiceAccount this DemoWeb no longer wants, but only once the live Deployment no
-/// longer uses it (`identity::deployment_uses_service_account` states the rule). `applied` is the
-/// Deployment as our apply returned it; without one (a name clash), whatever Deployment of that
-/// name is live decides. While the account is still in use it stays; the Deployment's next status
-/// change (its rollout progressing) triggers the reconcile that deletes it.
+/// longer uses it (`identity::deployment_uses_service_account` states the rule); after a name
+/// clash, whatever Deployment of that name is live decides. While the account is still in use it
+/// stays; the Deployment's next status change (its rollout progressing) triggers the reconcile
+/// that deletes it.
 async fn delete_service_account_once_unused(
     w: &Writer<'_>,
     ctx: &Context,
     id: &Id,
     sa: ServiceAccount,
-    applied: Option<&Deployment>,
 ) -> Result<(), Error> {
     let ns = id.namespace.as_str();
-    // The pod template decides; the store's copy has none, so read the Deployment unless our
-    // apply just returned it whole.
-    let live_deployment = match applied {
-        Some(d) if d.spec.as_ref().is_some_and(|s| s.template.spec.is_some()) => Some(d.clone()),
-        _ => {
-            let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), ns);
-            get_opt(&api, "Deployment", &desired::deployment_name(&id.name)).await?
-        }
-    };
+    // The live pod template and rollout decide: neither the store's copy nor what our apply
+    // answered carries both, so the Deployment is read (only while an unwanted ServiceAccount
+    // is left).
+    let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), ns);
+    let live_deployment = get_opt(&api, "Deployment", &desired::deployment_name(&id.name)).await?;
     let name = sa.name_any();
     if identity::deployment_uses_service_account(live_deployment.as_ref(), &name) {
         tracing::debug!(
