@@ -8,7 +8,6 @@
 //! drift from the API. Only a replica running the controller (the leader) has a store, so only the
 //! leader exports them.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use demoweb_crd::DemoWeb;
@@ -34,8 +33,6 @@ pub struct Metrics {
     writes: Family<Labels, Counter>,
     leader: Gauge,
     sites: SiteCollector,
-    /// The length of the last scrape's text (see [`Metrics::render`]).
-    last_render_len: AtomicUsize,
 }
 
 /// The DemoWeb store the per-site series are read from, while a controller runs.
@@ -89,8 +86,9 @@ fn site_family(
     sites.iter().try_for_each(|dw| each(&mut family, dw))
 }
 
-/// The series are written straight into the scrape's text, site by site: a scrape costs the
-/// text and nothing in proportion to the number of sites besides it.
+/// The series are written straight into the scrape's text, site by site, and the text goes out in
+/// pieces as it is written: nothing a scrape holds grows with the number of sites but the list of
+/// them.
 impl Collector for SiteCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let sites = self.sites();
@@ -192,7 +190,6 @@ impl Default for Metrics {
             writes,
             leader,
             sites,
-            last_render_len: AtomicUsize::new(0),
         }
     }
 }
@@ -234,15 +231,17 @@ impl Metrics {
         *self.sites.store.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
-    /// The Prometheus text exposition of every metric. With thousands of DemoWebs the text runs
-    /// to megabytes: it is written into room for the last scrape's length and a little more, not
-    /// grown by doubling (which would hold up to twice the text, and both copies while it grows).
+    /// Writes the Prometheus text exposition of every metric into `out` as it goes (the server
+    /// sends it in pieces: with thousands of DemoWebs it runs to megabytes).
+    pub fn render_into(&self, out: &mut impl std::fmt::Write) -> std::fmt::Result {
+        encode(out, &self.registry)
+    }
+
+    /// The whole text at once.
     pub fn render(&self) -> String {
-        let last = self.last_render_len.load(Ordering::Relaxed);
-        let mut out = String::with_capacity(last + last / 16);
+        let mut out = String::new();
         // Writing into a String cannot fail.
-        let _ = encode(&mut out, &self.registry);
-        self.last_render_len.store(out.len(), Ordering::Relaxed);
+        let _ = self.render_into(&mut out);
         out
     }
 }

@@ -1,15 +1,19 @@
 //! The HTTP endpoints of the process: `/metrics` (Prometheus), `/healthz` (liveness: the process
 //! serves) and `/readyz` (readiness: the caches the controllers read have synced).
 
+use std::convert::Infallible;
+use std::fmt;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
+use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use tokio::net::TcpListener;
+use tokio::sync::mpsc;
 
 use crate::metrics::Metrics;
 
@@ -63,25 +67,62 @@ pub fn router(state: ServerState) -> Router {
         .with_state(state)
 }
 
+/// How much of a scrape's text is held at once: it is sent in pieces of about this size while it
+/// is being rendered.
+const CHUNK: usize = 64 * 1024;
+
+/// The scrape's text, sent as it is written: with thousands of DemoWebs it runs to megabytes, and
+/// a scrape then holds a few pieces of it rather than all of it. Written on a blocking thread:
+/// `blocking_send` waits while the client has not taken the earlier pieces.
+struct Chunks {
+    buf: String,
+    tx: mpsc::Sender<Bytes>,
+}
+
+impl Chunks {
+    fn send(&mut self) -> fmt::Result {
+        let piece = std::mem::replace(&mut self.buf, String::with_capacity(CHUNK));
+        // The client went away: stop rendering.
+        self.tx.blocking_send(piece.into()).map_err(|_| fmt::Error)
+    }
+}
+
+impl fmt::Write for Chunks {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.buf.push_str(s);
+        if self.buf.len() >= CHUNK {
+            self.send()?;
+        }
+        Ok(())
+    }
+}
+
 /// The text is rendered on a blocking thread: with thousands of DemoWebs it takes tens of
 /// milliseconds, which on the operator's one worker thread would hold up every reconcile.
-async fn metrics(State(state): State<ServerState>) -> axum::response::Response {
+async fn metrics(State(state): State<ServerState>) -> impl IntoResponse {
+    let (tx, rx) = mpsc::channel::<Bytes>(2);
     let metrics = state.metrics.clone();
-    match tokio::task::spawn_blocking(move || metrics.render()).await {
-        Ok(text) => (
-            [(
-                header::CONTENT_TYPE,
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            )],
-            text,
-        )
-            .into_response(),
-        Err(err) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("rendering the metrics failed: {err}\n"),
-        )
-            .into_response(),
-    }
+    tokio::task::spawn_blocking(move || {
+        let mut out = Chunks {
+            buf: String::with_capacity(CHUNK),
+            tx,
+        };
+        // An error means the client went away; there is nobody left to tell.
+        if metrics.render_into(&mut out).is_ok() {
+            let _ = out.send();
+        }
+    });
+    let pieces = futures::stream::unfold(rx, |mut rx| async move {
+        let piece = rx.recv().await?;
+        Some((Ok::<_, Infallible>(piece), rx))
+    });
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        Body::from_stream(pieces),
+    )
 }
 
 async fn readyz(State(state): State<ServerState>) -> impl IntoResponse {
@@ -152,5 +193,47 @@ mod tests {
             body.contains("demoweb_reconcile_duration_seconds"),
             "{body}"
         );
+    }
+
+    /// A text of many pieces arrives whole and in order.
+    #[tokio::test]
+    async fn a_large_scrape_arrives_whole() {
+        use kube::runtime::watcher::Event;
+        let metrics = Arc::new(Metrics::default());
+        let (reader, mut writer) = kube::runtime::reflector::store();
+        for i in 0..2_000 {
+            let mut dw = crate::demoweb::desired::tests::seed();
+            dw.metadata.name = Some(format!("site-{i}"));
+            writer.apply_watcher_event(&Event::Apply(dw));
+        }
+        metrics.watch_sites(reader);
+        let want = metrics.render();
+        assert!(want.len() > 4 * CHUNK, "{} bytes", want.len());
+
+        let state = ServerState {
+            metrics,
+            readiness: Readiness::default(),
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(serve(listener, state, std::future::pending()));
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        // HTTP/1.0, so that the body is the bytes up to the end of the connection.
+        stream
+            .write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut out = String::new();
+        stream.read_to_string(&mut out).await.unwrap();
+        let (head, body) = out.split_once("\r\n\r\n").expect("head and body");
+        assert!(head.contains(" 200 "), "{head}");
+        assert!(
+            body == want,
+            "the body differs from the text ({} vs {} bytes)",
+            body.len(),
+            want.len()
+        );
+        assert!(body.ends_with("# EOF\n"));
     }
 }

@@ -322,13 +322,14 @@ fn proc_status_kib(proc_status: &str, key: &str) -> Option<u64> {
     })
 }
 
-/// A plain HTTP/1.1 GET (the operator's metrics endpoint): (status code, body).
+/// A plain HTTP/1.0 GET (the operator's metrics endpoint): (status code, body).
 pub async fn http_get(addr: SocketAddr, path: &str) -> io::Result<(u16, String)> {
     let mut stream = tokio::net::TcpStream::connect(addr).await?;
     stream
         .write_all(
-            format!("GET {path} HTTP/1.1\r\nHost: operator\r\nConnection: close\r\n\r\n")
-                .as_bytes(),
+            // HTTP/1.0: the answer's body runs to the end of the connection, never in chunks
+            // (`/metrics` is sent in pieces as it is rendered).
+            format!("GET {path} HTTP/1.0\r\nHost: operator\r\n\r\n").as_bytes(),
         )
         .await?;
     let mut out = String::new();
