@@ -89,10 +89,11 @@ impl Chunks {
 
 impl fmt::Write for Chunks {
     fn write_str(&mut self, s: &str) -> fmt::Result {
-        self.buf.push_str(s);
-        if self.buf.len() >= CHUNK {
+        // Sent before it would outgrow its room (a String that outgrows it doubles).
+        if !self.buf.is_empty() && self.buf.len() + s.len() > CHUNK {
             self.send()?;
         }
+        self.buf.push_str(s);
         Ok(())
     }
 }
@@ -108,7 +109,7 @@ async fn metrics(State(state): State<ServerState>) -> impl IntoResponse {
             tx,
         };
         // An error means the client went away; there is nobody left to tell.
-        if metrics.render_into(&mut out).is_ok() {
+        if metrics.render_into(&mut out).is_ok() && !out.buf.is_empty() {
             let _ = out.send();
         }
     });
