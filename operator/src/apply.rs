@@ -21,6 +21,7 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::events::v1::{Event as K8sEvent, EventSeries};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions, PropagationPolicy};
+use kube::core::TypeMeta;
 use kube::runtime::events::{Event, EventType, Reporter};
 use kube::{Api, Client, Resource};
 use serde::Serialize;
@@ -333,7 +334,7 @@ impl<'a> Writer<'a> {
     pub async fn apply<K>(
         &self,
         api: &Api<K>,
-        kind: &str,
+        types: &TypeMeta,
         live: Option<K>,
         desired: &K,
         marker: Marker,
@@ -341,16 +342,22 @@ impl<'a> Writer<'a> {
     where
         K: Resource + Clone + Serialize + DeserializeOwned + Debug,
     {
+        let kind = types.kind.as_str();
         let name = desired.meta().name.clone().unwrap_or_default();
         let serialize = |source| Error::Serialize {
             kind: kind.to_owned(),
             name: name.clone(),
             source,
         };
-        let want = serde_json::to_value(desired).map_err(serialize)?;
+        // The metadata is compared on every reconcile; the whole object only when `live` may have
+        // changed since we last knew it current, so only then is it serialised for comparing.
+        let want_meta = serde_json::to_value(desired.meta()).map_err(serialize)?;
         let holds = |live: &K| -> Result<bool, Error> {
             Ok(applied_hash(live.meta()) == applied_hash(desired.meta())
-                && contains(&serde_json::to_value(live).map_err(serialize)?, &want))
+                && contains(
+                    &serde_json::to_value(live).map_err(serialize)?,
+                    &serde_json::to_value(desired).map_err(serialize)?,
+                ))
         };
         let mut live = live;
         if let Some(current) = &live {
@@ -361,7 +368,7 @@ impl<'a> Writer<'a> {
             }
             let meta = serde_json::to_value(current.meta()).map_err(serialize)?;
             let meta_current = applied_hash(current.meta()) == applied_hash(desired.meta())
-                && contains(&meta, &want["metadata"]);
+                && contains(&meta, &want_meta);
             if meta_current {
                 if self.verified.is_current(current.meta(), marker) || holds(current)? {
                     self.verified.remember(current.meta(), marker);
@@ -420,9 +427,7 @@ impl<'a> Writer<'a> {
             Applied::Created(_) => "Created",
             _ => "Updated",
         };
-        // apiVersion and kind from what we sent: serialising the answer again only for them
-        // cost more than the rest of this function.
-        let related = applied.object().map(|obj| reference(&want, obj.meta()));
+        let related = applied.object().map(|obj| reference(types, obj.meta()));
         self.record(verb, kind, &name, related);
         Ok(applied)
     }
@@ -572,15 +577,20 @@ fn summarize_changes(
 /// A reference to a child for an Event's `related` field. Events about different children must
 /// differ in it: the recorder folds Events with equal reason and references into one series.
 fn reference_to<K: Serialize + Resource>(obj: &K) -> Option<ObjectReference> {
-    Some(reference(&serde_json::to_value(obj).ok()?, obj.meta()))
+    let typed = serde_json::to_value(obj).ok()?;
+    let types = TypeMeta {
+        api_version: typed["apiVersion"].as_str()?.to_owned(),
+        kind: typed["kind"].as_str()?.to_owned(),
+    };
+    Some(reference(&types, obj.meta()))
 }
 
 /// The reference to the object `meta` describes, of the apiVersion and kind `typed` (the object,
 /// or what was applied to it, serialised) names.
-fn reference(typed: &Value, meta: &ObjectMeta) -> ObjectReference {
+fn reference(types: &TypeMeta, meta: &ObjectMeta) -> ObjectReference {
     ObjectReference {
-        api_version: typed["apiVersion"].as_str().map(str::to_owned),
-        kind: typed["kind"].as_str().map(str::to_owned),
+        api_version: Some(types.api_version.clone()),
+        kind: Some(types.kind.clone()),
         name: meta.name.clone(),
         namespace: meta.namespace.clone(),
         uid: meta.uid.clone(),

@@ -9,6 +9,7 @@ use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::DynamicObject;
+use kube::core::TypeMeta;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
@@ -62,13 +63,14 @@ async fn ensure<K>(
 where
     K: Child,
 {
-    let kind = K::kind(&()).to_string();
-    let hash = stamp_hash(&kind, &mut desired)?;
+    let types = TypeMeta::resource::<K>();
+    let kind = types.kind.as_str();
+    let hash = stamp_hash(kind, &mut desired)?;
     let name = desired.meta().name.clone().unwrap_or_default();
     let api: Api<K> = Api::namespaced(ctx.client.clone(), ns);
-    let current = live(store, &api, &kind, &name, ns).await?;
+    let current = live(store, &api, kind, &name, ns).await?;
     Ok(
-        match w.apply(&api, &kind, current, &desired, K::MARKER).await? {
+        match w.apply(&api, &types, current, &desired, K::MARKER).await? {
             Applied::Conflict(message) => {
                 report.problems.push(UserError {
                     reason: reason::NAME_CONFLICT,
@@ -333,8 +335,9 @@ async fn apply_ingress(
                 stamp_hash(&kind, &mut obj)?;
                 let name = obj.metadata.name.clone().unwrap_or_default();
                 let current = get_opt(&api, &kind, &name).await?;
+                let types = obj.types.clone().unwrap_or_default();
                 let applied = w
-                    .apply(&api, &kind, current, &obj, Marker::ResourceVersion)
+                    .apply(&api, &types, current, &obj, Marker::ResourceVersion)
                     .await?;
                 if let Applied::Conflict(message) = applied {
                     // Never expose the site without its allowlist.
