@@ -585,8 +585,7 @@ fn reference_to<K: Serialize + Resource>(obj: &K) -> Option<ObjectReference> {
     Some(reference(&types, obj.meta()))
 }
 
-/// The reference to the object `meta` describes, of the apiVersion and kind `typed` (the object,
-/// or what was applied to it, serialised) names.
+/// The reference to the object `meta` describes, of the apiVersion and kind `types` names.
 fn reference(types: &TypeMeta, meta: &ObjectMeta) -> ObjectReference {
     ObjectReference {
         api_version: Some(types.api_version.clone()),

@@ -163,12 +163,9 @@ async fn hand_over_replicas(
     w.hand_over(&api, "Deployment", &name, &body).await
 }
 
-fn dynamic_api(ctx: &Context, ns: &str, obj: &DynamicObject) -> (Api<DynamicObject>, String) {
-    let (resource, kind) = ingress::allowlist_resource(obj);
-    (
-        Api::namespaced_with(ctx.client.clone(), ns, &resource),
-        kind,
-    )
+fn dynamic_api(ctx: &Context, ns: &str, obj: &DynamicObject) -> Api<DynamicObject> {
+    let (resource, _) = ingress::allowlist_resource(obj);
+    Api::namespaced_with(ctx.client.clone(), ns, &resource)
 }
 
 /// Step 5: apply in dependency order, then delete what this DemoWeb controls but no longer wants;
@@ -331,11 +328,11 @@ async fn apply_ingress(
                 .and_then(|e| e.types.as_ref().map(|t| t.kind.clone()));
             if let Some(obj) = extra {
                 let mut obj = *obj;
-                let (api, kind) = dynamic_api(ctx, ns, &obj);
-                stamp_hash(&kind, &mut obj)?;
-                let name = obj.metadata.name.clone().unwrap_or_default();
-                let current = get_opt(&api, &kind, &name).await?;
+                let api = dynamic_api(ctx, ns, &obj);
                 let types = obj.types.clone().unwrap_or_default();
+                stamp_hash(&types.kind, &mut obj)?;
+                let name = obj.metadata.name.clone().unwrap_or_default();
+                let current = get_opt(&api, &types.kind, &name).await?;
                 let applied = w
                     .apply(&api, &types, current, &obj, Marker::ResourceVersion)
                     .await?;
