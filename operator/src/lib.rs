@@ -241,6 +241,8 @@ pub struct RunConfig {
     pub resync_period: Duration,
     pub stalled_requeue_period: Duration,
     pub identity_api_poll_period: Duration,
+    /// How many DemoWeb reconciles run at once.
+    pub max_concurrent_reconciles: u16,
 }
 
 /// Where the leader Lease lives.
@@ -370,6 +372,7 @@ impl Controllers<'_> {
             },
             resync_period: self.config.resync_period,
             stalled_requeue_period: self.config.stalled_requeue_period,
+            max_concurrent_reconciles: self.config.max_concurrent_reconciles,
             readiness: self.readiness.clone(),
         };
         run_demoweb(

@@ -312,23 +312,23 @@ pub struct ControllerConfig {
     pub resync_period: Duration,
     /// Requeue while stalled (capped at `resync_period`).
     pub stalled_requeue_period: Duration,
+    /// How many reconciles run at once (see [`runtime_config`]).
+    pub max_concurrent_reconciles: u16,
     /// Set to not ready until every store below has its first full list.
     pub readiness: crate::server::Readiness,
 }
-
-/// How many reconciles run at once. Each holds its desired children and the API's answers in
-/// memory, so a burst of N new DemoWebs costs memory in proportion to this, not to N; the API
-/// server gets a steady stream of requests instead of N at once.
-const CONCURRENT_RECONCILES: u16 = 16;
 
 /// Triggers for one DemoWeb that arrive within this window are served by one reconcile: the watch
 /// events of the children one reconcile wrote (and of the Deployment controller's first status
 /// update) lead to one more pass, which writes the status once.
 const DEBOUNCE: Duration = Duration::from_millis(100);
 
-fn runtime_config() -> kube::runtime::controller::Config {
+/// At most `concurrency` reconciles run at once. Each holds its desired children and the API's
+/// answers in memory, so a burst of N new DemoWebs costs memory in proportion to this, not to N;
+/// the API server gets a steady stream of requests instead of N at once.
+fn runtime_config(concurrency: u16) -> kube::runtime::controller::Config {
     kube::runtime::controller::Config::default()
-        .concurrency(CONCURRENT_RECONCILES)
+        .concurrency(concurrency)
         .debounce(DEBOUNCE)
 }
 
@@ -388,7 +388,7 @@ pub async fn run(
         demoweb_events.predicate_filter(wanted_changes, PredicateConfig::default()),
         demoweb_store.clone(),
     )
-    .with_config(runtime_config());
+    .with_config(runtime_config(config.max_concurrent_reconciles));
 
     let (bindings, identities, controller) = if config.identity_served {
         let (binding_api, identity_api): (Api<AzureIdentityBinding>, Api<AzureIdentity>) = match ns

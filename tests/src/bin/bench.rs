@@ -84,6 +84,12 @@ struct Args {
     /// and so maps more code pages.
     #[arg(long)]
     operator: Option<PathBuf>,
+    /// Make the in-process emulator answer every request this many milliseconds late, as a
+    /// control plane on other machines would (AKS runs the API server outside the cluster's
+    /// nodes): the operator's latency then also shows how many round trips a new DemoWeb waits
+    /// for one after another, which a zero-latency emulator on the same cores hides.
+    #[arg(long, default_value_t = 0)]
+    api_latency_ms: u64,
 }
 
 fn main() -> ExitCode {
@@ -112,6 +118,9 @@ impl Cluster {
 
 async fn connect(args: &Args, dir: &std::path::Path) -> Result<Cluster, String> {
     match &args.kubeconfig {
+        Some(_) if args.api_latency_ms > 0 => Err(
+            "--api-latency-ms delays the in-process emulator; a real cluster has its own".into(),
+        ),
         Some(path) => {
             let kc = kube::config::Kubeconfig::read_from(path)
                 .map_err(|e| format!("reading {}: {e}", path.display()))?;
@@ -144,6 +153,9 @@ async fn connect(args: &Args, dir: &std::path::Path) -> Result<Cluster, String> 
                 .await
                 .map_err(|e| format!("starting the emulator: {e}"))?
                 .map_err(|e| format!("starting the emulator: {e}"))?;
+            emulator
+                .faults()
+                .set_latency(Duration::from_millis(args.api_latency_ms));
             let kubeconfig = dir.join("kubeconfig");
             emulator
                 .write_kubeconfig(&kubeconfig)
@@ -365,6 +377,9 @@ async fn measure(
     // When the last creation returned: the operator's part cannot end sooner, and a long
     // creation window means the API server, not the operator, set the pace.
     report.add("applies_in_flight", args.applies_in_flight.max(1));
+    if args.kubeconfig.is_none() {
+        report.add("api_latency_ms", args.api_latency_ms);
+    }
     report.add(
         "rate_per_sec",
         rate.map_or("unlimited (one burst)".to_owned(), |r| r.to_string()),
