@@ -51,13 +51,41 @@ pub(super) async fn live<K: Child>(
     }
 }
 
+/// The live child named like `desired` (see [`live`]).
+async fn live_like<K: Child>(
+    store: &Store<K::Stored>,
+    ctx: &Context,
+    ns: &str,
+    desired: &K,
+) -> Result<Option<K>, Error> {
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), ns);
+    let name = desired.meta().name.as_deref().unwrap_or_default();
+    live(store, &api, &K::kind(&()), name, ns).await
+}
+
 /// Applies one typed child unless it is foreign or current; records a conflict as a problem.
 async fn ensure<K>(
     w: &Writer<'_>,
     ctx: &Context,
     store: &Store<K::Stored>,
     ns: &str,
+    desired: K,
+    report: &mut AppliedChildren,
+) -> Result<(Option<K>, String), Error>
+where
+    K: Child,
+{
+    let current = live_like(store, ctx, ns, &desired).await?;
+    ensure_over(w, ctx, ns, desired, current, report).await
+}
+
+/// [`ensure`], with the live child already read.
+async fn ensure_over<K>(
+    w: &Writer<'_>,
+    ctx: &Context,
+    ns: &str,
     mut desired: K,
+    current: Option<K>,
     report: &mut AppliedChildren,
 ) -> Result<(Option<K>, String), Error>
 where
@@ -66,9 +94,7 @@ where
     let types = TypeMeta::resource::<K>();
     let kind = types.kind.as_str();
     let hash = stamp_hash(kind, &mut desired)?;
-    let name = desired.meta().name.clone().unwrap_or_default();
     let api: Api<K> = Api::namespaced(ctx.client.clone(), ns);
-    let current = live(store, &api, kind, &name, ns).await?;
     Ok(
         match w.apply(&api, &types, current, &desired, K::MARKER).await? {
             Applied::Conflict(message) => {
@@ -128,12 +154,12 @@ async fn hand_over_replicas(
     ctx: &Context,
     ns: &str,
     desired: &Deployment,
-) -> Result<(), Error> {
+) -> Result<bool, Error> {
     let wants_replicas = desired.spec.as_ref().is_some_and(|s| s.replicas.is_some());
     let name = desired.metadata.name.clone().unwrap_or_default();
     let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), ns);
     if wants_replicas {
-        return Ok(());
+        return Ok(false);
     }
     let hash = stamp_hash("Deployment", &mut desired.clone())?;
     let stored = ctx
@@ -141,18 +167,18 @@ async fn hand_over_replicas(
         .deployments
         .get(&ObjectRef::new(&name).within(ns));
     if stored.is_some_and(|d| applied_hash(&d.metadata) == Some(hash.as_str())) {
-        return Ok(());
+        return Ok(false);
     }
     let Some(live) = get_opt(&api, "Deployment", &name).await? else {
-        return Ok(());
+        return Ok(false);
     };
     if !crate::apply::is_controlled_by(&live.metadata, w.owner_uid)
         || !owned_only_by_us(&live.metadata, &["spec", "replicas"])
     {
-        return Ok(());
+        return Ok(false);
     }
     let Some(replicas) = live.spec.as_ref().and_then(|s| s.replicas) else {
-        return Ok(());
+        return Ok(false);
     };
     let body = json!({
         "apiVersion": "apps/v1",
@@ -160,7 +186,8 @@ async fn hand_over_replicas(
         "metadata": {"name": name, "namespace": ns},
         "spec": {"replicas": replicas},
     });
-    w.hand_over(&api, "Deployment", &name, &body).await
+    w.hand_over(&api, "Deployment", &name, &body).await?;
+    Ok(true)
 }
 
 fn dynamic_api(ctx: &Context, ns: &str, obj: &DynamicObject) -> Api<DynamicObject> {
@@ -221,7 +248,14 @@ async fn apply_children(
         }
         None => stored_child::<ServiceAccount>(&stores.service_accounts, &id.name, ns),
     };
-    ensure(w, ctx, &stores.config_maps, ns, config_map, &mut report).await?;
+    // The three children every DemoWeb has are read at once: a new DemoWeb's are not in the
+    // stores yet, and each read is a round trip to the API server.
+    let (config_map_live, deployment_live, service_live) = futures::try_join!(
+        live_like(&stores.config_maps, ctx, ns, &config_map),
+        live_like(&stores.deployments, ctx, ns, &deployment),
+        live_like(&stores.services, ctx, ns, &service),
+    )?;
+    ensure_over(w, ctx, ns, config_map, config_map_live, &mut report).await?;
     // The autoscaler goes before the Deployment gets its replica count back, and comes after the
     // Deployment it scales exists.
     let autoscaler_name = desired::autoscaler_name(&id.name);
@@ -237,9 +271,13 @@ async fn apply_children(
         )
         .await?;
     }
-    hand_over_replicas(w, ctx, ns, &deployment).await?;
+    let deployment_live = if hand_over_replicas(w, ctx, ns, &deployment).await? {
+        live_like(&stores.deployments, ctx, ns, &deployment).await?
+    } else {
+        deployment_live
+    };
     let (applied_deployment, hash) =
-        ensure(w, ctx, &stores.deployments, ns, deployment, &mut report).await?;
+        ensure_over(w, ctx, ns, deployment, deployment_live, &mut report).await?;
     report.deployment = applied_deployment;
     report.deployment_hash = Some(hash);
     if let Some(sa) = unwanted_service_account {
@@ -267,7 +305,7 @@ async fn apply_children(
         &mut report,
     )
     .await?;
-    ensure(w, ctx, &stores.services, ns, service, &mut report).await?;
+    ensure_over(w, ctx, ns, service, service_live, &mut report).await?;
 
     apply_ingress(w, ctx, dw, id, discovered, ingress_plan, &mut report).await?;
     delete_kopf_leftover(w, ctx, dw, id).await?;
