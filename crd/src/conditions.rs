@@ -18,6 +18,9 @@ pub mod reason {
     pub const UNSUPPORTED_INGRESS_CLASS: &str = "UnsupportedIngressClass";
     /// The ingress controller's allowlist needs an API the cluster does not serve.
     pub const ALLOWLIST_API_MISSING: &str = "AllowlistApiMissing";
+    /// A Kong plugin named next to the allowlist is missing or of a type that could widen access:
+    /// the Ingress is withdrawn.
+    pub const KONG_PLUGIN_REFUSED: &str = "KongPluginRefused";
     /// The DemoWeb carries refused Ingress annotations; the Ingress was applied without them.
     pub const ANNOTATIONS_REFUSED: &str = "AnnotationsRefused";
     pub const IDENTITY_BINDING_NOT_FOUND: &str = "IdentityBindingNotFound";

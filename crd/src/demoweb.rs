@@ -234,7 +234,10 @@ pub struct IngressSpec {
 
     /// Extra annotations for the Ingress. Refused: annotations that inject controller
     /// configuration (`*-snippet`) or set source ranges; with `allowedSourceRanges`, also those
-    /// that authenticate, redirect, trust a client-sent address or route around the allowlist.
+    /// that could widen access: authentication other than the reviewed basic and external auth
+    /// keys, `satisfy` other than `all`, redirects, a client-sent address, canaries and TLS
+    /// passthrough. Kong plugins named next to `allowedSourceRanges` must exist and be of a type
+    /// that cannot widen access; the operator checks them, and exposes nothing until they are.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     // Bounded so the API server's CEL cost estimate for the rules stays within budget.
     #[schemars(extend("maxProperties" = 64))]

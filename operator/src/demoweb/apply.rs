@@ -343,8 +343,9 @@ async fn apply_ingress(
             });
             match refusal {
                 // The allowlist API is gone: whatever our Ingress referenced is no longer
-                // enforced, so the Ingress goes too (fail closed).
-                ingress::Refusal::MissingApi(_) => {
+                // enforced, so the Ingress goes too (fail closed). Likewise when a Kong plugin
+                // it names is missing or could widen access.
+                ingress::Refusal::MissingApi(_) | ingress::Refusal::KongPlugin(_) => {
                     w.delete_if_ours(&ingress_api, "Ingress", live_ingress.clone())
                         .await?;
                     delete_stale_allowlists(w, ctx, id, discovered, live_ingress.as_ref(), None)

@@ -46,6 +46,11 @@ pub(super) fn build(dw: &DemoWeb, valid: &Valid, found: &Gathered) -> Children {
         autoscaler: desired::desired_autoscaler(dw),
         disruption_budget: desired::desired_disruption_budget(dw),
         service: desired::desired_service(dw),
-        ingress: ingress::plan_ingress(dw, &found.classes, &found.capabilities),
+        ingress: ingress::plan_ingress(
+            dw,
+            &found.classes,
+            &found.capabilities,
+            found.kong_refusal.as_deref(),
+        ),
     }
 }

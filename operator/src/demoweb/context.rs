@@ -17,6 +17,7 @@ use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{ObjectRef, Store};
 
 use super::ingress::{IngressCapabilities, capabilities_from};
+use super::kong::{KongClusterPluginType, KongPluginType};
 use crate::apply::Verified;
 use crate::metrics::Metrics;
 use crate::runtime::{Backoff, until_ready};
@@ -48,6 +49,9 @@ pub struct Stores {
     pub identities: Store<AzureIdentity>,
     /// The CRDs that decide an allowlist dialect, each watched by name.
     pub allowlist_apis: AllowlistApis,
+    /// Kong plugins' types, watched while their CRDs are served (see `kong.rs`).
+    pub kong_plugins: Store<KongPluginType>,
+    pub kong_cluster_plugins: Store<KongClusterPluginType>,
 }
 
 /// One store per CRD that decides an allowlist dialect (Traefik's two Middleware groups and
@@ -107,6 +111,8 @@ impl Stores {
             for (_, store) in self.allowlist_apis.stores() {
                 until_ready(store).await;
             }
+            until_ready(&self.kong_plugins).await;
+            until_ready(&self.kong_cluster_plugins).await;
         };
         let ready = tokio::time::timeout(timeout, all).await.is_ok();
         self.references_waited.store(true, Ordering::Relaxed);
@@ -133,6 +139,8 @@ impl Stores {
         for (name, store) in self.allowlist_apis.stores() {
             caches.push(synced(name, store));
         }
+        caches.push(synced("kongplugins", &self.kong_plugins));
+        caches.push(synced("kongclusterplugins", &self.kong_cluster_plugins));
         if identity_served {
             caches.push(synced("azureidentitybindings", &self.bindings));
             caches.push(synced("azureidentities", &self.identities));

@@ -29,6 +29,7 @@ use serde::de::DeserializeOwned;
 
 use super::context::{AllowlistApis, Context, Stores};
 use super::ingress;
+use super::kong::{self, KongClusterPluginType, KongPluginType};
 use super::reconcile;
 use crate::apply::{Verified, publish};
 use crate::error::chain;
@@ -374,6 +375,15 @@ pub async fn run(
         traefik_legacy: traefik_legacy_crd,
         kong: kong_crd,
     };
+    // Kong plugins a DemoWeb names next to its allowlist: their types decide whether it is
+    // exposed, so a plugin created, changed or deleted re-queues the DemoWebs naming it.
+    let plugin_api: Api<KongPluginType> = match ns {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let (kong_plugins, kong_plugin_events) = kong::plugin_reflector(&client, plugin_api);
+    let (kong_cluster_plugins, kong_cluster_plugin_events) =
+        kong::plugin_reflector(&client, Api::<KongClusterPluginType>::all(client.clone()));
     // Secrets are watched as metadata only: a credentials Secret that appears or changes
     // re-queues the DemoWebs naming it, and no Secret content is held in memory.
     let secret_api: Api<PartialObjectMeta<Secret>> = match ns {
@@ -436,6 +446,8 @@ pub async fn run(
         bindings,
         identities,
         allowlist_apis,
+        kong_plugins,
+        kong_cluster_plugins,
     };
     let sync_tracker =
         tokio::spawn(stores.track_sync(config.identity_served, config.readiness.clone()));
@@ -456,6 +468,7 @@ pub async fn run(
     ];
     const KONG: &[ingress::ControllerKind] = &[ingress::ControllerKind::Kong];
     let secret_store = demoweb_store.clone();
+    let (plugin_store, cluster_plugin_store) = (demoweb_store.clone(), demoweb_store.clone());
     controller
         .owns_stream(deployment_events)
         .owns_stream(config_map_events)
@@ -468,6 +481,12 @@ pub async fn run(
         .watches_stream(traefik_crd_events, api_mapper(TRAEFIK))
         .watches_stream(traefik_legacy_crd_events, api_mapper(TRAEFIK))
         .watches_stream(kong_crd_events, api_mapper(KONG))
+        .watches_stream(kong_plugin_events, move |p| {
+            kong::demowebs_for_plugin(&p, &plugin_store)
+        })
+        .watches_stream(kong_cluster_plugin_events, move |p| {
+            kong::demowebs_for_plugin(&p, &cluster_plugin_store)
+        })
         .watches_stream(secret_events, move |s| {
             demowebs_for_secret(&s, &secret_store)
         })

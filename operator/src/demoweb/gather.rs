@@ -11,6 +11,7 @@ use kube::{Api, ResourceExt};
 
 use super::context::Context;
 use super::ingress::IngressCapabilities;
+use super::{desired, kong};
 use crate::apply::get_opt;
 use crate::error::Error;
 use crate::identity::{self, ResolvedIdentity};
@@ -49,6 +50,8 @@ pub(super) struct Gathered {
     pub(super) capabilities: IngressCapabilities,
     /// The allowlist APIs served, read once per reconcile (see [`AllowlistApis::capabilities`]).
     pub(super) discovered: Discovered,
+    /// Why the Kong plugins named next to the allowlist may not stand there (`kong::check`).
+    pub(super) kong_refusal: Option<String>,
 }
 
 /// Which allowlist APIs the cluster serves, or the CRD whose watch has not listed it yet.
@@ -59,6 +62,39 @@ pub(super) fn known(discovered: &Discovered) -> Result<IngressCapabilities, Erro
     discovered
         .clone()
         .map_err(|crd| Error::CapabilitiesUnknown { crd })
+}
+
+/// The Kong plugins the DemoWeb names next to its allowlist, looked up and checked; while a
+/// plugin store has not listed yet the reconcile is retried rather than judged on a guess.
+fn kong_refusal(dw: &DemoWeb, id: &Id, ctx: &Context) -> Result<Option<String>, Error> {
+    use futures::FutureExt;
+    let named = kong::plugins_to_check(dw, &desired::allowlist_name(&id.name));
+    if named.is_empty() {
+        return Ok(None);
+    }
+    let (plugins, cluster_plugins) = (&ctx.stores.kong_plugins, &ctx.stores.kong_cluster_plugins);
+    for (crd, listed) in [
+        (
+            kong::KONG_PLUGIN_CRD,
+            plugins.wait_until_ready().now_or_never(),
+        ),
+        (
+            kong::KONG_CLUSTER_PLUGIN_CRD,
+            cluster_plugins.wait_until_ready().now_or_never(),
+        ),
+    ] {
+        if listed.is_none() {
+            return Err(Error::CapabilitiesUnknown { crd });
+        }
+    }
+    let found: Vec<(String, kong::Found)> = named
+        .into_iter()
+        .map(|name| {
+            let found = kong::find(&id.namespace, &name, plugins, cluster_plugins);
+            (name, found)
+        })
+        .collect();
+    Ok(kong::check(&id.namespace, &found).err())
 }
 
 /// Step 2.
@@ -103,7 +139,9 @@ pub(super) async fn gather(dw: &DemoWeb, id: &Id, ctx: &Context) -> Result<Gathe
     } else {
         IngressCapabilities::default()
     };
+    let kong_refusal = kong_refusal(dw, id, ctx)?;
     Ok(Gathered {
+        kong_refusal,
         secret_keys,
         identity,
         classes: ctx

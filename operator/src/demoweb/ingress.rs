@@ -27,6 +27,7 @@ pub const TRAEFIK_MIDDLEWARES_ANNOTATION: &str = "traefik.ingress.kubernetes.io/
 pub const NGINX_ANNOTATION: &str = "nginx.ingress.kubernetes.io/whitelist-source-range";
 pub const HAPROXY_ANNOTATION: &str = "haproxy.org/allow-list";
 pub const KONG_PLUGINS_ANNOTATION: &str = "konghq.com/plugins";
+pub const KONG_LEGACY_PLUGINS_ANNOTATION: &str = "plugins.konghq.com";
 const DEFAULT_CLASS_ANNOTATION: &str = "ingressclass.kubernetes.io/is-default-class";
 
 pub const CONTROLLER_TRAEFIK: &str = "traefik.io/ingress-controller";
@@ -67,7 +68,7 @@ pub struct IngressCapabilities {
 }
 
 /// Whether a CRD serves `version` now: established, not being deleted, the version served.
-fn served_version<'a>(
+pub(crate) fn served_version<'a>(
     crd: &'a CustomResourceDefinition,
     version: &str,
 ) -> Option<&'a CustomResourceDefinitionVersion> {
@@ -202,6 +203,10 @@ pub enum Refusal {
     /// The controller's allowlist needs an API the cluster does not serve: our Ingress is
     /// withdrawn, since whatever allowlist it carried can no longer be enforced.
     MissingApi(String),
+    /// A Kong plugin named next to the allowlist is missing or could widen access (see
+    /// `kong.rs`): our Ingress is withdrawn, since Kong would run that plugin beside, or instead
+    /// of, the allowlist.
+    KongPlugin(String),
 }
 
 impl Refusal {
@@ -209,12 +214,13 @@ impl Refusal {
         match self {
             Refusal::UnsupportedClass(_) => reason::UNSUPPORTED_INGRESS_CLASS,
             Refusal::MissingApi(_) => reason::ALLOWLIST_API_MISSING,
+            Refusal::KongPlugin(_) => reason::KONG_PLUGIN_REFUSED,
         }
     }
 
     pub fn message(&self) -> &str {
         match self {
-            Refusal::UnsupportedClass(m) | Refusal::MissingApi(m) => m,
+            Refusal::UnsupportedClass(m) | Refusal::MissingApi(m) | Refusal::KongPlugin(m) => m,
         }
     }
 }
@@ -367,8 +373,20 @@ pub fn allowlist(dw: &DemoWeb, dialect: Dialect, ranges: &[String]) -> Allowlist
             extra = Some(obj);
         }
         Dialect::Kong => {
-            // The user's own plugins are refused next to an allowlist (annotations.rs).
-            annotations.insert(KONG_PLUGINS_ANNOTATION.to_owned(), name.clone());
+            // Ours first, then the user's plugins from either key (their types were checked:
+            // kong.rs). The legacy key, when set, carries the same list, so whichever key the
+            // controller reads names the allowlist.
+            let user_plugins = [KONG_PLUGINS_ANNOTATION, KONG_LEGACY_PLUGINS_ANNOTATION]
+                .iter()
+                .filter_map(|k| user.get(*k))
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(",");
+            let list = prepend_list(Some(&user_plugins), &name);
+            if user.contains_key(KONG_LEGACY_PLUGINS_ANNOTATION) {
+                annotations.insert(KONG_LEGACY_PLUGINS_ANNOTATION.to_owned(), list.clone());
+            }
+            annotations.insert(KONG_PLUGINS_ANNOTATION.to_owned(), list);
             let mut obj = DynamicObject::new(&name, &kong_plugin_resource());
             obj.metadata = child_meta(dw, name.clone(), "allowlist");
             obj.data = json!({ "plugin": "ip-restriction", "config": { "allow": ranges } });
@@ -473,16 +491,21 @@ pub enum IngressPlan {
     Blocked(Refusal),
 }
 
+/// `kong_refusal`: why the Kong plugins the DemoWeb names may not stand next to its allowlist
+/// (`kong::check`), if they may not.
 pub fn plan_ingress(
     dw: &DemoWeb,
     classes: &[IngressClass],
     caps: &IngressCapabilities,
+    kong_refusal: Option<&str>,
 ) -> IngressPlan {
     let Some(spec) = &dw.spec.ingress else {
         return IngressPlan::Absent;
     };
     let allow = if spec.allowed_source_ranges.is_empty() {
         Allowlist::default()
+    } else if let Some(message) = kong_refusal {
+        return IngressPlan::Blocked(Refusal::KongPlugin(message.to_owned()));
     } else {
         let class = resolve_class(spec.class_name.as_deref(), classes);
         match choose_dialect(&class, caps) {

@@ -4,7 +4,8 @@
 //! Where things live: `controller.rs` wires the watches, stores and mappers; `reconcile.rs` is the
 //! pipeline; `gather.rs` reads what a DemoWeb references; `children.rs` assembles the children
 //! from the pure builders in `desired.rs` (Deployment, ConfigMap, Service, PDB, HPA) and
-//! `ingress.rs` (Ingress and allowlist dialects); `apply.rs` applies them and deletes leftovers;
+//! `ingress.rs` (Ingress and allowlist dialects), with `kong.rs` checking the Kong plugins a
+//! DemoWeb names next to its allowlist; `apply.rs` applies them and deletes leftovers;
 //! `status.rs` computes the status; `context.rs` is what every reconcile shares.
 //!
 //! What a reconcile guarantees, whatever triggered it:
@@ -14,12 +15,14 @@
 //! - an object of a child's name that this DemoWeb does not control is never written, adopted or
 //!   deleted (NameConflict); an allowlist that cannot be expressed creates no Ingress
 //!   (UnsupportedIngressClass), and one whose API is missing also withdraws the existing one
-//!   (AllowlistApiMissing); refused annotations never reach the Ingress (AnnotationsRefused);
+//!   (AllowlistApiMissing), as does a Kong plugin named next to the allowlist that is missing or
+//!   could widen access (KongPluginRefused, `kong.rs`); refused annotations never reach the
+//!   Ingress (AnnotationsRefused);
 //!   an invalid spec, a missing Secret or an unresolvable identity applies nothing at all, so
 //!   the last good children keep serving;
-//! - what decides a plan is watched: IngressClasses, the CRDs of the allowlist APIs, credentials
-//!   Secrets (metadata only), identity bindings and identities re-queue exactly the DemoWebs
-//!   that use them;
+//! - what decides a plan is watched: IngressClasses, the CRDs of the allowlist APIs, Kong plugins
+//!   (their types, while their CRDs are served), credentials Secrets (metadata only), identity
+//!   bindings and identities re-queue exactly the DemoWebs that use them;
 //! - children this DemoWeb controls but no longer wants are deleted, including the seed Kopf
 //!   operator's `<name>-deployment`; a ServiceAccount only once the live Deployment's pods no
 //!   longer use it, so no order of writes can leave a rollout on a deleted account;
@@ -37,6 +40,7 @@ pub mod controller;
 pub mod desired;
 pub mod gather;
 pub mod ingress;
+pub mod kong;
 pub mod reconcile;
 pub mod status;
 

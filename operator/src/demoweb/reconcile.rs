@@ -245,6 +245,7 @@ mod tests {
             classes: vec![],
             capabilities: IngressCapabilities::default(),
             discovered: Ok(IngressCapabilities::default()),
+            kong_refusal: None,
         }
     }
 

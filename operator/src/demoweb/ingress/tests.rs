@@ -162,6 +162,12 @@ fn refused_annotations_are_left_off_the_ingress() {
         "x".into(),
     );
     annotations.insert(
+        "nginx.ingress.kubernetes.io/auth-tls-verify-client".into(),
+        "optional".into(),
+    );
+    annotations.insert("nginx.ingress.kubernetes.io/satisfy".into(), "any".into());
+    // Reviewed authentication keys stay (see annotations::NGINX_AUTH_ALLOWED).
+    annotations.insert(
         "nginx.ingress.kubernetes.io/auth-url".into(),
         "http://e/".into(),
     );
@@ -175,19 +181,24 @@ fn refused_annotations_are_left_off_the_ingress() {
         message.contains("nginx.ingress.kubernetes.io/server-snippet"),
         "{message}"
     );
-    assert!(
-        message.contains("nginx.ingress.kubernetes.io/auth-url"),
-        "{message}"
-    );
+    for key in ["auth-tls-verify-client", "satisfy"] {
+        assert!(
+            message.contains(&format!("nginx.ingress.kubernetes.io/{key}")),
+            "{message}"
+        );
+    }
+    assert!(!message.contains("auth-url"), "{message}");
     assert!(clean.validate().is_ok(), "{:?}", clean.validate());
     let IngressPlan::Present { ingress, .. } =
-        plan_ingress(&clean, &[], &IngressCapabilities::default())
+        plan_ingress(&clean, &[], &IngressCapabilities::default(), None)
     else {
         panic!("expected an Ingress")
     };
     let ann = ingress.metadata.annotations.unwrap();
     assert!(!ann.contains_key("nginx.ingress.kubernetes.io/server-snippet"));
-    assert!(!ann.contains_key("nginx.ingress.kubernetes.io/auth-url"));
+    assert!(!ann.contains_key("nginx.ingress.kubernetes.io/auth-tls-verify-client"));
+    assert!(!ann.contains_key("nginx.ingress.kubernetes.io/satisfy"));
+    assert_eq!(ann["nginx.ingress.kubernetes.io/auth-url"], "http://e/");
     assert_eq!(ann["nginx.ingress.kubernetes.io/proxy-body-size"], "1m");
     assert_eq!(ann[NGINX_ANNOTATION], "10.0.0.0/8");
 
@@ -200,9 +211,10 @@ fn refused_annotations_are_left_off_the_ingress() {
         .clear();
     let (clean, message) = strip_refused_annotations(&dw);
     let kept = &clean.spec.ingress.as_ref().unwrap().annotations;
-    assert!(kept.contains_key("nginx.ingress.kubernetes.io/auth-url"));
+    assert!(kept.contains_key("nginx.ingress.kubernetes.io/auth-tls-verify-client"));
+    assert!(kept.contains_key("nginx.ingress.kubernetes.io/satisfy"));
     assert!(!kept.contains_key("nginx.ingress.kubernetes.io/server-snippet"));
-    assert!(!message.unwrap().contains("auth-url"));
+    assert!(!message.unwrap().contains("satisfy"));
 
     let (same, none) = strip_refused_annotations(&clean);
     assert_eq!(same, clean);
@@ -213,7 +225,7 @@ fn refused_annotations_are_left_off_the_ingress() {
 /// always carries the dialect's own allowlist.
 #[test]
 fn every_dialect_leaves_every_refused_annotation_out() {
-    use demoweb_crd::annotations::{Pattern, REFUSED};
+    use demoweb_crd::annotations::REFUSED;
     let kong_and_traefik = IngressCapabilities {
         traefik_middleware: Some(TRAEFIK_V3),
         kong_plugin: true,
@@ -231,17 +243,13 @@ fn every_dialect_leaves_every_refused_annotation_out() {
     ];
     for (class, caps, allowlist_key) in dialects {
         for rule in REFUSED {
-            let key = match rule.pattern {
-                Pattern::Exact(k) => k.to_owned(),
-                Pattern::Prefix(p) => format!("{p}x"),
-                Pattern::Suffix(s) => format!("example.com/x{s}"),
-            };
+            let key = rule.pattern.sample();
             let mut dw = dw_with_ingress(Some(class), &["10.0.0.0/8"]);
             let annotations = &mut dw.spec.ingress.as_mut().unwrap().annotations;
             annotations.insert(key.clone(), "0.0.0.0/0".into());
             let (clean, message) = strip_refused_annotations(&dw);
             assert!(message.is_some_and(|m| m.contains(&key)), "{class}: {key}");
-            let IngressPlan::Present { ingress, .. } = plan_ingress(&clean, &[], caps) else {
+            let IngressPlan::Present { ingress, .. } = plan_ingress(&clean, &[], caps, None) else {
                 panic!("{class}: expected an Ingress")
             };
             let ann = ingress.metadata.annotations.unwrap();
@@ -417,7 +425,11 @@ fn kong_plugin_dialect() {
         .annotations
         .insert(KONG_PLUGINS_ANNOTATION.into(), "http-auth".into());
     let a = allowlist(&dw, Dialect::Kong, &["52.0.0.0/8".to_owned()]);
-    assert_eq!(a.annotations[KONG_PLUGINS_ANNOTATION], "demoweb1-allowlist");
+    // The user's plugins follow the operator's (their types are checked in kong.rs).
+    assert_eq!(
+        a.annotations[KONG_PLUGINS_ANNOTATION],
+        "demoweb1-allowlist,http-auth"
+    );
     let plugin = a.extra.unwrap();
     assert_eq!(
         plugin.types.as_ref().unwrap().api_version,
@@ -435,10 +447,10 @@ fn kong_plugin_dialect() {
 #[test]
 fn plans() {
     let caps = IngressCapabilities::default();
-    assert_eq!(plan_ingress(&seed(), &[], &caps), IngressPlan::Absent);
+    assert_eq!(plan_ingress(&seed(), &[], &caps, None), IngressPlan::Absent);
 
     // No allowlist: any class works, even an unknown one.
-    let plan = plan_ingress(&dw_with_ingress(Some("mystery"), &[]), &[], &caps);
+    let plan = plan_ingress(&dw_with_ingress(Some("mystery"), &[]), &[], &caps, None);
     let IngressPlan::Present { ingress, extra } = plan else {
         panic!("expected an Ingress")
     };
@@ -458,19 +470,82 @@ fn plans() {
         &dw_with_ingress(Some("mystery"), &["10.0.0.0/8"]),
         &[],
         &caps,
+        None,
     );
     assert!(
         matches!(plan, IngressPlan::Blocked(Refusal::UnsupportedClass(m)) if m.contains("mystery"))
     );
 
     // Allowlist with ingress-nginx: the annotation is there, user annotations kept.
-    let plan = plan_ingress(&dw_with_ingress(Some("nginx"), &["10.0.0.0/8"]), &[], &caps);
+    let plan = plan_ingress(
+        &dw_with_ingress(Some("nginx"), &["10.0.0.0/8"]),
+        &[],
+        &caps,
+        None,
+    );
     let IngressPlan::Present { ingress, .. } = plan else {
         panic!("expected an Ingress")
     };
     let ann = ingress.metadata.annotations.unwrap();
     assert_eq!(ann[NGINX_ANNOTATION], "10.0.0.0/8");
     assert_eq!(ann["example.com/team"], "web");
+
+    // A Kong plugin that may not stand next to the allowlist: blocked, with the message.
+    let plan = plan_ingress(
+        &dw_with_ingress(Some("kong"), &["10.0.0.0/8"]),
+        &[],
+        &IngressCapabilities {
+            traefik_middleware: None,
+            kong_plugin: true,
+        },
+        Some("KongPlugin \"code\" ... pre-function"),
+    );
+    assert!(
+        matches!(&plan, IngressPlan::Blocked(Refusal::KongPlugin(m)) if m.contains("code")),
+        "{plan:?}"
+    );
+    // Without an allowlist the plugin list is not the operator's to judge.
+    let plan = plan_ingress(
+        &dw_with_ingress(Some("kong"), &[]),
+        &[],
+        &caps,
+        Some("ignored"),
+    );
+    assert!(matches!(plan, IngressPlan::Present { .. }), "{plan:?}");
+}
+
+#[test]
+fn kong_lists_the_operators_plugin_first_under_either_key() {
+    let mut dw = dw_with_ingress(Some("kong"), &["10.0.0.0/8"]);
+    let annotations = &mut dw.spec.ingress.as_mut().unwrap().annotations;
+    annotations.insert("konghq.com/plugins".into(), "http-auth".into());
+    let ranges = vec!["10.0.0.0/8".to_owned()];
+    let a = allowlist(&dw, Dialect::Kong, &ranges);
+    assert_eq!(
+        a.annotations[KONG_PLUGINS_ANNOTATION],
+        "demoweb1-allowlist,http-auth"
+    );
+    assert!(!a.annotations.contains_key(KONG_LEGACY_PLUGINS_ANNOTATION));
+
+    // The seeds' legacy key: merged, and written with ours first too.
+    let annotations = &mut dw.spec.ingress.as_mut().unwrap().annotations;
+    annotations.remove("konghq.com/plugins");
+    annotations.insert(
+        "plugins.konghq.com".into(),
+        "http-auth, demoweb1-allowlist".into(),
+    );
+    let a = allowlist(&dw, Dialect::Kong, &ranges);
+    assert_eq!(
+        a.annotations[KONG_PLUGINS_ANNOTATION],
+        "demoweb1-allowlist,http-auth"
+    );
+    assert_eq!(
+        a.annotations[KONG_LEGACY_PLUGINS_ANNOTATION],
+        "demoweb1-allowlist,http-auth"
+    );
+    let ingress = desired_ingress(&dw, dw.spec.ingress.as_ref().unwrap(), &a);
+    let ann = ingress.metadata.annotations.unwrap();
+    assert_eq!(ann["plugins.konghq.com"], "demoweb1-allowlist,http-auth");
 }
 
 #[test]
