@@ -103,9 +103,9 @@ spec:
         ),
         ("haproxy.org/deny-list", false, "must not set source ranges"),
         (
-            "nginx.ingress.kubernetes.io/auth-url",
+            "nginx.ingress.kubernetes.io/auth-tls-verify-client",
             true,
-            "must not configure authentication",
+            "may configure authentication only with the reviewed keys",
         ),
         (
             "haproxy.org/src-ip-header",
@@ -123,7 +123,7 @@ spec:
             "must not route requests around the allowlist",
         ),
         (
-            "konghq.com/plugins",
+            "nginx.ingress.kubernetes.io/ssl-passthrough",
             true,
             "must not route requests around the allowlist",
         ),
@@ -327,5 +327,365 @@ spec: {{controller: k8s.io/ingress-nginx}}
     })
     .await;
     drop(cleanup);
+    env.finish().await;
+}
+
+/// Kong's KongPlugin CRD (namespaced), as Kong Ingress Controller's chart installs it, cut down to
+/// the fields the tests write.
+const KONG_PLUGIN_CRD: &str = "apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: kongplugins.configuration.konghq.com}
+spec:
+  group: configuration.konghq.com
+  names: {kind: KongPlugin, listKind: KongPluginList, plural: kongplugins, singular: kongplugin}
+  scope: Namespaced
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          plugin: {type: string}
+          config: {type: object, x-kubernetes-preserve-unknown-fields: true}
+";
+
+/// Kong's KongClusterPlugin CRD (cluster-scoped).
+pub const KONG_CLUSTER_PLUGIN_CRD: &str = "apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: kongclusterplugins.configuration.konghq.com}
+spec:
+  group: configuration.konghq.com
+  names: {kind: KongClusterPlugin, listKind: KongClusterPluginList, plural: kongclusterplugins, singular: kongclusterplugin}
+  scope: Cluster
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          plugin: {type: string}
+          config: {type: object, x-kubernetes-preserve-unknown-fields: true}
+";
+
+pub async fn install_crd(env: &TestEnv, yaml: &str, name: &str) {
+    env.apply_yaml(yaml).await.expect_ok();
+    env.kubectl(&[
+        "wait",
+        "--for=condition=Established",
+        &format!("crd/{name}"),
+        "--timeout=60s",
+    ])
+    .await
+    .expect_ok();
+}
+
+/// A DemoWeb of class `kong` with an allowlist, naming `plugins` in konghq.com/plugins.
+fn kong_site(name: &str, plugins: &str) -> String {
+    format!(
+        "apiVersion: baeke.info/v1
+kind: DemoWeb
+metadata: {{name: {name}}}
+spec:
+  gitrepo: https://github.com/gbaeke/static-web.git
+  ingress:
+    host: {name}.example.com
+    className: kong
+    allowedSourceRanges: [147.243.0.0/16]
+    annotations: {{konghq.com/plugins: \"{plugins}\"}}
+"
+    )
+}
+
+fn kong_plugin(kind: &str, name: &str, plugin: &str) -> String {
+    format!(
+        "apiVersion: configuration.konghq.com/v1
+kind: {kind}
+metadata: {{name: {name}}}
+plugin: {plugin}
+config: {{hide_credentials: true}}
+"
+    )
+}
+
+/// Waits until the DemoWeb is Stalled for a Kong plugin with a message containing every `words`,
+/// with no Ingress of ours.
+async fn wait_kong_refused(env: &TestEnv, op: &Operator, name: &str, words: &[&str]) {
+    promptly(env, op, &format!("{name} refused: {words:?}"), || async {
+        let dw = get(env, "demoweb", name).await?;
+        let refused = condition(&dw, "Stalled").is_some_and(|(s, r, m)| {
+            s == "True" && r == "KongPluginRefused" && words.iter().all(|w| m.contains(w))
+        });
+        (refused && get(env, "ingress", name).await.is_none()).then_some(())
+    })
+    .await;
+}
+
+/// Waits until the Ingress lists the operator's plugin first and then `user`, and the allowlist
+/// plugin is there.
+async fn wait_kong_exposed(env: &TestEnv, op: &Operator, name: &str, user: &str) {
+    let expected = format!("{name}-allowlist,{user}");
+    promptly(
+        env,
+        op,
+        &format!("{name} exposed with {expected}"),
+        || async {
+            let ing = get(env, "ingress", name).await?;
+            let plugin = get(env, "kongplugins", &format!("{name}-allowlist")).await?;
+            let dw = get(env, "demoweb", name).await?;
+            (annotation(&ing, "konghq.com/plugins").as_deref() == Some(expected.as_str())
+                && plugin["plugin"] == "ip-restriction"
+                && plugin["config"]["allow"][0] == "147.243.0.0/16"
+                && condition(&dw, "Stalled").is_some_and(|(s, _, _)| s == "False"))
+            .then_some(())
+        },
+    )
+    .await;
+}
+
+#[cfg_attr(
+    real_cluster,
+    ignore = "needs the emulator: installs Kong's cluster-wide KongPlugin CRD, which a real cluster's Kong relies on"
+)]
+#[tokio::test(flavor = "multi_thread")]
+async fn seed_004_basic_auth_next_to_the_allowlist_follows_the_plugin() {
+    let env = TestEnv::new("kong-auth").await;
+    install_crds(&env).await;
+    install_crd(
+        &env,
+        KONG_PLUGIN_CRD,
+        "kongplugins.configuration.konghq.com",
+    )
+    .await;
+    let op = Operator::start(&env, &[]).await;
+
+    // Named before it exists (GitOps applies in no fixed order): the site runs, unexposed.
+    env.apply_yaml(&kong_site("api", "http-auth"))
+        .await
+        .expect_ok();
+    wait_kong_refused(&env, &op, "api", &["\"http-auth\"", "does not exist"]).await;
+    wait_object(
+        &env,
+        &op,
+        "deployment",
+        "api",
+        "the site itself runs",
+        |_| true,
+    )
+    .await;
+    let events = events_for(&env, "api").await;
+    assert!(
+        events
+            .iter()
+            .any(|(t, r, m)| t == "Warning" && r == "KongPluginRefused" && m.contains("http-auth")),
+        "{events:?}"
+    );
+
+    // Seed 004's pair: basic-auth next to the operator's ip-restriction, exposed within seconds.
+    env.apply_yaml(&kong_plugin("KongPlugin", "http-auth", "basic-auth"))
+        .await
+        .expect_ok();
+    wait_kong_exposed(&env, &op, "api", "http-auth").await;
+
+    // The plugin turns into code: the Ingress is withdrawn within seconds.
+    env.apply_yaml(&kong_plugin("KongPlugin", "http-auth", "pre-function"))
+        .await
+        .expect_ok();
+    wait_kong_refused(&env, &op, "api", &["\"http-auth\"", "pre-function", "code"]).await;
+
+    // Fixed: exposed again; deleted: withdrawn again.
+    env.apply_yaml(&kong_plugin("KongPlugin", "http-auth", "basic-auth"))
+        .await
+        .expect_ok();
+    wait_kong_exposed(&env, &op, "api", "http-auth").await;
+    env.kubectl(&["delete", "kongplugin", "http-auth"])
+        .await
+        .expect_ok();
+    wait_kong_refused(&env, &op, "api", &["\"http-auth\"", "does not exist"]).await;
+    env.finish().await;
+}
+
+#[cfg_attr(
+    real_cluster,
+    ignore = "needs the emulator: installs Kong's cluster-wide KongPlugin CRD, which a real cluster's Kong relies on"
+)]
+#[tokio::test(flavor = "multi_thread")]
+async fn an_ip_restriction_plugin_next_to_the_allowlist_is_refused() {
+    let env = TestEnv::new("kong-ip-restriction").await;
+    install_crds(&env).await;
+    install_crd(
+        &env,
+        KONG_PLUGIN_CRD,
+        "kongplugins.configuration.konghq.com",
+    )
+    .await;
+    env.apply_yaml(&kong_plugin("KongPlugin", "open-up", "ip-restriction"))
+        .await
+        .expect_ok();
+    env.apply_yaml(&kong_site("rogue", "open-up"))
+        .await
+        .expect_ok();
+    let op = Operator::start(&env, &[]).await;
+    wait_kong_refused(
+        &env,
+        &op,
+        "rogue",
+        &["\"open-up\"", "ip-restriction", "replace"],
+    )
+    .await;
+    // Nothing was exposed at any point, and the operator's own plugin was not written either.
+    assert!(get(&env, "kongplugins", "rogue-allowlist").await.is_none());
+    // Without the allowlist the plugin list is the user's business.
+    merge_patch(
+        &env,
+        "demoweb",
+        "rogue",
+        r#"{"spec":{"ingress":{"allowedSourceRanges":null}}}"#,
+    )
+    .await;
+    promptly(&env, &op, "the Ingress without an allowlist", || async {
+        let ing = get(&env, "ingress", "rogue").await?;
+        (annotation(&ing, "konghq.com/plugins").as_deref() == Some("open-up")).then_some(())
+    })
+    .await;
+    env.finish().await;
+}
+
+#[cfg_attr(
+    real_cluster,
+    ignore = "needs the emulator: installs and removes Kong's cluster-wide CRDs, which a real cluster's Kong relies on"
+)]
+#[tokio::test(flavor = "multi_thread")]
+async fn kong_cluster_plugins_are_read_once_their_api_is_served() {
+    let env = TestEnv::new("kong-cluster-plugins").await;
+    install_crds(&env).await;
+    install_crd(
+        &env,
+        KONG_PLUGIN_CRD,
+        "kongplugins.configuration.konghq.com",
+    )
+    .await;
+    let mut cleanup = ClusterScoped::new(&env);
+    let name = format!("auth-{}", env.namespace);
+    let op = Operator::start(&env, &[]).await;
+
+    // No KongClusterPlugin API: a name that is not a KongPlugin cannot be resolved.
+    env.apply_yaml(&kong_site("shared", &name))
+        .await
+        .expect_ok();
+    wait_kong_refused(
+        &env,
+        &op,
+        "shared",
+        &[&format!("\"{name}\""), "does not exist"],
+    )
+    .await;
+
+    // The API arrives, then the plugin: exposed within seconds.
+    cleanup.track("crd/kongclusterplugins.configuration.konghq.com");
+    install_crd(
+        &env,
+        KONG_CLUSTER_PLUGIN_CRD,
+        "kongclusterplugins.configuration.konghq.com",
+    )
+    .await;
+    cleanup.track(&format!("kongclusterplugin/{name}"));
+    env.apply_yaml(&kong_plugin("KongClusterPlugin", &name, "key-auth"))
+        .await
+        .expect_ok();
+    wait_kong_exposed(&env, &op, "shared", &name).await;
+
+    // A KongPlugin of the namespace goes first, as in Kong: one of a refused type withdraws.
+    env.apply_yaml(&kong_plugin("KongPlugin", &name, "post-function"))
+        .await
+        .expect_ok();
+    wait_kong_refused(&env, &op, "shared", &["KongPlugin", "post-function"]).await;
+    env.kubectl(&["delete", "kongplugin", &name])
+        .await
+        .expect_ok();
+    wait_kong_exposed(&env, &op, "shared", &name).await;
+
+    // The API goes: what it held can no longer be checked, so the Ingress goes too.
+    env.kubectl(&[
+        "delete",
+        "crd",
+        "kongclusterplugins.configuration.konghq.com",
+        "--wait=false",
+    ])
+    .await
+    .expect_ok();
+    wait_kong_refused(&env, &op, "shared", &["does not exist"]).await;
+    drop(cleanup);
+    env.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ingress_nginx_basic_auth_next_to_the_allowlist() {
+    let env = TestEnv::new("nginx-auth").await;
+    install_crds(&env).await;
+    let op = Operator::start(&env, &[]).await;
+    let site = |satisfy: &str| {
+        format!(
+            "apiVersion: baeke.info/v1
+kind: DemoWeb
+metadata: {{name: office}}
+spec:
+  gitrepo: https://github.com/gbaeke/static-web.git
+  ingress:
+    host: office.example.com
+    className: nginx
+    allowedSourceRanges: [203.0.113.0/24]
+    annotations:
+      nginx.ingress.kubernetes.io/auth-type: basic
+      nginx.ingress.kubernetes.io/auth-secret: office-htpasswd
+      nginx.ingress.kubernetes.io/auth-realm: Office only
+{satisfy}"
+        )
+    };
+    // `satisfy: any` would make the password alone enough: refused, nothing stored.
+    let err = env
+        .apply_yaml(&site("      nginx.ingress.kubernetes.io/satisfy: any\n"))
+        .await
+        .expect_err();
+    assert!(err.contains("satisfy only as"), "{err}");
+    assert!(get(&env, "demoweb", "office").await.is_none());
+
+    // Basic auth, with `satisfy: all` spelled out: both on the Ingress, next to the allowlist.
+    env.apply_yaml(&site("      nginx.ingress.kubernetes.io/satisfy: all\n"))
+        .await
+        .expect_ok();
+    promptly(
+        &env,
+        &op,
+        "the Ingress with basic auth and the allowlist",
+        || async {
+            let ing = get(&env, "ingress", "office").await?;
+            let has = |k: &str, v: &str| annotation(&ing, k).as_deref() == Some(v);
+            (has(
+                "nginx.ingress.kubernetes.io/whitelist-source-range",
+                "203.0.113.0/24",
+            ) && has("nginx.ingress.kubernetes.io/auth-type", "basic")
+                && has("nginx.ingress.kubernetes.io/auth-secret", "office-htpasswd")
+                && has("nginx.ingress.kubernetes.io/auth-realm", "Office only")
+                && has("nginx.ingress.kubernetes.io/satisfy", "all"))
+            .then_some(())
+        },
+    )
+    .await;
+    wait_object(
+        &env,
+        &op,
+        "demoweb",
+        "office",
+        "not stalled, with its URL",
+        |dw| {
+            condition(dw, "Stalled").is_some_and(|(s, _, _)| s == "False")
+                && dw["status"]["url"] == "http://office.example.com/"
+        },
+    )
+    .await;
     env.finish().await;
 }

@@ -114,6 +114,13 @@ async fn chart_rbac_covers_every_request_the_operator_makes() {
         .await
         .expect_ok();
     install_allowlist_apis(&env).await;
+    // Kong's cluster plugins too: the operator then watches them (cluster-wide, read only).
+    crate::allowlist::install_crd(
+        &env,
+        crate::allowlist::KONG_CLUSTER_PLUGIN_CRD,
+        "kongclusterplugins.configuration.konghq.com",
+    )
+    .await;
     let ns = env.namespace.clone();
     let op = Operator::start(
         &env,
@@ -207,6 +214,7 @@ spec:
         ("networking.k8s.io", "ingressclasses", "list"),
         ("autoscaling", "horizontalpodautoscalers", "delete"),
         ("policy", "poddisruptionbudgets", "delete"),
+        ("configuration.konghq.com", "kongclusterplugins", "list"),
     ] {
         assert!(
             used.iter()
