@@ -694,7 +694,8 @@ spec:
     allowedSourceRanges: [203.0.113.7/32]
     annotations:
       nginx.ingress.kubernetes.io/server-snippet: 'location /open { return 200; }'
-      nginx.ingress.kubernetes.io/auth-url: http://elsewhere.example.com/
+      nginx.ingress.kubernetes.io/satisfy: any
+      nginx.ingress.kubernetes.io/auth-url: http://auth.example.com/
       nginx.ingress.kubernetes.io/proxy-body-size: 1m
 ",
     )
@@ -704,10 +705,12 @@ spec:
     let (_, _, message) = condition(&dw, "Stalled").expect("Stalled");
     for key in [
         "nginx.ingress.kubernetes.io/server-snippet",
-        "nginx.ingress.kubernetes.io/auth-url",
+        "nginx.ingress.kubernetes.io/satisfy",
     ] {
         assert!(message.contains(key), "{message}");
     }
+    // External auth is a reviewed key: it may stand next to the allowlist (with satisfy: all).
+    assert!(!message.contains("auth-url"), "{message}");
     // The site keeps serving, with its allowlist and without the dangerous part.
     let ing = wait_object(&env, &op, "ingress", "apim", "applied", |_| true).await;
     let annotations = &ing["metadata"]["annotations"];
@@ -720,7 +723,11 @@ spec:
         "1m"
     );
     assert!(annotations["nginx.ingress.kubernetes.io/server-snippet"].is_null());
-    assert!(annotations["nginx.ingress.kubernetes.io/auth-url"].is_null());
+    assert!(annotations["nginx.ingress.kubernetes.io/satisfy"].is_null());
+    assert_eq!(
+        annotations["nginx.ingress.kubernetes.io/auth-url"],
+        "http://auth.example.com/"
+    );
     wait_object(&env, &op, "deployment", "apim", "created", |_| true).await;
     wait(
         &env,
@@ -746,7 +753,7 @@ spec:
         &env,
         "demoweb",
         "apim",
-        r#"{"spec":{"ingress":{"annotations":{"nginx.ingress.kubernetes.io/server-snippet":null,"nginx.ingress.kubernetes.io/auth-url":null}}}}"#,
+        r#"{"spec":{"ingress":{"annotations":{"nginx.ingress.kubernetes.io/server-snippet":null,"nginx.ingress.kubernetes.io/satisfy":null}}}}"#,
     )
     .await;
     wait_object(&env, &op, "demoweb", "apim", "no longer stalled", |dw| {
