@@ -153,12 +153,12 @@ spec:
 }
 
 #[cfg_attr(
-    real_cluster,
-    ignore = "needs the emulator: installs and removes Traefik's cluster-wide Middleware CRDs, which a real cluster's Traefik may rely on"
+    all(real_cluster, not(cluster_wide)),
+    ignore = "changes cluster-wide objects (installs and removes Traefik's cluster-wide Middleware CRDs, which a real cluster's Traefik may rely on): runs only on a cluster the suite owns (DEMOWEB_TEST_CLUSTER_WIDE=1), one at a time"
 )]
 #[tokio::test(flavor = "multi_thread")]
-async fn traefik_without_its_middleware_api_fails_closed_and_follows_the_crd() {
-    let env = TestEnv::new("traefik-crd").await;
+async fn cluster_wide_traefik_without_its_middleware_api_fails_closed_and_follows_the_crd() {
+    let env = TestEnv::cluster_wide("traefik-crd").await;
     install_crds(&env).await;
     let mut cleanup = ClusterScoped::new(&env);
     let class = format!("traefik-{}", env.namespace);
