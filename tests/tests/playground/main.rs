@@ -27,7 +27,11 @@ fn playground_shows_the_seed_demoweb_and_its_children() {
         "{context}"
     );
 
-    // The `get dweb -o wide` table: header, then the seed with 2 desired and 2 ready replicas.
+    // The kubeconfig's context is the namespace the operator watches, so kubectl needs no `-n`.
+    let kubeconfig = std::fs::read_to_string(printed).expect("kubeconfig readable");
+    assert!(kubeconfig.contains("namespace: playground"), "{kubeconfig}");
+
+    // The `get dweb -o wide` table: header, then the seed Ready with 2 desired and 2 ready replicas.
     let header = stdout
         .lines()
         .find(|l| l.starts_with("NAME "))
@@ -35,7 +39,17 @@ fn playground_shows_the_seed_demoweb_and_its_children() {
     let columns: Vec<&str> = header.split_whitespace().collect();
     assert_eq!(
         columns,
-        ["NAME", "REPLICAS", "READY", "GITREPO", "URL", "AGE"],
+        [
+            "NAME",
+            "READY",
+            "REASON",
+            "REPLICAS",
+            "READYREPLICAS",
+            "GITREPO",
+            "MESSAGE",
+            "URL",
+            "AGE"
+        ],
         "{context}"
     );
     let row: Vec<&str> = stdout
@@ -45,14 +59,32 @@ fn playground_shows_the_seed_demoweb_and_its_children() {
         .split_whitespace()
         .collect();
     assert_eq!(
-        row[..4],
+        row[..6],
         [
             "demoweb1",
+            "True",
+            "Reconciled",
             "2",
             "2",
             "https://github.com/gbaeke/static-web.git"
         ],
         "{context}"
+    );
+
+    // The sites that are not Ready, each with its reason and message: only the Kong site, whose
+    // ingress controller the emulator does not run (the examples' Secrets are applied).
+    let not_ready: Vec<&str> = stdout
+        .split("\nnot Ready (")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no list of sites that are not Ready\n{context}"))
+        .lines()
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .collect();
+    assert_eq!(not_ready.len(), 1, "{not_ready:?}\n{context}");
+    assert!(
+        not_ready[0].starts_with("  frontdoor-site: Ready=False AllowlistApiMissing: "),
+        "{not_ready:?}\n{context}"
     );
 
     // Its section: Ready, and the children found through their owner references.
