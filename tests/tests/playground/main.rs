@@ -1,7 +1,10 @@
-//! The playground as a user runs it (`cargo playground`), once: the seed example is reconciled and
-//! shown with its children.
+//! The playground as a user runs it (`cargo playground`): once, the seed example reconciled and
+//! shown with its children; serving, the README's runnable commands against it.
 
-use std::process::Command;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 #[test]
 fn playground_shows_the_seed_demoweb_and_its_children() {
@@ -108,4 +111,113 @@ fn playground_shows_the_seed_demoweb_and_its_children() {
         );
     }
     assert!(section.contains(&"Deployment/demoweb1"), "{context}");
+}
+
+/// The fenced `sh` blocks that the README marks with a `<!-- runnable -->` line before them.
+fn runnable_blocks(readme: &str) -> Vec<String> {
+    let mut blocks = Vec::new();
+    let mut lines = readme.lines();
+    while let Some(line) = lines.next() {
+        if line.trim() != "<!-- runnable -->" {
+            continue;
+        }
+        assert_eq!(
+            lines.next().map(str::trim),
+            Some("```sh"),
+            "README.md: `<!-- runnable -->` must be followed by a ```sh block"
+        );
+        let block: Vec<&str> = lines.by_ref().take_while(|l| l.trim() != "```").collect();
+        blocks.push(block.join("\n"));
+    }
+    blocks
+}
+
+/// A playground serving until dropped: SIGINT (its Ctrl-C), then SIGKILL if it lingers.
+struct Playground(std::process::Child);
+
+impl Drop for Playground {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-INT", &self.0.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if self.0.try_wait().ok().flatten().is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The README's runnable commands work as written against `cargo playground`, in order, with only
+/// `KUBECONFIG` set as the README says — and kubectl warns about nothing (re-applying the examples
+/// over the playground's objects included).
+#[test]
+fn readme_runnable_blocks_run_against_the_playground() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let readme = std::fs::read_to_string(root.join("README.md")).expect("README.md");
+    let blocks = runnable_blocks(&readme);
+    assert!(blocks.len() >= 3, "runnable blocks: {blocks:?}");
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_playground"))
+        .arg("--dir")
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start the playground");
+    let stdout = child.stdout.take().expect("stdout");
+    let playground = Playground(child);
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let mut printed = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                let ready = line.starts_with("The operator reconciles what you change");
+                printed.push(line);
+                if ready {
+                    break;
+                }
+            }
+            Err(e) => panic!(
+                "the playground did not get ready ({e:?}); it printed:\n{}",
+                printed.join("\n")
+            ),
+        }
+    }
+
+    let kubeconfig = dir.path().join("kubeconfig");
+    for block in &blocks {
+        let out = Command::new("sh")
+            .args(["-ec", block])
+            .current_dir(&root)
+            .env("KUBECONFIG", &kubeconfig)
+            .output()
+            .expect("run sh");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success(),
+            "README block failed ({}):\n{block}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+            out.status
+        );
+        assert!(
+            !stderr.contains("Warning") && !stderr.contains("warning"),
+            "README block warned:\n{block}\nstderr:\n{stderr}"
+        );
+    }
+    drop(playground);
 }
