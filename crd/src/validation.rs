@@ -593,4 +593,24 @@ mod tests {
             assert_eq!(parse_cidr(c).is_some(), ok, "{c}");
         }
     }
+
+    #[test]
+    fn a_bare_address_gets_its_prefix_length_suggested() {
+        for (range, want) in [
+            (
+                "203.0.113.7",
+                r#""203.0.113.7" is a single address, not a range: write "203.0.113.7/32" to allow just it"#,
+            ),
+            (
+                "2001:db8::1",
+                r#""2001:db8::1" is a single address, not a range: write "2001:db8::1/128" to allow just it"#,
+            ),
+            (
+                "YOURIP/32",
+                r#""YOURIP/32" is not a CIDR range such as 203.0.113.7/32 or 2001:db8::/48"#,
+            ),
+        ] {
+            assert_eq!(super::source_range_message(range), want);
+        }
+    }
 }

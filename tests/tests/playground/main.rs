@@ -221,3 +221,19 @@ fn readme_runnable_blocks_run_against_the_playground() {
     }
     drop(playground);
 }
+
+/// The README is a user's page: short enough to read, without a lab notebook's dated results
+/// (those live in docs/benchmark-history.md).
+#[test]
+fn readme_stays_a_users_page() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md");
+    let readme = std::fs::read_to_string(path).expect("README.md");
+    let lines = readme.lines().count();
+    assert!(lines <= 450, "README.md has {lines} lines; at most 450");
+    for dated in ["slow day", "the day before", "left out", "faster day"] {
+        assert!(
+            !readme.contains(dated),
+            "README.md says {dated:?}: dated results belong in docs/benchmark-history.md"
+        );
+    }
+}
