@@ -66,11 +66,14 @@ async fn playground(args: Args) -> Result<ExitCode, String> {
     })
     .await
     .map_err(|e| format!("starting the emulator: {e}"))?;
+    // The context names the namespace the operator watches, so `kubectl get dweb` without `-n`
+    // shows the sites, and `kubectl apply -f` without `-n` creates where the operator looks.
     emulator
-        .write_kubeconfig(&kubeconfig)
+        .write_kubeconfig_in(&kubeconfig, NAMESPACE)
         .map_err(|e| format!("writing {}: {e}", kubeconfig.display()))?;
     println!("API emulator serving on {}", emulator.url());
     println!("kubeconfig: {}", kubeconfig.display());
+    println!("kubeconfig context namespace: {NAMESPACE} (kubectl needs no -n)");
     let client = emulator.client();
 
     demoweb_tests::harness::install_crds(
@@ -121,6 +124,9 @@ async fn playground(args: Args) -> Result<ExitCode, String> {
             settled.join(", ")
         );
     }
+    // A site that is not Ready is the playground working as intended (an example may name an
+    // ingress controller the emulator does not run); it is shown with why, not failed.
+    print_not_ready(&client).await?;
     let healthy = rejected == 0 && settled.is_empty();
 
     if args.once {
@@ -134,12 +140,15 @@ async fn playground(args: Args) -> Result<ExitCode, String> {
     }
 
     let kc = kubeconfig.display();
-    println!("\nExplore with kubectl:");
+    println!("\nExplore with kubectl (the kubeconfig's context is namespace {NAMESPACE}):");
     println!("  export KUBECONFIG={kc}");
-    println!("  kubectl --kubeconfig {kc} -n {NAMESPACE} get dweb,deploy,svc,ingress,cm,sa");
-    println!("  kubectl --kubeconfig {kc} -n {NAMESPACE} get dweb -o wide");
-    println!("  kubectl --kubeconfig {kc} -n {NAMESPACE} describe dweb demoweb1");
-    println!("  kubectl --kubeconfig {kc} -n {NAMESPACE} get events");
+    println!("  kubectl get dweb,deploy,svc,ingress,cm,sa");
+    println!("  kubectl get dweb -o wide");
+    println!("  kubectl describe dweb demoweb1");
+    println!("  kubectl get events");
+    println!(
+        "  kubectl apply -f examples/demoweb-seed.yaml   # edit it first: the operator follows"
+    );
     println!("The operator reconciles what you change. Ctrl-C stops everything.");
     loop {
         tokio::select! {
@@ -184,7 +193,7 @@ async fn create_namespace(client: &Client) -> Result<(), String> {
     Ok(())
 }
 
-/// Every document of every YAML file under `dir` except `invalid/`, `flux/` and kustomization.yaml
+/// Every document of every YAML file under `dir` except `invalid/`, `flux/` and kustomization
 /// files, as (file, object): identities first so the DemoWebs that use them resolve on their first
 /// reconcile.
 fn load_examples(dir: &Path) -> Result<Vec<(String, Value)>, String> {
@@ -237,7 +246,33 @@ fn name_of(doc: &Value) -> &str {
     doc["metadata"]["name"].as_str().unwrap_or("?")
 }
 
-/// Server-side apply of one example into the playground namespace, as `kubectl apply --server-side`.
+/// The annotation in which client-side `kubectl apply` keeps what it applied last.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// `doc` as client-side `kubectl apply -n playground` would send it: in the playground namespace,
+/// carrying itself as its last-applied configuration, so a user's `kubectl apply -f examples/...`
+/// over it computes its three-way merge instead of warning that the annotation is missing.
+fn as_kubectl_applies(doc: &Value) -> Value {
+    let mut doc = doc.clone();
+    if let Some(meta) = doc["metadata"].as_object_mut() {
+        meta.entry("namespace")
+            .or_insert_with(|| Value::from(NAMESPACE));
+        // kubectl records the object with its own annotation taken out again, which leaves an
+        // empty `annotations` map where the file had none.
+        let annotations = meta
+            .entry("annotations")
+            .or_insert_with(|| Value::Object(Default::default()));
+        if let Some(annotations) = annotations.as_object_mut() {
+            annotations.remove(LAST_APPLIED);
+        }
+    }
+    let last_applied = serde_json::to_string(&doc).unwrap_or_default();
+    doc["metadata"]["annotations"][LAST_APPLIED] = Value::from(last_applied + "\n");
+    doc
+}
+
+/// Server-side apply of one example into the playground namespace, with the annotation that
+/// client-side `kubectl apply` reads (see [`as_kubectl_applies`]).
 async fn apply(client: &Client, doc: &Value) -> Result<(), String> {
     let api_version = doc["apiVersion"].as_str().ok_or("no apiVersion")?;
     let kind = doc["kind"].as_str().ok_or("no kind")?;
@@ -250,7 +285,7 @@ async fn apply(client: &Client, doc: &Value) -> Result<(), String> {
     api.patch(
         name_of(doc),
         &PatchParams::apply(FIELD_MANAGER),
-        &Patch::Apply(doc),
+        &Patch::Apply(as_kubectl_applies(doc)),
     )
     .await
     .map_err(|e| match e {
@@ -347,14 +382,21 @@ async fn print_state(client: &Client) -> Result<(), String> {
     let now = k8s_openapi::jiff::Timestamp::now();
 
     println!("\n$ kubectl -n {NAMESPACE} get dweb -o wide");
-    let mut rows = vec![vec![
-        "NAME".to_owned(),
-        "REPLICAS".to_owned(),
-        "READY".to_owned(),
-        "GITREPO".to_owned(),
-        "URL".to_owned(),
-        "AGE".to_owned(),
-    ]];
+    let mut rows = vec![
+        [
+            "NAME",
+            "READY",
+            "REASON",
+            "REPLICAS",
+            "READYREPLICAS",
+            "GITREPO",
+            "MESSAGE",
+            "URL",
+            "AGE",
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+    ];
     for dw in &demowebs {
         let status = dw.status.clone().unwrap_or_default();
         let age = dw
@@ -363,11 +405,15 @@ async fn print_state(client: &Client) -> Result<(), String> {
             .as_ref()
             .map(|t| human_duration(now.as_second() - t.0.as_second()))
             .unwrap_or_else(|| "<unknown>".to_owned());
+        let ready = status.conditions.iter().find(|c| c.type_ == "Ready");
         rows.push(vec![
             dw.name_any(),
+            none_or(ready.map(|c| c.status.clone())),
+            none_or(ready.map(|c| c.reason.clone())),
             none_or(status.replicas.map(|r| r.to_string())),
             none_or(status.ready_replicas.map(|r| r.to_string())),
             dw.spec.gitrepo.clone(),
+            none_or(ready.map(|c| c.message.clone())),
             none_or(status.url),
             age,
         ]);
@@ -434,6 +480,49 @@ async fn print_state(client: &Client) -> Result<(), String> {
                 e.note.as_deref().unwrap_or("")
             );
             println!("{}", line.trim_end());
+        }
+    }
+    Ok(())
+}
+
+/// Prints each DemoWeb that is not Ready with its Ready condition's reason and message (what
+/// `kubectl get dweb` shows in its REASON column and `-o wide` in MESSAGE).
+async fn print_not_ready(client: &Client) -> Result<(), String> {
+    let mut demowebs = Api::<DemoWeb>::namespaced(client.clone(), NAMESPACE)
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| format!("listing DemoWebs: {e}"))?
+        .items;
+    demowebs.sort_by_key(|dw| dw.name_any());
+    let lines: Vec<String> = demowebs
+        .iter()
+        .filter_map(|dw| {
+            let ready = dw
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"));
+            match ready {
+                Some(c) if c.status == "True" => None,
+                Some(c) => Some(format!(
+                    "  {}: Ready={} {}: {}",
+                    dw.name_any(),
+                    c.status,
+                    c.reason,
+                    c.message
+                )),
+                None => Some(format!(
+                    "  {}: not reconciled yet (no Ready condition)",
+                    dw.name_any()
+                )),
+            }
+        })
+        .collect();
+    if lines.is_empty() {
+        println!("\nevery DemoWeb is Ready");
+    } else {
+        println!("\nnot Ready ({} of {}):", lines.len(), demowebs.len());
+        for line in &lines {
+            println!("{line}");
         }
     }
     Ok(())
