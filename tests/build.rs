@@ -8,6 +8,9 @@
 //!   which aad-pod-identity CRDs the cluster serves (this project's or upstream's); tests never
 //!   install or replace those cluster-wide objects there, so those needing them are ignored
 //!   unless they are declared served (and fail if the declaration is wrong).
+//! - `cluster_wide`: on a real cluster, `DEMOWEB_TEST_CLUSTER_WIDE` says the cluster belongs to the
+//!   suite (`cargo cluster`), so the tests that change cluster-wide objects run too (named
+//!   `cluster_wide_*`, one at a time after the others: see `harness::CLUSTER_WIDE_ENV`).
 //! - `no_helm`, `no_promtool`, `no_unshare`: python3 cannot import helm-python-sdk, promtool is not on
 //!   the PATH, or `unshare` cannot make a private mount namespace, so the tests that need them are
 //!   ignored.
@@ -17,17 +20,22 @@ use std::process::Command;
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(real_cluster)");
     println!("cargo::rustc-check-cfg=cfg(identity_crds, values(\"ours\", \"upstream\"))");
+    println!("cargo::rustc-check-cfg=cfg(cluster_wide)");
     println!("cargo::rustc-check-cfg=cfg(no_helm)");
     println!("cargo::rustc-check-cfg=cfg(no_promtool)");
     println!("cargo::rustc-check-cfg=cfg(no_unshare)");
     println!("cargo::rerun-if-changed=build.rs");
     println!("cargo::rerun-if-env-changed=DEMOWEB_TEST_KUBECONFIG");
     println!("cargo::rerun-if-env-changed=DEMOWEB_TEST_IDENTITY_CRDS");
+    println!("cargo::rerun-if-env-changed=DEMOWEB_TEST_CLUSTER_WIDE");
     println!("cargo::rerun-if-env-changed=PYTHONPATH");
 
     let set = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
     if set("DEMOWEB_TEST_KUBECONFIG").is_some() {
         println!("cargo::rustc-cfg=real_cluster");
+        if set("DEMOWEB_TEST_CLUSTER_WIDE").is_some() {
+            println!("cargo::rustc-cfg=cluster_wide");
+        }
         match set("DEMOWEB_TEST_IDENTITY_CRDS").as_deref() {
             Some(variant @ ("ours" | "upstream")) => {
                 println!("cargo::rustc-cfg=identity_crds=\"{variant}\"")

@@ -694,14 +694,23 @@ pub fn readme_table() -> String {
         out.push_str(&format!("| {} | {when} | {keys} |\n", family.title()));
     }
     out.push_str(
-        "\nKong plugins named in `konghq.com/plugins` or `plugins.konghq.com` next to `allowedSourceRanges` (checked by the operator; any type not listed is refused as a custom plugin):\n\n| Plugin type | Next to the allowlist |\n|---|---|\n",
+        "\nKong plugins named in `konghq.com/plugins` or `plugins.konghq.com` next to `allowedSourceRanges` (checked by the operator; any type not listed is refused as a custom plugin):\n\n| Plugin types | Next to the allowlist |\n|---|---|\n",
     );
+    // One row per verdict, the types in the table's order: the README stays short.
+    let mut rows: Vec<(String, Vec<String>)> = Vec::new();
     for (plugin, verdict) in KONG_PLUGINS {
         let verdict = match verdict.refusal() {
             None => "allowed".to_owned(),
             Some(why) => format!("refused: {why}"),
         };
-        out.push_str(&format!("| `{plugin}` | {verdict} |\n"));
+        let shown = format!("`{plugin}`");
+        match rows.iter_mut().find(|(v, _)| *v == verdict) {
+            Some((_, plugins)) => plugins.push(shown),
+            None => rows.push((verdict, vec![shown])),
+        }
+    }
+    for (verdict, plugins) in rows {
+        out.push_str(&format!("| {} | {verdict} |\n", plugins.join(", ")));
     }
     out
 }

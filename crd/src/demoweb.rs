@@ -36,6 +36,8 @@ pub(crate) const PERIOD_MESSAGE: &str =
     "sync.period must be a duration such as 30s, 5m or 1h30m of at least 1s";
 pub(crate) const HOST_RULE: &str =
     "self.matches('^([*][.])?[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')";
+pub(crate) const HOST_REQUIRED_MESSAGE: &str =
+    "ingress.host is required: the host name the site answers to, such as www.example.com";
 pub(crate) const HOST_MESSAGE: &str = "host must be a DNS name such as www.example.com (a leading '*.' is allowed), lower case, without a port";
 pub(crate) const INGRESS_PATH_RULE: &str = "self.matches('^/[A-Za-z0-9._~/-]*$')";
 pub(crate) const INGRESS_PATH_MESSAGE: &str =
@@ -45,10 +47,92 @@ pub(crate) const IMAGE_MESSAGE: &str = "image must be an image reference without
 pub(crate) const AUTOSCALING_RULE: &str = "self.minReplicas <= self.maxReplicas";
 pub(crate) const AUTOSCALING_MESSAGE: &str =
     "autoscaling.minReplicas must not be greater than autoscaling.maxReplicas";
+pub(crate) const REPLICAS_MESSAGE: &str = "replicas must be between 0 and 1000";
 pub(crate) const MIN_REPLICAS_MESSAGE: &str = "autoscaling.minReplicas must be between 1 and 1000";
 pub(crate) const MAX_REPLICAS_MESSAGE: &str = "autoscaling.maxReplicas must be between 1 and 1000";
 pub(crate) const CPU_TARGET_MESSAGE: &str =
     "autoscaling.targetCPUUtilizationPercentage must be between 1 and 100";
+/// An IPv4 address in dotted decimal, without leading zeros (as Go's `net.ParseCIDR` reads it).
+const IPV4: &str = "(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])([.](25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}";
+const HEX: &str = "[0-9a-fA-F]{1,4}";
+
+/// An IPv6 address in any of its textual forms (RFC 4291 2.2: eight groups, one `::` for a run of
+/// zero groups, the last two groups optionally as dotted IPv4), as one alternation per position
+/// of the `::`, since a regular expression cannot count the groups on both sides of it.
+fn ipv6_pattern() -> String {
+    let left = |n: usize| match n {
+        0 => String::new(),
+        1 => HEX.to_owned(),
+        n => format!("({HEX}:){{{}}}{HEX}", n - 1),
+    };
+    let mut forms = vec![
+        format!("({HEX}:){{7}}{HEX}"),
+        format!("({HEX}:){{6}}{IPV4}"),
+    ];
+    for n in 0..8 {
+        let right = match 7 - n {
+            0 => String::new(),
+            1 => format!("({HEX})?"),
+            m => format!("({HEX}(:{HEX}){{0,{}}})?", m - 1),
+        };
+        forms.push(format!("{}::{right}", left(n)));
+    }
+    for n in 0..6 {
+        let right = match 5 - n {
+            0 => String::new(),
+            m => format!("({HEX}:){{0,{m}}}"),
+        };
+        forms.push(format!("{}::{right}{IPV4}", left(n)));
+    }
+    format!("({})", forms.join("|"))
+}
+
+const PREFIX_V4: &str = "/0*(3[0-2]|[12]?[0-9])";
+const PREFIX_V6: &str = "/0*(12[0-8]|1[01][0-9]|[1-9]?[0-9])";
+
+/// The schema of `allowedSourceRanges`, and of each entry. CEL rules instead of `format: cidr`: a format
+/// error stops kube-apiserver from running any CEL rule of the object (it then adds "some
+/// validation rules were not checked"), and it cannot suggest `/32` for a bare address. CEL's
+/// `isCIDR` would be shorter but needs Kubernetes 1.31; this runs on 1.27.
+fn source_ranges_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let ipv6 = ipv6_pattern();
+    let bare_v4 = format!("^{IPV4}$");
+    let bare_v6 = format!("^{ipv6}$");
+    let cidr = format!("^({IPV4}{PREFIX_V4}|{ipv6}{PREFIX_V6})$");
+    schemars::json_schema!({
+        "type": "array",
+        "maxItems": 256,
+        "items": {
+        "type": "string",
+        "maxLength": 64,
+        "x-kubernetes-validations": [
+            {
+                "rule": format!("!self.matches('{bare_v4}')"),
+                "message": SINGLE_V4_MESSAGE,
+                "messageExpression": "'\"' + self + '\" is a single address, not a range: write \"' + self + '/32\" to allow just it'",
+            },
+            {
+                "rule": format!("!self.matches('{bare_v6}')"),
+                "message": SINGLE_V6_MESSAGE,
+                "messageExpression": "'\"' + self + '\" is a single address, not a range: write \"' + self + '/128\" to allow just it'",
+            },
+            {
+                "rule": format!("self.matches('{bare_v4}') || self.matches('{bare_v6}') || self.matches('{cidr}')"),
+                "message": NOT_CIDR_MESSAGE,
+                "messageExpression": "'\"' + self + '\" is not a CIDR range such as 203.0.113.7/32 or 2001:db8::/48'",
+            },
+        ],
+        },
+    })
+}
+
+pub(crate) const SINGLE_V4_MESSAGE: &str =
+    "a single IPv4 address is not a range: add /32 to allow just it";
+pub(crate) const SINGLE_V6_MESSAGE: &str =
+    "a single IPv6 address is not a range: add /128 to allow just it";
+pub(crate) const NOT_CIDR_MESSAGE: &str =
+    "not a CIDR range such as 203.0.113.7/32 or 2001:db8::/48";
+
 /// Upper bound of every replica count.
 pub const MAX_REPLICAS: i32 = 1000;
 /// CPU utilisation the autoscaler aims at when `targetCPUUtilizationPercentage` is not set.
@@ -70,9 +154,12 @@ pub const DEFAULT_CPU_TARGET: i32 = 80;
     status = "DemoWebStatus",
     derive = "PartialEq",
     doc = "A static website served by nginx from a git repository.",
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status", description = "Whether the site serves its current spec with every replica ready (the Ready condition)"),
+    printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason", description = "Why the site is or is not ready (the Ready condition's reason)"),
     printcolumn(name = "Replicas", type_ = "integer", json_path = ".status.replicas", description = "Web server pods the site runs now (with autoscaling, as many as the autoscaler chose)"),
-    printcolumn(name = "Ready", type_ = "integer", json_path = ".status.readyReplicas", description = "Web server pods ready to serve"),
+    printcolumn(name = "ReadyReplicas", type_ = "integer", json_path = ".status.readyReplicas", description = "Web server pods ready to serve"),
     printcolumn(name = "GitRepo", type_ = "string", json_path = ".spec.gitrepo", description = "Git repository with web content"),
+    printcolumn(name = "Message", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].message", priority = "1", description = "What the site is waiting for or what needs fixing (the Ready condition's message)"),
     printcolumn(name = "URL", type_ = "string", json_path = ".status.url", priority = "1", description = "Where the site is exposed"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     validation = Rule::new(NAME_RULE).message(NAME_MESSAGE),
@@ -82,7 +169,8 @@ pub struct DemoWebSpec {
     /// Number of nginx pods serving the site. Ignored while `autoscaling` is set. With 2 or more,
     /// a PodDisruptionBudget keeps all but one serving during node drains.
     #[serde(default = "default_replicas")]
-    #[schemars(range(min = 0, max = 1000))]
+    // A CEL rule rather than minimum/maximum, for a message that names both bounds.
+    #[x_kube(validation = Rule::new("self >= 0 && self <= 1000").message(REPLICAS_MESSAGE))]
     pub replicas: i32,
 
     /// Git repository holding the site: https://, http://, ssh:// or git@host:path.
@@ -197,14 +285,19 @@ pub struct CredentialsSpec {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(
+    validation = Rule::new("has(self.host)").message(HOST_REQUIRED_MESSAGE),
     validation = refuse_with_allowlist(Family::Authentication),
     validation = refuse_with_allowlist(Family::ClientAddress),
     validation = refuse_with_allowlist(Family::Redirect),
     validation = refuse_with_allowlist(Family::Bypass)
 )]
 pub struct IngressSpec {
-    /// Host name the site answers to, e.g. www.example.com.
-    #[schemars(length(min = 1, max = 253))]
+    /// Host name the site answers to, e.g. www.example.com. Required.
+    // Required by a CEL rule on `ingress` rather than by `required`: a missing required field
+    // stops kube-apiserver from running every CEL rule of the object, which it then reports in a
+    // second, puzzling line ("some validation rules were not checked").
+    #[serde(default)]
+    #[schemars(length(min = 1, max = 253), transform = without_default)]
     #[x_kube(validation = Rule::new(HOST_RULE).message(HOST_MESSAGE))]
     pub host: String,
 
@@ -228,7 +321,7 @@ pub struct IngressSpec {
     /// Empty means everyone. When set and the ingress controller's allowlist dialect is unknown,
     /// the site is not exposed at all.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 256), extend("items" = {"type": "string", "format": "cidr", "maxLength": 64}))]
+    #[schemars(schema_with = "source_ranges_schema")]
     #[x_kube(merge_strategy = ListMerge::Set)]
     pub allowed_source_ranges: Vec<String>,
 
@@ -246,6 +339,12 @@ pub struct IngressSpec {
         validation = refuse_always(Family::SourceRanges)
     )]
     pub annotations: BTreeMap<String, String>,
+}
+
+/// Leaves a field's `default` out of the schema: the API server would otherwise fill in a missing
+/// field that must be written.
+fn without_default(schema: &mut schemars::Schema) {
+    schema.remove("default");
 }
 
 fn default_ingress_path() -> String {

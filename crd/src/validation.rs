@@ -51,10 +51,7 @@ impl DemoWeb {
         }
         let spec = &self.spec;
         if !(0..=1000).contains(&spec.replicas) {
-            errors.push(FieldError::new(
-                "spec.replicas",
-                "replicas must be between 0 and 1000",
-            ));
+            errors.push(FieldError::new("spec.replicas", d::REPLICAS_MESSAGE));
         }
         if let Some(a) = &spec.autoscaling {
             if !(1..=d::MAX_REPLICAS).contains(&a.min_replicas) {
@@ -115,7 +112,9 @@ impl DemoWeb {
             errors.push(FieldError::new("spec.image", d::IMAGE_MESSAGE));
         }
         if let Some(ingress) = &spec.ingress {
-            if !is_valid_host(&ingress.host) {
+            if ingress.host.is_empty() {
+                errors.push(FieldError::new("spec.ingress", d::HOST_REQUIRED_MESSAGE));
+            } else if !is_valid_host(&ingress.host) {
                 errors.push(FieldError::new("spec.ingress.host", d::HOST_MESSAGE));
             }
             if !is_valid_ingress_path(&ingress.path) {
@@ -157,12 +156,7 @@ impl DemoWeb {
             for (i, range) in ingress.allowed_source_ranges.iter().enumerate() {
                 let field = format!("spec.ingress.allowedSourceRanges[{i}]");
                 match parse_cidr(range) {
-                    None => errors.push(FieldError::new(
-                        field,
-                        format!(
-                            "{range:?} is not a CIDR range such as 203.0.113.7/32 or 2001:db8::/48"
-                        ),
-                    )),
+                    None => errors.push(FieldError::new(field, source_range_message(range))),
                     Some(_) if !seen.insert(range.as_str()) => {
                         errors.push(FieldError::new(field, format!("duplicate range {range:?}")))
                     }
@@ -410,6 +404,22 @@ fn is_valid_ingress_path(s: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'~' | b'/' | b'-'))
 }
 
+/// Why `range` is not a CIDR range, in the words of the CRD's CEL rules: a single address gets
+/// the prefix length that allows just it.
+fn source_range_message(range: &str) -> String {
+    match range.parse::<std::net::IpAddr>() {
+        Ok(ip) => {
+            let bits = if ip.is_ipv4() { 32 } else { 128 };
+            format!(
+                "\"{range}\" is a single address, not a range: write \"{range}/{bits}\" to allow just it"
+            )
+        }
+        Err(_) => {
+            format!("\"{range}\" is not a CIDR range such as 203.0.113.7/32 or 2001:db8::/48")
+        }
+    }
+}
+
 /// Parses a CIDR range the way Go's `net.ParseCIDR` accepts it (host bits may be set).
 pub fn parse_cidr(s: &str) -> Option<ipnet::IpNet> {
     s.parse().ok()
@@ -581,6 +591,26 @@ mod tests {
             ("::/0", true),
         ] {
             assert_eq!(parse_cidr(c).is_some(), ok, "{c}");
+        }
+    }
+
+    #[test]
+    fn a_bare_address_gets_its_prefix_length_suggested() {
+        for (range, want) in [
+            (
+                "203.0.113.7",
+                r#""203.0.113.7" is a single address, not a range: write "203.0.113.7/32" to allow just it"#,
+            ),
+            (
+                "2001:db8::1",
+                r#""2001:db8::1" is a single address, not a range: write "2001:db8::1/128" to allow just it"#,
+            ),
+            (
+                "YOURIP/32",
+                r#""YOURIP/32" is not a CIDR range such as 203.0.113.7/32 or 2001:db8::/48"#,
+            ),
+        ] {
+            assert_eq!(super::source_range_message(range), want);
         }
     }
 }

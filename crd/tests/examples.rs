@@ -1,6 +1,6 @@
 //! Every file under `examples/` parses into the Rust types without losing a field, and validates
 //! as intended: files under `examples/invalid/` fail with the message their `# expect:` line names.
-//! The GitOps files (`examples/flux/`, Flux's kinds, and `kustomization.yaml` files, kustomize's)
+//! The GitOps files (`examples/flux/`, Flux's kinds, and kustomization files, kustomize's)
 //! are not ours to parse into types: they are checked for what makes them work together — the API
 //! versions Flux serves, references that resolve, paths that exist, and the chart ordered before
 //! the DemoWebs.
@@ -16,7 +16,7 @@ fn example_files(dir: &Path, out: &mut Vec<PathBuf>) {
         let path = entry.expect("directory entry").path();
         if path.is_dir() {
             example_files(&path, out);
-        } else if path.extension().is_some_and(|e| e == "yaml") {
+        } else if path.extension().is_some_and(|e| e == "yaml") || is_kustomization(&path) {
             out.push(path);
         }
     }
@@ -52,19 +52,69 @@ fn round_trip<T: DeserializeOwned + Serialize>(
     validate(&typed)
 }
 
-/// Flux's and kustomize's files, checked by `flux_examples_deploy_the_chart_before_the_sites`.
-fn is_gitops_file(root: &Path, path: &Path) -> bool {
-    path.starts_with(root.join("flux"))
-        || path.file_name().is_some_and(|n| n == "kustomization.yaml")
+/// The file names kustomize (and Flux) recognise as a kustomization. `examples/` uses
+/// `Kustomization`, which has no `.yaml` suffix, so `kubectl apply -f examples/` skips it.
+const KUSTOMIZATION_NAMES: &[&str] = &["kustomization.yaml", "kustomization.yml", "Kustomization"];
+
+fn is_kustomization(path: &Path) -> bool {
+    path.file_name()
+        .is_some_and(|n| KUSTOMIZATION_NAMES.iter().any(|k| n == *k))
 }
 
-/// Kinds of other projects the examples may carry beside DemoWebs.
-const FOREIGN_KINDS: &[(&str, &str)] = &[
+/// Kong's kinds the examples may carry beside DemoWebs (seed 004's KongPlugin and KongConsumer).
+const KONG_KINDS: &[(&str, &str)] = &[
     ("configuration.konghq.com/v1", "KongPlugin"),
     ("configuration.konghq.com/v1", "KongClusterPlugin"),
     ("configuration.konghq.com/v1", "KongConsumer"),
-    ("v1", "Secret"),
 ];
+
+fn is_kong_kind(doc: &Value) -> bool {
+    let key = (
+        doc["apiVersion"].as_str().unwrap_or_default(),
+        doc["kind"].as_str().unwrap_or_default(),
+    );
+    KONG_KINDS.contains(&key)
+}
+
+/// Flux's and kustomize's files, checked by `flux_examples_deploy_the_chart_before_the_sites`.
+fn is_gitops_file(root: &Path, path: &Path) -> bool {
+    path.starts_with(root.join("flux")) || is_kustomization(path)
+}
+
+/// `kubectl apply -f examples/` reads every `.yaml`, `.yml` and `.json` file of the directory (not
+/// its sub-directories): each must be a Kubernetes object it can apply, never a kustomization.
+#[test]
+fn kubectl_apply_f_examples_finds_only_objects() {
+    let root = repo_root().join("examples");
+    for entry in std::fs::read_dir(&root).expect("examples/ is readable") {
+        let path = entry.expect("directory entry").path();
+        let applied = path.is_file()
+            && path
+                .extension()
+                .is_some_and(|e| e == "yaml" || e == "yml" || e == "json");
+        if !applied {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("readable");
+        for doc in yaml::documents(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display())) {
+            let api = doc["apiVersion"].as_str().unwrap_or_default();
+            assert!(
+                !api.starts_with("kustomize.config.k8s.io/"),
+                "{}: kubectl apply -f examples/ would try to apply this kustomization",
+                path.display()
+            );
+            // Kong's kinds (demoweb-kong-allowlist.yaml, seed 004's KongPlugin and consumer)
+            // apply only where the cluster serves Kong's CRDs, as a cluster running Kong does
+            // and the playground does; elsewhere kubectl applies the rest and names them.
+            assert!(
+                matches!(doc["kind"].as_str(), Some("DemoWeb" | "Secret")) || is_kong_kind(&doc),
+                "{}: {:?} in examples/ itself (identities live in examples/identity/)",
+                path.display(),
+                doc["kind"]
+            );
+        }
+    }
+}
 
 #[test]
 fn every_example_parses_round_trips_and_validates() {
@@ -80,15 +130,21 @@ fn every_example_parses_round_trips_and_validates() {
             continue;
         }
         let text = std::fs::read_to_string(&path).expect("readable");
-        let expect = text
-            .lines()
-            .find_map(|l| l.strip_prefix("# expect: "))
-            .map(str::to_owned);
+        // `# expect: MESSAGE`: the API server refuses the file with MESSAGE (checked against the
+        // emulator or a cluster by the integration tests); `# expect-event: REASON: MESSAGE`: the
+        // API server accepts it and the operator reports it in a Warning Event. Either way the
+        // Rust validation, which the operator runs, finds MESSAGE.
+        let expect = text.lines().find_map(|l| {
+            l.strip_prefix("# expect: ").map(str::to_owned).or_else(|| {
+                let (_reason, message) = l.strip_prefix("# expect-event: ")?.split_once(": ")?;
+                Some(message.to_owned())
+            })
+        });
         let invalid = path.components().any(|c| c.as_os_str() == "invalid");
         assert_eq!(
             invalid,
             expect.is_some(),
-            "{}: files under invalid/ (and only they) need an `# expect:` line",
+            "{}: files under invalid/ (and only they) need an `# expect:` or `# expect-event: REASON:` line",
             path.display()
         );
         let docs = yaml::documents(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -102,13 +158,13 @@ fn every_example_parses_round_trips_and_validates() {
                 Some("AzureIdentityBinding") => {
                     round_trip::<AzureIdentityBinding>(&path, doc, |o| o.spec.validate())
                 }
-                // Other controllers' objects an example needs next to a DemoWeb (seed 004's
-                // KongPlugin and its consumer): not ours to parse, but named and of a kind we
-                // expect, so a typo in a kind shows.
-                Some(kind)
-                    if FOREIGN_KINDS
-                        .contains(&(doc["apiVersion"].as_str().unwrap_or_default(), kind)) =>
-                {
+                Some("Secret") => {
+                    check_credentials_secret(&path, doc);
+                    Ok(())
+                }
+                // Kong's objects seed 004 needs next to its DemoWeb (its KongPlugin and consumer):
+                // not ours to parse, but named and of a kind we expect, so a typo in a kind shows.
+                Some(kind) if is_kong_kind(doc) => {
                     assert!(
                         doc["metadata"]["name"].is_string(),
                         "{}: a {kind} without a name",
@@ -130,6 +186,24 @@ fn every_example_parses_round_trips_and_validates() {
             None => assert!(errors.is_empty(), "{}: {message}", path.display()),
         }
     }
+}
+
+/// A Secret example holds git credentials in the keys a DemoWeb's `credentials.secretName` needs:
+/// `username` and `password`, or `ssh` (and optionally `known_hosts`); or, labelled
+/// `konghq.com/credential`, a Kong consumer's credential (basic-auth: `username` and `password`).
+fn check_credentials_secret(path: &Path, doc: &Value) {
+    assert_eq!(doc["apiVersion"], "v1", "{}", path.display());
+    let data = doc["stringData"]
+        .as_object()
+        .or_else(|| doc["data"].as_object())
+        .unwrap_or_else(|| panic!("{}: a Secret example has data", path.display()));
+    let has = |k: &str| data.contains_key(k);
+    assert!(
+        (has("username") && has("password")) || has("ssh"),
+        "{}: {} holds neither username/password nor ssh",
+        path.display(),
+        doc["metadata"]["name"]
+    );
 }
 
 fn repo_root() -> PathBuf {
@@ -169,9 +243,12 @@ const GITOPS_KINDS: &[(&str, &str)] = &[
 /// What kustomize builds from `dir`: its kustomization.yaml's resources, or (as Flux does when
 /// there is none) every manifest in the directory tree. Returns the documents.
 fn build(dir: &Path) -> Vec<Value> {
-    let config = dir.join("kustomization.yaml");
+    let config = KUSTOMIZATION_NAMES
+        .iter()
+        .map(|n| dir.join(n))
+        .find(|p| p.is_file());
     let mut files = Vec::new();
-    if config.exists() {
+    if let Some(config) = config {
         let text = std::fs::read_to_string(&config).expect("readable");
         let k: Value = yaml::from_str(&text).expect("kustomization.yaml parses");
         for resource in k["resources"].as_array().expect("resources listed") {
@@ -349,4 +426,42 @@ fn flux_examples_deploy_the_chart_before_the_sites() {
         }
     }
     assert!(sites > 0, "the Flux examples deploy at least one site");
+}
+
+/// Applying an invalid example next to the valid ones must not replace one of them: no invalid
+/// example shares a kind and name with a valid one.
+#[test]
+fn invalid_examples_have_names_of_their_own() {
+    let root = repo_root().join("examples");
+    let mut files = Vec::new();
+    example_files(&root, &mut files);
+    let mut valid = std::collections::BTreeSet::new();
+    let mut invalid = Vec::new();
+    for path in files.iter().filter(|p| !is_gitops_file(&root, p)) {
+        let text = std::fs::read_to_string(path).expect("readable");
+        for doc in yaml::documents(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display())) {
+            let key = (
+                doc["kind"].as_str().unwrap_or_default().to_owned(),
+                doc["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            );
+            if path.starts_with(root.join("invalid")) {
+                invalid.push((path.clone(), key));
+            } else {
+                valid.insert(key);
+            }
+        }
+    }
+    assert!(!invalid.is_empty() && !valid.is_empty());
+    for (path, key) in invalid {
+        assert!(
+            !valid.contains(&key),
+            "{}: {} {} is also a valid example's name",
+            path.display(),
+            key.0,
+            key.1
+        );
+    }
 }

@@ -147,7 +147,8 @@ pub fn execute(cli: Cli) -> ExitCode {
             }
         },
         Command::Run(args) => {
-            init_tracing(args.log_format);
+            let log_format = args.log_format;
+            init_tracing(log_format);
             let mut builder = match args.worker_threads {
                 1 => tokio::runtime::Builder::new_current_thread(),
                 n => {
@@ -167,8 +168,12 @@ pub fn execute(cli: Cli) -> ExitCode {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(err) => {
                     let message = crate::error::chain(&err);
-                    tracing::error!("{message}");
-                    eprintln!("error: {message}");
+                    // Once: as a log record where logs are collected as JSON, else as the one
+                    // `error:` line a command prints (the text log shares the terminal).
+                    match log_format {
+                        LogFormat::Json => tracing::error!("{message}"),
+                        LogFormat::Text => eprintln!("error: {message}"),
+                    }
                     ExitCode::FAILURE
                 }
             }
@@ -178,8 +183,10 @@ pub fn execute(cli: Cli) -> ExitCode {
 
 fn init_tracing(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // Colour codes only for a terminal: piped into a file or `less` they are noise.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().init(),

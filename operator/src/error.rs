@@ -98,13 +98,18 @@ fn is_transient_kube(err: &kube::Error) -> bool {
     }
 }
 
-/// The error message with its whole chain of causes, for Events and logs.
+/// The error message with its whole chain of causes, for Events and logs. A cause whose text is
+/// already in the message is left out: some errors (kube's inferred-config error among them)
+/// repeat their sources' text in their own, and the chain would say each cause two or three times.
 pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut out = err.to_string();
     let mut source = err.source();
     while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
         source = s.source();
     }
     out
@@ -133,4 +138,46 @@ pub enum StartupError {
 
     #[error("lost the leader Lease {namespace}/{name}; exiting so that only one replica acts")]
     LostLeadership { namespace: String, name: String },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::chain;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("{text}")]
+    struct Link {
+        text: &'static str,
+        #[source]
+        source: Option<Box<Link>>,
+    }
+
+    fn link(text: &'static str, source: Option<Link>) -> Link {
+        Link {
+            text,
+            source: source.map(Box::new),
+        }
+    }
+
+    #[test]
+    fn each_cause_is_said_once() {
+        let plain = link(
+            "starting",
+            Some(link("connecting", Some(link("refused", None)))),
+        );
+        assert_eq!(chain(&plain), "starting: connecting: refused");
+        // kube's inferred-config error names both of its causes in its own text, and its source
+        // is one of them again.
+        let repeating = link(
+            "no configuration",
+            Some(link(
+                "failed to infer config: in-cluster: (not in a pod), kubeconfig: (no file)",
+                Some(link("no file", None)),
+            )),
+        );
+        assert_eq!(
+            chain(&repeating),
+            "no configuration: failed to infer config: in-cluster: (not in a pod), kubeconfig: (no file)"
+        );
+    }
 }

@@ -16,7 +16,7 @@ pub mod vocabulary;
 
 /// jemalloc instead of glibc's malloc, in every binary that runs the operator (the benchmark runs
 /// it from its own binary, and measures what ships): glibc keeps much of what a burst of new
-/// DemoWebs allocated and freed, jemalloc hands it back (README, "Benchmark"). Its settings are
+/// DemoWebs allocated and freed, jemalloc hands it back (docs/decisions/jemalloc.md). Its settings are
 /// built in, from `JEMALLOC_SYS_WITH_MALLOC_CONF` in `.cargo/config.toml`.
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;

@@ -55,6 +55,41 @@ fn run_without_a_cluster_fails_with_a_message() {
     );
 }
 
+/// Without any configuration, `run` says so once: one `error:` line naming each cause once, without
+/// colour codes when its standard error is not a terminal (here a pipe).
+#[test]
+fn run_without_a_kubeconfig_says_each_cause_once() {
+    let home = tempfile::tempdir().expect("temp dir");
+    let missing = home.path().join("no-such-kubeconfig");
+    let out = operator()
+        .args([
+            "run",
+            "--metrics-addr=127.0.0.1:0",
+            "--leader-election=false",
+        ])
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env_remove("KUBERNETES_SERVICE_PORT")
+        .env("KUBECONFIG", &missing)
+        .env("HOME", home.path())
+        .output()
+        .expect("run demoweb-operator run");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "colour codes on a pipe:\n{stderr}"
+    );
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one line:\n{stderr}");
+    assert!(
+        lines[0].starts_with("error: no Kubernetes configuration"),
+        "{stderr}"
+    );
+    for cause in ["incluster environment variable", "no-such-kubeconfig"] {
+        assert_eq!(stderr.matches(cause).count(), 1, "{cause} once:\n{stderr}");
+    }
+}
+
 #[test]
 fn bad_flags_are_rejected() {
     let out = operator()

@@ -18,6 +18,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::networking::v1::IngressClass;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use tokio::io::AsyncWriteExt;
@@ -82,6 +83,19 @@ pub async fn install_crds(
 
 /// The environment variable naming a real cluster's kubeconfig to run the tests against.
 pub const KUBECONFIG_ENV: &str = "DEMOWEB_TEST_KUBECONFIG";
+
+/// Set (to `1`) when the real cluster belongs to the suite, as `cargo cluster`'s does in CI: the
+/// tests that change cluster-wide objects are then compiled in (`cfg(cluster_wide)`), and must be
+/// given the cluster alone. Their names start with `cluster_wide_`, so a run is two passes:
+/// `cargo test … -- --skip cluster_wide_`, then `cargo test … cluster_wide_ -- --test-threads=1`.
+pub const CLUSTER_WIDE_ENV: &str = "DEMOWEB_TEST_CLUSTER_WIDE";
+
+/// The API groups of other projects' CRDs that cluster-wide tests install (allowlist dialects).
+const INSTALLED_BY_TESTS: [&str; 3] = [
+    "traefik.io",
+    "traefik.containo.us",
+    "configuration.konghq.com",
+];
 
 /// What a `kubectl` run printed.
 #[derive(Debug, Clone)]
@@ -201,6 +215,80 @@ impl TestEnv {
             dir,
             finished: false,
         }
+    }
+
+    /// For a test that changes cluster-wide objects (CRDs, the default IngressClass): on the
+    /// emulator a fresh one as for any test; on a real cluster (only with [`CLUSTER_WIDE_ENV`], one
+    /// such test at a time) it first puts back what every test expects of the cluster: the
+    /// project's CRDs exactly as generated, no allowlist CRDs of other projects, no default
+    /// IngressClass.
+    pub async fn cluster_wide(test_name: &str) -> TestEnv {
+        let env = TestEnv::new(test_name).await;
+        if !env.is_emulator() {
+            env.reset_cluster_wide().await;
+        }
+        env
+    }
+
+    async fn reset_cluster_wide(&self) {
+        let crds: Api<CustomResourceDefinition> = Api::all(self.client.clone());
+        let live = crds.list(&Default::default()).await.expect("list CRDs");
+        for crd in &live.items {
+            if INSTALLED_BY_TESTS.contains(&crd.spec.group.as_str()) {
+                self.remove_crd(crd.metadata.name.as_deref().unwrap_or_default())
+                    .await;
+            }
+        }
+        let classes: Api<IngressClass> = Api::all(self.client.clone());
+        for class in classes.list(&Default::default()).await.expect("list").items {
+            let default = class
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get("ingressclass.kubernetes.io/is-default-class"))
+                .is_some_and(|v| v == "true");
+            if default {
+                let name = class.metadata.name.unwrap_or_default();
+                classes
+                    .delete(&name, &DeleteParams::default())
+                    .await
+                    .unwrap_or_else(|e| panic!("deleting IngressClass {name}: {e}"));
+            }
+        }
+        let ours = demoweb_crd::all_crds();
+        for crd in &ours {
+            let name = crd.metadata.name.clone().unwrap_or_default();
+            let Some(live) = crds.get_opt(&name).await.expect("get CRD") else {
+                continue;
+            };
+            // A test may have put a permissive copy in its place: overwrite it whole.
+            let same = serde_json::to_value(&live.spec.versions).ok()
+                == serde_json::to_value(&crd.spec.versions).ok();
+            if !same {
+                let mut replacement = crd.clone();
+                replacement.metadata.resource_version = live.metadata.resource_version.clone();
+                crds.replace(&name, &PostParams::default(), &replacement)
+                    .await
+                    .unwrap_or_else(|e| panic!("putting back CRD {name}: {e}"));
+            }
+        }
+        self.install_crds(&ours).await;
+    }
+
+    /// Deletes a CRD (every object of its kind goes with it) and waits until it is gone.
+    pub async fn remove_crd(&self, name: &str) {
+        let crds: Api<CustomResourceDefinition> = Api::all(self.client.clone());
+        match crds.delete(name, &DeleteParams::default()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 => return,
+            Err(e) => panic!("deleting CRD {name}: {e}"),
+        }
+        self.wait_for(
+            &format!("CRD {name} to be gone"),
+            Duration::from_secs(120),
+            || async { crds.get_opt(name).await.ok()?.is_none().then_some(()) },
+        )
+        .await;
     }
 
     /// Whether the tests run against the in-process emulator.

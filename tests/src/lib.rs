@@ -2,7 +2,9 @@
 //! the operator launcher and what the operator tests read, for the tests, the benchmark and the playground.
 
 pub use demoweb_emulator as emulator;
+pub mod cluster;
 pub mod harness;
+pub mod kong;
 pub mod operator;
 pub mod operator_process;
 mod project_crds;

@@ -81,7 +81,7 @@ mod tests {
                     dirs.push(path);
                 } else if path.extension().is_some_and(|e| e == "yaml") {
                     let text = std::fs::read_to_string(&path).expect("readable");
-                    // Only this project's kinds: examples/flux/ and kustomization.yaml files
+                    // Only this project's kinds: examples/flux/ and kustomization files
                     // (Flux's and kustomize's kinds) are checked by crd/tests/examples.rs.
                     for doc in demoweb_crd::yaml::documents(&text).expect("YAML") {
                         let api_version = doc["apiVersion"].as_str().unwrap_or_default();

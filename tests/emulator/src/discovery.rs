@@ -9,12 +9,12 @@ use super::resources::{ResourceInfo, version_order};
 pub fn version() -> Value {
     json!({
         "major": "1",
-        "minor": "32",
-        "gitVersion": "v1.32.0",
+        "minor": "37",
+        "gitVersion": "v1.37.2",
         "gitCommit": "demoweb-emulator",
         "gitTreeState": "clean",
-        "buildDate": "2024-12-11T00:00:00Z",
-        "goVersion": "go1.23.3",
+        "buildDate": "2026-11-18T00:00:00Z",
+        "goVersion": "go1.26.8",
         "compiler": "gc",
         "platform": "linux/amd64"
     })
@@ -239,7 +239,7 @@ pub fn openapi_v3_gv(resources: &[ResourceInfo], group: &str, version: &str) -> 
     }
     Some(json!({
         "openapi": "3.0.0",
-        "info": {"title": "Kubernetes", "version": "v1.32.0"},
+        "info": {"title": "Kubernetes", "version": "v1.37.2"},
         "paths": paths,
         "components": {"schemas": schemas},
     }))

@@ -187,8 +187,6 @@ pub struct FieldError {
 pub enum FieldErrorKind {
     Required(String),
     Invalid(Value, String),
-    /// An invalid value printed as Go prints it (e.g. a `map[string]string{...}`), unquoted.
-    InvalidRaw(String, String),
     Unsupported(Value, Vec<String>),
     Forbidden(String),
 }
@@ -215,7 +213,7 @@ impl FieldError {
     pub fn reason(&self) -> &'static str {
         match self.kind {
             FieldErrorKind::Required(_) => "FieldValueRequired",
-            FieldErrorKind::Invalid(..) | FieldErrorKind::InvalidRaw(..) => "FieldValueInvalid",
+            FieldErrorKind::Invalid(..) => "FieldValueInvalid",
             FieldErrorKind::Unsupported(..) => "FieldValueNotSupported",
             FieldErrorKind::Forbidden(_) => "FieldValueForbidden",
         }
@@ -226,7 +224,6 @@ impl FieldError {
             FieldErrorKind::Required(d) if d.is_empty() => "Required value".into(),
             FieldErrorKind::Required(d) => format!("Required value: {d}"),
             FieldErrorKind::Invalid(v, d) => format!("Invalid value: {}: {d}", go_value(v)),
-            FieldErrorKind::InvalidRaw(v, d) => format!("Invalid value: {v}: {d}"),
             FieldErrorKind::Unsupported(v, allowed) => format!(
                 "Unsupported value: {}: supported values: {}",
                 go_value(v),
@@ -247,7 +244,8 @@ impl std::fmt::Display for FieldError {
     }
 }
 
-/// Values printed the way Go's `%#v`-ish formatting in field errors shows them.
+/// Values printed as kube-apiserver's field errors show them: strings quoted, numbers and booleans
+/// as they are, anything else as JSON.
 fn go_value(v: &Value) -> String {
     match v {
         Value::String(s) => format!("\"{s}\""),

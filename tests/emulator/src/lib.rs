@@ -176,6 +176,12 @@ impl EmulatorHandle {
 
     /// A kubeconfig (YAML) pointing at this emulator, with the token when one is required.
     pub fn kubeconfig_yaml(&self) -> String {
+        self.kubeconfig_yaml_in("default")
+    }
+
+    /// A kubeconfig whose context defaults to `namespace`, as `kubectl config set-context
+    /// --current --namespace` leaves it.
+    pub fn kubeconfig_yaml_in(&self, namespace: &str) -> String {
         let user = match &self.shared.token {
             Some(t) => format!("    token: {t}\n"),
             None => "    {}\n".to_string(),
@@ -189,7 +195,7 @@ impl EmulatorHandle {
             None => String::new(),
         };
         format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: emulator\n  cluster:\n    server: {}\n{ca}contexts:\n- name: emulator\n  context:\n    cluster: emulator\n    user: emulator\n    namespace: default\ncurrent-context: emulator\nusers:\n- name: emulator\n  user:\n{user}",
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: emulator\n  cluster:\n    server: {}\n{ca}contexts:\n- name: emulator\n  context:\n    cluster: emulator\n    user: emulator\n    namespace: {namespace}\ncurrent-context: emulator\nusers:\n- name: emulator\n  user:\n{user}",
             self.url()
         )
         .replace("  user:\n    {}\n", "  user: {}\n")
@@ -197,13 +203,18 @@ impl EmulatorHandle {
 
     /// Writes the kubeconfig atomically (temp file + rename), so readers never see half a file.
     pub fn write_kubeconfig(&self, path: &Path) -> std::io::Result<()> {
+        self.write_kubeconfig_in(path, "default")
+    }
+
+    /// [`Self::write_kubeconfig`] with the context's namespace set to `namespace`.
+    pub fn write_kubeconfig_in(&self, path: &Path, namespace: &str) -> std::io::Result<()> {
         let dir = path
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir)?;
         let tmp = tempfile::NamedTempFile::new_in(dir)?;
-        std::fs::write(tmp.path(), self.kubeconfig_yaml())?;
+        std::fs::write(tmp.path(), self.kubeconfig_yaml_in(namespace))?;
         tmp.persist(path).map_err(|e| e.error)?;
         Ok(())
     }

@@ -115,8 +115,11 @@ impl LabelSelector {
 pub struct FieldSelector(Vec<(String, bool, String)>);
 
 impl FieldSelector {
-    /// `selectable` are the fields beyond `metadata.name` and `metadata.namespace` the kind supports.
-    pub fn parse(s: &str, selectable: &[&str]) -> Result<Self, String> {
+    /// `selectable` are the fields beyond `metadata.name` and `metadata.namespace` the kind supports:
+    /// `None` for a built-in kind with only those two, which kube-apiserver checks with
+    /// apimachinery's default conversion and its own message; custom resources and kinds with
+    /// more fields have a conversion function of their own, with another message.
+    pub fn parse(s: &str, selectable: Option<&[&str]>) -> Result<Self, String> {
         let mut out = vec![];
         for part in split_top(s) {
             let (k, eq, v) = if let Some((k, v)) = part.split_once("!=") {
@@ -131,8 +134,18 @@ impl FieldSelector {
                 ));
             };
             let k = k.trim();
-            if k != "metadata.name" && k != "metadata.namespace" && !selectable.contains(&k) {
-                return Err(format!("field label not supported: {k}"));
+            if k != "metadata.name" && k != "metadata.namespace" {
+                match selectable {
+                    None => {
+                        return Err(format!(
+                            "\"{k}\" is not a known field selector: only \"metadata.name\", \"metadata.namespace\""
+                        ));
+                    }
+                    Some(fields) if !fields.contains(&k) => {
+                        return Err(format!("field label not supported: {k}"));
+                    }
+                    Some(_) => {}
+                }
             }
             out.push((k.to_string(), eq, v.trim().to_string()));
         }
@@ -196,10 +209,15 @@ mod tests {
     #[test]
     fn field_selectors_reject_unknown_fields() {
         assert_eq!(
-            FieldSelector::parse("spec.replicas=1", &[]).unwrap_err(),
+            FieldSelector::parse("spec.replicas=1", Some(&[])).unwrap_err(),
             "field label not supported: spec.replicas"
         );
-        let s = FieldSelector::parse("metadata.name=web,metadata.namespace!=x", &[]).unwrap();
+        assert_eq!(
+            FieldSelector::parse("spec.replicas=1", None).unwrap_err(),
+            "\"spec.replicas\" is not a known field selector: only \"metadata.name\", \"metadata.namespace\""
+        );
+        assert!(FieldSelector::parse("type=Opaque", Some(&["type"])).is_ok());
+        let s = FieldSelector::parse("metadata.name=web,metadata.namespace!=x", None).unwrap();
         assert!(s.matches(&json!({"metadata": {"name": "web", "namespace": "y"}})));
         assert!(!s.matches(&json!({"metadata": {"name": "web", "namespace": "x"}})));
     }

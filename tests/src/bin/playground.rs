@@ -66,16 +66,28 @@ async fn playground(args: Args) -> Result<ExitCode, String> {
     })
     .await
     .map_err(|e| format!("starting the emulator: {e}"))?;
+    // The context names the namespace the operator watches, so `kubectl get dweb` without `-n`
+    // shows the sites, and `kubectl apply -f` without `-n` creates where the operator looks.
     emulator
-        .write_kubeconfig(&kubeconfig)
+        .write_kubeconfig_in(&kubeconfig, NAMESPACE)
         .map_err(|e| format!("writing {}: {e}", kubeconfig.display()))?;
     println!("API emulator serving on {}", emulator.url());
     println!("kubeconfig: {}", kubeconfig.display());
+    println!("kubeconfig context namespace: {NAMESPACE} (kubectl needs no -n)");
     let client = emulator.client();
 
     demoweb_tests::harness::install_crds(
         &client,
         &demoweb_crd::all_crds(),
+        FIELD_MANAGER,
+        Duration::from_secs(30),
+    )
+    .await?;
+    // Kong's CRDs, as a cluster running Kong serves them: seed 004's example names a KongPlugin
+    // (basic-auth) next to its allowlist, and the operator writes its allowlist as a KongPlugin.
+    demoweb_tests::harness::install_crds(
+        &client,
+        &demoweb_tests::kong::crds(),
         FIELD_MANAGER,
         Duration::from_secs(30),
     )
@@ -105,10 +117,7 @@ async fn playground(args: Args) -> Result<ExitCode, String> {
     for (file, doc) in &docs {
         let what = format!("{}/{}", doc["kind"].as_str().unwrap_or("?"), name_of(doc));
         match apply(&client, doc).await {
-            Ok(Applied::Yes) => println!("  {what:<45} applied ({file})"),
-            Ok(Applied::OtherControllersApi) => println!(
-                "  {what:<45} skipped ({file}): another controller's kind, whose CRD the playground does not install"
-            ),
+            Ok(()) => println!("  {what:<45} applied ({file})"),
             Err(e) => {
                 rejected += 1;
                 println!("  {what:<45} REJECTED ({file}): {e}");
@@ -124,6 +133,9 @@ async fn playground(args: Args) -> Result<ExitCode, String> {
             settled.join(", ")
         );
     }
+    // A site that is not Ready is the playground working as intended (an example may name an
+    // ingress controller the emulator does not run); it is shown with why, not failed.
+    print_not_ready(&client).await?;
     let healthy = rejected == 0 && settled.is_empty();
 
     if args.once {
@@ -137,12 +149,15 @@ async fn playground(args: Args) -> Result<ExitCode, String> {
     }
 
     let kc = kubeconfig.display();
-    println!("\nExplore with kubectl:");
+    println!("\nExplore with kubectl (the kubeconfig's context is namespace {NAMESPACE}):");
     println!("  export KUBECONFIG={kc}");
-    println!("  kubectl --kubeconfig {kc} -n {NAMESPACE} get dweb,deploy,svc,ingress,cm,sa");
-    println!("  kubectl --kubeconfig {kc} -n {NAMESPACE} get dweb -o wide");
-    println!("  kubectl --kubeconfig {kc} -n {NAMESPACE} describe dweb demoweb1");
-    println!("  kubectl --kubeconfig {kc} -n {NAMESPACE} get events");
+    println!("  kubectl get dweb,deploy,svc,ingress,cm,sa");
+    println!("  kubectl get dweb -o wide");
+    println!("  kubectl describe dweb demoweb1");
+    println!("  kubectl get events");
+    println!(
+        "  kubectl apply -f examples/demoweb-seed.yaml   # edit it first: the operator follows"
+    );
     println!("The operator reconciles what you change. Ctrl-C stops everything.");
     loop {
         tokio::select! {
@@ -168,6 +183,7 @@ async fn playground(args: Args) -> Result<ExitCode, String> {
 fn crd_names() -> Vec<String> {
     demoweb_crd::all_crds()
         .into_iter()
+        .chain(demoweb_tests::kong::crds())
         .filter_map(|c| c.metadata.name)
         .collect()
 }
@@ -187,7 +203,7 @@ async fn create_namespace(client: &Client) -> Result<(), String> {
     Ok(())
 }
 
-/// Every document of every YAML file under `dir` except `invalid/`, `flux/` and kustomization.yaml
+/// Every document of every YAML file under `dir` except `invalid/`, `flux/` and kustomization
 /// files, as (file, object): identities first so the DemoWebs that use them resolve on their first
 /// reconcile.
 fn load_examples(dir: &Path) -> Result<Vec<(String, Value)>, String> {
@@ -240,41 +256,53 @@ fn name_of(doc: &Value) -> &str {
     doc["metadata"]["name"].as_str().unwrap_or("?")
 }
 
-/// What became of one example that was not rejected.
-enum Applied {
-    Yes,
-    /// A kind of another controller (e.g. seed 004's KongPlugin next to its DemoWeb) that the
-    /// playground does not serve: shown, not applied, and not counted as a rejection.
-    OtherControllersApi,
+/// The annotation in which client-side `kubectl apply` keeps what it applied last.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// `doc` as client-side `kubectl apply -n playground` would send it: in the playground namespace,
+/// carrying itself as its last-applied configuration, so a user's `kubectl apply -f examples/...`
+/// over it computes its three-way merge instead of warning that the annotation is missing.
+fn as_kubectl_applies(doc: &Value) -> Value {
+    let mut doc = doc.clone();
+    if let Some(meta) = doc["metadata"].as_object_mut() {
+        meta.entry("namespace")
+            .or_insert_with(|| Value::from(NAMESPACE));
+        // kubectl records the object with its own annotation taken out again, which leaves an
+        // empty `annotations` map where the file had none.
+        let annotations = meta
+            .entry("annotations")
+            .or_insert_with(|| Value::Object(Default::default()));
+        if let Some(annotations) = annotations.as_object_mut() {
+            annotations.remove(LAST_APPLIED);
+        }
+    }
+    let last_applied = serde_json::to_string(&doc).unwrap_or_default();
+    doc["metadata"]["annotations"][LAST_APPLIED] = Value::from(last_applied + "\n");
+    doc
 }
 
-/// The API groups whose kinds the playground serves: Kubernetes' own and this project's.
-const SERVED_GROUPS: &[&str] = &["", "baeke.info", "aadpodidentity.k8s.io"];
-
-/// Server-side apply of one example into the playground namespace, as `kubectl apply --server-side`.
-async fn apply(client: &Client, doc: &Value) -> Result<Applied, String> {
+/// Server-side apply of one example into the playground namespace, with the annotation that
+/// client-side `kubectl apply` reads (see [`as_kubectl_applies`]).
+async fn apply(client: &Client, doc: &Value) -> Result<(), String> {
     let api_version = doc["apiVersion"].as_str().ok_or("no apiVersion")?;
     let kind = doc["kind"].as_str().ok_or("no kind")?;
     let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
     let gvk = GroupVersionKind::gvk(group, version, kind);
-    let (resource, _caps): (ApiResource, _) = match kube::discovery::pinned_kind(client, &gvk).await
-    {
-        Ok(found) => found,
-        Err(_) if !SERVED_GROUPS.contains(&group) => return Ok(Applied::OtherControllersApi),
-        Err(e) => return Err(format!("{api_version} {kind} is not served: {e}")),
-    };
+    let (resource, _caps): (ApiResource, _) = kube::discovery::pinned_kind(client, &gvk)
+        .await
+        .map_err(|e| format!("{api_version} {kind} is not served: {e}"))?;
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), NAMESPACE, &resource);
     api.patch(
         name_of(doc),
         &PatchParams::apply(FIELD_MANAGER),
-        &Patch::Apply(doc),
+        &Patch::Apply(as_kubectl_applies(doc)),
     )
     .await
     .map_err(|e| match e {
         kube::Error::Api(s) => s.message,
         other => other.to_string(),
     })?;
-    Ok(Applied::Yes)
+    Ok(())
 }
 
 fn condition_status<'a>(dw: &'a DemoWeb, type_: &str) -> Option<&'a str> {
@@ -364,14 +392,21 @@ async fn print_state(client: &Client) -> Result<(), String> {
     let now = k8s_openapi::jiff::Timestamp::now();
 
     println!("\n$ kubectl -n {NAMESPACE} get dweb -o wide");
-    let mut rows = vec![vec![
-        "NAME".to_owned(),
-        "REPLICAS".to_owned(),
-        "READY".to_owned(),
-        "GITREPO".to_owned(),
-        "URL".to_owned(),
-        "AGE".to_owned(),
-    ]];
+    let mut rows = vec![
+        [
+            "NAME",
+            "READY",
+            "REASON",
+            "REPLICAS",
+            "READYREPLICAS",
+            "GITREPO",
+            "MESSAGE",
+            "URL",
+            "AGE",
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+    ];
     for dw in &demowebs {
         let status = dw.status.clone().unwrap_or_default();
         let age = dw
@@ -380,11 +415,15 @@ async fn print_state(client: &Client) -> Result<(), String> {
             .as_ref()
             .map(|t| human_duration(now.as_second() - t.0.as_second()))
             .unwrap_or_else(|| "<unknown>".to_owned());
+        let ready = status.conditions.iter().find(|c| c.type_ == "Ready");
         rows.push(vec![
             dw.name_any(),
+            none_or(ready.map(|c| c.status.clone())),
+            none_or(ready.map(|c| c.reason.clone())),
             none_or(status.replicas.map(|r| r.to_string())),
             none_or(status.ready_replicas.map(|r| r.to_string())),
             dw.spec.gitrepo.clone(),
+            none_or(ready.map(|c| c.message.clone())),
             none_or(status.url),
             age,
         ]);
@@ -451,6 +490,49 @@ async fn print_state(client: &Client) -> Result<(), String> {
                 e.note.as_deref().unwrap_or("")
             );
             println!("{}", line.trim_end());
+        }
+    }
+    Ok(())
+}
+
+/// Prints each DemoWeb that is not Ready with its Ready condition's reason and message (what
+/// `kubectl get dweb` shows in its REASON column and `-o wide` in MESSAGE).
+async fn print_not_ready(client: &Client) -> Result<(), String> {
+    let mut demowebs = Api::<DemoWeb>::namespaced(client.clone(), NAMESPACE)
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| format!("listing DemoWebs: {e}"))?
+        .items;
+    demowebs.sort_by_key(|dw| dw.name_any());
+    let lines: Vec<String> = demowebs
+        .iter()
+        .filter_map(|dw| {
+            let ready = dw
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"));
+            match ready {
+                Some(c) if c.status == "True" => None,
+                Some(c) => Some(format!(
+                    "  {}: Ready={} {}: {}",
+                    dw.name_any(),
+                    c.status,
+                    c.reason,
+                    c.message
+                )),
+                None => Some(format!(
+                    "  {}: not reconciled yet (no Ready condition)",
+                    dw.name_any()
+                )),
+            }
+        })
+        .collect();
+    if lines.is_empty() {
+        println!("\nevery DemoWeb is Ready");
+    } else {
+        println!("\nnot Ready ({} of {}):", lines.len(), demowebs.len());
+        for line in &lines {
+            println!("{line}");
         }
     }
     Ok(())

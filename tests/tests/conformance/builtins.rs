@@ -100,21 +100,53 @@ async fn service_defaults_match_a_real_cluster() {
     env.finish().await;
 }
 
+/// Service names are DNS-1123 labels from Kubernetes 1.36 on (RelaxedServiceNameValidation, GA
+/// in 1.37), DNS-1035 labels before: a leading digit is what tells them apart.
 #[tokio::test]
-async fn service_names_must_be_dns_1035_labels() {
+async fn service_names_are_dns_labels() {
     let env = TestEnv::new("service_names").await;
-    let s: Service = serde_json::from_value(
-        json!({"metadata": {"name": "1web"}, "spec": {"ports": [{"port": 80}]}}),
-    )
-    .unwrap();
-    let err = env
-        .api::<Service>()
-        .create(&PostParams::default(), &s)
+    let minor: u32 = env
+        .client
+        .apiserver_version()
+        .await
+        .unwrap()
+        .minor
+        .trim_end_matches('+')
+        .parse()
+        .unwrap();
+    let service = |name: &str| -> Service {
+        serde_json::from_value(
+            json!({"metadata": {"name": name}, "spec": {"ports": [{"port": 80}]}}),
+        )
+        .unwrap()
+    };
+    let api = env.api::<Service>();
+    let leading_digit = api.create(&PostParams::default(), &service("1web")).await;
+    if minor >= 36 {
+        leading_digit.expect("a DNS-1123 label is a valid Service name");
+    } else {
+        let err = leading_digit.unwrap_err();
+        assert_eq!(api_code(&err), Some(422));
+        assert!(
+            api_message(&err).starts_with("Service \"1web\" is invalid: metadata.name: Invalid value: \"1web\": a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character"),
+            "{}",
+            api_message(&err)
+        );
+    }
+    let err = api
+        .create(&PostParams::default(), &service("web_site"))
         .await
         .unwrap_err();
     assert_eq!(api_code(&err), Some(422));
+    let label = if minor >= 36 {
+        "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character"
+    } else {
+        "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character"
+    };
     assert!(
-        api_message(&err).starts_with("Service \"1web\" is invalid: metadata.name: Invalid value: \"1web\": a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character"),
+        api_message(&err).starts_with(&format!(
+            "Service \"web_site\" is invalid: metadata.name: Invalid value: \"web_site\": {label}"
+        )),
         "{}",
         api_message(&err)
     );
@@ -135,7 +167,7 @@ async fn deployment_selector_must_match_the_template() {
     );
     assert!(
         stderr.contains(
-            "spec.template.metadata.labels: Invalid value: map[string]string{\"app\":\"b\"}"
+            "spec.template.metadata.labels: Invalid value: {\"app\":\"b\"}: `selector` does not match template `labels`"
         ),
         "{stderr}"
     );
@@ -247,7 +279,12 @@ async fn deployment_selectors_are_immutable() {
     env.apply_yaml(yaml).await.expect_ok();
     let changed = yaml.replace("matchLabels: {app: d}", "matchLabels: {app: d, v: '1'}");
     let stderr = env.apply_yaml(&changed).await.expect_err();
-    assert!(stderr.contains("spec.selector: Invalid value: v1.LabelSelector{MatchLabels:map[string]string{\"app\":\"d\", \"v\":\"1\"}, MatchExpressions:[]v1.LabelSelectorRequirement(nil)}: field is immutable"), "{stderr}");
+    assert!(
+        stderr.contains(
+            "spec.selector: Invalid value: {\"matchLabels\":{\"app\":\"d\",\"v\":\"1\"}}: field is immutable"
+        ),
+        "{stderr}"
+    );
     env.finish().await;
 }
 

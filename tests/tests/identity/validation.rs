@@ -234,3 +234,65 @@ async fn upstream_crds_prune_the_capitalised_keys() {
     );
     v.finish().await;
 }
+
+/// The identity objects under `examples/invalid/`: a `# expect:` file is refused by the API server
+/// with that message; a `# expect-event: REASON: MESSAGE` file is one only the operator can judge
+/// (aad-pod-identity's CRDs accept it), so it is stored and draws that Warning Event.
+#[cfg_attr(
+    all(real_cluster, not(identity_crds = "ours")),
+    ignore = "needs the cluster to serve this project's identity CRDs (declare them with DEMOWEB_TEST_IDENTITY_CRDS=ours)"
+)]
+#[tokio::test]
+async fn invalid_identity_examples_are_refused_or_reported_as_documented() {
+    let v = Validating::start("identity-invalid-examples", Crds::Ours).await;
+    let dir = demoweb_tests::operator::repo_root().join("examples/invalid");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("examples/invalid/ is readable")
+        .map(|e| e.expect("directory entry").path())
+        .collect();
+    files.sort();
+    let mut checked = 0;
+    for path in files {
+        let text = std::fs::read_to_string(&path).expect("readable");
+        let Some(kind) = ["AzureIdentity", "AzureIdentityBinding"]
+            .into_iter()
+            .find(|k| text.lines().any(|l| l == format!("kind: {k}")))
+        else {
+            continue;
+        };
+        let name = text
+            .lines()
+            .find_map(|l| l.strip_prefix("  name: "))
+            .expect("a name");
+        let file = path.to_str().expect("utf-8 path");
+        checked += 1;
+        if let Some(expect) = text.lines().find_map(|l| l.strip_prefix("# expect: ")) {
+            let err = v.env.kubectl(&["apply", "-f", file]).await.expect_err();
+            assert!(
+                err.contains(expect),
+                "{}: expected the API server to say {expect:?}, it said:\n{err}",
+                path.display()
+            );
+            continue;
+        }
+        let (reason, message) = text
+            .lines()
+            .find_map(|l| l.strip_prefix("# expect-event: ")?.split_once(": "))
+            .unwrap_or_else(|| {
+                panic!(
+                    "{}: no `# expect:` or `# expect-event:` line",
+                    path.display()
+                )
+            });
+        v.env.kubectl(&["apply", "-f", file]).await.expect_ok();
+        let event = v.event(kind, name, "Warning", reason).await;
+        assert!(
+            event.note.contains(message),
+            "{}: expected the {reason} Event to say {message:?}, it said {:?}",
+            path.display(),
+            event.note
+        );
+    }
+    assert!(checked >= 3, "identity examples checked: {checked}");
+    v.finish().await;
+}

@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use demoweb_tests::harness::TestEnv;
+use demoweb_tests::kong::{KONG_CLUSTER_PLUGIN_CRD, KONG_PLUGIN_CRD};
 use demoweb_tests::operator::*;
 
 /// How soon a change of a referenced object must be acted on.
@@ -153,12 +154,12 @@ spec:
 }
 
 #[cfg_attr(
-    real_cluster,
-    ignore = "needs the emulator: installs and removes Traefik's cluster-wide Middleware CRDs, which a real cluster's Traefik may rely on"
+    all(real_cluster, not(cluster_wide)),
+    ignore = "changes cluster-wide objects (installs and removes Traefik's cluster-wide Middleware CRDs, which a real cluster's Traefik may rely on): runs only on a cluster the suite owns (DEMOWEB_TEST_CLUSTER_WIDE=1), one at a time"
 )]
 #[tokio::test(flavor = "multi_thread")]
-async fn traefik_without_its_middleware_api_fails_closed_and_follows_the_crd() {
-    let env = TestEnv::new("traefik-crd").await;
+async fn cluster_wide_traefik_without_its_middleware_api_fails_closed_and_follows_the_crd() {
+    let env = TestEnv::cluster_wide("traefik-crd").await;
     install_crds(&env).await;
     let mut cleanup = ClusterScoped::new(&env);
     let class = format!("traefik-{}", env.namespace);
@@ -330,47 +331,6 @@ spec: {{controller: k8s.io/ingress-nginx}}
     env.finish().await;
 }
 
-/// Kong's KongPlugin CRD (namespaced), as Kong Ingress Controller's chart installs it, cut down to
-/// the fields the tests write.
-const KONG_PLUGIN_CRD: &str = "apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata: {name: kongplugins.configuration.konghq.com}
-spec:
-  group: configuration.konghq.com
-  names: {kind: KongPlugin, listKind: KongPluginList, plural: kongplugins, singular: kongplugin}
-  scope: Namespaced
-  versions:
-  - name: v1
-    served: true
-    storage: true
-    schema:
-      openAPIV3Schema:
-        type: object
-        properties:
-          plugin: {type: string}
-          config: {type: object, x-kubernetes-preserve-unknown-fields: true}
-";
-
-/// Kong's KongClusterPlugin CRD (cluster-scoped).
-pub const KONG_CLUSTER_PLUGIN_CRD: &str = "apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata: {name: kongclusterplugins.configuration.konghq.com}
-spec:
-  group: configuration.konghq.com
-  names: {kind: KongClusterPlugin, listKind: KongClusterPluginList, plural: kongclusterplugins, singular: kongclusterplugin}
-  scope: Cluster
-  versions:
-  - name: v1
-    served: true
-    storage: true
-    schema:
-      openAPIV3Schema:
-        type: object
-        properties:
-          plugin: {type: string}
-          config: {type: object, x-kubernetes-preserve-unknown-fields: true}
-";
-
 pub async fn install_crd(env: &TestEnv, yaml: &str, name: &str) {
     env.apply_yaml(yaml).await.expect_ok();
     env.kubectl(&[
@@ -447,12 +407,12 @@ async fn wait_kong_exposed(env: &TestEnv, op: &Operator, name: &str, user: &str)
 }
 
 #[cfg_attr(
-    real_cluster,
-    ignore = "needs the emulator: installs Kong's cluster-wide KongPlugin CRD, which a real cluster's Kong relies on"
+    all(real_cluster, not(cluster_wide)),
+    ignore = "changes cluster-wide objects (installs Kong's KongPlugin CRD, which a real cluster's Kong relies on): runs only on a cluster the suite owns (DEMOWEB_TEST_CLUSTER_WIDE=1), one at a time"
 )]
 #[tokio::test(flavor = "multi_thread")]
-async fn seed_004_basic_auth_next_to_the_allowlist_follows_the_plugin() {
-    let env = TestEnv::new("kong-auth").await;
+async fn cluster_wide_seed_004_basic_auth_next_to_the_allowlist_follows_the_plugin() {
+    let env = TestEnv::cluster_wide("kong-auth").await;
     install_crds(&env).await;
     install_crd(
         &env,
@@ -509,12 +469,12 @@ async fn seed_004_basic_auth_next_to_the_allowlist_follows_the_plugin() {
 }
 
 #[cfg_attr(
-    real_cluster,
-    ignore = "needs the emulator: installs Kong's cluster-wide KongPlugin CRD, which a real cluster's Kong relies on"
+    all(real_cluster, not(cluster_wide)),
+    ignore = "changes cluster-wide objects (installs Kong's KongPlugin CRD, which a real cluster's Kong relies on): runs only on a cluster the suite owns (DEMOWEB_TEST_CLUSTER_WIDE=1), one at a time"
 )]
 #[tokio::test(flavor = "multi_thread")]
-async fn an_ip_restriction_plugin_next_to_the_allowlist_is_refused() {
-    let env = TestEnv::new("kong-ip-restriction").await;
+async fn cluster_wide_an_ip_restriction_plugin_next_to_the_allowlist_is_refused() {
+    let env = TestEnv::cluster_wide("kong-ip-restriction").await;
     install_crds(&env).await;
     install_crd(
         &env,
@@ -555,12 +515,12 @@ async fn an_ip_restriction_plugin_next_to_the_allowlist_is_refused() {
 }
 
 #[cfg_attr(
-    real_cluster,
-    ignore = "needs the emulator: installs and removes Kong's cluster-wide CRDs, which a real cluster's Kong relies on"
+    all(real_cluster, not(cluster_wide)),
+    ignore = "changes cluster-wide objects (installs and removes Kong's KongPlugin and KongClusterPlugin CRDs, which a real cluster's Kong relies on): runs only on a cluster the suite owns (DEMOWEB_TEST_CLUSTER_WIDE=1), one at a time"
 )]
 #[tokio::test(flavor = "multi_thread")]
-async fn kong_cluster_plugins_are_read_once_their_api_is_served() {
-    let env = TestEnv::new("kong-cluster-plugins").await;
+async fn cluster_wide_kong_cluster_plugins_are_read_once_their_api_is_served() {
+    let env = TestEnv::cluster_wide("kong-cluster-plugins").await;
     install_crds(&env).await;
     install_crd(
         &env,

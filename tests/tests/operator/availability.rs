@@ -257,14 +257,17 @@ async fn autoscaled_sites_leave_replicas_to_the_autoscaler() {
     )
     .await;
     let table = env.kubectl(&["get", "dweb", "demoweb1"]).await.expect_ok();
-    let row: Vec<&str> = table
-        .lines()
-        .nth(1)
-        .unwrap_or_default()
-        .split_whitespace()
-        .collect();
+    let cells = |n: usize| -> Vec<&str> {
+        table
+            .lines()
+            .nth(n)
+            .unwrap_or_default()
+            .split_whitespace()
+            .collect()
+    };
+    let column = cells(0).iter().position(|c| *c == "REPLICAS");
     assert_eq!(
-        row.get(1).copied(),
+        column.and_then(|i| cells(1).get(i).copied()),
         Some(current.to_string().as_str()),
         "kubectl get dweb:\n{table}"
     );

@@ -497,12 +497,12 @@ pub async fn install_allowlist_apis(env: &demoweb_tests::harness::TestEnv) {
 }
 
 #[cfg_attr(
-    real_cluster,
-    ignore = "needs the emulator: installing Traefik's and Kong's CRDs and a default IngressClass"
+    all(real_cluster, not(cluster_wide)),
+    ignore = "changes cluster-wide objects (installing Traefik's and Kong's CRDs and a default IngressClass): runs only on a cluster the suite owns (DEMOWEB_TEST_CLUSTER_WIDE=1), one at a time"
 )]
 #[tokio::test(flavor = "multi_thread")]
-async fn allowlists_follow_the_ingress_controller() {
-    let env = demoweb_tests::harness::TestEnv::new("dialects").await;
+async fn cluster_wide_allowlists_follow_the_ingress_controller() {
+    let env = demoweb_tests::harness::TestEnv::cluster_wide("dialects").await;
     install_crds(&env).await;
     install_allowlist_apis(&env).await;
     let op = Operator::start(&env, &[]).await;
@@ -605,12 +605,12 @@ spec:
 }
 
 #[cfg_attr(
-    real_cluster,
-    ignore = "needs the emulator: an operator watching every namespace of a shared cluster would reconcile other tests' and users' DemoWebs"
+    all(real_cluster, not(cluster_wide)),
+    ignore = "changes cluster-wide objects (an operator watching every namespace of a shared cluster would reconcile other tests' and users' DemoWebs): runs only on a cluster the suite owns (DEMOWEB_TEST_CLUSTER_WIDE=1), one at a time"
 )]
 #[tokio::test(flavor = "multi_thread")]
-async fn watching_all_namespaces_as_the_chart_does() {
-    let env = demoweb_tests::harness::TestEnv::new("all-namespaces").await;
+async fn cluster_wide_watching_all_namespaces_as_the_chart_does() {
+    let env = demoweb_tests::harness::TestEnv::cluster_wide("all-namespaces").await;
     install_crds(&env).await;
     let other = format!("{}-b", env.namespace);
     env.kubectl(&["create", "namespace", &other])

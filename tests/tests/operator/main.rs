@@ -3,6 +3,7 @@
 
 mod allowlist;
 mod availability;
+mod examples;
 mod incluster;
 mod lifecycle;
 mod observability;

@@ -234,11 +234,11 @@ async fn series_of_a_demoweb_deleted_while_the_watch_was_down_go() {
 }
 
 #[cfg_attr(
-    real_cluster,
-    ignore = "needs the emulator: replacing the cluster-wide DemoWeb CRD with one that validates nothing"
+    all(real_cluster, not(cluster_wide)),
+    ignore = "changes cluster-wide objects (replacing the cluster-wide DemoWeb CRD with one that validates nothing): runs only on a cluster the suite owns (DEMOWEB_TEST_CLUSTER_WIDE=1), one at a time"
 )]
 #[tokio::test(flavor = "multi_thread")]
-async fn series_of_a_demoweb_this_version_cannot_read_go() {
+async fn cluster_wide_series_of_a_demoweb_this_version_cannot_read_go() {
     let env = crate::safety::env_with_permissive_crd("site-metrics-unreadable").await;
     let op = Operator::start(&env, &[]).await;
     env.apply_yaml(SEED).await.expect_ok();

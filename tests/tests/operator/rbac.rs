@@ -117,7 +117,7 @@ async fn chart_rbac_covers_every_request_the_operator_makes() {
     // Kong's cluster plugins too: the operator then watches them (cluster-wide, read only).
     crate::allowlist::install_crd(
         &env,
-        crate::allowlist::KONG_CLUSTER_PLUGIN_CRD,
+        demoweb_tests::kong::KONG_CLUSTER_PLUGIN_CRD,
         "kongclusterplugins.configuration.konghq.com",
     )
     .await;

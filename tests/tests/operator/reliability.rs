@@ -197,12 +197,13 @@ fn reconciles_of(op: &Operator, namespace: &str, name: &str) -> usize {
 }
 
 #[cfg_attr(
-    real_cluster,
-    ignore = "needs the emulator: a cluster without the DemoWeb CRD"
+    all(real_cluster, not(cluster_wide)),
+    ignore = "changes cluster-wide objects (a cluster without the DemoWeb CRD): runs only on a cluster the suite owns (DEMOWEB_TEST_CLUSTER_WIDE=1), one at a time"
 )]
 #[tokio::test(flavor = "multi_thread")]
-async fn missing_crd_is_reported_at_start_up() {
-    let env = TestEnv::new("missing-crd").await;
+async fn cluster_wide_missing_crd_is_reported_at_start_up() {
+    let env = TestEnv::cluster_wide("missing-crd").await;
+    env.remove_crd("demowebs.baeke.info").await;
     let mut op = Operator::start_bare(&env).await;
     let status = op
         .wait_exit(Duration::from_secs(30))
@@ -372,19 +373,24 @@ spec: {azureIdentity: web-id, selector: web}
 ";
 
 #[cfg_attr(
-    real_cluster,
-    ignore = "needs the emulator: installing the aad-pod-identity CRDs while the operator runs"
+    all(real_cluster, not(cluster_wide)),
+    ignore = "changes cluster-wide objects (installing the aad-pod-identity CRDs while the operator runs): runs only on a cluster the suite owns (DEMOWEB_TEST_CLUSTER_WIDE=1), one at a time"
 )]
 #[tokio::test(flavor = "multi_thread")]
-async fn identity_api_installed_later_is_picked_up() {
-    let env = TestEnv::new("identity-later").await;
-    install_crds(&env).await;
+async fn cluster_wide_identity_api_installed_later_is_picked_up() {
+    let env = TestEnv::cluster_wide("identity-later").await;
+    // Only the DemoWeb CRD: the identity API arrives while the operator runs.
+    for crd in demoweb_crd::identity_crds() {
+        env.remove_crd(crd.metadata.name.as_deref().unwrap_or_default())
+            .await;
+    }
+    env.install_crds(&[demoweb_crd::demoweb_crd()]).await;
     // The default poll, so that only the watch on the binding CRD can be this prompt.
     let op = Operator::start(&env, &["--identity-api-poll-period=60s"]).await;
     apply_secure_and_wait_for_missing_binding(&env, &op).await;
     assert!(get(&env, "deployment", "secure").await.is_none());
 
-    serve_identity_crds(&env, Some(&op)).await;
+    env.install_crds(&demoweb_crd::identity_crds()).await;
     env.apply_yaml(IDENTITY).await.expect_ok();
     // The operator watches the binding CRD: the API is picked up within seconds.
     let d = wait(

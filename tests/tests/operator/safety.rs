@@ -334,12 +334,15 @@ fn permissive_crd() -> String {
     serde_json::to_string(&crd).expect("JSON")
 }
 
-/// A fresh environment whose DemoWeb CRD validates nothing (emulator only: on a real cluster the
-/// shared CRD must not be replaced).
+/// A fresh environment whose DemoWeb CRD validates nothing (on a real cluster only one the suite
+/// owns: the CRD is cluster-wide, and the next cluster-wide test puts the project's back). The
+/// CRD is created anew, as an apply over the live one would merge the old schema into it.
 pub async fn env_with_permissive_crd(test: &str) -> TestEnv {
-    let env = TestEnv::new(test).await;
-    env.emulator();
-    env.apply_yaml(&permissive_crd()).await.expect_ok();
+    let env = TestEnv::cluster_wide(test).await;
+    env.remove_crd("demowebs.baeke.info").await;
+    env.kubectl_with_stdin(&["create", "-f", "-"], Some(&permissive_crd()))
+        .await
+        .expect_ok();
     wait(
         &env,
         None,
@@ -357,11 +360,11 @@ pub async fn env_with_permissive_crd(test: &str) -> TestEnv {
 }
 
 #[cfg_attr(
-    real_cluster,
-    ignore = "needs the emulator: replacing the cluster-wide DemoWeb CRD with one that validates nothing"
+    all(real_cluster, not(cluster_wide)),
+    ignore = "changes cluster-wide objects (replacing the cluster-wide DemoWeb CRD with one that validates nothing): runs only on a cluster the suite owns (DEMOWEB_TEST_CLUSTER_WIDE=1), one at a time"
 )]
 #[tokio::test(flavor = "multi_thread")]
-async fn invalid_spec_past_the_schema_keeps_the_last_good_children() {
+async fn cluster_wide_invalid_spec_past_the_schema_keeps_the_last_good_children() {
     let env = env_with_permissive_crd("past-the-schema").await;
     let op = Operator::start(&env, &[]).await;
     env.apply_yaml(SEED).await.expect_ok();
@@ -409,11 +412,11 @@ async fn invalid_spec_past_the_schema_keeps_the_last_good_children() {
 }
 
 #[cfg_attr(
-    real_cluster,
-    ignore = "needs the emulator: replacing the cluster-wide DemoWeb CRD with one that validates nothing"
+    all(real_cluster, not(cluster_wide)),
+    ignore = "changes cluster-wide objects (replacing the cluster-wide DemoWeb CRD with one that validates nothing): runs only on a cluster the suite owns (DEMOWEB_TEST_CLUSTER_WIDE=1), one at a time"
 )]
 #[tokio::test(flavor = "multi_thread")]
-async fn unreadable_demoweb_does_not_stall_the_others() {
+async fn cluster_wide_unreadable_demoweb_does_not_stall_the_others() {
     let env = env_with_permissive_crd("unreadable").await;
     env.apply_yaml(
         "apiVersion: baeke.info/v1
@@ -571,12 +574,12 @@ async fn foreign_config_map_service_and_ingress_are_never_touched() {
 }
 
 #[cfg_attr(
-    real_cluster,
-    ignore = "needs the emulator: installs Traefik's Middleware CRD and a default IngressClass, cluster-wide"
+    all(real_cluster, not(cluster_wide)),
+    ignore = "changes cluster-wide objects (installs Traefik's Middleware CRD and a default IngressClass, cluster-wide): runs only on a cluster the suite owns (DEMOWEB_TEST_CLUSTER_WIDE=1), one at a time"
 )]
 #[tokio::test(flavor = "multi_thread")]
-async fn foreign_allowlist_object_is_never_touched() {
-    let env = TestEnv::new("name-clash-allowlist").await;
+async fn cluster_wide_foreign_allowlist_object_is_never_touched() {
+    let env = TestEnv::cluster_wide("name-clash-allowlist").await;
     install_crds(&env).await;
     crate::lifecycle::install_allowlist_apis(&env).await;
     wait(&env, None, "Middlewares to be served", DEADLINE, || async {
@@ -675,11 +678,11 @@ spec: {azureIdentity: sa-id, selector: sa}
 }
 
 #[cfg_attr(
-    real_cluster,
-    ignore = "needs the emulator: replacing the cluster-wide DemoWeb CRD with one that validates nothing"
+    all(real_cluster, not(cluster_wide)),
+    ignore = "changes cluster-wide objects (replacing the cluster-wide DemoWeb CRD with one that validates nothing): runs only on a cluster the suite owns (DEMOWEB_TEST_CLUSTER_WIDE=1), one at a time"
 )]
 #[tokio::test(flavor = "multi_thread")]
-async fn refused_annotations_past_the_schema_are_left_off_the_ingress() {
+async fn cluster_wide_refused_annotations_past_the_schema_are_left_off_the_ingress() {
     let env = env_with_permissive_crd("refused-past-the-schema").await;
     let op = Operator::start(&env, &[]).await;
     env.apply_yaml(

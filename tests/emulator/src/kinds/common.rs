@@ -206,7 +206,6 @@ pub fn default_container(c: &mut Value) {
 
 const SUBDOMAIN_MSG: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
 const LABEL_MSG: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')";
-const DNS1035_MSG: &str = "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')";
 
 fn is_label(s: &str) -> bool {
     let b = s.as_bytes();
@@ -229,14 +228,15 @@ pub fn check_label(s: &str) -> Option<String> {
     if s.len() > 63 {
         return Some("must be no more than 63 characters".into());
     }
-    (!is_label(s)).then(|| LABEL_MSG.to_string())
-}
-
-pub fn check_dns1035(s: &str) -> Option<String> {
-    if s.len() > 63 {
-        return Some("must be no more than 63 characters".into());
+    if is_label(s) {
+        return None;
     }
-    (!(is_label(s) && s.as_bytes()[0].is_ascii_lowercase())).then(|| DNS1035_MSG.to_string())
+    // As apimachinery's IsDNS1123Label: a valid subdomain can only have failed on its dots.
+    Some(if s.split('.').all(is_label) {
+        "must not contain dots".into()
+    } else {
+        LABEL_MSG.to_string()
+    })
 }
 
 const LABEL_VALUE_MSG: &str = "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')";
@@ -295,18 +295,6 @@ pub fn check_labels(labels: &Value, field: &str) -> Vec<FieldError> {
         }
     }
     errs
-}
-
-pub fn go_map(m: &Value) -> String {
-    let entries: Vec<String> = m
-        .as_object()
-        .map(|o| {
-            o.iter()
-                .map(|(k, v)| format!("\"{k}\":\"{}\"", v.as_str().unwrap_or_default()))
-                .collect()
-        })
-        .unwrap_or_default();
-    format!("map[string]string{{{}}}", entries.join(", "))
 }
 
 pub fn validate_containers(spec: &Value, path: &str, errs: &mut Vec<FieldError>) {

@@ -6,7 +6,7 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
 use super::super::apply::fragment::*;
-use super::super::errors::{FieldError, FieldErrorKind};
+use super::super::errors::FieldError;
 use super::common::*;
 use super::{Kind, Proto::*};
 
@@ -94,13 +94,11 @@ fn validate(obj: &Value, errs: &mut Vec<FieldError>) {
     if !sel.is_object() || sel.as_object().is_some_and(Map::is_empty) {
         errs.push(FieldError::required("spec.selector", ""));
     } else if !selector_matches(sel, labels) {
-        errs.push(FieldError {
-            field: "spec.template.metadata.labels".into(),
-            kind: FieldErrorKind::InvalidRaw(
-                go_map(labels),
-                "`selector` does not match template `labels`".into(),
-            ),
-        });
+        errs.push(FieldError::invalid(
+            "spec.template.metadata.labels",
+            labels.clone(),
+            "`selector` does not match template `labels`",
+        ));
     }
     if obj["spec"]["replicas"].as_i64().is_some_and(|r| r < 0) {
         errs.push(FieldError::invalid(
@@ -114,47 +112,12 @@ fn validate(obj: &Value, errs: &mut Vec<FieldError>) {
 
 fn validate_update(old: &Value, new: &Value, errs: &mut Vec<FieldError>) {
     if old["spec"]["selector"] != new["spec"]["selector"] {
-        errs.push(FieldError {
-            field: "spec.selector".into(),
-            kind: FieldErrorKind::InvalidRaw(
-                go_label_selector(&new["spec"]["selector"]),
-                "field is immutable".into(),
-            ),
-        });
+        errs.push(FieldError::invalid(
+            "spec.selector",
+            new["spec"]["selector"].clone(),
+            "field is immutable",
+        ));
     }
-}
-
-fn go_label_selector(sel: &Value) -> String {
-    let exprs: Vec<String> = sel["matchExpressions"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|e| {
-            let values: Vec<String> = e["values"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|v| format!("\"{}\"", v.as_str().unwrap_or_default()))
-                .collect();
-            format!(
-                "v1.LabelSelectorRequirement{{Key:\"{}\", Operator:\"{}\", Values:[]string{{{}}}}}",
-                e["key"].as_str().unwrap_or_default(),
-                e["operator"].as_str().unwrap_or_default(),
-                values.join(", ")
-            )
-        })
-        .collect();
-    let exprs = if exprs.is_empty() {
-        "[]v1.LabelSelectorRequirement(nil)".to_string()
-    } else {
-        format!("[]v1.LabelSelectorRequirement{{{}}}", exprs.join(", "))
-    };
-    let labels = if sel["matchLabels"].is_object() {
-        go_map(&sel["matchLabels"])
-    } else {
-        "map[string]string(nil)".into()
-    };
-    format!("v1.LabelSelector{{MatchLabels:{labels}, MatchExpressions:{exprs}}}")
 }
 
 /// The cells of one row of `kubectl get`.

@@ -126,17 +126,6 @@ fn len(v: &Value) -> usize {
     v.as_array().map_or(0, Vec::len)
 }
 
-/// Go's `%#v` of a `[]string`.
-fn go_strings(v: &Value) -> String {
-    let items: Vec<String> = v
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|s| format!("\"{}\"", s.as_str().unwrap_or_default()))
-        .collect();
-    format!("[]string{{{}}}", items.join(", "))
-}
-
 fn unsupported(field: String, value: &Value, allowed: &[&str]) -> FieldError {
     FieldError {
         field,
@@ -153,16 +142,13 @@ fn unsupported(field: String, value: &Value, allowed: &[&str]) -> FieldError {
 
 fn validate_rule(rule: &Value, namespaced: bool, path: &str, errs: &mut Vec<FieldError>) {
     if len(&rule["verbs"]) == 0 {
-        errs.push(FieldError::required(
-            format!("{path}.verbs"),
-            "verbs must contain at least one value",
-        ));
+        errs.push(FieldError::required(format!("{path}.verbs"), ""));
     }
     let urls = &rule["nonResourceURLs"];
     if len(urls) > 0 {
         let invalid = |d: &str| FieldError {
             field: format!("{path}.nonResourceURLs"),
-            kind: FieldErrorKind::InvalidRaw(go_strings(urls), d.into()),
+            kind: FieldErrorKind::Invalid(urls.clone(), d.into()),
         };
         if namespaced {
             errs.push(invalid(
@@ -292,18 +278,12 @@ fn validate_object_update(kind: &str, old: &Value, new: &Value) -> Vec<FieldErro
     }
     let r = &new["roleRef"];
     let s = |k: &str| r[k].as_str().unwrap_or_default().to_string();
-    vec![FieldError {
-        field: "roleRef".into(),
-        kind: FieldErrorKind::InvalidRaw(
-            format!(
-                "rbac.RoleRef{{APIGroup:\"{}\", Kind:\"{}\", Name:\"{}\"}}",
-                s("apiGroup"),
-                s("kind"),
-                s("name")
-            ),
-            "cannot change roleRef".into(),
-        ),
-    }]
+    // kube-apiserver renders its internal RoleRef as JSON, with the Go field names.
+    vec![FieldError::invalid(
+        "roleRef",
+        json!({"APIGroup": s("apiGroup"), "Kind": s("kind"), "Name": s("name")}),
+        "field is immutable",
+    )]
 }
 
 #[cfg(test)]
@@ -325,7 +305,7 @@ mod tests {
             (
                 "Role",
                 json!({"rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": []}]}),
-                vec!["rules[0].verbs: Required value: verbs must contain at least one value"],
+                vec!["rules[0].verbs: Required value"],
             ),
             (
                 "ClusterRole",
@@ -344,7 +324,7 @@ mod tests {
                 "Role",
                 json!({"rules": [{"nonResourceURLs": ["/healthz"], "verbs": ["get"]}]}),
                 vec![
-                    "rules[0].nonResourceURLs: Invalid value: []string{\"/healthz\"}: namespaced rules cannot apply to non-resource URLs",
+                    "rules[0].nonResourceURLs: Invalid value: [\"/healthz\"]: namespaced rules cannot apply to non-resource URLs",
                 ],
             ),
             (
@@ -424,7 +404,7 @@ mod tests {
         assert_eq!(
             texts(&validate_object_update("RoleBinding", &old, &new)),
             [
-                "roleRef: Invalid value: rbac.RoleRef{APIGroup:\"rbac.authorization.k8s.io\", Kind:\"ClusterRole\", Name:\"view\"}: cannot change roleRef"
+                "roleRef: Invalid value: {\"APIGroup\":\"rbac.authorization.k8s.io\",\"Kind\":\"ClusterRole\",\"Name\":\"view\"}: field is immutable"
             ]
         );
     }

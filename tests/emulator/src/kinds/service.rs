@@ -1,10 +1,10 @@
 //! Service (v1): defaults by type, a cluster IP and node ports allocated on create and kept across
-//! updates, a DNS-1035 name.
+//! updates, a DNS-1123 label name (Kubernetes 1.37).
 
 use serde_json::{Value, json};
 
 use super::super::apply::fragment::*;
-use super::super::errors::{FieldError, FieldErrorKind};
+use super::super::errors::FieldError;
 use super::common::*;
 use super::{Kind, Proto::*};
 
@@ -16,7 +16,9 @@ pub const KIND: Kind = Kind {
     status: true,
     decode: roundtrip::<k8s_openapi::api::core::v1::Service>,
     defaults,
-    check_name: check_dns1035,
+    // A DNS-1123 label since Kubernetes 1.36 (RelaxedServiceNameValidation, GA in 1.37); before,
+    // a DNS-1035 label.
+    check_name: check_label,
     validate,
     validate_update,
     allocate: Some(allocate),
@@ -121,19 +123,11 @@ fn validate(obj: &Value, errs: &mut Vec<FieldError>) {
 fn validate_update(old: &Value, new: &Value, errs: &mut Vec<FieldError>) {
     let (o, n) = (&old["spec"]["clusterIP"], &new["spec"]["clusterIP"]);
     if o.is_string() && o != "" && n != o {
-        let ips: Vec<String> = new["spec"]["clusterIPs"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|v| format!("\"{}\"", v.as_str().unwrap_or_default()))
-            .collect();
-        errs.push(FieldError {
-            field: "spec.clusterIPs[0]".into(),
-            kind: FieldErrorKind::InvalidRaw(
-                format!("[]string{{{}}}", ips.join(", ")),
-                "may not change once set".into(),
-            ),
-        });
+        errs.push(FieldError::invalid(
+            "spec.clusterIPs[0]",
+            new["spec"]["clusterIPs"].clone(),
+            "may not change once set",
+        ));
     }
 }
 

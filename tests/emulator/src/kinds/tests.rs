@@ -144,7 +144,9 @@ fn labels_are_checked_like_object_meta() {
 
 #[test]
 fn names_are_checked_per_kind() {
-    assert!(check_name(Some(&service::KIND), "1web").is_some());
+    // Kubernetes 1.37: a Service's name is a DNS-1123 label.
+    assert!(check_name(Some(&service::KIND), "1web").is_none());
+    assert!(check_name(Some(&service::KIND), "web.site").is_some());
     assert!(check_name(Some(&deployment::KIND), "1web").is_none());
     assert!(check_name(Some(&deployment::KIND), "Web").is_some());
     assert!(check_name(Some(&namespace::KIND), "a.b").is_some());

@@ -1098,7 +1098,7 @@ fn realistic_crd_end_to_end() {
     let mut bad = json!({
         "apiVersion": "baeke.info/v1", "kind": "DemoWeb",
         "metadata": {"name": "Web"},
-        "spec": {"gitrepo": "file:///etc/passwd", "replicas": 2000, "ingress": {"allowedSourceRanges": ["10.0.0.0/33"]},
+        "spec": {"replicas": 2000, "ingress": {"allowedSourceRanges": ["10.0.0.0/33"], "path": 7},
             "identity": {"binding": "web", "mode": "Magic"}},
     });
     s.prune(&mut bad);
@@ -1107,16 +1107,35 @@ fn realistic_crd_end_to_end() {
     assert_eq!(
         messages(&errs),
         vec![
+            "spec.gitrepo: Required value",
             r#"spec.identity.mode: Unsupported value: "Magic": supported values: "PodIdentity", "WorkloadIdentity""#,
-            "spec.ingress.host: Required value",
-            r#"spec.ingress.allowedSourceRanges[0]: Invalid value: "10.0.0.0/33": spec.ingress.allowedSourceRanges[0] in body must be of type cidr: "10.0.0.0/33""#,
-            "spec.replicas: Invalid value: 2000: spec.replicas in body should be less than or equal to 1000",
+            r#"spec.ingress.path: Invalid value: "integer": spec.ingress.path in body must be of type string: "integer""#,
             "<nil>: Invalid value: null: some validation rules were not checked because the object was invalid; correct the existing errors to complete validation",
         ]
     );
     assert!(status_message("DemoWeb.baeke.info", "Web", &errs).starts_with(
-        "DemoWeb.baeke.info \"Web\" is invalid: [spec.identity.mode: Unsupported value: \"Magic\": "
+        "DemoWeb.baeke.info \"Web\" is invalid: [spec.gitrepo: Required value, spec.identity.mode: Unsupported value: \"Magic\": "
     ));
+
+    // A missing ingress host and a bare address are CEL rules, not `required` and `format`: each
+    // gets one line of its own, and nothing is left unchecked.
+    let mut bare = json!({
+        "apiVersion": "baeke.info/v1", "kind": "DemoWeb",
+        "metadata": {"name": "web"},
+        "spec": {"gitrepo": "https://github.com/gbaeke/static-web", "ingress": {
+            "allowedSourceRanges": ["203.0.113.7", "2001:db8::1", "10.0.0.0/33", "10.0.0.0/8"]}},
+    });
+    s.prune(&mut bare);
+    s.apply_defaults(&mut bare);
+    assert_eq!(
+        messages(&s.validate(&bare, None)),
+        vec![
+            r#"spec.ingress: Invalid value: ingress.host is required: the host name the site answers to, such as www.example.com"#,
+            r#"spec.ingress.allowedSourceRanges[0]: Invalid value: "203.0.113.7": "203.0.113.7" is a single address, not a range: write "203.0.113.7/32" to allow just it"#,
+            r#"spec.ingress.allowedSourceRanges[1]: Invalid value: "2001:db8::1": "2001:db8::1" is a single address, not a range: write "2001:db8::1/128" to allow just it"#,
+            r#"spec.ingress.allowedSourceRanges[2]: Invalid value: "10.0.0.0/33": "10.0.0.0/33" is not a CIDR range such as 203.0.113.7/32 or 2001:db8::/48"#,
+        ]
+    );
 
     // Only a bound violated (not blocking): the CEL rules run and report with their messages.
     let mut cel_only = json!({
@@ -1133,12 +1152,12 @@ fn realistic_crd_end_to_end() {
     assert_eq!(
         messages(&s.validate(&cel_only, None)),
         vec![
-            "spec.replicas: Invalid value: 2000: spec.replicas in body should be less than or equal to 1000".to_string(),
             format!("<nil>: Invalid value: {}", name_message.as_str().unwrap()),
             format!(
                 r#"spec.gitrepo: Invalid value: "file:///etc/passwd": {}"#,
                 gitrepo_message.as_str().unwrap()
             ),
+            "spec.replicas: Invalid value: 2000: replicas must be between 0 and 1000".to_string(),
         ]
     );
 }

@@ -279,7 +279,11 @@ impl Filter {
             q.get("fieldSelector")
                 .map(String::as_str)
                 .unwrap_or_default(),
-            t.info.builtin.map_or(&[], |k| k.field_selectors),
+            match t.info.builtin {
+                Some(k) if k.field_selectors.is_empty() => None,
+                Some(k) => Some(k.field_selectors),
+                None => Some(&[]),
+            },
         )
         .map_err(ApiError::bad_request)?;
         Ok(Filter {
