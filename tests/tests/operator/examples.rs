@@ -71,6 +71,28 @@ async fn kubectl_apply_f_examples_applies_every_site_twice_without_warnings() {
     if env.is_emulator() {
         env.install_crds(&demoweb_tests::kong::crds()).await;
     }
+    apply_examples_twice(&env, &op).await;
+    env.finish().await;
+}
+
+#[cfg_attr(
+    all(real_cluster, not(cluster_wide)),
+    ignore = "changes cluster-wide objects (installs Kong's KongPlugin, KongClusterPlugin and KongConsumer CRDs): runs only on a cluster the suite owns (DEMOWEB_TEST_CLUSTER_WIDE=1), one at a time"
+)]
+#[tokio::test]
+async fn cluster_wide_kubectl_apply_f_examples_where_kong_is_served_exposes_seed_004() {
+    let env = TestEnv::cluster_wide("apply-examples-kong").await;
+    operator::install_crds(&env).await;
+    env.install_crds(&demoweb_tests::kong::crds()).await;
+    let op = operator::Operator::start(&env, &[]).await;
+    apply_examples_twice(&env, &op).await;
+    env.finish().await;
+}
+
+/// `kubectl apply -f examples/`, twice: every site applied, without a warning where Kong's CRDs
+/// are served (and then seed 004 exposed with its basic-auth plugin after the allowlist), and
+/// with only Kong's kinds named as not served where they are not.
+async fn apply_examples_twice(env: &TestEnv, op: &operator::Operator) {
     let kong_served = env
         .kubectl(&[
             "get",
@@ -134,12 +156,12 @@ async fn kubectl_apply_f_examples_applies_every_site_twice_without_warnings() {
             );
         }
     }
-    operator::wait_condition(&env, &op, "demoweb1", "Ready", "True", "Reconciled").await;
+    operator::wait_condition(env, op, "demoweb1", "Ready", "True", "Reconciled").await;
     if kong_served {
         // Seed 004: basic auth next to the allowlist, both on the Kong route.
         operator::wait_object(
-            &env,
-            &op,
+            env,
+            op,
             "ingress",
             "frontdoor-site",
             "the Ingress with the allowlist plugin first, then seed 004's http-auth",
@@ -150,5 +172,4 @@ async fn kubectl_apply_f_examples_applies_every_site_twice_without_warnings() {
         )
         .await;
     }
-    env.finish().await;
 }
