@@ -73,6 +73,19 @@ impl Error {
         }
     }
 
+    /// Whether the API server refused the request because the DemoWeb's namespace is being
+    /// deleted (403, cause `NamespaceTerminating`): routine when a namespace goes with its
+    /// DemoWebs, whose children the namespace controller may delete first, not a failure.
+    pub fn namespace_terminating(&self) -> bool {
+        match self {
+            Self::Read { source, .. }
+            | Self::Apply { source, .. }
+            | Self::Delete { source, .. }
+            | Self::PatchStatus { source, .. } => is_namespace_terminating(source),
+            _ => false,
+        }
+    }
+
     /// Short name for metrics labels.
     pub fn metric_label(&self) -> &'static str {
         match self {
@@ -84,6 +97,19 @@ impl Error {
             Self::CapabilitiesUnknown { .. } => "capabilities_unknown",
             Self::Serialize { .. } => "serialize",
         }
+    }
+}
+
+fn is_namespace_terminating(err: &kube::Error) -> bool {
+    match err {
+        kube::Error::Api(status) => {
+            status.code == 403
+                && status
+                    .details
+                    .as_ref()
+                    .is_some_and(|d| d.causes.iter().any(|c| c.reason == "NamespaceTerminating"))
+        }
+        _ => false,
     }
 }
 
@@ -142,7 +168,31 @@ pub enum StartupError {
 
 #[cfg(test)]
 mod tests {
-    use super::chain;
+    use super::{Error, chain};
+
+    #[test]
+    fn a_write_into_a_terminating_namespace_is_told_apart() {
+        let forbidden = |cause: &str| -> kube::Error {
+            let status: kube::core::Status = serde_json::from_value(serde_json::json!({
+                "status": "Failure",
+                "code": 403,
+                "reason": "Forbidden",
+                "message": "configmaps \"site-nginx\" is forbidden: unable to create new content in namespace ns because it is being terminated",
+                "details": {"name": "site-nginx", "kind": "configmaps",
+                    "causes": [{"reason": cause, "message": "namespace ns is being terminated", "field": "metadata.namespace"}]}
+            }))
+            .expect("a Status");
+            kube::Error::Api(status.into())
+        };
+        let apply = |source| Error::Apply {
+            kind: "ConfigMap".into(),
+            name: "site-nginx".into(),
+            source,
+        };
+        assert!(apply(forbidden("NamespaceTerminating")).namespace_terminating());
+        assert!(!apply(forbidden("RBAC")).namespace_terminating());
+        assert!(!Error::MissingMetadata("uid").namespace_terminating());
+    }
 
     #[derive(Debug, thiserror::Error)]
     #[error("{text}")]

@@ -208,6 +208,17 @@ pub fn error_policy(dw: Arc<DemoWeb>, err: &Error, ctx: Arc<Context>) -> Action 
         ctx.backoff.next_delay(&uid).max(Duration::from_secs(60))
     };
     let message = chain(err);
+    if err.namespace_terminating() {
+        // The namespace is being deleted, and the DemoWeb goes with it: nothing to warn about,
+        // and no Event (the API server would refuse it there too).
+        tracing::debug!(
+            namespace = dw.namespace().unwrap_or_default(),
+            name = dw.name_any(),
+            error = %message,
+            "not reconciled: its namespace is being deleted"
+        );
+        return Action::requeue(delay);
+    }
     tracing::warn!(
         namespace = dw.namespace().unwrap_or_default(),
         name = dw.name_any(),
