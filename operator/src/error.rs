@@ -74,8 +74,9 @@ impl Error {
     }
 
     /// Whether the API server refused the request because the DemoWeb's namespace is being
-    /// deleted (403, cause `NamespaceTerminating`): routine when a namespace goes with its
-    /// DemoWebs, whose children the namespace controller may delete first, not a failure.
+    /// deleted (403, cause `NamespaceTerminating`) or is gone (404 for the namespace itself):
+    /// routine when a namespace goes with its DemoWebs, whose children the namespace controller
+    /// may delete first, not a failure.
     pub fn namespace_terminating(&self) -> bool {
         match self {
             Self::Read { source, .. }
@@ -102,13 +103,11 @@ impl Error {
 
 fn is_namespace_terminating(err: &kube::Error) -> bool {
     match err {
-        kube::Error::Api(status) => {
-            status.code == 403
-                && status
-                    .details
-                    .as_ref()
-                    .is_some_and(|d| d.causes.iter().any(|c| c.reason == "NamespaceTerminating"))
-        }
+        kube::Error::Api(status) => status.details.as_ref().is_some_and(|d| match status.code {
+            403 => d.causes.iter().any(|c| c.reason == "NamespaceTerminating"),
+            404 => d.kind == "namespaces",
+            _ => false,
+        }),
         _ => false,
     }
 }
@@ -190,6 +189,16 @@ mod tests {
             source,
         };
         assert!(apply(forbidden("NamespaceTerminating")).namespace_terminating());
+        let not_found = |kind: &str| -> kube::Error {
+            let status: kube::core::Status = serde_json::from_value(serde_json::json!({
+                "status": "Failure", "code": 404, "reason": "NotFound",
+                "message": "not found", "details": {"name": "ns", "kind": kind}
+            }))
+            .expect("a Status");
+            kube::Error::Api(status.into())
+        };
+        assert!(apply(not_found("namespaces")).namespace_terminating());
+        assert!(!apply(not_found("configmaps")).namespace_terminating());
         assert!(!apply(forbidden("RBAC")).namespace_terminating());
         assert!(!Error::MissingMetadata("uid").namespace_terminating());
     }

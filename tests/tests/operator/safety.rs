@@ -95,9 +95,25 @@ async fn foreign_deployment_is_never_touched() {
     let after = get(&env, "deployment", "demoweb1")
         .await
         .expect("still there");
-    assert_eq!(
-        after["metadata"]["resourceVersion"],
-        before["metadata"]["resourceVersion"]
+    // Untouched by the operator: its spec, labels and annotations as the user wrote them, and no
+    // field managed by the operator. (Not the resourceVersion: on a real cluster the Deployment
+    // controller writes the status of the user's Deployment.)
+    for field in [
+        &["metadata", "generation"][..],
+        &["metadata", "labels"],
+        &["metadata", "annotations"],
+        &["spec"],
+    ] {
+        let at = |v: &serde_json::Value| field.iter().fold(v.clone(), |v, k| v[k].clone());
+        assert_eq!(at(&after), at(&before), "{field:?} changed: {after}");
+    }
+    assert!(
+        after["metadata"]["managedFields"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .all(|m| m["manager"] != "demoweb-operator"),
+        "the operator wrote to it: {after}"
     );
     assert!(
         after["metadata"]["ownerReferences"].is_null(),
