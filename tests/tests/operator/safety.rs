@@ -97,15 +97,24 @@ async fn foreign_deployment_is_never_touched() {
         .expect("still there");
     // Untouched by the operator: its spec, labels and annotations as the user wrote them, and no
     // field managed by the operator. (Not the resourceVersion: on a real cluster the Deployment
-    // controller writes the status of the user's Deployment.)
+    // controller writes the user's Deployment's status and its revision annotation.)
     for field in [
         &["metadata", "generation"][..],
         &["metadata", "labels"],
-        &["metadata", "annotations"],
         &["spec"],
     ] {
         let at = |v: &serde_json::Value| field.iter().fold(v.clone(), |v, k| v[k].clone());
         assert_eq!(at(&after), at(&before), "{field:?} changed: {after}");
+    }
+    for (key, value) in before["metadata"]["annotations"]
+        .as_object()
+        .into_iter()
+        .flatten()
+    {
+        assert_eq!(
+            &after["metadata"]["annotations"][key], value,
+            "annotation {key} changed: {after}"
+        );
     }
     assert!(
         after["metadata"]["managedFields"]
