@@ -92,10 +92,16 @@ fn go_modules_dir() -> PathBuf {
 }
 
 fn run_go(dir: &Path, args: &[&str]) -> Result<(), String> {
+    // Builds take the modules as go.mod and go.sum pin them, and never edit them.
+    let goflags = if args.first() == Some(&"build") {
+        "-mod=readonly"
+    } else {
+        ""
+    };
     let status = Command::new("go")
         .args(args)
         .current_dir(dir)
-        .env("GOFLAGS", "-mod=mod")
+        .env("GOFLAGS", goflags)
         .stdin(Stdio::null())
         .status()
         .map_err(|e| format!("running `go` (install Go 1.26 or newer): {e}"))?;
