@@ -73,6 +73,18 @@ impl Error {
         }
     }
 
+    /// Whether the API server refused a write because the object's namespace is being deleted:
+    /// the DemoWeb goes with it, so this is no failure to report or retry.
+    pub fn is_namespace_terminating(&self) -> bool {
+        match self {
+            Self::Read { source, .. }
+            | Self::Apply { source, .. }
+            | Self::Delete { source, .. }
+            | Self::PatchStatus { source, .. } => is_namespace_terminating(source),
+            _ => false,
+        }
+    }
+
     /// Short name for metrics labels.
     pub fn metric_label(&self) -> &'static str {
         match self {
@@ -88,6 +100,13 @@ impl Error {
 }
 
 /// 4xx answers other than conflicts, throttling and timeouts mean the request itself is wrong.
+/// kube-apiserver's NamespaceLifecycle admission: nothing new in a namespace being deleted (a 403
+/// whose cause is `NamespaceTerminating`; kube's error keeps only the message, which says so).
+pub fn is_namespace_terminating(err: &kube::Error) -> bool {
+    matches!(err, kube::Error::Api(status)
+        if status.code == 403 && status.message.ends_with("because it is being terminated"))
+}
+
 fn is_transient_kube(err: &kube::Error) -> bool {
     match err {
         kube::Error::Api(status) => {
@@ -178,6 +197,29 @@ mod tests {
         assert_eq!(
             chain(&repeating),
             "no configuration: failed to infer config: in-cluster: (not in a pod), kubeconfig: (no file)"
+        );
+    }
+
+    #[test]
+    fn a_write_into_a_namespace_being_deleted_is_no_failure() {
+        let refused = |code: u16, message: &str| super::Error::Apply {
+            kind: "PodDisruptionBudget".into(),
+            name: "site".into(),
+            source: kube::Error::Api(Box::new(
+                kube::core::Status::failure(message, "Forbidden").with_code(code),
+            )),
+        };
+        let terminating = refused(
+            403,
+            "poddisruptionbudgets.policy \"site\" is forbidden: unable to create new content in namespace ns because it is being terminated",
+        );
+        assert!(terminating.is_namespace_terminating());
+        assert!(
+            !refused(
+                403,
+                "poddisruptionbudgets.policy \"site\" is forbidden: User cannot create"
+            )
+            .is_namespace_terminating()
         );
     }
 }

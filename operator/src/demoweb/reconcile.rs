@@ -201,6 +201,16 @@ pub async fn reconcile(dw: Arc<DemoWeb>, ctx: Arc<Context>) -> Result<Action, Er
 
 /// Transient errors back off per object; the Warning Event says what failed.
 pub fn error_policy(dw: Arc<DemoWeb>, err: &Error, ctx: Arc<Context>) -> Action {
+    if err.is_namespace_terminating() {
+        // The namespace, and this DemoWeb with it, is being deleted: routine, not a failure.
+        tracing::debug!(
+            namespace = dw.namespace().unwrap_or_default(),
+            name = dw.name_any(),
+            error = %chain(err),
+            "namespace is being deleted; not retrying"
+        );
+        return Action::await_change();
+    }
     let uid = dw.metadata.uid.clone().unwrap_or_default();
     let delay = if err.is_transient() {
         ctx.backoff.next_delay(&uid)
