@@ -340,25 +340,21 @@ async fn measure(
     let api: Api<DemoWeb> = Api::namespaced(client.clone(), namespace);
     let start = Instant::now();
     let rate = args.rate.filter(|r| *r > 0.0);
-    let pace = rate.map(|r| Duration::from_secs_f64(1.0 / r));
-    let applies = names.iter().enumerate().map(|(i, name)| {
+    let failures = burst(args, &names, start, |name| {
         let api = api.clone();
         let tracker = tracker.clone();
         let own = own.clone();
         async move {
-            if let Some(pace) = pace {
-                tokio::time::sleep_until((start + pace * i as u32).into()).await;
-            }
             let body = serde_json::json!({
                 "apiVersion": "baeke.info/v1",
                 "kind": "DemoWeb",
                 "metadata": {"name": name},
                 "spec": {"replicas": 1, "gitrepo": GITREPO},
             });
-            tracker.applied(name, Instant::now());
+            tracker.applied(&name, Instant::now());
             own.fetch_add(1, Ordering::SeqCst);
             api.patch(
-                name,
+                &name,
                 &PatchParams::apply(FIELD_MANAGER),
                 &Patch::Apply(&body),
             )
@@ -366,12 +362,8 @@ async fn measure(
             .map(|_| ())
             .map_err(|e| format!("applying DemoWeb {name}: {e}"))
         }
-    });
-    let failures: Vec<String> = futures::stream::iter(applies)
-        .buffer_unordered(args.applies_in_flight.max(1))
-        .filter_map(|r| async move { r.err() })
-        .collect()
-        .await;
+    })
+    .await;
     // When the last creation returned: the operator's part cannot end sooner, and a long
     // creation window means the API server, not the operator, set the pace.
     report.add("applies_in_flight", args.applies_in_flight.max(1));
@@ -921,6 +913,33 @@ async fn readiness_skipped(cluster: &Cluster) -> Option<String> {
 /// Lists, then watches from the list's resourceVersion (re-watching or re-listing when the stream
 /// ends), calling `on` for every object seen; counts its own requests in `own` and signals
 /// `started` once the first watch is open.
+/// Runs `write` for every name, `--applies-in-flight` at a time, all at once from `start` or at
+/// `--rate` a second; returns the errors.
+async fn burst<F, Fut>(args: &Args, names: &[String], start: Instant, write: F) -> Vec<String>
+where
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    let pace = args
+        .rate
+        .filter(|r| *r > 0.0)
+        .map(|r| Duration::from_secs_f64(1.0 / r));
+    let writes = names.iter().enumerate().map(|(i, name)| {
+        let write = write(name.clone());
+        async move {
+            if let Some(pace) = pace {
+                tokio::time::sleep_until((start + pace * i as u32).into()).await;
+            }
+            write.await
+        }
+    });
+    futures::stream::iter(writes)
+        .buffer_unordered(args.applies_in_flight.max(1))
+        .filter_map(|r| async move { r.err() })
+        .collect()
+        .await
+}
+
 /// The API server's floor: what a new DemoWeb costs with no operator at all, measured the same way
 /// in a namespace of its own. The benchmark applies each DemoWeb and, as soon as that returns, the
 /// three children the operator writes for it (the operator's own builders, controlled by the
@@ -935,29 +954,18 @@ async fn floor(args: &Args, cluster: &Cluster, report: &mut Report) -> Result<()
     let watchers = start_watches(client, &namespace, &tracker, &own).await?;
     let names: Vec<String> = (1..=args.count).map(|i| format!("bench-{i:04}")).collect();
     let start = Instant::now();
-    let pace = args
-        .rate
-        .filter(|r| *r > 0.0)
-        .map(|r| Duration::from_secs_f64(1.0 / r));
-    let writes = names.iter().enumerate().map(|(i, name)| {
+    let failures = burst(args, &names, start, |name| {
         let tracker = tracker.clone();
         let client = client.clone();
         let namespace = namespace.clone();
         async move {
-            if let Some(pace) = pace {
-                tokio::time::sleep_until((start + pace * i as u32).into()).await;
-            }
-            tracker.applied(name, Instant::now());
-            write_as_the_operator(&client, &namespace, name)
+            tracker.applied(&name, Instant::now());
+            write_as_the_operator(&client, &namespace, &name)
                 .await
                 .map_err(|e| format!("{name}: {e}"))
         }
-    });
-    let failures: Vec<String> = futures::stream::iter(writes)
-        .buffer_unordered(args.applies_in_flight.max(1))
-        .filter_map(|r| async move { r.err() })
-        .collect()
-        .await;
+    })
+    .await;
     if let Some(first) = failures.first() {
         report.add("floor_failures", failures.len());
         eprintln!("{first}");

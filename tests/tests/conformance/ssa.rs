@@ -8,7 +8,7 @@ use kube::api::{
 };
 use serde_json::json;
 
-use super::{dynamic, widgets};
+use super::{api_code, api_message, dynamic, widgets};
 use demoweb_tests::harness::TestEnv;
 
 fn deployment() -> serde_json::Value {
@@ -33,12 +33,9 @@ async fn an_applied_configuration_needs_no_name_to_update() {
         .patch("named-by-url", &pp, &Patch::Apply(&config))
         .await
         .unwrap_err();
-    let kube::Error::Api(status) = err else {
-        panic!("{err}")
-    };
-    assert_eq!(status.code, 400);
+    assert_eq!(api_code(&err), Some(400));
     assert_eq!(
-        status.message,
+        api_message(&err),
         "the name of the object (named-by-url based on URL) was undeterminable: name must be provided"
     );
     let named = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "named-by-url"}, "data": {"k": "1"}});
@@ -56,12 +53,9 @@ async fn an_applied_configuration_needs_no_name_to_update() {
         .patch("named-by-url", &pp, &Patch::Apply(&other))
         .await
         .unwrap_err();
-    let kube::Error::Api(status) = err else {
-        panic!("{err}")
-    };
-    assert_eq!(status.code, 400);
+    assert_eq!(api_code(&err), Some(400));
     assert_eq!(
-        status.message,
+        api_message(&err),
         "the name of the object (other) does not match the name on the URL (named-by-url)"
     );
     env.finish().await;
