@@ -627,6 +627,9 @@ async fn publish_related(
     };
     match recorder.publish(&event, reference).await {
         Ok(()) => metrics.count_write("event", "Event"),
+        Err(err) if crate::error::is_namespace_terminating(&err) => {
+            tracing::debug!(error = %err, reason, "no Event: the namespace is being deleted")
+        }
         Err(err) => tracing::warn!(error = %err, reason, "could not record an Event"),
     }
 }

@@ -73,11 +73,9 @@ impl Error {
         }
     }
 
-    /// Whether the API server refused the request because the DemoWeb's namespace is being
-    /// deleted (403, cause `NamespaceTerminating`) or is gone (404 for the namespace itself):
-    /// routine when a namespace goes with its DemoWebs, whose children the namespace controller
-    /// may delete first, not a failure.
-    pub fn namespace_terminating(&self) -> bool {
+    /// Whether the API server refused a write because the object's namespace is being deleted:
+    /// the DemoWeb goes with it, so this is no failure to report or retry.
+    pub fn is_namespace_terminating(&self) -> bool {
         match self {
             Self::Read { source, .. }
             | Self::Apply { source, .. }
@@ -101,18 +99,18 @@ impl Error {
     }
 }
 
-fn is_namespace_terminating(err: &kube::Error) -> bool {
-    match err {
-        kube::Error::Api(status) => status.details.as_ref().is_some_and(|d| match status.code {
-            403 => d.causes.iter().any(|c| c.reason == "NamespaceTerminating"),
-            404 => d.kind == "namespaces",
-            _ => false,
-        }),
-        _ => false,
-    }
+/// 4xx answers other than conflicts, throttling and timeouts mean the request itself is wrong.
+/// kube-apiserver's NamespaceLifecycle admission: nothing new in a namespace being deleted (a 403
+/// whose cause is `NamespaceTerminating`; kube's error keeps only the message, which says so), nor
+/// in one already gone (a 404 for the namespace itself, met when the DemoWeb's last events arrive
+/// after its namespace is deleted).
+pub fn is_namespace_terminating(err: &kube::Error) -> bool {
+    matches!(err, kube::Error::Api(status)
+        if (status.code == 403 && status.message.ends_with("because it is being terminated"))
+            || (status.code == 404
+                && status.details.as_ref().is_some_and(|d| d.kind == "namespaces")))
 }
 
-/// 4xx answers other than conflicts, throttling and timeouts mean the request itself is wrong.
 fn is_transient_kube(err: &kube::Error) -> bool {
     match err {
         kube::Error::Api(status) => {
@@ -167,41 +165,7 @@ pub enum StartupError {
 
 #[cfg(test)]
 mod tests {
-    use super::{Error, chain};
-
-    #[test]
-    fn a_write_into_a_terminating_namespace_is_told_apart() {
-        let forbidden = |cause: &str| -> kube::Error {
-            let status: kube::core::Status = serde_json::from_value(serde_json::json!({
-                "status": "Failure",
-                "code": 403,
-                "reason": "Forbidden",
-                "message": "configmaps \"site-nginx\" is forbidden: unable to create new content in namespace ns because it is being terminated",
-                "details": {"name": "site-nginx", "kind": "configmaps",
-                    "causes": [{"reason": cause, "message": "namespace ns is being terminated", "field": "metadata.namespace"}]}
-            }))
-            .expect("a Status");
-            kube::Error::Api(status.into())
-        };
-        let apply = |source| Error::Apply {
-            kind: "ConfigMap".into(),
-            name: "site-nginx".into(),
-            source,
-        };
-        assert!(apply(forbidden("NamespaceTerminating")).namespace_terminating());
-        let not_found = |kind: &str| -> kube::Error {
-            let status: kube::core::Status = serde_json::from_value(serde_json::json!({
-                "status": "Failure", "code": 404, "reason": "NotFound",
-                "message": "not found", "details": {"name": "ns", "kind": kind}
-            }))
-            .expect("a Status");
-            kube::Error::Api(status.into())
-        };
-        assert!(apply(not_found("namespaces")).namespace_terminating());
-        assert!(!apply(not_found("configmaps")).namespace_terminating());
-        assert!(!apply(forbidden("RBAC")).namespace_terminating());
-        assert!(!Error::MissingMetadata("uid").namespace_terminating());
-    }
+    use super::chain;
 
     #[derive(Debug, thiserror::Error)]
     #[error("{text}")]
@@ -237,6 +201,42 @@ mod tests {
         assert_eq!(
             chain(&repeating),
             "no configuration: failed to infer config: in-cluster: (not in a pod), kubeconfig: (no file)"
+        );
+    }
+
+    #[test]
+    fn a_write_into_a_namespace_being_deleted_is_no_failure() {
+        let refused = |code: u16, message: &str| super::Error::Apply {
+            kind: "PodDisruptionBudget".into(),
+            name: "site".into(),
+            source: kube::Error::Api(Box::new(
+                kube::core::Status::failure(message, "Forbidden").with_code(code),
+            )),
+        };
+        let terminating = refused(
+            403,
+            "poddisruptionbudgets.policy \"site\" is forbidden: unable to create new content in namespace ns because it is being terminated",
+        );
+        assert!(terminating.is_namespace_terminating());
+        let not_found = |kind: &str| super::Error::Apply {
+            kind: "ConfigMap".into(),
+            name: "site-nginx".into(),
+            source: kube::Error::Api(Box::new(
+                serde_json::from_value::<kube::core::Status>(serde_json::json!({
+                    "status": "Failure", "code": 404, "reason": "NotFound",
+                    "message": "not found", "details": {"name": "ns", "kind": kind}
+                }))
+                .expect("a Status"),
+            )),
+        };
+        assert!(not_found("namespaces").is_namespace_terminating());
+        assert!(!not_found("configmaps").is_namespace_terminating());
+        assert!(
+            !refused(
+                403,
+                "poddisruptionbudgets.policy \"site\" is forbidden: User cannot create"
+            )
+            .is_namespace_terminating()
         );
     }
 }

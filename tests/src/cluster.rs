@@ -26,10 +26,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use k8s_openapi::api::core::v1::{Node, ServiceAccount};
 use kube::api::{Api, PostParams};
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
-};
+use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, Issuer, KeyPair, KeyUsagePurpose};
 use serde::{Deserialize, Serialize};
 
 use crate::harness::poll;
@@ -92,10 +89,16 @@ fn go_modules_dir() -> PathBuf {
 }
 
 fn run_go(dir: &Path, args: &[&str]) -> Result<(), String> {
+    // Builds take the modules as go.mod and go.sum pin them, and never edit them.
+    let goflags = if args.first() == Some(&"build") {
+        "-mod=readonly"
+    } else {
+        ""
+    };
     let status = Command::new("go")
         .args(args)
         .current_dir(dir)
-        .env("GOFLAGS", "-mod=mod")
+        .env("GOFLAGS", goflags)
         .stdin(Stdio::null())
         .status()
         .map_err(|e| format!("running `go` (install Go 1.26 or newer): {e}"))?;
@@ -278,21 +281,11 @@ fn pki_error(e: rcgen::Error) -> String {
 
 impl Pki {
     fn new() -> Result<Pki, String> {
-        let mut params = CertificateParams::new(Vec::<String>::new()).map_err(pki_error)?;
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "demoweb-cluster-ca");
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let key = KeyPair::generate().map_err(pki_error)?;
-        let cert = params.self_signed(&key).map_err(pki_error)?;
+        let (ca, cert) =
+            crate::emulator::certificate_authority("demoweb-cluster-ca").map_err(pki_error)?;
         Ok(Pki {
             ca_pem: cert.pem(),
-            ca: Issuer::new(params, key),
+            ca,
         })
     }
 
@@ -428,15 +421,24 @@ impl Cluster {
         }
         let bins = binaries(version)?;
         let started = Instant::now();
-        let state = self.start(version, &bins).await;
-        let state = match state {
-            Ok(state) => state,
-            Err(e) => {
-                let _ = self.down();
-                return Err(format!(
-                    "{e}\n(logs in {})",
-                    self.dir.join("logs").display()
-                ));
+        // The ports are picked free, then given to the components: one may be taken in between
+        // by another program, and that component exits. Such a start is tried again, on new ports.
+        let mut attempt = 1;
+        let state = loop {
+            match self.start(version, &bins).await {
+                Ok(state) => break state,
+                Err(e) => {
+                    let _ = self.down();
+                    if attempt < 3 && e.ends_with(" exited") {
+                        eprintln!("{e}; starting again on other ports");
+                        attempt += 1;
+                        continue;
+                    }
+                    return Err(format!(
+                        "{e}\n(logs in {})",
+                        self.dir.join("logs").display()
+                    ));
+                }
             }
         };
         println!(

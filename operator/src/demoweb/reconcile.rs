@@ -201,6 +201,16 @@ pub async fn reconcile(dw: Arc<DemoWeb>, ctx: Arc<Context>) -> Result<Action, Er
 
 /// Transient errors back off per object; the Warning Event says what failed.
 pub fn error_policy(dw: Arc<DemoWeb>, err: &Error, ctx: Arc<Context>) -> Action {
+    if err.is_namespace_terminating() {
+        // The namespace, and this DemoWeb with it, is being deleted: routine, not a failure.
+        tracing::debug!(
+            namespace = dw.namespace().unwrap_or_default(),
+            name = dw.name_any(),
+            error = %chain(err),
+            "namespace is being deleted; not retrying"
+        );
+        return Action::await_change();
+    }
     let uid = dw.metadata.uid.clone().unwrap_or_default();
     let delay = if err.is_transient() {
         ctx.backoff.next_delay(&uid)
@@ -208,17 +218,6 @@ pub fn error_policy(dw: Arc<DemoWeb>, err: &Error, ctx: Arc<Context>) -> Action 
         ctx.backoff.next_delay(&uid).max(Duration::from_secs(60))
     };
     let message = chain(err);
-    if err.namespace_terminating() {
-        // The namespace is being deleted, and the DemoWeb goes with it: nothing to warn about,
-        // and no Event (the API server would refuse it there too).
-        tracing::debug!(
-            namespace = dw.namespace().unwrap_or_default(),
-            name = dw.name_any(),
-            error = %message,
-            "not reconciled: its namespace is being deleted"
-        );
-        return Action::requeue(delay);
-    }
     tracing::warn!(
         namespace = dw.namespace().unwrap_or_default(),
         name = dw.name_any(),

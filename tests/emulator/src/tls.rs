@@ -14,6 +14,26 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::{self, pki_types::PrivateKeyDer, pki_types::PrivatePkcs8KeyDer};
 use tokio_rustls::server::TlsStream;
 
+/// A fresh certificate authority: what signs certificates, and its own certificate (what clients
+/// trust). The emulator's and `cargo cluster`'s PKI start here.
+pub fn certificate_authority(
+    common_name: &str,
+) -> Result<(Issuer<'static, KeyPair>, rcgen::Certificate), rcgen::Error> {
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params
+        .distinguished_name
+        .push(DnType::CommonName, common_name);
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let key = KeyPair::generate()?;
+    let cert = params.self_signed(&key)?;
+    Ok((Issuer::new(params, key), cert))
+}
+
 /// A fresh CA and the serving configuration it signed.
 pub(crate) struct ServerTls {
     /// The CA certificate in PEM, what a kubeconfig's `certificate-authority-data` and a pod's
@@ -28,19 +48,7 @@ impl ServerTls {
     pub(crate) fn generate() -> std::io::Result<ServerTls> {
         let invalid =
             |e: rcgen::Error| std::io::Error::other(format!("generating certificates: {e}"));
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(invalid)?;
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "demoweb-emulator-ca");
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let ca_key = KeyPair::generate().map_err(invalid)?;
-        let ca_cert = ca_params.self_signed(&ca_key).map_err(invalid)?;
-        let issuer = Issuer::new(ca_params, ca_key);
+        let (issuer, ca_cert) = certificate_authority("demoweb-emulator-ca").map_err(invalid)?;
 
         // The names kube-apiserver's own serving certificate carries for a local endpoint.
         let mut params =

@@ -90,6 +90,11 @@ struct Args {
     /// for one after another, which a zero-latency emulator on the same cores hides.
     #[arg(long, default_value_t = 0)]
     api_latency_ms: u64,
+    /// Skip the API server's floor (the same writes from the benchmark with no operator, in a
+    /// namespace of its own before the operator's run), which the operator's latencies are
+    /// divided by.
+    #[arg(long)]
+    no_floor: bool,
 }
 
 fn main() -> ExitCode {
@@ -179,6 +184,14 @@ impl Report {
         self.0.push((key.into(), value.to_string()));
     }
 
+    /// A figure already added, as a number.
+    fn number(&self, key: &str) -> Option<f64> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .and_then(|(_, v)| v.parse().ok())
+    }
+
     fn print(&self) {
         for (k, v) in &self.0 {
             println!("{k}: {v}");
@@ -207,6 +220,13 @@ async fn bench(args: Args) -> Result<ExitCode, String> {
 
     let crds = ensure_crds(&cluster).await?;
     eprintln!("CRDs {crds}");
+    if !args.no_floor {
+        eprintln!(
+            "the API server's floor: {} DemoWebs written by the benchmark itself",
+            args.count
+        );
+        floor(&args, &cluster, &mut report).await?;
+    }
     let namespace = format!("bench-{}", random_suffix());
     create_namespace(&client, &namespace).await?;
     report.add("namespace", &namespace);
@@ -278,6 +298,13 @@ async fn bench(args: Args) -> Result<ExitCode, String> {
         "operator_peak_rss_mib",
         peak.map_or("n/a".to_owned(), |k| format!("{:.1}", k as f64 / 1024.0)),
     );
+    for p in ["p50", "p99"] {
+        let operator = report.number(&format!("operator_latency_{p}_ms"));
+        let floor = report.number(&format!("floor_latency_{p}_ms"));
+        if let (Some(o), Some(f)) = (operator, floor.filter(|f| *f > 0.0)) {
+            report.add(format!("operator_over_floor_{p}"), format!("{:.2}", o / f));
+        }
+    }
     report.add("operator_log", log.display());
     report.add("result", if ok { "ok" } else { "FAIL" });
     report.print();
@@ -301,36 +328,7 @@ async fn measure(
     let client = &cluster.client;
     let own = Arc::new(AtomicU64::new(0));
     let tracker = Arc::new(Tracker::default());
-    let (started_tx, mut started_rx) = tokio::sync::mpsc::channel::<()>(4);
-    let mut watchers = Vec::new();
-    macro_rules! watch {
-        ($kind:ty, $on:expr) => {{
-            let api: Api<$kind> = Api::namespaced(client.clone(), namespace);
-            let tracker = tracker.clone();
-            watchers.push(tokio::spawn(watch_objects(
-                api,
-                own.clone(),
-                started_tx.clone(),
-                move |obj: &$kind| $on(&tracker, obj),
-            )));
-        }};
-    }
-    watch!(DemoWeb, |t: &Tracker, dw: &DemoWeb| t.demoweb(dw));
-    // Of the children only their owners are read: metadata watches, so that the benchmark's own
-    // decoding takes as little as it can of the CPU it shares with the operator.
-    watch!(PartialObjectMeta<Deployment>, |t: &Tracker, o: &_| t
-        .child(Child::Deployment, o));
-    watch!(PartialObjectMeta<Service>, |t: &Tracker, o: &_| t
-        .child(Child::Service, o));
-    watch!(PartialObjectMeta<ConfigMap>, |t: &Tracker, o: &_| t
-        .child(Child::ConfigMap, o));
-    for _ in 0..watchers.len() {
-        tokio::time::timeout(Duration::from_secs(60), started_rx.recv())
-            .await
-            .ok()
-            .flatten()
-            .ok_or("the benchmark's watches could not be started within 60s")?;
-    }
+    let watchers = start_watches(client, namespace, &tracker, &own).await?;
 
     let before = cluster.counts();
     let own_before = own.load(Ordering::SeqCst);
@@ -342,25 +340,21 @@ async fn measure(
     let api: Api<DemoWeb> = Api::namespaced(client.clone(), namespace);
     let start = Instant::now();
     let rate = args.rate.filter(|r| *r > 0.0);
-    let pace = rate.map(|r| Duration::from_secs_f64(1.0 / r));
-    let applies = names.iter().enumerate().map(|(i, name)| {
+    let failures = burst(args, &names, start, |name| {
         let api = api.clone();
         let tracker = tracker.clone();
         let own = own.clone();
         async move {
-            if let Some(pace) = pace {
-                tokio::time::sleep_until((start + pace * i as u32).into()).await;
-            }
             let body = serde_json::json!({
                 "apiVersion": "baeke.info/v1",
                 "kind": "DemoWeb",
                 "metadata": {"name": name},
                 "spec": {"replicas": 1, "gitrepo": GITREPO},
             });
-            tracker.applied(name, Instant::now());
+            tracker.applied(&name, Instant::now());
             own.fetch_add(1, Ordering::SeqCst);
             api.patch(
-                name,
+                &name,
                 &PatchParams::apply(FIELD_MANAGER),
                 &Patch::Apply(&body),
             )
@@ -368,12 +362,8 @@ async fn measure(
             .map(|_| ())
             .map_err(|e| format!("applying DemoWeb {name}: {e}"))
         }
-    });
-    let failures: Vec<String> = futures::stream::iter(applies)
-        .buffer_unordered(args.applies_in_flight.max(1))
-        .filter_map(|r| async move { r.err() })
-        .collect()
-        .await;
+    })
+    .await;
     // When the last creation returned: the operator's part cannot end sooner, and a long
     // creation window means the API server, not the operator, set the pace.
     report.add("applies_in_flight", args.applies_in_flight.max(1));
@@ -923,6 +913,212 @@ async fn readiness_skipped(cluster: &Cluster) -> Option<String> {
 /// Lists, then watches from the list's resourceVersion (re-watching or re-listing when the stream
 /// ends), calling `on` for every object seen; counts its own requests in `own` and signals
 /// `started` once the first watch is open.
+/// Runs `write` for every name, `--applies-in-flight` at a time, all at once from `start` or at
+/// `--rate` a second; returns the errors.
+async fn burst<F, Fut>(args: &Args, names: &[String], start: Instant, write: F) -> Vec<String>
+where
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    let pace = args
+        .rate
+        .filter(|r| *r > 0.0)
+        .map(|r| Duration::from_secs_f64(1.0 / r));
+    let writes = names.iter().enumerate().map(|(i, name)| {
+        let write = write(name.clone());
+        async move {
+            if let Some(pace) = pace {
+                tokio::time::sleep_until((start + pace * i as u32).into()).await;
+            }
+            write.await
+        }
+    });
+    futures::stream::iter(writes)
+        .buffer_unordered(args.applies_in_flight.max(1))
+        .filter_map(|r| async move { r.err() })
+        .collect()
+        .await
+}
+
+/// The API server's floor: what a new DemoWeb costs with no operator at all, measured the same way
+/// in a namespace of its own. The benchmark applies each DemoWeb and, as soon as that returns, the
+/// three children the operator writes for it (the operator's own builders, controlled by the
+/// DemoWeb) at once, then a status for its generation: the operator's writes, without its watch,
+/// queue, reads or Events. The namespace is deleted, and gone, before the operator's run starts.
+async fn floor(args: &Args, cluster: &Cluster, report: &mut Report) -> Result<(), String> {
+    let client = &cluster.client;
+    let namespace = format!("bench-floor-{}", random_suffix());
+    create_namespace(client, &namespace).await?;
+    let own = Arc::new(AtomicU64::new(0));
+    let tracker = Arc::new(Tracker::default());
+    let watchers = start_watches(client, &namespace, &tracker, &own).await?;
+    let names: Vec<String> = (1..=args.count).map(|i| format!("bench-{i:04}")).collect();
+    let start = Instant::now();
+    let failures = burst(args, &names, start, |name| {
+        let tracker = tracker.clone();
+        let client = client.clone();
+        let namespace = namespace.clone();
+        async move {
+            tracker.applied(&name, Instant::now());
+            write_as_the_operator(&client, &namespace, &name)
+                .await
+                .map_err(|e| format!("{name}: {e}"))
+        }
+    })
+    .await;
+    if let Some(first) = failures.first() {
+        report.add("floor_failures", failures.len());
+        eprintln!("{first}");
+    }
+    let mut current = tracker.current.subscribe();
+    let all = tokio::time::timeout(
+        Duration::from_secs(args.timeout_secs),
+        current.wait_for(|n| *n >= args.count),
+    )
+    .await
+    .is_ok_and(|r| r.is_ok());
+    for w in watchers {
+        w.abort();
+    }
+    let latencies = tracker.latencies(|p| p.current);
+    let ms = |d: Option<Duration>| {
+        d.map_or("n/a".to_owned(), |d| {
+            format!("{:.1}", d.as_secs_f64() * 1000.0)
+        })
+    };
+    let last = tracker.last(|p| p.current).map(|t| t.duration_since(start));
+    report.add(
+        "floor_time_to_all_secs",
+        match (all, last) {
+            (true, Some(d)) => format!("{:.3}", d.as_secs_f64()),
+            _ => "not reached".to_owned(),
+        },
+    );
+    report.add("floor_latency_p50_ms", ms(percentile(&latencies, 50.0)));
+    report.add("floor_latency_p99_ms", ms(percentile(&latencies, 99.0)));
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .delete(&namespace, &DeleteParams::default())
+        .await
+        .map_err(|e| format!("deleting {namespace}: {e}"))?;
+    let deadline = Instant::now() + Duration::from_secs(args.timeout_secs);
+    while namespaces
+        .get_opt(&namespace)
+        .await
+        .ok()
+        .flatten()
+        .is_some()
+    {
+        if Instant::now() > deadline {
+            return Err(format!("namespace {namespace} not gone"));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    Ok(())
+}
+
+/// One DemoWeb applied, then what the operator writes for it: its ConfigMap, Deployment and
+/// Service at once, then its status.
+async fn write_as_the_operator(client: &Client, namespace: &str, name: &str) -> Result<(), String> {
+    use demoweb_operator::demoweb::desired::{self, GitAuth};
+    use demoweb_operator::identity::workload::PodIdentity;
+    let api: Api<DemoWeb> = Api::namespaced(client.clone(), namespace);
+    let body = serde_json::json!({
+        "apiVersion": "baeke.info/v1",
+        "kind": "DemoWeb",
+        "metadata": {"name": name},
+        "spec": {"replicas": 1, "gitrepo": GITREPO},
+    });
+    let pp = PatchParams::apply(FIELD_MANAGER).force();
+    let dw = api
+        .patch(name, &pp, &Patch::Apply(&body))
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut config_map = desired::desired_config_map(&dw);
+    let mut deployment = desired::desired_deployment(&dw, &GitAuth::None, &PodIdentity::default());
+    let mut service = desired::desired_service(&dw);
+    config_map.metadata.namespace = Some(namespace.to_owned());
+    deployment.metadata.namespace = Some(namespace.to_owned());
+    service.metadata.namespace = Some(namespace.to_owned());
+    let (config_maps, deployments, services) = (
+        Api::<ConfigMap>::namespaced(client.clone(), namespace),
+        Api::<Deployment>::namespaced(client.clone(), namespace),
+        Api::<Service>::namespaced(client.clone(), namespace),
+    );
+    let config_map_name = desired::config_map_name(name);
+    let (config_map, deployment, service) = (
+        Patch::Apply(&config_map),
+        Patch::Apply(&deployment),
+        Patch::Apply(&service),
+    );
+    let (a, b, c) = tokio::join!(
+        config_maps.patch(&config_map_name, &pp, &config_map),
+        deployments.patch(name, &pp, &deployment),
+        services.patch(name, &pp, &service),
+    );
+    a.map_err(|e| e.to_string())?;
+    b.map_err(|e| e.to_string())?;
+    c.map_err(|e| e.to_string())?;
+    let now = jiff::Timestamp::now().to_string();
+    let status = serde_json::json!({
+        "apiVersion": "baeke.info/v1",
+        "kind": "DemoWeb",
+        "status": {
+            "observedGeneration": dw.metadata.generation,
+            "conditions": [{
+                "type": "Ready", "status": "False", "reason": "Progressing",
+                "message": "waiting for the Deployment", "lastTransitionTime": now,
+                "observedGeneration": dw.metadata.generation,
+            }],
+        },
+    });
+    api.patch_status(name, &pp, &Patch::Apply(&status))
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// The benchmark's watches of a namespace's DemoWebs (with their status) and of the owners of their
+/// children, feeding `tracker`; returns once every watch has started.
+async fn start_watches(
+    client: &Client,
+    namespace: &str,
+    tracker: &Arc<Tracker>,
+    own: &Arc<AtomicU64>,
+) -> Result<Vec<tokio::task::JoinHandle<()>>, String> {
+    let (started_tx, mut started_rx) = tokio::sync::mpsc::channel::<()>(4);
+    let mut watchers = Vec::new();
+    macro_rules! watch {
+        ($kind:ty, $on:expr) => {{
+            let api: Api<$kind> = Api::namespaced(client.clone(), namespace);
+            let tracker = tracker.clone();
+            watchers.push(tokio::spawn(watch_objects(
+                api,
+                own.clone(),
+                started_tx.clone(),
+                move |obj: &$kind| $on(&tracker, obj),
+            )));
+        }};
+    }
+    watch!(DemoWeb, |t: &Tracker, dw: &DemoWeb| t.demoweb(dw));
+    // Of the children only their owners are read: metadata watches, so that the benchmark's own
+    // decoding takes as little as it can of the CPU it shares with the operator.
+    watch!(PartialObjectMeta<Deployment>, |t: &Tracker, o: &_| t
+        .child(Child::Deployment, o));
+    watch!(PartialObjectMeta<Service>, |t: &Tracker, o: &_| t
+        .child(Child::Service, o));
+    watch!(PartialObjectMeta<ConfigMap>, |t: &Tracker, o: &_| t
+        .child(Child::ConfigMap, o));
+    for _ in 0..watchers.len() {
+        tokio::time::timeout(Duration::from_secs(60), started_rx.recv())
+            .await
+            .ok()
+            .flatten()
+            .ok_or("the benchmark's watches could not be started within 60s")?;
+    }
+    Ok(watchers)
+}
+
 async fn watch_objects<K>(
     api: Api<K>,
     own: Arc<AtomicU64>,

@@ -8,7 +8,7 @@ use kube::api::{
 };
 use serde_json::json;
 
-use super::{dynamic, widgets};
+use super::{api_code, api_message, dynamic, widgets};
 use demoweb_tests::harness::TestEnv;
 
 fn deployment() -> serde_json::Value {
@@ -19,6 +19,46 @@ fn deployment() -> serde_json::Value {
             "spec": {"containers": [{"name": "web", "image": "nginx:1.27", "ports": [{"containerPort": 8080, "name": "http"}],
                 "readinessProbe": {"httpGet": {"path": "/healthz", "port": "http"}}}]}}}
     })
+}
+
+/// An applied configuration may leave `metadata.name` out when it updates an object (the URL
+/// names it), but not when it creates one, and it may not name another object.
+#[tokio::test]
+async fn an_applied_configuration_needs_no_name_to_update() {
+    let env = TestEnv::new("ssa_name_from_url").await;
+    let pp = PatchParams::apply("conformance-controller");
+    let api = env.api::<ConfigMap>();
+    let config = json!({"apiVersion": "v1", "kind": "ConfigMap", "data": {"k": "1"}});
+    let err = api
+        .patch("named-by-url", &pp, &Patch::Apply(&config))
+        .await
+        .unwrap_err();
+    assert_eq!(api_code(&err), Some(400));
+    assert_eq!(
+        api_message(&err),
+        "the name of the object (named-by-url based on URL) was undeterminable: name must be provided"
+    );
+    let named = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "named-by-url"}, "data": {"k": "1"}});
+    api.patch("named-by-url", &pp, &Patch::Apply(&named))
+        .await
+        .unwrap();
+    let config = json!({"apiVersion": "v1", "kind": "ConfigMap", "data": {"k": "2"}});
+    let updated = api
+        .patch("named-by-url", &pp, &Patch::Apply(&config))
+        .await
+        .unwrap();
+    assert_eq!(updated.data.unwrap()["k"], "2");
+    let other = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "other"}});
+    let err = api
+        .patch("named-by-url", &pp, &Patch::Apply(&other))
+        .await
+        .unwrap_err();
+    assert_eq!(api_code(&err), Some(400));
+    assert_eq!(
+        api_message(&err),
+        "the name of the object (other) does not match the name on the URL (named-by-url)"
+    );
+    env.finish().await;
 }
 
 #[tokio::test]

@@ -118,11 +118,11 @@ fn unshare_args() -> Vec<&'static str> {
     ignore = "the in-cluster path on a real cluster is a pod: install the chart there"
 )]
 #[cfg_attr(
-    no_helm,
+    all(not(real_cluster), no_helm),
     ignore = "needs helm-python-sdk (pip install helm-python-sdk)"
 )]
 #[cfg_attr(
-    no_unshare,
+    all(not(real_cluster), not(no_helm), no_unshare),
     ignore = "needs `unshare` to create a private mount namespace for the ServiceAccount files"
 )]
 async fn the_operator_runs_in_cluster_as_the_chart_deploys_it() {

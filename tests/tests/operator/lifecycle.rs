@@ -358,15 +358,43 @@ async fn mass_deletes_log_no_warning_per_demoweb() {
     env.finish().await;
 }
 
-#[cfg_attr(
-    real_cluster,
-    ignore = "needs the emulator: holding pods back from becoming ready"
-)]
+/// Holds the namespace's pods back from becoming ready, or lets them go: the emulator's Deployment
+/// simulation is switched; on a real cluster a ResourceQuota of no pods keeps the ReplicaSet from
+/// creating any (kube-apiserver refuses them), and deleting it lets the ReplicaSet controller
+/// create them on its next retry.
+async fn hold_pods_back(env: &demoweb_tests::harness::TestEnv, hold: bool) {
+    if let Some(emulator) = &env.emulator {
+        emulator.set_deployments_ready(!hold);
+    } else if hold {
+        env.apply_yaml("apiVersion: v1\nkind: ResourceQuota\nmetadata: {name: no-pods}\nspec: {hard: {pods: '0'}}\n")
+            .await
+            .expect_ok();
+        // The quota admission plugin counts from the quota's status, which the controller-manager
+        // writes: until then pods are not held back.
+        env.wait_for("the quota to be counted", DEADLINE, || async {
+            let out = env
+                .kubectl(&[
+                    "get",
+                    "resourcequota",
+                    "no-pods",
+                    "-o",
+                    "jsonpath={.status.hard.pods}",
+                ])
+                .await;
+            (out.success() && out.stdout == "0").then_some(())
+        })
+        .await;
+    } else {
+        env.kubectl(&["delete", "resourcequota", "no-pods"])
+            .await
+            .expect_ok();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn status_follows_the_rollout() {
     let (env, op) = setup("rollout").await;
-    let emulator = env.emulator();
-    emulator.set_deployments_ready(false);
+    hold_pods_back(&env, true).await;
     env.apply_yaml(SEED).await.expect_ok();
     // First the Deployment controller has to observe the Deployment, then its pods count.
     let dw = wait_object(
@@ -389,7 +417,7 @@ async fn status_follows_the_rollout() {
     );
     assert_eq!(condition(&dw, "Stalled").map(|c| c.0), Some("False".into()));
 
-    emulator.set_deployments_ready(true);
+    hold_pods_back(&env, false).await;
     let dw = wait_condition(&env, &op, "demoweb1", "Ready", "True", "Reconciled").await;
     assert_eq!(dw["status"]["readyReplicas"], 2);
     assert_eq!(

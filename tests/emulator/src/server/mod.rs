@@ -575,8 +575,11 @@ fn apply(
             o.remove("status");
         }
     }
+    // As kube-apiserver: a configuration may leave the name out when it updates an object (the
+    // URL names it), but may not name another object; creating one needs the name.
     let config_name = config["metadata"]["name"].as_str().unwrap_or_default();
-    if config_name != name {
+    let unnamed = config_name.is_empty();
+    if !unnamed && config_name != name {
         return Err(ApiError::bad_request(format!(
             "the name of the object ({config_name}) does not match the name on the URL ({name})"
         )));
@@ -606,6 +609,9 @@ fn apply(
             &info.plural,
             name,
         )),
+        None if unnamed => Err(ApiError::bad_request(format!(
+            "the name of the object ({name} based on URL) was undeterminable: name must be provided"
+        ))),
         None => {
             let obj = engines::server_side_apply(None, &config, &mgr, force, &schema)?;
             ops::create(st, info, &t.ns, obj, opts, true).map(|w| (201, w))
