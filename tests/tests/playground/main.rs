@@ -245,7 +245,7 @@ fn readme_stays_a_users_page() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md");
     let readme = std::fs::read_to_string(path).expect("README.md");
     let lines = readme.lines().count();
-    assert!(lines <= 450, "README.md has {lines} lines; at most 450");
+    assert!(lines < 450, "README.md has {lines} lines; fewer than 450");
     for dated in ["slow day", "the day before", "left out", "faster day"] {
         assert!(
             !readme.contains(dated),
