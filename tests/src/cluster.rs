@@ -115,18 +115,13 @@ fn run_go(dir: &Path, args: &[&str]) -> Result<(), String> {
 
 /// `go build -o out pkgs…` in `module`, into a scratch directory renamed to `out` once every
 /// program is built, so that a build cut short is never taken for a finished one.
-fn build_into(module: &Path, out: &Path, pkgs: &[&str]) -> Result<(), String> {
+fn build_into(module: &Path, out: &Path, ldflags: &str, pkgs: &[&str]) -> Result<(), String> {
     let partial = out.with_extension("partial");
     let _ = fs::remove_dir_all(&partial);
     fs::create_dir_all(&partial).map_err(|e| format!("creating {}: {e}", partial.display()))?;
     let target = format!("{}/", partial.display());
-    let mut args = vec![
-        "build",
-        "-trimpath",
-        "-ldflags=-s -w",
-        "-o",
-        target.as_str(),
-    ];
+    let ldflags = format!("-ldflags=-s -w {ldflags}");
+    let mut args = vec!["build", "-trimpath", &ldflags, "-o", target.as_str()];
     args.extend_from_slice(pkgs);
     run_go(module, &args)?;
     fs::rename(&partial, out).map_err(|e| format!("moving {}: {e}", partial.display()))
@@ -191,6 +186,26 @@ fn kubernetes_module(version: &str) -> Result<PathBuf, String> {
     Ok(module)
 }
 
+/// How the binaries are built; part of the cache's key, so that a change here rebuilds them.
+const RECIPE: &str = "r2";
+
+/// What Kubernetes' release build stamps into its programs (`hack/lib/version.sh`): without it
+/// kube-apiserver reports `v0.0.0-master` as its version, and clients that check it (Helm's
+/// `kubeVersion`) refuse the cluster.
+fn version_ldflags(version: &str) -> String {
+    let mut parts = version.trim_start_matches('v').split('.');
+    let (major, minor) = (parts.next().unwrap_or("1"), parts.next().unwrap_or("0"));
+    ["k8s.io/component-base/version", "k8s.io/client-go/pkg/version"]
+        .iter()
+        .map(|pkg| {
+            format!(
+                "-X {pkg}.gitVersion={version} -X {pkg}.gitMajor={major} -X {pkg}.gitMinor={minor} -X {pkg}.gitTreeState=clean"
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// Builds (or finds in the cache) the control plane of `version` and kwok.
 pub fn build(version: &str) -> Result<(), String> {
     binaries(version).map(|_| ())
@@ -199,7 +214,7 @@ pub fn build(version: &str) -> Result<(), String> {
 fn binaries(version: &str) -> Result<Binaries, String> {
     let started = Instant::now();
     let mut built = false;
-    let kube_dir = cache_root().join(format!("kubernetes-{version}"));
+    let kube_dir = cache_root().join(format!("kubernetes-{version}-{RECIPE}"));
     if !kube_dir.is_dir() {
         eprintln!(
             "building Kubernetes {version} (kube-apiserver, kube-controller-manager, kube-scheduler, etcd) into {}; this takes several minutes once",
@@ -209,6 +224,7 @@ fn binaries(version: &str) -> Result<Binaries, String> {
         build_into(
             &module,
             &kube_dir,
+            &version_ldflags(version),
             &[
                 "k8s.io/kubernetes/cmd/kube-apiserver",
                 "k8s.io/kubernetes/cmd/kube-controller-manager",
@@ -224,6 +240,7 @@ fn binaries(version: &str) -> Result<Binaries, String> {
         build_into(
             &go_modules_dir().join("kwok"),
             &kwok_dir,
+            "",
             &["sigs.k8s.io/kwok/cmd/kwok", "./stages"],
         )?;
         built = true;
