@@ -344,6 +344,19 @@ pub async fn install_crd(env: &TestEnv, yaml: &str, name: &str) {
 }
 
 /// A DemoWeb of class `kong` with an allowlist, naming `plugins` in konghq.com/plugins.
+/// A fresh environment whose cluster serves the project's CRDs and Kong's KongPlugin.
+async fn env_with_kong_plugins(test: &str) -> TestEnv {
+    let env = TestEnv::cluster_wide(test).await;
+    install_crds(&env).await;
+    install_crd(
+        &env,
+        KONG_PLUGIN_CRD,
+        "kongplugins.configuration.konghq.com",
+    )
+    .await;
+    env
+}
+
 fn kong_site(name: &str, plugins: &str) -> String {
     format!(
         "apiVersion: baeke.info/v1
@@ -412,14 +425,7 @@ async fn wait_kong_exposed(env: &TestEnv, op: &Operator, name: &str, user: &str)
 )]
 #[tokio::test(flavor = "multi_thread")]
 async fn cluster_wide_seed_004_basic_auth_next_to_the_allowlist_follows_the_plugin() {
-    let env = TestEnv::cluster_wide("kong-auth").await;
-    install_crds(&env).await;
-    install_crd(
-        &env,
-        KONG_PLUGIN_CRD,
-        "kongplugins.configuration.konghq.com",
-    )
-    .await;
+    let env = env_with_kong_plugins("kong-auth").await;
     let op = Operator::start(&env, &[]).await;
 
     // Named before it exists (GitOps applies in no fixed order): the site runs, unexposed.
@@ -474,14 +480,7 @@ async fn cluster_wide_seed_004_basic_auth_next_to_the_allowlist_follows_the_plug
 )]
 #[tokio::test(flavor = "multi_thread")]
 async fn cluster_wide_an_ip_restriction_plugin_next_to_the_allowlist_is_refused() {
-    let env = TestEnv::cluster_wide("kong-ip-restriction").await;
-    install_crds(&env).await;
-    install_crd(
-        &env,
-        KONG_PLUGIN_CRD,
-        "kongplugins.configuration.konghq.com",
-    )
-    .await;
+    let env = env_with_kong_plugins("kong-ip-restriction").await;
     env.apply_yaml(&kong_plugin("KongPlugin", "open-up", "ip-restriction"))
         .await
         .expect_ok();
@@ -520,14 +519,7 @@ async fn cluster_wide_an_ip_restriction_plugin_next_to_the_allowlist_is_refused(
 )]
 #[tokio::test(flavor = "multi_thread")]
 async fn cluster_wide_kong_cluster_plugins_are_read_once_their_api_is_served() {
-    let env = TestEnv::cluster_wide("kong-cluster-plugins").await;
-    install_crds(&env).await;
-    install_crd(
-        &env,
-        KONG_PLUGIN_CRD,
-        "kongplugins.configuration.konghq.com",
-    )
-    .await;
+    let env = env_with_kong_plugins("kong-cluster-plugins").await;
     let mut cleanup = ClusterScoped::new(&env);
     let name = format!("auth-{}", env.namespace);
     let op = Operator::start(&env, &[]).await;

@@ -490,26 +490,8 @@ spec:
                   ipStrategy: {type: object, x-kubernetes-preserve-unknown-fields: true}
 ";
 
-/// Kong's KongPlugin CRD and a default IngressClass for ingress-nginx.
-const KONG_PLUGIN_CRD_AND_DEFAULT_CLASS: &str = "apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata: {name: kongplugins.configuration.konghq.com}
-spec:
-  group: configuration.konghq.com
-  names: {kind: KongPlugin, listKind: KongPluginList, plural: kongplugins, singular: kongplugin}
-  scope: Namespaced
-  versions:
-  - name: v1
-    served: true
-    storage: true
-    schema:
-      openAPIV3Schema:
-        type: object
-        properties:
-          plugin: {type: string}
-          config: {type: object, x-kubernetes-preserve-unknown-fields: true}
----
-apiVersion: networking.k8s.io/v1
+/// A default IngressClass for ingress-nginx.
+const DEFAULT_INGRESS_CLASS: &str = "apiVersion: networking.k8s.io/v1
 kind: IngressClass
 metadata:
   name: public
@@ -519,7 +501,11 @@ spec: {controller: k8s.io/ingress-nginx}
 
 /// Installs Traefik's Middleware and Kong's KongPlugin CRDs, and a default IngressClass for ingress-nginx.
 pub async fn install_allowlist_apis(env: &demoweb_tests::harness::TestEnv) {
-    for yaml in [TRAEFIK_MIDDLEWARE_CRD, KONG_PLUGIN_CRD_AND_DEFAULT_CLASS] {
+    for yaml in [
+        TRAEFIK_MIDDLEWARE_CRD,
+        demoweb_tests::kong::KONG_PLUGIN_CRD,
+        DEFAULT_INGRESS_CLASS,
+    ] {
         env.apply_yaml(yaml).await.expect_ok();
     }
 }
