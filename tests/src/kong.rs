@@ -93,9 +93,14 @@ spec:
 /// KongPlugin, KongClusterPlugin and KongConsumer, for [`crate::harness::install_crds`].
 pub fn crds() -> Vec<CustomResourceDefinition> {
     [KONG_PLUGIN_CRD, KONG_CLUSTER_PLUGIN_CRD, KONG_CONSUMER_CRD]
-        .iter()
-        .map(|yaml| demoweb_crd::yaml::from_str(yaml).expect("Kong's CRD parses"))
+        .into_iter()
+        .map(crd)
         .collect()
+}
+
+/// One of the CRDs above, for [`crate::harness::TestEnv::install_crds`].
+pub fn crd(yaml: &str) -> CustomResourceDefinition {
+    demoweb_crd::yaml::from_str(yaml).expect("Kong's CRD parses")
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use demoweb_tests::harness::TestEnv;
-use demoweb_tests::kong::{KONG_CLUSTER_PLUGIN_CRD, KONG_PLUGIN_CRD};
+use demoweb_tests::kong::{self, KONG_CLUSTER_PLUGIN_CRD, KONG_PLUGIN_CRD};
 use demoweb_tests::operator::*;
 
 /// How soon a change of a referenced object must be acted on.
@@ -331,32 +331,15 @@ spec: {{controller: k8s.io/ingress-nginx}}
     env.finish().await;
 }
 
-pub async fn install_crd(env: &TestEnv, yaml: &str, name: &str) {
-    env.apply_yaml(yaml).await.expect_ok();
-    env.kubectl(&[
-        "wait",
-        "--for=condition=Established",
-        &format!("crd/{name}"),
-        "--timeout=60s",
-    ])
-    .await
-    .expect_ok();
-}
-
-/// A DemoWeb of class `kong` with an allowlist, naming `plugins` in konghq.com/plugins.
 /// A fresh environment whose cluster serves the project's CRDs and Kong's KongPlugin.
 async fn env_with_kong_plugins(test: &str) -> TestEnv {
     let env = TestEnv::cluster_wide(test).await;
     install_crds(&env).await;
-    install_crd(
-        &env,
-        KONG_PLUGIN_CRD,
-        "kongplugins.configuration.konghq.com",
-    )
-    .await;
+    env.install_crds(&[kong::crd(KONG_PLUGIN_CRD)]).await;
     env
 }
 
+/// A DemoWeb of class `kong` with an allowlist, naming `plugins` in konghq.com/plugins.
 fn kong_site(name: &str, plugins: &str) -> String {
     format!(
         "apiVersion: baeke.info/v1
@@ -538,12 +521,8 @@ async fn cluster_wide_kong_cluster_plugins_are_read_once_their_api_is_served() {
 
     // The API arrives, then the plugin: exposed within seconds.
     cleanup.track("crd/kongclusterplugins.configuration.konghq.com");
-    install_crd(
-        &env,
-        KONG_CLUSTER_PLUGIN_CRD,
-        "kongclusterplugins.configuration.konghq.com",
-    )
-    .await;
+    env.install_crds(&[kong::crd(KONG_CLUSTER_PLUGIN_CRD)])
+        .await;
     cleanup.track(&format!("kongclusterplugin/{name}"));
     env.apply_yaml(&kong_plugin("KongClusterPlugin", &name, "key-auth"))
         .await

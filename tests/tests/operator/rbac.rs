@@ -115,11 +115,9 @@ async fn chart_rbac_covers_every_request_the_operator_makes() {
         .expect_ok();
     install_allowlist_apis(&env).await;
     // Kong's cluster plugins too: the operator then watches them (cluster-wide, read only).
-    crate::allowlist::install_crd(
-        &env,
+    env.install_crds(&[demoweb_tests::kong::crd(
         demoweb_tests::kong::KONG_CLUSTER_PLUGIN_CRD,
-        "kongclusterplugins.configuration.konghq.com",
-    )
+    )])
     .await;
     let ns = env.namespace.clone();
     let op = Operator::start(
