@@ -326,18 +326,12 @@ impl Pki {
 
     /// The API server's serving certificate, for the names clients reach it by.
     fn server(&self, names: &[&str]) -> Result<Signed, String> {
-        let mut params =
-            CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
-                .map_err(pki_error)?;
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "kube-apiserver");
-        params.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyEncipherment,
-        ];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        self.sign(params)
+        let (cert, key) =
+            crate::emulator::serving_certificate(&self.ca, names).map_err(pki_error)?;
+        Ok(Signed {
+            cert: cert.pem(),
+            key: key.serialize_pem(),
+        })
     }
 
     fn sign(&self, params: CertificateParams) -> Result<Signed, String> {

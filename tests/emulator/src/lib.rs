@@ -33,7 +33,7 @@ use tokio::sync::Notify;
 
 pub use faults::{Access, ErrorRule, Faults, Matcher, RequestCounts};
 use shared::Shared;
-pub use tls::certificate_authority;
+pub use tls::{certificate_authority, serving_certificate};
 
 /// How to start an emulator.
 #[derive(Debug, Clone)]

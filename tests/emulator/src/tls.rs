@@ -34,6 +34,27 @@ pub fn certificate_authority(
     Ok((Issuer::new(params, key), cert))
 }
 
+/// kube-apiserver's serving certificate for `names` (addresses and host names), signed by `issuer`,
+/// with its new key.
+pub fn serving_certificate(
+    issuer: &Issuer<'static, KeyPair>,
+    names: &[&str],
+) -> Result<(rcgen::Certificate, KeyPair), rcgen::Error> {
+    let mut params =
+        CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())?;
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "kube-apiserver");
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let key = KeyPair::generate()?;
+    let cert = params.signed_by(&key, issuer)?;
+    Ok((cert, key))
+}
+
 /// A fresh CA and the serving configuration it signed.
 pub(crate) struct ServerTls {
     /// The CA certificate in PEM, what a kubeconfig's `certificate-authority-data` and a pod's
@@ -51,19 +72,8 @@ impl ServerTls {
         let (issuer, ca_cert) = certificate_authority("demoweb-emulator-ca").map_err(invalid)?;
 
         // The names kube-apiserver's own serving certificate carries for a local endpoint.
-        let mut params =
-            CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
-                .map_err(invalid)?;
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "kube-apiserver");
-        params.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyEncipherment,
-        ];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        let key = KeyPair::generate().map_err(invalid)?;
-        let cert = params.signed_by(&key, &issuer).map_err(invalid)?;
+        let (cert, key) =
+            serving_certificate(&issuer, &["127.0.0.1", "localhost"]).map_err(invalid)?;
 
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let config = rustls::ServerConfig::builder_with_provider(provider)

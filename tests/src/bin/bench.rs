@@ -1034,12 +1034,9 @@ async fn write_as_the_operator(client: &Client, namespace: &str, name: &str) -> 
         .patch(name, &pp, &Patch::Apply(&body))
         .await
         .map_err(|e| e.to_string())?;
-    let mut config_map = desired::desired_config_map(&dw);
-    let mut deployment = desired::desired_deployment(&dw, &GitAuth::None, &PodIdentity::default());
-    let mut service = desired::desired_service(&dw);
-    config_map.metadata.namespace = Some(namespace.to_owned());
-    deployment.metadata.namespace = Some(namespace.to_owned());
-    service.metadata.namespace = Some(namespace.to_owned());
+    let config_map = desired::desired_config_map(&dw);
+    let deployment = desired::desired_deployment(&dw, &GitAuth::None, &PodIdentity::default());
+    let service = desired::desired_service(&dw);
     let (config_maps, deployments, services) = (
         Api::<ConfigMap>::namespaced(client.clone(), namespace),
         Api::<Deployment>::namespaced(client.clone(), namespace),
