@@ -171,6 +171,8 @@ pub struct Writer<'a> {
     pub metrics: &'a Metrics,
     pub verified: &'a Verified,
     changes: Mutex<Vec<Change>>,
+    /// Whether the Event tells the children this writer created ([`Writer::quiet_creations`]).
+    tell_creations: bool,
 }
 
 /// Whether `meta` carries a controller owner reference to the DemoWeb with `uid`.
@@ -312,10 +314,23 @@ impl<'a> Writer<'a> {
             metrics,
             verified,
             changes: Mutex::default(),
+            tell_creations: true,
         }
     }
 
+    /// Leaves the children this writer creates out of its Event: the first children of a new
+    /// DemoWeb, which its status reports from the same reconcile on (an Event for them would be a
+    /// sixth write for every new site). Updates and deletions are still told, and so is a child
+    /// created later (an Ingress added, a deleted child put back).
+    pub fn quiet_creations(mut self) -> Self {
+        self.tell_creations = false;
+        self
+    }
+
     fn record(&self, verb: &'static str, kind: &str, name: &str, related: Option<ObjectReference>) {
+        if verb == "Created" && !self.tell_creations {
+            return;
+        }
         self.changes
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -325,6 +340,55 @@ impl<'a> Writer<'a> {
                 name: name.to_owned(),
                 related,
             });
+    }
+
+    /// Applies `desired` (already hash-stamped), which the store has no copy of: when nothing of
+    /// that name exists, the apply creates it in one round trip ([`CREATE_ONLY`]); when something
+    /// does (ours, not yet in the store, or someone else's), that apply is refused and changes
+    /// nothing, and the object is read and applied over as [`Writer::apply`] does.
+    pub async fn apply_unseen<K>(
+        &self,
+        api: &Api<K>,
+        types: &TypeMeta,
+        desired: &K,
+        marker: Marker,
+    ) -> Result<Applied<K>, Error>
+    where
+        K: Resource + Clone + Serialize + DeserializeOwned + Debug,
+    {
+        let kind = types.kind.as_str();
+        let name = desired.meta().name.clone().unwrap_or_default();
+        let mut create = desired.clone();
+        create.meta_mut().resource_version = Some(CREATE_ONLY.to_owned());
+        match api
+            .patch_metadata(&name, &apply_params(), &Patch::Apply(&create))
+            .await
+        {
+            Ok(answer) => {
+                let mut written = desired.clone();
+                *written.meta_mut() = answer.metadata;
+                self.metrics.count_write("apply_create", kind);
+                self.verified.remember(written.meta(), marker);
+                self.record(
+                    "Created",
+                    kind,
+                    &name,
+                    Some(reference(types, written.meta())),
+                );
+                Ok(Applied::Created(written))
+            }
+            // Forced, the apply has no field conflicts: a 409 is the precondition, so the name
+            // is taken.
+            Err(kube::Error::Api(status)) if status.code == 409 => {
+                let live = get_opt(api, kind, &name).await?;
+                self.apply(api, types, live, desired, marker).await
+            }
+            Err(source) => Err(Error::Apply {
+                kind: kind.to_owned(),
+                name,
+                source,
+            }),
+        }
     }
 
     /// Applies `desired` (already hash-stamped) unless `live` shows it is not ours or already
@@ -389,15 +453,11 @@ impl<'a> Writer<'a> {
                 }
             }
         }
-        let mut params = PatchParams::apply(MANAGER).force();
-        // Unknown fields must fail the write rather than be pruned silently: an allowlist
-        // object with its rule pruned away would leave the site open.
-        params.field_validation = Some(kube::api::ValidationDirective::Strict);
         // The answer as metadata only (`as=PartialObjectMetadata`): the server sends, and we
         // decode, no spec, status or pod template; the object is then what we applied under the
         // metadata the server gave it.
         let answer = api
-            .patch_metadata(&name, &params, &Patch::Apply(desired))
+            .patch_metadata(&name, &apply_params(), &Patch::Apply(desired))
             .await
             .map_err(|source| Error::Apply {
                 kind: kind.to_owned(),
@@ -852,6 +912,24 @@ impl Recorder {
 }
 
 /// Reads one object, `None` when it does not exist.
+/// Our server-side applies: forced (the operator owns what it applies), and strict: unknown fields
+/// fail the write rather than being pruned silently — an allowlist object with its rule pruned
+/// away would leave the site open.
+fn apply_params() -> PatchParams {
+    let mut params = PatchParams::apply(MANAGER).force();
+    params.field_validation = Some(kube::api::ValidationDirective::Strict);
+    params
+}
+
+/// The `metadata.resourceVersion` that makes an apply create-only. A resourceVersion in an applied
+/// configuration is a precondition on the live object, and an apply that finds no object creates
+/// it whatever the configuration's resourceVersion says; no live object is ever at this version
+/// (etcd's revision starts at 1 and its first write makes revision 2), so an apply carrying it
+/// creates when the name is free and is refused with 409 Conflict, writing nothing, when anything
+/// of that name exists. Being metadata, it is not a field anyone owns.
+pub const CREATE_ONLY: &str = "1";
+
+/// Reads one object; `None` when there is none of that name.
 pub async fn get_opt<K>(api: &Api<K>, kind: &str, name: &str) -> Result<Option<K>, Error>
 where
     K: Resource + Clone + DeserializeOwned + Debug,

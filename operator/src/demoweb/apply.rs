@@ -6,12 +6,12 @@ use demoweb_crd::conditions::reason;
 use demoweb_crd::demoweb::IdentityStatus;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::api::core::v1::{ObjectReference, ServiceAccount};
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::DynamicObject;
 use kube::core::TypeMeta;
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::{Api, Resource, ResourceExt};
+use kube::{Api, ResourceExt};
 use serde_json::json;
 
 use super::children::Children;
@@ -32,35 +32,15 @@ pub(super) struct AppliedChildren {
     pub(super) problems: Vec<UserError>,
     pub(super) url: Option<String>,
     pub(super) identity: Option<IdentityStatus>,
-    /// A watched child was created or changed: its watch event reconciles this DemoWeb again.
-    pub(super) changed_children: bool,
 }
 
-/// The live child: the store's trimmed copy when it is there, else the whole object from the API
-/// (it may exist without our labels — someone else's object, or ours with the labels edited away).
-pub(super) async fn live<K: Child>(
-    store: &Store<K::Stored>,
-    api: &Api<K>,
-    kind: &str,
-    name: &str,
-    ns: &str,
-) -> Result<Option<K>, Error> {
-    match stored_child(store, name, ns) {
-        Some(obj) => Ok(Some(obj)),
-        None => get_opt(api, kind, name).await,
-    }
-}
-
-/// The live child named like `desired` (see [`live`]).
-async fn live_like<K: Child>(
-    store: &Store<K::Stored>,
-    ctx: &Context,
-    ns: &str,
-    desired: &K,
-) -> Result<Option<K>, Error> {
-    let api: Api<K> = Api::namespaced(ctx.client.clone(), ns);
-    let name = desired.meta().name.as_deref().unwrap_or_default();
-    live(store, &api, &K::kind(&()), name, ns).await
+/// The store's trimmed copy of the child named like `desired`, if the store has one.
+fn stored_like<K: Child>(store: &Store<K::Stored>, ns: &str, desired: &K) -> Option<K> {
+    stored_child(
+        store,
+        desired.meta().name.as_deref().unwrap_or_default(),
+        ns,
+    )
 }
 
 /// Applies one typed child unless it is foreign or current; records a conflict as a problem.
@@ -75,17 +55,19 @@ async fn ensure<K>(
 where
     K: Child,
 {
-    let current = live_like(store, ctx, ns, &desired).await?;
+    let current = stored_like(store, ns, &desired);
     ensure_over(w, ctx, ns, desired, current, report).await
 }
 
-/// [`ensure`], with the live child already read.
+/// [`ensure`], with the store's copy already looked up. A child the store has no copy of is
+/// created in one round trip when its name is free; when it is not (someone else's object, or
+/// ours with its labels edited away) it is read and judged whole.
 async fn ensure_over<K>(
     w: &Writer<'_>,
     ctx: &Context,
     ns: &str,
     mut desired: K,
-    current: Option<K>,
+    stored: Option<K>,
     report: &mut AppliedChildren,
 ) -> Result<(Option<K>, String), Error>
 where
@@ -95,22 +77,23 @@ where
     let kind = types.kind.as_str();
     let hash = stamp_hash(kind, &mut desired)?;
     let api: Api<K> = Api::namespaced(ctx.client.clone(), ns);
-    Ok(
-        match w.apply(&api, &types, current, &desired, K::MARKER).await? {
-            Applied::Conflict(message) => {
-                report.problems.push(UserError {
-                    reason: reason::NAME_CONFLICT,
-                    message,
-                });
-                (None, hash)
-            }
-            applied => {
-                report.changed_children |=
-                    matches!(applied, Applied::Created(_) | Applied::Updated(_));
-                (applied.object().cloned(), hash)
-            }
-        },
-    )
+    let applied = match stored {
+        Some(stored) => {
+            w.apply(&api, &types, Some(stored), &desired, K::MARKER)
+                .await?
+        }
+        None => w.apply_unseen(&api, &types, &desired, K::MARKER).await?,
+    };
+    Ok(match applied {
+        Applied::Conflict(message) => {
+            report.problems.push(UserError {
+                reason: reason::NAME_CONFLICT,
+                message,
+            });
+            (None, hash)
+        }
+        applied => (applied.object().cloned(), hash),
+    })
 }
 
 /// Applies an optional child, or deletes the one this DemoWeb controls when it is not wanted.
@@ -140,6 +123,13 @@ where
     Ok(())
 }
 
+impl AppliedChildren {
+    /// Takes in what another part of the same apply step did.
+    fn absorb(&mut self, other: AppliedChildren) {
+        self.problems.extend(other.problems);
+    }
+}
+
 /// Before our apply stops sending the Deployment's `spec.replicas` (autoscaling switched on), a
 /// second field manager co-owns it at its current value: server-side apply removes a field the
 /// applier no longer sends when nobody else owns it, and the Deployment would fall back to the
@@ -154,12 +144,12 @@ async fn hand_over_replicas(
     ctx: &Context,
     ns: &str,
     desired: &Deployment,
-) -> Result<bool, Error> {
+) -> Result<(), Error> {
     let wants_replicas = desired.spec.as_ref().is_some_and(|s| s.replicas.is_some());
     let name = desired.metadata.name.clone().unwrap_or_default();
     let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), ns);
     if wants_replicas {
-        return Ok(false);
+        return Ok(());
     }
     let hash = stamp_hash("Deployment", &mut desired.clone())?;
     let stored = ctx
@@ -167,18 +157,18 @@ async fn hand_over_replicas(
         .deployments
         .get(&ObjectRef::new(&name).within(ns));
     if stored.is_some_and(|d| applied_hash(&d.metadata) == Some(hash.as_str())) {
-        return Ok(false);
+        return Ok(());
     }
     let Some(live) = get_opt(&api, "Deployment", &name).await? else {
-        return Ok(false);
+        return Ok(());
     };
     if !crate::apply::is_controlled_by(&live.metadata, w.owner_uid)
         || !owned_only_by_us(&live.metadata, &["spec", "replicas"])
     {
-        return Ok(false);
+        return Ok(());
     }
     let Some(replicas) = live.spec.as_ref().and_then(|s| s.replicas) else {
-        return Ok(false);
+        return Ok(());
     };
     let body = json!({
         "apiVersion": "apps/v1",
@@ -187,7 +177,7 @@ async fn hand_over_replicas(
         "spec": {"replicas": replicas},
     });
     w.hand_over(&api, "Deployment", &name, &body).await?;
-    Ok(true)
+    Ok(())
 }
 
 fn dynamic_api(ctx: &Context, ns: &str, obj: &DynamicObject) -> Api<DynamicObject> {
@@ -195,29 +185,36 @@ fn dynamic_api(ctx: &Context, ns: &str, obj: &DynamicObject) -> Api<DynamicObjec
     Api::namespaced_with(ctx.client.clone(), ns, &resource)
 }
 
-/// Step 5: apply in dependency order, then delete what this DemoWeb controls but no longer wants;
-/// one Event tells what changed, also when a write failed midway.
-pub(super) async fn apply_all(
+/// The writer of one reconcile of `dw`: its changes are told in one Event, which the caller
+/// publishes (also when a write failed midway) — except the children of a DemoWeb that has no
+/// status yet, whose creation its first status reports.
+pub(super) fn writer<'a>(
     dw: &DemoWeb,
-    id: &Id,
-    ctx: &Context,
-    children: Children,
-    discovered: &Discovered,
-) -> Result<AppliedChildren, Error> {
-    let owner_ref = dw.object_ref(&());
+    id: &'a Id,
+    owner_ref: &'a ObjectReference,
+    ctx: &'a Context,
+) -> Writer<'a> {
     let w = Writer::new(
         &id.uid,
-        &owner_ref,
+        owner_ref,
         &ctx.recorder,
         &ctx.metrics,
         &ctx.stores.verified,
     );
-    let result = apply_children(dw, id, ctx, children, discovered, &w).await;
-    w.publish_changes().await;
-    result
+    let never_reported = dw
+        .status
+        .as_ref()
+        .and_then(|s| s.observed_generation)
+        .is_none_or(|g| g < 1);
+    if never_reported {
+        w.quiet_creations()
+    } else {
+        w
+    }
 }
 
-async fn apply_children(
+/// Step 5: apply in dependency order, then delete what this DemoWeb controls but no longer wants.
+pub(super) async fn apply_all(
     dw: &DemoWeb,
     id: &Id,
     ctx: &Context,
@@ -248,14 +245,6 @@ async fn apply_children(
         }
         None => stored_child::<ServiceAccount>(&stores.service_accounts, &id.name, ns),
     };
-    // The three children every DemoWeb has are read at once: a new DemoWeb's are not in the
-    // stores yet, and each read is a round trip to the API server.
-    let (config_map_live, deployment_live, service_live) = futures::try_join!(
-        live_like(&stores.config_maps, ctx, ns, &config_map),
-        live_like(&stores.deployments, ctx, ns, &deployment),
-        live_like(&stores.services, ctx, ns, &service),
-    )?;
-    ensure_over(w, ctx, ns, config_map, config_map_live, &mut report).await?;
     // The autoscaler goes before the Deployment gets its replica count back, and comes after the
     // Deployment it scales exists.
     let autoscaler_name = desired::autoscaler_name(&id.name);
@@ -271,13 +260,35 @@ async fn apply_children(
         )
         .await?;
     }
-    let deployment_live = if hand_over_replicas(w, ctx, ns, &deployment).await? {
-        live_like(&stores.deployments, ctx, ns, &deployment).await?
+    hand_over_replicas(w, ctx, ns, &deployment).await?;
+    // The children every DemoWeb has are written at once, each write a round trip the reconcile
+    // waits for — except that a ConfigMap that exists is written before the Deployment, so that
+    // pods a changed Deployment starts read the new configuration. A new ConfigMap needs no such
+    // order: a pod cannot start before the ConfigMap it mounts exists.
+    let config_map_stored = stored_like(&stores.config_maps, ns, &config_map);
+    let (deployment_stored, service_stored) = (
+        stored_like(&stores.deployments, ns, &deployment),
+        stored_like(&stores.services, ns, &service),
+    );
+    let mut reports: [AppliedChildren; 3] = Default::default();
+    let [config_map_report, deployment_report, service_report] = &mut reports;
+    let config_map_first = config_map_stored.is_some();
+    let write_config_map =
+        ensure_over(w, ctx, ns, config_map, config_map_stored, config_map_report);
+    let write_deployment =
+        ensure_over(w, ctx, ns, deployment, deployment_stored, deployment_report);
+    let write_service = ensure_over(w, ctx, ns, service, service_stored, service_report);
+    let ((applied_deployment, hash), _) = if config_map_first {
+        write_config_map.await?;
+        futures::try_join!(write_deployment, write_service)?
     } else {
-        deployment_live
+        let (_, deployment, service) =
+            futures::try_join!(write_config_map, write_deployment, write_service)?;
+        (deployment, service)
     };
-    let (applied_deployment, hash) =
-        ensure_over(w, ctx, ns, deployment, deployment_live, &mut report).await?;
+    for r in reports {
+        report.absorb(r);
+    }
     report.deployment = applied_deployment;
     report.deployment_hash = Some(hash);
     if let Some(sa) = unwanted_service_account {
@@ -305,7 +316,6 @@ async fn apply_children(
         &mut report,
     )
     .await?;
-    ensure_over(w, ctx, ns, service, service_live, &mut report).await?;
 
     apply_ingress(w, ctx, dw, id, discovered, ingress_plan, &mut report).await?;
     delete_kopf_leftover(w, ctx, dw, id).await?;

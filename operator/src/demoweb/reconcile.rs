@@ -14,7 +14,7 @@ use kube::runtime::events::EventType;
 use kube::{Api, Resource, ResourceExt};
 use tracing::Instrument;
 
-use super::apply::{AppliedChildren, apply_all};
+use super::apply::{AppliedChildren, apply_all, writer};
 use super::children::{Children, Valid, build};
 use super::context::Context;
 use super::desired;
@@ -45,21 +45,29 @@ fn validate(dw: &DemoWeb, found: &Gathered) -> Result<Valid, UserError> {
     Ok(Valid { auth, identity })
 }
 
-/// Step 6: compute status, write it only when it differs, and tell the user about new problems.
+/// How a reconcile ended, for its requeue.
+#[derive(Default)]
+struct Outcome {
+    /// Stalled on a problem the user must fix.
+    stalled: bool,
+    /// A status write that was put off ([`status::deferral`]): look again then.
+    recheck: Option<Duration>,
+}
+
+/// Step 6: compute status, write it only when it differs (progress details of a young rollout
+/// wait), and tell the user about new problems.
 async fn update_status(
     dw: &DemoWeb,
     id: &Id,
     ctx: &Context,
     applied: AppliedChildren,
-) -> Result<bool, Error> {
+) -> Result<Outcome, Error> {
     let AppliedChildren {
         deployment,
         deployment_hash,
         problems,
         url,
         identity,
-        // Not written when set: reconcile returned before the status step.
-        changed_children: _,
     } = applied;
     let problem = problems.first().map(|first| UserError {
         reason: first.reason,
@@ -80,6 +88,7 @@ async fn update_status(
         };
         status::rollout(deployment.as_ref(), hash, wanted)
     });
+    let now = Time(jiff::Timestamp::now());
     let new = status::compute_status(StatusInput {
         dw,
         deployment: deployment.as_ref(),
@@ -87,7 +96,7 @@ async fn update_status(
         problem: problem.clone(),
         url,
         identity,
-        now: Time(jiff::Timestamp::now()),
+        now: now.clone(),
     });
     if let Some(problem) = &problem
         && status::is_new_problem(dw.status.as_ref(), problem)
@@ -102,11 +111,21 @@ async fn update_status(
         )
         .await;
     }
+    let stalled = problem.is_some();
+    if let Some(recheck) = status::deferral(dw.status.as_ref(), &new, &now) {
+        return Ok(Outcome {
+            stalled,
+            recheck: Some(recheck),
+        });
+    }
     if let Some(patch) = status::status_patch(dw.status.as_ref(), &new) {
         let api: Api<DemoWeb> = Api::namespaced(ctx.client.clone(), &id.namespace);
         patch_status(&api, &id.name, &patch, &ctx.metrics).await?;
     }
-    Ok(problem.is_some())
+    Ok(Outcome {
+        stalled,
+        recheck: None,
+    })
 }
 
 /// The identity the pods run under, as status reports it.
@@ -121,12 +140,12 @@ fn identity_status(valid: &Valid, children: &Children, id: &Id) -> Option<Identi
     })
 }
 
-/// The whole pipeline for one DemoWeb. Returns whether it is stalled on a user problem.
-async fn reconcile_inner(dw: &DemoWeb, ctx: &Context) -> Result<bool, Error> {
+/// The whole pipeline for one DemoWeb.
+async fn reconcile_inner(dw: &DemoWeb, ctx: &Context) -> Result<Outcome, Error> {
     let id = identify(dw)?;
     if dw.metadata.deletion_timestamp.is_some() {
         // Owner references let the garbage collector remove the children.
-        return Ok(false);
+        return Ok(Outcome::default());
     }
     let found = gather(dw, &id, ctx).await?;
     // Refused annotations are left off the Ingress, and the rest of the spec applies: the site
@@ -141,16 +160,23 @@ async fn reconcile_inner(dw: &DemoWeb, ctx: &Context) -> Result<bool, Error> {
         Ok(valid) => {
             let children = build(dw, &valid, &found);
             let identity = identity_status(&valid, &children, &id);
-            let mut applied = apply_all(dw, &id, ctx, children, &found.discovered).await?;
-            if applied.changed_children {
-                // Their watch events reconcile this DemoWeb again, and that pass writes the
-                // status once, from the children as they are by then — rather than a status
-                // write now and another as soon as they settle.
-                return Ok(false);
-            }
+            let owner_ref = dw.object_ref(&());
+            let w = writer(dw, &id, &owner_ref, ctx);
+            let mut applied = match apply_all(dw, &id, ctx, children, &found.discovered, &w).await {
+                Ok(applied) => applied,
+                Err(err) => {
+                    w.publish_changes().await;
+                    return Err(err);
+                }
+            };
             applied.identity = identity;
             applied.problems.splice(0..0, refused);
-            applied
+            // The Event telling what changed and the status are written at once: the status
+            // says where the site is now (for new children: waiting for them), and the
+            // children's own watch events reconcile this DemoWeb again as they settle.
+            let (_, outcome) =
+                tokio::join!(w.publish_changes(), update_status(dw, &id, ctx, applied));
+            return outcome;
         }
         // Keep the last good children: nothing is applied or deleted.
         Err(problem) => AppliedChildren {
@@ -179,17 +205,18 @@ pub async fn reconcile(dw: Arc<DemoWeb>, ctx: Arc<Context>) -> Result<Action, Er
     let result = reconcile_inner(&dw, &ctx).instrument(span).await;
     let seconds = started.elapsed().as_secs_f64();
     match result {
-        Ok(stalled) => {
+        Ok(Outcome { stalled, recheck }) => {
             if let Some(uid) = &dw.metadata.uid {
                 ctx.backoff.reset(uid);
             }
             ctx.metrics
                 .count_reconcile(if stalled { "stalled" } else { "ok" }, seconds);
-            Ok(Action::requeue(if stalled {
+            let requeue = if stalled {
                 ctx.stalled_requeue
             } else {
                 ctx.requeue
-            }))
+            };
+            Ok(Action::requeue(recheck.map_or(requeue, |r| r.min(requeue))))
         }
         Err(err) => {
             ctx.metrics.count_reconcile("error", seconds);

@@ -79,6 +79,50 @@ pub fn status_patch(old: Option<&DemoWebStatus>, new: &DemoWebStatus) -> Option<
     Some(json!({ "status": body }))
 }
 
+/// How long a rollout's progress details wait before they are written: see [`deferral`].
+pub const PROGRESS_DETAIL_DELAY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Whether writing `new` over `old` can wait, and until when. A rollout that has been progressing
+/// for less than [`PROGRESS_DETAIL_DELAY`] gets no write for what only tells its progress (the
+/// replica counts and the progress message): its conditions are the same, in status and reason, for
+/// the same generation, URL and identity. Most new sites become Ready within that time, so their
+/// status is written twice (progressing, then ready) rather than once per step of the rollout;
+/// one that takes longer shows its counts from then on. Returns when to look again.
+pub fn deferral(
+    old: Option<&DemoWebStatus>,
+    new: &DemoWebStatus,
+    now: &Time,
+) -> Option<std::time::Duration> {
+    let old = old?;
+    let same_conditions = old.conditions.len() == new.conditions.len()
+        && old.conditions.iter().zip(&new.conditions).all(|(o, n)| {
+            o.type_ == n.type_
+                && o.status == n.status
+                && o.reason == n.reason
+                && o.observed_generation == n.observed_generation
+        });
+    let progressing_since = new
+        .conditions
+        .iter()
+        .find(|c| c.type_ == RECONCILING && c.status == "True")?
+        .last_transition_time
+        .0;
+    if !same_conditions
+        || old.observed_generation != new.observed_generation
+        || old.url != new.url
+        || old.identity != new.identity
+    {
+        return None;
+    }
+    let due = progressing_since
+        .checked_add(jiff::SignedDuration::try_from(PROGRESS_DETAIL_DELAY).ok()?)
+        .ok()?;
+    let left = now.0.duration_until(due);
+    (left.is_positive())
+        .then(|| std::time::Duration::try_from(left).ok())
+        .flatten()
+}
+
 /// Whether `problem` is news: not already the reason and message of a true Stalled condition in
 /// `old`, so a resync does not repeat its Warning Event.
 pub fn is_new_problem(old: Option<&DemoWebStatus>, problem: &UserError) -> bool {
@@ -419,6 +463,58 @@ mod tests {
         );
         assert_eq!(cond(&third, READY).last_transition_time, t(300));
         assert_eq!(cond(&third, STALLED).last_transition_time, t(100));
+    }
+
+    #[test]
+    fn progress_details_wait_but_transitions_do_not() {
+        let dw = seed();
+        let progressing = |counts: [i32; 4], now: i64| {
+            compute_status(StatusInput {
+                dw: &dw,
+                deployment: Some(&deployment("h", 1, 1, counts)),
+                rollout: Some(rollout(Some(&deployment("h", 1, 1, counts)), "h", 1)),
+                problem: None,
+                url: None,
+                identity: None,
+                now: t(now),
+            })
+        };
+        let started = progressing([0, 0, 0, 0], 100);
+        let mut with_started = dw.clone();
+        with_started.status = Some(started.clone());
+        // One pod created, none ready: only the counts and the message moved.
+        let counted = compute_status(StatusInput {
+            dw: &with_started,
+            deployment: Some(&deployment("h", 1, 1, [1, 1, 0, 0])),
+            rollout: Some(rollout(Some(&deployment("h", 1, 1, [1, 1, 0, 0])), "h", 1)),
+            problem: None,
+            url: None,
+            identity: None,
+            now: t(103),
+        });
+        assert_ne!(counted, started);
+        assert_eq!(
+            deferral(Some(&started), &counted, &t(103)),
+            Some(std::time::Duration::from_secs(7)),
+            "written once the rollout has been progressing for 10s"
+        );
+        assert_eq!(deferral(Some(&started), &counted, &t(110)), None);
+        assert_eq!(deferral(None, &counted, &t(103)), None, "the first status");
+        // Ready is a transition: written at once.
+        let ready = compute_status(StatusInput {
+            dw: &with_started,
+            deployment: Some(&deployment("h", 1, 1, [1, 1, 1, 1])),
+            rollout: Some(rollout(Some(&deployment("h", 1, 1, [1, 1, 1, 1])), "h", 1)),
+            problem: None,
+            url: None,
+            identity: None,
+            now: t(103),
+        });
+        assert_eq!(deferral(Some(&started), &ready, &t(103)), None);
+        // A new generation is written at once too.
+        let mut next = counted.clone();
+        next.observed_generation = Some(2);
+        assert_eq!(deferral(Some(&started), &next, &t(103)), None);
     }
 
     #[test]

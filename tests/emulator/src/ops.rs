@@ -76,7 +76,7 @@ pub fn random_suffix(n: usize) -> String {
         .collect()
 }
 
-fn meta_str<'a>(o: &'a Value, key: &str) -> &'a str {
+pub(crate) fn meta_str<'a>(o: &'a Value, key: &str) -> &'a str {
     o["metadata"][key].as_str().unwrap_or_default()
 }
 

@@ -333,6 +333,7 @@ async fn measure(
     let before = cluster.counts();
     let own_before = own.load(Ordering::SeqCst);
     let metrics_before = operator_writes(metrics_addr).await;
+    let reconciles_before = reconcile_totals(metrics_addr).await;
     let cpu_before = operator.cpu_time();
     let emulator_cpu_before = emulator_cpu_time(cluster);
     let process_cpu_before = process_cpu_time();
@@ -404,6 +405,7 @@ async fn measure(
     let after = cluster.counts();
     let own_during = own.load(Ordering::SeqCst) - own_before;
     let metrics_after = operator_writes(metrics_addr).await;
+    let reconciles_after = reconcile_totals(metrics_addr).await;
     let cpu_after = operator.cpu_time();
     let emulator_cpu_after = emulator_cpu_time(cluster);
     let process_cpu_after = process_cpu_time();
@@ -436,6 +438,13 @@ async fn measure(
     report.add(
         "operator_latency_max_ms",
         ms(latencies.iter().max().copied()),
+    );
+    report_stages(
+        report,
+        &tracker,
+        args.count,
+        reconciles_before,
+        reconciles_after,
     );
     // The cluster's part: pods ready.
     match &readiness_skipped {
@@ -686,6 +695,71 @@ async fn settle(cluster: &Cluster, metrics_addr: std::net::SocketAddr) -> Durati
     start.elapsed()
 }
 
+/// Where a new DemoWeb's time goes, seen from outside: apply → its first child (the watch, the
+/// debounce, the wait for a free reconcile slot, the reads and the first write), first → last
+/// child (writes waited for one after another), last child → a status for the generation (the
+/// status write, or a second reconcile that a child's watch event starts). And the operator's own
+/// figures: reconciles per DemoWeb and the time each held a slot.
+fn report_stages(
+    report: &mut Report,
+    tracker: &Tracker,
+    count: usize,
+    before: Option<(f64, f64)>,
+    after: Option<(f64, f64)>,
+) {
+    let stages = tracker.stages();
+    for (i, name) in [
+        "applied_to_first_child",
+        "first_to_last_child",
+        "last_child_to_status",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let mut d: Vec<Duration> = stages.iter().map(|s| s[i]).collect();
+        d.sort();
+        let ms = |d: Option<Duration>| {
+            d.map_or("n/a".to_owned(), |d| {
+                format!("{:.1}", d.as_secs_f64() * 1000.0)
+            })
+        };
+        report.add(
+            format!("stage.{name}_p50_p99_ms"),
+            format!(
+                "{} / {}",
+                ms(percentile(&d, 50.0)),
+                ms(percentile(&d, 99.0))
+            ),
+        );
+    }
+    if let (Some((count_before, sum_before)), Some((count_after, sum_after))) = (before, after) {
+        let reconciles = count_after - count_before;
+        let seconds = sum_after - sum_before;
+        report.add(
+            "operator_reconciles_per_demoweb",
+            format!("{:.2}", reconciles / count.max(1) as f64),
+        );
+        if reconciles > 0.0 {
+            report.add(
+                "operator_reconcile_mean_ms",
+                format!("{:.1}", seconds * 1000.0 / reconciles),
+            );
+        }
+        report.add("operator_reconcile_slot_secs", format!("{seconds:.1}"));
+    }
+}
+
+/// The operator's reconciles so far and the seconds they took (`demoweb_reconcile_duration_seconds`).
+async fn reconcile_totals(addr: std::net::SocketAddr) -> Option<(f64, f64)> {
+    let (code, body) = operator_process::http_get(addr, "/metrics").await.ok()?;
+    (code == 200).then(|| {
+        (
+            sum_metric_f64(&body, "demoweb_reconcile_duration_seconds_count"),
+            sum_metric_f64(&body, "demoweb_reconcile_duration_seconds_sum"),
+        )
+    })
+}
+
 /// The sum of the operator's `demoweb_api_writes_total` counters.
 async fn operator_writes(addr: std::net::SocketAddr) -> Option<u64> {
     let (code, body) = operator_process::http_get(addr, "/metrics").await.ok()?;
@@ -694,6 +768,10 @@ async fn operator_writes(addr: std::net::SocketAddr) -> Option<u64> {
 
 /// The sum over all label sets of one metric in Prometheus text format.
 fn sum_metric(text: &str, name: &str) -> u64 {
+    sum_metric_f64(text, name) as u64
+}
+
+fn sum_metric_f64(text: &str, name: &str) -> f64 {
     text.lines()
         .filter(|l| !l.starts_with('#'))
         .filter_map(|l| {
@@ -701,7 +779,6 @@ fn sum_metric(text: &str, name: &str) -> u64 {
             let metric = series.split('{').next()?;
             (metric == name).then(|| value.parse::<f64>().ok())?
         })
-        .map(|v| v as u64)
         .sum()
 }
 
@@ -876,6 +953,24 @@ impl Tracker {
             .collect();
         out.sort();
         out
+    }
+
+    /// For each DemoWeb with children and a status: apply → first child, first → last child, last
+    /// child → status (zero when the status came first).
+    fn stages(&self) -> Vec<[Duration; 3]> {
+        let all = self.progress.lock().unwrap_or_else(|e| e.into_inner());
+        all.values()
+            .filter_map(|p| {
+                let children: Vec<Instant> = p.children.iter().flatten().copied().collect();
+                let (first, last) = (*children.iter().min()?, *children.iter().max()?);
+                (children.len() == 3).then_some(())?;
+                Some([
+                    first.saturating_duration_since(p.applied?),
+                    last - first,
+                    p.status?.saturating_duration_since(last),
+                ])
+            })
+            .collect()
     }
 
     fn last(&self, done: impl Fn(&Progress) -> Option<Instant>) -> Option<Instant> {

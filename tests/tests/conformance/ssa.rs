@@ -61,6 +61,60 @@ async fn an_applied_configuration_needs_no_name_to_update() {
     env.finish().await;
 }
 
+/// A resourceVersion in an applied configuration is a precondition on the live object: an apply
+/// that finds no object creates it whatever resourceVersion the configuration carries, and one
+/// that finds the object at another version is refused and changes nothing. A uid is a
+/// precondition too, which no absent object meets. (The operator creates children with a
+/// resourceVersion no object is at: a create that never takes over an existing object.)
+#[tokio::test]
+async fn a_resource_version_in_an_applied_configuration_is_a_precondition() {
+    let env = TestEnv::new("ssa_rv_precondition").await;
+    let pp = PatchParams::apply("conformance-controller").force();
+    let config_maps = env.api::<ConfigMap>();
+    let config = |data: &str| {
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "create-only", "resourceVersion": "1"}, "data": {"k": data}})
+    };
+    let created = config_maps
+        .patch("create-only", &pp, &Patch::Apply(&config("first")))
+        .await
+        .expect("an apply that finds nothing creates, whatever its resourceVersion");
+    let version = created.metadata.resource_version.clone().unwrap();
+    assert_ne!(version, "1", "the server gives the version");
+    assert_eq!(created.data.unwrap()["k"], "first");
+
+    let err = config_maps
+        .patch("create-only", &pp, &Patch::Apply(&config("second")))
+        .await
+        .unwrap_err();
+    assert_eq!(api_code(&err), Some(409));
+    assert_eq!(
+        api_message(&err),
+        "Operation cannot be fulfilled on configmaps \"create-only\": the object has been modified; please apply your changes to the latest version and try again"
+    );
+    let live = config_maps.get("create-only").await.unwrap();
+    assert_eq!(live.metadata.resource_version.unwrap(), version);
+    assert_eq!(
+        live.data.unwrap()["k"],
+        "first",
+        "the refused apply changed nothing"
+    );
+
+    let with_uid = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "absent", "uid": "6f1d7a9e-0000-4000-8000-000000000001"}, "data": {"k": "v"}});
+    let err = config_maps
+        .patch("absent", &pp, &Patch::Apply(&with_uid))
+        .await
+        .unwrap_err();
+    assert_eq!(api_code(&err), Some(409));
+    assert_eq!(
+        api_message(&err),
+        "Operation cannot be fulfilled on configmaps \"absent\": uid mismatch: the provided object specified uid 6f1d7a9e-0000-4000-8000-000000000001, and no existing object was found"
+    );
+    assert!(config_maps.get_opt("absent").await.unwrap().is_none());
+    env.finish().await;
+}
+
 #[tokio::test]
 async fn reapplying_the_same_configuration_writes_nothing() {
     let env = TestEnv::new("ssa_idempotent").await;

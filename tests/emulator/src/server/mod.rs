@@ -612,6 +612,18 @@ fn apply(
         None if unnamed => Err(ApiError::bad_request(format!(
             "the name of the object ({name} based on URL) was undeterminable: name must be provided"
         ))),
+        // A uid in the configuration is a precondition that no absent object meets (a
+        // resourceVersion is not: the apply creates whatever version it names).
+        None if !ops::meta_str(&config, "uid").is_empty() => Err(ApiError::conflict(
+            &info.group_resource(),
+            &info.group,
+            &info.plural,
+            name,
+            &format!(
+                "uid mismatch: the provided object specified uid {}, and no existing object was found",
+                ops::meta_str(&config, "uid")
+            ),
+        )),
         None => {
             let obj = engines::server_side_apply(None, &config, &mgr, force, &schema)?;
             ops::create(st, info, &t.ns, obj, opts, true).map(|w| (201, w))
