@@ -18,6 +18,7 @@ use super::apply::{AppliedChildren, apply_all};
 use super::children::{Children, Valid, build};
 use super::context::Context;
 use super::desired;
+use super::diagnosis;
 use super::gather::{Gathered, Id, gather, identify};
 use super::ingress;
 use super::status::{self, StatusInput};
@@ -80,11 +81,20 @@ async fn update_status(
         };
         status::rollout(deployment.as_ref(), hash, wanted)
     });
+    let diagnosis = match &rollout {
+        Some(status::Rollout::Progressing { .. }) => diagnosis::diagnose(
+            dw,
+            deployment.as_ref(),
+            &ctx.stores.pods.pods(&id.namespace, &id.name),
+        ),
+        _ => None,
+    };
     let new = status::compute_status(StatusInput {
         dw,
         deployment: deployment.as_ref(),
         rollout,
         problem: problem.clone(),
+        diagnosis,
         url,
         identity,
         now: Time(jiff::Timestamp::now()),
@@ -99,6 +109,17 @@ async fn update_status(
             EventType::Warning,
             problem.reason,
             problem.message.clone(),
+        )
+        .await;
+    }
+    if let Some(cause) = status::new_cause(dw.status.as_ref(), &new) {
+        publish(
+            &ctx.recorder,
+            &dw.object_ref(&()),
+            &ctx.metrics,
+            EventType::Warning,
+            &cause.reason,
+            cause.message.clone(),
         )
         .await;
     }

@@ -9,6 +9,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use serde_json::{Value, json};
 
+use super::diagnosis::Diagnosis;
 use crate::error::UserError;
 use crate::vocabulary::APPLIED_HASH_ANNOTATION;
 
@@ -90,6 +91,33 @@ pub fn is_new_problem(old: Option<&DemoWebStatus>, problem: &UserError) -> bool 
     })
 }
 
+/// The Warning Event to write when a diagnosis is new: its reason or message differs from the
+/// `Ready` condition `old` had. A cause that stays costs no Event on later reconciles.
+pub fn new_cause<'a>(old: Option<&DemoWebStatus>, new: &'a DemoWebStatus) -> Option<&'a Condition> {
+    let ready = new.conditions.iter().find(|c| c.type_ == READY)?;
+    let diagnosed = [
+        reason::GIT_UNREACHABLE,
+        reason::GIT_AUTHENTICATION_FAILED,
+        reason::GIT_REPOSITORY_NOT_FOUND,
+        reason::GIT_REF_NOT_FOUND,
+        reason::GIT_PATH_NOT_FOUND,
+        reason::GIT_SYNC_FAILED,
+        reason::IMAGE_PULL_FAILED,
+        reason::UNSCHEDULABLE,
+        reason::CRASH_LOOP_BACK_OFF,
+        reason::PROGRESS_DEADLINE_EXCEEDED,
+        reason::REPLICA_FAILURE,
+    ];
+    if ready.status != "False" || !diagnosed.contains(&ready.reason.as_str()) {
+        return None;
+    }
+    let same = old
+        .iter()
+        .flat_map(|s| &s.conditions)
+        .any(|c| c.type_ == READY && c.reason == ready.reason && c.message == ready.message);
+    (!same).then_some(ready)
+}
+
 /// Everything status depends on. `now` comes in so this stays pure.
 pub struct StatusInput<'a> {
     pub dw: &'a DemoWeb,
@@ -98,6 +126,8 @@ pub struct StatusInput<'a> {
     pub rollout: Option<Rollout>,
     /// The first problem that needs the user, if any.
     pub problem: Option<UserError>,
+    /// Why the pods are not ready, when they say (read only while the rollout is incomplete).
+    pub diagnosis: Option<Diagnosis>,
     pub url: Option<String>,
     pub identity: Option<IdentityStatus>,
     pub now: Time,
@@ -136,8 +166,8 @@ pub fn compute_status(input: StatusInput<'_>) -> DemoWebStatus {
     let generation = input.dw.metadata.generation;
     let old = input.dw.status.clone().unwrap_or_default();
     let dep_status = input.deployment.and_then(|d| d.status.clone());
-    let mut conditions = match (&input.problem, &input.rollout) {
-        (Some(problem), _) => vec![
+    let mut conditions = match (&input.problem, &input.rollout, &input.diagnosis) {
+        (Some(problem), _, _) => vec![
             condition(
                 READY,
                 false,
@@ -160,7 +190,7 @@ pub fn compute_status(input: StatusInput<'_>) -> DemoWebStatus {
                 generation,
             ),
         ],
-        (None, Some(Rollout::Complete { ready })) => vec![
+        (None, Some(Rollout::Complete { ready }), _) => vec![
             condition(
                 READY,
                 true,
@@ -183,7 +213,36 @@ pub fn compute_status(input: StatusInput<'_>) -> DemoWebStatus {
                 generation,
             ),
         ],
-        (None, rollout) => {
+        (None, Some(Rollout::Progressing { .. }), Some(d)) => {
+            // kstatus: Stalled=True (and Reconciling=False) when the cause needs the user,
+            // Reconciling=True while the cluster may still get there.
+            vec![
+                condition(READY, false, d.reason, d.message.clone(), generation),
+                condition(
+                    RECONCILING,
+                    !d.stalled,
+                    d.reason,
+                    if d.stalled {
+                        String::new()
+                    } else {
+                        d.message.clone()
+                    },
+                    generation,
+                ),
+                condition(
+                    STALLED,
+                    d.stalled,
+                    d.reason,
+                    if d.stalled {
+                        d.message.clone()
+                    } else {
+                        String::new()
+                    },
+                    generation,
+                ),
+            ]
+        }
+        (None, rollout, _) => {
             let message = match rollout {
                 Some(Rollout::Progressing { message }) => message.clone(),
                 _ => "applying children".to_owned(),
@@ -373,6 +432,7 @@ mod tests {
                 deployment: Some(&d),
                 rollout: case.rollout,
                 problem: case.problem,
+                diagnosis: None,
                 url: None,
                 identity: None,
                 now: t(100),
@@ -401,6 +461,7 @@ mod tests {
                 deployment: Some(&d),
                 rollout: Some(rollout),
                 problem: None,
+                diagnosis: None,
                 url: Some("http://www.example.com/".into()),
                 identity: None,
                 now: t(now),
@@ -419,6 +480,58 @@ mod tests {
         );
         assert_eq!(cond(&third, READY).last_transition_time, t(300));
         assert_eq!(cond(&third, STALLED).last_transition_time, t(100));
+    }
+
+    #[test]
+    fn a_diagnosis_follows_kstatus_and_is_told_once() {
+        let mut dw = seed();
+        let d = deployment("h", 1, 1, [2, 0, 0, 0]);
+        let status = |dw: &DemoWeb, diagnosis: Diagnosis| {
+            compute_status(StatusInput {
+                dw,
+                deployment: Some(&d),
+                rollout: Some(Rollout::Progressing {
+                    message: "0 of 2".into(),
+                }),
+                problem: None,
+                diagnosis: Some(diagnosis),
+                url: None,
+                identity: None,
+                now: t(100),
+            })
+        };
+        let auth = Diagnosis {
+            reason: reason::GIT_AUTHENTICATION_FAILED,
+            message: "pod demoweb1-x: git cannot authenticate".into(),
+            stalled: true,
+        };
+        let s = status(&dw, auth.clone());
+        assert_eq!(cond(&s, READY).status, "False");
+        assert_eq!(cond(&s, READY).reason, reason::GIT_AUTHENTICATION_FAILED);
+        assert_eq!(cond(&s, READY).message, auth.message);
+        assert_eq!(cond(&s, STALLED).status, "True");
+        assert_eq!(cond(&s, RECONCILING).status, "False");
+        assert!(new_cause(dw.status.as_ref(), &s).is_some(), "a new cause");
+        dw.status = Some(s.clone());
+        let again = status(&dw, auth);
+        assert_eq!(again, s, "the same cause: nothing to write");
+        assert!(new_cause(dw.status.as_ref(), &again).is_none(), "told once");
+
+        let waiting = status(
+            &dw,
+            Diagnosis {
+                reason: reason::UNSCHEDULABLE,
+                message: "pod demoweb1-x cannot be scheduled".into(),
+                stalled: false,
+            },
+        );
+        assert_eq!(cond(&waiting, READY).reason, reason::UNSCHEDULABLE);
+        assert_eq!(cond(&waiting, RECONCILING).status, "True");
+        assert_eq!(cond(&waiting, STALLED).status, "False");
+        assert!(
+            new_cause(dw.status.as_ref(), &waiting).is_some(),
+            "the cause changed"
+        );
     }
 
     #[test]
