@@ -31,7 +31,7 @@ fn site(name: &str, extra: &str) -> String {
 async fn running_pod(env: &TestEnv, op: &Operator, site: &str) -> Value {
     wait(
         env,
-        op,
+        Some(op),
         &format!("a Running pod of {site}"),
         DEADLINE,
         || async {
@@ -194,7 +194,7 @@ async fn expect_cause(
     assert!(describe.contains(reason), "kubectl describe: {describe}");
     let events = wait(
         env,
-        op,
+        Some(op),
         &format!("a Warning Event {reason}"),
         DEADLINE,
         || async {
@@ -206,7 +206,13 @@ async fn expect_cause(
         },
     )
     .await;
-    let everything = format!("{dw}\n{wide}\n{describe}\n{events:?}\n{}", op.logs());
+    // What the operator wrote: the status (and so the MESSAGE column and the conditions that
+    // `describe` prints after `Status:`), the Events, its log. The spec is the user's own text.
+    let status_part = describe
+        .split_once("\nStatus:")
+        .map(|(_, after)| after)
+        .unwrap_or_default();
+    let everything = format!("{}\n{status_part}\n{events:?}\n{}", dw["status"], op.logs());
     for secret in [USER, PASSWORD] {
         assert!(
             !everything.contains(secret),
