@@ -404,6 +404,7 @@ pub fn pod_watch(
     };
     let config = watcher::Config::default().labels(&managed_selector());
     let seen: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
+    let warned = Arc::new(std::sync::atomic::AtomicBool::new(false));
     watcher(api, config)
         .default_backoff()
         .inspect_ok(move |event| index.apply(event))
@@ -428,6 +429,22 @@ pub fn pod_watch(
                 };
                 Ok(Some(pod))
             }
+        })
+        // Pods that cannot be watched (no RBAC for them, an API without them) cost the sites
+        // their diagnosis, not the controller its other triggers: said once, then retried quietly.
+        .filter_map(move |item| {
+            let item = match item {
+                Ok(pod) => Some(Ok(pod)),
+                Err(error) => {
+                    if !warned.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                        tracing::warn!(%error, "cannot watch the sites' pods; status will not name their causes");
+                    } else {
+                        tracing::debug!(%error, "cannot watch the sites' pods");
+                    }
+                    None
+                }
+            };
+            std::future::ready(item)
         })
         .boxed()
 }
