@@ -27,4 +27,22 @@ pub mod reason {
     pub const IDENTITY_NOT_FOUND: &str = "IdentityNotFound";
     pub const INVALID_IDENTITY: &str = "InvalidIdentity";
     pub const API_ERROR: &str = "ApiError";
+
+    // Why the pods are not ready, read from their status and the Deployment's (`diagnosis.rs`).
+    /// git cannot reach the repository's host (may heal by itself: InProgress).
+    pub const GIT_UNREACHABLE: &str = "GitUnreachable";
+    pub const GIT_AUTHENTICATION_FAILED: &str = "GitAuthenticationFailed";
+    pub const GIT_REPOSITORY_NOT_FOUND: &str = "GitRepositoryNotFound";
+    pub const GIT_REF_NOT_FOUND: &str = "GitRefNotFound";
+    /// `spec.path` is not a directory of the synced tree.
+    pub const GIT_PATH_NOT_FOUND: &str = "GitPathNotFound";
+    /// Another git-sync failure (InProgress).
+    pub const GIT_SYNC_FAILED: &str = "GitSyncFailed";
+    pub const IMAGE_PULL_FAILED: &str = "ImagePullFailed";
+    /// The scheduler places no pod (InProgress: the cluster may grow).
+    pub const UNSCHEDULABLE: &str = "Unschedulable";
+    pub const CRASH_LOOP_BACK_OFF: &str = "CrashLoopBackOff";
+    pub const PROGRESS_DEADLINE_EXCEEDED: &str = "ProgressDeadlineExceeded";
+    /// The ReplicaSet cannot create pods (quota, admission).
+    pub const REPLICA_FAILURE: &str = "ReplicaFailure";
 }

@@ -103,6 +103,7 @@ mod tests {
             deployment: None,
             rollout,
             problem,
+            diagnosis: None,
             url: None,
             identity: None,
             now: now(),

@@ -131,13 +131,17 @@ impl Collector for SiteCollector {
         site_family(
             &mut encoder,
             "status_condition",
-            "The current status of each DemoWeb condition: 1 for the status it has, 0 for the others",
+            "The current status of each DemoWeb condition, with its reason: 1 for the status it has, 0 for the others",
             &sites,
             |family, dw| {
                 let conditions = dw.status.as_ref().map(|s| s.conditions.as_slice());
                 for c in conditions.unwrap_or_default() {
                     for value in CONDITION_STATUSES {
-                        let labels = [("type", c.type_.as_str()), ("status", value)];
+                        let labels = [
+                            ("type", c.type_.as_str()),
+                            ("status", value),
+                            ("reason", c.reason.as_str()),
+                        ];
                         series(family, dw, &labels, i64::from(c.status == value))?;
                     }
                 }
@@ -316,10 +320,10 @@ mod tests {
             r#"demoweb_info{namespace="web",name="a",gitrepo="https://github.com/gbaeke/static-web.git",ref=""} 1"#,
             r#"demoweb_spec_replicas{namespace="web",name="a"} 2"#,
             r#"demoweb_status_ready_replicas{namespace="web",name="a"} 1"#,
-            r#"demoweb_status_condition{namespace="web",name="a",type="Ready",status="True"} 0"#,
-            r#"demoweb_status_condition{namespace="web",name="a",type="Ready",status="False"} 1"#,
-            r#"demoweb_status_condition{namespace="web",name="a",type="Ready",status="Unknown"} 0"#,
-            r#"demoweb_status_condition{namespace="web",name="b",type="Ready",status="True"} 1"#,
+            r#"demoweb_status_condition{namespace="web",name="a",type="Ready",status="True",reason="WaitingForReplicas"} 0"#,
+            r#"demoweb_status_condition{namespace="web",name="a",type="Ready",status="False",reason="WaitingForReplicas"} 1"#,
+            r#"demoweb_status_condition{namespace="web",name="a",type="Ready",status="Unknown",reason="WaitingForReplicas"} 0"#,
+            r#"demoweb_status_condition{namespace="web",name="b",type="Ready",status="True",reason="WaitingForReplicas"} 1"#,
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line}:\n{text}");
         }

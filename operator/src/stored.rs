@@ -14,7 +14,9 @@ use std::fmt::Debug;
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::NamespaceResourceScope;
-use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStatus};
+use k8s_openapi::api::apps::v1::{
+    Deployment, DeploymentCondition, DeploymentSpec, DeploymentStatus,
+};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::Ingress;
@@ -129,8 +131,9 @@ impl<K: Child> Stored<K> for PartialObjectMeta<K> {
 }
 
 /// What reconcile reads of a Deployment: its metadata, `spec.replicas` (an autoscaled site's
-/// status reports the autoscaler's choice) and its status without the conditions, which the
-/// DemoWeb's status is not computed from.
+/// status reports the autoscaler's choice) and its status with only the conditions that name a
+/// failure (`ReplicaFailure=True`, `Progressing=False`), without their times: diagnosis reads
+/// those, and a healthy Deployment's conditions cost nothing.
 ///
 /// It is read straight from the watch's JSON ([`WireDeployment`]): the pod template, the managed
 /// fields and the conditions are skipped by the parser rather than built and dropped. Every
@@ -159,10 +162,12 @@ struct WireSpec {
     replicas: Option<i32>,
 }
 
-/// `DeploymentStatus` without its conditions.
+/// `DeploymentStatus` with its failure conditions only.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct WireStatus {
+    #[serde(default)]
+    conditions: Vec<WireCondition>,
     available_replicas: Option<i32>,
     collision_count: Option<i32>,
     observed_generation: Option<i64>,
@@ -171,6 +176,22 @@ struct WireStatus {
     terminating_replicas: Option<i32>,
     unavailable_replicas: Option<i32>,
     updated_replicas: Option<i32>,
+}
+
+#[derive(Deserialize)]
+struct WireCondition {
+    #[serde(rename = "type")]
+    type_: String,
+    status: String,
+    reason: Option<String>,
+    message: Option<String>,
+}
+
+impl WireCondition {
+    fn is_failure(&self) -> bool {
+        (self.type_ == "ReplicaFailure" && self.status == "True")
+            || (self.type_ == "Progressing" && self.status == "False")
+    }
 }
 
 /// `ObjectMeta` without its managed fields.
@@ -225,7 +246,20 @@ impl From<WireDeployment> for DeploymentSummary {
             status: w.status.map(|s| DeploymentStatus {
                 available_replicas: s.available_replicas,
                 collision_count: s.collision_count,
-                conditions: None,
+                conditions: Some(
+                    s.conditions
+                        .into_iter()
+                        .filter(WireCondition::is_failure)
+                        .map(|c| DeploymentCondition {
+                            type_: c.type_,
+                            status: c.status,
+                            reason: c.reason,
+                            message: c.message,
+                            ..DeploymentCondition::default()
+                        })
+                        .collect::<Vec<_>>(),
+                )
+                .filter(|c| !c.is_empty()),
                 observed_generation: s.observed_generation,
                 ready_replicas: s.ready_replicas,
                 replicas: s.replicas,
@@ -343,7 +377,23 @@ mod tests {
             status: Some(DeploymentStatus {
                 available_replicas: Some(1),
                 collision_count: Some(2),
-                conditions: Some(vec![Default::default()]),
+                conditions: Some(vec![
+                    DeploymentCondition {
+                        type_: "Progressing".into(),
+                        status: "True".into(),
+                        reason: Some("NewReplicaSetAvailable".into()),
+                        last_update_time: Some(time("2026-01-02T03:04:05Z")),
+                        ..Default::default()
+                    },
+                    DeploymentCondition {
+                        type_: "ReplicaFailure".into(),
+                        status: "True".into(),
+                        reason: Some("FailedCreate".into()),
+                        message: Some("exceeded quota".into()),
+                        last_transition_time: Some(time("2026-01-02T03:04:05Z")),
+                        ..Default::default()
+                    },
+                ]),
                 observed_generation: Some(4),
                 ready_replicas: Some(3),
                 replicas: Some(4),
@@ -365,7 +415,17 @@ mod tests {
         assert_eq!(spec.replicas, Some(3));
         assert!(spec.template.spec.is_none(), "no pod template");
         let mut status = whole.status.unwrap();
-        status.conditions = None;
-        assert_eq!(d.status, Some(status), "status without conditions");
+        status.conditions = Some(vec![DeploymentCondition {
+            type_: "ReplicaFailure".into(),
+            status: "True".into(),
+            reason: Some("FailedCreate".into()),
+            message: Some("exceeded quota".into()),
+            ..Default::default()
+        }]);
+        assert_eq!(
+            d.status,
+            Some(status),
+            "status with its failure conditions only, without their times"
+        );
     }
 }

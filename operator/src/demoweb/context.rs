@@ -18,6 +18,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 
 use super::ingress::{IngressCapabilities, capabilities_from};
 use super::kong::{KongClusterPluginType, KongPluginType};
+use super::pods::PodIndex;
 use crate::apply::Verified;
 use crate::metrics::Metrics;
 use crate::runtime::{Backoff, until_ready};
@@ -52,6 +53,8 @@ pub struct Stores {
     /// Kong plugins' types, watched while their CRDs are served (see `kong.rs`).
     pub kong_plugins: Store<KongPluginType>,
     pub kong_cluster_plugins: Store<KongClusterPluginType>,
+    /// The pods of the sites' Deployments, by site (see `pods.rs`).
+    pub pods: PodIndex,
 }
 
 /// One store per CRD that decides an allowlist dialect (Traefik's two Middleware groups and

@@ -30,6 +30,7 @@ use serde::de::DeserializeOwned;
 use super::context::{AllowlistApis, Context, Stores};
 use super::ingress;
 use super::kong::{self, KongClusterPluginType, KongPluginType};
+use super::pods::{PodIndex, pod_watch};
 use super::reconcile;
 use crate::apply::{Verified, publish};
 use crate::error::chain;
@@ -393,6 +394,10 @@ pub async fn run(
     let secret_events = watcher(secret_api, watcher::Config::default())
         .default_backoff()
         .touched_objects();
+    // The sites' pods, trimmed to what diagnosis reads; a change of what it reads reconciles
+    // the pod's DemoWeb.
+    let pods = PodIndex::default();
+    let pod_events = pod_watch(&client, ns, pods.clone());
 
     let controller = Controller::for_stream(
         demoweb_events.predicate_filter(wanted_changes, PredicateConfig::default()),
@@ -448,6 +453,7 @@ pub async fn run(
         allowlist_apis,
         kong_plugins,
         kong_cluster_plugins,
+        pods,
     };
     let sync_tracker =
         tokio::spawn(stores.track_sync(config.identity_served, config.readiness.clone()));
@@ -490,6 +496,7 @@ pub async fn run(
         .watches_stream(secret_events, move |s| {
             demowebs_for_secret(&s, &secret_store)
         })
+        .watches_stream(pod_events, |pod| pod.site())
         .graceful_shutdown_on(shutdown)
         .run(reconcile::reconcile, reconcile::error_policy, ctx.clone())
         .for_each(|result| async move {

@@ -64,6 +64,18 @@ const NGINX_CONFIG_FILE: &str = "nginx.conf";
 const NGINX_UID: i64 = 101;
 const GIT_SYNC_UID: i64 = 65533;
 
+/// Container names: the one-time clone (init), the optional `spec.path` check (init), the sync
+/// sidecar and nginx. Diagnosis reads the pods' container states by these names.
+pub const GIT_CLONE_CONTAINER: &str = "git-clone";
+pub const CHECK_PATH_CONTAINER: &str = "check-path";
+pub const GIT_SYNC_CONTAINER: &str = "git-sync";
+pub const WEB_CONTAINER: &str = "web";
+/// A failed container's termination message is the tail of its log when it wrote none: git-sync
+/// logs its error last before it exits. (git-sync's `--error-file` cannot be the termination
+/// message file: it writes a temporary file beside it and renames it over, and the kubelet
+/// bind-mounts that file, which a rename cannot replace.)
+const FALLBACK_TO_LOGS: &str = "FallbackToLogsOnError";
+
 /// Annotation on the pod template: the hash of everything that must roll the pods when it changes.
 pub const CONFIG_HASH_ANNOTATION: &str = "demoweb.baeke.info/config-hash";
 /// Child names, derived from the DemoWeb's name.
@@ -340,14 +352,49 @@ fn git_sync_container(dw: &DemoWeb, auth: &GitAuth, one_time: bool) -> Container
         GitAuth::Ssh { .. } => mounts.push(mount("git-secret", GIT_SECRET_DIR, true)),
     }
     Container {
-        name: if one_time { "git-clone" } else { "git-sync" }.to_owned(),
+        name: if one_time {
+            GIT_CLONE_CONTAINER
+        } else {
+            GIT_SYNC_CONTAINER
+        }
+        .to_owned(),
         image: Some(GIT_SYNC_IMAGE.to_owned()),
         args: Some(git_sync_args(dw, auth, one_time)),
         env: Some(env),
         volume_mounts: Some(mounts),
         security_context: Some(restricted(GIT_SYNC_UID)),
+        termination_message_policy: Some(FALLBACK_TO_LOGS.to_owned()),
         ..Container::default()
     }
+}
+
+/// With `spec.path`, an init container after the clone that fails when the path is not a
+/// directory of the synced tree: nginx would serve 404s from a ready pod, and no probe would say
+/// why. It runs the git-sync image's shell (no other image to pull); the path is an argument,
+/// never part of the script.
+fn check_path_container(dw: &DemoWeb) -> Option<Container> {
+    let root = content_root(dw);
+    if root == format!("{GIT_ROOT}/{GIT_LINK}") {
+        return None;
+    }
+    let path = dw.spec.path.clone().unwrap_or_default();
+    Some(Container {
+        name: CHECK_PATH_CONTAINER.to_owned(),
+        image: Some(GIT_SYNC_IMAGE.to_owned()),
+        command: Some(vec![
+            "/bin/sh".to_owned(),
+            "-c".to_owned(),
+            r#"test -d "$1" || { echo "path \"$2\" is not a directory of the repository" >&2; exit 1; }"#
+                .to_owned(),
+            CHECK_PATH_CONTAINER.to_owned(),
+            root,
+            path,
+        ]),
+        volume_mounts: Some(vec![mount("content", GIT_ROOT, true)]),
+        security_context: Some(restricted(GIT_SYNC_UID)),
+        termination_message_policy: Some(FALLBACK_TO_LOGS.to_owned()),
+        ..Container::default()
+    })
 }
 
 fn http_probe(period: i32) -> Probe {
@@ -408,7 +455,7 @@ fn topology_spread(name: &str) -> Vec<TopologySpreadConstraint> {
 
 fn web_container(dw: &DemoWeb, identity_env: &[EnvVar]) -> Container {
     Container {
-        name: "web".to_owned(),
+        name: WEB_CONTAINER.to_owned(),
         image: Some(
             dw.spec
                 .image
@@ -549,7 +596,11 @@ pub fn desired_deployment(dw: &DemoWeb, auth: &GitAuth, identity: &PodIdentity) 
                         }),
                         ..PodSecurityContext::default()
                     }),
-                    init_containers: Some(vec![git_sync_container(dw, auth, true)]),
+                    init_containers: Some(
+                        std::iter::once(git_sync_container(dw, auth, true))
+                            .chain(check_path_container(dw))
+                            .collect(),
+                    ),
                     containers,
                     termination_grace_period_seconds: Some(TERMINATION_GRACE_SECONDS),
                     topology_spread_constraints: Some(topology_spread(&name)),

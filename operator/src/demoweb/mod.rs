@@ -38,9 +38,11 @@ pub mod children;
 pub mod context;
 pub mod controller;
 pub mod desired;
+pub mod diagnosis;
 pub mod gather;
 pub mod ingress;
 pub mod kong;
+pub mod pods;
 pub mod reconcile;
 pub mod status;
 

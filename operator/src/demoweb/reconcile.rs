@@ -18,6 +18,7 @@ use super::apply::{AppliedChildren, apply_all, writer};
 use super::children::{Children, Valid, build};
 use super::context::Context;
 use super::desired;
+use super::diagnosis;
 use super::gather::{Gathered, Id, gather, identify};
 use super::ingress;
 use super::status::{self, StatusInput};
@@ -89,28 +90,24 @@ async fn update_status(
         status::rollout(deployment.as_ref(), hash, wanted)
     });
     let now = Time(jiff::Timestamp::now());
+    let diagnosis = match &rollout {
+        Some(status::Rollout::Progressing { .. }) => diagnosis::diagnose(
+            dw,
+            deployment.as_ref(),
+            &ctx.stores.pods.pods(&id.namespace, &id.name),
+        ),
+        _ => None,
+    };
     let new = status::compute_status(StatusInput {
         dw,
         deployment: deployment.as_ref(),
         rollout,
         problem: problem.clone(),
+        diagnosis,
         url,
         identity,
         now: now.clone(),
     });
-    if let Some(problem) = &problem
-        && status::is_new_problem(dw.status.as_ref(), problem)
-    {
-        publish(
-            &ctx.recorder,
-            &dw.object_ref(&()),
-            &ctx.metrics,
-            EventType::Warning,
-            problem.reason,
-            problem.message.clone(),
-        )
-        .await;
-    }
     let stalled = problem.is_some();
     if let Some(recheck) = status::deferral(dw.status.as_ref(), &new, &now) {
         return Ok(Outcome {
@@ -118,10 +115,41 @@ async fn update_status(
             recheck: Some(recheck),
         });
     }
-    if let Some(patch) = status::status_patch(dw.status.as_ref(), &new) {
-        let api: Api<DemoWeb> = Api::namespaced(ctx.client.clone(), &id.namespace);
-        patch_status(&api, &id.name, &patch, &ctx.metrics).await?;
-    }
+    // A new problem, or a new cause the pods report, is told in a Warning Event, sent with the
+    // status write rather than before it.
+    let warning = problem
+        .as_ref()
+        .filter(|p| status::is_new_problem(dw.status.as_ref(), p))
+        .map(|p| (p.reason.to_owned(), p.message.clone()))
+        .or_else(|| {
+            status::new_cause(dw.status.as_ref(), &new)
+                .map(|c| (c.reason.clone(), c.message.clone()))
+        });
+    let warn = async {
+        if let Some((reason, message)) = warning {
+            let reference = dw.object_ref(&());
+            publish(
+                &ctx.recorder,
+                &reference,
+                &ctx.metrics,
+                EventType::Warning,
+                &reason,
+                message,
+            )
+            .await;
+        }
+    };
+    let write = async {
+        match status::status_patch(dw.status.as_ref(), &new) {
+            Some(patch) => {
+                let api: Api<DemoWeb> = Api::namespaced(ctx.client.clone(), &id.namespace);
+                patch_status(&api, &id.name, &patch, &ctx.metrics).await
+            }
+            None => Ok(()),
+        }
+    };
+    let ((), written) = tokio::join!(warn, write);
+    written?;
     Ok(Outcome {
         stalled,
         recheck: None,

@@ -9,6 +9,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use serde_json::{Value, json};
 
+use super::diagnosis::Diagnosis;
 use crate::error::UserError;
 use crate::vocabulary::APPLIED_HASH_ANNOTATION;
 
@@ -85,7 +86,7 @@ pub const PROGRESS_DETAIL_DELAY: std::time::Duration = std::time::Duration::from
 /// Whether writing `new` over `old` can wait, and until when. A rollout that has been progressing
 /// for less than [`PROGRESS_DETAIL_DELAY`] gets no write for what only tells its progress (the
 /// replica counts and the progress message): its conditions are the same, in status and reason, for
-/// the same generation, URL and identity. Most new sites become Ready within that time, so their
+/// the same generation, URL and identity, and no cause the pods report (see `diagnosis`). Most new sites become Ready within that time, so their
 /// status is written twice (progressing, then ready) rather than once per step of the rollout;
 /// one that takes longer shows its counts from then on. Returns when to look again.
 pub fn deferral(
@@ -101,6 +102,10 @@ pub fn deferral(
                 && o.reason == n.reason
                 && o.observed_generation == n.observed_generation
         });
+    // Only plain progress waits: a cause the pods report is written at once.
+    new.conditions
+        .iter()
+        .find(|c| c.type_ == READY && c.reason == reason::WAITING_FOR_REPLICAS)?;
     let progressing_since = new
         .conditions
         .iter()
@@ -134,6 +139,33 @@ pub fn is_new_problem(old: Option<&DemoWebStatus>, problem: &UserError) -> bool 
     })
 }
 
+/// The Warning Event to write when a diagnosis is new: its reason or message differs from the
+/// `Ready` condition `old` had. A cause that stays costs no Event on later reconciles.
+pub fn new_cause<'a>(old: Option<&DemoWebStatus>, new: &'a DemoWebStatus) -> Option<&'a Condition> {
+    let ready = new.conditions.iter().find(|c| c.type_ == READY)?;
+    let diagnosed = [
+        reason::GIT_UNREACHABLE,
+        reason::GIT_AUTHENTICATION_FAILED,
+        reason::GIT_REPOSITORY_NOT_FOUND,
+        reason::GIT_REF_NOT_FOUND,
+        reason::GIT_PATH_NOT_FOUND,
+        reason::GIT_SYNC_FAILED,
+        reason::IMAGE_PULL_FAILED,
+        reason::UNSCHEDULABLE,
+        reason::CRASH_LOOP_BACK_OFF,
+        reason::PROGRESS_DEADLINE_EXCEEDED,
+        reason::REPLICA_FAILURE,
+    ];
+    if ready.status != "False" || !diagnosed.contains(&ready.reason.as_str()) {
+        return None;
+    }
+    let same = old
+        .iter()
+        .flat_map(|s| &s.conditions)
+        .any(|c| c.type_ == READY && c.reason == ready.reason && c.message == ready.message);
+    (!same).then_some(ready)
+}
+
 /// Everything status depends on. `now` comes in so this stays pure.
 pub struct StatusInput<'a> {
     pub dw: &'a DemoWeb,
@@ -142,6 +174,8 @@ pub struct StatusInput<'a> {
     pub rollout: Option<Rollout>,
     /// The first problem that needs the user, if any.
     pub problem: Option<UserError>,
+    /// Why the pods are not ready, when they say (read only while the rollout is incomplete).
+    pub diagnosis: Option<Diagnosis>,
     pub url: Option<String>,
     pub identity: Option<IdentityStatus>,
     pub now: Time,
@@ -180,8 +214,8 @@ pub fn compute_status(input: StatusInput<'_>) -> DemoWebStatus {
     let generation = input.dw.metadata.generation;
     let old = input.dw.status.clone().unwrap_or_default();
     let dep_status = input.deployment.and_then(|d| d.status.clone());
-    let mut conditions = match (&input.problem, &input.rollout) {
-        (Some(problem), _) => vec![
+    let mut conditions = match (&input.problem, &input.rollout, &input.diagnosis) {
+        (Some(problem), _, _) => vec![
             condition(
                 READY,
                 false,
@@ -204,7 +238,7 @@ pub fn compute_status(input: StatusInput<'_>) -> DemoWebStatus {
                 generation,
             ),
         ],
-        (None, Some(Rollout::Complete { ready })) => vec![
+        (None, Some(Rollout::Complete { ready }), _) => vec![
             condition(
                 READY,
                 true,
@@ -227,7 +261,36 @@ pub fn compute_status(input: StatusInput<'_>) -> DemoWebStatus {
                 generation,
             ),
         ],
-        (None, rollout) => {
+        (None, Some(Rollout::Progressing { .. }), Some(d)) => {
+            // kstatus: Stalled=True (and Reconciling=False) when the cause needs the user,
+            // Reconciling=True while the cluster may still get there.
+            vec![
+                condition(READY, false, d.reason, d.message.clone(), generation),
+                condition(
+                    RECONCILING,
+                    !d.stalled,
+                    d.reason,
+                    if d.stalled {
+                        String::new()
+                    } else {
+                        d.message.clone()
+                    },
+                    generation,
+                ),
+                condition(
+                    STALLED,
+                    d.stalled,
+                    d.reason,
+                    if d.stalled {
+                        d.message.clone()
+                    } else {
+                        String::new()
+                    },
+                    generation,
+                ),
+            ]
+        }
+        (None, rollout, _) => {
             let message = match rollout {
                 Some(Rollout::Progressing { message }) => message.clone(),
                 _ => "applying children".to_owned(),
@@ -417,6 +480,7 @@ mod tests {
                 deployment: Some(&d),
                 rollout: case.rollout,
                 problem: case.problem,
+                diagnosis: None,
                 url: None,
                 identity: None,
                 now: t(100),
@@ -445,6 +509,7 @@ mod tests {
                 deployment: Some(&d),
                 rollout: Some(rollout),
                 problem: None,
+                diagnosis: None,
                 url: Some("http://www.example.com/".into()),
                 identity: None,
                 now: t(now),
@@ -474,6 +539,7 @@ mod tests {
                 deployment: Some(&deployment("h", 1, 1, counts)),
                 rollout: Some(rollout(Some(&deployment("h", 1, 1, counts)), "h", 1)),
                 problem: None,
+                diagnosis: None,
                 url: None,
                 identity: None,
                 now: t(now),
@@ -488,6 +554,7 @@ mod tests {
             deployment: Some(&deployment("h", 1, 1, [1, 1, 0, 0])),
             rollout: Some(rollout(Some(&deployment("h", 1, 1, [1, 1, 0, 0])), "h", 1)),
             problem: None,
+            diagnosis: None,
             url: None,
             identity: None,
             now: t(103),
@@ -506,6 +573,7 @@ mod tests {
             deployment: Some(&deployment("h", 1, 1, [1, 1, 1, 1])),
             rollout: Some(rollout(Some(&deployment("h", 1, 1, [1, 1, 1, 1])), "h", 1)),
             problem: None,
+            diagnosis: None,
             url: None,
             identity: None,
             now: t(103),
@@ -515,6 +583,58 @@ mod tests {
         let mut next = counted.clone();
         next.observed_generation = Some(2);
         assert_eq!(deferral(Some(&started), &next, &t(103)), None);
+    }
+
+    #[test]
+    fn a_diagnosis_follows_kstatus_and_is_told_once() {
+        let mut dw = seed();
+        let d = deployment("h", 1, 1, [2, 0, 0, 0]);
+        let status = |dw: &DemoWeb, diagnosis: Diagnosis| {
+            compute_status(StatusInput {
+                dw,
+                deployment: Some(&d),
+                rollout: Some(Rollout::Progressing {
+                    message: "0 of 2".into(),
+                }),
+                problem: None,
+                diagnosis: Some(diagnosis),
+                url: None,
+                identity: None,
+                now: t(100),
+            })
+        };
+        let auth = Diagnosis {
+            reason: reason::GIT_AUTHENTICATION_FAILED,
+            message: "pod demoweb1-x: git cannot authenticate".into(),
+            stalled: true,
+        };
+        let s = status(&dw, auth.clone());
+        assert_eq!(cond(&s, READY).status, "False");
+        assert_eq!(cond(&s, READY).reason, reason::GIT_AUTHENTICATION_FAILED);
+        assert_eq!(cond(&s, READY).message, auth.message);
+        assert_eq!(cond(&s, STALLED).status, "True");
+        assert_eq!(cond(&s, RECONCILING).status, "False");
+        assert!(new_cause(dw.status.as_ref(), &s).is_some(), "a new cause");
+        dw.status = Some(s.clone());
+        let again = status(&dw, auth);
+        assert_eq!(again, s, "the same cause: nothing to write");
+        assert!(new_cause(dw.status.as_ref(), &again).is_none(), "told once");
+
+        let waiting = status(
+            &dw,
+            Diagnosis {
+                reason: reason::UNSCHEDULABLE,
+                message: "pod demoweb1-x cannot be scheduled".into(),
+                stalled: false,
+            },
+        );
+        assert_eq!(cond(&waiting, READY).reason, reason::UNSCHEDULABLE);
+        assert_eq!(cond(&waiting, RECONCILING).status, "True");
+        assert_eq!(cond(&waiting, STALLED).status, "False");
+        assert!(
+            new_cause(dw.status.as_ref(), &waiting).is_some(),
+            "the cause changed"
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 mod allowlist;
 mod availability;
+mod diagnosis;
 mod examples;
 mod incluster;
 mod lifecycle;

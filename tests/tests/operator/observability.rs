@@ -142,11 +142,21 @@ async fn per_site_series_appear_and_disappear_with_the_demoweb() {
         ),
         format!("demoweb_spec_replicas{{{site}}} 2"),
         format!("demoweb_status_ready_replicas{{{site}}} 2"),
-        format!("demoweb_status_condition{{{site},type=\"Ready\",status=\"True\"}} 1"),
-        format!("demoweb_status_condition{{{site},type=\"Ready\",status=\"False\"}} 0"),
-        format!("demoweb_status_condition{{{site},type=\"Ready\",status=\"Unknown\"}} 0"),
-        format!("demoweb_status_condition{{{site},type=\"Stalled\",status=\"False\"}} 1"),
-        format!("demoweb_status_condition{{{site},type=\"Reconciling\",status=\"False\"}} 1"),
+        format!(
+            "demoweb_status_condition{{{site},type=\"Ready\",status=\"True\",reason=\"Reconciled\"}} 1"
+        ),
+        format!(
+            "demoweb_status_condition{{{site},type=\"Ready\",status=\"False\",reason=\"Reconciled\"}} 0"
+        ),
+        format!(
+            "demoweb_status_condition{{{site},type=\"Ready\",status=\"Unknown\",reason=\"Reconciled\"}} 0"
+        ),
+        format!(
+            "demoweb_status_condition{{{site},type=\"Stalled\",status=\"False\",reason=\"Reconciled\"}} 1"
+        ),
+        format!(
+            "demoweb_status_condition{{{site},type=\"Reconciling\",status=\"False\",reason=\"Reconciled\"}} 1"
+        ),
     ];
     let metrics = wait_metrics(&env, &op, "the site's series", |m| {
         expected.iter().all(|line| m.lines().any(|l| l == line))
@@ -172,7 +182,7 @@ async fn per_site_series_appear_and_disappear_with_the_demoweb() {
     .await;
     wait_metrics(&env, &op, "Stalled=True in the series", |m| {
         m.lines().any(|l| {
-            l == format!("demoweb_status_condition{{{site},type=\"Stalled\",status=\"True\"}} 1")
+            l == format!("demoweb_status_condition{{{site},type=\"Stalled\",status=\"True\",reason=\"CredentialsNotFound\"}} 1")
         })
     })
     .await;

@@ -586,3 +586,63 @@ fn ssh_repos() {
         assert_eq!(is_ssh_repo(repo), ssh, "{repo}");
     }
 }
+
+#[test]
+fn failures_reach_the_pod_status() {
+    let init_names = |d: &Deployment| -> Vec<String> {
+        let pod = d.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+        pod.init_containers
+            .iter()
+            .flatten()
+            .map(|c| c.name.clone())
+            .collect()
+    };
+    let policy = |d: &Deployment, name: &str| {
+        container(d, name)
+            .unwrap()
+            .termination_message_policy
+            .clone()
+    };
+    let synced = with(|s| {
+        s.sync = Some(SyncSpec {
+            period: "60s".into(),
+        })
+    });
+    let d = desired_deployment(&synced, &GitAuth::None, &PodIdentity::default());
+    assert_eq!(init_names(&d), [GIT_CLONE_CONTAINER], "no path, no check");
+    for name in [GIT_CLONE_CONTAINER, GIT_SYNC_CONTAINER] {
+        assert_eq!(
+            policy(&d, name).as_deref(),
+            Some("FallbackToLogsOnError"),
+            "{name}: git-sync's last log line is its error"
+        );
+    }
+
+    let dw = with(|s| s.path = Some("site/public".into()));
+    let d = desired_deployment(&dw, &GitAuth::None, &PodIdentity::default());
+    assert_eq!(
+        init_names(&d),
+        [GIT_CLONE_CONTAINER, CHECK_PATH_CONTAINER],
+        "the path is checked after the clone"
+    );
+    let check = container(&d, CHECK_PATH_CONTAINER).unwrap();
+    assert_eq!(check.image.as_deref(), Some(GIT_SYNC_IMAGE));
+    let command = check.command.clone().unwrap();
+    assert_eq!(
+        command[3..],
+        ["check-path", "/git/current/site/public", "site/public"],
+        "the path is an argument of the script, not part of it"
+    );
+    assert!(!command[2].contains("site/public"));
+    assert_eq!(
+        policy(&d, CHECK_PATH_CONTAINER).as_deref(),
+        Some("FallbackToLogsOnError")
+    );
+    let dot = with(|s| s.path = Some("/".into()));
+    let d = desired_deployment(&dot, &GitAuth::None, &PodIdentity::default());
+    assert_eq!(
+        init_names(&d),
+        [GIT_CLONE_CONTAINER],
+        "the root needs no check"
+    );
+}
