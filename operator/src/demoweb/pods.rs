@@ -271,21 +271,34 @@ impl PodSummary {
             .any(|o| o.controller == Some(true) && o.kind == "ReplicaSet" && o.name == replica_set)
     }
 
-    /// What a diagnosis depends on: a change of anything else (the resourceVersion, a condition's
-    /// time) does not reconcile the DemoWeb.
-    fn signal(&self) -> u64 {
+    /// What can make a cause of this pod, hashed; `None` when nothing can (a pod that is being
+    /// created, starting, running or ready). Readiness itself reaches the DemoWeb through its
+    /// Deployment's status, so a healthy rollout's pods reconcile nothing; a change of anything
+    /// else (the resourceVersion, a condition's time, the phase) neither.
+    fn signal(&self) -> Option<u64> {
+        let causes: Vec<_> = self
+            .containers
+            .iter()
+            .filter_map(|c| {
+                let waiting = c
+                    .waiting
+                    .as_ref()
+                    .filter(|w| !STARTING_REASONS.contains(&w.reason.as_str()));
+                let failed = c.terminated.as_ref().filter(|t| t.exit_code != 0);
+                (waiting.is_some() || failed.is_some()).then_some((&c.name, waiting, failed))
+            })
+            .collect();
+        if causes.is_empty() && self.unschedulable.is_none() {
+            return None;
+        }
         let mut hasher = std::hash::DefaultHasher::new();
-        (
-            &self.phase,
-            &self.unschedulable,
-            self.ready,
-            &self.containers,
-            self.metadata.deletion_timestamp.is_some(),
-        )
-            .hash(&mut hasher);
-        hasher.finish()
+        (&self.unschedulable, causes).hash(&mut hasher);
+        Some(hasher.finish())
     }
 }
+
+/// The waiting reasons of a container that is starting as it should.
+const STARTING_REASONS: [&str; 2] = ["ContainerCreating", "PodInitializing"];
 
 type SiteKey = (String, String);
 
@@ -415,14 +428,21 @@ pub fn pod_watch(
                 let pod = match event {
                     watcher::Event::Apply(pod) | watcher::Event::InitApply(pod) => {
                         let uid = pod.metadata.uid.clone().unwrap_or_default();
-                        let signal = pod.signal();
-                        if seen.insert(uid, signal) == Some(signal) {
+                        let was = match pod.signal() {
+                            Some(signal) => seen.insert(uid, signal),
+                            None => seen.remove(&uid),
+                        };
+                        if was == pod.signal() {
                             return Ok(None);
                         }
                         pod
                     }
                     watcher::Event::Delete(pod) => {
-                        seen.remove(pod.metadata.uid.as_deref().unwrap_or_default());
+                        // A pod that showed a cause takes it away; others change nothing.
+                        let uid = pod.metadata.uid.as_deref().unwrap_or_default();
+                        if seen.remove(uid).is_none() {
+                            return Ok(None);
+                        }
                         pod
                     }
                     watcher::Event::Init | watcher::Event::InitDone => return Ok(None),
@@ -475,6 +495,37 @@ mod tests {
             "spec": {"containers": [{"name": "web", "image": "nginx"}]},
             "status": status,
         })
+    }
+
+    #[test]
+    fn only_what_can_make_a_cause_reconciles() {
+        let pod = |status: serde_json::Value| -> PodSummary {
+            serde_json::from_value(pod_json("demoweb1-abc123-zzzzz", status)).unwrap()
+        };
+        let starting = pod(json!({"phase": "Pending", "containerStatuses": [
+            {"name": "web", "ready": false, "restartCount": 0, "image": "nginx",
+             "state": {"waiting": {"reason": "ContainerCreating"}}}]}));
+        let ready = pod(
+            json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}],
+            "containerStatuses": [{"name": "web", "ready": true, "restartCount": 0, "image": "nginx",
+             "state": {"running": {}}}]}),
+        );
+        assert_eq!(starting.signal(), None);
+        assert_eq!(
+            ready.signal(),
+            None,
+            "readiness comes through the Deployment"
+        );
+        let pulling = |message: &str| {
+            pod(json!({"phase": "Pending", "containerStatuses": [
+                {"name": "web", "ready": false, "restartCount": 0, "image": "nginx",
+                 "state": {"waiting": {"reason": "ImagePullBackOff", "message": message}}}]}))
+        };
+        assert!(pulling("back-off").signal().is_some());
+        assert_ne!(pulling("back-off").signal(), pulling("other").signal());
+        let unschedulable = pod(json!({"phase": "Pending", "conditions": [
+            {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "0/3 nodes"}]}));
+        assert!(unschedulable.signal().is_some());
     }
 
     #[test]
