@@ -11,9 +11,9 @@
 //! - `cluster_wide`: on a real cluster, `DEMOWEB_TEST_CLUSTER_WIDE` says the cluster belongs to the
 //!   suite (`cargo cluster`), so the tests that change cluster-wide objects run too (named
 //!   `cluster_wide_*`, one at a time after the others: see `harness::CLUSTER_WIDE_ENV`).
-//! - `no_helm`, `no_promtool`, `no_unshare`: python3 cannot import helm-python-sdk, promtool is not on
-//!   the PATH, or `unshare` cannot make a private mount namespace, so the tests that need them are
-//!   ignored.
+//! - `no_go`, `no_promtool`, `no_unshare`: `go` is not on the PATH (the tests build Helm and kstatus
+//!   from their Go modules, `demoweb_tests::gobuild`), promtool is not, or `unshare` cannot make a
+//!   private mount namespace, so the tests that need them are ignored.
 
 use std::process::Command;
 
@@ -21,14 +21,13 @@ fn main() {
     println!("cargo::rustc-check-cfg=cfg(real_cluster)");
     println!("cargo::rustc-check-cfg=cfg(identity_crds, values(\"ours\", \"upstream\"))");
     println!("cargo::rustc-check-cfg=cfg(cluster_wide)");
-    println!("cargo::rustc-check-cfg=cfg(no_helm)");
+    println!("cargo::rustc-check-cfg=cfg(no_go)");
     println!("cargo::rustc-check-cfg=cfg(no_promtool)");
     println!("cargo::rustc-check-cfg=cfg(no_unshare)");
     println!("cargo::rerun-if-changed=build.rs");
     println!("cargo::rerun-if-env-changed=DEMOWEB_TEST_KUBECONFIG");
     println!("cargo::rerun-if-env-changed=DEMOWEB_TEST_IDENTITY_CRDS");
     println!("cargo::rerun-if-env-changed=DEMOWEB_TEST_CLUSTER_WIDE");
-    println!("cargo::rerun-if-env-changed=PYTHONPATH");
 
     let set = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
     if set("DEMOWEB_TEST_KUBECONFIG").is_some() {
@@ -46,12 +45,12 @@ fn main() {
             None => {}
         }
     }
-    let helm = Command::new("python3")
-        .args(["-c", "import helm_python"])
+    let go = Command::new("go")
+        .arg("version")
         .output()
         .is_ok_and(|o| o.status.success());
-    if !helm {
-        println!("cargo::rustc-cfg=no_helm");
+    if !go {
+        println!("cargo::rustc-cfg=no_go");
     }
     let promtool = Command::new("promtool")
         .arg("--version")

@@ -6,7 +6,6 @@ pub mod cli;
 pub mod demoweb;
 pub mod error;
 pub mod identity;
-pub mod kstatus;
 pub mod leader;
 pub mod metrics;
 pub mod runtime;

@@ -29,6 +29,7 @@ use kube::api::{Api, PostParams};
 use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, Issuer, KeyPair, KeyUsagePurpose};
 use serde::{Deserialize, Serialize};
 
+use crate::gobuild::{GoBuild, cache_root, go_modules_dir, run_go};
 use crate::harness::poll;
 
 /// The Kubernetes release `cargo cluster up` runs and CI tests against (`tests/cluster/kube/go.mod`).
@@ -70,61 +71,6 @@ struct State {
 /// One cluster, living in a directory.
 pub struct Cluster {
     dir: PathBuf,
-}
-
-fn cache_root() -> PathBuf {
-    if let Some(dir) = std::env::var_os("DEMOWEB_CACHE_DIR") {
-        return PathBuf::from(dir);
-    }
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(std::env::temp_dir);
-    base.join("demoweb-operator")
-}
-
-/// `tests/cluster` in the source tree.
-fn go_modules_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("cluster")
-}
-
-fn run_go(dir: &Path, args: &[&str]) -> Result<(), String> {
-    // Builds take the modules as go.mod and go.sum pin them, and never edit them.
-    let goflags = if args.first() == Some(&"build") {
-        "-mod=readonly"
-    } else {
-        ""
-    };
-    let status = Command::new("go")
-        .args(args)
-        .current_dir(dir)
-        .env("GOFLAGS", goflags)
-        .stdin(Stdio::null())
-        .status()
-        .map_err(|e| format!("running `go` (install Go 1.26 or newer): {e}"))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "`go {}` in {} failed ({status})",
-            args.join(" "),
-            dir.display()
-        ))
-    }
-}
-
-/// `go build -o out pkgs…` in `module`, into a scratch directory renamed to `out` once every
-/// program is built, so that a build cut short is never taken for a finished one.
-fn build_into(module: &Path, out: &Path, ldflags: &str, pkgs: &[&str]) -> Result<(), String> {
-    let partial = out.with_extension("partial");
-    let _ = fs::remove_dir_all(&partial);
-    fs::create_dir_all(&partial).map_err(|e| format!("creating {}: {e}", partial.display()))?;
-    let target = format!("{}/", partial.display());
-    let ldflags = format!("-ldflags=-s -w {ldflags}");
-    let mut args = vec!["build", "-trimpath", &ldflags, "-o", target.as_str()];
-    args.extend_from_slice(pkgs);
-    run_go(module, &args)?;
-    fs::rename(&partial, out).map_err(|e| format!("moving {}: {e}", partial.display()))
 }
 
 /// The Go module that builds Kubernetes `version`: the committed one for the pinned release, else a
@@ -212,47 +158,27 @@ pub fn build(version: &str) -> Result<(), String> {
 }
 
 fn binaries(version: &str) -> Result<Binaries, String> {
-    let started = Instant::now();
-    let mut built = false;
-    let kube_dir = cache_root().join(format!("kubernetes-{version}-{RECIPE}"));
-    if !kube_dir.is_dir() {
-        eprintln!(
-            "building Kubernetes {version} (kube-apiserver, kube-controller-manager, kube-scheduler, etcd) into {}; this takes several minutes once",
-            kube_dir.display()
-        );
-        let module = kubernetes_module(version)?;
-        build_into(
-            &module,
-            &kube_dir,
-            &version_ldflags(version),
-            &[
-                "k8s.io/kubernetes/cmd/kube-apiserver",
-                "k8s.io/kubernetes/cmd/kube-controller-manager",
-                "k8s.io/kubernetes/cmd/kube-scheduler",
-                "./etcd",
-            ],
-        )?;
-        built = true;
+    let kube_dir = GoBuild {
+        name: "kubernetes",
+        version,
+        recipe: RECIPE,
+        ldflags: &version_ldflags(version),
+        packages: &[
+            "k8s.io/kubernetes/cmd/kube-apiserver",
+            "k8s.io/kubernetes/cmd/kube-controller-manager",
+            "k8s.io/kubernetes/cmd/kube-scheduler",
+            "./etcd",
+        ],
     }
-    let kwok_dir = cache_root().join(format!("kwok-{PINNED_KWOK}"));
-    if !kwok_dir.is_dir() {
-        eprintln!("building kwok {PINNED_KWOK} into {}", kwok_dir.display());
-        build_into(
-            &go_modules_dir().join("kwok"),
-            &kwok_dir,
-            "",
-            &["sigs.k8s.io/kwok/cmd/kwok", "./stages"],
-        )?;
-        built = true;
+    .cached(|| kubernetes_module(version))?;
+    let kwok_dir = GoBuild {
+        name: "kwok",
+        version: PINNED_KWOK,
+        recipe: "",
+        ldflags: "",
+        packages: &["sigs.k8s.io/kwok/cmd/kwok", "./stages"],
     }
-    if built {
-        eprintln!("built in {:.0?}", started.elapsed());
-    } else {
-        eprintln!(
-            "Kubernetes {version} and kwok {PINNED_KWOK}: cached in {}",
-            cache_root().display()
-        );
-    }
+    .cached(|| Ok(go_modules_dir().join("kwok")))?;
     Ok(Binaries {
         etcd: kube_dir.join("etcd"),
         apiserver: kube_dir.join("kube-apiserver"),

@@ -3,8 +3,11 @@
 
 pub use demoweb_emulator as emulator;
 pub mod cluster;
+pub mod gobuild;
 pub mod harness;
+pub mod helm;
 pub mod kong;
+pub mod kstatus;
 pub mod operator;
 pub mod operator_process;
 mod project_crds;

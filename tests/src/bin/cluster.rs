@@ -1,6 +1,7 @@
 //! `cargo cluster`: a real Kubernetes control plane on 127.0.0.1 — etcd, kube-apiserver,
 //! kube-controller-manager and kube-scheduler built from Kubernetes' own Go modules, and kwok
-//! simulating three nodes in three zones — for the integration tests, the benchmark and exploring.
+//! simulating three nodes in three zones — for the integration tests, the benchmark and exploring;
+//! `cargo cluster tools` builds the other Go programs the tests run (Helm, kstatus).
 //! See `demoweb_tests::cluster` for what runs and how.
 
 use std::path::PathBuf;
@@ -9,6 +10,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use demoweb_tests::cluster::{self, Cluster};
 use demoweb_tests::operator_process;
+use demoweb_tests::{helm, kstatus};
 
 #[derive(Parser)]
 #[command(about = "A real Kubernetes control plane with kwok nodes on 127.0.0.1")]
@@ -39,6 +41,8 @@ enum Cmd {
         #[arg(long, default_value = cluster::PINNED_KUBERNETES)]
         version: String,
     },
+    /// Build (and cache) the other programs the tests run, Helm and kstatus, and print their paths.
+    Tools,
 }
 
 fn main() -> ExitCode {
@@ -62,6 +66,11 @@ async fn run(args: Args) -> Result<ExitCode, String> {
         }
         Cmd::Build { version } => {
             cluster::build(&version)?;
+        }
+        Cmd::Tools => {
+            for program in [helm::binary()?, kstatus::binary()?] {
+                println!("{}", program.display());
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

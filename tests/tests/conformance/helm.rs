@@ -1,21 +1,14 @@
-//! Helm (through the helm-python-sdk package, which bundles Helm's Go SDK) installs a chart into the cluster.
+//! Helm, the real CLI, installs a chart into the cluster, waits for it with kstatus (`--wait=watcher`)
+//! and lists the release.
 
 use k8s_openapi::api::core::v1::ConfigMap;
 
 use demoweb_tests::harness::TestEnv;
-
-const SCRIPT: &str = r#"
-import json, sys
-import helm_python
-kubeconfig, namespace, chart = sys.argv[1:4]
-with helm_python.Config(kubeconfig_path=kubeconfig, namespace=namespace) as cfg:
-    cfg.install(chart, "tiny", {"greeting": "hi"}, namespace=namespace, wait="watcher", timeout=60)
-    print(json.dumps(cfg.list()))
-"#;
+use demoweb_tests::helm::Helm;
 
 #[cfg_attr(
-    no_helm,
-    ignore = "python3 could not import helm-python-sdk when the tests were built (pip install helm-python-sdk==0.2.2)"
+    no_go,
+    ignore = "Helm is built from its Go module (tests/cluster/helm): `go` was not on the PATH when the tests were built"
 )]
 #[tokio::test]
 async fn helm_installs_and_lists_a_release() {
@@ -33,29 +26,24 @@ async fn helm_installs_and_lists_a_release() {
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-greeting\ndata:\n  greeting: {{ .Values.greeting | quote }}\n",
     )
     .unwrap();
-    let out = tokio::process::Command::new("python3")
-        .arg("-c")
-        .arg(SCRIPT)
-        .arg(&env.kubeconfig_path)
-        .arg(&env.namespace)
-        .arg(&chart)
-        .output()
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "helm failed: {}\n{stdout}",
-        String::from_utf8_lossy(&out.stderr)
+    let helm = Helm {
+        kubeconfig: env.kubeconfig_path.clone(),
+        namespace: env.namespace.clone(),
+    };
+    helm.expect(&[
+        "install".into(),
+        "tiny".into(),
+        chart.display().to_string(),
+        "--set".into(),
+        "greeting=hi".into(),
+        "--wait=watcher".into(),
+        "--timeout=60s".into(),
+    ])
+    .await;
+    assert_eq!(
+        helm.list().await,
+        [("tiny".to_owned(), "deployed".to_owned(), "1".to_owned())]
     );
-    let releases: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
-    let names: Vec<&str> = releases
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|r| r["name"].as_str())
-        .collect();
-    assert_eq!(names, vec!["tiny"], "{releases}");
     let cm = env.api::<ConfigMap>().get("tiny-greeting").await.unwrap();
     assert_eq!(cm.data.unwrap()["greeting"], "hi");
     env.finish().await;

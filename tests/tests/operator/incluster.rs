@@ -13,52 +13,23 @@ use demoweb_tests::emulator::EmulatorOptions;
 use demoweb_tests::harness::TestEnv;
 
 use demoweb_tests::operator::{
-    DEADLINE, Operator, SEED, get, install_crds, operator_binary, repo_root, wait, wait_condition,
-    wait_object,
+    DEADLINE, Operator, SEED, get, install_crds, operator_binary, wait, wait_condition, wait_object,
 };
-
-/// Renders the chart offline with Helm's SDK (helm-python-sdk) and prints {template path: manifest}.
-const RENDER: &str = r#"
-import json, sys
-import helm_python
-chart_dir, values, release, namespace = sys.argv[1:5]
-chart = helm_python.Chart.load(chart_dir)
-print(json.dumps(chart.render(json.loads(values), name=release, namespace=namespace, is_install=True)))
-"#;
 
 /// Where kube clients (kube-rs, client-go) read a pod's ServiceAccount credentials.
 const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 
-/// The chart's Deployment as Helm renders it for `release` in `namespace`, or None when Helm's SDK is
-/// not installed.
-fn render_deployment(release: &str, namespace: &str) -> Option<Value> {
-    let out = std::process::Command::new("python3")
-        .arg("-c")
-        .arg(RENDER)
-        .arg(repo_root().join("charts/demoweb-operator"))
-        .arg("{}")
-        .arg(release)
-        .arg(namespace)
-        .output()
-        .expect("python3 runs");
-    if !out.status.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        if stderr.contains("No module named 'helm_python'") {
-            return None;
-        }
-        panic!("rendering the chart failed:\n{stderr}");
-    }
-    let rendered: Value = serde_json::from_slice(&out.stdout).expect("render prints JSON");
-    let manifest = rendered
-        .as_object()
-        .expect("templates by path")
-        .iter()
-        .find(|(path, _)| path.ends_with("templates/deployment.yaml"))
-        .and_then(|(_, m)| m.as_str())
-        .expect("the chart renders templates/deployment.yaml");
-    let deployment: Value = serde_yaml::from_str(manifest).expect("the Deployment is YAML");
-    assert_eq!(deployment["kind"], "Deployment");
-    Some(deployment)
+/// The chart's Deployment as `helm template` renders it for `release` in `namespace`.
+fn render_deployment(release: &str, namespace: &str) -> Value {
+    let objects = demoweb_tests::helm::render(release, namespace, &json!({}))
+        .unwrap_or_else(|e| panic!("helm template failed:\n{e}"));
+    let mut deployments = objects.into_iter().filter(|o| o["kind"] == "Deployment");
+    let deployment = deployments.next().expect("the chart renders a Deployment");
+    assert!(
+        deployments.next().is_none(),
+        "the chart renders one Deployment"
+    );
+    deployment
 }
 
 /// The container's environment as the kubelet resolves it for this pod: plain values and the
@@ -118,11 +89,11 @@ fn unshare_args() -> Vec<&'static str> {
     ignore = "the in-cluster path on a real cluster is a pod: install the chart there"
 )]
 #[cfg_attr(
-    all(not(real_cluster), no_helm),
-    ignore = "needs helm-python-sdk (pip install helm-python-sdk)"
+    all(not(real_cluster), no_go),
+    ignore = "Helm, which renders the chart, is built from its Go module (tests/cluster/helm): `go` was not on the PATH when the tests were built"
 )]
 #[cfg_attr(
-    all(not(real_cluster), not(no_helm), no_unshare),
+    all(not(real_cluster), not(no_go), no_unshare),
     ignore = "needs `unshare` to create a private mount namespace for the ServiceAccount files"
 )]
 async fn the_operator_runs_in_cluster_as_the_chart_deploys_it() {
@@ -138,8 +109,7 @@ async fn the_operator_runs_in_cluster_as_the_chart_deploys_it() {
     .await;
     let ns = env.namespace.clone();
     let release = "demoweb";
-    let deployment = render_deployment(release, &ns)
-        .expect("helm-python-sdk renders the chart (the build found it importable)");
+    let deployment = render_deployment(release, &ns);
     let emulator = env.emulator.as_ref().expect("the emulator");
     let ca_pem = emulator
         .ca_pem()

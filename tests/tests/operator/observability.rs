@@ -1,9 +1,15 @@
-//! What Flux and Prometheus see: the kstatus result of a DemoWeb read back from the API at each step
-//! of its life, and the per-site series on `/metrics`, which go away with the DemoWeb.
+//! What Flux and Prometheus see: what kstatus (the real library, `demoweb_tests::kstatus`) concludes
+//! about a DemoWeb read back from the API at each step of its life, and about each status the operator
+//! computes; and the per-site series on `/metrics`, which go away with the DemoWeb.
 
-use demoweb_operator::kstatus::{KStatus, compute};
+use demoweb_crd::DemoWeb;
+use demoweb_crd::conditions::reason;
+use demoweb_operator::demoweb::status::{Rollout, StatusInput, compute_status};
+use demoweb_operator::error::UserError;
 use demoweb_tests::emulator::ErrorRule;
 use demoweb_tests::harness::TestEnv;
+use demoweb_tests::kstatus::{Status, compute, compute_all};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use demoweb_tests::operator::*;
 
@@ -12,7 +18,7 @@ async fn wait_kstatus(
     env: &TestEnv,
     op: Option<&Operator>,
     name: &str,
-    want: KStatus,
+    want: Status,
 ) -> serde_json::Value {
     wait(
         env,
@@ -22,12 +28,16 @@ async fn wait_kstatus(
         || async {
             get(env, "demoweb", name)
                 .await
-                .filter(|dw| compute(dw) == want)
+                .filter(|dw| compute(dw).status == want)
         },
     )
     .await
 }
 
+#[cfg_attr(
+    no_go,
+    ignore = "kstatus is built from its Go module (tests/cluster/kstatus): `go` was not on the PATH when the tests were built"
+)]
 #[tokio::test(flavor = "multi_thread")]
 async fn flux_sees_a_site_roll_out_stall_recover_and_go() {
     let env = TestEnv::new("kstatus").await;
@@ -38,7 +48,7 @@ async fn flux_sees_a_site_roll_out_stall_recover_and_go() {
     env.apply_yaml(SEED).await.expect_ok();
     let dw = get(&env, "demoweb", "demoweb1").await.expect("created");
     assert_eq!(dw["status"]["observedGeneration"], -1, "{dw}");
-    assert_eq!(compute(&dw), KStatus::InProgress, "{dw}");
+    assert_eq!(compute(&dw).status, Status::InProgress, "{dw}");
 
     // Children applied, pods not ready (the emulator can hold Deployments unready; a real
     // cluster's pods are simply not ready yet, or already are).
@@ -48,11 +58,11 @@ async fn flux_sees_a_site_roll_out_stall_recover_and_go() {
     let op = Operator::start(&env, &[]).await;
     if let Some(emulator) = env.emulator.as_ref() {
         let dw = wait_condition(&env, &op, "demoweb1", "Reconciling", "True", "Progressing").await;
-        assert_eq!(compute(&dw), KStatus::InProgress, "{dw}");
+        assert_eq!(compute(&dw).status, Status::InProgress, "{dw}");
         emulator.set_deployments_ready(true);
     }
     let dw = wait_condition(&env, &op, "demoweb1", "Ready", "True", "Reconciled").await;
-    assert_eq!(compute(&dw), KStatus::Current, "{dw}");
+    assert_eq!(compute(&dw).status, Status::Current, "{dw}");
 
     // A commit that needs the user: a Secret that does not exist.
     merge_patch(
@@ -71,7 +81,10 @@ async fn flux_sees_a_site_roll_out_stall_recover_and_go() {
         "CredentialsNotFound",
     )
     .await;
-    assert_eq!(compute(&dw), KStatus::Failed, "{dw}");
+    let kstatus = compute(&dw);
+    assert_eq!(kstatus.status, Status::Failed, "{dw}");
+    // What Flux reports for the failed health check is the Stalled condition's message.
+    assert!(kstatus.message.contains("missing"), "{kstatus:?}");
 
     // The fix is committed.
     merge_patch(
@@ -82,7 +95,7 @@ async fn flux_sees_a_site_roll_out_stall_recover_and_go() {
     )
     .await;
     let dw = wait_condition(&env, &op, "demoweb1", "Ready", "True", "Reconciled").await;
-    assert_eq!(compute(&dw), KStatus::Current, "{dw}");
+    assert_eq!(compute(&dw).status, Status::Current, "{dw}");
 
     // Deleted (Flux prunes it) while something still holds a finalizer: Terminating.
     merge_patch(
@@ -95,7 +108,7 @@ async fn flux_sees_a_site_roll_out_stall_recover_and_go() {
     env.kubectl(&["delete", "demoweb", "demoweb1", "--wait=false"])
         .await
         .expect_ok();
-    wait_kstatus(&env, Some(&op), "demoweb1", KStatus::Terminating).await;
+    wait_kstatus(&env, Some(&op), "demoweb1", Status::Terminating).await;
     merge_patch(
         &env,
         "demoweb",
@@ -105,6 +118,168 @@ async fn flux_sees_a_site_roll_out_stall_recover_and_go() {
     .await;
     wait_gone(&env, &op, "demoweb", "demoweb1").await;
     env.finish().await;
+}
+
+/// `dw` after a reconcile that saw `rollout` and `problem`, as the API returns it.
+fn reconciled(mut dw: DemoWeb, rollout: Option<Rollout>, problem: Option<UserError>) -> DemoWeb {
+    let status = compute_status(StatusInput {
+        dw: &dw,
+        deployment: None,
+        rollout,
+        problem,
+        diagnosis: None,
+        url: None,
+        identity: None,
+        now: Time(jiff::Timestamp::from_second(1_700_000_000).expect("a time")),
+    });
+    dw.status = Some(status);
+    dw
+}
+
+/// The seed as the API returns it once created: generation 1.
+fn seed() -> DemoWeb {
+    let mut dw: DemoWeb = demoweb_crd::yaml::from_str(SEED).expect("the seed parses");
+    dw.metadata.namespace = Some("default".into());
+    dw.metadata.generation = Some(1);
+    dw
+}
+
+fn as_json(dw: &DemoWeb) -> serde_json::Value {
+    serde_json::to_value(dw).expect("a DemoWeb serialises")
+}
+
+/// Every status the operator computes along a DemoWeb's life (docs/operations.md, "What kstatus
+/// concludes"), and what kstatus concludes from it: what Flux's `wait: true` then says.
+#[cfg_attr(
+    no_go,
+    ignore = "kstatus is built from its Go module (tests/cluster/kstatus): `go` was not on the PATH when the tests were built"
+)]
+#[test]
+fn kstatus_concludes_what_the_user_should_along_the_demoweb_lifecycle() {
+    let progressing = || {
+        Some(Rollout::Progressing {
+            message: "Deployment demoweb1: 0 of 2 replicas ready".into(),
+        })
+    };
+    let complete = || Some(Rollout::Complete { ready: 2 });
+    let stalled = |reason: &'static str| {
+        reconciled(
+            seed(),
+            None,
+            Some(UserError {
+                reason,
+                message: format!("a problem the user must fix ({reason})"),
+            }),
+        )
+    };
+    let mut rows: Vec<(String, serde_json::Value, Status)> = Vec::new();
+
+    // Created, the operator has not written a status yet. The CRD defaults
+    // `status.observedGeneration` to -1 (kube-apiserver applies defaults when it reads the object).
+    let mut created = as_json(&seed());
+    created["status"] = serde_json::json!({"observedGeneration": -1});
+    rows.push((
+        "created, not yet observed".into(),
+        created,
+        Status::InProgress,
+    ));
+    // Without that default kstatus could not tell (an object without conditions is Current): this
+    // row is why the CRD carries it.
+    rows.push((
+        "created, no status at all".into(),
+        as_json(&seed()),
+        Status::Current,
+    ));
+    rows.push((
+        "children applied, pods not ready".into(),
+        as_json(&reconciled(seed(), progressing(), None)),
+        Status::InProgress,
+    ));
+    rows.push((
+        "children being created (no Deployment yet)".into(),
+        as_json(&reconciled(seed(), None, None)),
+        Status::InProgress,
+    ));
+    let ready = reconciled(seed(), complete(), None);
+    rows.push(("ready".into(), as_json(&ready), Status::Current));
+
+    let mut changed = ready.clone();
+    changed.metadata.generation = Some(2);
+    rows.push((
+        "spec changed, not yet observed".into(),
+        as_json(&changed),
+        Status::InProgress,
+    ));
+    rows.push((
+        "spec change observed, rolling out".into(),
+        as_json(&reconciled(changed.clone(), progressing(), None)),
+        Status::InProgress,
+    ));
+    rows.push((
+        "spec change rolled out".into(),
+        as_json(&reconciled(changed, complete(), None)),
+        Status::Current,
+    ));
+    for reason in [
+        reason::INVALID_SPEC,
+        reason::NAME_CONFLICT,
+        reason::CREDENTIALS_NOT_FOUND,
+        reason::UNSUPPORTED_INGRESS_CLASS,
+        reason::IDENTITY_BINDING_NOT_FOUND,
+        reason::IDENTITY_NOT_FOUND,
+        reason::INVALID_IDENTITY,
+    ] {
+        rows.push((
+            format!("stalled: {reason}"),
+            as_json(&stalled(reason)),
+            Status::Failed,
+        ));
+    }
+    // A stalled site stays stalled even when its old pods are all ready.
+    rows.push((
+        "stalled with the last good children ready".into(),
+        as_json(&reconciled(
+            seed(),
+            complete(),
+            Some(UserError {
+                reason: reason::NAME_CONFLICT,
+                message: "Service demoweb1 is controlled by someone else".into(),
+            }),
+        )),
+        Status::Failed,
+    ));
+    let mut fix_committed = stalled(reason::INVALID_SPEC);
+    fix_committed.metadata.generation = Some(2);
+    rows.push((
+        "stalled, fix committed but not yet observed".into(),
+        as_json(&fix_committed),
+        Status::InProgress,
+    ));
+    rows.push((
+        "stalled, fix observed and rolled out".into(),
+        as_json(&reconciled(fix_committed, complete(), None)),
+        Status::Current,
+    ));
+    for (name, base) in [("ready", ready), ("stalled", stalled(reason::INVALID_SPEC))] {
+        let mut deleting = as_json(&base);
+        deleting["metadata"]["deletionTimestamp"] = serde_json::json!("2026-01-01T00:00:00Z");
+        rows.push((format!("deleting ({name})"), deleting, Status::Terminating));
+    }
+
+    let objects: Vec<serde_json::Value> = rows.iter().map(|(_, obj, _)| obj.clone()).collect();
+    let got = compute_all(&objects).unwrap_or_else(|e| panic!("kstatus failed: {e}"));
+    let failures: Vec<String> = rows
+        .iter()
+        .zip(&got)
+        .filter(|((_, _, want), got)| got.status != *want)
+        .map(|((name, obj, want), got)| {
+            format!(
+                "{name}: kstatus {} ({}), want {want}\n  {obj}",
+                got.status, got.message
+            )
+        })
+        .collect();
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 fn series<'a>(metrics: &'a str, name: &str) -> Vec<&'a str> {

@@ -1,0 +1,139 @@
+//! Programs built with plain `go build` from the Go modules committed under `tests/cluster/` (their
+//! `go.mod` and `go.sum` pin every dependency; builds never edit them), and cached outside the checkout
+//! in `~/.cache/demoweb-operator/<name>-<version>-<recipe>/` (or under `$DEMOWEB_CACHE_DIR`), so that
+//! each version is built once per machine. The control plane (`crate::cluster`), Helm
+//! (`crate::helm`) and kstatus (`crate::kstatus`) are built this way.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+/// Where built programs are cached.
+pub fn cache_root() -> PathBuf {
+    if let Some(dir) = std::env::var_os("DEMOWEB_CACHE_DIR") {
+        return PathBuf::from(dir);
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("demoweb-operator")
+}
+
+/// `tests/cluster` in the source tree: one Go module a directory.
+pub fn go_modules_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("cluster")
+}
+
+/// Runs `go args…` in `dir`.
+pub fn run_go(dir: &Path, args: &[&str]) -> Result<(), String> {
+    // Builds take the modules as go.mod and go.sum pin them, and never edit them.
+    let goflags = if args.first() == Some(&"build") {
+        "-mod=readonly"
+    } else {
+        ""
+    };
+    let status = Command::new("go")
+        .args(args)
+        .current_dir(dir)
+        .env("GOFLAGS", goflags)
+        .stdin(Stdio::null())
+        .status()
+        .map_err(|e| format!("running `go` (install Go 1.26 or newer): {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "`go {}` in {} failed ({status})",
+            args.join(" "),
+            dir.display()
+        ))
+    }
+}
+
+/// `go build -o out pkgs…` in `module`, into a scratch directory renamed to `out` once every
+/// program is built, so that a build cut short is never taken for a finished one.
+fn build_into(module: &Path, out: &Path, ldflags: &str, pkgs: &[&str]) -> Result<(), String> {
+    let partial = beside(out, "partial");
+    let _ = fs::remove_dir_all(&partial);
+    fs::create_dir_all(&partial).map_err(|e| format!("creating {}: {e}", partial.display()))?;
+    let target = format!("{}/", partial.display());
+    let ldflags = format!("-ldflags=-s -w {ldflags}");
+    let mut args = vec!["build", "-trimpath", &ldflags, "-o", target.as_str()];
+    args.extend_from_slice(pkgs);
+    run_go(module, &args)?;
+    fs::rename(&partial, out).map_err(|e| format!("moving {}: {e}", partial.display()))
+}
+
+/// `<path>.<suffix>`: beside `path`, whose name has dots of its own (`helm-v4.3.2-r1`).
+fn beside(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_owned();
+    name.push(format!(".{suffix}"));
+    path.with_file_name(name)
+}
+
+/// Programs of one Go module at one version, and how they are built.
+pub struct GoBuild<'a> {
+    /// What is built, for messages and the cache's key.
+    pub name: &'a str,
+    /// The version of the upstream module; part of the cache's key.
+    pub version: &'a str,
+    /// How they are built (flags, patches to the module); part of the cache's key, so that a change
+    /// rebuilds them. Empty for kwok, cached before recipes were keyed.
+    pub recipe: &'a str,
+    /// Extra `-ldflags` (`-s -w` are always given).
+    pub ldflags: &'a str,
+    /// The packages to build, as `go build` takes them; each becomes a program of its last element's name.
+    pub packages: &'a [&'a str],
+}
+
+impl GoBuild<'_> {
+    /// The cache directory of these programs.
+    pub fn dir(&self) -> PathBuf {
+        let key = if self.recipe.is_empty() {
+            format!("{}-{}", self.name, self.version)
+        } else {
+            format!("{}-{}-{}", self.name, self.version, self.recipe)
+        };
+        cache_root().join(key)
+    }
+
+    /// The cache directory holding the programs, built first (from the module `module` gives) when
+    /// missing. Concurrent callers, threads or processes, wait for one build.
+    pub fn cached(
+        &self,
+        module: impl FnOnce() -> Result<PathBuf, String>,
+    ) -> Result<PathBuf, String> {
+        let dir = self.dir();
+        if dir.is_dir() {
+            return Ok(dir);
+        }
+        let root = cache_root();
+        fs::create_dir_all(&root).map_err(|e| format!("creating {}: {e}", root.display()))?;
+        let lock_path = beside(&dir, "lock");
+        let lock = fs::File::create(&lock_path)
+            .map_err(|e| format!("creating {}: {e}", lock_path.display()))?;
+        lock.lock()
+            .map_err(|e| format!("locking {}: {e}", lock_path.display()))?;
+        if dir.is_dir() {
+            // Built by someone else while this one waited.
+            return Ok(dir);
+        }
+        eprintln!(
+            "building {} {} into {} (once per version; a cold Go cache takes minutes)",
+            self.name,
+            self.version,
+            dir.display()
+        );
+        let started = Instant::now();
+        build_into(&module()?, &dir, self.ldflags, self.packages)?;
+        eprintln!(
+            "built {} {} in {:.0?}",
+            self.name,
+            self.version,
+            started.elapsed()
+        );
+        Ok(dir)
+    }
+}
