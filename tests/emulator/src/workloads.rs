@@ -97,7 +97,10 @@ fn write(
     manager: &str,
     subresource: Option<&str>,
 ) -> bool {
-    let (ns, name) = (meta(&new, "namespace").to_owned(), meta(&new, "name").to_owned());
+    let (ns, name) = (
+        meta(&new, "namespace").to_owned(),
+        meta(&new, "name").to_owned(),
+    );
     let opts = WriteOpts {
         subresource: subresource.map(str::to_owned),
         ..WriteOpts::internal(manager)
@@ -124,9 +127,11 @@ pub fn sync(
     pods: &Names,
     all_pods: bool,
 ) -> bool {
-    let (Some(d_info), Some(rs_info), Some(pod_info)) =
-        (info(st, DEPLOYMENTS), info(st, REPLICA_SETS), info(st, PODS))
-    else {
+    let (Some(d_info), Some(rs_info), Some(pod_info)) = (
+        info(st, DEPLOYMENTS),
+        info(st, REPLICA_SETS),
+        info(st, PODS),
+    ) else {
         return false;
     };
     let mut changed = false;
@@ -141,7 +146,10 @@ pub fn sync(
     }
     // Owners of what changed.
     for (ns, name) in &pods {
-        if let Some(rs) = st.get(PODS, ns, name).and_then(|p| controller_of(p, "ReplicaSet")) {
+        if let Some(rs) = st
+            .get(PODS, ns, name)
+            .and_then(|p| controller_of(p, "ReplicaSet"))
+        {
             replica_sets.insert((ns.clone(), rs.to_owned()));
         }
     }
@@ -193,12 +201,19 @@ fn sync_deployment(
         .filter(|rs| !is_deleting(rs))
         .cloned()
         .collect();
-    let new_rs = owned.iter().find(|rs| rs["metadata"]["labels"][TEMPLATE_HASH] == hash.as_str());
+    let new_rs = owned
+        .iter()
+        .find(|rs| rs["metadata"]["labels"][TEMPLATE_HASH] == hash.as_str());
     let mut olds: Vec<&Value> = owned
         .iter()
         .filter(|rs| rs["metadata"]["labels"][TEMPLATE_HASH] != hash.as_str())
         .collect();
-    olds.sort_by_key(|rs| (meta(rs, "creationTimestamp").to_owned(), meta(rs, "name").to_owned()));
+    olds.sort_by_key(|rs| {
+        (
+            meta(rs, "creationTimestamp").to_owned(),
+            meta(rs, "name").to_owned(),
+        )
+    });
     let old_total: i64 = olds.iter().map(|rs| replicas(rs)).sum();
     let recreate = d["spec"]["strategy"]["type"] == "Recreate";
     let (surge, unavailable) = kinds::deployment::surge_and_unavailable(&d);
@@ -210,7 +225,10 @@ fn sync_deployment(
     } else if old_total == 0 {
         desired
     } else if recreate {
-        let old_pods: usize = olds.iter().map(|rs| controlled_by(st, PODS, rs).len()).sum();
+        let old_pods: usize = olds
+            .iter()
+            .map(|rs| controlled_by(st, PODS, rs).len())
+            .sum();
         if old_pods == 0 { desired } else { 0 }
     } else if current_new > desired {
         desired
@@ -223,7 +241,12 @@ fn sync_deployment(
         None => {
             let revision = owned
                 .iter()
-                .filter_map(|rs| rs["metadata"]["annotations"][REVISION].as_str()?.parse::<i64>().ok())
+                .filter_map(|rs| {
+                    rs["metadata"]["annotations"][REVISION]
+                        .as_str()?
+                        .parse::<i64>()
+                        .ok()
+                })
                 .max()
                 .unwrap_or(0)
                 + 1;
@@ -246,7 +269,11 @@ fn sync_deployment(
     });
     let all = old_total + target_new;
     let min_available = desired - unavailable;
-    let mut budget = if recreate { old_total } else { (all - min_available - new_unavailable).max(0) };
+    let mut budget = if recreate {
+        old_total
+    } else {
+        (all - min_available - new_unavailable).max(0)
+    };
     let mut scaled: Vec<(Value, i64)> = vec![];
     for unhealthy_first in [true, false] {
         for rs in &olds {
@@ -255,12 +282,20 @@ fn sync_deployment(
                 .find(|(s, _)| meta(s, "name") == meta(rs, "name"))
                 .map_or(replicas(rs), |(_, n)| *n);
             let unhealthy = (at - status_count(rs, "availableReplicas")).max(0);
-            let down = if unhealthy_first { unhealthy.min(at) } else { at }.min(budget);
+            let down = if unhealthy_first {
+                unhealthy.min(at)
+            } else {
+                at
+            }
+            .min(budget);
             if down == 0 {
                 continue;
             }
             budget -= down;
-            match scaled.iter_mut().find(|(s, _)| meta(s, "name") == meta(rs, "name")) {
+            match scaled
+                .iter_mut()
+                .find(|(s, _)| meta(s, "name") == meta(rs, "name"))
+            {
                 Some(entry) => entry.1 = at - down,
                 None => scaled.push(((*rs).clone(), at - down)),
             }
@@ -277,7 +312,10 @@ fn sync_deployment(
 
 /// Old ReplicaSets scaled to zero beyond `revisionHistoryLimit`, oldest first, are deleted.
 fn clean_up_history(st: &mut Store, d: &Value, olds: &[&Value]) -> bool {
-    let limit = d["spec"]["revisionHistoryLimit"].as_i64().unwrap_or(10).max(0) as usize;
+    let limit = d["spec"]["revisionHistoryLimit"]
+        .as_i64()
+        .unwrap_or(10)
+        .max(0) as usize;
     let idle: Vec<String> = olds
         .iter()
         .filter(|rs| replicas(rs) == 0 && status_count(rs, "replicas") == 0)
@@ -337,7 +375,15 @@ fn create_replica_set(
             "template": template,
         },
     });
-    let created = ops::create(st, rs_info, ns, rs, &WriteOpts::internal(CONTROLLER_MANAGER), false).is_ok();
+    let created = ops::create(
+        st,
+        rs_info,
+        ns,
+        rs,
+        &WriteOpts::internal(CONTROLLER_MANAGER),
+        false,
+    )
+    .is_ok();
     if created {
         touched.insert((ns.to_owned(), name));
     }
@@ -369,7 +415,10 @@ fn sync_replica_set(
     }
     let mut live: Vec<Value> = controlled_by(st, PODS, &rs)
         .into_iter()
-        .filter(|p| !is_deleting(p) && !matches!(p["status"]["phase"].as_str(), Some("Succeeded" | "Failed")))
+        .filter(|p| {
+            !is_deleting(p)
+                && !matches!(p["status"]["phase"].as_str(), Some("Succeeded" | "Failed"))
+        })
         .cloned()
         .collect();
     let want = replicas(&rs);
@@ -416,8 +465,15 @@ fn create_pod(st: &mut Store, pod_info: &ResourceInfo, rs: &Value) -> Option<Str
         }
     }
     let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": t["spec"]});
-    let (stored, _) =
-        ops::create(st, pod_info, ns, pod, &WriteOpts::internal(CONTROLLER_MANAGER), false).ok()?;
+    let (stored, _) = ops::create(
+        st,
+        pod_info,
+        ns,
+        pod,
+        &WriteOpts::internal(CONTROLLER_MANAGER),
+        false,
+    )
+    .ok()?;
     Some(meta(&stored, "name").to_owned())
 }
 
@@ -461,7 +517,10 @@ fn run_pod(st: &mut Store, pod_info: &ResourceInfo, ready: bool, ns: &str, name:
         return changed;
     }
     let phase = if ready { "Running" } else { "Pending" };
-    if p["status"]["phase"] == phase && pod_ready(&p) == ready && p["status"]["startTime"].is_string() {
+    if p["status"]["phase"] == phase
+        && pod_ready(&p) == ready
+        && p["status"]["startTime"].is_string()
+    {
         return changed;
     }
     let ip = st.allocate_pod_ip();
@@ -475,7 +534,10 @@ fn run_pod(st: &mut Store, pod_info: &ResourceInfo, ready: bool, ns: &str, name:
 fn kubelet_status(p: &Value, ready: bool, ip: &str, now: &str) -> Value {
     let spec = &p["spec"];
     let image = |c: &Value| c["image"].clone();
-    let inits = spec["initContainers"].as_array().cloned().unwrap_or_default();
+    let inits = spec["initContainers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     let init_statuses: Vec<Value> = inits
         .iter()
         .map(|c| {
@@ -491,7 +553,11 @@ fn kubelet_status(p: &Value, ready: bool, ip: &str, now: &str) -> Value {
                 "restartCount": 0, "started": ready && sidecar, "state": state})
         })
         .collect();
-    let waiting = if inits.is_empty() { "ContainerCreating" } else { "PodInitializing" };
+    let waiting = if inits.is_empty() {
+        "ContainerCreating"
+    } else {
+        "PodInitializing"
+    };
     let statuses: Vec<Value> = spec["containers"]
         .as_array()
         .into_iter()
@@ -560,7 +626,10 @@ fn replica_set_status(st: &mut Store, rs_info: &ResourceInfo, ns: &str, name: &s
     }
     let pods: Vec<&Value> = controlled_by(st, PODS, &rs)
         .into_iter()
-        .filter(|p| !is_deleting(p) && !matches!(p["status"]["phase"].as_str(), Some("Succeeded" | "Failed")))
+        .filter(|p| {
+            !is_deleting(p)
+                && !matches!(p["status"]["phase"].as_str(), Some("Succeeded" | "Failed"))
+        })
         .collect();
     let ready = pods.iter().filter(|p| pod_ready(p)).count();
     let mut status = json!({"replicas": pods.len()});
@@ -618,9 +687,13 @@ pub fn interest(r: &ObjectRef, o: &Value, gone: bool) -> Option<(&'static str, (
     match r.key.as_str() {
         DEPLOYMENTS if !gone => Some((DEPLOYMENTS, name)),
         REPLICA_SETS if !gone => Some((REPLICA_SETS, name)),
-        REPLICA_SETS => controller_of(o, "Deployment").map(|d| (DEPLOYMENTS, (r.ns.clone(), d.to_owned()))),
+        REPLICA_SETS => {
+            controller_of(o, "Deployment").map(|d| (DEPLOYMENTS, (r.ns.clone(), d.to_owned())))
+        }
         PODS if !gone => Some((PODS, name)),
-        PODS => controller_of(o, "ReplicaSet").map(|rs| (REPLICA_SETS, (r.ns.clone(), rs.to_owned()))),
+        PODS => {
+            controller_of(o, "ReplicaSet").map(|rs| (REPLICA_SETS, (r.ns.clone(), rs.to_owned())))
+        }
         _ => None,
     }
 }

@@ -40,7 +40,9 @@ fn controller(o: &Value) -> &Value {
 async fn rolled_out(env: &TestEnv, n: i64) -> (Value, Vec<Value>, Vec<Value>) {
     env.wait_for(&format!("{n} ready pods of web"), DEADLINE, || async {
         let d: Value = serde_json::from_str(
-            &env.kubectl(&["get", "deployment", "web", "-o", "json"]).await.stdout,
+            &env.kubectl(&["get", "deployment", "web", "-o", "json"])
+                .await
+                .stdout,
         )
         .ok()?;
         let s = &d["status"];
@@ -68,22 +70,40 @@ async fn deployments_get_a_replica_set_and_running_pods() {
         .as_str()
         .unwrap();
     assert_eq!(rs_name, format!("web-{hash}"));
-    assert_eq!(rs["spec"]["selector"]["matchLabels"]["pod-template-hash"], hash);
+    assert_eq!(
+        rs["spec"]["selector"]["matchLabels"]["pod-template-hash"],
+        hash
+    );
     assert_eq!(rs["spec"]["replicas"], 2);
     assert_eq!(rs["status"]["readyReplicas"], 2);
     assert_eq!(
         rs["spec"]["template"]["metadata"]["labels"],
         json!({"app": "web", "tier": "front", "pod-template-hash": hash})
     );
-    assert_eq!(rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"], "1");
+    assert_eq!(
+        rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
+        "1"
+    );
     let owner = controller(rs);
     assert_eq!(
-        (&owner["kind"], &owner["name"], &owner["uid"], &owner["blockOwnerDeletion"]),
-        (&json!("Deployment"), &json!("web"), &d["metadata"]["uid"], &json!(true))
+        (
+            &owner["kind"],
+            &owner["name"],
+            &owner["uid"],
+            &owner["blockOwnerDeletion"]
+        ),
+        (
+            &json!("Deployment"),
+            &json!("web"),
+            &d["metadata"]["uid"],
+            &json!(true)
+        )
     );
     for pod in &pods {
         let name = pod["metadata"]["name"].as_str().unwrap();
-        let suffix = name.strip_prefix(&format!("{rs_name}-")).unwrap_or_default();
+        let suffix = name
+            .strip_prefix(&format!("{rs_name}-"))
+            .unwrap_or_default();
         assert!(
             suffix.len() == 5 && suffix.chars().all(|c| SUFFIX_ALPHABET.contains(c)),
             "pod name {name}"
@@ -96,9 +116,18 @@ async fn deployments_get_a_replica_set_and_running_pods() {
         let owner = controller(pod);
         assert_eq!(
             (&owner["kind"], &owner["name"], &owner["uid"]),
-            (&json!("ReplicaSet"), &json!(rs_name), &rs["metadata"]["uid"])
+            (
+                &json!("ReplicaSet"),
+                &json!(rs_name),
+                &rs["metadata"]["uid"]
+            )
         );
-        assert!(pod["spec"]["nodeName"].as_str().is_some_and(|n| !n.is_empty()), "{pod:#}");
+        assert!(
+            pod["spec"]["nodeName"]
+                .as_str()
+                .is_some_and(|n| !n.is_empty()),
+            "{pod:#}"
+        );
         assert_eq!(pod["spec"]["serviceAccountName"], "default");
         let s = &pod["status"];
         assert_eq!(s["phase"], "Running", "{pod:#}");
@@ -106,9 +135,15 @@ async fn deployments_get_a_replica_set_and_running_pods() {
             assert_eq!(condition(pod, ty)["status"], "True", "{ty}: {pod:#}");
         }
         assert_eq!(s["qosClass"], "BestEffort");
-        assert!(s["podIP"].is_string() && s["startTime"].is_string(), "{s:#}");
+        assert!(
+            s["podIP"].is_string() && s["startTime"].is_string(),
+            "{s:#}"
+        );
         let c = &s["containerStatuses"][0];
-        assert_eq!((&c["name"], &c["ready"], &c["restartCount"]), (&json!("c"), &json!(true), &json!(0)));
+        assert_eq!(
+            (&c["name"], &c["ready"], &c["restartCount"]),
+            (&json!("c"), &json!(true), &json!(0))
+        );
         assert!(c["state"]["running"]["startedAt"].is_string(), "{c:#}");
         let i = &s["initContainerStatuses"][0];
         assert_eq!((&i["name"], &i["ready"]), (&json!("init"), &json!(true)));
@@ -117,14 +152,20 @@ async fn deployments_get_a_replica_set_and_running_pods() {
     // Label selectors select pods; kubectl prints them.
     assert_eq!(list(&env, "pods", "tier=front,app in (web)").await.len(), 2);
     assert!(list(&env, "pods", "tier=back").await.is_empty());
-    let table = env.kubectl(&["get", "pods", "-l", "app=web"]).await.expect_ok();
+    let table = env
+        .kubectl(&["get", "pods", "-l", "app=web"])
+        .await
+        .expect_ok();
     let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
     assert_eq!(header, ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]);
     for line in table.lines().skip(1) {
         let cells: Vec<&str> = line.split_whitespace().collect();
         assert_eq!(&cells[1..4], ["1/1", "Running", "0"], "{table}");
     }
-    let rs_table = env.kubectl(&["get", "rs", "-l", "app=web"]).await.expect_ok();
+    let rs_table = env
+        .kubectl(&["get", "rs", "-l", "app=web"])
+        .await
+        .expect_ok();
     assert!(
         rs_table.lines().nth(1).is_some_and(|l| {
             l.split_whitespace().collect::<Vec<_>>()[..4] == [rs_name, "2", "2", "2"]
@@ -155,7 +196,10 @@ async fn scaling_and_a_new_template_roll_the_pods() {
         .find(|rs| rs["metadata"]["name"] != first.as_str())
         .expect("a new ReplicaSet");
     let hash = new["metadata"]["labels"]["pod-template-hash"].clone();
-    assert_eq!(new["metadata"]["annotations"]["deployment.kubernetes.io/revision"], "2");
+    assert_eq!(
+        new["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
+        "2"
+    );
     let old = sets
         .iter()
         .find(|rs| rs["metadata"]["name"] == first.as_str())
@@ -217,11 +261,20 @@ async fn pod_status_is_written_through_its_subresource_and_counted() {
                 "startedAt": now, "finishedAt": now}}}],
     }});
     // The main resource ignores status; the subresource takes it.
-    env.kubectl(&["patch", "pod", name, "--type=merge", "-p", &patch.to_string()])
-        .await
-        .expect_ok();
+    env.kubectl(&[
+        "patch",
+        "pod",
+        name,
+        "--type=merge",
+        "-p",
+        &patch.to_string(),
+    ])
+    .await
+    .expect_ok();
     let pod: Value = serde_json::from_str(
-        &env.kubectl(&["get", "pod", name, "-o", "json"]).await.expect_ok(),
+        &env.kubectl(&["get", "pod", name, "-o", "json"])
+            .await
+            .expect_ok(),
     )
     .unwrap();
     assert_eq!(condition(&pod, "Ready")["status"], "True");
@@ -237,25 +290,37 @@ async fn pod_status_is_written_through_its_subresource_and_counted() {
     .await
     .expect_ok();
     // The Deployment counts it unready, and the written status stays.
-    env.wait_for("the Deployment to count the pod unready", DEADLINE, || async {
-        let out = env
-            .kubectl(&["get", "deployment", "web", "-o", "json"])
-            .await;
-        let d: Value = serde_json::from_str(&out.stdout).ok()?;
-        (d["status"]["readyReplicas"].is_null() && d["status"]["unavailableReplicas"] == 1)
-            .then_some(())
-    })
+    env.wait_for(
+        "the Deployment to count the pod unready",
+        DEADLINE,
+        || async {
+            let out = env
+                .kubectl(&["get", "deployment", "web", "-o", "json"])
+                .await;
+            let d: Value = serde_json::from_str(&out.stdout).ok()?;
+            (d["status"]["readyReplicas"].is_null() && d["status"]["unavailableReplicas"] == 1)
+                .then_some(())
+        },
+    )
     .await;
     let pod: Value = serde_json::from_str(
-        &env.kubectl(&["get", "pod", name, "-o", "json"]).await.expect_ok(),
+        &env.kubectl(&["get", "pod", name, "-o", "json"])
+            .await
+            .expect_ok(),
     )
     .unwrap();
     let c = &pod["status"]["containerStatuses"][0];
-    assert_eq!(c["state"]["waiting"]["reason"], "CrashLoopBackOff", "{pod:#}");
+    assert_eq!(
+        c["state"]["waiting"]["reason"], "CrashLoopBackOff",
+        "{pod:#}"
+    );
     assert_eq!(c["lastState"]["terminated"]["message"], "it broke");
     assert_eq!(c["restartCount"], 4);
     assert_eq!(pod["status"]["phase"], "Running");
-    let table = env.kubectl(&["get", "pod", name, "--no-headers"]).await.expect_ok();
+    let table = env
+        .kubectl(&["get", "pod", name, "--no-headers"])
+        .await
+        .expect_ok();
     let cells: Vec<&str> = table.split_whitespace().collect();
     assert_eq!(&cells[1..4], ["0/1", "CrashLoopBackOff", "4"], "{table}");
     env.finish().await;

@@ -63,7 +63,10 @@ fn defaults(obj: &mut Value) {
     default_pod_spec(spec);
     // The ServiceAccount admission plugin: a pod runs as the namespace's `default` account
     // unless it names one.
-    if spec["serviceAccountName"].as_str().is_none_or(str::is_empty) {
+    if spec["serviceAccountName"]
+        .as_str()
+        .is_none_or(str::is_empty)
+    {
         spec["serviceAccountName"] = json!("default");
         spec["serviceAccount"] = json!("default");
     }
@@ -92,9 +95,11 @@ fn qos_class(spec: &Value) -> &'static str {
         .flat_map(|k| spec[*k].as_array().into_iter().flatten())
         .collect();
     let any = containers.iter().any(|c| {
-        ["requests", "limits"]
-            .iter()
-            .any(|k| c["resources"][*k].as_object().is_some_and(|m| !m.is_empty()))
+        ["requests", "limits"].iter().any(|k| {
+            c["resources"][*k]
+                .as_object()
+                .is_some_and(|m| !m.is_empty())
+        })
     });
     if !any {
         return "BestEffort";
@@ -105,7 +110,11 @@ fn qos_class(spec: &Value) -> &'static str {
             .iter()
             .all(|r| lim[*r].is_string() && (req[*r].is_null() || req[*r] == lim[*r]))
     });
-    if guaranteed { "Guaranteed" } else { "Burstable" }
+    if guaranteed {
+        "Guaranteed"
+    } else {
+        "Burstable"
+    }
 }
 
 fn validate(obj: &Value, errs: &mut Vec<FieldError>) {
@@ -143,7 +152,10 @@ fn status_cell(o: &Value) -> String {
     if o["metadata"]["deletionTimestamp"].is_string() {
         return "Terminating".into();
     }
-    let inits = st["initContainerStatuses"].as_array().cloned().unwrap_or_default();
+    let inits = st["initContainerStatuses"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     let total_init = o["spec"]["initContainers"].as_array().map_or(0, Vec::len);
     for (i, c) in inits.iter().enumerate() {
         let term = &c["state"]["terminated"];
@@ -153,7 +165,10 @@ fn status_cell(o: &Value) -> String {
         if term.is_object() {
             return format!("Init:{}", s(&term["reason"]));
         }
-        if let Some(r) = c["state"]["waiting"]["reason"].as_str().filter(|r| *r != "PodInitializing") {
+        if let Some(r) = c["state"]["waiting"]["reason"]
+            .as_str()
+            .filter(|r| *r != "PodInitializing")
+        {
             return format!("Init:{r}");
         }
         return format!("Init:{i}/{total_init}");
@@ -176,7 +191,10 @@ fn status_cell(o: &Value) -> String {
 fn cells(o: &Value) -> Vec<Value> {
     let st = &o["status"];
     let total = o["spec"]["containers"].as_array().map_or(0, Vec::len);
-    let statuses = st["containerStatuses"].as_array().cloned().unwrap_or_default();
+    let statuses = st["containerStatuses"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     let ready = statuses.iter().filter(|c| c["ready"] == true).count();
     let restarts: i64 = statuses
         .iter()
