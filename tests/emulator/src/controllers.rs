@@ -1,6 +1,6 @@
 //! What kube-controller-manager would do: garbage collection by owner references, namespace
-//! termination, Deployment status as if the pods became ready, and the bounds of
-//! HorizontalPodAutoscalers.
+//! termination, the workload controllers (Deployments, ReplicaSets and their pods, in
+//! `workloads`), and the bounds of HorizontalPodAutoscalers.
 //!
 //! Like kube-controller-manager's controllers, these are driven by the changes the store records
 //! (its informers' events), not by scans: each round looks only at the objects that changed and at
@@ -13,10 +13,10 @@ use serde_json::{Value, json};
 
 use super::apply::{Manager, Operation};
 use super::engines;
-use super::kinds;
 use super::ops::{self, DeleteOpts, Propagation, WriteOpts};
 use super::resources::ResourceInfo;
 use super::store::{Change, EventType, ObjectRef, Store};
+use super::workloads;
 
 fn meta<'a>(o: &'a Value, k: &str) -> &'a str {
     o["metadata"][k].as_str().unwrap_or_default()
@@ -45,35 +45,30 @@ fn owner_uids(o: &Value) -> impl Iterator<Item = &str> {
 const ROUNDS: usize = 1000;
 
 /// Runs every controller on the changes recorded since the last call, and on the changes their own
-/// writes make, until nothing is left. `all_deployments` re-evaluates every Deployment (the pods'
+/// writes make, until nothing is left. `all_pods` has the kubelet look at every pod (the pods'
 /// readiness switched). Returns whether anything was written.
-pub fn reconcile(st: &mut Store, deployments_ready: bool, all_deployments: bool) -> bool {
+pub fn reconcile(st: &mut Store, pods_ready: bool, all_pods: bool) -> bool {
     let mut any = false;
-    let mut deployments: BTreeSet<(String, String)> = if all_deployments {
-        st.iter_key("apps/deployments")
-            .map(|d| {
-                (
-                    meta(d, "namespace").to_string(),
-                    meta(d, "name").to_string(),
-                )
-            })
-            .collect()
-    } else {
-        BTreeSet::new()
-    };
+    let mut all_pods = all_pods;
     for _ in 0..ROUNDS {
         let changes = st.take_pending();
-        if changes.is_empty() && deployments.is_empty() {
+        if changes.is_empty() && !all_pods {
             break;
         }
         let mut work = Work::default();
         for c in &changes {
             work.add(st, c);
         }
-        deployments.extend(work.deployments.iter().cloned());
         let changed = garbage_collect(st, &work)
             | terminate_namespaces(st, &work)
-            | deployment_status(st, deployments_ready, &std::mem::take(&mut deployments))
+            | workloads::sync(
+                st,
+                pods_ready,
+                &work.deployments,
+                &work.replica_sets,
+                &work.pods,
+                std::mem::take(&mut all_pods),
+            )
             | autoscale(st, &work.autoscalers);
         any |= changed;
     }
@@ -93,7 +88,10 @@ struct Work {
     in_terminating: BTreeSet<ObjectRef>,
     /// Terminating namespaces that may have become empty.
     namespaces_check: BTreeSet<String>,
-    deployments: BTreeSet<(String, String)>,
+    /// Deployments, ReplicaSets and pods the workload controllers look at.
+    deployments: workloads::Names,
+    replica_sets: workloads::Names,
+    pods: workloads::Names,
     /// HorizontalPodAutoscalers that changed or whose target Deployment did.
     autoscalers: BTreeSet<(String, String)>,
 }
@@ -144,9 +142,18 @@ impl Work {
                     .map(|h| (r.ns.clone(), meta(h, "name").to_string())),
             );
         }
-        // The Deployment controller.
-        if c.key == "apps/deployments" && !gone {
-            self.deployments.insert((r.ns, r.name));
+        // The Deployment and ReplicaSet controllers, the scheduler and the kubelet.
+        match workloads::interest(&r, o, gone) {
+            Some((workloads::DEPLOYMENTS, name)) => {
+                self.deployments.insert(name);
+            }
+            Some((workloads::REPLICA_SETS, name)) => {
+                self.replica_sets.insert(name);
+            }
+            Some((_, name)) => {
+                self.pods.insert(name);
+            }
+            None => {}
         }
     }
 }
@@ -370,73 +377,6 @@ fn terminate_namespaces(st: &mut Store, work: &Work) -> bool {
         };
         if is_deleting(n) && ops::finalizers(n).is_empty() && !st.namespace_has_objects(ns) {
             st.remove("/namespaces", "", ns);
-            changed = true;
-        }
-    }
-    changed
-}
-
-fn deployment_status(st: &mut Store, ready: bool, which: &BTreeSet<(String, String)>) -> bool {
-    if which.is_empty() {
-        return false;
-    }
-    let Some(info) = info_for(st, "apps/deployments") else {
-        return false;
-    };
-    let now = ops::now();
-    let mut changed = false;
-    // Cheap check first (observed this generation, readiness as the switch says); copy only
-    // the one whose status is written.
-    let todo: Vec<Arc<Value>> = which
-        .iter()
-        .filter_map(|(ns, name)| st.get_shared("apps/deployments", ns, name))
-        .filter(|d| {
-            let s = &d["status"];
-            let replicas = d["spec"]["replicas"].as_i64().unwrap_or(1);
-            let ready_now = if replicas == 0 {
-                s["readyReplicas"].is_null()
-            } else {
-                s["readyReplicas"].as_i64() == Some(replicas)
-            };
-            !(s["observedGeneration"] == d["metadata"]["generation"]
-                && ready_now == (ready || replicas == 0)
-                && s["conditions"].is_array())
-        })
-        .collect();
-    for d in todo {
-        if d["metadata"]["deletionTimestamp"].is_string() {
-            continue;
-        }
-        let status = kinds::deployment::status(&d, ready, &now);
-        if status == d["status"] {
-            continue;
-        }
-        let mut o = Value::clone(&d);
-        o["status"] = status;
-        let opts = WriteOpts {
-            subresource: Some("status".into()),
-            ..WriteOpts::internal("kube-controller-manager")
-        };
-        let av = info.api_version();
-        let m = Manager {
-            name: "kube-controller-manager",
-            operation: Operation::Update,
-            subresource: Some("status"),
-            api_version: &av,
-            time: &now,
-        };
-        let o = engines::track_update(Some(&*d), o, &m, &ops::merge_schema(&info));
-        if ops::update(
-            st,
-            &info,
-            meta(&d, "namespace"),
-            meta(&d, "name"),
-            o,
-            &opts,
-            true,
-        )
-        .is_ok()
-        {
             changed = true;
         }
     }

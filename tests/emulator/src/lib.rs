@@ -1,8 +1,8 @@
 //! An in-memory stand-in for kube-apiserver that speaks the real wire protocol over HTTP.
 //!
 //! Start it in-process with [`Emulator::start`], or as the `emulator` binary. It serves discovery,
-//! CRDs, CRUD, watch, server-side apply, garbage collection and fault injection; it has no scheduler,
-//! no pods and no kubelet (Deployment status is simulated).
+//! CRDs, CRUD, watch, server-side apply, garbage collection and fault injection; Deployments get
+//! ReplicaSets and pods as the real controllers, scheduler and a kubelet (kwok) give them.
 
 pub mod apply;
 pub mod schema;
@@ -22,6 +22,7 @@ mod shared;
 mod store;
 mod table;
 mod tls;
+mod workloads;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -43,7 +44,7 @@ pub struct EmulatorOptions {
     /// When set, every request must carry `Authorization: Bearer <token>` (401 otherwise).
     /// kube-rs sends it over plain HTTP; kubectl sends credentials only over HTTPS (`tls`).
     pub token: Option<String>,
-    /// Whether Deployments report their pods ready (see [`EmulatorHandle::set_deployments_ready`]).
+    /// Whether the kubelet starts pods ready (see [`EmulatorHandle::set_deployments_ready`]).
     pub deployments_ready: bool,
     /// How many changes the watch history keeps; older resourceVersions get 410 Gone. The default,
     /// 100,000, is about kube-apiserver's largest watch cache (102,400 events per resource), so a
@@ -244,10 +245,12 @@ impl EmulatorHandle {
         &self.shared.counts
     }
 
-    /// Whether Deployments report ready pods; switching re-evaluates every Deployment's status.
+    /// Whether the kubelet starts pods ready; switching has it report every pod again whose
+    /// status only it has written (a pod whose status someone else wrote keeps it).
     ///
-    /// Unready Deployments still get a status like a real controller writes while pods start:
-    /// `observedGeneration`, `replicas`, `updatedReplicas`, `unavailableReplicas`, `Available=False`
+    /// Held back, a pod stays `Pending` with its containers waiting (`PodInitializing`, or
+    /// `ContainerCreating` without init containers), as while images are pulled; its Deployment
+    /// reports `replicas`, `updatedReplicas`, `unavailableReplicas`, `Available=False`
     /// (MinimumReplicasUnavailable) and `Progressing=True` (ReplicaSetUpdated); no ready replicas.
     pub fn set_deployments_ready(&self, ready: bool) {
         self.shared.deployments_ready.store(ready, Ordering::SeqCst);

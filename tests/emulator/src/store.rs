@@ -101,6 +101,7 @@ pub struct Store {
     pub snapshots: BTreeMap<u64, Snapshot>,
     next_snapshot: u64,
     next_cluster_ip: u32,
+    next_pod_ip: u32,
     pub next_node_port: u32,
     /// metadata.uid → where the object is.
     by_uid: HashMap<String, ObjectRef>,
@@ -131,6 +132,7 @@ impl Store {
             snapshots: BTreeMap::new(),
             next_snapshot: 1,
             next_cluster_ip: 10,
+            next_pod_ip: 2,
             next_node_port: 30000,
             by_uid: HashMap::new(),
             dependents: HashMap::new(),
@@ -398,6 +400,14 @@ impl Store {
                 return ip;
             }
         }
+    }
+
+    /// The next pod address from the pod CIDR 10.244.0.0/16 (addresses are reused after 65,000
+    /// pods, as a node's range would be).
+    pub fn allocate_pod_ip(&mut self) -> String {
+        let n = self.next_pod_ip;
+        self.next_pod_ip = if n >= (1 << 16) - 2 { 2 } else { n + 1 };
+        format!("10.244.{}.{}", n >> 8, n & 0xff)
     }
 
     /// Whether a stored Service uses this node port.

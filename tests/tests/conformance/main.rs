@@ -13,6 +13,7 @@ mod kubectl;
 mod rbac;
 mod ssa;
 mod watch;
+mod workloads;
 
 use std::time::Duration;
 

@@ -2,10 +2,12 @@
 //! DemoWeb's `Ready` condition, as `kubectl get dweb` and `kubectl describe dweb` show it, within
 //! 10 s of the pod (or Deployment) showing it; planted credentials never appear.
 //!
-//! Pods come from the real ReplicaSet controller and kwok. Scheduling, quota and deadline failures
-//! are real; container states (git-sync's errors, image pulls, crash loops) are written to the
-//! pod's status by the test, as a kubelet would write them. kwok takes every Pending pod to
-//! Running, so those pods stay Running, which diagnosis does not read.
+//! Pods come from the ReplicaSet controller and kwok (on the emulator, from its simulation of
+//! both). Scheduling, quota and deadline failures are real; container states (git-sync's errors,
+//! image pulls, crash loops) are written to the pod's status through the status subresource by the
+//! test, as a kubelet would write them. kwok (and the emulator's kubelet) takes every Pending pod
+//! to Running and leaves a status someone else wrote alone, so those pods stay Running, which
+//! diagnosis does not read.
 
 use std::time::{Duration, Instant};
 
@@ -27,7 +29,8 @@ fn site(name: &str, extra: &str) -> String {
     )
 }
 
-/// The first pod of the site's Deployment, once the ReplicaSet created it and kwok runs it.
+/// The first pod of the site's Deployment, once the ReplicaSet created it and kwok (or the
+/// emulator's kubelet) runs it.
 async fn running_pod(env: &TestEnv, op: &Operator, site: &str) -> Value {
     wait(
         env,
@@ -229,10 +232,6 @@ async fn credentials(env: &TestEnv) {
     .expect_ok();
 }
 
-#[cfg_attr(
-    not(real_cluster),
-    ignore = "the emulator simulates no pods or ReplicaSets yet (#27): runs on a real cluster"
-)]
 #[tokio::test(flavor = "multi_thread")]
 async fn git_failures_are_named() {
     let (env, op) = setup("diag-git").await;
@@ -297,10 +296,6 @@ async fn git_failures_are_named() {
     env.finish().await;
 }
 
-#[cfg_attr(
-    not(real_cluster),
-    ignore = "the emulator simulates no pods or ReplicaSets yet (#27): runs on a real cluster"
-)]
 #[tokio::test(flavor = "multi_thread")]
 async fn a_missing_path_is_named() {
     let (env, op) = setup("diag-path").await;
@@ -339,10 +334,6 @@ async fn a_missing_path_is_named() {
     env.finish().await;
 }
 
-#[cfg_attr(
-    not(real_cluster),
-    ignore = "the emulator simulates no pods or ReplicaSets yet (#27): runs on a real cluster"
-)]
 #[tokio::test(flavor = "multi_thread")]
 async fn image_pulls_and_crash_loops_are_named() {
     let (env, op) = setup("diag-containers").await;
@@ -405,7 +396,7 @@ async fn image_pulls_and_crash_loops_are_named() {
 
 #[cfg_attr(
     not(real_cluster),
-    ignore = "the emulator has no scheduler, quota or Deployment conditions yet (#27): runs on a real cluster"
+    ignore = "the emulator has no scheduler verdicts (node capacity), ResourceQuota or progress deadline yet (#27): runs on a real cluster"
 )]
 #[tokio::test(flavor = "multi_thread")]
 async fn scheduling_quota_and_deadline_are_named() {

@@ -1,6 +1,6 @@
 //! Deployment (apps/v1): pod template defaults and conversion, an immutable selector, a scale
-//! subresource, and the status a Deployment controller would report ([`status`], which the
-//! `controllers` module writes).
+//! subresource, and the status a Deployment controller reports ([`status`], counted from its
+//! ReplicaSets by the `workloads` module).
 
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
@@ -182,26 +182,78 @@ fn merge() -> Value {
     )
 }
 
-/// The status a Deployment controller reports once its pods are (or are not) ready.
-pub fn status(d: &Value, ready: bool, now: &str) -> Value {
-    let replicas = d["spec"]["replicas"].as_i64().unwrap_or(1);
+/// What a Deployment's ReplicaSets report, summed: what its status is counted from.
+pub struct Counts {
+    /// Pods of every ReplicaSet (their `status.replicas`).
+    pub replicas: i64,
+    /// Pods of the new ReplicaSet.
+    pub updated: i64,
+    pub ready: i64,
+    pub available: i64,
+    /// The ReplicaSets' `spec.replicas`, summed.
+    pub wanted: i64,
+}
+
+/// `maxSurge` or `maxUnavailable` of `total`: an integer, or a percentage rounded up (surge) or
+/// down (unavailable), as the Deployment controller resolves them.
+pub fn resolve(v: &Value, total: i64, round_up: bool) -> i64 {
+    match v {
+        Value::Number(n) => n.as_i64().unwrap_or(0),
+        Value::String(s) => match s.strip_suffix('%').and_then(|p| p.parse::<i64>().ok()) {
+            Some(p) if round_up => (p * total + 99) / 100,
+            Some(p) => p * total / 100,
+            None => s.parse().unwrap_or(0),
+        },
+        _ => 0,
+    }
+}
+
+/// `(maxSurge, maxUnavailable)` of the Deployment's strategy; both zero is read as one
+/// unavailable, and Recreate may take every pod down.
+pub fn surge_and_unavailable(d: &Value) -> (i64, i64) {
+    let desired = d["spec"]["replicas"].as_i64().unwrap_or(1);
+    let strategy = &d["spec"]["strategy"];
+    if strategy["type"] == "Recreate" {
+        return (0, desired);
+    }
+    let ru = &strategy["rollingUpdate"];
+    let surge = resolve(&ru["maxSurge"], desired, true);
+    let unavailable = resolve(&ru["maxUnavailable"], desired, false);
+    if surge == 0 && unavailable == 0 {
+        (0, 1)
+    } else {
+        (surge, unavailable)
+    }
+}
+
+/// The status the Deployment controller writes (its `calculateStatus` and `syncRolloutStatus`),
+/// counted from its ReplicaSets.
+pub fn status(d: &Value, c: &Counts, now: &str) -> Value {
+    let desired = d["spec"]["replicas"].as_i64().unwrap_or(1);
     let rs = format!(
         "{}-{}",
         d["metadata"]["name"].as_str().unwrap_or_default(),
         template_hash(d)
     );
     let mut s = json!({"observedGeneration": d["metadata"]["generation"]});
-    if replicas > 0 {
-        s["replicas"] = json!(replicas);
-        s["updatedReplicas"] = json!(replicas);
+    let unavailable = (c.wanted - c.available).max(0);
+    for (k, n) in [
+        ("replicas", c.replicas),
+        ("updatedReplicas", c.updated),
+        ("readyReplicas", c.ready),
+        ("availableReplicas", c.available),
+        ("unavailableReplicas", unavailable),
+    ] {
+        if n > 0 {
+            s[k] = json!(n);
+        }
     }
-    let available = ready || replicas == 0;
-    if ready && replicas > 0 {
-        s["readyReplicas"] = json!(replicas);
-        s["availableReplicas"] = json!(replicas);
-    } else if replicas > 0 {
-        s["unavailableReplicas"] = json!(replicas);
+    if let Some(n) = d["status"]["collisionCount"].as_i64() {
+        s["collisionCount"] = json!(n);
     }
+    let (_, max_unavailable) = surge_and_unavailable(d);
+    let available = c.available >= desired - max_unavailable;
+    let complete = c.updated == desired && c.replicas == desired && c.available == desired;
     let avail = if available {
         condition(
             d,
@@ -221,7 +273,7 @@ pub fn status(d: &Value, ready: bool, now: &str) -> Value {
             now,
         )
     };
-    let progressing = if available {
+    let progressing = if complete {
         condition(
             d,
             "Progressing",
@@ -244,8 +296,9 @@ pub fn status(d: &Value, ready: bool, now: &str) -> Value {
     s
 }
 
-/// The ReplicaSet name suffix a Deployment controller would derive from the pod template.
-fn template_hash(d: &Value) -> String {
+/// The ReplicaSet name suffix a Deployment controller would derive from the pod template (the
+/// `pod-template-hash` label of its ReplicaSet and pods).
+pub fn template_hash(d: &Value) -> String {
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     let digest = Sha256::digest(d["spec"]["template"].to_string().as_bytes());
     digest

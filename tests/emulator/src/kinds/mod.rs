@@ -17,8 +17,10 @@ mod ingress;
 mod ingress_class;
 mod lease;
 mod namespace;
+mod pod;
 mod pod_disruption_budget;
 mod rbac;
+mod replica_set;
 mod role;
 mod role_binding;
 mod secret;
@@ -194,8 +196,10 @@ pub static KINDS: &[&Kind] = &[
     &secret::KIND,
     &service::KIND,
     &service_account::KIND,
+    &pod::KIND,
     &event::CORE,
     &deployment::KIND,
+    &replica_set::KIND,
     &ingress::KIND,
     &pod_disruption_budget::KIND,
     &horizontal_pod_autoscaler::KIND,
