@@ -348,7 +348,7 @@ async fn measure(
     let api: Api<DemoWeb> = Api::namespaced(client.clone(), namespace);
     let start = Instant::now();
     let rate = args.rate.filter(|r| *r > 0.0);
-    let failures = burst(args, &names, start, |name| {
+    let failures = burst(args, &names, start, |name, due| {
         let api = api.clone();
         let tracker = tracker.clone();
         let own = own.clone();
@@ -359,7 +359,7 @@ async fn measure(
                 "metadata": {"name": name},
                 "spec": {"replicas": 1, "gitrepo": GITREPO},
             });
-            tracker.applied(&name, Instant::now());
+            tracker.applied(&name, due);
             own.fetch_add(1, Ordering::SeqCst);
             api.patch(
                 &name,
@@ -1019,10 +1019,13 @@ async fn readiness_skipped(cluster: &Cluster) -> Option<String> {
 /// ends), calling `on` for every object seen; counts its own requests in `own` and signals
 /// `started` once the first watch is open.
 /// Runs `write` for every name, `--applies-in-flight` at a time, all at once from `start` or at
-/// `--rate` a second; returns the errors.
+/// `--rate` a second; returns the errors. Each write is told when it was due (`start`, or its
+/// turn at `--rate`): latencies count from then, for the floor and the operator alike, so that
+/// the floor's writes waiting for a free connection count as the operator's DemoWebs waiting for
+/// a free reconcile do.
 async fn burst<F, Fut>(args: &Args, names: &[String], start: Instant, write: F) -> Vec<String>
 where
-    F: Fn(String) -> Fut,
+    F: Fn(String, Instant) -> Fut,
     Fut: std::future::Future<Output = Result<(), String>>,
 {
     let pace = args
@@ -1030,11 +1033,10 @@ where
         .filter(|r| *r > 0.0)
         .map(|r| Duration::from_secs_f64(1.0 / r));
     let writes = names.iter().enumerate().map(|(i, name)| {
-        let write = write(name.clone());
+        let due = pace.map_or(start, |pace| start + pace * i as u32);
+        let write = write(name.clone(), due);
         async move {
-            if let Some(pace) = pace {
-                tokio::time::sleep_until((start + pace * i as u32).into()).await;
-            }
+            tokio::time::sleep_until(due.into()).await;
             write.await
         }
     });
@@ -1059,12 +1061,12 @@ async fn floor(args: &Args, cluster: &Cluster, report: &mut Report) -> Result<()
     let watchers = start_watches(client, &namespace, &tracker, &own).await?;
     let names: Vec<String> = (1..=args.count).map(|i| format!("bench-{i:04}")).collect();
     let start = Instant::now();
-    let failures = burst(args, &names, start, |name| {
+    let failures = burst(args, &names, start, |name, due| {
         let tracker = tracker.clone();
         let client = client.clone();
         let namespace = namespace.clone();
         async move {
-            tracker.applied(&name, Instant::now());
+            tracker.applied(&name, due);
             write_as_the_operator(&client, &namespace, &name)
                 .await
                 .map_err(|e| format!("{name}: {e}"))
