@@ -1,7 +1,6 @@
 //! demoweb-operator: reconciles DemoWeb, AzureIdentity and AzureIdentityBinding objects into
 //! Deployments, ConfigMaps, Services, Ingresses and ServiceAccounts.
 
-pub mod apply;
 pub mod cli;
 pub mod demoweb;
 pub mod error;
@@ -12,6 +11,7 @@ pub mod runtime;
 pub mod server;
 pub mod stored;
 pub mod vocabulary;
+pub mod write;
 
 /// jemalloc instead of glibc's malloc, in every binary that runs the operator (the benchmark runs
 /// it from its own binary, and measures what ships): glibc keeps much of what a burst of new

@@ -29,7 +29,7 @@ use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::apply::Marker;
+use crate::write::drift::Marker;
 
 /// kubectl's client-side copy of the whole object: large, and never read by the operator.
 const LAST_APPLIED_ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-configuration";

@@ -18,7 +18,7 @@ macro_rules! manager {
 /// The operator's one name: field manager of every write, `managed-by` label, Event reporter.
 pub const MANAGER: &str = manager!();
 /// The field manager that co-owns a Deployment's `spec.replicas` while the count is handed over
-/// to the HorizontalPodAutoscaler (see `apply::Writer::hand_over`).
+/// to the HorizontalPodAutoscaler (see `write::writer::Writer::hand_over`).
 pub const HANDOVER_MANAGER: &str = concat!(manager!(), "-handover");
 
 /// Annotation on every child: the hash of the desired object last applied (see `apply.rs`).

@@ -8,21 +8,24 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ObjectReference, ServiceAccount};
 use k8s_openapi::api::networking::v1::Ingress;
-use kube::api::DynamicObject;
+use kube::api::{DynamicObject, Patch, PatchParams};
 use kube::core::TypeMeta;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, ResourceExt};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::children::Children;
 use super::context::Context;
 use super::desired;
 use super::gather::{Discovered, Id, known};
 use super::ingress::{self, IngressPlan};
-use crate::apply::{Applied, Marker, Writer, applied_hash, get_opt, owned_only_by_us, stamp_hash};
 use crate::error::{Error, UserError};
 use crate::identity;
+use crate::metrics::Metrics;
 use crate::stored::{Child, stored_child};
+use crate::vocabulary::MANAGER;
+use crate::write::drift::{Marker, applied_hash, stamp_hash};
+use crate::write::writer::{Applied, Writer, get_opt, owned_only_by_us};
 
 /// Children in, applied children out: what apply did, which is all that status is computed from.
 #[derive(Default)]
@@ -162,7 +165,7 @@ async fn hand_over_replicas(
     let Some(live) = get_opt(&api, "Deployment", &name).await? else {
         return Ok(());
     };
-    if !crate::apply::is_controlled_by(&live.metadata, w.owner_uid)
+    if !crate::write::writer::is_controlled_by(&live.metadata, w.owner_uid)
         || !owned_only_by_us(&live.metadata, &["spec", "replicas"])
     {
         return Ok(());
@@ -339,7 +342,7 @@ async fn apply_ingress(
     let ingress_api: Api<Ingress> = Api::namespaced(ctx.client.clone(), ns);
     let ingress_name = desired::ingress_name(&id.name);
     let live_ingress = stored_child::<Ingress>(&stores.ingresses, &ingress_name, ns)
-        .filter(|i| crate::apply::is_controlled_by(&i.metadata, &id.uid));
+        .filter(|i| crate::write::writer::is_controlled_by(&i.metadata, &id.uid));
     match ingress_plan {
         IngressPlan::Absent => {
             w.delete_if_ours(&ingress_api, "Ingress", live_ingress.clone())
@@ -525,5 +528,28 @@ async fn delete_stale_allowlists(
         let current = get_opt(&api, "KongPlugin", &name).await?;
         w.delete_if_ours(&api, "KongPlugin", current).await?;
     }
+    Ok(())
+}
+
+/// Writes a DemoWeb's status as a merge patch (computed by `demoweb::status::status_patch`).
+pub async fn patch_status(
+    api: &Api<DemoWeb>,
+    name: &str,
+    patch: &Value,
+    metrics: &Metrics,
+) -> Result<(), Error> {
+    // Under the operator's own name, so that a status write by anyone else shows as theirs in
+    // the managed fields (see `demoweb::controller::wanted_changes`).
+    let params = PatchParams {
+        field_manager: Some(MANAGER.to_owned()),
+        ..PatchParams::default()
+    };
+    api.patch_status(name, &params, &Patch::Merge(patch))
+        .await
+        .map_err(|source| Error::PatchStatus {
+            name: name.to_owned(),
+            source,
+        })?;
+    metrics.count_write("patch_status", "DemoWeb");
     Ok(())
 }

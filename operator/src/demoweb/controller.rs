@@ -32,11 +32,12 @@ use super::ingress;
 use super::kong::{self, KongClusterPluginType, KongPluginType};
 use super::pods::{PodIndex, pod_watch};
 use super::reconcile;
-use crate::apply::{Verified, publish};
 use crate::error::chain;
 use crate::identity;
 use crate::stored::{Child, Stored, trim_meta};
 use crate::vocabulary;
+use crate::write::drift::Verified;
+use crate::write::events::publish;
 
 /// A reflector over one child kind, limited to what this operator manages; its stream triggers
 /// reconciles of the owner, its store serves "compare before you write". The store keeps only
@@ -194,7 +195,7 @@ fn tombstone(obj: &DynamicObject) -> DemoWeb {
 fn tolerant_demoweb_reflector(
     client: &Client,
     namespace: Option<&str>,
-    recorder: crate::apply::Recorder,
+    recorder: crate::write::events::Recorder,
     metrics: Arc<crate::metrics::Metrics>,
 ) -> (
     Store<DemoWeb>,
@@ -342,7 +343,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let ns = config.namespace.as_deref();
-    let recorder = crate::apply::Recorder::new(client.clone(), config.reporter.clone());
+    let recorder = crate::write::events::Recorder::new(client.clone(), config.reporter.clone());
     let (demoweb_store, demoweb_events) =
         tolerant_demoweb_reflector(&client, ns, recorder.clone(), metrics.clone());
     let verified = Arc::new(Verified::default());

@@ -12,9 +12,9 @@ use kube::{Api, ResourceExt};
 use super::context::Context;
 use super::ingress::IngressCapabilities;
 use super::{desired, kong};
-use crate::apply::get_opt;
 use crate::error::Error;
 use crate::identity::{self, ResolvedIdentity};
+use crate::write::writer::get_opt;
 
 /// Names the DemoWeb being reconciled.
 pub(super) struct Id {

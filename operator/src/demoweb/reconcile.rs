@@ -14,7 +14,7 @@ use kube::runtime::events::EventType;
 use kube::{Api, Resource, ResourceExt};
 use tracing::Instrument;
 
-use super::apply::{AppliedChildren, apply_all, writer};
+use super::apply::{AppliedChildren, apply_all, patch_status, writer};
 use super::children::{Children, Valid, build};
 use super::context::Context;
 use super::desired;
@@ -22,9 +22,9 @@ use super::diagnosis;
 use super::gather::{Gathered, Id, gather, identify};
 use super::ingress;
 use super::status::{self, StatusInput};
-use crate::apply::{patch_status, publish};
 use crate::error::{Error, UserError, chain};
 use crate::stored::stored_child;
+use crate::write::events::publish;
 
 /// Step 3: the schema's rules again (the object may predate them), credentials, identity.
 fn validate(dw: &DemoWeb, found: &Gathered) -> Result<Valid, UserError> {

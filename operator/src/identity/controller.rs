@@ -15,8 +15,8 @@ use kube::runtime::reflector::{self, ObjectRef, Store, reflector};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt, discovery};
 
-use crate::apply::Recorder;
 use crate::vocabulary::MANAGER;
+use crate::write::events::Recorder;
 
 use super::findings::{
     CrdVariant, Finding, Published, binding_findings, events_to_publish, identity_findings,
