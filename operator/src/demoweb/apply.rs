@@ -1,5 +1,6 @@
 //! Step 5 of reconcile: apply the built children in dependency order and delete the ones this
-//! DemoWeb controls but no longer wants; returns what was applied, for status.
+//! DemoWeb controls but no longer wants; returns what was applied, for status. And step 6's one
+//! write, the status patch. Every write goes through `crate::write`.
 
 use demoweb_crd::DemoWeb;
 use demoweb_crd::conditions::reason;
@@ -531,7 +532,7 @@ async fn delete_stale_allowlists(
     Ok(())
 }
 
-/// Writes a DemoWeb's status as a merge patch (computed by `demoweb::status::status_patch`).
+/// Writes a DemoWeb's status as a merge patch (computed by [`super::status::status_patch`]).
 pub async fn patch_status(
     api: &Api<DemoWeb>,
     name: &str,

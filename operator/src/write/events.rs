@@ -27,6 +27,7 @@ pub(super) struct Change {
 
 /// The reason, note and related object of the Event that tells `changes`.
 pub(super) fn summarize_changes(
+    owner_kind: &str,
     mut changes: Vec<Change>,
 ) -> Option<(&'static str, String, Option<ObjectReference>)> {
     let first = changes.first()?.verb;
@@ -39,7 +40,7 @@ pub(super) fn summarize_changes(
         .iter()
         .map(|c| match c.verb {
             "Deleted" => format!(
-                "deleted {} {}, which this DemoWeb no longer needs",
+                "deleted {} {}, which this {owner_kind} no longer needs",
                 c.kind, c.name
             ),
             verb => format!("{} {} {}", verb.to_lowercase(), c.kind, c.name),
@@ -393,12 +394,18 @@ mod tests {
 
     #[test]
     fn one_event_tells_every_change() {
-        assert!(summarize_changes(vec![]).is_none(), "no change, no Event");
-        let (reason, note, related) = summarize_changes(vec![
-            change("Created", "ConfigMap", "web-nginx"),
-            change("Created", "Deployment", "web"),
-            change("Created", "Service", "web"),
-        ])
+        assert!(
+            summarize_changes("DemoWeb", vec![]).is_none(),
+            "no change, no Event"
+        );
+        let (reason, note, related) = summarize_changes(
+            "DemoWeb",
+            vec![
+                change("Created", "ConfigMap", "web-nginx"),
+                change("Created", "Deployment", "web"),
+                change("Created", "Service", "web"),
+            ],
+        )
         .expect("an Event");
         assert_eq!(reason, "Created");
         assert_eq!(
@@ -408,7 +415,8 @@ mod tests {
         assert_eq!(related, None, "several children: none is singled out");
 
         let (reason, note, related) =
-            summarize_changes(vec![change("Updated", "Deployment", "web")]).expect("an Event");
+            summarize_changes("DemoWeb", vec![change("Updated", "Deployment", "web")])
+                .expect("an Event");
         assert_eq!(
             (reason, note.as_str()),
             ("Updated", "Updated Deployment web")
@@ -419,10 +427,13 @@ mod tests {
             "one child is named, so Events about different children are not folded together"
         );
 
-        let (reason, note, _) = summarize_changes(vec![
-            change("Created", "Ingress", "web"),
-            change("Deleted", "Middleware", "web-allowlist"),
-        ])
+        let (reason, note, _) = summarize_changes(
+            "DemoWeb",
+            vec![
+                change("Created", "Ingress", "web"),
+                change("Deleted", "Middleware", "web-allowlist"),
+            ],
+        )
         .expect("an Event");
         assert_eq!(reason, "Updated", "a mix of changes updated the site");
         assert_eq!(
@@ -430,7 +441,8 @@ mod tests {
             "Created Ingress web; deleted Middleware web-allowlist, which this DemoWeb no longer needs"
         );
         let (reason, _, _) =
-            summarize_changes(vec![change("Deleted", "Ingress", "web")]).expect("an Event");
+            summarize_changes("DemoWeb", vec![change("Deleted", "Ingress", "web")])
+                .expect("an Event");
         assert_eq!(reason, "Deleted");
     }
 }

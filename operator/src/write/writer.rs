@@ -75,7 +75,7 @@ impl<K> Applied<K> {
     }
 }
 
-/// Writes on behalf of one DemoWeb, identified by its uid. The changes it makes are told in one
+/// Writes on behalf of one owner (a DemoWeb, say), identified by its uid. The changes it makes are told in one
 /// Event per reconcile ([`Writer::publish_changes`]), not one per child.
 pub struct Writer<'a> {
     pub owner_uid: &'a str,
@@ -88,7 +88,7 @@ pub struct Writer<'a> {
     tell_creations: bool,
 }
 
-/// Whether `meta` carries a controller owner reference to the DemoWeb with `uid`.
+/// Whether `meta` carries a controller owner reference to the object with `uid`.
 pub fn is_controlled_by(meta: &ObjectMeta, uid: &str) -> bool {
     meta.owner_references
         .iter()
@@ -96,8 +96,9 @@ pub fn is_controlled_by(meta: &ObjectMeta, uid: &str) -> bool {
         .any(|r| r.controller == Some(true) && r.uid == uid)
 }
 
-/// Who else holds an object: its controller, else its field managers.
-pub fn describe_owner(meta: &ObjectMeta) -> String {
+/// Who else holds an object: its controller, else its field managers; failing both, that it is not
+/// controlled by the writer's owner, of kind `owner_kind`.
+pub fn describe_owner(meta: &ObjectMeta, owner_kind: &str) -> String {
     if let Some(owner) = meta
         .owner_references
         .iter()
@@ -115,7 +116,7 @@ pub fn describe_owner(meta: &ObjectMeta) -> String {
     managers.sort_unstable();
     managers.dedup();
     if managers.is_empty() {
-        "not controlled by this DemoWeb".to_owned()
+        format!("not controlled by this {owner_kind}")
     } else {
         format!("managed by {}", managers.join(", "))
     }
@@ -141,12 +142,17 @@ impl<'a> Writer<'a> {
     }
 
     /// Leaves the children this writer creates out of its Event: the first children of a new
-    /// DemoWeb, which its status reports from the same reconcile on (an Event for them would be a
+    /// owner, which its status reports from the same reconcile on (an Event for them would be a
     /// sixth write for every new site). Updates and deletions are still told, and so is a child
     /// created later (an Ingress added, a deleted child put back).
     pub fn quiet_creations(mut self) -> Self {
         self.tell_creations = false;
         self
+    }
+
+    /// The owner's kind, for messages ("not controlled by this DemoWeb").
+    fn owner_kind(&self) -> &str {
+        self.owner_ref.kind.as_deref().unwrap_or("owner")
     }
 
     fn record(&self, verb: &'static str, kind: &str, name: &str, related: Option<ObjectReference>) {
@@ -327,7 +333,7 @@ impl<'a> Writer<'a> {
         let meta = full.as_ref().map_or(live.meta(), Resource::meta);
         format!(
             "{kind} {name} already exists and is {}; it is left alone: rename or delete it",
-            describe_owner(meta)
+            describe_owner(meta, self.owner_kind())
         )
     }
 
@@ -360,7 +366,7 @@ impl<'a> Writer<'a> {
         Ok(())
     }
 
-    /// Deletes `live` if this DemoWeb controls it; objects of others are never touched.
+    /// Deletes `live` if the owner controls it; objects of others are never touched.
     pub async fn delete_if_ours<K>(
         &self,
         api: &Api<K>,
@@ -406,7 +412,7 @@ impl<'a> Writer<'a> {
     /// `Updated`. Called once at the end of a reconcile's apply step, also when it failed midway.
     pub async fn publish_changes(&self) {
         let changes = std::mem::take(&mut *self.changes.lock().unwrap_or_else(|e| e.into_inner()));
-        let Some((reason, note, related)) = summarize_changes(changes) else {
+        let Some((reason, note, related)) = summarize_changes(self.owner_kind(), changes) else {
             return;
         };
         publish_related(
@@ -422,7 +428,6 @@ impl<'a> Writer<'a> {
     }
 }
 
-/// Reads one object, `None` when it does not exist.
 /// Our server-side applies: forced (the operator owns what it applies), and strict: unknown fields
 /// fail the write rather than being pruned silently — an allowlist object with its rule pruned
 /// away would leave the site open.
@@ -561,7 +566,10 @@ mod tests {
             }]),
             ..ObjectMeta::default()
         };
-        assert_eq!(describe_owner(&helm), "controlled by HelmRelease web");
+        assert_eq!(
+            describe_owner(&helm, "DemoWeb"),
+            "controlled by HelmRelease web"
+        );
         let kubectl = ObjectMeta {
             managed_fields: Some(vec![
                 ManagedFieldsEntry {
@@ -576,7 +584,7 @@ mod tests {
             ..ObjectMeta::default()
         };
         assert_eq!(
-            describe_owner(&kubectl),
+            describe_owner(&kubectl, "DemoWeb"),
             "managed by kube-controller-manager, kubectl-client-side-apply"
         );
     }
