@@ -95,12 +95,12 @@ pub struct RunArgs {
 
 impl RunArgs {
     /// The configuration `run` starts from, with the Lease's namespace resolved.
-    pub fn into_config(self) -> crate::RunConfig {
-        let lease = self.leader_election.then(|| crate::Lease {
+    pub fn into_config(self) -> crate::manager::RunConfig {
+        let lease = self.leader_election.then(|| crate::manager::Lease {
             namespace: lease_namespace(&self),
             name: self.lease_name.clone(),
         });
-        crate::RunConfig {
+        crate::manager::RunConfig {
             namespace: self.namespace,
             metrics_addr: self.metrics_addr,
             lease,
@@ -164,7 +164,7 @@ pub fn execute(cli: Cli) -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(crate::run(args.into_config())) {
+            match runtime.block_on(crate::manager::run(args.into_config())) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(err) => {
                     let message = crate::error::chain(&err);

@@ -402,4 +402,28 @@ mod tests {
         );
         assert_eq!(metrics_addr_in_log("{}\n"), None);
     }
+
+    /// Each executable that can run as the operator ([`super::main`]) links the shipped binary's
+    /// allocator, so the benchmark measures what ships (docs/decisions/jemalloc.md).
+    #[test]
+    fn executables_that_run_the_operator_use_its_allocator() {
+        let bins = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/bin");
+        let mut checked = 0;
+        for entry in std::fs::read_dir(&bins).expect("tests/src/bin") {
+            let path = entry.expect("a directory entry").path();
+            let text = std::fs::read_to_string(&path).expect("a source file");
+            if text.contains("operator_process::main(") {
+                assert!(
+                    text.contains("static ALLOCATOR: tikv_jemallocator::Jemalloc"),
+                    "{} runs the operator but does not declare its allocator (see operator/src/main.rs)",
+                    path.display()
+                );
+                checked += 1;
+            }
+        }
+        assert!(
+            checked >= 3,
+            "bench, playground and cluster run the operator"
+        );
+    }
 }

@@ -27,6 +27,12 @@ use kube::core::PartialObjectMeta;
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
+/// The operator's allocator: this executable also runs as the operator (`__operator`, see
+/// `operator_process`), which must measure and behave like the shipped binary
+/// (docs/decisions/jemalloc.md).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 const FIELD_MANAGER: &str = "demoweb-bench";
 /// The verbs that change something, as the emulator counts them.
 const WRITE_VERBS: [&str; 6] = [

@@ -12,6 +12,12 @@ use demoweb_tests::cluster::{self, Cluster};
 use demoweb_tests::operator_process;
 use demoweb_tests::{helm, kstatus};
 
+/// The operator's allocator: this executable also runs as the operator (`__operator`, see
+/// `operator_process`), which must measure and behave like the shipped binary
+/// (docs/decisions/jemalloc.md).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(about = "A real Kubernetes control plane with kwok nodes on 127.0.0.1")]
 struct Args {

@@ -20,6 +20,12 @@ use kube::discovery::ApiResource;
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::Value;
 
+/// The operator's allocator: this executable also runs as the operator (`__operator`, see
+/// `operator_process`), which must measure and behave like the shipped binary
+/// (docs/decisions/jemalloc.md).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 const NAMESPACE: &str = "playground";
 const FIELD_MANAGER: &str = "playground";
 /// How long the operator may take to reconcile every example.
