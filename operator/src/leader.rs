@@ -9,6 +9,7 @@ use kube::api::PostParams;
 use kube::{Api, Client};
 use tokio::sync::watch;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
 
@@ -123,7 +124,7 @@ async fn try_acquire(api: &Api<Lease>, cfg: &LeaderConfig) -> Result<bool, kube:
     }
 }
 
-/// Competes for the Lease until `stop` flips, publishing leadership on `leading`. Once leading,
+/// Competes for the Lease until `stop` is cancelled, publishing leadership on `leading`. Once leading,
 /// leadership is given up (`false`) if the Lease could not be renewed for most of its duration,
 /// before any other candidate may take it over.
 pub async fn run_elector(
@@ -131,7 +132,7 @@ pub async fn run_elector(
     cfg: LeaderConfig,
     leading: watch::Sender<bool>,
     metrics: std::sync::Arc<Metrics>,
-    mut stop: watch::Receiver<bool>,
+    stop: CancellationToken,
 ) {
     let api: Api<Lease> = Api::namespaced(client, &cfg.namespace);
     let mut last_renewal: Option<Instant> = None;
@@ -165,7 +166,7 @@ pub async fn run_elector(
         }
         tokio::select! {
             _ = tokio::time::sleep(cfg.retry_period) => {}
-            _ = stop.changed() => break,
+            () = stop.cancelled() => break,
         }
     }
     if last_renewal.is_some() {

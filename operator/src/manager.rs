@@ -1,5 +1,10 @@
 //! The manager: the client, signals, the endpoints, leader terms, and the controllers' start and
 //! stop. `demoweb-operator run` hands over to [`run`].
+//!
+//! One [`CancellationToken`] says when to stop: the root is cancelled on Ctrl-C or SIGTERM; each
+//! leader term is a child of it, cancelled also when the Lease is lost; each run of the DemoWeb
+//! controller is a child of the term, cancelled also when the aad-pod-identity API appears (and
+//! the controller restarts with its watches).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,12 +15,13 @@ use kube::api::ListParams;
 use kube::runtime::events::Reporter;
 use kube::{Api, Client};
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use crate::error::StartupError;
 use crate::metrics::Metrics;
 use crate::{demoweb, identity, leader, server, vocabulary};
 
-/// Resolves when `rx` turns true (or its sender is gone).
+/// Resolves when `rx` holds `want` (or its sender is gone).
 async fn flipped(mut rx: watch::Receiver<bool>, want: bool) {
     let _ = rx.wait_for(|v| *v == want).await;
 }
@@ -63,70 +69,45 @@ async fn identity_api_appeared(client: Client, poll: Duration) {
     }
 }
 
-/// Runs the DemoWeb controller until shutdown (or loss of the Lease). Without the aad-pod-identity
-/// API it runs without identity watches and restarts with them once the API is served, so
-/// installing those CRDs later (e.g. `helm upgrade` with the identity CRDs enabled) needs no
-/// restart of the pod. `poll` is how often the API is looked for while it is not served.
+/// Runs the DemoWeb controller until `term` is cancelled (shutdown, or loss of the Lease). Without
+/// the aad-pod-identity API it runs without identity watches and restarts with them once the API
+/// is served, so installing those CRDs later (e.g. `helm upgrade` with the identity CRDs enabled)
+/// needs no restart of the pod. `poll` is how often the API is looked for while it is not served.
 async fn run_demoweb(
     client: &Client,
     config: impl Fn(bool) -> demoweb::ControllerConfig,
     poll: Duration,
     metrics: &Arc<Metrics>,
-    stop: watch::Receiver<bool>,
-    lost: Option<watch::Receiver<bool>>,
+    term: &CancellationToken,
 ) {
     loop {
         let served = identity_served(client).await;
-        let (appeared_tx, appeared_rx) = watch::channel(false);
+        // This run's end: the term's, or the identity API appearing.
+        let this_run = term.child_token();
         let poller = (!served).then(|| {
             tracing::info!(
                 "aadpodidentity.k8s.io/v1 is not served: DemoWebs with spec.identity report their binding as not found until it is"
             );
             let client = client.clone();
+            let appeared = this_run.clone();
             tokio::spawn(async move {
                 identity_api_appeared(client, poll).await;
-                let _ = appeared_tx.send(true);
+                appeared.cancel();
             })
         });
-        let (s, l, a) = (stop.clone(), lost.clone(), appeared_rx.clone());
-        let shutdown = async move {
-            tokio::select! {
-                _ = stopped_or_lost(s, l) => {}
-                _ = only_when_true(a) => {}
-            }
-        };
+        let shutdown = this_run.clone().cancelled_owned();
         demoweb::run(client.clone(), config(served), metrics.clone(), shutdown).await;
         if let Some(poller) = poller {
             poller.abort();
         }
-        let restart =
-            *appeared_rx.borrow() && !*stop.borrow() && !lost.as_ref().is_some_and(|l| *l.borrow());
+        // Only the identity API's appearance cancels this run and not the term.
+        let restart = this_run.is_cancelled() && !term.is_cancelled();
         if !restart {
             return;
         }
         tracing::info!(
             "aadpodidentity.k8s.io/v1 is now served: restarting the DemoWeb controller with identity watches"
         );
-    }
-}
-
-/// Resolves when `rx` turns true; never when its sender is merely gone (no poller was needed).
-async fn only_when_true(mut rx: watch::Receiver<bool>) {
-    if rx.wait_for(|v| *v).await.is_err() {
-        std::future::pending::<()>().await;
-    }
-}
-
-/// Resolves on shutdown or, when leading, on losing the Lease: the controllers stop on either.
-async fn stopped_or_lost(stop: watch::Receiver<bool>, lost: Option<watch::Receiver<bool>>) {
-    match lost {
-        Some(lost) => {
-            tokio::select! {
-                _ = flipped(stop, true) => {}
-                _ = flipped(lost, true) => {}
-            }
-        }
-        None => flipped(stop, true).await,
     }
 }
 
@@ -145,8 +126,8 @@ fn spawn_identity(
     })
 }
 
-/// Sets `stop` on Ctrl-C or SIGTERM.
-fn spawn_signal_handler(stop: watch::Sender<bool>) {
+/// Cancels `shutdown` on Ctrl-C or SIGTERM.
+fn spawn_signal_handler(shutdown: CancellationToken) {
     tokio::spawn(async move {
         #[cfg(unix)]
         {
@@ -166,7 +147,7 @@ fn spawn_signal_handler(stop: watch::Sender<bool>) {
         #[cfg(not(unix))]
         let _ = tokio::signal::ctrl_c().await;
         tracing::info!("shutting down");
-        let _ = stop.send(true);
+        shutdown.cancel();
     });
 }
 
@@ -240,8 +221,8 @@ pub async fn run(config: RunConfig) -> Result<(), StartupError> {
 
     let metrics = Arc::new(Metrics::default());
     let readiness = server::Readiness::not_ready("starting");
-    let (stop_tx, stop_rx) = watch::channel(false);
-    spawn_signal_handler(stop_tx);
+    let shutdown = CancellationToken::new();
+    spawn_signal_handler(shutdown.clone());
 
     let listener = tokio::net::TcpListener::bind(config.metrics_addr)
         .await
@@ -258,7 +239,7 @@ pub async fn run(config: RunConfig) -> Result<(), StartupError> {
     let server = tokio::spawn(server::serve(
         listener,
         state,
-        flipped(stop_rx.clone(), true),
+        shutdown.clone().cancelled_owned(),
     ));
 
     let identity = replica_identity();
@@ -271,7 +252,7 @@ pub async fn run(config: RunConfig) -> Result<(), StartupError> {
     };
     let result = match &config.lease {
         None => {
-            controllers.run(stop_rx.clone(), None).await;
+            controllers.run(&shutdown).await;
             Ok(())
         }
         Some(lease) => {
@@ -286,7 +267,7 @@ pub async fn run(config: RunConfig) -> Result<(), StartupError> {
                 cfg.clone(),
                 lead_tx,
                 metrics.clone(),
-                stop_rx.clone(),
+                shutdown.clone(),
             ));
             // A replica standing by is ready: it serves its endpoints and would take over, and a
             // rollout must not wait for it to lead. Leading, it is ready once its caches synced.
@@ -297,18 +278,20 @@ pub async fn run(config: RunConfig) -> Result<(), StartupError> {
             tracing::info!(lease = %format!("{}/{}", cfg.namespace, cfg.name), %identity, "waiting for leadership");
             tokio::select! {
                 _ = flipped(lead_rx.clone(), true) => {}
-                _ = flipped(stop_rx.clone(), true) => {}
+                _ = shutdown.cancelled() => {}
             }
-            if !*stop_rx.borrow() {
-                let (lost_tx, lost_rx) = watch::channel(false);
-                let mut lead_watch = lead_rx.clone();
+            if !shutdown.is_cancelled() {
+                // The term ends on shutdown or when the Lease is lost.
+                let term = shutdown.child_token();
+                let lost = term.clone();
+                let lead = lead_rx.clone();
                 tokio::spawn(async move {
-                    let _ = lead_watch.wait_for(|v| !*v).await;
-                    let _ = lost_tx.send(true);
+                    flipped(lead, false).await;
+                    lost.cancel();
                 });
-                controllers.run(stop_rx.clone(), Some(lost_rx)).await;
+                controllers.run(&term).await;
             }
-            if *stop_rx.borrow() {
+            if shutdown.is_cancelled() {
                 let _ = elector.await;
                 Ok(())
             } else {
@@ -334,15 +317,15 @@ struct Controllers<'a> {
 }
 
 impl Controllers<'_> {
-    /// Runs the identity and DemoWeb controllers until shutdown or, when `lost` is given, until
-    /// the Lease is lost.
-    async fn run(&self, stop: watch::Receiver<bool>, lost: Option<watch::Receiver<bool>>) {
+    /// Runs the identity and DemoWeb controllers until `term` is cancelled: on shutdown or, when
+    /// leading, on losing the Lease.
+    async fn run(&self, term: &CancellationToken) {
         let poll = self.config.identity_api_poll_period;
         let identity_task = spawn_identity(
             self.client,
             self.config.namespace.clone(),
             poll,
-            stopped_or_lost(stop.clone(), lost.clone()),
+            term.clone().cancelled_owned(),
         );
         let controller_config = |identity_served| demoweb::ControllerConfig {
             namespace: self.config.namespace.clone(),
@@ -356,15 +339,7 @@ impl Controllers<'_> {
             max_concurrent_reconciles: self.config.max_concurrent_reconciles,
             readiness: self.readiness.clone(),
         };
-        run_demoweb(
-            self.client,
-            controller_config,
-            poll,
-            self.metrics,
-            stop,
-            lost,
-        )
-        .await;
+        run_demoweb(self.client, controller_config, poll, self.metrics, term).await;
         let _ = identity_task.await;
     }
 }
