@@ -15,6 +15,7 @@ use kube::runtime::reflector::{self, ObjectRef, Store, reflector};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt, discovery};
 
+use crate::runtime::Backoff;
 use crate::vocabulary::MANAGER;
 use crate::write::events::Recorder;
 
@@ -24,7 +25,8 @@ use super::findings::{
 };
 
 /// Name this controller reports Events under.
-/// Retry delay after a failed Event write.
+/// Retry delay while discovery fails or the identities' store has not listed yet. A failed
+/// Event write is retried with the per-object backoff the DemoWeb controller uses.
 const RETRY: Duration = Duration::from_secs(30);
 
 /// Why the identity controller stopped or failed one object.
@@ -77,6 +79,8 @@ struct Context {
     bindings: Store<AzureIdentityBinding>,
     // Keyed by uid: what was last published, so resyncs stay silent.
     published: Mutex<HashMap<String, Published>>,
+    /// Per object (by uid): the retry delay after failed Event writes, reset on success.
+    backoff: Backoff,
 }
 
 /// Entries of deleted objects are dropped once the memory holds this many more than live objects.
@@ -165,6 +169,7 @@ pub async fn run(
         identities,
         bindings,
         published: Mutex::new(HashMap::new()),
+        backoff: Backoff::default(),
     });
 
     let identity_run = identity_controller
@@ -212,6 +217,7 @@ async fn reconcile_identity(
     let findings = identity_findings(&identity, ctx.identity_variant);
     let spec = spec_fingerprint(&identity.spec);
     publish(&ctx, identity.as_ref(), "AzureIdentity", spec, findings).await?;
+    ctx.backoff.reset(&uid_of(identity.as_ref()));
     Ok(Action::await_change())
 }
 
@@ -238,6 +244,7 @@ async fn reconcile_binding(
         findings,
     )
     .await?;
+    ctx.backoff.reset(&uid_of(binding.as_ref()));
     Ok(Action::await_change())
 }
 
@@ -304,9 +311,16 @@ where
     Ok(())
 }
 
-fn error_policy<K>(_obj: Arc<K>, error: &Error, _ctx: Arc<Context>) -> Action {
-    tracing::warn!(error = %error, source = ?std::error::Error::source(error), "identity validation failed; retrying");
-    Action::requeue(RETRY)
+/// A failed Event write is retried with the DemoWeb controller's policy: per-object exponential
+/// backoff, reset on success.
+fn error_policy<K: Resource>(obj: Arc<K>, error: &Error, ctx: Arc<Context>) -> Action {
+    let delay = ctx.backoff.next_delay(&uid_of(obj.as_ref()));
+    tracing::warn!(error = %error, source = ?std::error::Error::source(error), retry_in = ?delay, "identity validation failed; retrying");
+    Action::requeue(delay)
+}
+
+fn uid_of<K: Resource>(obj: &K) -> String {
+    obj.meta().uid.clone().unwrap_or_default()
 }
 
 fn log_result<T: std::fmt::Debug, E: std::error::Error>(result: Result<T, E>) {
