@@ -84,10 +84,11 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..), env = "DEMOWEB_WORKER_THREADS")]
     pub worker_threads: u16,
 
-    /// How many DemoWebs are reconciled at once. A reconcile waits for its requests one after
+    /// How many DemoWebs have their children applied at once, and how many write their status and
+    /// Events at once (two queues of this size each). A reconcile waits for its requests one after
     /// another, so against a control plane some milliseconds away (AKS runs it outside the nodes) a
-    /// burst of new DemoWebs is worked off faster with more at once; each reconcile in flight holds
-    /// its children and the API's answers in memory, and the API server gets up to this many of
+    /// burst is worked off faster with more at once; each reconcile in a queue's turn holds its
+    /// children and the API's answers in memory, and the API server gets up to twice this many of
     /// the operator's requests at once.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..), env = "DEMOWEB_MAX_CONCURRENT_RECONCILES")]
     pub max_concurrent_reconciles: u16,

@@ -100,6 +100,13 @@ pub trait Stored<K>: Resource<DynamicType = ()> + Clone + Debug + Send + Sync + 
 
     /// The stored object as the kind's own type, with what the store does not keep left empty.
     fn child(&self) -> K;
+
+    /// A digest of what reconcile reads of the object besides its metadata (a Deployment's
+    /// replicas and status), which others change without moving the kind's [`Marker`]; `None`
+    /// where the store keeps only metadata.
+    fn read_state(&self) -> Option<u64> {
+        None
+    }
 }
 
 fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
@@ -313,6 +320,16 @@ impl Stored<Deployment> for DeploymentSummary {
             }),
             status: self.status.clone(),
         }
+    }
+
+    fn read_state(&self) -> Option<u64> {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::hash::DefaultHasher::new();
+        self.replicas.hash(&mut hasher);
+        serde_json::to_string(&self.status)
+            .unwrap_or_default()
+            .hash(&mut hasher);
+        Some(hasher.finish())
     }
 }
 

@@ -27,6 +27,7 @@ use crate::write::drift::Verified;
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
+use tokio::sync::Semaphore;
 
 /// Reflector stores: what reconcile reads instead of asking the API. Child stores hold trimmed
 /// copies: metadata without managed fields, and the Deployment's status (see `crate::stored`).
@@ -186,12 +187,33 @@ where
     (name, Box::pin(wait))
 }
 
+/// How many reconciles work with the API server at once, in two phases, each with its own
+/// first-come-first-served queue: applying children, then reporting (the status and the Events).
+/// A reconcile that has applied its children waits for a report turn holding no apply turn, so a
+/// burst of new DemoWebs gets its Deployments while the DemoWebs before it report; and a
+/// reconcile waiting for either turn holds little memory (see `reconcile::reconcile`).
+pub struct Turns {
+    pub apply: Semaphore,
+    pub report: Semaphore,
+}
+
+impl Turns {
+    pub fn new(each: u16) -> Self {
+        let each = usize::from(each.max(1));
+        Self {
+            apply: Semaphore::new(each),
+            report: Semaphore::new(each),
+        }
+    }
+}
+
 pub struct Context {
     pub client: Client,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
     pub stores: Stores,
     pub backoff: Backoff,
+    pub turns: Turns,
     /// Requeue after success or a user-action problem, to heal drift nobody told us about.
     pub requeue: Duration,
     /// Requeue while stalled: the fix may be in an object the operator does not watch
@@ -210,6 +232,7 @@ impl Context {
             metrics,
             stores,
             backoff: Backoff::default(),
+            turns: Turns::new(16),
             requeue: Duration::from_secs(300),
             stalled_requeue: Duration::from_secs(30),
             legacy_checked: std::sync::Mutex::new(std::collections::HashSet::new()),

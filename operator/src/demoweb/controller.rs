@@ -1,7 +1,7 @@
 //! The DemoWeb controller's wiring: reflectors over DemoWebs, children and references, the
 //! mappers from a reference to the DemoWebs that use it, and the controller runtime.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt::Debug;
 use std::future::Future;
 use std::hash::{Hash, Hasher};
@@ -42,6 +42,11 @@ use crate::write::events::publish;
 /// A reflector over one child kind, limited to what this operator manages; its stream triggers
 /// reconciles of the owner, its store serves "compare before you write". The store keeps only
 /// what reconcile reads ([`Stored`]); a deleted child's entry in `verified` is dropped with it.
+///
+/// Only news reconciles the owner: a child deleted, changed since it was last known to hold what
+/// we want (its [`Child::MARKER`] moved: someone else's edit), or whose state reconcile reads
+/// moved ([`Stored::read_state`]: a Deployment's rollout). The echo of the operator's own write
+/// is not news, nor a status update that reconcile does not read (an autoscaler's metrics).
 fn child_reflector<K: Child>(
     client: &Client,
     namespace: Option<&str>,
@@ -52,16 +57,34 @@ fn child_reflector<K: Child>(
 ) {
     let (reader, writer) = reflector::store();
     let config = watcher::Config::default().labels(&vocabulary::managed_selector());
-    let verified = verified.clone();
+    let (forget, current) = (verified.clone(), verified.clone());
+    // The read state last seen, per child uid, of the children in the store.
+    let mut states = HashMap::<String, u64>::new();
+    let store = reader.clone();
     let stream = K::Stored::events(client, namespace, config)
         .inspect_ok(move |event| {
             if let watcher::Event::Delete(obj) = event {
-                verified.forget(obj.meta());
+                forget.forget(obj.meta());
             }
         })
         .default_backoff()
         .reflect(writer)
-        .touched_objects();
+        .touched_objects()
+        .try_filter(move |obj| {
+            let meta = obj.meta();
+            let uid = meta.uid.clone().unwrap_or_default();
+            // The reflector has already applied the event: a deleted child is gone from it.
+            let news = if store.get(&ObjectRef::from_obj(obj)).is_none() {
+                states.remove(&uid);
+                true
+            } else {
+                let state_moved = obj
+                    .read_state()
+                    .is_some_and(|state| states.insert(uid, state) != Some(state));
+                state_moved || !current.is_current(meta, K::MARKER)
+            };
+            futures::future::ready(news)
+        });
     (reader, stream)
 }
 
@@ -326,12 +349,13 @@ pub struct ControllerConfig {
 /// update) lead to one more pass, which writes the status once.
 const DEBOUNCE: Duration = Duration::from_millis(100);
 
-/// At most `concurrency` reconciles run at once. Each holds its desired children and the API's
-/// answers in memory, so a burst of N new DemoWebs costs memory in proportion to this, not to N;
-/// the API server gets a steady stream of requests instead of N at once.
-fn runtime_config(concurrency: u16) -> kube::runtime::controller::Config {
+/// Every DemoWeb due is started at once: what bounds the work in flight is the reconcile's turns
+/// with the API server ([`super::context::Turns`]), not the runtime, so that a reconcile waiting
+/// to report does not keep a new DemoWeb from its children. A started reconcile waiting for a turn
+/// holds only its DemoWeb's `Arc`; the runtime still runs one reconcile per DemoWeb at a time.
+fn runtime_config() -> kube::runtime::controller::Config {
     kube::runtime::controller::Config::default()
-        .concurrency(concurrency)
+        .concurrency(0)
         .debounce(DEBOUNCE)
 }
 
@@ -404,7 +428,7 @@ pub async fn run(
         demoweb_events.predicate_filter(wanted_changes, PredicateConfig::default()),
         demoweb_store.clone(),
     )
-    .with_config(runtime_config(config.max_concurrent_reconciles));
+    .with_config(runtime_config());
 
     let (bindings, identities, controller) = if config.identity_served {
         let (binding_api, identity_api): (Api<AzureIdentityBinding>, Api<AzureIdentity>) = match ns
@@ -461,6 +485,7 @@ pub async fn run(
     let mut ctx = Context::new(client, recorder, metrics, stores);
     ctx.requeue = config.resync_period;
     ctx.stalled_requeue = config.stalled_requeue_period.min(config.resync_period);
+    ctx.turns = super::context::Turns::new(config.max_concurrent_reconciles);
     let ctx = Arc::new(ctx);
     let class_store = demoweb_store.clone();
     // Per-site series are read from this store: it sees every deletion, re-list and tombstone.

@@ -25,6 +25,8 @@ use super::status::{self, StatusInput};
 use crate::error::{Error, UserError, chain};
 use crate::stored::stored_child;
 use crate::write::events::publish;
+use crate::write::writer::ChangesEvent;
+use serde_json::Value;
 
 /// Step 3: the schema's rules again (the object may predate them), credentials, identity.
 fn validate(dw: &DemoWeb, found: &Gathered) -> Result<Valid, UserError> {
@@ -55,14 +57,64 @@ struct Outcome {
     recheck: Option<Duration>,
 }
 
-/// Step 6: compute status, write it only when it differs (progress details of a young rollout
-/// wait), and tell the user about new problems.
-async fn update_status(
-    dw: &DemoWeb,
-    id: &Id,
-    ctx: &Context,
-    applied: AppliedChildren,
-) -> Result<Outcome, Error> {
+/// What a reconcile has left to write once its children are applied, sent under a report turn
+/// ([`super::context::Turns`]): the Event telling what changed, a Warning for a new problem or a
+/// new cause, and the status patch.
+#[derive(Default)]
+struct Report {
+    changes: Option<ChangesEvent>,
+    warning: Option<(String, String)>,
+    status: Option<Value>,
+    outcome: Outcome,
+}
+
+impl Report {
+    /// Writes the status, and at the same time the Events.
+    async fn send(self, dw: &DemoWeb, ctx: &Context) -> Result<Outcome, Error> {
+        let Report {
+            changes,
+            warning,
+            status,
+            outcome,
+        } = self;
+        let reference = dw.object_ref(&());
+        let told = async {
+            if let Some(changes) = changes {
+                changes
+                    .publish(&ctx.recorder, &reference, &ctx.metrics)
+                    .await;
+            }
+        };
+        let warned = async {
+            if let Some((reason, message)) = warning {
+                publish(
+                    &ctx.recorder,
+                    &reference,
+                    &ctx.metrics,
+                    EventType::Warning,
+                    &reason,
+                    message,
+                )
+                .await;
+            }
+        };
+        let written = async {
+            match (&status, dw.meta().namespace.as_deref()) {
+                (Some(patch), Some(namespace)) => {
+                    let api: Api<DemoWeb> = Api::namespaced(ctx.client.clone(), namespace);
+                    patch_status(&api, &dw.name_any(), patch, &ctx.metrics).await
+                }
+                _ => Ok(()),
+            }
+        };
+        let ((), (), written) = tokio::join!(told, warned, written);
+        written.map(|()| outcome)
+    }
+}
+
+/// Step 6: compute the status, to be written only when it differs (progress details of a young
+/// rollout wait), and what to tell the user about new problems.
+fn report_status(dw: &DemoWeb, id: &Id, ctx: &Context, applied: AppliedChildren) -> Report {
     let AppliedChildren {
         deployment,
         deployment_hash,
@@ -110,10 +162,13 @@ async fn update_status(
     });
     let stalled = problem.is_some();
     if let Some(recheck) = status::deferral(dw.status.as_ref(), &new, &now) {
-        return Ok(Outcome {
-            stalled,
-            recheck: Some(recheck),
-        });
+        return Report {
+            outcome: Outcome {
+                stalled,
+                recheck: Some(recheck),
+            },
+            ..Report::default()
+        };
     }
     // A new problem, or a new cause the pods report, is told in a Warning Event, sent with the
     // status write rather than before it.
@@ -125,35 +180,15 @@ async fn update_status(
             status::new_cause(dw.status.as_ref(), &new)
                 .map(|c| (c.reason.clone(), c.message.clone()))
         });
-    let warn = async {
-        if let Some((reason, message)) = warning {
-            let reference = dw.object_ref(&());
-            publish(
-                &ctx.recorder,
-                &reference,
-                &ctx.metrics,
-                EventType::Warning,
-                &reason,
-                message,
-            )
-            .await;
-        }
-    };
-    let write = async {
-        match status::status_patch(dw.status.as_ref(), &new) {
-            Some(patch) => {
-                let api: Api<DemoWeb> = Api::namespaced(ctx.client.clone(), &id.namespace);
-                patch_status(&api, &id.name, &patch, &ctx.metrics).await
-            }
-            None => Ok(()),
-        }
-    };
-    let ((), written) = tokio::join!(warn, write);
-    written?;
-    Ok(Outcome {
-        stalled,
-        recheck: None,
-    })
+    Report {
+        changes: None,
+        warning,
+        status: status::status_patch(dw.status.as_ref(), &new),
+        outcome: Outcome {
+            stalled,
+            recheck: None,
+        },
+    }
 }
 
 /// The identity the pods run under, as status reports it.
@@ -168,12 +203,13 @@ fn identity_status(valid: &Valid, children: &Children, id: &Id) -> Option<Identi
     })
 }
 
-/// The whole pipeline for one DemoWeb.
-async fn reconcile_inner(dw: &DemoWeb, ctx: &Context) -> Result<Outcome, Error> {
+/// The pipeline up to the report: identify, gather, validate, build, apply, and the status and
+/// Events still to be written.
+async fn prepare(dw: &DemoWeb, ctx: &Context) -> Result<Report, Error> {
     let id = identify(dw)?;
     if dw.metadata.deletion_timestamp.is_some() {
         // Owner references let the garbage collector remove the children.
-        return Ok(Outcome::default());
+        return Ok(Report::default());
     }
     let found = gather(dw, &id, ctx).await?;
     // Refused annotations are left off the Ingress, and the rest of the spec applies: the site
@@ -199,12 +235,12 @@ async fn reconcile_inner(dw: &DemoWeb, ctx: &Context) -> Result<Outcome, Error> 
             };
             applied.identity = identity;
             applied.problems.splice(0..0, refused);
-            // The Event telling what changed and the status are written at once: the status
-            // says where the site is now (for new children: waiting for them), and the
-            // children's own watch events reconcile this DemoWeb again as they settle.
-            let (_, outcome) =
-                tokio::join!(w.publish_changes(), update_status(dw, &id, ctx, applied));
-            return outcome;
+            // The Event telling what changed goes out with the status: the status says where
+            // the site is now (for new children: waiting for them), and the children's own
+            // watch events reconcile this DemoWeb again as they settle.
+            let mut report = report_status(dw, &id, ctx, applied);
+            report.changes = w.take_changes();
+            return Ok(report);
         }
         // Keep the last good children: nothing is applied or deleted.
         Err(problem) => AppliedChildren {
@@ -219,19 +255,37 @@ async fn reconcile_inner(dw: &DemoWeb, ctx: &Context) -> Result<Outcome, Error> 
             ..AppliedChildren::default()
         },
     };
-    update_status(dw, &id, ctx, applied).await
+    Ok(report_status(dw, &id, ctx, applied))
+}
+
+/// The two phases, each under its turn ([`super::context::Turns`]), and the time they held their
+/// turns. Each phase is boxed: a reconcile waiting for a turn holds only this small future, not
+/// the room the phases need for the children and the API's answers.
+async fn run_phases(dw: &DemoWeb, ctx: &Context) -> (Result<Outcome, Error>, Duration) {
+    let report = {
+        let _turn = ctx.turns.apply.acquire().await;
+        let started = Instant::now();
+        (Box::pin(prepare(dw, ctx)).await, started.elapsed())
+    };
+    let (report, applying) = match report {
+        (Ok(report), applying) => (report, applying),
+        (Err(err), applying) => return (Err(err), applying),
+    };
+    let _turn = ctx.turns.report.acquire().await;
+    let started = Instant::now();
+    let outcome = Box::pin(report.send(dw, ctx)).await;
+    (outcome, applying + started.elapsed())
 }
 
 /// Entry point for the controller runtime.
 pub async fn reconcile(dw: Arc<DemoWeb>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let started = Instant::now();
     let span = tracing::info_span!(
         "reconcile",
         namespace = dw.namespace().unwrap_or_default(),
         name = dw.name_any()
     );
-    let result = reconcile_inner(&dw, &ctx).instrument(span).await;
-    let seconds = started.elapsed().as_secs_f64();
+    let (result, busy) = run_phases(&dw, &ctx).instrument(span).await;
+    let seconds = busy.as_secs_f64();
     match result {
         Ok(Outcome { stalled, recheck }) => {
             if let Some(uid) = &dw.metadata.uid {

@@ -411,18 +411,48 @@ impl<'a> Writer<'a> {
     /// changed): reason `Created` when it only created, `Deleted` when it only deleted, else
     /// `Updated`. Called once at the end of a reconcile's apply step, also when it failed midway.
     pub async fn publish_changes(&self) {
+        if let Some(event) = self.take_changes() {
+            event
+                .publish(self.recorder, self.owner_ref, self.metrics)
+                .await;
+        }
+    }
+
+    /// The Event that tells the changes made so far, taken out of the writer to be published
+    /// later ([`ChangesEvent::publish`]); `None` when nothing changed.
+    pub fn take_changes(&self) -> Option<ChangesEvent> {
         let changes = std::mem::take(&mut *self.changes.lock().unwrap_or_else(|e| e.into_inner()));
-        let Some((reason, note, related)) = summarize_changes(self.owner_kind(), changes) else {
-            return;
-        };
-        publish_related(
-            self.recorder,
-            self.owner_ref,
-            self.metrics,
-            EventType::Normal,
+        let (reason, note, related) = summarize_changes(self.owner_kind(), changes)?;
+        Some(ChangesEvent {
             reason,
             note,
             related,
+        })
+    }
+}
+
+/// The Normal Event that tells what one reconcile changed, held until it is published.
+pub struct ChangesEvent {
+    reason: &'static str,
+    note: String,
+    related: Option<ObjectReference>,
+}
+
+impl ChangesEvent {
+    pub async fn publish(
+        self,
+        recorder: &Recorder,
+        owner_ref: &ObjectReference,
+        metrics: &Metrics,
+    ) {
+        publish_related(
+            recorder,
+            owner_ref,
+            metrics,
+            EventType::Normal,
+            self.reason,
+            self.note,
+            self.related,
         )
         .await;
     }
