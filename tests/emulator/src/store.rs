@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
@@ -112,6 +113,8 @@ pub struct Store {
     node_ports: HashMap<i64, usize>,
     /// Changes the in-process controllers have not looked at yet.
     pending: Vec<Arc<Change>>,
+    /// Objects the controllers asked to look at again later (their work queues' `AddAfter`).
+    timers: BTreeMap<Instant, BTreeSet<ObjectRef>>,
 }
 
 /// Snapshots kept for `continue`; older tokens get 410 like an etcd compaction.
@@ -139,6 +142,7 @@ impl Store {
             cluster_ips: HashMap::new(),
             node_ports: HashMap::new(),
             pending: Vec::new(),
+            timers: BTreeMap::new(),
         }
     }
 
@@ -251,6 +255,29 @@ impl Store {
     /// Takes the changes the controllers have not seen yet.
     pub fn take_pending(&mut self) -> Vec<Arc<Change>> {
         std::mem::take(&mut self.pending)
+    }
+
+    /// Has the controllers look at the object again `after` from now, as a work queue's
+    /// `AddAfter` does.
+    pub fn requeue_after(&mut self, r: ObjectRef, after: Duration) {
+        self.timers
+            .entry(Instant::now() + after)
+            .or_default()
+            .insert(r);
+    }
+
+    /// When the next requeued object is due.
+    pub fn next_due(&self) -> Option<Instant> {
+        self.timers.keys().next().copied()
+    }
+
+    /// Takes the requeued objects that are due.
+    pub fn take_due(&mut self) -> BTreeSet<ObjectRef> {
+        let later = self
+            .timers
+            .split_off(&(Instant::now() + Duration::from_millis(1)));
+        let due = std::mem::replace(&mut self.timers, later);
+        due.into_values().flatten().collect()
     }
 
     pub fn drop_resource(&mut self, key: &str) -> Vec<Value> {

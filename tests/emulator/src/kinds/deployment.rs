@@ -192,6 +192,8 @@ pub struct Counts {
     pub available: i64,
     /// The ReplicaSets' `spec.replicas`, summed.
     pub wanted: i64,
+    /// A ReplicaSet's `ReplicaFailure` condition (the new one's first), if any has one.
+    pub failure: Option<Value>,
 }
 
 /// `maxSurge` or `maxUnavailable` of `total`: an integer, or a percentage rounded up (surge) or
@@ -273,6 +275,14 @@ pub fn status(d: &Value, c: &Counts, now: &str) -> Value {
             now,
         )
     };
+    let old = &d["status"];
+    let count = |k: &str| old[k].as_i64().unwrap_or(0);
+    // Progress: more new pods, fewer old ones, more ready or available.
+    let progress = c.updated > count("updatedReplicas")
+        || c.replicas - c.updated < count("replicas") - count("updatedReplicas")
+        || c.ready > count("readyReplicas")
+        || c.available > count("availableReplicas");
+    let prev = old_condition(d, "Progressing");
     let progressing = if complete {
         condition(
             d,
@@ -282,18 +292,85 @@ pub fn status(d: &Value, c: &Counts, now: &str) -> Value {
             format!("ReplicaSet \"{rs}\" has successfully progressed."),
             now,
         )
-    } else {
+    } else if let Some(prev) = prev.filter(|_| !progress)
+        && (d["spec"]["paused"] == true || !timed_out(d, prev, now))
+    {
+        prev.clone()
+    } else if prev.is_some() && !progress {
         condition(
+            d,
+            "Progressing",
+            "False",
+            "ProgressDeadlineExceeded",
+            format!("ReplicaSet \"{rs}\" has timed out progressing."),
+            now,
+        )
+    } else {
+        // Progress (or a first look) moves the update time on, and with it the deadline.
+        let mut c = condition(
             d,
             "Progressing",
             "True",
             "ReplicaSetUpdated",
             format!("ReplicaSet \"{rs}\" is progressing."),
             now,
-        )
+        );
+        c["lastUpdateTime"] = json!(now);
+        c
     };
-    s["conditions"] = json!([avail, progressing]);
+    let mut conditions = vec![avail, progressing];
+    if let Some(f) = &c.failure {
+        conditions.push(json!({"type": "ReplicaFailure", "status": f["status"],
+            "lastUpdateTime": f["lastTransitionTime"], "lastTransitionTime": f["lastTransitionTime"],
+            "reason": f["reason"], "message": f["message"]}));
+    }
+    s["conditions"] = json!(conditions);
     s
+}
+
+fn old_condition<'a>(d: &'a Value, ty: &str) -> Option<&'a Value> {
+    d["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == ty)
+}
+
+fn seconds(t: &Value) -> Option<i64> {
+    t.as_str()?
+        .parse::<jiff::Timestamp>()
+        .ok()
+        .map(|t| t.as_second())
+}
+
+/// The Deployment controller's `DeploymentTimedOut`: no progress since the `Progressing`
+/// condition's last update for longer than `spec.progressDeadlineSeconds`.
+fn timed_out(d: &Value, progressing: &Value, now: &str) -> bool {
+    let Some(deadline) = d["spec"]["progressDeadlineSeconds"].as_i64() else {
+        return false;
+    };
+    match progressing["reason"].as_str() {
+        Some("NewReplicaSetAvailable") => false,
+        Some("ProgressDeadlineExceeded") => true,
+        _ => seconds(&progressing["lastUpdateTime"])
+            .zip(seconds(&json!(now)))
+            .is_some_and(|(from, now)| from + deadline < now),
+    }
+}
+
+/// How long until a rollout that is still progressing passes its deadline, if it has one: when
+/// the Deployment controller looks again (its `requeueStuckDeployment`).
+pub fn until_deadline(d: &Value, now: &str) -> Option<std::time::Duration> {
+    let deadline = d["spec"]["progressDeadlineSeconds"].as_i64()?;
+    let c = old_condition(d, "Progressing")?;
+    if c["status"] != "True"
+        || c["reason"] == "NewReplicaSetAvailable"
+        || d["spec"]["paused"] == true
+    {
+        return None;
+    }
+    let left = seconds(&c["lastUpdateTime"])? + deadline + 1 - seconds(&json!(now))?;
+    Some(std::time::Duration::from_secs(left.max(0).unsigned_abs()))
 }
 
 /// The ReplicaSet name suffix a Deployment controller would derive from the pod template (the
