@@ -394,10 +394,6 @@ async fn image_pulls_and_crash_loops_are_named() {
     env.finish().await;
 }
 
-#[cfg_attr(
-    not(real_cluster),
-    ignore = "the emulator has no scheduler verdicts (node capacity), ResourceQuota or progress deadline yet (#27): runs on a real cluster"
-)]
 #[tokio::test(flavor = "multi_thread")]
 async fn scheduling_quota_and_deadline_are_named() {
     let (env, op) = setup("diag-cluster").await;
