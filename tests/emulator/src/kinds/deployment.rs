@@ -1,38 +1,30 @@
-//! Deployment (apps/v1): pod template defaults and conversion, an immutable selector, a scale
-//! subresource, and the status a Deployment controller reports ([`status`], counted from its
-//! ReplicaSets by the `workloads` module).
+//! Deployment (apps/v1): a workload kind (the `workload` module) with a rollout strategy, and the
+//! status a Deployment controller reports ([`status`], counted from its ReplicaSets by the
+//! `workloads` module).
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::super::apply::fragment::*;
-use super::super::errors::FieldError;
 use super::common::*;
+use super::workload::{self, WIDE};
 use super::{Kind, Proto::*};
 
 pub const KIND: Kind = Kind {
-    group: "apps",
     kind: "Deployment",
     plural: "deployments",
     short_names: &["deploy"],
-    categories: &["all"],
-    status: true,
-    generation: true,
-    scale: true,
     decode: roundtrip::<k8s_openapi::api::apps::v1::Deployment>,
-    convert,
     defaults,
-    validate,
-    validate_update,
     columns: &[
         ("Name", "string", 0),
         ("Ready", "string", 0),
         ("Up-to-date", "integer", 0),
         ("Available", "integer", 0),
         ("Age", "string", 0),
-        ("Containers", "string", 1),
-        ("Images", "string", 1),
-        ("Selector", "string", 1),
+        WIDE[0],
+        WIDE[1],
+        WIDE[2],
     ],
     cells,
     merge: Some(merge),
@@ -59,15 +51,8 @@ pub const KIND: Kind = Kind {
         ),
         ("DeploymentStrategy", &[(1, "type", Str)]),
     ],
-    ..Kind::BASE
+    ..workload::BASE
 };
-
-/// The pod template goes through the v1 ↔ internal PodTemplateSpec conversion on every write.
-fn convert(obj: &mut Value) {
-    if let Some(template) = obj.pointer_mut("/spec/template").filter(|t| t.is_object()) {
-        convert_pod_template(template);
-    }
-}
 
 fn defaults(obj: &mut Value) {
     let spec = obj_mut(obj, "spec");
@@ -88,98 +73,29 @@ fn defaults(obj: &mut Value) {
     }
 }
 
-fn validate(obj: &Value, errs: &mut Vec<FieldError>) {
-    let sel = &obj["spec"]["selector"];
-    let labels = &obj["spec"]["template"]["metadata"]["labels"];
-    if !sel.is_object() || sel.as_object().is_some_and(Map::is_empty) {
-        errs.push(FieldError::required("spec.selector", ""));
-    } else if !selector_matches(sel, labels) {
-        errs.push(FieldError::invalid(
-            "spec.template.metadata.labels",
-            labels.clone(),
-            "`selector` does not match template `labels`",
-        ));
-    }
-    if obj["spec"]["replicas"].as_i64().is_some_and(|r| r < 0) {
-        errs.push(FieldError::invalid(
-            "spec.replicas",
-            obj["spec"]["replicas"].clone(),
-            "must be greater than or equal to 0",
-        ));
-    }
-    validate_containers(&obj["spec"]["template"]["spec"], "spec.template.spec", errs);
-}
-
-fn validate_update(old: &Value, new: &Value, errs: &mut Vec<FieldError>) {
-    if old["spec"]["selector"] != new["spec"]["selector"] {
-        errs.push(FieldError::invalid(
-            "spec.selector",
-            new["spec"]["selector"].clone(),
-            "field is immutable",
-        ));
-    }
-}
-
 /// The cells of one row of `kubectl get`.
 fn cells(o: &Value) -> Vec<Value> {
-    let name = o["metadata"]["name"].clone();
-    let created = &o["metadata"]["creationTimestamp"];
     let st = &o["status"];
-    let spec = &o["spec"];
-    let containers = spec["template"]["spec"]["containers"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    let sel = spec["selector"]["matchLabels"]
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| format!("{k}={}", s(v)))
-                .collect::<Vec<_>>()
-                .join(",")
-        })
-        .unwrap_or_default();
-    vec![
-        name,
+    let mut cells = vec![
+        o["metadata"]["name"].clone(),
         json!(format!(
             "{}/{}",
             st["readyReplicas"].as_i64().unwrap_or(0),
-            spec["replicas"].as_i64().unwrap_or(0)
+            o["spec"]["replicas"].as_i64().unwrap_or(0)
         )),
         json!(st["updatedReplicas"].as_i64().unwrap_or(0)),
         json!(st["availableReplicas"].as_i64().unwrap_or(0)),
-        age(created),
-        json!(
-            containers
-                .iter()
-                .map(|c| s(&c["name"]))
-                .collect::<Vec<_>>()
-                .join(",")
-        ),
-        json!(
-            containers
-                .iter()
-                .map(|c| s(&c["image"]))
-                .collect::<Vec<_>>()
-                .join(",")
-        ),
-        or_none(sel),
-    ]
+        age(&o["metadata"]["creationTimestamp"]),
+    ];
+    cells.extend(workload::wide_cells(o));
+    cells
 }
 
 /// The merge schema (list types, merge keys, patch strategies) of the Go type.
 fn merge() -> Value {
-    spec_status(
-        object(json!({
-            "selector": atomic_map(),
-            "strategy": present(json!({"type": "object", "x-kubernetes-patch-strategy": "retainKeys"})),
-            "template": present(object(json!({
-                "metadata": present(object_meta()),
-                "spec": present(pod_spec()),
-            }))),
-        })),
-        object(json!({"conditions": conditions()})),
-    )
+    workload::merge(json!({
+        "strategy": present(json!({"type": "object", "x-kubernetes-patch-strategy": "retainKeys"})),
+    }))
 }
 
 /// What a Deployment's ReplicaSets report, summed: what its status is counted from.

@@ -29,6 +29,7 @@ mod service;
 mod service_account;
 #[cfg(test)]
 mod tests;
+mod workload;
 
 use serde_json::Value;
 
