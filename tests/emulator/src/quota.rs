@@ -137,7 +137,8 @@ pub fn admit(st: &Store, ns: &str, name: &str, pod: &Value) -> Result<(), ApiErr
         }
         constraints(pod, &hard)
             .map_err(|why| forbidden(name, format!("failed quota: {quota}: {why}")))?;
-        let mut over: Vec<(&str, i128, i128, &str)> = vec![];
+        // Each resource the pod would take past the quota: (name, requested, used, limited).
+        let mut over: Vec<[String; 4]> = vec![];
         for (k, limit) in &hard {
             let Some(want) = usage(pod, k) else {
                 continue;
@@ -145,20 +146,28 @@ pub fn admit(st: &Store, ns: &str, name: &str, pod: &Value) -> Result<(), ApiErr
             let used: i128 = pods.iter().filter_map(|p| usage(p, k)).sum();
             let limit = limit.as_str().unwrap_or("0");
             if used + want > amount(k, limit) {
-                over.push((k, want, used, limit));
+                over.push([
+                    k.clone(),
+                    quantity(k, want),
+                    quantity(k, used),
+                    limit.to_owned(),
+                ]);
             }
         }
         if !over.is_empty() {
-            let list = |f: &dyn Fn(&(&str, i128, i128, &str)) -> String| {
-                over.iter().map(f).collect::<Vec<_>>().join(",")
+            let list = |i: usize| {
+                over.iter()
+                    .map(|o| format!("{}={}", o[0], o[i]))
+                    .collect::<Vec<_>>()
+                    .join(",")
             };
             return Err(forbidden(
                 name,
                 format!(
                     "exceeded quota: {quota}, requested: {}, used: {}, limited: {}",
-                    list(&|(k, want, _, _)| format!("{k}={}", quantity(k, *want))),
-                    list(&|(k, _, used, _)| format!("{k}={}", quantity(k, *used))),
-                    list(&|(k, _, _, limit)| format!("{k}={limit}")),
+                    list(1),
+                    list(2),
+                    list(3),
                 ),
             ));
         }
