@@ -102,6 +102,36 @@ async fn a_pod_that_fits_no_node_stays_pending_with_the_schedulers_verdict() {
         .await;
     assert_eq!(p["spec"]["nodeName"], "kwok-node-1");
     assert_eq!(condition(&p, "PodScheduled")["status"], "True");
+
+    // Room taken by other pods (of the same priority: none is a victim), then given back.
+    let most = "{requests: {cpu: '600'}}";
+    for name in ["big-1", "big-2", "big-3"] {
+        env.apply_yaml(&pod(name, "", most)).await.expect_ok();
+    }
+    for name in ["big-1", "big-2", "big-3"] {
+        env.wait_for(&format!("{name} to run"), DEADLINE, || async {
+            (get(&env, "pod", name).await?["status"]["phase"] == "Running").then_some(())
+        })
+        .await;
+    }
+    env.apply_yaml(&pod("big-4", "", most)).await.expect_ok();
+    let c = wait_condition(
+        &env,
+        "pod",
+        "big-4",
+        "PodScheduled",
+        ("False", "Unschedulable"),
+    )
+    .await;
+    assert_eq!(
+        c["message"],
+        "0/3 nodes are available: 3 Insufficient cpu. preemption: 0/3 nodes are available: 3 No preemption victims found for incoming pod."
+    );
+    env.kubectl(&["delete", "pod", "big-1"]).await.expect_ok();
+    env.wait_for("big-4 to run once there is room", DEADLINE, || async {
+        (get(&env, "pod", "big-4").await?["status"]["phase"] == "Running").then_some(())
+    })
+    .await;
     env.finish().await;
 }
 
