@@ -269,3 +269,43 @@ fn write_status(st: &mut Store, info: &ResourceInfo, pods: &[Value], q: Value) -
     };
     ops::update(st, info, &ns, &name, o, &opts, false).is_ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn amounts_read_and_print_as_kube_apiserver_prints_them() {
+        assert_eq!(amount("requests.cpu", "1.5"), 1500);
+        assert_eq!(amount("cpu", "100m"), 100);
+        assert_eq!(quantity("cpu", 100), "100m");
+        assert_eq!(quantity("requests.cpu", 3000), "3");
+        assert_eq!(amount("requests.memory", "100Mi"), 100 << 20);
+        assert_eq!(quantity("requests.memory", 50 << 20), "50Mi");
+        assert_eq!(quantity("limits.memory", 1000), "1000");
+        assert_eq!(quantity("pods", 2), "2");
+    }
+
+    #[test]
+    fn a_pod_uses_its_containers_together_and_its_init_containers_one_at_a_time() {
+        let c =
+            |name: &str, cpu: &str| json!({"name": name, "resources": {"requests": {"cpu": cpu}}});
+        let mut sidecar = c("proxy", "100m");
+        sidecar["restartPolicy"] = json!("Always");
+        let pod = json!({"spec": {
+            "initContainers": [c("setup", "2"), sidecar],
+            "containers": [c("a", "300m"), {"name": "b", "resources": {"limits": {"cpu": "200m"}}}],
+        }});
+        assert_eq!(usage(&pod, "requests.cpu"), Some(2000));
+        assert_eq!(usage(&pod, "limits.cpu"), Some(200));
+        assert_eq!(usage(&pod, "pods"), Some(1));
+        assert_eq!(usage(&pod, "services"), None);
+        let hard = json!({"requests.memory": "1Gi", "pods": "3"});
+        assert_eq!(
+            constraints(&pod, hard.as_object().unwrap()),
+            Err("must specify requests.memory for: a,b,proxy,setup".into())
+        );
+    }
+}
