@@ -221,6 +221,18 @@ async fn a_resource_quota_counts_pods_and_refuses_what_exceeds_it() {
     )
     .await;
     assert_eq!(rs["message"], d["message"]);
+    // No pod, no progress: the rollout is where the new ReplicaSet left it.
+    let deployment = get(&env, "deployment", "web")
+        .await
+        .expect("the Deployment");
+    let progressing = condition(&deployment, "Progressing");
+    assert_eq!(
+        (&progressing["reason"], &progressing["message"]),
+        (
+            &Value::from("NewReplicaSetCreated"),
+            &Value::from(format!("Created new replica set \"{rs_name}\""))
+        )
+    );
     // Room again: the pods come, and the condition goes.
     env.kubectl(&["delete", "pod", "one"]).await.expect_ok();
     env.wait_for("the ReplicaFailure to clear", DEADLINE, || async {

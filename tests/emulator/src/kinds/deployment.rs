@@ -198,37 +198,52 @@ pub fn status(d: &Value, c: &Counts, now: &str) -> Value {
         || c.replicas - c.updated < count("replicas") - count("updatedReplicas")
         || c.ready > count("readyReplicas")
         || c.available > count("availableReplicas");
-    let prev = old_condition(d, "Progressing");
+    // A Progressing condition about another ReplicaSet is about the rollout before this one.
+    let quoted = format!("\"{rs}\"");
+    let prev = old_condition(d, "Progressing")
+        .filter(|p| p["message"].as_str().is_some_and(|m| m.contains(&quoted)));
     let progressing = if complete {
         condition(
             d,
             "Progressing",
             "True",
             "NewReplicaSetAvailable",
-            format!("ReplicaSet \"{rs}\" has successfully progressed."),
+            format!("ReplicaSet {quoted} has successfully progressed."),
             now,
         )
-    } else if let Some(prev) = prev.filter(|_| !progress)
-        && (d["spec"]["paused"] == true || !timed_out(d, prev, now))
-    {
-        prev.clone()
-    } else if prev.is_some() && !progress {
-        condition(
-            d,
-            "Progressing",
-            "False",
-            "ProgressDeadlineExceeded",
-            format!("ReplicaSet \"{rs}\" has timed out progressing."),
-            now,
-        )
-    } else {
-        // Progress (or a first look) moves the update time on, and with it the deadline.
+    } else if progress {
+        // Progress moves the update time on, and with it the deadline.
         let mut c = condition(
             d,
             "Progressing",
             "True",
             "ReplicaSetUpdated",
-            format!("ReplicaSet \"{rs}\" is progressing."),
+            format!("ReplicaSet {quoted} is progressing."),
+            now,
+        );
+        c["lastUpdateTime"] = json!(now);
+        c
+    } else if let Some(prev) = prev {
+        if d["spec"]["paused"] == true || !timed_out(d, prev, now) {
+            prev.clone()
+        } else {
+            condition(
+                d,
+                "Progressing",
+                "False",
+                "ProgressDeadlineExceeded",
+                format!("ReplicaSet {quoted} has timed out progressing."),
+                now,
+            )
+        }
+    } else {
+        // A new ReplicaSet and nothing of it yet: the deadline counts from here.
+        let mut c = condition(
+            d,
+            "Progressing",
+            "True",
+            "NewReplicaSetCreated",
+            format!("Created new replica set {quoted}"),
             now,
         );
         c["lastUpdateTime"] = json!(now);
