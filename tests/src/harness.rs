@@ -291,6 +291,23 @@ impl TestEnv {
         .await;
     }
 
+    /// Writes a merge patch (`{"status": ...}`) through the object's status subresource, as its
+    /// controller (a kubelet, for a pod) writes it; kubectl prints the object as JSON.
+    pub async fn patch_status(&self, resource: &str, name: &str, patch: &str) -> KubectlOutput {
+        self.kubectl(&[
+            "patch",
+            resource,
+            name,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            patch,
+            "-o",
+            "json",
+        ])
+        .await
+    }
+
     /// Whether the tests run against the in-process emulator.
     pub fn is_emulator(&self) -> bool {
         self.emulator.is_some()

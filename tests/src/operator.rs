@@ -277,6 +277,29 @@ pub async fn install_crds(env: &TestEnv) {
     .await;
 }
 
+/// A ResourceQuota of no pods in the test's namespace, once the quota controller has counted it
+/// (the quota admission reads its status: until then pods are not held back).
+pub async fn no_pods_quota(env: &TestEnv) {
+    env.apply_yaml(
+        "apiVersion: v1\nkind: ResourceQuota\nmetadata: {name: no-pods}\nspec: {hard: {pods: '0'}}\n",
+    )
+    .await
+    .expect_ok();
+    env.wait_for("the quota to be counted", DEADLINE, || async {
+        let out = env
+            .kubectl(&[
+                "get",
+                "resourcequota",
+                "no-pods",
+                "-o",
+                "jsonpath={.status.hard.pods}",
+            ])
+            .await;
+        (out.success() && out.stdout == "0").then_some(())
+    })
+    .await;
+}
+
 /// A fresh environment with the CRDs installed and the operator running.
 pub async fn setup(test: &str) -> (TestEnv, Operator) {
     let env = TestEnv::new(test).await;

@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use super::apply::{Manager, Operation};
 use super::engines;
 use super::ops::{self, DeleteOpts, Propagation, WriteOpts};
+use super::quota;
 use super::resources::ResourceInfo;
 use super::store::{Change, EventType, ObjectRef, Store};
 use super::workloads;
@@ -50,14 +51,18 @@ const ROUNDS: usize = 1000;
 pub fn reconcile(st: &mut Store, pods_ready: bool, all_pods: bool) -> bool {
     let mut any = false;
     let mut all_pods = all_pods;
+    let mut due = st.take_due();
     for _ in 0..ROUNDS {
         let changes = st.take_pending();
-        if changes.is_empty() && !all_pods {
+        if changes.is_empty() && !all_pods && due.is_empty() {
             break;
         }
         let mut work = Work::default();
         for c in &changes {
             work.add(st, c);
+        }
+        for r in std::mem::take(&mut due) {
+            work.requeued(st, r);
         }
         let changed = garbage_collect(st, &work)
             | terminate_namespaces(st, &work)
@@ -69,7 +74,8 @@ pub fn reconcile(st: &mut Store, pods_ready: bool, all_pods: bool) -> bool {
                 &work.pods,
                 std::mem::take(&mut all_pods),
             )
-            | autoscale(st, &work.autoscalers);
+            | autoscale(st, &work.autoscalers)
+            | quota::sync(st, &work.quota_namespaces);
         any |= changed;
     }
     any
@@ -94,9 +100,28 @@ struct Work {
     pods: workloads::Names,
     /// HorizontalPodAutoscalers that changed or whose target Deployment did.
     autoscalers: BTreeSet<(String, String)>,
+    /// Namespaces whose pods or quotas changed: their quotas' usage is recounted.
+    quota_namespaces: BTreeSet<String>,
 }
 
 impl Work {
+    /// An object a controller asked to look at again (a progress deadline, a failed create).
+    fn requeued(&mut self, st: &Store, r: ObjectRef) {
+        if let Some(o) = st.get(&r.key, &r.ns, &r.name)
+            && let Some((key, name)) = workloads::interest(&r, o, false)
+        {
+            self.workload(key, name);
+        }
+    }
+
+    fn workload(&mut self, key: &str, name: (String, String)) {
+        match key {
+            workloads::DEPLOYMENTS => self.deployments.insert(name),
+            workloads::REPLICA_SETS => self.replica_sets.insert(name),
+            _ => self.pods.insert(name),
+        };
+    }
+
     fn add(&mut self, st: &Store, c: &Arc<Change>) {
         let o = &c.object;
         let r = ObjectRef {
@@ -142,18 +167,13 @@ impl Work {
                     .map(|h| (r.ns.clone(), meta(h, "name").to_string())),
             );
         }
+        // The ResourceQuota controller.
+        if c.key == workloads::PODS || c.key == quota::QUOTAS {
+            self.quota_namespaces.insert(r.ns.clone());
+        }
         // The Deployment and ReplicaSet controllers, the scheduler and the kubelet.
-        match workloads::interest(&r, o, gone) {
-            Some((workloads::DEPLOYMENTS, name)) => {
-                self.deployments.insert(name);
-            }
-            Some((workloads::REPLICA_SETS, name)) => {
-                self.replica_sets.insert(name);
-            }
-            Some((_, name)) => {
-                self.pods.insert(name);
-            }
-            None => {}
+        if let Some((key, name)) = workloads::interest(&r, o, gone) {
+            self.workload(key, name);
         }
     }
 }

@@ -15,7 +15,9 @@ pub mod faults;
 mod kinds;
 mod ops;
 mod protobuf;
+mod quota;
 mod resources;
+mod scheduler;
 mod selector;
 mod server;
 mod shared;
@@ -142,7 +144,16 @@ impl Emulator {
         let ctl = shared.clone();
         let controllers = tokio::spawn(async move {
             loop {
-                ctl.wake.notified().await;
+                let due = ctl.store().next_due();
+                match due {
+                    Some(at) => {
+                        tokio::select! {
+                            () = ctl.wake.notified() => {}
+                            () = tokio::time::sleep_until(at.into()) => {}
+                        }
+                    }
+                    None => ctl.wake.notified().await,
+                }
                 let ready = ctl.deployments_ready.load(Ordering::SeqCst);
                 let all = ctl.recheck_deployments.swap(false, Ordering::SeqCst);
                 controllers::reconcile(&mut ctl.store(), ready, all);

@@ -454,6 +454,9 @@ pub fn create(
     }
     let mut warnings = warnings;
     warnings.extend(validate(info, &obj, None, schema.as_deref())?);
+    if info.storage_key() == super::workloads::PODS {
+        super::quota::admit(st, ns, &name, &obj)?;
+    }
     if !applied {
         let av = info.api_version();
         let m = manager(opts, Operation::Update, &av, &t);

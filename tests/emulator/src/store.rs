@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
@@ -112,6 +113,10 @@ pub struct Store {
     node_ports: HashMap<i64, usize>,
     /// Changes the in-process controllers have not looked at yet.
     pending: Vec<Arc<Change>>,
+    /// Objects the controllers asked to look at again later (their work queues' `AddAfter`),
+    /// by when, and when each is due.
+    timers: BTreeMap<Instant, BTreeSet<ObjectRef>>,
+    due_at: HashMap<ObjectRef, Instant>,
 }
 
 /// Snapshots kept for `continue`; older tokens get 410 like an etcd compaction.
@@ -139,6 +144,8 @@ impl Store {
             cluster_ips: HashMap::new(),
             node_ports: HashMap::new(),
             pending: Vec::new(),
+            timers: BTreeMap::new(),
+            due_at: HashMap::new(),
         }
     }
 
@@ -251,6 +258,46 @@ impl Store {
     /// Takes the changes the controllers have not seen yet.
     pub fn take_pending(&mut self) -> Vec<Arc<Change>> {
         std::mem::take(&mut self.pending)
+    }
+
+    /// Has the controllers look at the object again `after` from now, as a work queue's
+    /// `AddAfter` does: an object already due sooner keeps its time.
+    pub fn requeue_after(&mut self, r: ObjectRef, after: Duration) {
+        let at = Instant::now() + after;
+        match self.due_at.get(&r) {
+            Some(sooner) if *sooner <= at => return,
+            Some(later) => {
+                if let Some(set) = self.timers.get_mut(later) {
+                    set.remove(&r);
+                    if set.is_empty() {
+                        self.timers.remove(later);
+                    }
+                }
+            }
+            None => {}
+        }
+        self.due_at.insert(r.clone(), at);
+        self.timers.entry(at).or_default().insert(r);
+    }
+
+    /// When the next requeued object is due.
+    pub fn next_due(&self) -> Option<Instant> {
+        self.timers.keys().next().copied()
+    }
+
+    /// Takes the requeued objects that are due.
+    pub fn take_due(&mut self) -> BTreeSet<ObjectRef> {
+        let later = self
+            .timers
+            .split_off(&(Instant::now() + Duration::from_millis(1)));
+        let due: BTreeSet<ObjectRef> = std::mem::replace(&mut self.timers, later)
+            .into_values()
+            .flatten()
+            .collect();
+        for r in &due {
+            self.due_at.remove(r);
+        }
+        due
     }
 
     pub fn drop_resource(&mut self, key: &str) -> Vec<Value> {

@@ -1,7 +1,7 @@
 //! What kube-controller-manager, kube-scheduler and a kubelet (kwok, on the real control plane)
 //! do for Deployments: the Deployment controller keeps a ReplicaSet per pod template and rolls
 //! from old to new within `maxSurge`/`maxUnavailable`; the ReplicaSet controller creates and
-//! deletes pods; the scheduler binds each pod to the one node; the kubelet starts it (ready, or
+//! deletes pods; the scheduler binds each pod to a node it fits; the kubelet starts it (ready, or
 //! still initialising while [`super::EmulatorHandle::set_deployments_ready`] holds pods back);
 //! ReplicaSet and Deployment status are counted from the pods.
 //!
@@ -9,17 +9,24 @@
 //! flips: a pod status written by anyone else (a test, as a kubelet whose containers fail would
 //! write it) is the pod's status from then on, as kwok leaves a pod alone once its stages are done.
 //!
+//! The scheduler's choice and verdicts are the `scheduler` module's; a pod the ResourceQuota
+//! admission (the `quota` module) refuses leaves its ReplicaSet (and so its Deployment) with a
+//! `ReplicaFailure` condition; a rollout that makes no progress for `progressDeadlineSeconds`
+//! is `Progressing=False` (`ProgressDeadlineExceeded`).
+//!
 //! Not emulated: adoption of orphaned pods, graceful deletion (a deleted pod goes at once, as
 //! if its containers stopped at once), `minReadySeconds`, proportional scaling in the middle of a
-//! rollout, the progress deadline, and the Deployment's revision annotation.
+//! rollout, and the Deployment's revision annotation.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
 use super::kinds;
 use super::ops::{self, DeleteOpts, WriteOpts};
 use super::resources::ResourceInfo;
+use super::scheduler;
 use super::store::{ObjectRef, Store};
 
 pub const DEPLOYMENTS: &str = "apps/deployments";
@@ -30,15 +37,18 @@ const CONTROLLER_MANAGER: &str = "kube-controller-manager";
 const SCHEDULER: &str = "kube-scheduler";
 const KUBELET: &str = "kubelet";
 
-/// The one node every pod runs on, and its address.
-pub const NODE: &str = "emulator-node";
-const NODE_IP: &str = "10.0.0.10";
-
 const TEMPLATE_HASH: &str = "pod-template-hash";
 const REVISION: &str = "deployment.kubernetes.io/revision";
 
 /// (namespace, name) of objects one kind of controller looks at.
 pub type Names = BTreeSet<(String, String)>;
+
+/// ReplicaSets whose pods could not be created: the reason (`FailedCreate`) and the API's error.
+type Failures = BTreeMap<(String, String), (&'static str, String)>;
+
+/// How soon the ReplicaSet controller tries again after a failed create (its work queue backs
+/// off from milliseconds; a quota or admission that said no may have changed by then).
+const CREATE_RETRY: Duration = Duration::from_secs(1);
 
 fn meta<'a>(o: &'a Value, k: &str) -> &'a str {
     o["metadata"][k].as_str().unwrap_or_default()
@@ -164,14 +174,17 @@ pub fn sync(
     for (ns, name) in &deployments {
         changed |= sync_deployment(st, &rs_info, ns, name, &mut replica_sets);
     }
+    // Why a ReplicaSet could not create (or delete) its pods this round.
+    let mut failures: Failures = BTreeMap::new();
     for (ns, name) in &replica_sets {
-        changed |= sync_replica_set(st, &pod_info, ns, name, &mut pods);
+        changed |= sync_replica_set(st, &pod_info, ns, name, &mut pods, &mut failures);
     }
     for (ns, name) in &pods {
         changed |= run_pod(st, &pod_info, ready, ns, name);
     }
     for (ns, name) in &replica_sets {
-        changed |= replica_set_status(st, &rs_info, ns, name);
+        let failure = failures.get(&(ns.clone(), name.clone()));
+        changed |= replica_set_status(st, &rs_info, ns, name, failure);
     }
     for (ns, name) in &deployments {
         changed |= deployment_status(st, &d_info, ns, name);
@@ -406,6 +419,7 @@ fn sync_replica_set(
     ns: &str,
     name: &str,
     new_pods: &mut Names,
+    failures: &mut Failures,
 ) -> bool {
     let Some(rs) = st.get_shared(REPLICA_SETS, ns, name) else {
         return false;
@@ -426,9 +440,24 @@ fn sync_replica_set(
     let mut changed = false;
     if have < want {
         for _ in have..want {
-            if let Some(pod) = create_pod(st, pod_info, &rs) {
-                new_pods.insert((ns.to_owned(), pod));
-                changed = true;
+            match create_pod(st, pod_info, &rs) {
+                Ok(pod) => {
+                    new_pods.insert((ns.to_owned(), pod));
+                    changed = true;
+                }
+                // The rest of the batch is skipped, and the ReplicaSet tried again later.
+                Err(e) => {
+                    failures.insert((ns.to_owned(), name.to_owned()), ("FailedCreate", e));
+                    st.requeue_after(
+                        ObjectRef {
+                            key: REPLICA_SETS.into(),
+                            ns: ns.into(),
+                            name: name.into(),
+                        },
+                        CREATE_RETRY,
+                    );
+                    break;
+                }
             }
         }
     } else if have > want {
@@ -448,7 +477,8 @@ fn sync_replica_set(
     changed
 }
 
-fn create_pod(st: &mut Store, pod_info: &ResourceInfo, rs: &Value) -> Option<String> {
+/// Creates one pod of the ReplicaSet: its name, or the API's error message.
+fn create_pod(st: &mut Store, pod_info: &ResourceInfo, rs: &Value) -> Result<String, String> {
     let ns = meta(rs, "namespace");
     let t = &rs["spec"]["template"];
     let mut metadata = json!({
@@ -473,22 +503,28 @@ fn create_pod(st: &mut Store, pod_info: &ResourceInfo, rs: &Value) -> Option<Str
         &WriteOpts::internal(CONTROLLER_MANAGER),
         false,
     )
-    .ok()?;
-    Some(meta(&stored, "name").to_owned())
+    .map_err(|e| e.message)?;
+    Ok(meta(&stored, "name").to_owned())
 }
 
-/// Whether only the kubelet has written this pod's status (or nobody yet).
+/// Whether only the kubelet (and the scheduler, with its verdict) has written this pod's status,
+/// or nobody yet.
 fn kubelet_owns_status(p: &Value) -> bool {
     p["metadata"]["managedFields"]
         .as_array()
         .into_iter()
         .flatten()
         .filter(|m| m["subresource"] == "status")
-        .all(|m| m["manager"] == KUBELET)
+        .all(|m| m["manager"] == KUBELET || m["manager"] == SCHEDULER)
 }
 
-/// The scheduler binds an unbound pod to the node; the kubelet then reports it started: Running
-/// and ready, or Pending with its containers still initialising while pods are held back.
+/// How soon the scheduler tries an unschedulable pod again (kube-scheduler retries on cluster
+/// events, such as a pod leaving a node, and after a back-off).
+const SCHEDULING_RETRY: Duration = Duration::from_secs(1);
+
+/// The scheduler binds an unbound pod to a node it fits, or says why it fits none; the kubelet
+/// then reports it started: Running and ready, or Pending with its containers still
+/// initialising while pods are held back.
 fn run_pod(st: &mut Store, pod_info: &ResourceInfo, ready: bool, ns: &str, name: &str) -> bool {
     let Some(p) = st.get_shared(PODS, ns, name) else {
         return false;
@@ -502,8 +538,22 @@ fn run_pod(st: &mut Store, pod_info: &ResourceInfo, ready: bool, ns: &str, name:
         if p["spec"]["schedulerName"] != "default-scheduler" {
             return false;
         }
+        let node = match scheduler::place(st, &p) {
+            Ok(node) => node,
+            Err(message) => {
+                st.requeue_after(
+                    ObjectRef {
+                        key: PODS.into(),
+                        ns: ns.into(),
+                        name: name.into(),
+                    },
+                    SCHEDULING_RETRY,
+                );
+                return unschedulable(st, pod_info, &p, &message);
+            }
+        };
         let mut bound = (*p).clone();
-        bound["spec"]["nodeName"] = json!(NODE);
+        bound["spec"]["nodeName"] = json!(node);
         if !write(st, pod_info, bound, SCHEDULER, None) {
             return false;
         }
@@ -513,7 +563,10 @@ fn run_pod(st: &mut Store, pod_info: &ResourceInfo, ready: bool, ns: &str, name:
             None => return changed,
         }
     }
-    if p["spec"]["nodeName"] != NODE || !kubelet_owns_status(&p) {
+    let Some(node) = p["spec"]["nodeName"].as_str().and_then(scheduler::node) else {
+        return changed;
+    };
+    if !kubelet_owns_status(&p) {
         return changed;
     }
     let phase = if ready { "Running" } else { "Pending" };
@@ -525,13 +578,33 @@ fn run_pod(st: &mut Store, pod_info: &ResourceInfo, ready: bool, ns: &str, name:
     }
     let ip = st.allocate_pod_ip();
     let mut o = (*p).clone();
-    o["status"] = kubelet_status(&p, ready, &ip, &ops::now());
+    o["status"] = kubelet_status(&p, node.ip, ready, &ip, &ops::now());
     changed | write(st, pod_info, o, KUBELET, Some("status"))
+}
+
+/// The scheduler's verdict on a pod that fits no node, written when it changes.
+fn unschedulable(st: &mut Store, pod_info: &ResourceInfo, p: &Value, message: &str) -> bool {
+    let scheduled = p["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == "PodScheduled");
+    if scheduled.is_some_and(|c| {
+        c["status"] == "False" && c["reason"] == "Unschedulable" && c["message"] == message
+    }) {
+        return false;
+    }
+    let mut o = p.clone();
+    o["status"]["conditions"] = json!([{
+        "type": "PodScheduled", "status": "False", "lastProbeTime": null,
+        "lastTransitionTime": ops::now(), "reason": "Unschedulable", "message": message,
+    }]);
+    write(st, pod_info, o, SCHEDULER, Some("status"))
 }
 
 /// What a kubelet reports of a pod whose containers all start (ready), or whose containers are
 /// still being created (not ready).
-fn kubelet_status(p: &Value, ready: bool, ip: &str, now: &str) -> Value {
+fn kubelet_status(p: &Value, node_ip: &str, ready: bool, ip: &str, now: &str) -> Value {
     let spec = &p["spec"];
     let image = |c: &Value| c["image"].clone();
     let inits = spec["initContainers"]
@@ -602,8 +675,8 @@ fn kubelet_status(p: &Value, ready: bool, ip: &str, now: &str) -> Value {
             cond("ContainersReady", ready, not_ready),
             cond("PodScheduled", true, None),
         ],
-        "hostIP": NODE_IP,
-        "hostIPs": [{"ip": NODE_IP}],
+        "hostIP": node_ip,
+        "hostIPs": [{"ip": node_ip}],
         "podIP": ip,
         "podIPs": [{"ip": ip}],
         "startTime": now,
@@ -616,8 +689,16 @@ fn kubelet_status(p: &Value, ready: bool, ip: &str, now: &str) -> Value {
     status
 }
 
-/// The ReplicaSet controller's status: the live pods, and how many are ready.
-fn replica_set_status(st: &mut Store, rs_info: &ResourceInfo, ns: &str, name: &str) -> bool {
+/// The ReplicaSet controller's status: the live pods, how many are ready, and a `ReplicaFailure`
+/// condition while pods cannot be created (set with the first error, gone after a round
+/// without one).
+fn replica_set_status(
+    st: &mut Store,
+    rs_info: &ResourceInfo,
+    ns: &str,
+    name: &str,
+    failure: Option<&(&str, String)>,
+) -> bool {
     let Some(rs) = st.get_shared(REPLICA_SETS, ns, name) else {
         return false;
     };
@@ -643,6 +724,19 @@ fn replica_set_status(st: &mut Store, rs_info: &ResourceInfo, ns: &str, name: &s
         }
     }
     status["observedGeneration"] = rs["metadata"]["generation"].clone();
+    let failed = rs["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == "ReplicaFailure");
+    match (failed, failure) {
+        (Some(c), Some(_)) => status["conditions"] = json!([c]),
+        (None, Some((reason, message))) => {
+            status["conditions"] = json!([{"type": "ReplicaFailure", "status": "True",
+                "lastTransitionTime": ops::now(), "reason": reason, "message": message}]);
+        }
+        (_, None) => {}
+    }
     if status == rs["status"] {
         return false;
     }
@@ -671,14 +765,30 @@ fn deployment_status(st: &mut Store, d_info: &ResourceInfo, ns: &str, name: &str
         ready: sum("readyReplicas"),
         available: sum("availableReplicas"),
         wanted: owned.iter().map(|rs| replicas(rs)).sum(),
+        failure: new_rs
+            .into_iter()
+            .chain(owned.iter())
+            .filter_map(|rs| rs["status"]["conditions"].as_array())
+            .flatten()
+            .find(|c| c["type"] == "ReplicaFailure")
+            .cloned(),
     };
-    let status = kinds::deployment::status(&d, &counts, &ops::now());
-    if status == d["status"] {
-        return false;
-    }
+    let now = ops::now();
+    let status = kinds::deployment::status(&d, &counts, &now);
     let mut o = (*d).clone();
+    let changed = status != d["status"];
     o["status"] = status;
-    write(st, d_info, o, CONTROLLER_MANAGER, Some("status"))
+    if let Some(left) = kinds::deployment::until_deadline(&o, &now) {
+        st.requeue_after(
+            ObjectRef {
+                key: DEPLOYMENTS.into(),
+                ns: ns.into(),
+                name: name.into(),
+            },
+            left,
+        );
+    }
+    changed && write(st, d_info, o, CONTROLLER_MANAGER, Some("status"))
 }
 
 /// What changed objects ask of these controllers: (Deployments, ReplicaSets, pods).

@@ -12,6 +12,7 @@ mod helm;
 mod kubectl;
 mod rbac;
 mod ssa;
+mod verdicts;
 mod watch;
 mod workloads;
 

@@ -282,17 +282,9 @@ async fn pod_status_is_written_through_its_subresource_and_counted() {
     )
     .unwrap();
     assert_eq!(condition(&pod, "Ready")["status"], "True");
-    env.kubectl(&[
-        "patch",
-        "pod",
-        name,
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        &patch.to_string(),
-    ])
-    .await
-    .expect_ok();
+    env.patch_status("pod", name, &patch.to_string())
+        .await
+        .expect_ok();
     // The Deployment counts it unready, and the written status stays.
     env.wait_for(
         "the Deployment to count the pod unready",

@@ -3,7 +3,8 @@
 //! 10 s of the pod (or Deployment) showing it; planted credentials never appear.
 //!
 //! Pods come from the ReplicaSet controller and kwok (on the emulator, from its simulation of
-//! both). Scheduling, quota and deadline failures are real; container states (git-sync's errors,
+//! both). Scheduling, quota and deadline failures are the scheduler's, the quota admission's and
+//! the Deployment controller's (on the emulator, its simulation of them); container states (git-sync's errors,
 //! image pulls, crash loops) are written to the pod's status through the status subresource by the
 //! test, as a kubelet would write them. kwok (and the emulator's kubelet) takes every Pending pod
 //! to Running and leaves a status someone else wrote alone, so those pods stay Running, which
@@ -59,10 +60,18 @@ async fn running_pod(env: &TestEnv, op: &Operator, site: &str) -> Value {
     .await
 }
 
-/// Writes `status` over the pod's container statuses, with the pod not ready, as the kubelet
-/// would; returns when the write was accepted.
-async fn write_pod_status(env: &TestEnv, pod: &Value, init: Value, containers: Value) -> Instant {
-    let name = pod["metadata"]["name"].as_str().expect("pod name");
+/// Applies the site, waits for its first pod to run, and writes `state(pod)` (its init
+/// containers' and containers' statuses) over the pod's status, not ready, as a kubelet would.
+/// Returns the pod's name and when the pod showed the state.
+async fn show_pod_state(
+    env: &TestEnv,
+    op: &Operator,
+    (name, extra): (&str, &str),
+    state: impl FnOnce(&Value) -> [Value; 2],
+) -> (String, Instant) {
+    env.apply_yaml(&site(name, extra)).await.expect_ok();
+    let pod = running_pod(env, op, name).await;
+    let [init, containers] = state(&pod);
     let now = "2026-12-07T10:00:00Z";
     let not_ready = |t: &str| json!({"type": t, "status": "False", "lastTransitionTime": now});
     let patch = json!({"status": {
@@ -75,18 +84,11 @@ async fn write_pod_status(env: &TestEnv, pod: &Value, init: Value, containers: V
         "initContainerStatuses": init,
         "containerStatuses": containers,
     }});
-    env.kubectl(&[
-        "patch",
-        "pod",
-        name,
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        &patch.to_string(),
-    ])
-    .await
-    .expect_ok();
-    Instant::now()
+    let pod_name = pod["metadata"]["name"].as_str().expect("pod name");
+    env.patch_status("pod", pod_name, &patch.to_string())
+        .await
+        .expect_ok();
+    (pod_name.to_owned(), Instant::now())
 }
 
 fn image_of(pod: &Value, name: &str) -> String {
@@ -271,23 +273,13 @@ async fn git_failures_are_named() {
         ),
     ];
     for (name, stderr, reason, says, stalled) in cases {
-        env.apply_yaml(&site(
-            name,
-            "  ref: nope\n  credentials: {secretName: git-creds}\n",
-        ))
-        .await
-        .expect_ok();
-        let pod = running_pod(&env, &op, name).await;
-        let pod_name = pod["metadata"]["name"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
-        let since = write_pod_status(
-            &env,
-            &pod,
-            json!([crash_looping(&pod, "git-clone", &git_sync_log(stderr))]),
-            json!([waiting(&pod, "web", "PodInitializing", "")]),
-        )
+        let extra = "  ref: nope\n  credentials: {secretName: git-creds}\n";
+        let (pod_name, since) = show_pod_state(&env, &op, (name, extra), |pod| {
+            [
+                json!([crash_looping(pod, "git-clone", &git_sync_log(stderr))]),
+                json!([waiting(pod, "web", "PodInitializing", "")]),
+            ]
+        })
         .await;
         let mut says = says.to_vec();
         says.push(&pod_name);
@@ -299,27 +291,19 @@ async fn git_failures_are_named() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_missing_path_is_named() {
     let (env, op) = setup("diag-path").await;
-    env.apply_yaml(&site("nopath", "  path: docs\n"))
-        .await
-        .expect_ok();
-    let pod = running_pod(&env, &op, "nopath").await;
-    let pod_name = pod["metadata"]["name"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    let since = write_pod_status(
-        &env,
-        &pod,
-        json!([
-            completed(&pod, "git-clone"),
-            crash_looping(
-                &pod,
-                "check-path",
-                "path \"docs\" is not a directory of the repository\n"
-            ),
-        ]),
-        json!([waiting(&pod, "web", "PodInitializing", "")]),
-    )
+    let (pod_name, since) = show_pod_state(&env, &op, ("nopath", "  path: docs\n"), |pod| {
+        [
+            json!([
+                completed(pod, "git-clone"),
+                crash_looping(
+                    pod,
+                    "check-path",
+                    "path \"docs\" is not a directory of the repository\n"
+                ),
+            ]),
+            json!([waiting(pod, "web", "PodInitializing", "")]),
+        ]
+    })
     .await;
     expect_cause(
         &env,
@@ -337,25 +321,18 @@ async fn a_missing_path_is_named() {
 #[tokio::test(flavor = "multi_thread")]
 async fn image_pulls_and_crash_loops_are_named() {
     let (env, op) = setup("diag-containers").await;
-    env.apply_yaml(&site("badimage", "  image: nginx:does-not-exist\n"))
-        .await
-        .expect_ok();
-    let pod = running_pod(&env, &op, "badimage").await;
-    let pod_name = pod["metadata"]["name"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    let since = write_pod_status(
-        &env,
-        &pod,
-        json!([completed(&pod, "git-clone")]),
-        json!([waiting(
-            &pod,
-            "web",
-            "ImagePullBackOff",
-            "Back-off pulling image \"nginx:does-not-exist\""
-        )]),
-    )
+    let bad_image = ("badimage", "  image: nginx:does-not-exist\n");
+    let (pod_name, since) = show_pod_state(&env, &op, bad_image, |pod| {
+        [
+            json!([completed(pod, "git-clone")]),
+            json!([waiting(
+                pod,
+                "web",
+                "ImagePullBackOff",
+                "Back-off pulling image \"nginx:does-not-exist\""
+            )]),
+        ]
+    })
     .await;
     expect_cause(
         &env,
@@ -368,18 +345,12 @@ async fn image_pulls_and_crash_loops_are_named() {
     )
     .await;
 
-    env.apply_yaml(&site("crashing", "")).await.expect_ok();
-    let pod = running_pod(&env, &op, "crashing").await;
-    let pod_name = pod["metadata"]["name"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    let since = write_pod_status(
-        &env,
-        &pod,
-        json!([completed(&pod, "git-clone")]),
-        json!([crash_looping(&pod, "web", "")]),
-    )
+    let (pod_name, since) = show_pod_state(&env, &op, ("crashing", ""), |pod| {
+        [
+            json!([completed(pod, "git-clone")]),
+            json!([crash_looping(pod, "web", "")]),
+        ]
+    })
     .await;
     expect_cause(
         &env,
@@ -394,10 +365,6 @@ async fn image_pulls_and_crash_loops_are_named() {
     env.finish().await;
 }
 
-#[cfg_attr(
-    not(real_cluster),
-    ignore = "the emulator has no scheduler verdicts (node capacity), ResourceQuota or progress deadline yet (#27): runs on a real cluster"
-)]
 #[tokio::test(flavor = "multi_thread")]
 async fn scheduling_quota_and_deadline_are_named() {
     let (env, op) = setup("diag-cluster").await;
@@ -434,22 +401,7 @@ async fn scheduling_quota_and_deadline_are_named() {
     .await;
 
     // A quota of no pods: the ReplicaSet cannot create any.
-    env.apply_yaml("apiVersion: v1\nkind: ResourceQuota\nmetadata: {name: no-pods}\nspec: {hard: {pods: '0'}}\n")
-        .await
-        .expect_ok();
-    env.wait_for("the quota to be counted", DEADLINE, || async {
-        let out = env
-            .kubectl(&[
-                "get",
-                "resourcequota",
-                "no-pods",
-                "-o",
-                "jsonpath={.status.hard.pods}",
-            ])
-            .await;
-        (out.success() && out.stdout == "0").then_some(())
-    })
-    .await;
+    no_pods_quota(&env).await;
     env.apply_yaml(&site("quota", "")).await.expect_ok();
     expect_cause(
         &env,

@@ -392,24 +392,7 @@ async fn hold_pods_back(env: &demoweb_tests::harness::TestEnv, hold: bool) {
     if let Some(emulator) = &env.emulator {
         emulator.set_deployments_ready(!hold);
     } else if hold {
-        env.apply_yaml("apiVersion: v1\nkind: ResourceQuota\nmetadata: {name: no-pods}\nspec: {hard: {pods: '0'}}\n")
-            .await
-            .expect_ok();
-        // The quota admission plugin counts from the quota's status, which the controller-manager
-        // writes: until then pods are not held back.
-        env.wait_for("the quota to be counted", DEADLINE, || async {
-            let out = env
-                .kubectl(&[
-                    "get",
-                    "resourcequota",
-                    "no-pods",
-                    "-o",
-                    "jsonpath={.status.hard.pods}",
-                ])
-                .await;
-            (out.success() && out.stdout == "0").then_some(())
-        })
-        .await;
+        no_pods_quota(env).await;
     } else {
         env.kubectl(&["delete", "resourcequota", "no-pods"])
             .await
@@ -479,17 +462,11 @@ async fn a_status_edited_by_someone_else_is_put_right() {
     let before = wait_condition(&env, &op, "demoweb1", "Ready", "True", "Reconciled").await;
 
     let edited = env
-        .kubectl(&[
-            "patch",
+        .patch_status(
             "demoweb",
             "demoweb1",
-            "--subresource=status",
-            "--type=merge",
-            "-p",
             r#"{"status":{"readyReplicas":0,"conditions":[]}}"#,
-            "-o",
-            "json",
-        ])
+        )
         .await
         .expect_ok();
     let edited: Value = serde_json::from_str(&edited).expect("kubectl printed JSON");

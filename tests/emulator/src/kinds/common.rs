@@ -428,6 +428,18 @@ pub fn s(v: &Value) -> String {
 }
 
 /// `<none>` for an empty cell.
+/// A label map as kubectl prints a selector: `k=v,k=v`.
+pub fn labels_text(m: &Value) -> String {
+    m.as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={}", s(v)))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default()
+}
+
 pub fn or_none(v: String) -> Value {
     json!(if v.is_empty() {
         "<none>".to_string()

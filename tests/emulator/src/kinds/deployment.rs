@@ -1,38 +1,30 @@
-//! Deployment (apps/v1): pod template defaults and conversion, an immutable selector, a scale
-//! subresource, and the status a Deployment controller reports ([`status`], counted from its
-//! ReplicaSets by the `workloads` module).
+//! Deployment (apps/v1): a workload kind (the `workload` module) with a rollout strategy, and the
+//! status a Deployment controller reports ([`status`], counted from its ReplicaSets by the
+//! `workloads` module).
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::super::apply::fragment::*;
-use super::super::errors::FieldError;
 use super::common::*;
+use super::workload::{self, WIDE};
 use super::{Kind, Proto::*};
 
 pub const KIND: Kind = Kind {
-    group: "apps",
     kind: "Deployment",
     plural: "deployments",
     short_names: &["deploy"],
-    categories: &["all"],
-    status: true,
-    generation: true,
-    scale: true,
     decode: roundtrip::<k8s_openapi::api::apps::v1::Deployment>,
-    convert,
     defaults,
-    validate,
-    validate_update,
     columns: &[
         ("Name", "string", 0),
         ("Ready", "string", 0),
         ("Up-to-date", "integer", 0),
         ("Available", "integer", 0),
         ("Age", "string", 0),
-        ("Containers", "string", 1),
-        ("Images", "string", 1),
-        ("Selector", "string", 1),
+        WIDE[0],
+        WIDE[1],
+        WIDE[2],
     ],
     cells,
     merge: Some(merge),
@@ -59,15 +51,8 @@ pub const KIND: Kind = Kind {
         ),
         ("DeploymentStrategy", &[(1, "type", Str)]),
     ],
-    ..Kind::BASE
+    ..workload::BASE
 };
-
-/// The pod template goes through the v1 ↔ internal PodTemplateSpec conversion on every write.
-fn convert(obj: &mut Value) {
-    if let Some(template) = obj.pointer_mut("/spec/template").filter(|t| t.is_object()) {
-        convert_pod_template(template);
-    }
-}
 
 fn defaults(obj: &mut Value) {
     let spec = obj_mut(obj, "spec");
@@ -88,98 +73,29 @@ fn defaults(obj: &mut Value) {
     }
 }
 
-fn validate(obj: &Value, errs: &mut Vec<FieldError>) {
-    let sel = &obj["spec"]["selector"];
-    let labels = &obj["spec"]["template"]["metadata"]["labels"];
-    if !sel.is_object() || sel.as_object().is_some_and(Map::is_empty) {
-        errs.push(FieldError::required("spec.selector", ""));
-    } else if !selector_matches(sel, labels) {
-        errs.push(FieldError::invalid(
-            "spec.template.metadata.labels",
-            labels.clone(),
-            "`selector` does not match template `labels`",
-        ));
-    }
-    if obj["spec"]["replicas"].as_i64().is_some_and(|r| r < 0) {
-        errs.push(FieldError::invalid(
-            "spec.replicas",
-            obj["spec"]["replicas"].clone(),
-            "must be greater than or equal to 0",
-        ));
-    }
-    validate_containers(&obj["spec"]["template"]["spec"], "spec.template.spec", errs);
-}
-
-fn validate_update(old: &Value, new: &Value, errs: &mut Vec<FieldError>) {
-    if old["spec"]["selector"] != new["spec"]["selector"] {
-        errs.push(FieldError::invalid(
-            "spec.selector",
-            new["spec"]["selector"].clone(),
-            "field is immutable",
-        ));
-    }
-}
-
 /// The cells of one row of `kubectl get`.
 fn cells(o: &Value) -> Vec<Value> {
-    let name = o["metadata"]["name"].clone();
-    let created = &o["metadata"]["creationTimestamp"];
     let st = &o["status"];
-    let spec = &o["spec"];
-    let containers = spec["template"]["spec"]["containers"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    let sel = spec["selector"]["matchLabels"]
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| format!("{k}={}", s(v)))
-                .collect::<Vec<_>>()
-                .join(",")
-        })
-        .unwrap_or_default();
-    vec![
-        name,
+    let mut cells = vec![
+        o["metadata"]["name"].clone(),
         json!(format!(
             "{}/{}",
             st["readyReplicas"].as_i64().unwrap_or(0),
-            spec["replicas"].as_i64().unwrap_or(0)
+            o["spec"]["replicas"].as_i64().unwrap_or(0)
         )),
         json!(st["updatedReplicas"].as_i64().unwrap_or(0)),
         json!(st["availableReplicas"].as_i64().unwrap_or(0)),
-        age(created),
-        json!(
-            containers
-                .iter()
-                .map(|c| s(&c["name"]))
-                .collect::<Vec<_>>()
-                .join(",")
-        ),
-        json!(
-            containers
-                .iter()
-                .map(|c| s(&c["image"]))
-                .collect::<Vec<_>>()
-                .join(",")
-        ),
-        or_none(sel),
-    ]
+        age(&o["metadata"]["creationTimestamp"]),
+    ];
+    cells.extend(workload::wide_cells(o));
+    cells
 }
 
 /// The merge schema (list types, merge keys, patch strategies) of the Go type.
 fn merge() -> Value {
-    spec_status(
-        object(json!({
-            "selector": atomic_map(),
-            "strategy": present(json!({"type": "object", "x-kubernetes-patch-strategy": "retainKeys"})),
-            "template": present(object(json!({
-                "metadata": present(object_meta()),
-                "spec": present(pod_spec()),
-            }))),
-        })),
-        object(json!({"conditions": conditions()})),
-    )
+    workload::merge(json!({
+        "strategy": present(json!({"type": "object", "x-kubernetes-patch-strategy": "retainKeys"})),
+    }))
 }
 
 /// What a Deployment's ReplicaSets report, summed: what its status is counted from.
@@ -192,6 +108,8 @@ pub struct Counts {
     pub available: i64,
     /// The ReplicaSets' `spec.replicas`, summed.
     pub wanted: i64,
+    /// A ReplicaSet's `ReplicaFailure` condition (the new one's first), if any has one.
+    pub failure: Option<Value>,
 }
 
 /// `maxSurge` or `maxUnavailable` of `total`: an integer, or a percentage rounded up (surge) or
@@ -273,27 +191,117 @@ pub fn status(d: &Value, c: &Counts, now: &str) -> Value {
             now,
         )
     };
+    let old = &d["status"];
+    let count = |k: &str| old[k].as_i64().unwrap_or(0);
+    // Progress: more new pods, fewer old ones, more ready or available.
+    let progress = c.updated > count("updatedReplicas")
+        || c.replicas - c.updated < count("replicas") - count("updatedReplicas")
+        || c.ready > count("readyReplicas")
+        || c.available > count("availableReplicas");
+    // A Progressing condition about another ReplicaSet is about the rollout before this one.
+    let quoted = format!("\"{rs}\"");
+    let prev = old_condition(d, "Progressing")
+        .filter(|p| p["message"].as_str().is_some_and(|m| m.contains(&quoted)));
     let progressing = if complete {
         condition(
             d,
             "Progressing",
             "True",
             "NewReplicaSetAvailable",
-            format!("ReplicaSet \"{rs}\" has successfully progressed."),
+            format!("ReplicaSet {quoted} has successfully progressed."),
             now,
         )
-    } else {
-        condition(
+    } else if progress {
+        // Progress moves the update time on, and with it the deadline.
+        let mut c = condition(
             d,
             "Progressing",
             "True",
             "ReplicaSetUpdated",
-            format!("ReplicaSet \"{rs}\" is progressing."),
+            format!("ReplicaSet {quoted} is progressing."),
             now,
-        )
+        );
+        c["lastUpdateTime"] = json!(now);
+        c
+    } else if let Some(prev) = prev {
+        if d["spec"]["paused"] == true || !timed_out(d, prev, now) {
+            prev.clone()
+        } else {
+            condition(
+                d,
+                "Progressing",
+                "False",
+                "ProgressDeadlineExceeded",
+                format!("ReplicaSet {quoted} has timed out progressing."),
+                now,
+            )
+        }
+    } else {
+        // A new ReplicaSet and nothing of it yet: the deadline counts from here.
+        let mut c = condition(
+            d,
+            "Progressing",
+            "True",
+            "NewReplicaSetCreated",
+            format!("Created new replica set {quoted}"),
+            now,
+        );
+        c["lastUpdateTime"] = json!(now);
+        c
     };
-    s["conditions"] = json!([avail, progressing]);
+    let mut conditions = vec![avail, progressing];
+    if let Some(f) = &c.failure {
+        conditions.push(json!({"type": "ReplicaFailure", "status": f["status"],
+            "lastUpdateTime": f["lastTransitionTime"], "lastTransitionTime": f["lastTransitionTime"],
+            "reason": f["reason"], "message": f["message"]}));
+    }
+    s["conditions"] = json!(conditions);
     s
+}
+
+fn old_condition<'a>(d: &'a Value, ty: &str) -> Option<&'a Value> {
+    d["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == ty)
+}
+
+fn seconds(t: &Value) -> Option<i64> {
+    t.as_str()?
+        .parse::<jiff::Timestamp>()
+        .ok()
+        .map(|t| t.as_second())
+}
+
+/// The Deployment controller's `DeploymentTimedOut`: no progress since the `Progressing`
+/// condition's last update for longer than `spec.progressDeadlineSeconds`.
+fn timed_out(d: &Value, progressing: &Value, now: &str) -> bool {
+    let Some(deadline) = d["spec"]["progressDeadlineSeconds"].as_i64() else {
+        return false;
+    };
+    match progressing["reason"].as_str() {
+        Some("NewReplicaSetAvailable") => false,
+        Some("ProgressDeadlineExceeded") => true,
+        _ => seconds(&progressing["lastUpdateTime"])
+            .zip(seconds(&json!(now)))
+            .is_some_and(|(from, now)| from + deadline < now),
+    }
+}
+
+/// How long until a rollout that is still progressing passes its deadline, if it has one: when
+/// the Deployment controller looks again (its `requeueStuckDeployment`).
+pub fn until_deadline(d: &Value, now: &str) -> Option<std::time::Duration> {
+    let deadline = d["spec"]["progressDeadlineSeconds"].as_i64()?;
+    let c = old_condition(d, "Progressing")?;
+    if c["status"] != "True"
+        || c["reason"] == "NewReplicaSetAvailable"
+        || d["spec"]["paused"] == true
+    {
+        return None;
+    }
+    let left = seconds(&c["lastUpdateTime"])? + deadline + 1 - seconds(&json!(now))?;
+    Some(std::time::Duration::from_secs(left.max(0).unsigned_abs()))
 }
 
 /// The ReplicaSet name suffix a Deployment controller would derive from the pod template (the

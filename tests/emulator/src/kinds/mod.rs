@@ -21,6 +21,7 @@ mod pod;
 mod pod_disruption_budget;
 mod rbac;
 mod replica_set;
+mod resource_quota;
 mod role;
 mod role_binding;
 mod secret;
@@ -28,6 +29,7 @@ mod service;
 mod service_account;
 #[cfg(test)]
 mod tests;
+mod workload;
 
 use serde_json::Value;
 
@@ -197,6 +199,7 @@ pub static KINDS: &[&Kind] = &[
     &service::KIND,
     &service_account::KIND,
     &pod::KIND,
+    &resource_quota::KIND,
     &event::CORE,
     &deployment::KIND,
     &replica_set::KIND,

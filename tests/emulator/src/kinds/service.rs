@@ -213,15 +213,7 @@ fn cells(o: &Value) -> Vec<Value> {
                 "<none>".into()
             }
         });
-    let sel = spec["selector"]
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| format!("{k}={}", s(v)))
-                .collect::<Vec<_>>()
-                .join(",")
-        })
-        .unwrap_or_default();
+    let sel = labels_text(&spec["selector"]);
     vec![
         name,
         spec["type"].clone(),

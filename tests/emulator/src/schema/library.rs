@@ -754,7 +754,7 @@ const NANO: i128 = 1_000_000_000;
 
 /// Parses a Kubernetes resource quantity (`500m`, `1.5Gi`, `1e3`, `2k`) into nano-units,
 /// rounding sub-nano fractions up as the real parser does.
-fn parse_quantity(s: &str) -> Result<i128, String> {
+pub(crate) fn parse_quantity(s: &str) -> Result<i128, String> {
     let bad = || {
         format!(
             "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$': {s:?}"

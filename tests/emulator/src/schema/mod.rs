@@ -41,7 +41,7 @@ mod crd;
 mod default;
 mod error;
 mod format;
-mod library;
+pub(crate) mod library;
 mod node;
 mod prune;
 mod rule;
