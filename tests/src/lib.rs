@@ -11,3 +11,4 @@ pub mod kstatus;
 pub mod operator;
 pub mod operator_process;
 mod project_crds;
+pub mod traefik;

@@ -11,3 +11,4 @@ mod observability;
 mod rbac;
 mod reliability;
 mod safety;
+mod traefik;
