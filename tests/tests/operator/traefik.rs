@@ -196,6 +196,11 @@ spec:
         "the Ingress outlived the Middleware API"
     );
     drop(traefik);
+    // Traefik's other CRDs go too, so that the cluster is left as the next test expects it.
+    for crd in &traefik_crds {
+        env.remove_crd(crd.metadata.name.as_deref().unwrap_or_default())
+            .await;
+    }
     env.finish().await;
 }
 
