@@ -2,7 +2,8 @@
 //! `go.mod` and `go.sum` pin every dependency; builds never edit them), and cached outside the checkout
 //! in `~/.cache/demoweb-operator/<name>-<version>-<recipe>/` (or under `$DEMOWEB_CACHE_DIR`), so that
 //! each version is built once per machine. The control plane (`crate::cluster`), Helm
-//! (`crate::helm`), kstatus (`crate::kstatus`) and Traefik (`crate::traefik`) are built this way.
+//! (`crate::helm`), kstatus (`crate::kstatus`), Traefik (`crate::traefik`) and Flux (`crate::flux`)
+//! are built this way.
 
 use std::fs;
 use std::path::{Path, PathBuf};

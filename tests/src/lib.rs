@@ -3,6 +3,7 @@
 
 pub use demoweb_emulator as emulator;
 pub mod cluster;
+pub mod flux;
 pub mod gobuild;
 pub mod harness;
 pub mod helm;
