@@ -5,6 +5,7 @@ mod allowlist;
 mod availability;
 mod diagnosis;
 mod examples;
+mod flux;
 mod incluster;
 mod lifecycle;
 mod observability;
