@@ -128,6 +128,10 @@ impl Flux {
                 "--enable-leader-election=false".to_owned(),
                 "--log-encoding=console".to_owned(),
             ];
+            if name == "kustomize-controller" {
+                // A Kustomization whose dependsOn is not Ready yet looks again after 5 s, not 30 s.
+                args.push("--requeue-dependency=5s".to_owned());
+            }
             if name == "source-controller" {
                 args.push(format!("--storage-addr={storage}"));
                 // The address in the artifacts' URLs, from which the other two download them.
