@@ -2,7 +2,8 @@
 //! `go.mod` and `go.sum` pin every dependency; builds never edit them), and cached outside the checkout
 //! in `~/.cache/demoweb-operator/<name>-<version>-<recipe>/` (or under `$DEMOWEB_CACHE_DIR`), so that
 //! each version is built once per machine. The control plane (`crate::cluster`), Helm
-//! (`crate::helm`) and kstatus (`crate::kstatus`) are built this way.
+//! (`crate::helm`), kstatus (`crate::kstatus`), Traefik (`crate::traefik`) and Flux (`crate::flux`)
+//! are built this way.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -48,6 +49,29 @@ pub fn run_go(dir: &Path, args: &[&str]) -> Result<(), String> {
             "`go {}` in {} failed ({status})",
             args.join(" "),
             dir.display()
+        ))
+    }
+}
+
+/// `go args…` in `dir`, and what it printed on stdout.
+pub fn run_go_output(dir: &Path, args: &[&str]) -> Result<String, String> {
+    let out = Command::new("go")
+        .args(args)
+        .current_dir(dir)
+        .env("GOFLAGS", "-mod=readonly")
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| format!("running `go` (install Go 1.26 or newer): {e}"))?;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    if out.status.success() {
+        Ok(stdout)
+    } else {
+        Err(format!(
+            "`go {}` in {} failed ({}):\n{stdout}",
+            args.join(" "),
+            dir.display(),
+            out.status
         ))
     }
 }

@@ -3,6 +3,7 @@
 
 pub use demoweb_emulator as emulator;
 pub mod cluster;
+pub mod flux;
 pub mod gobuild;
 pub mod harness;
 pub mod helm;
@@ -11,3 +12,4 @@ pub mod kstatus;
 pub mod operator;
 pub mod operator_process;
 mod project_crds;
+pub mod traefik;

@@ -1,7 +1,7 @@
 //! `cargo cluster`: a real Kubernetes control plane on 127.0.0.1 — etcd, kube-apiserver,
 //! kube-controller-manager and kube-scheduler built from Kubernetes' own Go modules, and kwok
 //! simulating three nodes in three zones — for the integration tests, the benchmark and exploring;
-//! `cargo cluster tools` builds the other Go programs the tests run (Helm, kstatus).
+//! `cargo cluster tools` builds the other Go programs the tests run (Helm, kstatus, Traefik, Flux's controllers).
 //! See `demoweb_tests::cluster` for what runs and how.
 
 use std::path::PathBuf;
@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use demoweb_tests::cluster::{self, Cluster};
 use demoweb_tests::operator_process;
-use demoweb_tests::{helm, kstatus};
+use demoweb_tests::{flux, helm, kstatus, traefik};
 
 /// The operator's allocator: this executable also runs as the operator (`__operator`, see
 /// `operator_process`), which must measure and behave like the shipped binary
@@ -47,7 +47,7 @@ enum Cmd {
         #[arg(long, default_value = cluster::PINNED_KUBERNETES)]
         version: String,
     },
-    /// Build (and cache) the other programs the tests run, Helm and kstatus, and print their paths.
+    /// Build (and cache) the other programs the tests run, Helm, kstatus, Traefik and Flux's controllers, and print their paths.
     Tools,
 }
 
@@ -74,8 +74,13 @@ async fn run(args: Args) -> Result<ExitCode, String> {
             cluster::build(&version)?;
         }
         Cmd::Tools => {
-            for program in [helm::binary()?, kstatus::binary()?] {
+            for program in [helm::binary()?, kstatus::binary()?, traefik::binary()?] {
                 println!("{}", program.display());
+            }
+            let flux = flux::binaries()?;
+            for (module, _) in flux::CONTROLLERS {
+                let name = module.rsplit('/').next().unwrap_or(module);
+                println!("{}", flux.join(name).display());
             }
         }
     }
