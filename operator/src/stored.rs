@@ -8,8 +8,9 @@
 //! 0.8 KB; at 10,000 DemoWebs that was a fifth of the operator's memory.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Debug;
+use std::sync::Mutex;
 
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
@@ -37,6 +38,7 @@ const LAST_APPLIED_ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-config
 /// A child kind: how the operator keeps it in memory ([`Stored`]) and what tells it changed.
 pub trait Child:
     Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+    + k8s_openapi::Resource
     + Clone
     + Default
     + Serialize
@@ -314,6 +316,68 @@ impl Stored<Deployment> for DeploymentSummary {
             status: self.status.clone(),
         }
     }
+}
+
+/// Which children each owner controls: by the owner's uid, the kind and name of every object the
+/// child watches last saw with a controller owner reference to it. The child watches keep it
+/// ([`Owned::saw`], [`Owned::gone`]); the inventory sweep reads it, so that finding what a DemoWeb
+/// controls costs a look-up, not a pass over every store. An entry may outlive what it names (a
+/// deletion missed while a watch re-listed, a controller reference edited away): readers check
+/// the store's copy, and drop the entry with [`Owned::gone`] when the store has none.
+#[derive(Default)]
+pub struct Owned(Mutex<HashMap<String, BTreeSet<(&'static str, String)>>>);
+
+impl Owned {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, BTreeSet<(&'static str, String)>>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A child watch saw `meta` of kind `kind` created or changed.
+    pub fn saw(&self, kind: &'static str, meta: &ObjectMeta) {
+        let (Some(owner), Some(name)) = (controller_uid(meta), meta.name.as_ref()) else {
+            return;
+        };
+        self.lock()
+            .entry(owner.to_owned())
+            .or_default()
+            .insert((kind, name.clone()));
+    }
+
+    /// The child `name` of kind `kind` is no longer controlled by `owner` (or gone).
+    pub fn gone(&self, kind: &'static str, owner: &str, name: &str) {
+        let mut owned = self.lock();
+        if let Some(children) = owned.get_mut(owner) {
+            children.remove(&(kind, name.to_owned()));
+            if children.is_empty() {
+                owned.remove(owner);
+            }
+        }
+    }
+
+    /// The names of the children of kind `kind` last seen controlled by `owner`.
+    pub fn of(&self, owner: &str, kind: &'static str) -> Vec<String> {
+        self.lock()
+            .get(owner)
+            .into_iter()
+            .flatten()
+            .filter(|(k, _)| *k == kind)
+            .map(|(_, name)| name.clone())
+            .collect()
+    }
+
+    /// Forgets everything `owner` controlled (the owner is gone; so are its children, or soon).
+    pub fn forget_owner(&self, owner: &str) {
+        self.lock().remove(owner);
+    }
+}
+
+/// The uid of the object's controller (the owner reference with `controller: true`).
+pub fn controller_uid(meta: &ObjectMeta) -> Option<&str> {
+    meta.owner_references
+        .iter()
+        .flatten()
+        .find(|r| r.controller == Some(true))
+        .map(|r| r.uid.as_str())
 }
 
 /// The child named `name` in `ns` as the store has it.

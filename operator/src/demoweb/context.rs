@@ -22,7 +22,7 @@ use super::pods::PodIndex;
 use crate::metrics::Metrics;
 use crate::runtime::{Backoff, until_ready};
 use crate::server::Readiness;
-use crate::stored::DeploymentSummary;
+use crate::stored::{DeploymentSummary, Owned};
 use crate::write::drift::Verified;
 use futures::StreamExt;
 use futures::future::BoxFuture;
@@ -37,6 +37,8 @@ pub struct Stores {
     pub references_waited: Arc<std::sync::atomic::AtomicBool>,
     /// The children last known to hold what we want (the child stores keep no specs).
     pub verified: Arc<Verified>,
+    /// Which children each DemoWeb controls, by its uid (what the inventory sweep looks through).
+    pub owned: Arc<Owned>,
     pub demowebs: Store<DemoWeb>,
     pub deployments: Store<DeploymentSummary>,
     pub config_maps: Store<PartialObjectMeta<ConfigMap>>,

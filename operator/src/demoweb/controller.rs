@@ -34,7 +34,7 @@ use super::pods::{PodIndex, pod_watch};
 use super::reconcile;
 use crate::error::chain;
 use crate::identity;
-use crate::stored::{Child, Stored, trim_meta};
+use crate::stored::{Child, Owned, Stored, controller_uid, trim_meta};
 use crate::vocabulary;
 use crate::write::drift::Verified;
 use crate::write::events::publish;
@@ -42,25 +42,35 @@ use crate::write::events::publish;
 /// A reflector over one child kind, limited to what this operator manages; its stream triggers
 /// reconciles of the owner, its store serves "compare before you write". The store keeps only
 /// what reconcile reads ([`Stored`]); a deleted child's entry in `verified` is dropped with it.
+/// `owned` learns which DemoWeb controls each child (the inventory sweep's index).
 fn child_reflector<K: Child>(
     client: &Client,
     namespace: Option<&str>,
     verified: &Arc<Verified>,
+    owned: &Arc<Owned>,
 ) -> (
     Store<K::Stored>,
     impl futures::Stream<Item = Result<K::Stored, watcher::Error>> + Send + 'static,
 ) {
     let (reader, writer) = reflector::store();
     let config = watcher::Config::default().labels(&vocabulary::managed_selector());
-    let verified = verified.clone();
+    let (verified, owned) = (verified.clone(), owned.clone());
+    // After the store took the event in: an object the index names and the store lacks is gone.
     let stream = K::Stored::events(client, namespace, config)
-        .inspect_ok(move |event| {
-            if let watcher::Event::Delete(obj) = event {
-                verified.forget(obj.meta());
-            }
-        })
         .default_backoff()
         .reflect(writer)
+        .inspect_ok(move |event| match event {
+            watcher::Event::Delete(obj) => {
+                verified.forget(obj.meta());
+                if let (Some(owner), Some(name)) = (controller_uid(obj.meta()), &obj.meta().name) {
+                    owned.gone(K::KIND, owner, name);
+                }
+            }
+            watcher::Event::Apply(obj) | watcher::Event::InitApply(obj) => {
+                owned.saw(K::KIND, obj.meta());
+            }
+            watcher::Event::Init | watcher::Event::InitDone => {}
+        })
         .touched_objects();
     (reader, stream)
 }
@@ -347,16 +357,19 @@ pub async fn run(
     let (demoweb_store, demoweb_events) =
         tolerant_demoweb_reflector(&client, ns, recorder.clone(), metrics.clone());
     let verified = Arc::new(Verified::default());
-    let (deployments, deployment_events) = child_reflector::<Deployment>(&client, ns, &verified);
-    let (config_maps, config_map_events) = child_reflector::<ConfigMap>(&client, ns, &verified);
-    let (services, service_events) = child_reflector::<Service>(&client, ns, &verified);
-    let (ingresses, ingress_events) = child_reflector::<Ingress>(&client, ns, &verified);
+    let owned = Arc::new(Owned::default());
+    let (deployments, deployment_events) =
+        child_reflector::<Deployment>(&client, ns, &verified, &owned);
+    let (config_maps, config_map_events) =
+        child_reflector::<ConfigMap>(&client, ns, &verified, &owned);
+    let (services, service_events) = child_reflector::<Service>(&client, ns, &verified, &owned);
+    let (ingresses, ingress_events) = child_reflector::<Ingress>(&client, ns, &verified, &owned);
     let (service_accounts, service_account_events) =
-        child_reflector::<ServiceAccount>(&client, ns, &verified);
+        child_reflector::<ServiceAccount>(&client, ns, &verified, &owned);
     let (disruption_budgets, disruption_budget_events) =
-        child_reflector::<PodDisruptionBudget>(&client, ns, &verified);
+        child_reflector::<PodDisruptionBudget>(&client, ns, &verified, &owned);
     let (autoscalers, autoscaler_events) =
-        child_reflector::<HorizontalPodAutoscaler>(&client, ns, &verified);
+        child_reflector::<HorizontalPodAutoscaler>(&client, ns, &verified, &owned);
     let (ingress_classes, class_events) =
         reference_reflector::<IngressClass>(Api::all(client.clone()));
     let crd = |name: &str| {
@@ -440,6 +453,7 @@ pub async fn run(
     let stores = Stores {
         references_waited: Default::default(),
         verified,
+        owned,
         demowebs: demoweb_store.clone(),
         deployments,
         config_maps,
