@@ -7,7 +7,6 @@
 //! `Deployment` value is 2.5 KB of mostly-`None` fields before any of its strings, a `Service`
 //! 0.8 KB; at 10,000 DemoWebs that was a fifth of the operator's memory.
 
-use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Debug;
 use std::sync::Mutex;
@@ -273,29 +272,41 @@ impl From<WireDeployment> for DeploymentSummary {
     }
 }
 
-impl Resource for DeploymentSummary {
-    type DynamicType = ();
-    type Scope = NamespaceResourceScope;
+/// Makes a trimmed stand-in (`$summary`, with a `metadata` field) a [`Resource`] of the kind it
+/// stands for (`$kind`): same group, version, kind and plural, so it is watched, stored and
+/// referenced as that kind.
+macro_rules! resource_as {
+    ($summary:ty, $kind:ty) => {
+        impl ::kube::Resource for $summary {
+            type DynamicType = ();
+            type Scope = ::k8s_openapi::NamespaceResourceScope;
 
-    fn kind(dt: &()) -> Cow<'_, str> {
-        Deployment::kind(dt)
-    }
-    fn group(dt: &()) -> Cow<'_, str> {
-        Deployment::group(dt)
-    }
-    fn version(dt: &()) -> Cow<'_, str> {
-        Deployment::version(dt)
-    }
-    fn plural(dt: &()) -> Cow<'_, str> {
-        Deployment::plural(dt)
-    }
-    fn meta(&self) -> &ObjectMeta {
-        &self.metadata
-    }
-    fn meta_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.metadata
-    }
+            fn kind(dt: &()) -> ::std::borrow::Cow<'_, str> {
+                <$kind as ::kube::Resource>::kind(dt)
+            }
+            fn group(dt: &()) -> ::std::borrow::Cow<'_, str> {
+                <$kind as ::kube::Resource>::group(dt)
+            }
+            fn version(dt: &()) -> ::std::borrow::Cow<'_, str> {
+                <$kind as ::kube::Resource>::version(dt)
+            }
+            fn plural(dt: &()) -> ::std::borrow::Cow<'_, str> {
+                <$kind as ::kube::Resource>::plural(dt)
+            }
+            fn meta(&self) -> &::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                &self.metadata
+            }
+            fn meta_mut(
+                &mut self,
+            ) -> &mut ::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                &mut self.metadata
+            }
+        }
+    };
 }
+pub(crate) use resource_as;
+
+resource_as!(DeploymentSummary, Deployment);
 
 impl Stored<Deployment> for DeploymentSummary {
     fn events(
