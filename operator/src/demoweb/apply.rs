@@ -395,21 +395,12 @@ async fn delete_kopf_leftover(
     let ns = id.namespace.as_str();
     // The seed's Kopf operator named its Deployment `<name>-deployment` and adopted it. It only
     // created one when the DemoWeb was created, so one look per DemoWeb and process is enough.
-    let checked = |ctx: &Context| {
-        ctx.legacy_checked
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(&id.uid)
-    };
-    if !checked(ctx) {
+    if !ctx.sites.with(&id.uid, |s| s.kopf_checked) {
         let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), ns);
         let legacy_name = desired::legacy_deployment_name(&id.name);
         let legacy = get_opt(&deployments, "Deployment", &legacy_name).await?;
         w.delete_if_ours(&deployments, "Deployment", legacy).await?;
-        ctx.legacy_checked
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id.uid.clone());
+        ctx.sites.with(&id.uid, |s| s.kopf_checked = true);
     }
     Ok(())
 }

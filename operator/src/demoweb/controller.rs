@@ -1,7 +1,6 @@
 //! The DemoWeb controller's wiring: reflectors over DemoWebs, children and references, the
 //! mappers from a reference to the DemoWebs that use it, and the controller runtime.
 
-use std::collections::BTreeSet;
 use std::fmt::Debug;
 use std::future::Future;
 use std::hash::{Hash, Hasher};
@@ -27,7 +26,7 @@ use kube::runtime::{Predicate, PredicateConfig, WatchStreamExt, predicates, watc
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
-use super::context::{AllowlistApis, Context, Stores};
+use super::context::{AllowlistApis, Context, Sites, Stores};
 use super::ingress;
 use super::kong::{self, KongClusterPluginType, KongPluginType};
 use super::pods::{PodIndex, pod_watch};
@@ -201,12 +200,15 @@ fn tombstone(obj: &DynamicObject) -> DemoWeb {
 
 /// The DemoWeb watch, decoding each object on its own: one object this version cannot decode
 /// (written under an older or hand-made CRD) is reported with a Warning Event and skipped,
-/// instead of failing the watch and stalling every other DemoWeb.
+/// instead of failing the watch and stalling every other DemoWeb. A DemoWeb's delete event evicts
+/// what is remembered of it (`sites`, and its entry in the children's owner index `owned`).
 fn tolerant_demoweb_reflector(
     client: &Client,
     namespace: Option<&str>,
     recorder: crate::write::events::Recorder,
     metrics: Arc<crate::metrics::Metrics>,
+    sites: Arc<Sites>,
+    owned: Arc<Owned>,
 ) -> (
     Store<DemoWeb>,
     impl futures::Stream<Item = Result<DemoWeb, watcher::Error>> + Send + 'static,
@@ -217,19 +219,21 @@ fn tolerant_demoweb_reflector(
         None => Api::all_with(client.clone(), &resource),
     };
     let (reader, writer) = reflector::store();
-    let reported = Arc::new(std::sync::Mutex::new(BTreeSet::<String>::new()));
     let stream = watcher(api, watcher::Config::default())
         .default_backoff()
         .filter_map(move |event| {
-            let (recorder, metrics, reported) = (recorder.clone(), metrics.clone(), reported.clone());
+            let (recorder, metrics) = (recorder.clone(), metrics.clone());
+            let (sites, owned) = (sites.clone(), owned.clone());
             async move {
+                let unreadable = sites.clone();
                 let report = |obj: DynamicObject, error: String| async move {
-                    let key = format!(
-                        "{}/{}",
-                        obj.metadata.uid.clone().unwrap_or_default(),
-                        obj.metadata.resource_version.clone().unwrap_or_default()
-                    );
-                    let first = reported.lock().map(|mut r| r.insert(key)).unwrap_or(true);
+                    let version = obj.metadata.resource_version.clone();
+                    let uid = obj.metadata.uid.clone().unwrap_or_default();
+                    let first = unreadable.with(&uid, |s| {
+                        let first = s.unreadable != version;
+                        s.unreadable = version;
+                        first
+                    });
                     tracing::warn!(
                         namespace = obj.metadata.namespace.as_deref().unwrap_or_default(),
                         name = obj.name_any(),
@@ -279,10 +283,16 @@ fn tolerant_demoweb_reflector(
                             E::Delete(gone)
                         }
                     },
-                    E::Delete(obj) => match decode_demoweb(&obj) {
-                        Ok(dw) => E::Delete(dw),
-                        Err(_) => E::Delete(tombstone(&obj)),
-                    },
+                    E::Delete(obj) => {
+                        if let Some(uid) = obj.metadata.uid.as_deref() {
+                            sites.evict(uid);
+                            owned.forget_owner(uid);
+                        }
+                        match decode_demoweb(&obj) {
+                            Ok(dw) => E::Delete(dw),
+                            Err(_) => E::Delete(tombstone(&obj)),
+                        }
+                    }
                 }))
             }
         })
@@ -354,10 +364,16 @@ pub async fn run(
 ) {
     let ns = config.namespace.as_deref();
     let recorder = crate::write::events::Recorder::new(client.clone(), config.reporter.clone());
-    let (demoweb_store, demoweb_events) =
-        tolerant_demoweb_reflector(&client, ns, recorder.clone(), metrics.clone());
+    let (sites, owned) = (Arc::new(Sites::default()), Arc::new(Owned::default()));
+    let (demoweb_store, demoweb_events) = tolerant_demoweb_reflector(
+        &client,
+        ns,
+        recorder.clone(),
+        metrics.clone(),
+        sites.clone(),
+        owned.clone(),
+    );
     let verified = Arc::new(Verified::default());
-    let owned = Arc::new(Owned::default());
     let (deployments, deployment_events) =
         child_reflector::<Deployment>(&client, ns, &verified, &owned);
     let (config_maps, config_map_events) =
@@ -472,7 +488,7 @@ pub async fn run(
     };
     let sync_tracker =
         tokio::spawn(stores.track_sync(config.identity_served, config.readiness.clone()));
-    let mut ctx = Context::new(client, recorder, metrics, stores);
+    let mut ctx = Context::new(client, recorder, metrics, stores, sites);
     ctx.requeue = config.resync_period;
     ctx.stalled_requeue = config.stalled_requeue_period.min(config.resync_period);
     let ctx = Arc::new(ctx);
