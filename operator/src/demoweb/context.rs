@@ -1,5 +1,6 @@
-//! What every DemoWeb reconcile shares: the client, the reflector stores, metrics, Events,
-//! what is remembered of each DemoWeb (`Sites`: its backoff, by uid) and the watched discovery of ingress-controller allowlist APIs.
+//! What every DemoWeb reconcile shares: the client, the reflector stores, metrics, Events, what is
+//! remembered of each DemoWeb (`Sites`, by uid: its backoff among others) and the watched
+//! discovery of ingress-controller allowlist APIs.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
