@@ -406,6 +406,43 @@ mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
 
     #[test]
+    fn the_owner_index_follows_controller_references() {
+        let child = |name: &str, owner: Option<(&str, bool)>| ObjectMeta {
+            name: Some(name.into()),
+            owner_references: owner.map(|(uid, controller)| {
+                vec![OwnerReference {
+                    api_version: "baeke.info/v1".into(),
+                    kind: "DemoWeb".into(),
+                    name: "web".into(),
+                    uid: uid.into(),
+                    controller: Some(controller),
+                    block_owner_deletion: None,
+                }]
+            }),
+            ..ObjectMeta::default()
+        };
+        let owned = Owned::default();
+        owned.saw("Service", &child("web", Some(("u-1", true))));
+        owned.saw("Service", &child("web-old", Some(("u-1", true))));
+        owned.saw("ConfigMap", &child("web", Some(("u-1", true))));
+        owned.saw("Service", &child("other", Some(("u-2", true))));
+        owned.saw("Service", &child("adopted-by-none", Some(("u-1", false))));
+        owned.saw("Service", &child("orphan", None));
+        assert_eq!(owned.of("u-1", "Service"), ["web", "web-old"]);
+        assert_eq!(owned.of("u-1", "ConfigMap"), ["web"]);
+        assert_eq!(owned.of("u-2", "Service"), ["other"]);
+        owned.gone("Service", "u-1", "web-old");
+        assert_eq!(owned.of("u-1", "Service"), ["web"]);
+        owned.gone("Service", "u-2", "other");
+        assert!(
+            owned.lock().get("u-2").is_none(),
+            "an owner with no children is dropped"
+        );
+        owned.forget_owner("u-1");
+        assert!(owned.of("u-1", "ConfigMap").is_empty());
+    }
+
+    #[test]
     fn a_stored_deployment_keeps_what_reconcile_reads() {
         let time = |s: &str| Time(s.parse().unwrap());
         // Every metadata field set, so that a misspelt field of the wire form shows.
