@@ -18,10 +18,11 @@ use serde_json::{Value, json};
 use super::children::Children;
 use super::context::Context;
 use super::desired;
+use super::error::Error;
 use super::gather::{Discovered, Id, known};
 use super::ingress::{self, IngressPlan};
 use super::sweep::{Inventory, sweep};
-use crate::error::{Error, UserError};
+use crate::error::{ApiError, Call, UserError};
 use crate::metrics::Metrics;
 use crate::stored::{Child, stored_child};
 use crate::vocabulary::MANAGER;
@@ -462,10 +463,7 @@ pub async fn patch_status(
     };
     api.patch_status(name, &params, &Patch::Merge(patch))
         .await
-        .map_err(|source| Error::PatchStatus {
-            name: name.to_owned(),
-            source,
-        })?;
+        .map_err(|source| ApiError::new(Call::PatchStatus, "DemoWeb", name, source))?;
     metrics.count_write("patch_status", "DemoWeb");
     Ok(())
 }

@@ -41,6 +41,7 @@ pub mod context;
 pub mod controller;
 pub mod desired;
 pub mod diagnosis;
+pub mod error;
 pub mod gather;
 pub mod ingress;
 pub mod kong;

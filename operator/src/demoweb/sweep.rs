@@ -31,8 +31,8 @@ use kube::{Resource, ResourceExt};
 
 use super::context::Context;
 use super::desired;
+use super::error::Error;
 use super::gather::Id;
-use crate::error::Error;
 use crate::identity;
 use crate::stored::{Child, Stored};
 use crate::vocabulary::{LABEL_MANAGED_BY, MANAGER};

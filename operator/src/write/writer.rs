@@ -16,11 +16,12 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use super::Error;
 use super::drift::{Marker, Verified, applied_hash, contains};
 use super::events::{
     Change, Recorder, publish_related, reference, reference_to, summarize_changes,
 };
-use crate::error::Error;
+use crate::error::{ApiError, Call};
 use crate::metrics::Metrics;
 use crate::vocabulary::{HANDOVER_MANAGER, MANAGER};
 
@@ -199,11 +200,7 @@ impl<'a> Writer<'a> {
                 let live = get_opt(api, kind, &name).await?;
                 self.apply(api, types, live, desired, marker).await
             }
-            Err(source) => Err(Error::Apply {
-                kind: kind.to_owned(),
-                name,
-                source,
-            }),
+            Err(source) => Err(Error::Api(ApiError::new(Call::Apply, kind, &name, source))),
         }
     }
 
@@ -275,11 +272,7 @@ impl<'a> Writer<'a> {
         let answer = api
             .patch_metadata(&name, &apply_params(), &Patch::Apply(desired))
             .await
-            .map_err(|source| Error::Apply {
-                kind: kind.to_owned(),
-                name: name.clone(),
-                source,
-            })?;
+            .map_err(|source| Error::Api(ApiError::new(Call::Apply, kind, &name, source)))?;
         Ok(self.took(types, desired, answer.metadata, live.as_ref(), marker))
     }
 
@@ -360,11 +353,7 @@ impl<'a> Writer<'a> {
             &Patch::Apply(body),
         )
         .await
-        .map_err(|source| Error::Apply {
-            kind: kind.to_owned(),
-            name: name.to_owned(),
-            source,
-        })?;
+        .map_err(|source| Error::Api(ApiError::new(Call::Apply, kind, name, source)))?;
         self.metrics.count_write("apply_update", kind);
         Ok(())
     }
@@ -397,11 +386,7 @@ impl<'a> Writer<'a> {
             Ok(_) => {}
             Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => return Ok(false),
             Err(source) => {
-                return Err(Error::Delete {
-                    kind: kind.to_owned(),
-                    name,
-                    source,
-                });
+                return Err(Error::Api(ApiError::new(Call::Delete, kind, &name, source)));
             }
         }
         self.metrics.count_write("delete", kind);
@@ -453,11 +438,9 @@ pub async fn get_opt<K>(api: &Api<K>, kind: &str, name: &str) -> Result<Option<K
 where
     K: Resource + Clone + DeserializeOwned + Debug,
 {
-    api.get_opt(name).await.map_err(|source| Error::Read {
-        kind: kind.to_owned(),
-        name: name.to_owned(),
-        source,
-    })
+    api.get_opt(name)
+        .await
+        .map_err(|source| Error::Api(ApiError::new(Call::Read, kind, name, source)))
 }
 
 #[cfg(test)]
