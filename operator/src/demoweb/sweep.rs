@@ -14,6 +14,10 @@
 //! the previous Ingress named) and the seed Kopf operator's Deployment (no `managed-by` label;
 //! `apply.rs` looks for it by name once per DemoWeb).
 //!
+//! An autoscaler switched off is swept after the Deployment took `spec.replicas` back (before
+//! the inventory it was deleted first): should it scale the Deployment in the moment between, the
+//! Deployment's generation moves, and the reconcile that follows puts the count back.
+//!
 //! One rule per kind guards a delete: a ServiceAccount stays while the live Deployment's pods
 //! may still run under it ([`identity::deployment_uses_service_account`]); the Deployment's next
 //! rollout progress reconciles again and the sweep then takes it.
