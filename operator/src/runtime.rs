@@ -100,6 +100,14 @@ impl Backoff {
         Self::delay(failures.entry(uid.to_owned()).or_default())
     }
 
+    /// Keeps only the entries of the objects `live` says still exist.
+    pub fn retain(&self, live: impl Fn(&str) -> bool) {
+        self.failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|uid, _| live(uid));
+    }
+
     pub fn reset(&self, uid: &str) {
         self.failures
             .lock()
@@ -124,6 +132,9 @@ mod tests {
         assert_eq!(b.next_delay("u2"), Duration::from_millis(500), "per object");
         b.reset("u1");
         assert_eq!(b.next_delay("u1"), Duration::from_millis(500));
+        b.next_delay("u3");
+        b.retain(|uid| uid != "u3");
+        assert_eq!(b.next_delay("u3"), Duration::from_millis(500), "forgotten");
     }
 
     #[test]

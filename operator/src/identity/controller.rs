@@ -298,8 +298,8 @@ where
     }
     let mut published = ctx.published.lock().unwrap_or_else(|e| e.into_inner());
     published.insert(uid, current);
-    // Reconcile never runs for a deleted object, so its entry would stay forever: sweep now and
-    // then, keeping the uids the stores still hold.
+    // Reconcile never runs for a deleted object, so its entries (here and in the backoff) would
+    // stay forever: sweep now and then, keeping the uids the stores still hold.
     if published.len() > ctx.identities.len() + ctx.bindings.len() + FORGET_SLACK {
         let live: HashSet<String> = ctx
             .identities
@@ -314,6 +314,7 @@ where
             )
             .collect();
         published.retain(|uid, _| live.contains(uid));
+        ctx.backoff.retain(|uid| live.contains(uid));
     }
     Ok(())
 }
