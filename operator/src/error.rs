@@ -1,5 +1,6 @@
-//! The operator's errors, each naming the operation that failed and the object it failed on, and
-//! `UserError`, the problem only the user can fix.
+//! What every controller's errors are made of: `ApiError`, one failed API call naming the call and
+//! the object; `UserError`, the problem only the user can fix; and the `run` command's
+//! `StartupError`.
 
 /// A problem only the user can fix: it becomes a condition and a Warning Event, never a retry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -8,94 +9,73 @@ pub struct UserError {
     pub message: String,
 }
 
-/// Everything that can go wrong outside user input (user problems are conditions, not errors).
+/// One failed API call: what was being done ([`Call`]), to which object, and the answer of the
+/// API server (or of the connection). Each controller's errors are made of these, next to its
+/// own (`demoweb::Error`, `identity::Error`, the write path's `write::Error`).
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("DemoWeb has no {0}: cannot reconcile it")]
-    MissingMetadata(&'static str),
-
-    #[error("reading {kind} {name}")]
-    Read {
-        kind: String,
-        name: String,
-        #[source]
-        source: kube::Error,
-    },
-
-    #[error("applying {kind} {name}")]
-    Apply {
-        kind: String,
-        name: String,
-        #[source]
-        source: kube::Error,
-    },
-
-    #[error("deleting {kind} {name}")]
-    Delete {
-        kind: String,
-        name: String,
-        #[source]
-        source: kube::Error,
-    },
-
-    #[error("patching the status of DemoWeb {name}")]
-    PatchStatus {
-        name: String,
-        #[source]
-        source: kube::Error,
-    },
-
-    #[error(
-        "the watch of CustomResourceDefinition {crd} has not listed it yet (is the operator allowed to list and watch it?), so whether its allowlist API is served is unknown"
-    )]
-    CapabilitiesUnknown { crd: &'static str },
-
-    #[error("serialising {kind} {name}")]
-    Serialize {
-        kind: String,
-        name: String,
-        #[source]
-        source: serde_json::Error,
-    },
+#[error("{} {kind} {name}", call.doing())]
+pub struct ApiError {
+    pub call: Call,
+    pub kind: String,
+    pub name: String,
+    #[source]
+    pub source: kube::Error,
 }
 
-impl Error {
-    /// Whether retrying with backoff may help. Everything that reaches this enum is an API or
-    /// network problem except a malformed object, which no retry fixes.
-    pub fn is_transient(&self) -> bool {
-        match self {
-            Self::MissingMetadata(_) | Self::Serialize { .. } => false,
-            Self::CapabilitiesUnknown { .. } => true,
-            Self::Read { source, .. }
-            | Self::Apply { source, .. }
-            | Self::Delete { source, .. }
-            | Self::PatchStatus { source, .. } => is_transient_kube(source),
-        }
-    }
+/// The kinds of API call whose failure is told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Call {
+    Read,
+    Apply,
+    Delete,
+    PatchStatus,
+    Discover,
+    CreateEvent,
+}
 
-    /// Whether the API server refused a write because the object's namespace is being deleted:
-    /// the DemoWeb goes with it, so this is no failure to report or retry.
-    pub fn is_namespace_terminating(&self) -> bool {
+impl Call {
+    fn doing(self) -> &'static str {
         match self {
-            Self::Read { source, .. }
-            | Self::Apply { source, .. }
-            | Self::Delete { source, .. }
-            | Self::PatchStatus { source, .. } => is_namespace_terminating(source),
-            _ => false,
+            Call::Read => "reading",
+            Call::Apply => "applying",
+            Call::Delete => "deleting",
+            Call::PatchStatus => "patching the status of",
+            Call::Discover => "discovering",
+            Call::CreateEvent => "creating an Event about",
         }
     }
 
     /// Short name for metrics labels.
-    pub fn metric_label(&self) -> &'static str {
+    pub fn label(self) -> &'static str {
         match self {
-            Self::MissingMetadata(_) => "missing_metadata",
-            Self::Read { .. } => "read",
-            Self::Apply { .. } => "apply",
-            Self::Delete { .. } => "delete",
-            Self::PatchStatus { .. } => "patch_status",
-            Self::CapabilitiesUnknown { .. } => "capabilities_unknown",
-            Self::Serialize { .. } => "serialize",
+            Call::Read => "read",
+            Call::Apply => "apply",
+            Call::Delete => "delete",
+            Call::PatchStatus => "patch_status",
+            Call::Discover => "discover",
+            Call::CreateEvent => "create_event",
         }
+    }
+}
+
+impl ApiError {
+    pub fn new(call: Call, kind: &str, name: &str, source: kube::Error) -> Self {
+        ApiError {
+            call,
+            kind: kind.to_owned(),
+            name: name.to_owned(),
+            source,
+        }
+    }
+
+    /// Whether retrying with backoff may help.
+    pub fn is_transient(&self) -> bool {
+        is_transient_kube(&self.source)
+    }
+
+    /// Whether the API server refused the call because the object's namespace is being deleted.
+    pub fn is_namespace_terminating(&self) -> bool {
+        is_namespace_terminating(&self.source)
     }
 }
 
@@ -206,28 +186,34 @@ mod tests {
 
     #[test]
     fn a_write_into_a_namespace_being_deleted_is_no_failure() {
-        let refused = |code: u16, message: &str| super::Error::Apply {
-            kind: "PodDisruptionBudget".into(),
-            name: "site".into(),
-            source: kube::Error::Api(Box::new(
-                kube::core::Status::failure(message, "Forbidden").with_code(code),
-            )),
+        let refused = |code: u16, message: &str| {
+            super::ApiError::new(
+                super::Call::Apply,
+                "PodDisruptionBudget",
+                "site",
+                kube::Error::Api(Box::new(
+                    kube::core::Status::failure(message, "Forbidden").with_code(code),
+                )),
+            )
         };
         let terminating = refused(
             403,
             "poddisruptionbudgets.policy \"site\" is forbidden: unable to create new content in namespace ns because it is being terminated",
         );
         assert!(terminating.is_namespace_terminating());
-        let not_found = |kind: &str| super::Error::Apply {
-            kind: "ConfigMap".into(),
-            name: "site-nginx".into(),
-            source: kube::Error::Api(Box::new(
-                serde_json::from_value::<kube::core::Status>(serde_json::json!({
-                    "status": "Failure", "code": 404, "reason": "NotFound",
-                    "message": "not found", "details": {"name": "ns", "kind": kind}
-                }))
-                .expect("a Status"),
-            )),
+        let not_found = |kind: &str| {
+            super::ApiError::new(
+                super::Call::Apply,
+                "ConfigMap",
+                "site-nginx",
+                kube::Error::Api(Box::new(
+                    serde_json::from_value::<kube::core::Status>(serde_json::json!({
+                        "status": "Failure", "code": 404, "reason": "NotFound",
+                        "message": "not found", "details": {"name": "ns", "kind": kind}
+                    }))
+                    .expect("a Status"),
+                )),
+            )
         };
         assert!(not_found("namespaces").is_namespace_terminating());
         assert!(!not_found("configmaps").is_namespace_terminating());

@@ -7,9 +7,9 @@
 //! `Deployment` value is 2.5 KB of mostly-`None` fields before any of its strings, a `Service`
 //! 0.8 KB; at 10,000 DemoWebs that was a fifth of the operator's memory.
 
-use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Debug;
+use std::sync::Mutex;
 
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
@@ -37,6 +37,7 @@ const LAST_APPLIED_ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-config
 /// A child kind: how the operator keeps it in memory ([`Stored`]) and what tells it changed.
 pub trait Child:
     Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+    + k8s_openapi::Resource
     + Clone
     + Default
     + Serialize
@@ -278,29 +279,41 @@ impl From<WireDeployment> for DeploymentSummary {
     }
 }
 
-impl Resource for DeploymentSummary {
-    type DynamicType = ();
-    type Scope = NamespaceResourceScope;
+/// Makes a trimmed stand-in (`$summary`, with a `metadata` field) a [`Resource`] of the kind it
+/// stands for (`$kind`): same group, version, kind and plural, so it is watched, stored and
+/// referenced as that kind.
+macro_rules! resource_as {
+    ($summary:ty, $kind:ty) => {
+        impl ::kube::Resource for $summary {
+            type DynamicType = ();
+            type Scope = ::k8s_openapi::NamespaceResourceScope;
 
-    fn kind(dt: &()) -> Cow<'_, str> {
-        Deployment::kind(dt)
-    }
-    fn group(dt: &()) -> Cow<'_, str> {
-        Deployment::group(dt)
-    }
-    fn version(dt: &()) -> Cow<'_, str> {
-        Deployment::version(dt)
-    }
-    fn plural(dt: &()) -> Cow<'_, str> {
-        Deployment::plural(dt)
-    }
-    fn meta(&self) -> &ObjectMeta {
-        &self.metadata
-    }
-    fn meta_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.metadata
-    }
+            fn kind(dt: &()) -> ::std::borrow::Cow<'_, str> {
+                <$kind as ::kube::Resource>::kind(dt)
+            }
+            fn group(dt: &()) -> ::std::borrow::Cow<'_, str> {
+                <$kind as ::kube::Resource>::group(dt)
+            }
+            fn version(dt: &()) -> ::std::borrow::Cow<'_, str> {
+                <$kind as ::kube::Resource>::version(dt)
+            }
+            fn plural(dt: &()) -> ::std::borrow::Cow<'_, str> {
+                <$kind as ::kube::Resource>::plural(dt)
+            }
+            fn meta(&self) -> &::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                &self.metadata
+            }
+            fn meta_mut(
+                &mut self,
+            ) -> &mut ::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                &mut self.metadata
+            }
+        }
+    };
 }
+pub(crate) use resource_as;
+
+resource_as!(DeploymentSummary, Deployment);
 
 impl Stored<Deployment> for DeploymentSummary {
     fn events(
@@ -333,6 +346,68 @@ impl Stored<Deployment> for DeploymentSummary {
     }
 }
 
+/// Which children each owner controls: by the owner's uid, the kind and name of every object the
+/// child watches last saw with a controller owner reference to it. The child watches keep it
+/// ([`Owned::saw`], [`Owned::gone`]); the inventory sweep reads it, so that finding what a DemoWeb
+/// controls costs a look-up, not a pass over every store. An entry may outlive what it names (a
+/// deletion missed while a watch re-listed, a controller reference edited away): readers check
+/// the store's copy, and drop the entry with [`Owned::gone`] when the store has none.
+#[derive(Default)]
+pub struct Owned(Mutex<HashMap<String, BTreeSet<(&'static str, String)>>>);
+
+impl Owned {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, BTreeSet<(&'static str, String)>>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A child watch saw `meta` of kind `kind` created or changed.
+    pub fn saw(&self, kind: &'static str, meta: &ObjectMeta) {
+        let (Some(owner), Some(name)) = (controller_uid(meta), meta.name.as_ref()) else {
+            return;
+        };
+        self.lock()
+            .entry(owner.to_owned())
+            .or_default()
+            .insert((kind, name.clone()));
+    }
+
+    /// The child `name` of kind `kind` is no longer controlled by `owner` (or gone).
+    pub fn gone(&self, kind: &'static str, owner: &str, name: &str) {
+        let mut owned = self.lock();
+        if let Some(children) = owned.get_mut(owner) {
+            children.remove(&(kind, name.to_owned()));
+            if children.is_empty() {
+                owned.remove(owner);
+            }
+        }
+    }
+
+    /// The names of the children of kind `kind` last seen controlled by `owner`.
+    pub fn of(&self, owner: &str, kind: &'static str) -> Vec<String> {
+        self.lock()
+            .get(owner)
+            .into_iter()
+            .flatten()
+            .filter(|(k, _)| *k == kind)
+            .map(|(_, name)| name.clone())
+            .collect()
+    }
+
+    /// Forgets everything `owner` controlled (the owner is gone; so are its children, or soon).
+    pub fn forget_owner(&self, owner: &str) {
+        self.lock().remove(owner);
+    }
+}
+
+/// The uid of the object's controller (the owner reference with `controller: true`).
+pub fn controller_uid(meta: &ObjectMeta) -> Option<&str> {
+    meta.owner_references
+        .iter()
+        .flatten()
+        .find(|r| r.controller == Some(true))
+        .map(|r| r.uid.as_str())
+}
+
 /// The child named `name` in `ns` as the store has it.
 pub fn stored_child<K: Child>(store: &Store<K::Stored>, name: &str, ns: &str) -> Option<K> {
     store
@@ -346,6 +421,43 @@ mod tests {
     use crate::vocabulary::APPLIED_HASH_ANNOTATION;
     use k8s_openapi::api::core::v1::PodTemplateSpec;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
+
+    #[test]
+    fn the_owner_index_follows_controller_references() {
+        let child = |name: &str, owner: Option<(&str, bool)>| ObjectMeta {
+            name: Some(name.into()),
+            owner_references: owner.map(|(uid, controller)| {
+                vec![OwnerReference {
+                    api_version: "baeke.info/v1".into(),
+                    kind: "DemoWeb".into(),
+                    name: "web".into(),
+                    uid: uid.into(),
+                    controller: Some(controller),
+                    block_owner_deletion: None,
+                }]
+            }),
+            ..ObjectMeta::default()
+        };
+        let owned = Owned::default();
+        owned.saw("Service", &child("web", Some(("u-1", true))));
+        owned.saw("Service", &child("web-old", Some(("u-1", true))));
+        owned.saw("ConfigMap", &child("web", Some(("u-1", true))));
+        owned.saw("Service", &child("other", Some(("u-2", true))));
+        owned.saw("Service", &child("adopted-by-none", Some(("u-1", false))));
+        owned.saw("Service", &child("orphan", None));
+        assert_eq!(owned.of("u-1", "Service"), ["web", "web-old"]);
+        assert_eq!(owned.of("u-1", "ConfigMap"), ["web"]);
+        assert_eq!(owned.of("u-2", "Service"), ["other"]);
+        owned.gone("Service", "u-1", "web-old");
+        assert_eq!(owned.of("u-1", "Service"), ["web"]);
+        owned.gone("Service", "u-2", "other");
+        assert!(
+            owned.lock().get("u-2").is_none(),
+            "an owner with no children is dropped"
+        );
+        owned.forget_owner("u-1");
+        assert!(owned.of("u-1", "ConfigMap").is_empty());
+    }
 
     #[test]
     fn a_stored_deployment_keeps_what_reconcile_reads() {

@@ -1,13 +1,13 @@
-//! Step 5 of reconcile: apply the built children in dependency order and delete the ones this
-//! DemoWeb controls but no longer wants; returns what was applied, for status. And step 6's one
-//! write, the status patch. Every write goes through `crate::write`.
+//! Step 5 of reconcile: apply the built children in dependency order, recording each in the
+//! inventory, then sweep what this DemoWeb controls but did not apply (`sweep.rs`); returns what
+//! was applied, for status. And step 6's one write, the status patch. Every write goes through
+//! `crate::write`.
 
 use demoweb_crd::DemoWeb;
 use demoweb_crd::conditions::reason;
 use demoweb_crd::demoweb::IdentityStatus;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{ObjectReference, ServiceAccount};
+use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{DynamicObject, Patch, PatchParams};
 use kube::core::TypeMeta;
@@ -18,10 +18,11 @@ use serde_json::{Value, json};
 use super::children::Children;
 use super::context::Context;
 use super::desired;
+use super::error::Error;
 use super::gather::{Discovered, Id, known};
 use super::ingress::{self, IngressPlan};
-use crate::error::{Error, UserError};
-use crate::identity;
+use super::sweep::{Inventory, sweep};
+use crate::error::{ApiError, Call, UserError};
 use crate::metrics::Metrics;
 use crate::stored::{Child, stored_child};
 use crate::vocabulary::MANAGER;
@@ -98,33 +99,6 @@ where
         }
         applied => (applied.object().cloned(), hash),
     })
-}
-
-/// Applies an optional child, or deletes the one this DemoWeb controls when it is not wanted.
-async fn ensure_or_delete<K>(
-    w: &Writer<'_>,
-    ctx: &Context,
-    store: &Store<K::Stored>,
-    id: &Id,
-    name: String,
-    desired: Option<K>,
-    report: &mut AppliedChildren,
-) -> Result<(), Error>
-where
-    K: Child,
-{
-    let ns = id.namespace.as_str();
-    match desired {
-        Some(desired) => {
-            ensure(w, ctx, store, ns, desired, report).await?;
-        }
-        None => {
-            let api: Api<K> = Api::namespaced(ctx.client.clone(), ns);
-            let current = stored_child(store, &name, ns);
-            w.delete_if_ours(&api, &K::kind(&()), current).await?;
-        }
-    }
-    Ok(())
 }
 
 impl AppliedChildren {
@@ -217,7 +191,7 @@ pub(super) fn writer<'a>(
     }
 }
 
-/// Step 5: apply in dependency order, then delete what this DemoWeb controls but no longer wants.
+/// Step 5: apply in dependency order, then sweep what this DemoWeb controls but did not apply.
 pub(super) async fn apply_all(
     dw: &DemoWeb,
     id: &Id,
@@ -229,6 +203,8 @@ pub(super) async fn apply_all(
     let ns = id.namespace.as_str();
     let stores = &ctx.stores;
     let mut report = AppliedChildren::default();
+    // What this reconcile applies; the sweep deletes the rest of what the DemoWeb controls.
+    let mut inventory = Inventory::default();
     // Every child, named: a new one that apply forgets does not compile.
     let Children {
         service_account,
@@ -241,34 +217,19 @@ pub(super) async fn apply_all(
     } = children;
 
     // A wanted ServiceAccount exists before the Deployment that names it; an unwanted one is
-    // deleted only after the Deployment (below).
-    let unwanted_service_account = match service_account {
-        Some(sa) => {
-            ensure(w, ctx, &stores.service_accounts, ns, sa, &mut report).await?;
-            None
-        }
-        None => stored_child::<ServiceAccount>(&stores.service_accounts, &id.name, ns),
-    };
-    // The autoscaler goes before the Deployment gets its replica count back, and comes after the
-    // Deployment it scales exists.
-    let autoscaler_name = desired::autoscaler_name(&id.name);
-    if autoscaler.is_none() {
-        ensure_or_delete::<HorizontalPodAutoscaler>(
-            w,
-            ctx,
-            &stores.autoscalers,
-            id,
-            autoscaler_name.clone(),
-            None,
-            &mut report,
-        )
-        .await?;
+    // swept after the Deployment stopped naming it.
+    if let Some(sa) = service_account {
+        inventory.record(&sa);
+        ensure(w, ctx, &stores.service_accounts, ns, sa, &mut report).await?;
     }
     hand_over_replicas(w, ctx, ns, &deployment).await?;
     // The children every DemoWeb has are written at once, each write a round trip the reconcile
     // waits for — except that a ConfigMap that exists is written before the Deployment, so that
     // pods a changed Deployment starts read the new configuration. A new ConfigMap needs no such
     // order: a pod cannot start before the ConfigMap it mounts exists.
+    inventory.record(&config_map);
+    inventory.record(&deployment);
+    inventory.record(&service);
     let config_map_stored = stored_like(&stores.config_maps, ns, &config_map);
     let (deployment_stored, service_stored) = (
         stored_like(&stores.deployments, ns, &deployment),
@@ -295,61 +256,61 @@ pub(super) async fn apply_all(
     }
     report.deployment = applied_deployment;
     report.deployment_hash = Some(hash);
-    if let Some(sa) = unwanted_service_account {
-        delete_service_account_once_unused(w, ctx, id, sa).await?;
+    // The autoscaler comes after the Deployment it scales exists. Switched off, it is swept
+    // below, after the Deployment took its replica count back.
+    if let Some(autoscaler) = autoscaler {
+        inventory.record(&autoscaler);
+        ensure(w, ctx, &stores.autoscalers, ns, autoscaler, &mut report).await?;
     }
-    if autoscaler.is_some() {
-        ensure_or_delete(
-            w,
-            ctx,
-            &stores.autoscalers,
-            id,
-            autoscaler_name,
-            autoscaler,
-            &mut report,
-        )
-        .await?;
+    if let Some(budget) = disruption_budget {
+        inventory.record(&budget);
+        ensure(w, ctx, &stores.disruption_budgets, ns, budget, &mut report).await?;
     }
-    ensure_or_delete(
-        w,
-        ctx,
-        &stores.disruption_budgets,
-        id,
-        desired::disruption_budget_name(&id.name),
-        disruption_budget,
-        &mut report,
-    )
-    .await?;
 
-    apply_ingress(w, ctx, dw, id, discovered, ingress_plan, &mut report).await?;
+    let stale_allowlists =
+        apply_ingress(w, ctx, dw, id, ingress_plan, &mut inventory, &mut report).await?;
+    sweep(w, ctx, id, &inventory).await?;
+    // After the Ingress that named them changed or went: never an Ingress without its allowlist.
+    if let Some(stale) = stale_allowlists {
+        delete_stale_allowlists(w, ctx, id, discovered, stale).await?;
+    }
     delete_kopf_leftover(w, ctx, dw, id).await?;
     Ok(report)
 }
 
-/// The Ingress and its allowlist object: the allowlist first (never expose the site without it),
-/// a refused plan keeps (unsupported class) or withdraws (allowlist API missing) the live Ingress,
-/// and allowlist objects the previous Ingress referenced go once no longer wanted.
+/// The allowlist objects the Ingress before this reconcile named, to delete once the sweep
+/// removed or this reconcile replaced that Ingress: all, or all but the kind still wanted.
+struct StaleAllowlists {
+    previous: Ingress,
+    keep_kind: Option<String>,
+}
+
+/// The Ingress and its allowlist object: the allowlist first (never expose the site without it);
+/// a refused plan keeps (unsupported class) or withdraws (allowlist API missing) the live Ingress
+/// — withdrawn by leaving it out of the inventory, so the sweep deletes it. Returns the allowlist
+/// objects the previous Ingress referenced that are no longer wanted.
 async fn apply_ingress(
     w: &Writer<'_>,
     ctx: &Context,
     dw: &DemoWeb,
     id: &Id,
-    discovered: &Discovered,
     ingress_plan: IngressPlan,
+    inventory: &mut Inventory,
     report: &mut AppliedChildren,
-) -> Result<(), Error> {
+) -> Result<Option<StaleAllowlists>, Error> {
     let ns = id.namespace.as_str();
     let stores = &ctx.stores;
-    let ingress_api: Api<Ingress> = Api::namespaced(ctx.client.clone(), ns);
     let ingress_name = desired::ingress_name(&id.name);
     let live_ingress = stored_child::<Ingress>(&stores.ingresses, &ingress_name, ns)
         .filter(|i| crate::write::writer::is_controlled_by(&i.metadata, &id.uid));
+    let stale = |keep_kind: Option<String>| {
+        live_ingress.clone().map(|previous| StaleAllowlists {
+            previous,
+            keep_kind,
+        })
+    };
     match ingress_plan {
-        IngressPlan::Absent => {
-            w.delete_if_ours(&ingress_api, "Ingress", live_ingress.clone())
-                .await?;
-            delete_stale_allowlists(w, ctx, id, discovered, live_ingress.as_ref(), None).await?;
-        }
+        IngressPlan::Absent => Ok(stale(None)),
         IngressPlan::Blocked(refusal) => {
             report.problems.push(UserError {
                 reason: refusal.reason(),
@@ -360,21 +321,22 @@ async fn apply_ingress(
                 // enforced, so the Ingress goes too (fail closed). Likewise when a Kong plugin
                 // it names is missing or could widen access.
                 ingress::Refusal::MissingApi(_) | ingress::Refusal::KongPlugin(_) => {
-                    w.delete_if_ours(&ingress_api, "Ingress", live_ingress.clone())
-                        .await?;
-                    delete_stale_allowlists(w, ctx, id, discovered, live_ingress.as_ref(), None)
-                        .await?;
+                    Ok(stale(None))
                 }
                 // The Ingress from the last good spec, if any, stays (its class and allowlist
                 // are unchanged) — and so does its URL.
                 ingress::Refusal::UnsupportedClass(_) => {
+                    inventory.record_name::<Ingress>(&ingress_name);
                     if live_ingress.is_some() {
                         report.url = dw.status.as_ref().and_then(|s| s.url.clone());
                     }
+                    Ok(None)
                 }
             }
         }
         IngressPlan::Present { ingress, extra } => {
+            // Applied, or (its allowlist refused) the live one left as it is.
+            inventory.record(&*ingress);
             let mut extra_ok = true;
             let extra_kind = extra
                 .as_ref()
@@ -403,20 +365,12 @@ async fn apply_ingress(
                 let (applied, _) = ensure(w, ctx, &stores.ingresses, ns, *ingress, report).await?;
                 if applied.is_some() {
                     report.url = spec_url;
-                    delete_stale_allowlists(
-                        w,
-                        ctx,
-                        id,
-                        discovered,
-                        live_ingress.as_ref(),
-                        extra_kind.as_deref(),
-                    )
-                    .await?;
+                    return Ok(stale(extra_kind));
                 }
             }
+            Ok(None)
         }
     }
-    Ok(())
 }
 
 /// Whether the seed's Kopf operator handled this DemoWeb: after its create handler succeeds, Kopf
@@ -442,52 +396,13 @@ async fn delete_kopf_leftover(
     let ns = id.namespace.as_str();
     // The seed's Kopf operator named its Deployment `<name>-deployment` and adopted it. It only
     // created one when the DemoWeb was created, so one look per DemoWeb and process is enough.
-    let checked = |ctx: &Context| {
-        ctx.legacy_checked
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(&id.uid)
-    };
-    if !checked(ctx) {
+    if !ctx.sites.with(&id.uid, |s| s.kopf_checked) {
         let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), ns);
         let legacy_name = desired::legacy_deployment_name(&id.name);
         let legacy = get_opt(&deployments, "Deployment", &legacy_name).await?;
         w.delete_if_ours(&deployments, "Deployment", legacy).await?;
-        ctx.legacy_checked
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id.uid.clone());
+        ctx.sites.with(&id.uid, |s| s.kopf_checked = true);
     }
-    Ok(())
-}
-
-/// Deletes the ServiceAccount this DemoWeb no longer wants, but only once the live Deployment no
-/// longer uses it (`identity::deployment_uses_service_account` states the rule); after a name
-/// clash, whatever Deployment of that name is live decides. While the account is still in use it
-/// stays; the Deployment's next status change (its rollout progressing) triggers the reconcile
-/// that deletes it.
-async fn delete_service_account_once_unused(
-    w: &Writer<'_>,
-    ctx: &Context,
-    id: &Id,
-    sa: ServiceAccount,
-) -> Result<(), Error> {
-    let ns = id.namespace.as_str();
-    // The live pod template and rollout decide: neither the store's copy nor what our apply
-    // answered carries both, so the Deployment is read (only while an unwanted ServiceAccount
-    // is left).
-    let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), ns);
-    let live_deployment = get_opt(&api, "Deployment", &desired::deployment_name(&id.name)).await?;
-    let name = sa.name_any();
-    if identity::deployment_uses_service_account(live_deployment.as_ref(), &name) {
-        tracing::debug!(
-            service_account = name,
-            "keeping the ServiceAccount until the Deployment's pods no longer use it"
-        );
-        return Ok(());
-    }
-    let api: Api<ServiceAccount> = Api::namespaced(ctx.client.clone(), ns);
-    w.delete_if_ours(&api, "ServiceAccount", Some(sa)).await?;
     Ok(())
 }
 
@@ -497,12 +412,13 @@ async fn delete_stale_allowlists(
     ctx: &Context,
     id: &Id,
     discovered: &Discovered,
-    previous: Option<&Ingress>,
-    keep_kind: Option<&str>,
+    stale: StaleAllowlists,
 ) -> Result<(), Error> {
-    let Some(previous) = previous else {
-        return Ok(());
-    };
+    let StaleAllowlists {
+        previous,
+        keep_kind,
+    } = stale;
+    let keep_kind = keep_kind.as_deref();
     let name = desired::allowlist_name(&id.name);
     let annotations = previous.annotations();
     let references = |key: &str, item: &str| {
@@ -547,10 +463,7 @@ pub async fn patch_status(
     };
     api.patch_status(name, &params, &Patch::Merge(patch))
         .await
-        .map_err(|source| Error::PatchStatus {
-            name: name.to_owned(),
-            source,
-        })?;
+        .map_err(|source| ApiError::new(Call::PatchStatus, "DemoWeb", name, source))?;
     metrics.count_write("patch_status", "DemoWeb");
     Ok(())
 }

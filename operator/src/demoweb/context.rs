@@ -1,5 +1,6 @@
-//! What every DemoWeb reconcile shares: the client, the reflector stores, metrics, Events,
-//! backoff and the watched discovery of ingress-controller allowlist APIs.
+//! What every DemoWeb reconcile shares: the client, the reflector stores, metrics, Events, what is
+//! remembered of each DemoWeb (`Sites`, by uid: its backoff among others) and the watched
+//! discovery of ingress-controller allowlist APIs.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -20,9 +21,9 @@ use super::ingress::{IngressCapabilities, capabilities_from};
 use super::kong::{KongClusterPluginType, KongPluginType};
 use super::pods::PodIndex;
 use crate::metrics::Metrics;
-use crate::runtime::{Backoff, until_ready};
+use crate::runtime::{PerObject, until_ready};
 use crate::server::Readiness;
-use crate::stored::DeploymentSummary;
+use crate::stored::{DeploymentSummary, Owned};
 use crate::write::drift::Verified;
 use futures::StreamExt;
 use futures::future::BoxFuture;
@@ -38,6 +39,8 @@ pub struct Stores {
     pub references_waited: Arc<std::sync::atomic::AtomicBool>,
     /// The children last known to hold what we want (the child stores keep no specs).
     pub verified: Arc<Verified>,
+    /// Which children each DemoWeb controls, by its uid (what the inventory sweep looks through).
+    pub owned: Arc<Owned>,
     pub demowebs: Store<DemoWeb>,
     pub deployments: Store<DeploymentSummary>,
     pub config_maps: Store<PartialObjectMeta<ConfigMap>>,
@@ -212,7 +215,6 @@ pub struct Context {
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
     pub stores: Stores,
-    pub backoff: Backoff,
     pub turns: Turns,
     /// Requeue after success or a user-action problem, to heal drift nobody told us about.
     pub requeue: Duration,
@@ -220,22 +222,44 @@ pub struct Context {
     /// (someone else's Deployment, a Secret's keys read on reconcile), so look again sooner.
     /// Reads only.
     pub stalled_requeue: Duration,
-    /// DemoWebs (by uid) already checked for the Kopf operator's leftover Deployment.
-    pub legacy_checked: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// What is remembered of each DemoWeb between reconciles, by uid, evicted by its delete event.
+    pub sites: Arc<Sites>,
+}
+
+/// The DemoWeb controller's per-object state ([`PerObject`]: by uid, gone with the DemoWeb).
+pub type Sites = PerObject<SiteState>;
+
+/// What the DemoWeb controller remembers of one DemoWeb between reconciles. Not here: what each
+/// child was last verified at (`write::drift::Verified`, keyed by the child's uid and evicted by
+/// the child's own delete event) and which children it controls (`stored::Owned`, fed by the
+/// child watches); the DemoWeb's delete event drops its entry in `Owned` too.
+#[derive(Debug, Default)]
+pub struct SiteState {
+    /// Failed reconciles in a row: the backoff's exponent ([`crate::runtime::Backoff::delay`]), reset by a success.
+    pub failures: u32,
+    /// Whether the seed Kopf operator's Deployment was looked for (once per DemoWeb and process).
+    pub kopf_checked: bool,
+    /// The resourceVersion last reported as unreadable (one Warning Event per version).
+    pub unreadable: Option<String>,
 }
 
 impl Context {
-    pub fn new(client: Client, recorder: Recorder, metrics: Arc<Metrics>, stores: Stores) -> Self {
+    pub fn new(
+        client: Client,
+        recorder: Recorder,
+        metrics: Arc<Metrics>,
+        stores: Stores,
+        sites: Arc<Sites>,
+    ) -> Self {
         Self {
             client,
             recorder,
             metrics,
             stores,
-            backoff: Backoff::default(),
             turns: Turns::new(16),
             requeue: Duration::from_secs(300),
             stalled_requeue: Duration::from_secs(30),
-            legacy_checked: std::sync::Mutex::new(std::collections::HashSet::new()),
+            sites,
         }
     }
 }

@@ -1,7 +1,7 @@
 //! The DemoWeb controller's wiring: reflectors over DemoWebs, children and references, the
 //! mappers from a reference to the DemoWebs that use it, and the controller runtime.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::fmt::Debug;
 use std::future::Future;
 use std::hash::{Hash, Hasher};
@@ -27,14 +27,14 @@ use kube::runtime::{Predicate, PredicateConfig, WatchStreamExt, predicates, watc
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
-use super::context::{AllowlistApis, Context, Stores};
+use super::context::{AllowlistApis, Context, Sites, Stores};
 use super::ingress;
 use super::kong::{self, KongClusterPluginType, KongPluginType};
 use super::pods::{PodIndex, pod_watch};
 use super::reconcile;
 use crate::error::chain;
 use crate::identity;
-use crate::stored::{Child, Stored, trim_meta};
+use crate::stored::{Child, Owned, Stored, controller_uid, trim_meta};
 use crate::vocabulary;
 use crate::write::drift::Verified;
 use crate::write::events::publish;
@@ -42,6 +42,7 @@ use crate::write::events::publish;
 /// A reflector over one child kind, limited to what this operator manages; its stream triggers
 /// reconciles of the owner, its store serves "compare before you write". The store keeps only
 /// what reconcile reads ([`Stored`]); a deleted child's entry in `verified` is dropped with it.
+/// `owned` learns which DemoWeb controls each child (the inventory sweep's index).
 ///
 /// Only news reconciles the owner: a child deleted, changed since it was last known to hold what
 /// we want (its [`Child::MARKER`] moved: someone else's edit), or whose state reconcile reads
@@ -51,29 +52,39 @@ fn child_reflector<K: Child>(
     client: &Client,
     namespace: Option<&str>,
     verified: &Arc<Verified>,
+    owned: &Arc<Owned>,
 ) -> (
     Store<K::Stored>,
     impl futures::Stream<Item = Result<K::Stored, watcher::Error>> + Send + 'static,
 ) {
     let (reader, writer) = reflector::store();
     let config = watcher::Config::default().labels(&vocabulary::managed_selector());
-    let (forget, current) = (verified.clone(), verified.clone());
+    let (verified, owned) = (verified.clone(), owned.clone());
+    let current = verified.clone();
     // The read state last seen, per child uid, of the children in the store.
     let mut states = HashMap::<String, u64>::new();
     let store = reader.clone();
+    // After the store took the event in: an object the index names and the store lacks is gone.
     let stream = K::Stored::events(client, namespace, config)
-        .inspect_ok(move |event| {
-            if let watcher::Event::Delete(obj) = event {
-                forget.forget(obj.meta());
-            }
-        })
         .default_backoff()
         .reflect(writer)
+        .inspect_ok(move |event| match event {
+            watcher::Event::Delete(obj) => {
+                verified.forget(obj.meta());
+                if let (Some(owner), Some(name)) = (controller_uid(obj.meta()), &obj.meta().name) {
+                    owned.gone(K::KIND, owner, name);
+                }
+            }
+            watcher::Event::Apply(obj) | watcher::Event::InitApply(obj) => {
+                owned.saw(K::KIND, obj.meta());
+            }
+            watcher::Event::Init | watcher::Event::InitDone => {}
+        })
         .touched_objects()
         .try_filter(move |obj| {
             let meta = obj.meta();
             let uid = meta.uid.clone().unwrap_or_default();
-            // The reflector has already applied the event: a deleted child is gone from it.
+            // A deleted child is gone from the store, which has already taken the event in.
             let news = if store.get(&ObjectRef::from_obj(obj)).is_none() {
                 states.remove(&uid);
                 true
@@ -214,12 +225,15 @@ fn tombstone(obj: &DynamicObject) -> DemoWeb {
 
 /// The DemoWeb watch, decoding each object on its own: one object this version cannot decode
 /// (written under an older or hand-made CRD) is reported with a Warning Event and skipped,
-/// instead of failing the watch and stalling every other DemoWeb.
+/// instead of failing the watch and stalling every other DemoWeb. A DemoWeb's delete event evicts
+/// what is remembered of it (`sites`, and its entry in the children's owner index `owned`).
 fn tolerant_demoweb_reflector(
     client: &Client,
     namespace: Option<&str>,
     recorder: crate::write::events::Recorder,
     metrics: Arc<crate::metrics::Metrics>,
+    sites: Arc<Sites>,
+    owned: Arc<Owned>,
 ) -> (
     Store<DemoWeb>,
     impl futures::Stream<Item = Result<DemoWeb, watcher::Error>> + Send + 'static,
@@ -230,19 +244,21 @@ fn tolerant_demoweb_reflector(
         None => Api::all_with(client.clone(), &resource),
     };
     let (reader, writer) = reflector::store();
-    let reported = Arc::new(std::sync::Mutex::new(BTreeSet::<String>::new()));
     let stream = watcher(api, watcher::Config::default())
         .default_backoff()
         .filter_map(move |event| {
-            let (recorder, metrics, reported) = (recorder.clone(), metrics.clone(), reported.clone());
+            let (recorder, metrics) = (recorder.clone(), metrics.clone());
+            let (sites, owned) = (sites.clone(), owned.clone());
             async move {
+                let unreadable = sites.clone();
                 let report = |obj: DynamicObject, error: String| async move {
-                    let key = format!(
-                        "{}/{}",
-                        obj.metadata.uid.clone().unwrap_or_default(),
-                        obj.metadata.resource_version.clone().unwrap_or_default()
-                    );
-                    let first = reported.lock().map(|mut r| r.insert(key)).unwrap_or(true);
+                    let version = obj.metadata.resource_version.clone();
+                    let uid = obj.metadata.uid.clone().unwrap_or_default();
+                    let first = unreadable.with(&uid, |s| {
+                        let first = s.unreadable != version;
+                        s.unreadable = version;
+                        first
+                    });
                     tracing::warn!(
                         namespace = obj.metadata.namespace.as_deref().unwrap_or_default(),
                         name = obj.name_any(),
@@ -292,10 +308,16 @@ fn tolerant_demoweb_reflector(
                             E::Delete(gone)
                         }
                     },
-                    E::Delete(obj) => match decode_demoweb(&obj) {
-                        Ok(dw) => E::Delete(dw),
-                        Err(_) => E::Delete(tombstone(&obj)),
-                    },
+                    E::Delete(obj) => {
+                        if let Some(uid) = obj.metadata.uid.as_deref() {
+                            sites.evict(uid);
+                            owned.forget_owner(uid);
+                        }
+                        match decode_demoweb(&obj) {
+                            Ok(dw) => E::Delete(dw),
+                            Err(_) => E::Delete(tombstone(&obj)),
+                        }
+                    }
                 }))
             }
         })
@@ -368,19 +390,28 @@ pub async fn run(
 ) {
     let ns = config.namespace.as_deref();
     let recorder = crate::write::events::Recorder::new(client.clone(), config.reporter.clone());
-    let (demoweb_store, demoweb_events) =
-        tolerant_demoweb_reflector(&client, ns, recorder.clone(), metrics.clone());
+    let (sites, owned) = (Arc::new(Sites::default()), Arc::new(Owned::default()));
+    let (demoweb_store, demoweb_events) = tolerant_demoweb_reflector(
+        &client,
+        ns,
+        recorder.clone(),
+        metrics.clone(),
+        sites.clone(),
+        owned.clone(),
+    );
     let verified = Arc::new(Verified::default());
-    let (deployments, deployment_events) = child_reflector::<Deployment>(&client, ns, &verified);
-    let (config_maps, config_map_events) = child_reflector::<ConfigMap>(&client, ns, &verified);
-    let (services, service_events) = child_reflector::<Service>(&client, ns, &verified);
-    let (ingresses, ingress_events) = child_reflector::<Ingress>(&client, ns, &verified);
+    let (deployments, deployment_events) =
+        child_reflector::<Deployment>(&client, ns, &verified, &owned);
+    let (config_maps, config_map_events) =
+        child_reflector::<ConfigMap>(&client, ns, &verified, &owned);
+    let (services, service_events) = child_reflector::<Service>(&client, ns, &verified, &owned);
+    let (ingresses, ingress_events) = child_reflector::<Ingress>(&client, ns, &verified, &owned);
     let (service_accounts, service_account_events) =
-        child_reflector::<ServiceAccount>(&client, ns, &verified);
+        child_reflector::<ServiceAccount>(&client, ns, &verified, &owned);
     let (disruption_budgets, disruption_budget_events) =
-        child_reflector::<PodDisruptionBudget>(&client, ns, &verified);
+        child_reflector::<PodDisruptionBudget>(&client, ns, &verified, &owned);
     let (autoscalers, autoscaler_events) =
-        child_reflector::<HorizontalPodAutoscaler>(&client, ns, &verified);
+        child_reflector::<HorizontalPodAutoscaler>(&client, ns, &verified, &owned);
     let (ingress_classes, class_events) =
         reference_reflector::<IngressClass>(Api::all(client.clone()));
     let crd = |name: &str| {
@@ -464,6 +495,7 @@ pub async fn run(
     let stores = Stores {
         references_waited: Default::default(),
         verified,
+        owned,
         demowebs: demoweb_store.clone(),
         deployments,
         config_maps,
@@ -482,7 +514,7 @@ pub async fn run(
     };
     let sync_tracker =
         tokio::spawn(stores.track_sync(config.identity_served, config.readiness.clone()));
-    let mut ctx = Context::new(client, recorder, metrics, stores);
+    let mut ctx = Context::new(client, recorder, metrics, stores, sites);
     ctx.requeue = config.resync_period;
     ctx.stalled_requeue = config.stalled_requeue_period.min(config.resync_period);
     ctx.turns = super::context::Turns::new(config.max_concurrent_reconciles);

@@ -10,9 +10,9 @@ use k8s_openapi::api::networking::v1::IngressClass;
 use kube::{Api, ResourceExt};
 
 use super::context::Context;
+use super::error::Error;
 use super::ingress::IngressCapabilities;
 use super::{desired, kong};
-use crate::error::Error;
 use crate::identity::{self, ResolvedIdentity};
 use crate::write::writer::get_opt;
 

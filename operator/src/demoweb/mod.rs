@@ -5,8 +5,8 @@
 //! pipeline; `gather.rs` reads what a DemoWeb references; `children.rs` assembles the children
 //! from the pure builders in `desired.rs` (Deployment, ConfigMap, Service, PDB, HPA) and
 //! `ingress.rs` (Ingress and allowlist dialects), with `kong.rs` checking the Kong plugins a
-//! DemoWeb names next to its allowlist; `apply.rs` applies them and deletes leftovers;
-//! `status.rs` computes the status; `context.rs` is what every reconcile shares.
+//! DemoWeb names next to its allowlist; `apply.rs` applies them; `sweep.rs` deletes the
+//! children a reconcile did not apply; `status.rs` computes the status; `context.rs` is what every reconcile shares.
 //!
 //! What a reconcile guarantees, whatever triggered it:
 //! - children (ServiceAccount for WorkloadIdentity, ConfigMap, Deployment, HorizontalPodAutoscaler,
@@ -23,9 +23,11 @@
 //! - what decides a plan is watched: IngressClasses, the CRDs of the allowlist APIs, Kong plugins
 //!   (their types, while their CRDs are served), credentials Secrets (metadata only), identity
 //!   bindings and identities re-queue exactly the DemoWebs that use them;
-//! - children this DemoWeb controls but no longer wants are deleted, including the seed Kopf
-//!   operator's `<name>-deployment`; a ServiceAccount only once the live Deployment's pods no
-//!   longer use it, so no order of writes can leave a rollout on a deleted account;
+//! - children this DemoWeb controls (controller reference and `managed-by` label) that the
+//!   reconcile did not apply are deleted by one sweep (`sweep.rs`), whatever their name — a
+//!   child an older release named otherwise too; likewise the seed Kopf operator's
+//!   `<name>-deployment`; a ServiceAccount only once the live Deployment's pods no longer use it,
+//!   so no order of writes can leave a rollout on a deleted account;
 //! - while the site autoscales, the Deployment's replica count is the autoscaler's: our apply
 //!   leaves `spec.replicas` out, after handing the field over (see `hand_over_replicas`), so
 //!   neither a reconcile nor a resync resets a scaled Deployment;
@@ -39,12 +41,14 @@ pub mod context;
 pub mod controller;
 pub mod desired;
 pub mod diagnosis;
+pub mod error;
 pub mod gather;
 pub mod ingress;
 pub mod kong;
 pub mod pods;
 pub mod reconcile;
 pub mod status;
+pub mod sweep;
 
 pub use controller::{ControllerConfig, run};
 pub use reconcile::{error_policy, reconcile};

@@ -19,10 +19,12 @@ use super::children::{Children, Valid, build};
 use super::context::Context;
 use super::desired;
 use super::diagnosis;
+use super::error::Error;
 use super::gather::{Gathered, Id, gather, identify};
 use super::ingress;
 use super::status::{self, StatusInput};
-use crate::error::{Error, UserError, chain};
+use crate::error::{UserError, chain};
+use crate::runtime::Backoff;
 use crate::stored::stored_child;
 use crate::write::events::publish;
 use crate::write::writer::ChangesEvent;
@@ -289,7 +291,7 @@ pub async fn reconcile(dw: Arc<DemoWeb>, ctx: Arc<Context>) -> Result<Action, Er
     match result {
         Ok(Outcome { stalled, recheck }) => {
             if let Some(uid) = &dw.metadata.uid {
-                ctx.backoff.reset(uid);
+                ctx.sites.if_present(uid, |s| s.failures = 0);
             }
             ctx.metrics
                 .count_reconcile(if stalled { "stalled" } else { "ok" }, seconds);
@@ -321,10 +323,11 @@ pub fn error_policy(dw: Arc<DemoWeb>, err: &Error, ctx: Arc<Context>) -> Action 
         return Action::await_change();
     }
     let uid = dw.metadata.uid.clone().unwrap_or_default();
+    let delay = ctx.sites.with(&uid, |s| Backoff::delay(&mut s.failures));
     let delay = if err.is_transient() {
-        ctx.backoff.next_delay(&uid)
+        delay
     } else {
-        ctx.backoff.next_delay(&uid).max(Duration::from_secs(60))
+        delay.max(Duration::from_secs(60))
     };
     let message = chain(err);
     tracing::warn!(

@@ -15,6 +15,7 @@ use kube::runtime::reflector::{self, ObjectRef, Store, reflector};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt, discovery};
 
+use crate::error::{ApiError, Call};
 use crate::runtime::Backoff;
 use crate::vocabulary::MANAGER;
 use crate::write::events::Recorder;
@@ -29,23 +30,18 @@ use super::findings::{
 /// Event write is retried with the per-object backoff the DemoWeb controller uses.
 const RETRY: Duration = Duration::from_secs(30);
 
-/// Why the identity controller stopped or failed one object.
+/// Why the identity controller stopped or failed one object: API calls ([`ApiError`]), which
+/// Event an Event write was for.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("discovering the aad-pod-identity CRDs ({kind})")]
-    Discover {
-        kind: &'static str,
-        #[source]
-        source: kube::Error,
-    },
-    #[error("publishing a {reason} Event about {kind} {namespace}/{name}")]
+    /// Asking discovery whether an aad-pod-identity kind is served.
+    #[error(transparent)]
+    Discover(ApiError),
+    #[error("publishing a {reason} Event")]
     PublishEvent {
-        kind: &'static str,
-        namespace: String,
-        name: String,
         reason: &'static str,
         #[source]
-        source: kube::Error,
+        source: ApiError,
     },
 }
 
@@ -67,7 +63,12 @@ pub async fn crd_variant(client: &Client, kind: &'static str) -> Result<Option<C
         )),
         Err(kube::Error::Api(status)) if status.code == 404 => Ok(None),
         Err(kube::Error::Discovery(_)) => Ok(None),
-        Err(source) => Err(Error::Discover { kind, source }),
+        Err(source) => Err(Error::Discover(ApiError::new(
+            Call::Discover,
+            "the aad-pod-identity kind",
+            kind,
+            source,
+        ))),
     }
 }
 
@@ -282,17 +283,23 @@ where
             .publish(&event, &reference)
             .await
             .map_err(|source| Error::PublishEvent {
-                kind,
-                namespace: obj.meta().namespace.clone().unwrap_or_default(),
-                name: obj.meta().name.clone().unwrap_or_default(),
                 reason: finding.reason,
-                source,
+                source: ApiError::new(
+                    Call::CreateEvent,
+                    kind,
+                    &format!(
+                        "{}/{}",
+                        obj.meta().namespace.as_deref().unwrap_or_default(),
+                        obj.meta().name.as_deref().unwrap_or_default()
+                    ),
+                    source,
+                ),
             })?;
     }
     let mut published = ctx.published.lock().unwrap_or_else(|e| e.into_inner());
     published.insert(uid, current);
-    // Reconcile never runs for a deleted object, so its entry would stay forever: sweep now and
-    // then, keeping the uids the stores still hold.
+    // Reconcile never runs for a deleted object, so its entries (here and in the backoff) would
+    // stay forever: sweep now and then, keeping the uids the stores still hold.
     if published.len() > ctx.identities.len() + ctx.bindings.len() + FORGET_SLACK {
         let live: HashSet<String> = ctx
             .identities
@@ -307,6 +314,7 @@ where
             )
             .collect();
         published.retain(|uid, _| live.contains(uid));
+        ctx.backoff.retain(|uid| live.contains(uid));
     }
     Ok(())
 }

@@ -17,8 +17,8 @@ use kube::Resource;
 use serde::Serialize;
 use serde_json::Value;
 
+use super::Error;
 use super::hash_of;
-use crate::error::Error;
 use crate::vocabulary::{APPLIED_HASH_ANNOTATION, short_hash};
 
 /// What tells that an object changed since we last knew it to hold what we want.

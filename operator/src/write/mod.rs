@@ -8,6 +8,24 @@ pub mod drift;
 pub mod events;
 pub mod writer;
 
+use crate::error::ApiError;
+
+/// Why a write (or the read before it) failed: the API call, or an object that cannot be
+/// serialised (which no retry fixes).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Api(#[from] ApiError),
+
+    #[error("serialising {kind} {name}")]
+    Serialize {
+        kind: String,
+        name: String,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
 use std::hash::{DefaultHasher, Hash, Hasher};
 
 fn hash_of(value: impl Hash) -> u64 {

@@ -16,11 +16,12 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use super::Error;
 use super::drift::{Marker, Verified, applied_hash, contains};
 use super::events::{
     Change, Recorder, publish_related, reference, reference_to, summarize_changes,
 };
-use crate::error::Error;
+use crate::error::{ApiError, Call};
 use crate::metrics::Metrics;
 use crate::vocabulary::{HANDOVER_MANAGER, MANAGER};
 
@@ -192,30 +193,14 @@ impl<'a> Writer<'a> {
             .patch_metadata(&name, &apply_params(), &Patch::Apply(&create))
             .await
         {
-            Ok(answer) => {
-                let mut written = desired.clone();
-                *written.meta_mut() = answer.metadata;
-                self.metrics.count_write("apply_create", kind);
-                self.verified.remember(written.meta(), marker);
-                self.record(
-                    "Created",
-                    kind,
-                    &name,
-                    Some(reference(types, written.meta())),
-                );
-                Ok(Applied::Created(written))
-            }
+            Ok(answer) => Ok(self.took(types, desired, answer.metadata, None, marker)),
             // Forced, the apply has no field conflicts: a 409 is the precondition, so the name
             // is taken.
             Err(kube::Error::Api(status)) if status.code == 409 => {
                 let live = get_opt(api, kind, &name).await?;
                 self.apply(api, types, live, desired, marker).await
             }
-            Err(source) => Err(Error::Apply {
-                kind: kind.to_owned(),
-                name,
-                source,
-            }),
+            Err(source) => Err(Error::Api(ApiError::new(Call::Apply, kind, &name, source))),
         }
     }
 
@@ -287,15 +272,30 @@ impl<'a> Writer<'a> {
         let answer = api
             .patch_metadata(&name, &apply_params(), &Patch::Apply(desired))
             .await
-            .map_err(|source| Error::Apply {
-                kind: kind.to_owned(),
-                name: name.clone(),
-                source,
-            })?;
+            .map_err(|source| Error::Api(ApiError::new(Call::Apply, kind, &name, source)))?;
+        Ok(self.took(types, desired, answer.metadata, live.as_ref(), marker))
+    }
+
+    /// What one of our applies wrote: `desired` under the metadata the server answered with
+    /// (`before` is the object it was applied over, if any). Counts the write, remembers the
+    /// object as holding what we want, and records the change for the Event — none when the
+    /// server found nothing to change (what differed was only how we compared).
+    fn took<K>(
+        &self,
+        types: &TypeMeta,
+        desired: &K,
+        metadata: ObjectMeta,
+        before: Option<&K>,
+        marker: Marker,
+    ) -> Applied<K>
+    where
+        K: Resource + Clone,
+    {
+        let kind = types.kind.as_str();
         let mut written = desired.clone();
-        *written.meta_mut() = answer.metadata;
+        *written.meta_mut() = metadata;
         self.metrics.count_write(
-            if live.is_some() {
+            if before.is_some() {
                 "apply_update"
             } else {
                 "apply_create"
@@ -303,21 +303,17 @@ impl<'a> Writer<'a> {
             kind,
         );
         self.verified.remember(written.meta(), marker);
-        let applied = match &live {
-            None => Applied::Created(written),
-            // The server found nothing to change (what differed was only how we compared).
+        let (verb, applied) = match before {
+            None => ("Created", Applied::Created(written)),
             Some(before) if before.meta().resource_version == written.meta().resource_version => {
-                return Ok(Applied::Unchanged(written));
+                return Applied::Unchanged(written);
             }
-            Some(_) => Applied::Updated(written),
+            Some(_) => ("Updated", Applied::Updated(written)),
         };
-        let verb = match applied {
-            Applied::Created(_) => "Created",
-            _ => "Updated",
-        };
+        let name = desired.meta().name.clone().unwrap_or_default();
         let related = applied.object().map(|obj| reference(types, obj.meta()));
         self.record(verb, kind, &name, related);
-        Ok(applied)
+        applied
     }
 
     /// Why `live` is not ours: its controller, else its field managers (read whole when `live`
@@ -357,11 +353,7 @@ impl<'a> Writer<'a> {
             &Patch::Apply(body),
         )
         .await
-        .map_err(|source| Error::Apply {
-            kind: kind.to_owned(),
-            name: name.to_owned(),
-            source,
-        })?;
+        .map_err(|source| Error::Api(ApiError::new(Call::Apply, kind, name, source)))?;
         self.metrics.count_write("apply_update", kind);
         Ok(())
     }
@@ -394,11 +386,7 @@ impl<'a> Writer<'a> {
             Ok(_) => {}
             Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => return Ok(false),
             Err(source) => {
-                return Err(Error::Delete {
-                    kind: kind.to_owned(),
-                    name,
-                    source,
-                });
+                return Err(Error::Api(ApiError::new(Call::Delete, kind, &name, source)));
             }
         }
         self.metrics.count_write("delete", kind);
@@ -480,11 +468,9 @@ pub async fn get_opt<K>(api: &Api<K>, kind: &str, name: &str) -> Result<Option<K
 where
     K: Resource + Clone + DeserializeOwned + Debug,
 {
-    api.get_opt(name).await.map_err(|source| Error::Read {
-        kind: kind.to_owned(),
-        name: name.to_owned(),
-        source,
-    })
+    api.get_opt(name)
+        .await
+        .map_err(|source| Error::Api(ApiError::new(Call::Read, kind, name, source)))
 }
 
 #[cfg(test)]

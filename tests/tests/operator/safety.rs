@@ -2,6 +2,7 @@
 //! good children and says why.
 
 use demoweb_tests::harness::TestEnv;
+use serde_json::Value;
 
 use demoweb_tests::operator::*;
 
@@ -341,6 +342,110 @@ spec:
             .is_some(),
         "a Deployment the DemoWeb does not control was deleted"
     );
+    env.finish().await;
+}
+
+/// A child an older release made (another name, a kind this release still owns, the DemoWeb's
+/// controller reference and the operator's labels) is collected by the reconcile its creation
+/// triggers; a look-alike without the controller reference, or without the operator's
+/// `managed-by` label, is never touched.
+#[tokio::test(flavor = "multi_thread")]
+async fn children_an_older_release_left_are_swept_and_look_alikes_kept() {
+    let (env, op) = setup("inventory-sweep").await;
+    env.apply_yaml(SEED).await.expect_ok();
+    let dw = wait_condition(&env, &op, "demoweb1", "Ready", "True", "Reconciled").await;
+    let uid = dw["metadata"]["uid"].as_str().expect("uid");
+    let owner = |controller: bool| {
+        format!(
+            "ownerReferences:\n  - {{apiVersion: baeke.info/v1, kind: DemoWeb, name: demoweb1, uid: {uid}, controller: {controller}, blockOwnerDeletion: true}}"
+        )
+    };
+    let labels = |managed: bool| {
+        let by = if managed {
+            "app.kubernetes.io/managed-by: demoweb-operator, "
+        } else {
+            ""
+        };
+        format!(
+            "labels: {{{by}app.kubernetes.io/name: demoweb, app.kubernetes.io/instance: demoweb1}}"
+        )
+    };
+    let config_map = |name: &str, controller: bool, managed: bool| {
+        format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  {}\n  {}\ndata: {{old: release}}\n",
+            labels(managed),
+            owner(controller)
+        )
+    };
+    // The look-alikes go first, so the reconciles below see them.
+    let look_alikes = [
+        ("demoweb1-not-controlled", false, true),
+        ("demoweb1-not-labelled", true, false),
+    ];
+    for (name, controller, managed) in look_alikes {
+        env.apply_yaml(&config_map(name, controller, managed))
+            .await
+            .expect_ok();
+    }
+    let before: Vec<Value> =
+        futures::future::join_all(look_alikes.map(|(name, _, _)| get(&env, "configmap", name)))
+            .await
+            .into_iter()
+            .map(|c| c.expect("look-alike"))
+            .collect();
+
+    // What an older release named differently: a ConfigMap and a Service.
+    env.apply_yaml(&config_map("demoweb1-old-nginx", true, true))
+        .await
+        .expect_ok();
+    env.apply_yaml(&format!(
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: demoweb1-old\n  {}\n  {}\nspec:\n  selector: {{app.kubernetes.io/instance: demoweb1}}\n  ports: [{{port: 80, targetPort: 8080}}]\n",
+        labels(true),
+        owner(true)
+    ))
+    .await
+    .expect_ok();
+    wait_gone(&env, &op, "configmap", "demoweb1-old-nginx").await;
+    wait_gone(&env, &op, "service", "demoweb1-old").await;
+    let events = events_for(&env, "demoweb1").await;
+    assert!(
+        events.iter().any(|(t, r, m)| t == "Normal"
+            && r == "Deleted"
+            && m.contains("ConfigMap demoweb1-old-nginx")),
+        "{events:?}"
+    );
+
+    // A reconcile of a changed spec sweeps nothing more.
+    merge_patch(&env, "demoweb", "demoweb1", r#"{"spec":{"replicas":3}}"#).await;
+    wait_object(
+        &env,
+        &op,
+        "demoweb",
+        "demoweb1",
+        "the change reported",
+        |dw| dw["status"]["observedGeneration"] == dw["metadata"]["generation"],
+    )
+    .await;
+    for ((name, _, _), before) in look_alikes.iter().zip(before) {
+        let now = get(&env, "configmap", name)
+            .await
+            .unwrap_or_else(|| panic!("the look-alike {name} was deleted"));
+        assert_eq!(
+            now["metadata"]["resourceVersion"], before["metadata"]["resourceVersion"],
+            "the look-alike {name} was written"
+        );
+        assert!(now["metadata"]["deletionTimestamp"].is_null(), "{now}");
+    }
+    for (kind, name) in [
+        ("deployment", "demoweb1"),
+        ("configmap", "demoweb1-nginx"),
+        ("service", "demoweb1"),
+    ] {
+        assert!(
+            get(&env, kind, name).await.is_some(),
+            "the wanted {kind} {name} is gone"
+        );
+    }
     env.finish().await;
 }
 
