@@ -92,6 +92,12 @@ pub struct RunArgs {
     /// the operator's requests at once.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..), env = "DEMOWEB_MAX_CONCURRENT_RECONCILES")]
     pub max_concurrent_reconciles: u16,
+
+    /// Offer the API server HTTP/2, so that the watches and every request in flight share one
+    /// connection (`--http2=false`: HTTP/1.1, a connection per request in flight). A `proxy-url` in
+    /// the kubeconfig always gets HTTP/1.1.
+    #[arg(long, default_value_t = true, action = ArgAction::Set, env = "DEMOWEB_HTTP2")]
+    pub http2: bool,
 }
 
 impl RunArgs {
@@ -109,6 +115,11 @@ impl RunArgs {
             stalled_requeue_period: self.stalled_requeue_period,
             identity_api_poll_period: self.identity_api_poll_period,
             max_concurrent_reconciles: self.max_concurrent_reconciles,
+            protocols: if self.http2 {
+                crate::client::Protocols::Http2OrHttp1
+            } else {
+                crate::client::Protocols::Http1
+            },
         }
     }
 }

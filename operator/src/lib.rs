@@ -2,6 +2,7 @@
 //! Deployments, ConfigMaps, Services, Ingresses and ServiceAccounts.
 
 pub mod cli;
+pub mod client;
 pub mod demoweb;
 pub mod error;
 pub mod identity;

@@ -180,7 +180,7 @@ fn replica_identity() -> String {
 
 /// A client from the in-cluster config or KUBECONFIG that names itself in the User-Agent, so API
 /// server audit logs and request metrics tell this operator's requests apart.
-async fn client() -> Result<Client, StartupError> {
+async fn client(protocols: crate::client::Protocols) -> Result<Client, StartupError> {
     let mut config = kube::Config::infer()
         .await
         .map_err(|e| StartupError::Config(kube::Error::InferConfig(e)))?;
@@ -188,7 +188,7 @@ async fn client() -> Result<Client, StartupError> {
         http::header::USER_AGENT,
         http::HeaderValue::from_static(concat!("demoweb-operator/", env!("CARGO_PKG_VERSION"))),
     ));
-    Client::try_from(config).map_err(StartupError::Config)
+    crate::client::build(config, protocols).map_err(StartupError::Config)
 }
 
 /// What the `run` command needs, as the command line (or a test) decided it.
@@ -205,6 +205,8 @@ pub struct RunConfig {
     pub identity_api_poll_period: Duration,
     /// How many DemoWeb reconciles run at once.
     pub max_concurrent_reconciles: u16,
+    /// Whether the client offers HTTP/2.
+    pub protocols: crate::client::Protocols,
 }
 
 /// Where the leader Lease lives.
@@ -216,7 +218,7 @@ pub struct Lease {
 
 /// The `run` command: health and metrics endpoints, leader election, the controllers.
 pub async fn run(config: RunConfig) -> Result<(), StartupError> {
-    let client = client().await?;
+    let client = client(config.protocols).await?;
     check_crd(&client, config.namespace.as_deref()).await?;
 
     let metrics = Arc::new(Metrics::default());

@@ -206,7 +206,17 @@ impl Faults {
 pub struct RequestCounts(
     pub(crate) Arc<Mutex<BTreeMap<ClientRequest, u64>>>,
     pub(crate) Arc<Mutex<std::collections::BTreeSet<Access>>>,
+    pub(crate) Arc<Mutex<BTreeMap<Connection, u64>>>,
 );
+
+/// A connection a client's requests came over: the client (the User-Agent's product), the
+/// client's address and port (one per TCP connection), and the HTTP version it speaks.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Connection {
+    pub agent: String,
+    pub peer: std::net::SocketAddr,
+    pub version: String,
+}
 
 /// (client, verb, resource).
 pub type ClientRequest = (String, String, String);
@@ -238,6 +248,20 @@ impl RequestCounts {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(access);
+    }
+
+    pub(crate) fn add_connection(&self, connection: Connection) {
+        *self
+            .2
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(connection)
+            .or_default() += 1;
+    }
+
+    /// The connections requests came over, with how many requests each carried.
+    pub fn connections(&self) -> BTreeMap<Connection, u64> {
+        self.2.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Every distinct resource request served, as RBAC would see it.

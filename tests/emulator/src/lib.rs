@@ -34,7 +34,7 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
-pub use faults::{Access, ErrorRule, Faults, Matcher, RequestCounts};
+pub use faults::{Access, Connection, ErrorRule, Faults, Matcher, RequestCounts};
 use shared::Shared;
 pub use tls::{certificate_authority, serving_certificate};
 
@@ -128,17 +128,25 @@ impl Emulator {
         };
         let server = match &tls {
             Some(tls) => {
-                let listener = tls.listener(listener);
+                // `tap_io` only so that the connection's peer address reaches the requests
+                // (`ConnectInfo`), as it does for a plain TCP listener.
+                let listener = axum::serve::ListenerExt::tap_io(tls.listener(listener), |_| {});
                 tokio::spawn(async move {
-                    let _ = axum::serve(listener, app)
-                        .with_graceful_shutdown(stopped)
-                        .await;
+                    let _ = axum::serve(
+                        listener,
+                        app.into_make_service_with_connect_info::<SocketAddr>(),
+                    )
+                    .with_graceful_shutdown(stopped)
+                    .await;
                 })
             }
             None => tokio::spawn(async move {
-                let _ = axum::serve(listener, app)
-                    .with_graceful_shutdown(stopped)
-                    .await;
+                let _ = axum::serve(
+                    listener,
+                    app.into_make_service_with_connect_info::<SocketAddr>(),
+                )
+                .with_graceful_shutdown(stopped)
+                .await;
             }),
         };
         let ctl = shared.clone();

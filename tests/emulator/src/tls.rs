@@ -76,7 +76,7 @@ impl ServerTls {
             serving_certificate(&issuer, &["127.0.0.1", "localhost"]).map_err(invalid)?;
 
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ServerConfig::builder_with_provider(provider)
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(std::io::Error::other)?
             .with_no_client_auth()
@@ -85,6 +85,9 @@ impl ServerTls {
                 PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
             )
             .map_err(std::io::Error::other)?;
+        // As kube-apiserver: HTTP/2 to clients that offer it in the handshake (client-go does),
+        // HTTP/1.1 to the others.
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(ServerTls {
             ca_pem: ca_cert.pem(),
             ca_der: ca_cert.der().to_vec(),

@@ -13,3 +13,4 @@ mod rbac;
 mod reliability;
 mod safety;
 mod traefik;
+mod transport;

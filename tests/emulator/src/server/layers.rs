@@ -1,17 +1,18 @@
 //! The layers around the router, outermost first: authentication, working out which request this
 //! is ([`RequestInfo`]), counting it, and injected faults. The handler inside only dispatches.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use tower::ServiceBuilder;
 
 use super::super::errors::ApiError;
-use super::super::faults::Access;
+use super::super::faults::{Access, Connection};
 use super::super::shared::Shared;
 use super::route::RequestInfo;
 
@@ -64,6 +65,13 @@ async fn classify(State(sh): State<Arc<Shared>>, req: Request, next: Next) -> Re
 async fn count(State(sh): State<Arc<Shared>>, req: Request, next: Next) -> Response {
     if let Some(info) = req.extensions().get::<RequestInfo>() {
         sh.counts.add(&info.agent, info.verb, &info.resource);
+        if let Some(ConnectInfo(peer)) = req.extensions().get::<ConnectInfo<SocketAddr>>() {
+            sh.counts.add_connection(Connection {
+                agent: info.agent.clone(),
+                peer: *peer,
+                version: format!("{:?}", req.version()),
+            });
+        }
         if info.is_resource() {
             sh.counts.add_access(Access {
                 agent: info.agent.clone(),
