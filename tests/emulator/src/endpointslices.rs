@@ -370,3 +370,46 @@ fn sync_service(st: &mut Store, slice_info: &ResourceInfo, ns: &str, name: &str)
     }
     changed
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::{endpoint_ports, slice_labels};
+
+    #[test]
+    fn ports_resolve_by_number_or_by_the_containers_port_name_and_protocol() {
+        let svc = json!({"spec": {"ports": [
+            {"name": "web", "port": 80, "protocol": "TCP", "targetPort": "http"},
+            {"name": "dns", "port": 53, "protocol": "UDP", "targetPort": "http"},
+            {"name": "metrics", "port": 9090, "protocol": "TCP", "targetPort": 9100,
+                "appProtocol": "http"},
+        ]}});
+        let pod = json!({"spec": {"containers": [
+            {"name": "c", "ports": [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]},
+        ]}});
+        // The UDP port finds no UDP container port named http: the pod has no such port.
+        assert_eq!(
+            endpoint_ports(&svc, &pod),
+            vec![
+                json!({"name": "web", "port": 8080, "protocol": "TCP"}),
+                json!({"name": "metrics", "port": 9100, "protocol": "TCP", "appProtocol": "http"}),
+            ]
+        );
+    }
+
+    #[test]
+    fn slices_carry_the_services_labels_and_the_controllers() {
+        let svc = json!({"metadata": {"name": "web", "labels": {"team": "a"}},
+            "spec": {"clusterIP": "None"}});
+        assert_eq!(
+            slice_labels(&svc),
+            json!({
+                "team": "a",
+                "kubernetes.io/service-name": "web",
+                "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io",
+                "service.kubernetes.io/headless": "",
+            })
+        );
+    }
+}
