@@ -1,6 +1,7 @@
 //! What kube-controller-manager would do: garbage collection by owner references, namespace
 //! termination, the workload controllers (Deployments, ReplicaSets and their pods, in
-//! `workloads`), and the bounds of HorizontalPodAutoscalers.
+//! `workloads`), the EndpointSlices of Services (`endpointslices`), and the bounds of
+//! HorizontalPodAutoscalers.
 //!
 //! Like kube-controller-manager's controllers, these are driven by the changes the store records
 //! (its informers' events), not by scans: each round looks only at the objects that changed and at
@@ -12,6 +13,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use super::apply::{Manager, Operation};
+use super::endpointslices;
 use super::engines;
 use super::ops::{self, DeleteOpts, Propagation, WriteOpts};
 use super::quota;
@@ -74,6 +76,7 @@ pub fn reconcile(st: &mut Store, pods_ready: bool, all_pods: bool) -> bool {
                 &work.pods,
                 std::mem::take(&mut all_pods),
             )
+            | endpointslices::sync(st, &work.services)
             | autoscale(st, &work.autoscalers)
             | quota::sync(st, &work.quota_namespaces);
         any |= changed;
@@ -98,6 +101,8 @@ struct Work {
     deployments: workloads::Names,
     replica_sets: workloads::Names,
     pods: workloads::Names,
+    /// Services whose EndpointSlices may be out of date.
+    services: BTreeSet<(String, String)>,
     /// HorizontalPodAutoscalers that changed or whose target Deployment did.
     autoscalers: BTreeSet<(String, String)>,
     /// Namespaces whose pods or quotas changed: their quotas' usage is recounted.
@@ -167,6 +172,8 @@ impl Work {
                     .map(|h| (r.ns.clone(), meta(h, "name").to_string())),
             );
         }
+        // The EndpointSlice controller.
+        endpointslices::interest(st, c, &mut self.services);
         // The ResourceQuota controller.
         if c.key == workloads::PODS || c.key == quota::QUOTAS {
             self.quota_namespaces.insert(r.ns.clone());

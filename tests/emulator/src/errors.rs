@@ -189,6 +189,9 @@ pub enum FieldErrorKind {
     Invalid(Value, String),
     Unsupported(Value, Vec<String>),
     Forbidden(String),
+    /// A list longer than allowed: its length and the most it may have.
+    TooMany(usize, usize),
+    Duplicate(Value),
 }
 
 impl FieldError {
@@ -216,6 +219,8 @@ impl FieldError {
             FieldErrorKind::Invalid(..) => "FieldValueInvalid",
             FieldErrorKind::Unsupported(..) => "FieldValueNotSupported",
             FieldErrorKind::Forbidden(_) => "FieldValueForbidden",
+            FieldErrorKind::TooMany(..) => "FieldValueTooMany",
+            FieldErrorKind::Duplicate(_) => "FieldValueDuplicate",
         }
     }
     /// The message without the field path, as in a cause.
@@ -234,6 +239,10 @@ impl FieldError {
                     .join(", ")
             ),
             FieldErrorKind::Forbidden(d) => format!("Forbidden: {d}"),
+            FieldErrorKind::TooMany(n, max) => {
+                format!("Too many: {n}: must have at most {max} items")
+            }
+            FieldErrorKind::Duplicate(v) => format!("Duplicate value: {}", go_value(v)),
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod schema;
 
 mod controllers;
 mod discovery;
+mod endpointslices;
 mod engines;
 pub mod errors;
 pub mod faults;
@@ -102,6 +103,20 @@ impl Emulator {
                 &ops::WriteOpts::internal("kube-apiserver"),
                 false,
             );
+        }
+        // The nodes kwok manages on the real control plane, as its stages leave them.
+        if let Some(info) = st.find("", "v1", "nodes").cloned() {
+            let now = ops::now();
+            for n in &scheduler::NODES {
+                let _ = ops::create(
+                    &mut st,
+                    &info,
+                    "",
+                    kinds::node::kwok_node(n.name, n.zone, n.ip, &now),
+                    &ops::WriteOpts::internal("kwok"),
+                    false,
+                );
+            }
         }
         // Versions from before the emulator started are as good as compacted on a real cluster.
         st.compact();

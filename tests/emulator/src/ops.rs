@@ -381,8 +381,10 @@ pub fn create(
                 )],
             ));
         }
+        // kube-apiserver keeps at most 58 characters of the prefix, so that the name fits 63.
+        let base: String = generate.chars().take(58).collect();
         name = loop {
-            let candidate = format!("{generate}{}", random_suffix(5));
+            let candidate = format!("{base}{}", random_suffix(5));
             if st.get(&info.storage_key(), ns, &candidate).is_none() {
                 break candidate;
             }
@@ -430,7 +432,12 @@ pub fn create(
             m.insert("generation".into(), json!(1));
         }
     }
-    if info.status && info.kind != "Namespace" {
+    // Namespaces and Nodes keep the status they are created with (kube-apiserver's strategies for
+    // them clear no status on create: a kubelet registers its node with its status).
+    let status_on_create = info.builtin.is_some()
+        && info.group.is_empty()
+        && matches!(info.kind.as_str(), "Namespace" | "Node");
+    if info.status && !status_on_create {
         obj.as_object_mut().map(|o| o.remove("status"));
     }
     defaults(info, &mut obj, schema.as_deref());

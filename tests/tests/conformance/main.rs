@@ -7,6 +7,7 @@ mod builtins;
 mod chart;
 mod crd;
 mod delete;
+mod endpointslices;
 mod faults;
 mod helm;
 mod kubectl;

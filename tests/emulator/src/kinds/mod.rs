@@ -10,6 +10,7 @@ mod common;
 mod config_map;
 mod custom_resource_definition;
 pub mod deployment;
+mod endpoint_slice;
 mod event;
 mod horizontal_pod_autoscaler;
 mod horizontal_pod_autoscaler_v1;
@@ -17,6 +18,7 @@ mod ingress;
 mod ingress_class;
 mod lease;
 mod namespace;
+pub mod node;
 mod pod;
 mod pod_disruption_budget;
 mod rbac;
@@ -199,11 +201,13 @@ pub static KINDS: &[&Kind] = &[
     &service::KIND,
     &service_account::KIND,
     &pod::KIND,
+    &node::KIND,
     &resource_quota::KIND,
     &event::CORE,
     &deployment::KIND,
     &replica_set::KIND,
     &ingress::KIND,
+    &endpoint_slice::KIND,
     &pod_disruption_budget::KIND,
     &horizontal_pod_autoscaler::KIND,
     &horizontal_pod_autoscaler_v1::KIND,

@@ -182,3 +182,43 @@ fn durations_read_like_kubectl() {
         assert_eq!(human_duration(secs), want, "{secs}");
     }
 }
+
+#[test]
+fn endpoint_slices_are_validated_like_kube_apiserver() {
+    let k = KINDS.iter().find(|k| k.kind == "EndpointSlice").unwrap();
+    let check = |o: serde_json::Value| {
+        let mut errs = vec![];
+        (k.validate)(&o, &mut errs);
+        errs.iter().map(ToString::to_string).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        check(json!({"addressType": "IPv4", "endpoints": [
+            {"addresses": ["10.0.0.1"]},
+            {"addresses": ["127.0.0.1", "fe80::1", "nope"]},
+        ]})),
+        [
+            "endpoints[1].addresses[0]: Invalid value: \"127.0.0.1\": may not be in the loopback range (127.0.0.0/8, ::1/128)",
+            "endpoints[1].addresses[1]: Invalid value: \"fe80::1\": must be a valid IPv4 address",
+            "endpoints[1].addresses[2]: Invalid value: \"nope\": must be a valid IPv4 address",
+        ]
+    );
+    assert_eq!(
+        check(
+            json!({"addressType": "IP", "endpoints": [], "ports": [{"name": "A", "protocol": "TCP"}]})
+        ),
+        [
+            "addressType: Unsupported value: \"IP\": supported values: \"FQDN\", \"IPv4\", \"IPv6\"",
+            "ports[0].name: Invalid value: \"A\": a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')",
+        ]
+    );
+    let mut errs = vec![];
+    (k.validate_update)(
+        &json!({"addressType": "IPv4"}),
+        &json!({"addressType": "IPv6"}),
+        &mut errs,
+    );
+    assert_eq!(
+        errs[0].to_string(),
+        "addressType: Invalid value: \"IPv6\": field is immutable"
+    );
+}
