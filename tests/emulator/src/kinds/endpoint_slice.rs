@@ -79,10 +79,8 @@ fn validate_endpoints(obj: &Value, address_type: &str, errs: &mut Vec<FieldError
         let path = format!("endpoints[{i}].addresses");
         let addresses = e["addresses"].as_array().map_or(&[][..], Vec::as_slice);
         if addresses.is_empty() {
-            errs.push(FieldError::required(
-                &path,
-                "must contain at least 1 address",
-            ));
+            // kube-apiserver 1.37 (declarative validation) says no more than this.
+            errs.push(FieldError::required(&path, ""));
         } else if addresses.len() > MAX_ADDRESSES {
             errs.push(too_many(path.clone(), addresses.len(), MAX_ADDRESSES));
         }
@@ -204,9 +202,11 @@ fn validate_ports(obj: &Value, errs: &mut Vec<FieldError>) {
 
 fn validate_update(old: &Value, new: &Value, errs: &mut Vec<FieldError>) {
     if old["addressType"] != new["addressType"] {
+        // kube-apiserver 1.37 checks this rule declaratively (`+k8s:immutable`), whose error
+        // carries no value: `addressType: Invalid value: null: field is immutable`.
         errs.push(FieldError::invalid(
             "addressType",
-            new["addressType"].clone(),
+            Value::Null,
             "field is immutable",
         ));
     }

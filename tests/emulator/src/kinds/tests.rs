@@ -219,6 +219,6 @@ fn endpoint_slices_are_validated_like_kube_apiserver() {
     );
     assert_eq!(
         errs[0].to_string(),
-        "addressType: Invalid value: \"IPv6\": field is immutable"
+        "addressType: Invalid value: null: field is immutable"
     );
 }
