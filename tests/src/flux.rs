@@ -17,11 +17,10 @@ use axum::body::Bytes;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use serde::Deserialize;
 use tokio::io::AsyncWriteExt;
 
-use crate::gobuild::{GoBuild, go_modules_dir, run_go_output};
-use crate::traefik::free_port;
+use crate::cluster::free_port;
+use crate::gobuild::{GoBuild, crds_in_file, go_modules_dir, module_source};
 
 /// The Flux release whose controllers the tests run (`tests/cluster/flux/go.mod`).
 pub const PINNED_FLUX: &str = "v2.9.1";
@@ -57,24 +56,9 @@ fn module_dir() -> PathBuf {
 /// The controllers' CRDs (`config/crd/bases` of each module), as the release defines them, read
 /// from the Go module cache (downloaded when missing, checked against `go.sum`).
 pub fn crds() -> Result<Vec<CustomResourceDefinition>, String> {
-    #[derive(Deserialize)]
-    #[serde(rename_all = "PascalCase")]
-    struct Download {
-        dir: Option<String>,
-        error: Option<String>,
-    }
     let mut crds = Vec::new();
     for (module, version) in CONTROLLERS {
-        let out = run_go_output(
-            &module_dir(),
-            &["mod", "download", "-json", &format!("{module}@{version}")],
-        )?;
-        let download: Download = serde_json::from_str(&out)
-            .map_err(|e| format!("`go mod download -json`: {e}\n{out}"))?;
-        let dir = match (download.dir, download.error) {
-            (Some(dir), None) => PathBuf::from(dir).join("config/crd/bases"),
-            (_, error) => return Err(format!("downloading {module}: {error:?}")),
-        };
+        let dir = module_source(&module_dir(), module, version)?.join("config/crd/bases");
         let mut files: Vec<PathBuf> = fs::read_dir(&dir)
             .map_err(|e| format!("reading {}: {e}", dir.display()))?
             .filter_map(|entry| entry.ok().map(|e| e.path()))
@@ -82,18 +66,7 @@ pub fn crds() -> Result<Vec<CustomResourceDefinition>, String> {
             .collect();
         files.sort();
         for path in files {
-            let text = fs::read_to_string(&path)
-                .map_err(|e| format!("reading {}: {e}", path.display()))?;
-            for doc in demoweb_crd::yaml::documents(&text)
-                .map_err(|e| format!("{}: {e}", path.display()))?
-            {
-                if doc.is_object() {
-                    crds.push(
-                        serde_json::from_value(doc)
-                            .map_err(|e| format!("{}: {e}", path.display()))?,
-                    );
-                }
-            }
+            crds.extend(crds_in_file(&path)?);
         }
     }
     Ok(crds)

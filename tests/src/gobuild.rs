@@ -27,6 +27,43 @@ pub fn go_modules_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("cluster")
 }
 
+/// The source directory of `module@version` in the Go module cache, downloaded when missing and
+/// checked against the `go.sum` of the module in `dir`.
+pub fn module_source(dir: &Path, module: &str, version: &str) -> Result<PathBuf, String> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Download {
+        dir: Option<String>,
+        error: Option<String>,
+    }
+    let out = run_go_output(
+        dir,
+        &["mod", "download", "-json", &format!("{module}@{version}")],
+    )?;
+    let download: Download =
+        serde_json::from_str(&out).map_err(|e| format!("`go mod download -json`: {e}\n{out}"))?;
+    match (download.dir, download.error) {
+        (Some(dir), None) => Ok(PathBuf::from(dir)),
+        (_, error) => Err(format!("downloading {module}: {error:?}")),
+    }
+}
+
+/// The CRDs of a YAML file of one or more documents.
+pub fn crds_in_file(
+    path: &Path,
+) -> Result<
+    Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>,
+    String,
+>{
+    let text = fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    let docs =
+        demoweb_crd::yaml::documents(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    docs.into_iter()
+        .filter(|d| d.is_object())
+        .map(|d| serde_json::from_value(d).map_err(|e| format!("{}: {e}", path.display())))
+        .collect()
+}
+
 /// Runs `go args…` in `dir`.
 pub fn run_go(dir: &Path, args: &[&str]) -> Result<(), String> {
     // Builds take the modules as go.mod and go.sum pin them, and never edit them.

@@ -8,16 +8,16 @@
 //! allowlist), so it never connects to a kwok pod or node address; nor does it look for new versions.
 
 use std::fs;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use serde::Deserialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::gobuild::{GoBuild, go_modules_dir, run_go_output};
+use crate::cluster::free_port;
+use crate::gobuild::{GoBuild, crds_in_file, go_modules_dir, module_source};
 
 /// The Go module of Traefik v3.
 const MODULE: &str = "github.com/traefik/traefik/v3";
@@ -56,35 +56,8 @@ fn module_dir() -> PathBuf {
 /// Traefik's CRDs (`traefik.io`) as its release defines them, read from its module (downloaded
 /// into the Go module cache when missing, checked against `go.sum`).
 pub fn crds() -> Result<Vec<CustomResourceDefinition>, String> {
-    #[derive(Deserialize)]
-    #[serde(rename_all = "PascalCase")]
-    struct Download {
-        dir: Option<String>,
-        error: Option<String>,
-    }
-    let out = run_go_output(
-        &module_dir(),
-        &[
-            "mod",
-            "download",
-            "-json",
-            &format!("{MODULE}@{PINNED_TRAEFIK}"),
-        ],
-    )?;
-    let download: Download =
-        serde_json::from_str(&out).map_err(|e| format!("`go mod download -json`: {e}\n{out}"))?;
-    let dir = match (download.dir, download.error) {
-        (Some(dir), None) => PathBuf::from(dir),
-        (_, error) => return Err(format!("downloading {MODULE}: {error:?}")),
-    };
-    let path = dir.join(CRD_DEFINITIONS);
-    let text = fs::read_to_string(&path).map_err(|e| format!("reading {}: {e}", path.display()))?;
-    let docs =
-        demoweb_crd::yaml::documents(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-    docs.into_iter()
-        .filter(|d| d.is_object())
-        .map(|d| serde_json::from_value(d).map_err(|e| format!("{}: {e}", path.display())))
-        .collect()
+    let dir = module_source(&module_dir(), MODULE, PINNED_TRAEFIK)?;
+    crds_in_file(&dir.join(CRD_DEFINITIONS))
 }
 
 /// A Traefik process on 127.0.0.1, watching one namespace of a cluster; killed when dropped.
@@ -209,15 +182,6 @@ providers:
     allowEmptyServices: true
 "
     )
-}
-
-pub(crate) fn free_port() -> Result<u16, String> {
-    let listener =
-        TcpListener::bind("127.0.0.1:0").map_err(|e| format!("finding a free port: {e}"))?;
-    listener
-        .local_addr()
-        .map(|a| a.port())
-        .map_err(|e| e.to_string())
 }
 
 /// One HTTP/1.1 GET from `source` to `to`, the connection closed after it: (status, body).
