@@ -24,7 +24,7 @@ use serde_json::{Map, Value, json};
 use super::ops::{self, DeleteOpts, WriteOpts};
 use super::resources::ResourceInfo;
 use super::store::{Change, EventType, Store};
-use super::workloads::PODS;
+use super::workloads::{PODS, pod_ready};
 
 pub const SERVICES: &str = "/services";
 pub const SLICES: &str = "discovery.k8s.io/endpointslices";
@@ -155,14 +155,6 @@ fn endpoint_ports(svc: &Value, pod: &Value) -> Vec<Value> {
             Some(port)
         })
         .collect()
-}
-
-fn pod_ready(p: &Value) -> bool {
-    p["status"]["conditions"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .any(|c| c["type"] == "Ready" && c["status"] == "True")
 }
 
 /// The endpoint of a pod, when it is one: it has an IP, has not finished, and is on a node that

@@ -83,7 +83,7 @@ fn controlled_by<'a>(st: &'a Store, key: &'a str, owner: &'a Value) -> Vec<&'a V
         .collect()
 }
 
-fn pod_ready(p: &Value) -> bool {
+pub(crate) fn pod_ready(p: &Value) -> bool {
     p["status"]["conditions"]
         .as_array()
         .into_iter()
