@@ -166,8 +166,14 @@ async fn connect(args: &Args, dir: &std::path::Path) -> Result<Cluster, String> 
                 .enable_all()
                 .build()
                 .map_err(|e| format!("starting the emulator's runtime: {e}"))?;
+            // HTTPS, as kube-apiserver always serves: the operator then speaks HTTP/2 to the
+            // emulator as it does to a cluster (one connection, not one per request in flight).
+            let options = EmulatorOptions {
+                tls: true,
+                ..EmulatorOptions::default()
+            };
             let emulator = runtime
-                .spawn(Emulator::start(EmulatorOptions::default()))
+                .spawn(Emulator::start(options))
                 .await
                 .map_err(|e| format!("starting the emulator: {e}"))?
                 .map_err(|e| format!("starting the emulator: {e}"))?;
