@@ -20,7 +20,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use tokio::io::AsyncWriteExt;
 
 use crate::cluster::free_port;
-use crate::gobuild::{GoBuild, crds_in_file, go_modules_dir, module_source};
+use crate::gobuild::{GoBuild, crds_in_file, go_modules_dir, module_source, spawn_against};
 
 /// The Flux release whose controllers the tests run (`tests/cluster/flux/go.mod`).
 pub const PINNED_FLUX: &str = "v2.9.1";
@@ -111,21 +111,9 @@ impl Flux {
                 args.push(format!("--storage-adv-addr={storage}"));
                 args.push(format!("--storage-path={}", storage_dir.display()));
             }
-            let log = dir.join(format!("{name}.log"));
-            let out =
-                fs::File::create(&log).map_err(|e| format!("creating {}: {e}", log.display()))?;
-            let err = out.try_clone().map_err(|e| e.to_string())?;
-            let child = Command::new(bin.join(name))
-                .args(&args)
-                .env("KUBECONFIG", kubeconfig)
-                .env("RUNTIME_NAMESPACE", namespace)
-                .env_remove("KUBERNETES_SERVICE_HOST")
-                .env_remove("KUBERNETES_SERVICE_PORT")
-                .stdin(Stdio::null())
-                .stdout(out)
-                .stderr(err)
-                .spawn()
-                .map_err(|e| format!("running {name}: {e}"))?;
+            let mut command = Command::new(bin.join(name));
+            command.args(&args).env("RUNTIME_NAMESPACE", namespace);
+            let child = spawn_against(command, kubeconfig, &dir.join(format!("{name}.log")))?;
             flux.children.push((name, child));
         }
         Ok(flux)

@@ -64,6 +64,26 @@ pub fn crds_in_file(
         .collect()
 }
 
+/// Starts `command` out of cluster against the cluster of `kubeconfig` (client-go reads
+/// `KUBECONFIG` unless it believes it runs in a pod), its output and errors in `log`.
+pub fn spawn_against(
+    mut command: Command,
+    kubeconfig: &Path,
+    log: &Path,
+) -> Result<std::process::Child, String> {
+    let out = fs::File::create(log).map_err(|e| format!("creating {}: {e}", log.display()))?;
+    let err = out.try_clone().map_err(|e| e.to_string())?;
+    command
+        .env("KUBECONFIG", kubeconfig)
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env_remove("KUBERNETES_SERVICE_PORT")
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .map_err(|e| format!("running {}: {e}", command.get_program().to_string_lossy()))
+}
+
 /// Runs `go args…` in `dir`.
 pub fn run_go(dir: &Path, args: &[&str]) -> Result<(), String> {
     // Builds take the modules as go.mod and go.sum pin them, and never edit them.

@@ -10,14 +10,14 @@
 use std::fs;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::cluster::free_port;
-use crate::gobuild::{GoBuild, crds_in_file, go_modules_dir, module_source};
+use crate::gobuild::{GoBuild, crds_in_file, go_modules_dir, module_source, spawn_against};
 
 /// The Go module of Traefik v3.
 const MODULE: &str = "github.com/traefik/traefik/v3";
@@ -81,19 +81,9 @@ impl Traefik {
         fs::write(&config, static_config(web, admin, namespace))
             .map_err(|e| format!("writing {}: {e}", config.display()))?;
         let log = dir.join("traefik.log");
-        let out = fs::File::create(&log).map_err(|e| format!("creating {}: {e}", log.display()))?;
-        let err = out.try_clone().map_err(|e| e.to_string())?;
-        let child = Command::new(&program)
-            .arg(format!("--configFile={}", config.display()))
-            // The providers take a kubeconfig from KUBECONFIG, unless they believe they run in a pod.
-            .env("KUBECONFIG", kubeconfig)
-            .env_remove("KUBERNETES_SERVICE_HOST")
-            .env_remove("KUBERNETES_SERVICE_PORT")
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .map_err(|e| format!("running {}: {e}", program.display()))?;
+        let mut command = Command::new(&program);
+        command.arg(format!("--configFile={}", config.display()));
+        let child = spawn_against(command, kubeconfig, &log)?;
         let mut traefik = Traefik {
             child,
             web,
